@@ -1,0 +1,332 @@
+//! The appliance.toml model: every section and key, their embedded defaults, loading and validation.
+
+pub mod units;
+mod validate;
+
+pub use units::{AutoSize, Size, Span};
+pub use validate::{ConfigError, Problem};
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Where `--config` points when it is not given and the file exists.
+pub const DEFAULT_PATH: &str = "/etc/mtkit/appliance.toml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Config {
+    pub appliance: Appliance,
+    pub network: Network,
+    pub disks: Disks,
+    pub sources: Sources,
+    pub packages: Packages,
+    pub media: Media,
+    pub configuration_server: ConfigurationServer,
+    pub retention: Retention,
+    pub writer: Writer,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Appliance {
+    pub hostname: String,
+    pub timezone: String,
+    pub lang: String,
+    pub keyboard: String,
+    /// SHA-512 crypt hash (`$6$...`); empty with no password file means root is locked.
+    pub root_password_hash: String,
+    /// A file holding a plain password, hashed at render time and never echoed.
+    pub root_password_file: Option<PathBuf>,
+    /// RAM the VM is given; drives the `auto` sizes of swap and /var/crash.
+    pub memory: Size,
+    /// Cores the VM is given (the doctor checks the real machine against it).
+    pub cpus: u32,
+    pub selinux: SelinuxMode,
+}
+
+impl Default for Appliance {
+    fn default() -> Self {
+        Appliance {
+            hostname: "mt01.example.local".into(),
+            timezone: "UTC".into(),
+            lang: "en_US.UTF-8".into(),
+            keyboard: "us".into(),
+            root_password_hash: String::new(),
+            root_password_file: None,
+            memory: Size::from_gib(8),
+            cpus: 4,
+            selinux: SelinuxMode::Permissive,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelinuxMode {
+    Enforcing,
+    Permissive,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootProto {
+    Static,
+    Dhcp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Network {
+    pub device: String,
+    pub bootproto: BootProto,
+    /// IPv4 address; required with `bootproto = "static"`.
+    pub ip: String,
+    pub prefix: u8,
+    pub gateway: String,
+    pub dns: Vec<String>,
+    pub ntp: Vec<String>,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            device: "eth0".into(),
+            bootproto: BootProto::Static,
+            ip: "192.0.2.10".into(),
+            prefix: 24,
+            gateway: "192.0.2.1".into(),
+            dns: vec!["192.0.2.53".into()],
+            ntp: vec!["0.centos.pool.ntp.org".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Disks {
+    /// Kernel name of the OS disk (`sda`); the only disk the kickstart touches.
+    pub os_disk: String,
+    /// Smallest OS disk the layout must fit on (the sizing guide says 100G).
+    pub os_disk_size: Size,
+    pub root_size: Size,
+    pub var_crash_size: AutoSize,
+    pub home_size: Size,
+    pub swap_size: AutoSize,
+}
+
+impl Default for Disks {
+    fn default() -> Self {
+        Disks {
+            os_disk: "sda".into(),
+            os_disk_size: Size::from_gib(100),
+            root_size: Size::from_gib(40),
+            var_crash_size: AutoSize::Auto,
+            home_size: Size::from_gib(4),
+            swap_size: AutoSize::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Sources {
+    /// Filesystems the protected machines use: ext2/3/4, xfs, reiserfs, btrfs, vfat.
+    pub filesystems: Vec<String>,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            filesystems: vec!["ext4".into(), "xfs".into()],
+        }
+    }
+}
+
+impl Sources {
+    pub fn uses_reiserfs(&self) -> bool {
+        self.filesystems.iter().any(|f| f == "reiserfs")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Packages {
+    pub extra: Vec<String>,
+    /// A folder of RPMs carried on the media as a yum repository.
+    pub offline_repo: String,
+    /// An install tree URL (`url --url=`); empty means install from the CD-ROM.
+    pub mirror: String,
+    /// Repository carrying the reiserfs kmod and utils (ELRepo-style).
+    pub reiserfs_repo: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Media {
+    /// ISO 9660 volume label of the kickstart ISO.
+    pub volume_label: String,
+    /// A CentOS 6 install ISO to remaster in `mtkit build`; empty means kickstart ISO only.
+    pub source_iso: String,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Media {
+            volume_label: "MTKS".into(),
+            source_iso: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ConfigurationServer {
+    pub address: String,
+    pub port: u16,
+}
+
+impl Default for ConfigurationServer {
+    fn default() -> Self {
+        ConfigurationServer {
+            address: "192.0.2.5".into(),
+            port: 443,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Retention {
+    /// `auto`, a device path, or a SCSI ID.
+    pub device: String,
+    pub filesystem: String,
+    pub mountpoint: PathBuf,
+    pub min_size: Size,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            device: "auto".into(),
+            filesystem: "ext4".into(),
+            mountpoint: PathBuf::from("/mnt/retention"),
+            min_size: Size(Size::TIB),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Writer {
+    pub listen: String,
+    /// Empty means `<retention mountpoint>/mtkit`.
+    pub journal_dir: String,
+    pub control_socket: PathBuf,
+    pub disk: Vec<WriterDisk>,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Writer {
+            listen: "0.0.0.0:10809".into(),
+            journal_dir: String::new(),
+            control_socket: PathBuf::from("/run/mtkit/writer.sock"),
+            disk: Vec::new(),
+        }
+    }
+}
+
+impl Writer {
+    /// The journal folder with its default resolved against the retention mountpoint.
+    pub fn journal_dir(&self, retention: &Retention) -> PathBuf {
+        if self.journal_dir.is_empty() {
+            retention.mountpoint.join("mtkit")
+        } else {
+            PathBuf::from(&self.journal_dir)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct WriterDisk {
+    pub name: String,
+    pub path: PathBuf,
+    pub group: String,
+    /// Needed only for a regular file that does not exist yet.
+    pub size: Option<Size>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Policy {
+    pub rpo_threshold: Span,
+    pub retention: Span,
+    pub app_consistent_interval: Span,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            rpo_threshold: "15m".parse().unwrap(),
+            retention: "24h".parse().unwrap(),
+            app_consistent_interval: "60m".parse().unwrap(),
+        }
+    }
+}
+
+/// A loaded configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// `None` for the embedded defaults.
+    pub path: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// Where the config came from, for messages.
+    pub fn origin(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "embedded defaults".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates config text; `name` is used in error locations.
+    pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
+        validate::parse(text, name)
+    }
+
+    /// Loads `--config`, or the default path when it exists, else the embedded defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None if Path::new(DEFAULT_PATH).exists() => Some(PathBuf::from(DEFAULT_PATH)),
+            None => None,
+        };
+        let Some(path) = path else {
+            return Ok(Loaded {
+                config: Config::default(),
+                path: None,
+            });
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
+            path: path.clone(),
+            source: e,
+        })?;
+        let config = Config::parse(&text, &path.display().to_string())?;
+        Ok(Loaded {
+            config,
+            path: Some(path),
+        })
+    }
+
+    /// The config as TOML with every default filled in (the "resolved" appliance.toml).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+}

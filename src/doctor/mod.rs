@@ -1,0 +1,1 @@
+//! Checks over host facts: findings with a status and a remedy (`mtkit doctor`).

@@ -1,0 +1,1 @@
+//! Renders the CentOS 6.6 master-target kickstart from the config.

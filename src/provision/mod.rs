@@ -1,0 +1,1 @@
+//! The custom changes of a master target (`mtkit apply`): planned, idempotent, reversible edits.

@@ -1,0 +1,1 @@
+//! Retention volumes: eligibility rules (Linux devices, Windows R:) and preparing a volume.

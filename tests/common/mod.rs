@@ -1,0 +1,76 @@
+//! Shared by the integration tests: the mtkit binary, skipping with a reason, fixtures.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The mtkit binary under test.
+pub fn mtkit() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mtkit"));
+    // Never pick up the machine's /etc/mtkit/appliance.toml in tests.
+    c.env_remove("MTKIT_CONFIG");
+    c
+}
+
+/// Runs mtkit with `args` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    mtkit().args(args).output().expect("running mtkit")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The repository's top folder.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(rel)
+}
+
+/// Skips the calling test with `reason` when `ok` is false; under MTKIT_REQUIRE_ALL=1
+/// (the project's test script, CI) a skip is a failure instead.
+#[macro_export]
+macro_rules! require {
+    ($ok:expr, $($reason:tt)+) => {
+        if !$ok {
+            let reason = format!($($reason)+);
+            if std::env::var_os("MTKIT_REQUIRE_ALL").is_some_and(|v| v == "1") {
+                panic!("cannot run under MTKIT_REQUIRE_ALL=1: {reason}");
+            }
+            eprintln!("SKIPPED: {reason}");
+            return;
+        }
+    };
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// True when `prog` is on PATH.
+pub fn have(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+        .unwrap_or(false)
+}
+
+/// The venv's or PATH's ksvalidator.
+pub fn ksvalidator() -> Option<PathBuf> {
+    let venv = repo().join(".venv/bin/ksvalidator");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    have("ksvalidator").then(|| PathBuf::from("ksvalidator"))
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}

@@ -1,1 +1,9 @@
 //! The master-target writer service: NBD server, block stores, undo journal, recovery points.
+//!
+//! The seam between the protocol and the storage is [`Export`] (one served disk, or a
+//! read-only view of a disk at a point) and [`ExportResolver`] (how a name the client asks
+//! for becomes an export, and who may open it).
+
+pub mod export;
+
+pub use export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};

@@ -1,0 +1,66 @@
+//! What the NBD server serves, as seen from the protocol side.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// One served block device. Implementations are shared across connections and worker
+/// threads, so every method takes `&self`; several calls may run at once (a journaled
+/// store batches concurrent writes into one journal sync: group commit).
+///
+/// Offsets and lengths are checked against [`Export::size`] by the server before any call.
+pub trait Export: Send + Sync {
+    fn size(&self) -> u64;
+    /// A read-only export refuses writes (NBD_FLAG_READ_ONLY).
+    fn read_only(&self) -> bool;
+    /// Preferred I/O size (NBD_INFO_BLOCK_SIZE), 4096 unless the store knows better.
+    fn preferred_block_size(&self) -> u32 {
+        4096
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// `fua`: the data is durable when this returns (NBD_CMD_FLAG_FUA).
+    fn write_at(&self, data: &[u8], offset: u64, fua: bool) -> io::Result<()>;
+    /// `may_trim` is false when the client sent NBD_CMD_FLAG_NO_HOLE.
+    fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool, fua: bool) -> io::Result<()>;
+    fn trim(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Everything acknowledged before is durable when this returns; for a journaled
+    /// disk a completed flush is also a crash-consistent recovery point.
+    fn flush(&self) -> io::Result<()>;
+}
+
+/// An export as listed by NBD_OPT_LIST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportInfo {
+    pub name: String,
+    pub description: String,
+}
+
+/// Who is asking: the peer address and, over TLS, the verified certificate identity.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub peer: Option<SocketAddr>,
+    /// Certificate subject CN / SAN of a TLS client, when verified.
+    pub identity: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// NBD_REP_ERR_UNKNOWN
+    #[error("no export named {0:?}")]
+    Unknown(String),
+    /// NBD_REP_ERR_POLICY (not allowed, or group under recovery)
+    #[error("export {name:?} refused: {reason}")]
+    Refused { name: String, reason: String },
+    #[error("opening export {name:?}")]
+    Io {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Maps export names to exports (the writer service: disks, `<disk>@<point>` views).
+pub trait ExportResolver: Send + Sync {
+    fn list(&self, client: &ClientInfo) -> Vec<ExportInfo>;
+    fn open(&self, name: &str, client: &ClientInfo) -> Result<Arc<dyn Export>, OpenError>;
+}

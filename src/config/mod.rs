@@ -220,22 +220,64 @@ impl Default for Retention {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Writer {
+    /// TCP address of the NBD server.
     pub listen: String,
+    /// Unix socket of the NBD server (local clients); empty disables it.
+    pub unix_socket: PathBuf,
     /// Empty means `<retention mountpoint>/mtkit`.
     pub journal_dir: String,
     pub control_socket: PathBuf,
+    /// Prometheus text metrics over HTTP; empty disables them.
+    pub metrics_listen: String,
+    /// Allow listening on a non-loopback address without TLS (logged at every start).
+    pub insecure: bool,
+    pub max_connections: u32,
+    /// Largest READ/WRITE payload a client may send.
+    pub max_request_size: Size,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout: Span,
+    pub tls: Option<WriterTls>,
     pub disk: Vec<WriterDisk>,
+    /// Consistency groups and who may open their disks (a disk's group need not be listed).
+    pub group: Vec<WriterGroup>,
 }
 
 impl Default for Writer {
     fn default() -> Self {
         Writer {
             listen: "0.0.0.0:10809".into(),
+            unix_socket: PathBuf::from("/run/mtkit/nbd.sock"),
             journal_dir: String::new(),
             control_socket: PathBuf::from("/run/mtkit/writer.sock"),
+            metrics_listen: "127.0.0.1:9810".into(),
+            insecure: false,
+            max_connections: 64,
+            max_request_size: Size(32 * Size::MIB),
+            idle_timeout: "15m".parse().unwrap(),
+            tls: None,
             disk: Vec::new(),
+            group: Vec::new(),
         }
     }
+}
+
+/// TLS for the NBD server: a folder in qemu's tls-creds-x509 layout, or explicit files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct WriterTls {
+    /// Holds ca-cert.pem, server-cert.pem, server-key.pem.
+    pub dir: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct WriterGroup {
+    pub name: String,
+    /// Client certificate identities (subject CN or SAN) allowed to open this group's disks.
+    pub clients: Vec<String>,
 }
 
 impl Writer {

@@ -1,1 +1,6 @@
 //! Facts about the machine read through a root folder: SCSI disks and IDs, block devices, mounts, OS release.
+
+pub mod scsi;
+pub mod scsi_id;
+pub mod udevdb;
+pub mod vpd;

@@ -244,7 +244,7 @@ fn read_disk(root: &Path, dir: &Path) -> Result<Option<ScsiDisk>> {
 
     let udev = match devno.split_once(':') {
         Some((ma, mi)) => match (ma.parse(), mi.parse()) {
-            (Ok(ma), Ok(mi)) => udevdb::read(root, ma, mi)?,
+            (Ok(ma), Ok(mi)) => udevdb::read(root, ma, mi, &name)?,
             _ => None,
         },
         None => None,

@@ -1,5 +1,6 @@
-//! The udev database entry of a block device: `run/udev/data/b<major>:<minor>` under a root
-//! (text lines such as `E:ID_SERIAL=...`), or libudev on the live system.
+//! The udev database entry of a block device under a root: `run/udev/data/b<major>:<minor>`
+//! (systemd's udev) or `dev/.udev/db/block:<name>` (udev 147 of CentOS 6), both text lines
+//! such as `E:ID_SERIAL=...`; or libudev on the live system.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -40,19 +41,24 @@ pub fn parse(text: &str) -> BTreeMap<String, String> {
 
 /// Reads the database entry of block device `major:minor` under `root`; `None` when udev
 /// keeps none there (udevd not running, an old udev with another layout, a fixture without).
-pub fn read(root: &Path, major: u32, minor: u32) -> Result<Option<UdevProps>> {
+pub fn read(root: &Path, major: u32, minor: u32, name: &str) -> Result<Option<UdevProps>> {
     #[cfg(feature = "udev")]
     if root == Path::new("/")
         && let Some(p) = live(major, minor)
     {
         return Ok(Some(p));
     }
-    let path = root.join(format!("run/udev/data/b{major}:{minor}"));
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(UdevProps::from_map(&parse(&text)))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    for path in [
+        root.join(format!("run/udev/data/b{major}:{minor}")),
+        root.join(format!("dev/.udev/db/block:{name}")),
+    ] {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Ok(Some(UdevProps::from_map(&parse(&text)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
     }
+    Ok(None)
 }
 
 /// libudev's view of the device on the running system.
@@ -115,10 +121,18 @@ V:1
     #[test]
     fn reads_under_a_root_and_tolerates_absence() {
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(read(d.path(), 8, 16).unwrap(), None);
+        assert_eq!(read(d.path(), 8, 16, "sdb").unwrap(), None);
         std::fs::create_dir_all(d.path().join("run/udev/data")).unwrap();
         std::fs::write(d.path().join("run/udev/data/b8:16"), REAL).unwrap();
-        let p = read(d.path(), 8, 16).unwrap().unwrap();
+        let p = read(d.path(), 8, 16, "sdb").unwrap().unwrap();
         assert_eq!(p.id_serial_short.as_deref(), Some("5000c500a1b2c3d4"));
+        std::fs::create_dir_all(d.path().join("dev/.udev/db")).unwrap();
+        std::fs::write(
+            d.path().join("dev/.udev/db/block:sdc"),
+            "N:sdc\nE:ID_SERIAL=3600a\n",
+        )
+        .unwrap();
+        let p = read(d.path(), 8, 32, "sdc").unwrap().unwrap();
+        assert_eq!(p.id_serial.as_deref(), Some("3600a"));
     }
 }

@@ -134,7 +134,12 @@ fn programs(cx: &Context) -> Vec<Finding> {
         "sbin",
         "bin",
     ];
-    let path = std::env::join_paths(dirs.iter().map(|d| cx.root.join(d))).unwrap_or_default();
+    // which_in resolves relative folders against its cwd argument: make them absolute.
+    let base = cx
+        .root
+        .canonicalize()
+        .unwrap_or_else(|_| cx.root.to_path_buf());
+    let path = std::env::join_paths(dirs.iter().map(|d| base.join(d))).unwrap_or_default();
     let mut wanted: Vec<(&str, &str)> = PROGRAMS.to_vec();
     if cx
         .config
@@ -150,10 +155,10 @@ fn programs(cx: &Context) -> Vec<Finding> {
         .into_iter()
         .map(|(prog, pkg)| {
             let id = format!("program-{prog}");
-            match which::which_in(prog, Some(&path), cx.root) {
+            match which::which_in(prog, Some(&path), &base) {
                 Ok(p) => Finding::pass(
                     id,
-                    format!("/{}", p.strip_prefix(cx.root).unwrap_or(&p).display()),
+                    format!("/{}", p.strip_prefix(&base).unwrap_or(&p).display()),
                 ),
                 Err(_) => Finding::fail(
                     id,

@@ -73,10 +73,17 @@ pub fn size_of(root: &Path, m: &Mount) -> Option<(u64, Option<u64>)> {
             Some(st.blocks_available() as u64 * frag),
         ));
     }
-    let name = Path::new(&m.device)
+    let mut name = Path::new(&m.device)
         .file_name()?
         .to_string_lossy()
         .into_owned();
+    // /dev/mapper/<name> is a dm-N device: find it by its dm name.
+    if m.device.starts_with("/dev/mapper/") {
+        name = crate::host::blockdev::dm_devices(root)
+            .into_iter()
+            .find(|d| d.name == name)?
+            .kernel;
+    }
     let sectors: u64 =
         std::fs::read_to_string(root.join("sys/class/block").join(name).join("size"))
             .ok()?

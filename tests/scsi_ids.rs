@@ -225,3 +225,71 @@ fn a_root_that_is_not_a_folder_is_bad_input() {
     let out = run(&["scsi-ids", "--root", "/nonexistent/mtkit-root"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// sg3-utils' names for what mtkit's decoder reports.
+fn sg_name(d: &mtkit::host::vpd::Designator) -> (String, String, String) {
+    use mtkit::host::vpd::{Association as A, CodeSet as C, DesignatorType as T};
+    let assoc = match d.association {
+        A::LogicalUnit => "Addressed logical unit",
+        A::TargetPort => "Target port",
+        A::TargetDevice => "Target device that contains addressed lu",
+        A::Reserved => "reserved",
+    };
+    let kind = match d.kind {
+        T::VendorSpecific => "vendor specific [0x0]",
+        T::T10Vendor => "T10 vendor identification",
+        T::Eui64 => "EUI-64 based",
+        T::Naa => "NAA",
+        T::RelativeTargetPort => "Relative target port",
+        T::TargetPortGroup => "Target port group",
+        T::ScsiName => "SCSI name string",
+        _ => "other",
+    };
+    let cs = match d.code_set {
+        C::Binary => "Binary",
+        C::Ascii => "ASCII",
+        C::Utf8 => "UTF-8",
+        C::Reserved(_) => "reserved",
+    };
+    (assoc.into(), kind.into(), cs.into())
+}
+
+#[test]
+fn designators_agree_with_sg_vpd_decodes() {
+    let mut compared = 0;
+    for cap in ["vmware-like", "no-uuid", "mixed"] {
+        let dir = fixture(&format!("scsi/{cap}"));
+        for d in mtkit::host::scsi::list_disks(&dir).unwrap() {
+            let page = dir.join(format!("sys/bus/scsi/devices/{}/vpd_pg83", d.hctl));
+            let Ok(bytes) = fs::read(&page) else { continue };
+            let ours: Vec<_> = mtkit::host::vpd::decode_pg83(&bytes)
+                .unwrap()
+                .designators
+                .iter()
+                .map(sg_name)
+                .collect();
+            // sg_vpd --page=di: association headings, then "designator type: X,  code set: Y".
+            let text = read(&dir.join(format!("expected/{}.sg_vpd.txt", d.name)));
+            let section = text
+                .split("--page=di\n")
+                .nth(1)
+                .unwrap()
+                .split("\n## ")
+                .next()
+                .unwrap();
+            let mut assoc = String::new();
+            let mut theirs = Vec::new();
+            for l in section.lines() {
+                if l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':') {
+                    assoc = l.trim().trim_end_matches(':').to_string();
+                } else if let Some(rest) = l.trim().strip_prefix("designator type: ") {
+                    let (kind, cs) = rest.split_once(",  code set: ").unwrap();
+                    theirs.push((assoc.clone(), kind.to_string(), cs.to_string()));
+                }
+            }
+            assert_eq!(ours, theirs, "{cap}/{}", d.name);
+            compared += ours.len();
+        }
+    }
+    assert_eq!(compared, 3 + 1 + 4 + 1, "every designator of the captures");
+}

@@ -26,9 +26,9 @@ impl Context<'_> {
     fn live(&self) -> bool {
         self.root == Path::new("/")
     }
-    /// `path` (absolute on the target system) under the root.
-    fn at(&self, path: &Path) -> PathBuf {
-        self.root.join(path.strip_prefix("/").unwrap_or(path))
+    /// A path of the target system (given relative to its `/`) under the root.
+    fn at(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
     }
 }
 
@@ -240,6 +240,7 @@ fn disks(cx: &Context) -> Vec<Finding> {
     let root_dev = mounts::containing(&mounts, Path::new("/")).map(|m| m.device.clone());
     let root_on_dm = root_dev
         .as_deref()
+        // Text from proc/mounts, not a path mtkit opens.
         .is_some_and(|d| d.starts_with("/dev/mapper/") || d.starts_with("/dev/dm-"));
     out.push(if lvm_on_os.is_empty() && !root_on_dm {
         Finding::pass(
@@ -268,7 +269,7 @@ fn disks(cx: &Context) -> Vec<Finding> {
 
 fn multipath(cx: &Context, data: &[&scsi::ScsiDisk]) -> Finding {
     const ID: &str = "multipath";
-    if !cx.at(Path::new("/etc/multipath.conf")).is_file() {
+    if !cx.at("etc/multipath.conf").is_file() {
         return Finding::fail(
             ID,
             "no /etc/multipath.conf",
@@ -370,7 +371,7 @@ fn network(cx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     let dev = &cx.config.network.device;
     let ifcfg = cx
-        .at(Path::new("/etc/sysconfig/network-scripts"))
+        .at("etc/sysconfig/network-scripts")
         .join(format!("ifcfg-{dev}"));
     let text = std::fs::read_to_string(&ifcfg).ok();
     let mut addresses: Vec<String> = Vec::new();
@@ -383,7 +384,7 @@ fn network(cx: &Context) -> Vec<Finding> {
         Some(t) => {
             let onboot = sysconfig(t, "ONBOOT").unwrap_or_default();
             let nm = sysconfig(t, "NM_CONTROLLED");
-            let nm_installed = cx.at(Path::new("/usr/sbin/NetworkManager")).exists();
+            let nm_installed = cx.at("usr/sbin/NetworkManager").exists();
             let nm_on = match nm.as_deref() {
                 Some(v) => v.eq_ignore_ascii_case("yes"),
                 None => nm_installed,
@@ -434,7 +435,7 @@ fn hosts(cx: &Context, addresses: &[String]) -> Finding {
     const ID: &str = "hosts";
     let name = &cx.config.appliance.hostname;
     let short = name.split('.').next().unwrap_or(name);
-    let text = std::fs::read_to_string(cx.at(Path::new("/etc/hosts"))).unwrap_or_default();
+    let text = std::fs::read_to_string(cx.at("etc/hosts")).unwrap_or_default();
     let mapped: Vec<String> = text
         .lines()
         .map(|l| l.split('#').next().unwrap_or(""))
@@ -514,7 +515,7 @@ fn kdump(cx: &Context) -> Finding {
         return Finding::skip(ID, "memory size unknown");
     };
     let mounts = mounts::read(cx.root);
-    let Some(m) = mounts::containing(&mounts, Path::new("/var/crash")) else {
+    let Some(m) = mounts::containing(&mounts, &Path::new("/").join("var/crash")) else {
         return Finding::fail(ID, "no mounts found (proc/mounts)", "");
     };
     let Some((size, free)) = mounts::size_of(cx.root, m) else {
@@ -545,12 +546,13 @@ fn kdump(cx: &Context) -> Finding {
 fn writer(cx: &Context) -> Finding {
     const ID: &str = "writer";
     let installed = [
-        "/etc/init.d/mtkit-writer",
-        "/etc/systemd/system/mtkit-writer.service",
-        "/usr/lib/systemd/system/mtkit-writer.service",
+        "etc/init.d/mtkit-writer",
+        "etc/systemd/system/mtkit-writer.service",
+        "usr/lib/systemd/system/mtkit-writer.service",
     ]
     .iter()
-    .find(|p| cx.at(Path::new(p)).exists());
+    .find(|p| cx.at(p).exists())
+    .map(|p| format!("/{p}"));
     let Some(unit) = installed else {
         return Finding::warn(
             ID,
@@ -558,7 +560,7 @@ fn writer(cx: &Context) -> Finding {
             "install the writer service (mtkit apply, once the writer lands)",
         );
     };
-    let pidfile = cx.at(Path::new("/var/run/mtkit-writer.pid"));
+    let pidfile = cx.at("var/run/mtkit-writer.pid");
     let running = std::fs::read_to_string(&pidfile)
         .ok()
         .and_then(|p| p.trim().parse::<u32>().ok())

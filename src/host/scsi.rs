@@ -382,6 +382,8 @@ mod tests {
         assert!(!a.weak);
         assert_eq!(a.wwid.as_deref(), Some("naa.6000c29a1b2c3d4e"));
         assert_eq!(a.designators, ["lu:naa.6000c29a1b2c3d4e"]);
+        // QEMU's NAA 6 is 8 bytes; SPC-4 (and sg_vpd) want 16: reported, still used.
+        assert_eq!(a.vpd_problems.len(), 1, "{:?}", a.vpd_problems);
     }
 
     #[test]

@@ -270,6 +270,15 @@ pub fn decode_pg83(page: &[u8]) -> Result<Page83, String> {
         });
         at = stop;
     }
+    for d in &out.designators {
+        if !d.truncated && !d.length_ok() {
+            out.problems.push(format!(
+                "{:?} designator of {} bytes has the wrong length for its type",
+                d.kind,
+                d.value.len()
+            ));
+        }
+    }
     Ok(out)
 }
 

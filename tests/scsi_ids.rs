@@ -110,7 +110,7 @@ fn weak_ids_warn_and_the_cdrom_is_not_listed() {
     assert!(rows.iter().all(|r| r["name"] != "sr0"));
     let st: Vec<_> = rows.iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(st, ["weak", "ok", "weak"]);
-    assert_eq!(rows[1]["id_source"], serde_json::json!({"naa": 5}));
+    assert_eq!(rows[1]["id_source"], "vpd83-naa5");
     assert_eq!(rows[1]["udev"], serde_json::Value::Null);
 }
 

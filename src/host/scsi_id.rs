@@ -31,9 +31,8 @@ pub struct InquiryData {
     pub page80: Option<Vec<u8>>,
 }
 
-/// Where the ID came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// Where the ID came from (serialized as its label, e.g. "vpd83-naa6").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdSource {
     /// NAA designator of the logical unit; the number is the NAA type (2, 3, 5, 6).
     Naa(u8),
@@ -69,6 +68,12 @@ impl IdSource {
             IdSource::Udev => "udev".into(),
             IdSource::None => "-".into(),
         }
+    }
+}
+
+impl Serialize for IdSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.label())
     }
 }
 

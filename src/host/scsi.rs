@@ -114,23 +114,43 @@ fn hctl_key(h: &str) -> Vec<u64> {
         .collect()
 }
 
-/// SCSI device folders: `sys/bus/scsi/devices/H:C:T:L` (hosts and targets skipped).
+fn is_hctl(name: &str) -> bool {
+    name.split(':').count() == 4 && name.split(':').all(|p| p.parse::<u64>().is_ok())
+}
+
+/// SCSI device folders (`.../H:C:T:L`), found through `sys/bus/scsi/devices`,
+/// `sys/class/scsi_disk/*/device` and `sys/block/*/device`, whichever a tree has (a partial
+/// capture may hold only some), each device once.
 fn device_dirs(root: &Path) -> Result<Vec<PathBuf>> {
-    let bus = root.join("sys/bus/scsi/devices");
-    let entries = match fs::read_dir(&bus) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", bus.display())),
-    };
-    let mut out = Vec::new();
-    for e in entries {
-        let e = e.with_context(|| format!("reading {}", bus.display()))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.split(':').count() == 4 && name.split(':').all(|p| p.parse::<u64>().is_ok()) {
-            out.push(follow_link_file(e.path()));
+    let mut found: std::collections::BTreeMap<String, PathBuf> = Default::default();
+    let sources = [
+        ("sys/bus/scsi/devices", None),
+        ("sys/class/scsi_disk", Some("device")),
+        ("sys/block", Some("device")),
+    ];
+    for (dir, sub) in sources {
+        let entries = match fs::read_dir(root.join(dir)) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading {}", root.join(dir).display()));
+            }
+        };
+        for e in entries.flatten() {
+            let mut p = follow_link_file(e.path());
+            if let Some(sub) = sub {
+                p = follow_link_file(p.join(sub));
+            }
+            let Ok(real) = p.canonicalize() else {
+                continue;
+            };
+            let name = real.file_name().map(|n| n.to_string_lossy().into_owned());
+            if let Some(name) = name.filter(|n| is_hctl(n)) {
+                found.entry(name).or_insert(real);
+            }
         }
     }
-    Ok(out)
+    Ok(found.into_values().collect())
 }
 
 /// A copied sysfs tree may hold a symlink as a small file that names its target (copies
@@ -365,6 +385,34 @@ mod tests {
         let disks = list_disks(d.path()).unwrap();
         assert_eq!(disks.len(), 1);
         assert_eq!(disks[0].id, None);
+    }
+
+    #[test]
+    fn finds_disks_through_sys_block_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let cap = capture("vmware-like");
+        // Only sys/block links and the device folders, as a partial capture might hold.
+        let copy = |rel: &str| {
+            let status = std::process::Command::new("cp")
+                .args(["-a", cap.join(rel).to_str().unwrap()])
+                .arg(d.path().join(rel).parent().unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        fs::create_dir_all(d.path().join("sys")).unwrap();
+        copy("sys/block");
+        copy("sys/devices");
+        let disks = list_disks(d.path()).unwrap();
+        let ids: Vec<_> = disks.iter().map(|d| d.id.clone().unwrap()).collect();
+        assert_eq!(
+            ids,
+            [
+                "36000c29a1b2c3d4e",
+                "36000c2955f0e7a11",
+                "36000c29d8e21b3c7"
+            ]
+        );
     }
 
     #[test]

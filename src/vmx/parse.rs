@@ -269,6 +269,28 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Lossless: any bytes parse (no panic) and come back identical; setting a key
+        /// changes nothing before the line it edits.
+        #[test]
+        fn any_bytes_round_trip(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let v = Vmx::parse(&bytes);
+            proptest::prop_assert_eq!(v.to_bytes(), bytes.clone());
+            let mut e = v.clone();
+            e.set("disk.EnableUUID", "TRUE");
+            let out = e.to_bytes();
+            proptest::prop_assert_eq!(e.get("disk.enableuuid"), Some("TRUE"));
+            let first = v.lines.iter().position(|l| {
+                l.entry.as_ref().is_some_and(|x| x.key.eq_ignore_ascii_case("disk.EnableUUID"))
+            });
+            let keep: usize = match first {
+                Some(_) => 0,
+                None => bytes.len(),
+            };
+            proptest::prop_assert_eq!(&out[..keep], &bytes[..keep]);
+        }
+    }
+
     #[test]
     fn windows_1252_is_decoded_by_table() {
         let v =

@@ -360,7 +360,14 @@ impl Config {
             path: path.clone(),
             source: e,
         })?;
-        let config = Config::parse(&text, &path.display().to_string())?;
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        // A relative root-password-file is next to the config, wherever mtkit runs from.
+        if let Some(f) = config.appliance.root_password_file.as_mut()
+            && f.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            *f = dir.join(&*f);
+        }
         Ok(Loaded {
             config,
             path: Some(path),

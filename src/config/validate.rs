@@ -291,11 +291,21 @@ pub(super) fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             }
             None => name.to_string(),
         };
+        // toml_edit says "duplicate key" without naming it: add the text it points at.
+        let mut message = first_line(e.message());
+        if let Some(snippet) = e.span().and_then(|s| text.get(s)).map(str::trim)
+            && !snippet.is_empty()
+            && snippet.len() <= 40
+            && !snippet.contains('\n')
+            && !message.contains(snippet)
+        {
+            message = format!("{message} `{snippet}`");
+        }
         ConfigError::Invalid {
             problems: vec![Problem {
                 location,
                 key: String::new(),
-                message: first_line(e.message()),
+                message,
             }],
         }
     })?;
@@ -324,7 +334,7 @@ fn first_line(s: &str) -> String {
 fn deserialize_all(ck: &mut Checker<'_>) -> Config {
     let mut current: DocumentMut = ck.text.parse().expect("already parsed once");
     // Each round removes one key; a file has far fewer bad keys than this.
-    for _ in 0..200 {
+    for round in 0..200 {
         let text = current.to_string();
         let err = match toml::from_str::<Config>(&text) {
             Ok(c) => return c,
@@ -335,15 +345,38 @@ fn deserialize_all(ck: &mut Checker<'_>) -> Config {
         let found = err
             .span()
             .is_some_and(|s| path_at(reparsed.as_item(), s.start, &mut p));
-        if !found || !remove_path(&mut current, &p) {
-            let offset = err.span().and_then(|_| ck.offset(&p).0);
+        // A bad element of a value array: report it, then drop the whole array, as
+        // removing one element would shift the indexes of the next reports.
+        let mut drop = p.clone();
+        while matches!(drop.last(), Some(Seg::Index(_)))
+            && lookup(reparsed.as_item(), &drop[..drop.len() - 1]).is_some_and(|i| i.is_array())
+        {
+            drop.pop();
+        }
+        if !found || !remove_path(&mut current, &drop) {
+            // Nothing to drop (a wrong kind of table, say): report it and stop here. Until
+            // a key was dropped the text is the original, so its span is still right.
+            let offset = if round == 0 {
+                err.span().map(|s| s.start)
+            } else {
+                ck.offset(&p).0
+            };
             let location = ck.location(offset);
+            let key = if p.is_empty() {
+                String::new()
+            } else {
+                key_name(&p)
+            };
+            let mut message = first_line(err.message());
+            if message.contains("map, expected a sequence") {
+                message.push_str(": a list of tables is written [[name]], e.g. [[writer.disk]]");
+            }
             ck.found.push((
                 offset,
                 Problem {
                     location,
-                    key: String::new(),
-                    message: first_line(err.message()),
+                    key,
+                    message,
                 },
             ));
             return Config::default();

@@ -55,6 +55,12 @@ fn good_fixtures() -> Vec<String> {
 /// Structure every kickstart must have, whatever the config.
 fn assert_shape(what: &str, ks: &str, os_disk: &str) {
     assert!(ks.is_ascii(), "{what}: non-ASCII byte in the kickstart");
+    // The published CentOS steps' typo.
+    assert!(!ks.contains("x86_65"), "{what}");
+    // Media are found and mounted as ISO 9660 only, never a target disk's filesystem.
+    for l in ks.lines().filter(|l| l.trim_start().starts_with("mount ")) {
+        assert!(l.contains("mount -t iso9660 -o ro "), "{what}: {l}");
+    }
     assert!(!ks.contains('\t'), "{what}: tab in the kickstart");
     // Each %section is closed by %end before the next one opens.
     let mut open: Option<&str> = None;
@@ -361,4 +367,120 @@ fn password_file_hash_verifies_with_the_system_crypt() {
         check.unwrap().status.success(),
         "glibc crypt rejects {hash}"
     );
+}
+
+/// The body of the section whose header line is `header`.
+fn section<'a>(ks: &'a str, header: &str) -> &'a str {
+    let start = ks
+        .find(&format!("\n{header}\n"))
+        .unwrap_or_else(|| panic!("no {header}"))
+        + header.len()
+        + 2;
+    let len = ks[start..].find("\n%end\n").expect("%end");
+    &ks[start..start + len + 1]
+}
+
+/// Runs `script` as root in a private mount namespace, with fresh tmpfs over /mnt, /tmp
+/// and /usr/local/sbin, so the kickstart's shell runs on its real paths without touching
+/// this machine. `setup` prepares the scene; the output is what the script printed.
+fn in_sandbox(scripts: &[(&str, &str)], setup_and_run: &str) -> std::process::Output {
+    let d = tempfile::tempdir().unwrap();
+    for (name, body) in scripts {
+        std::fs::write(d.path().join(name), body).unwrap();
+    }
+    let program = format!(
+        "set -e\nmount -t tmpfs mtkit-test /mnt\ncp -r {src}/. /mnt/\n\
+         mount -t tmpfs mtkit-test /tmp\nmount -t tmpfs mtkit-test /usr/local/sbin\n{setup_and_run}",
+        src = d.path().display()
+    );
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &program])
+        .output()
+        .expect("running unshare")
+}
+
+#[test]
+fn post_scripts_copy_from_the_install_disc_and_never_fail() {
+    require!(
+        is_root() && have("unshare"),
+        "needs root and unshare for a mount namespace"
+    );
+    let mut c = Config::default();
+    c.network.ntp.clear();
+    c.packages.offline_repo = "rpms".into();
+    let ks = render(&c, &RenderOptions::default()).unwrap();
+    let nochroot = section(
+        &ks,
+        "%post --nochroot --log=/mnt/sysimage/root/mtkit-post-nochroot.log",
+    );
+    let post = section(&ks, "%post --log=/root/mtkit-post.log");
+    let pre = section(&ks, "%pre --log=/tmp/mtkit-pre.log");
+    let scripts = [
+        ("nochroot.sh", nochroot),
+        ("post.sh", post),
+        ("pre.sh", pre),
+    ];
+
+    // The remastered install disc, as anaconda has it mounted.
+    let out = in_sandbox(
+        &scripts,
+        "mkdir -p /mnt/source/mtkit /mnt/sysimage/root\n\
+         printf 'ELF' > /mnt/source/mtkit/mtkit\n\
+         printf '[appliance]\\n' > /mnt/source/mtkit/appliance.toml\n\
+         sh /mnt/nochroot.sh\n\
+         stat -c '%a %s %n' /mnt/sysimage/usr/local/sbin/mtkit /mnt/sysimage/etc/mtkit/appliance.toml\n",
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("mtkit: installed mtkit and appliance.toml from /mnt/source"),
+        "{text}"
+    );
+    assert!(
+        text.contains("755 3 /mnt/sysimage/usr/local/sbin/mtkit"),
+        "{text}"
+    );
+    assert!(
+        text.contains("600 12 /mnt/sysimage/etc/mtkit/appliance.toml"),
+        "{text}"
+    );
+
+    // No medium at all: a clear line, exit 0, nothing installed.
+    let out = in_sandbox(
+        &scripts,
+        "mkdir -p /mnt/sysimage/root\nsh /mnt/nochroot.sh; echo \"rc=$?\"\n\
+         sh /mnt/pre.sh; echo \"rc=$?\"\nls /mnt/sysimage\n",
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("mtkit: no medium with /mtkit/mtkit found (labelled MTKS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mtkit: no medium carries /mtkit/repo"),
+        "{text}"
+    );
+    assert_eq!(text.matches("rc=0").count(), 2, "{text}");
+    assert!(!text.contains("\nusr\n"), "{text}");
+
+    // The chroot %post: a failing apply is logged, the script still succeeds.
+    let out = in_sandbox(
+        &scripts,
+        "printf '#!/bin/sh\\necho \"apply args: $*\"\\nexit 3\\n' > /usr/local/sbin/mtkit\n\
+         chmod 755 /usr/local/sbin/mtkit\nsh /mnt/post.sh; echo \"rc=$?\"\n\
+         rm /usr/local/sbin/mtkit\nsh /mnt/post.sh; echo \"rc=$?\"\n",
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("apply args: apply --config /etc/mtkit/appliance.toml"),
+        "{text}"
+    );
+    assert!(text.contains("mtkit: apply failed (exit 3)"), "{text}");
+    assert!(
+        text.contains("mtkit: /usr/local/sbin/mtkit missing; skipping mtkit apply"),
+        "{text}"
+    );
+    assert_eq!(text.matches("rc=0").count(), 2, "{text}");
 }

@@ -445,6 +445,24 @@ fn post_scripts_copy_from_the_install_disc_and_never_fail() {
         "{text}"
     );
 
+    // The medium the %pre mounted for the offline repo: used, then released.
+    let out = in_sandbox(
+        &scripts,
+        "mkdir -p /tmp/mtkit-media /mnt/sysimage/root\n\
+         mount -t tmpfs mtkit-test /tmp/mtkit-media\n\
+         mkdir /tmp/mtkit-media/mtkit\n\
+         printf 'ELF' > /tmp/mtkit-media/mtkit/mtkit\n\
+         printf '' > /tmp/mtkit-media/mtkit/appliance.toml\n\
+         sh /mnt/nochroot.sh\n\
+         grep -c ' /tmp/mtkit-media ' /proc/mounts || true\n",
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("installed mtkit and appliance.toml from /tmp/mtkit-media\n0\n"),
+        "{text}"
+    );
+
     // No medium at all: a clear line, exit 0, nothing installed.
     let out = in_sandbox(
         &scripts,

@@ -58,6 +58,10 @@ fn every_bad_config_is_located_and_exits_2() {
                 .unwrap_or_else(|| panic!("{}: want {w:?} in order, got:\n{err}", f.display()));
             rest = &rest[at + w.len()..];
         }
+        assert!(
+            !err.contains("Secret-Plain-Text"),
+            "a password was echoed: {err}"
+        );
         assert_eq!(
             err.lines().count(),
             want.len(),

@@ -192,19 +192,15 @@ struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
-    /// Byte offset of `p`'s value, or of the nearest ancestor the file has.
+    /// Byte offset of `p`'s value, or of the nearest ancestor the file has, and whether
+    /// the file sets `p` at all.
     fn offset(&self, p: &[Seg]) -> (Option<usize>, bool) {
         let root = self.doc.as_item();
-        for n in (1..=p.len()).rev() {
-            if let Some(span) = lookup(root, &p[..n]).and_then(|i| i.span()) {
-                return (Some(span.start), n == p.len());
-            }
-            if n == p.len() && lookup(root, p).is_some() {
-                // Present but without a span (a dotted key): still not a default.
-                continue;
-            }
-        }
-        (None, lookup(root, p).is_some())
+        let offset = (1..=p.len())
+            .rev()
+            .find_map(|n| lookup(root, &p[..n]).and_then(|i| i.span()))
+            .map(|s| s.start);
+        (offset, lookup(root, p).is_some())
     }
 
     fn location(&self, offset: Option<usize>) -> String {
@@ -239,6 +235,13 @@ impl<'a> Checker<'a> {
         let raw = lookup(self.doc.as_item(), p)
             .and_then(|i| i.span())
             .map(|s| self.text[s].trim().to_string());
+        // Someone may have pasted a plain password where the hash goes: never echo it.
+        let secret = p == path(&["appliance", "root-password-hash"]).as_slice();
+        let raw = if secret {
+            raw.map(|_| "\"(hidden)\"".to_string())
+        } else {
+            raw
+        };
         let value = match (present, raw) {
             (true, Some(raw)) => raw,
             (true, None) => shown.to_string(),
@@ -294,6 +297,7 @@ pub(super) fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         // toml_edit says "duplicate key" without naming it: add the text it points at.
         let mut message = first_line(e.message());
         if let Some(snippet) = e.span().and_then(|s| text.get(s)).map(str::trim)
+            && message.starts_with("duplicate key")
             && !snippet.is_empty()
             && snippet.len() <= 40
             && !snippet.contains('\n')
@@ -500,7 +504,7 @@ fn check_appliance(c: &Config, ck: &mut Checker<'_>) {
     if !a.root_password_hash.is_empty() && !is_sha512_crypt(&a.root_password_hash) {
         ck.report(
             &path(&["appliance", "root-password-hash"]),
-            "\"...\"",
+            "\"(hidden)\"",
             "not a SHA-512 crypt hash ($6$salt$ and 86 characters): make one with \
              `openssl passwd -6`, or set root-password-file instead",
         );

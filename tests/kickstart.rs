@@ -246,6 +246,11 @@ fn content_follows_the_config() {
     );
     assert!(ks.contains("\nkmod-reiserfs\nreiserfs-utils\n"));
 
+    let ks = kickstart_cli(Some("reiserfs-offline.toml"));
+    assert!(!ks.contains("repo --name=elrepo"), "{ks}");
+    assert!(ks.contains("\nrepo --name=mtkit-offline "));
+    assert!(ks.contains("\nkmod-reiserfs\nreiserfs-utils\n"));
+
     let ks = kickstart_cli(Some("extras.toml"));
     let pkgs: Vec<_> = ks
         .split("%packages --nobase\n")

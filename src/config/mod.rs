@@ -158,7 +158,8 @@ pub struct Packages {
     pub offline_repo: String,
     /// An install tree URL (`url --url=`); empty means install from the CD-ROM.
     pub mirror: String,
-    /// Repository carrying the reiserfs kmod and utils (ELRepo-style).
+    /// Repository carrying the reiserfs kmod and utils (ELRepo-style); empty means ELRepo's
+    /// el6 tree, `offline` means the offline repo carries them.
     pub reiserfs_repo: String,
 }
 

@@ -736,14 +736,25 @@ fn check_packages(c: &Config, ck: &mut Checker<'_>) {
             );
         }
     }
-    for (key, v) in [("mirror", &p.mirror), ("reiserfs-repo", &p.reiserfs_repo)] {
-        if !v.is_empty() && !is_url(v) {
-            ck.report(
-                &path(&["packages", key]),
-                q(v),
-                "not an http://, https:// or ftp:// URL (what RHEL 6 anaconda can fetch from)",
-            );
-        }
+    let from_offline = p.reiserfs_repo == crate::kickstart::REISERFS_FROM_OFFLINE;
+    if from_offline && p.offline_repo.is_empty() {
+        ck.report(
+            &path(&["packages", "reiserfs-repo"]),
+            q(&p.reiserfs_repo),
+            "\"offline\" takes kmod-reiserfs and reiserfs-utils from [packages] offline-repo, \
+             which is not set: set it, or give an ELRepo URL",
+        );
+    }
+    let url_hint = "not an http://, https:// or ftp:// URL (what RHEL 6 anaconda can fetch from)";
+    if !p.mirror.is_empty() && !is_url(&p.mirror) {
+        ck.report(&path(&["packages", "mirror"]), q(&p.mirror), url_hint);
+    }
+    if !p.reiserfs_repo.is_empty() && !is_url(&p.reiserfs_repo) && !from_offline {
+        ck.report(
+            &path(&["packages", "reiserfs-repo"]),
+            q(&p.reiserfs_repo),
+            format!("{url_hint}, or \"offline\" to take the packages from offline-repo"),
+        );
     }
     let label = &c.media.volume_label;
     let label_ok = !label.is_empty()

@@ -30,6 +30,10 @@ pub const BASE_PACKAGES: &[&str] = &[
 /// ELRepo's packages for reiserfs sources (not in CentOS 6 itself).
 pub const REISERFS_PACKAGES: &[&str] = &["kmod-reiserfs", "reiserfs-utils"];
 
+/// `[packages] reiserfs-repo` value meaning: the offline repo carries kmod-reiserfs and
+/// reiserfs-utils, so no network repository line is written.
+pub const REISERFS_FROM_OFFLINE: &str = "offline";
+
 /// Default `[packages] reiserfs-repo`: ELRepo for EL6 x86_64.
 pub const DEFAULT_REISERFS_REPO: &str = "http://elrepo.org/linux/elrepo/el6/x86_64/";
 
@@ -162,7 +166,7 @@ pub fn render(config: &Config, opts: &RenderOptions) -> Result<String> {
                 mirror => &p.mirror,
                 offline_repo => !p.offline_repo.is_empty(),
                 reiserfs => config.sources.uses_reiserfs(),
-                reiserfs_repo,
+                reiserfs_repo => (p.reiserfs_repo != REISERFS_FROM_OFFLINE).then_some(reiserfs_repo),
                 lang => &a.lang,
                 keyboard => &a.keyboard,
                 timezone => &a.timezone,

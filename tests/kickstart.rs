@@ -29,6 +29,20 @@ fn validate(ksvalidator: &Path, what: &str, text: &str) {
     );
 }
 
+/// Validates many kickstarts, a few ksvalidator processes at a time (each is mostly
+/// Python start-up).
+fn validate_all(ksvalidator: &Path, cases: &[(String, String)]) {
+    std::thread::scope(|s| {
+        for chunk in cases.chunks(cases.len().div_ceil(4).max(1)) {
+            s.spawn(move || {
+                for (what, ks) in chunk {
+                    validate(ksvalidator, what, ks);
+                }
+            });
+        }
+    });
+}
+
 /// Renders with the CLI from the good-fixture folder (so relative paths resolve there).
 fn kickstart_cli(config: Option<&str>) -> String {
     let mut c = mtkit();
@@ -131,16 +145,17 @@ fn ksvalidator_accepts_the_default_and_every_fixture() {
         return;
     };
     let ks = kickstart_cli(None);
-    validate(&ksv, "the embedded defaults", &ks);
     assert_shape("defaults", &ks, "sda");
+    let mut cases = vec![("the embedded defaults".to_string(), ks)];
     let fixtures = good_fixtures();
     assert!(fixtures.len() >= 8, "{fixtures:?}");
     for f in fixtures {
         let ks = kickstart_cli(Some(&f));
-        validate(&ksv, &f, &ks);
         let cfg = Config::parse(&read(&fixture("config/good").join(&f)), &f).unwrap();
         assert_shape(&f, &ks, &cfg.disks.os_disk);
+        cases.push((f, ks));
     }
+    validate_all(&ksv, &cases);
 }
 
 #[test]
@@ -154,6 +169,7 @@ fn ksvalidator_accepts_a_generated_matrix() {
     };
     let hash = format!("$6$0123456789abcdef${}", "x".repeat(86));
     let mut n = 0;
+    let mut cases = Vec::new();
     for dhcp in [false, true] {
         for reiserfs in [false, true] {
             for offline in [false, true] {
@@ -186,7 +202,6 @@ fn ksvalidator_accepts_a_generated_matrix() {
                         "dhcp={dhcp} reiserfs={reiserfs} offline={offline} mirror={mirror}"
                     );
                     let ks = render(&c, &RenderOptions::default()).unwrap();
-                    validate(&ksv, &what, &ks);
                     assert_shape(&what, &ks, "sda");
                     assert_eq!(ks.lines().any(|l| l == "cdrom"), !mirror, "{what}");
                     assert_eq!(ks.contains("\nrepo --name=elrepo "), reiserfs, "{what}");
@@ -196,11 +211,14 @@ fn ksvalidator_accepts_a_generated_matrix() {
                         "{what}"
                     );
                     assert_eq!(ks.contains("\n%pre "), offline, "{what}");
+                    cases.push((what, ks));
                     n += 1;
                 }
             }
         }
     }
+    assert_eq!(cases.len(), 16);
+    validate_all(&ksv, &cases);
 }
 
 #[test]

@@ -90,7 +90,8 @@ pub fn hash_password_file(path: &Path) -> Result<String> {
     Ok(hash.as_str().to_string())
 }
 
-/// The TCP port of `[writer] listen` (`host:port`), opened in the firewall.
+/// The TCP port of `[writer] listen` (`host:port`), opened in the firewall (0, any free
+/// port, opens none).
 pub fn writer_port(config: &Config) -> Option<u16> {
     config
         .writer

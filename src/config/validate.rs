@@ -1073,6 +1073,38 @@ mod tests {
     }
 
     #[test]
+    fn key_names_read_like_the_file() {
+        assert_eq!(key_name(&path(&["network", "prefix"])), "[network] prefix");
+        let mut p = path(&["network", "dns"]);
+        p.push(Seg::Index(1));
+        assert_eq!(key_name(&p), "[network] dns[1]");
+        let p = vec![
+            Seg::Key("writer".into()),
+            Seg::Key("disk".into()),
+            Seg::Index(2),
+            Seg::Key("path".into()),
+        ];
+        assert_eq!(key_name(&p), "[[writer.disk]] #3 path");
+        assert_eq!(
+            key_name(&path(&["writer", "tls", "dir"])),
+            "[writer.tls] dir"
+        );
+    }
+
+    #[test]
+    fn inline_tables_are_located_too() {
+        let p = problems("writer = { disk = [{ name = \"a\", path = \"rel\", group = \"g\" }] }\n");
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with(
+                "t.toml:1:41: [[writer.disk]] #1 path = \"rel\": must be an absolute path"
+            ),
+            "{}",
+            p[0]
+        );
+    }
+
+    #[test]
     fn crypt_shapes() {
         let h = format!("$6$saltsalt${}", "a".repeat(86));
         assert!(is_sha512_crypt(&h));

@@ -4,7 +4,7 @@ pub mod units;
 mod validate;
 
 pub use units::{AutoSize, Size, Span};
-pub use validate::{ConfigError, Problem};
+pub use validate::{ConfigError, KNOWN_FILESYSTEMS, Problem, is_sha512_crypt};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -158,7 +158,8 @@ pub struct Packages {
     pub offline_repo: String,
     /// An install tree URL (`url --url=`); empty means install from the CD-ROM.
     pub mirror: String,
-    /// Repository carrying the reiserfs kmod and utils (ELRepo-style).
+    /// Repository carrying the reiserfs kmod and utils (ELRepo-style); empty means ELRepo's
+    /// el6 tree, `offline` means the offline repo carries them.
     pub reiserfs_repo: String,
 }
 
@@ -360,7 +361,14 @@ impl Config {
             path: path.clone(),
             source: e,
         })?;
-        let config = Config::parse(&text, &path.display().to_string())?;
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        // A relative root-password-file is next to the config, wherever mtkit runs from.
+        if let Some(f) = config.appliance.root_password_file.as_mut()
+            && f.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            *f = dir.join(&*f);
+        }
         Ok(Loaded {
             config,
             path: Some(path),
@@ -370,5 +378,18 @@ impl Config {
     /// The config as TOML with every default filled in (the "resolved" appliance.toml).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serializes")
+    }
+
+    /// The appliance.toml carried to the machine: every default filled in, and no
+    /// `root-password-file` (a path on the build host; its hash goes in the kickstart only).
+    /// A `root-password-hash` given as a hash is kept; a plain password never appears.
+    pub fn resolved_toml(&self) -> String {
+        let mut c = self.clone();
+        c.appliance.root_password_file = None;
+        format!(
+            "# appliance.toml resolved by mtkit {}: every key with its value.\n{}",
+            env!("CARGO_PKG_VERSION"),
+            c.to_toml()
+        )
     }
 }

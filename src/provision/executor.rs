@@ -131,8 +131,12 @@ pub fn apply(root: &Path, mut plan: Plan, dry_run: bool) -> Result<Outcome> {
         return Ok(out);
     }
 
-    fs::create_dir_all(root.join(STATE_DIR).join("orig"))
-        .with_context(|| format!("creating {}", root.join(STATE_DIR).display()))?;
+    // The state folder's parents are recorded like any folder apply creates.
+    make_parents(
+        root,
+        &Path::new(STATE_DIR).join("orig/x"),
+        &mut state.created_dirs,
+    )?;
     let mut undo: Vec<(PathBuf, Current)> = Vec::new();
     let result = (|| -> Result<()> {
         for (c, cur) in &todo {
@@ -217,13 +221,10 @@ pub fn revert(root: &Path, dry_run: bool) -> Result<Outcome> {
                 .with_context(|| format!("setting mode of {}", p.display()))?;
         }
     }
-    for d in state.created_dirs.iter().rev() {
-        // Only empty folders go: anything else put there since is not ours to delete.
-        let _ = fs::remove_dir(root.join(d));
-    }
     let dir = root.join(STATE_DIR);
     fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    for d in ["var/lib/mtkit"] {
+    for d in state.created_dirs.iter().rev() {
+        // Only empty folders go: anything else put there since is not ours to delete.
         let _ = fs::remove_dir(root.join(d));
     }
     let mut lines: Vec<String> = out
@@ -406,4 +407,32 @@ fn log(root: &Path, what: &str, lines: &[String]) -> Result<()> {
         .with_context(|| format!("opening {}", p.display()))?;
     f.write_all(text.as_bytes())
         .with_context(|| format!("writing {}", p.display()))
+}
+
+/// The pre-mtkit text of every file an earlier apply recorded (`None`: it did not exist).
+/// Symlinks are left out: planners read links from the system as it is.
+pub fn original_texts(root: &Path) -> Result<std::collections::BTreeMap<PathBuf, Option<String>>> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(state) = State::load(root)? else {
+        return Ok(out);
+    };
+    for e in &state.entries {
+        match original_as_wanted(root, &e.original)? {
+            Wanted::File { text, .. } => {
+                out.insert(e.path.clone(), Some(text));
+            }
+            Wanted::Absent => {
+                out.insert(e.path.clone(), None);
+            }
+            Wanted::Symlink { .. } => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Every path an earlier apply recorded.
+pub fn recorded_paths(root: &Path) -> Result<Vec<PathBuf>> {
+    Ok(State::load(root)?
+        .map(|s| s.entries.into_iter().map(|e| e.path).collect())
+        .unwrap_or_default())
 }

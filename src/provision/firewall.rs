@@ -1,17 +1,16 @@
 //! Firewall: ssh and the writer's NBD port open in `/etc/sysconfig/iptables`, inserted
 //! before the stock REJECT rules so they take effect.
 
-use super::{InitSystem, Plan, read_text};
+use super::{InitSystem, Plan, Reader};
 use crate::config::Config;
 use anyhow::Result;
 use std::net::SocketAddr;
-use std::path::Path;
 
 pub const PATH: &str = "etc/sysconfig/iptables";
 pub const SSH_PORT: u16 = 22;
 
 /// Adds the iptables change to `plan`.
-pub fn plan(root: &Path, init: InitSystem, config: &Config, plan: &mut Plan) -> Result<()> {
+pub fn plan(r: &Reader, init: InitSystem, config: &Config, plan: &mut Plan) -> Result<()> {
     let mut ports = vec![SSH_PORT];
     match config.writer.listen.parse::<SocketAddr>() {
         Ok(a) if a.ip().is_loopback() => plan.notes.push(format!(
@@ -24,7 +23,7 @@ pub fn plan(root: &Path, init: InitSystem, config: &Config, plan: &mut Plan) -> 
             config.writer.listen
         )),
     }
-    let current = read_text(root, PATH)?;
+    let current = r.text(PATH)?;
     if current.is_none() && init == InitSystem::Systemd {
         plan.notes.push(format!(
             "no {PATH} (firewalld?): open tcp ports {ports:?} with firewall-cmd --permanent --add-port"
@@ -37,7 +36,7 @@ pub fn plan(root: &Path, init: InitSystem, config: &Config, plan: &mut Plan) -> 
         (true, None) => Some(STOCK.to_string()),
         (_, n) => n,
     };
-    plan.edit("firewall", PATH, new, 0o600);
+    plan.edit("firewall", PATH, current.as_deref(), new, 0o600);
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub mod writer_service;
 
 use crate::config::Config;
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -44,22 +45,29 @@ pub struct Change {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub changes: Vec<Change>,
-    /// Paths mtkit manages that are already as wanted (a planner returned `None`).
-    pub kept: Vec<PathBuf>,
     pub notes: Vec<String>,
 }
 
 impl Plan {
-    /// Records a planner's answer for a file: new text, or `None` for "already right".
-    pub fn edit(&mut self, area: &'static str, path: &str, new: Option<String>, mode: u32) {
-        match new {
-            Some(text) => self.changes.push(Change {
-                area,
-                path: PathBuf::from(path),
-                wanted: Wanted::File { text, mode },
-            }),
-            None => self.kept.push(PathBuf::from(path)),
-        }
+    /// Records a planner's answer for a file it read as `input`: new text, or `None` for
+    /// "the input is right". The executor skips paths already as wanted.
+    pub fn edit(
+        &mut self,
+        area: &'static str,
+        path: &str,
+        input: Option<&str>,
+        new: Option<String>,
+        mode: u32,
+    ) {
+        let wanted = match (new, input) {
+            (Some(text), _) => Wanted::File { text, mode },
+            (None, Some(text)) => Wanted::File {
+                text: text.to_string(),
+                mode,
+            },
+            (None, None) => Wanted::Absent,
+        };
+        self.want(area, path, wanted);
     }
 
     pub fn want(&mut self, area: &'static str, path: impl Into<PathBuf>, wanted: Wanted) {
@@ -72,7 +80,7 @@ impl Plan {
 
     /// True when some planner looked after `path` in this plan.
     pub fn manages(&self, path: &Path) -> bool {
-        self.kept.iter().any(|p| p == path) || self.changes.iter().any(|c| c.path == path)
+        self.changes.iter().any(|c| c.path == path)
     }
 
     /// The text `path` will have after this plan, when the plan writes it.
@@ -123,13 +131,38 @@ impl Current {
     }
 }
 
-/// Reads a text file under root; `None` when it does not exist.
-pub fn read_text(root: &Path, rel: &str) -> Result<Option<String>> {
-    let p = root.join(rel);
-    match fs::read_to_string(&p) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+/// What planners read: the system under root, except that a file an earlier apply changed
+/// is read as it was before mtkit (from the apply state). Plans are thus always computed
+/// from the original system, so a newer mtkit replaces the older one's edits instead of
+/// stacking on them, and a config change (a new writer port) leaves no stale lines.
+#[derive(Debug)]
+pub struct Reader {
+    pub root: PathBuf,
+    originals: BTreeMap<PathBuf, Option<String>>,
+    /// Every path an earlier apply changed (links included).
+    pub recorded: Vec<PathBuf>,
+}
+
+impl Reader {
+    pub fn new(root: &Path) -> Result<Reader> {
+        Ok(Reader {
+            root: root.to_path_buf(),
+            originals: executor::original_texts(root)?,
+            recorded: executor::recorded_paths(root)?,
+        })
+    }
+
+    /// The text of `rel` (original when recorded); `None` when it does not exist.
+    pub fn text(&self, rel: &str) -> Result<Option<String>> {
+        if let Some(o) = self.originals.get(Path::new(rel)) {
+            return Ok(o.clone());
+        }
+        let p = self.root.join(rel);
+        match fs::read_to_string(&p) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+        }
     }
 }
 
@@ -158,49 +191,58 @@ impl InitSystem {
 pub fn plan(root: &Path, config: &Config) -> Result<Plan> {
     let mut plan = Plan::default();
     let init = InitSystem::detect(root);
+    let r = Reader::new(root)?;
 
     let os_disk = multipath::OsDiskId::read(root, &config.disks.os_disk);
-    let new = multipath::plan(read_text(root, multipath::PATH)?.as_deref(), &os_disk);
-    plan.edit("multipath", multipath::PATH, new, 0o600);
-    match read_text(root, lvm::PATH)? {
-        Some(cur) => plan.edit(
-            "lvm",
-            lvm::PATH,
-            lvm::plan(&cur, &config.disks.os_disk),
-            0o644,
-        ),
+    let cur = r.text(multipath::PATH)?;
+    let new = multipath::plan(cur.as_deref(), &os_disk);
+    plan.edit("multipath", multipath::PATH, cur.as_deref(), new, 0o600);
+
+    match r.text(lvm::PATH)? {
+        Some(cur) => {
+            let new = lvm::plan(&cur, &config.disks.os_disk);
+            plan.edit("lvm", lvm::PATH, Some(&cur), new, 0o644);
+        }
         None => plan.notes.push(format!(
             "{} missing: lvm2 not installed, no LVM filter set",
             lvm::PATH
         )),
     }
-    match read_text(root, kdump::CONF)? {
-        Some(cur) => plan.edit("kdump", kdump::CONF, kdump::plan_conf(&cur), 0o644),
+    match r.text(kdump::CONF)? {
+        Some(cur) => plan.edit(
+            "kdump",
+            kdump::CONF,
+            Some(&cur),
+            kdump::plan_conf(&cur),
+            0o644,
+        ),
         None => plan.notes.push(format!(
             "{} missing: install kexec-tools for kdump",
             kdump::CONF
         )),
     }
-    if let Some(cur) = read_text(root, kdump::GRUB)? {
-        plan.edit("kdump", kdump::GRUB, kdump::plan_grub(&cur), 0o600);
-    } else {
-        plan.notes.push(format!(
+    match r.text(kdump::GRUB)? {
+        Some(cur) => plan.edit(
+            "kdump",
+            kdump::GRUB,
+            Some(&cur),
+            kdump::plan_grub(&cur),
+            0o600,
+        ),
+        None => plan.notes.push(format!(
             "{} missing (not grub legacy): add crashkernel=auto to the kernel command line by hand",
             kdump::GRUB
-        ));
+        )),
     }
-    network::plan(root, &config.network, &mut plan)?;
-    let new = hosts::plan(
-        read_text(root, hosts::PATH)?.as_deref(),
-        &config.appliance.hostname,
-        &config.network,
-    );
-    plan.edit("hosts", hosts::PATH, new, 0o644);
+    network::plan(&r, &config.network, &mut plan)?;
+    let cur = r.text(hosts::PATH)?;
+    let new = hosts::plan(cur.as_deref(), &config.appliance.hostname, &config.network);
+    plan.edit("hosts", hosts::PATH, cur.as_deref(), new, 0o644);
     if let Some(note) = hosts::note(&config.network) {
         plan.notes.push(note);
     }
-    firewall::plan(root, init, config, &mut plan)?;
-    writer_service::plan(root, init, config, &mut plan)?;
-    services::plan(root, init, &mut plan)?;
+    firewall::plan(&r, init, config, &mut plan)?;
+    writer_service::plan(&r, init, config, &mut plan)?;
+    services::plan(&r, init, &mut plan)?;
     Ok(plan)
 }

@@ -1,15 +1,14 @@
 //! The MT NIC: kept away from NetworkManager and brought up at boot (its `ifcfg-<device>`).
 
-use super::{Plan, read_text};
+use super::{Plan, Reader};
 use crate::config::{BootProto, Network};
 use anyhow::Result;
-use std::path::Path;
 
 pub const SCRIPTS: &str = "etc/sysconfig/network-scripts";
 
 /// Adds the ifcfg change to `plan` (or a note when the system has no network-scripts).
-pub fn plan(root: &Path, net: &Network, plan: &mut Plan) -> Result<()> {
-    if !root.join(SCRIPTS).is_dir() {
+pub fn plan(r: &Reader, net: &Network, plan: &mut Plan) -> Result<()> {
+    if !r.root.join(SCRIPTS).is_dir() {
         plan.notes.push(format!(
             "no {SCRIPTS}: set {} unmanaged by NetworkManager by hand",
             net.device
@@ -17,8 +16,9 @@ pub fn plan(root: &Path, net: &Network, plan: &mut Plan) -> Result<()> {
         return Ok(());
     }
     let rel = format!("{SCRIPTS}/ifcfg-{}", net.device);
-    let new = plan_ifcfg(read_text(root, &rel)?.as_deref(), net);
-    plan.edit("network", &rel, new, 0o644);
+    let cur = r.text(&rel)?;
+    let new = plan_ifcfg(cur.as_deref(), net);
+    plan.edit("network", &rel, cur.as_deref(), new, 0o644);
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! `/etc/rc.d/rc?.d` links `chkconfig <name> on` would make (so it works under `--root`
 //! with no chkconfig to run); systemd systems get the unit's enablement symlinks.
 
-use super::{InitSystem, Plan, Wanted, writer_service};
+use super::{InitSystem, Plan, Reader, Wanted, writer_service};
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -107,7 +107,8 @@ pub fn wanted_by(unit: &str) -> Vec<String> {
 
 /// Adds the enablement changes of every service to `plan` (after the writer's files are in
 /// it: the writer's header or unit is read from the plan).
-pub fn plan(root: &Path, init: InitSystem, plan: &mut Plan) -> Result<()> {
+pub fn plan(r: &Reader, init: InitSystem, plan: &mut Plan) -> Result<()> {
+    let root = r.root.as_path();
     match init {
         InitSystem::SysV => {
             let mut existing = Vec::new();
@@ -120,14 +121,24 @@ pub fn plan(root: &Path, init: InitSystem, plan: &mut Plan) -> Result<()> {
                         names.push(e.file_name().to_string_lossy().into_owned());
                     }
                 }
+                // Links an earlier apply removed still belong to the plan (as absent).
+                let rel_dir = PathBuf::from(format!("etc/rc.d/rc{level}.d"));
+                for p in &r.recorded {
+                    if p.parent() == Some(rel_dir.as_path())
+                        && let Some(n) = p.file_name()
+                    {
+                        names.push(n.to_string_lossy().into_owned());
+                    }
+                }
                 names.sort();
+                names.dedup();
                 existing.push((level, names));
             }
             for (name, package) in SYSV {
                 let rel = PathBuf::from(INIT_D).join(name);
                 let script = match plan.planned_text(&rel) {
                     Some(t) => Some(t.to_string()),
-                    None => super::read_text(root, &rel.to_string_lossy())?,
+                    None => r.text(&rel.to_string_lossy())?,
                 };
                 let Some(script) = script else {
                     plan.notes.push(format!(
@@ -159,7 +170,7 @@ pub fn plan(root: &Path, init: InitSystem, plan: &mut Plan) -> Result<()> {
                 for c in &candidates {
                     let text = match plan.planned_text(Path::new(c)) {
                         Some(t) => Some(t.to_string()),
-                        None => super::read_text(root, c)?,
+                        None => r.text(c)?,
                     };
                     if let Some(t) = text {
                         found = Some((c.clone(), t));

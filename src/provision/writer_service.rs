@@ -1,10 +1,9 @@
 //! The writer service: a SysV init script (CentOS 6) or a systemd unit, rendered from
 //! templates/, with core dumps allowed in its environment.
 
-use super::{InitSystem, Plan, read_text};
+use super::{InitSystem, Plan, Reader, Wanted};
 use crate::config::Config;
 use anyhow::{Context, Result};
-use std::path::Path;
 
 pub const NAME: &str = "mtkit-writer";
 pub const INIT_SCRIPT: &str = "etc/rc.d/init.d/mtkit-writer";
@@ -50,32 +49,35 @@ pub fn render(init: InitSystem, config: &Config) -> Result<String> {
 }
 
 /// Adds the service files to `plan`.
-pub fn plan(root: &Path, init: InitSystem, config: &Config, plan: &mut Plan) -> Result<()> {
+pub fn plan(_r: &Reader, init: InitSystem, config: &Config, plan: &mut Plan) -> Result<()> {
     let text = render(init, config)?;
     match init {
         InitSystem::SysV => {
-            let cur = read_text(root, INIT_SCRIPT)?;
-            plan.edit(
+            plan.want(
                 "writer-service",
                 INIT_SCRIPT,
-                (cur.as_deref() != Some(&text)).then_some(text),
-                0o755,
+                Wanted::File {
+                    text: text.clone(),
+                    mode: 0o755,
+                },
             );
-            let cur = read_text(root, SYSCONFIG)?;
-            plan.edit(
+            plan.want(
                 "writer-service",
                 SYSCONFIG,
-                (cur.as_deref() != Some(SYSCONFIG_TEXT)).then(|| SYSCONFIG_TEXT.to_string()),
-                0o644,
+                Wanted::File {
+                    text: SYSCONFIG_TEXT.to_string(),
+                    mode: 0o644,
+                },
             );
         }
         InitSystem::Systemd => {
-            let cur = read_text(root, UNIT)?;
-            plan.edit(
+            plan.want(
                 "writer-service",
                 UNIT,
-                (cur.as_deref() != Some(&text)).then_some(text),
-                0o644,
+                Wanted::File {
+                    text: text.clone(),
+                    mode: 0o644,
+                },
             );
         }
     }

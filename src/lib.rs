@@ -15,4 +15,5 @@ pub mod kickstart;
 pub mod media;
 pub mod provision;
 pub mod retention;
+pub mod vmx;
 pub mod writer;

@@ -15,6 +15,7 @@ pub mod points;
 pub mod recover;
 pub mod retention;
 pub mod scsi_ids;
+pub mod table;
 pub mod vmx;
 pub mod writer;
 

@@ -1,6 +1,9 @@
 //! `mtkit vmx check|patch`: disk.EnableUUID, snapshots and controllers in VMware .vmx files.
 
 use super::Global;
+use crate::doctor::Finding;
+use crate::vmx::check::{self, VmxFile};
+use crate::vmx::patch::{self, Outcome};
 use std::path::PathBuf;
 
 /// Check or patch VMware .vmx files
@@ -12,7 +15,7 @@ pub struct VmxArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum VmxCommand {
-    /// Check disk.EnableUUID, snapshots, controllers and cloned uuid.bios
+    /// Check disk.EnableUUID, snapshots, controllers and cloned uuid.bios (exit 1 on a failure)
     Check {
         /// .vmx files (uuid.bios is compared across them)
         #[arg(required = true, value_name = "FILE.vmx")]
@@ -22,14 +25,96 @@ pub enum VmxCommand {
         json: bool,
     },
     /// Set disk.EnableUUID = "TRUE" (VM powered off; a backup is kept)
+    ///
+    /// Refuses (exit 1) while the VM's FILE.vmx.lck folder exists. Running it again
+    /// changes nothing.
     Patch {
         #[arg(value_name = "FILE.vmx")]
         file: PathBuf,
     },
 }
 
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    file: String,
+    findings: &'a [Finding],
+}
+
 impl VmxArgs {
     pub fn run(self, _g: &Global) -> anyhow::Result<()> {
-        super::not_built("vmx")
+        match self.command {
+            VmxCommand::Check { files, json } => check_files(&files, json),
+            VmxCommand::Patch { file } => {
+                let f = VmxFile::read(&file)?;
+                match patch::patch(&f)? {
+                    Outcome::AlreadySet => {
+                        println!(
+                            "{}: disk.EnableUUID already set, nothing changed",
+                            file.display()
+                        )
+                    }
+                    Outcome::Patched { backup } => println!(
+                        "{}: disk.EnableUUID = \"TRUE\" set (backup: {}); power the VM on for \
+                         the disks to expose their UUIDs",
+                        file.display(),
+                        backup.display()
+                    ),
+                }
+                Ok(())
+            }
+        }
     }
+}
+
+fn check_files(paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
+    let files = paths
+        .iter()
+        .map(|p| VmxFile::read(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let results: Vec<(String, Vec<Finding>)> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let others: Vec<&VmxFile> = files
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, o)| o)
+                .collect();
+            (f.path.display().to_string(), check::check(f, &others))
+        })
+        .collect();
+    if json {
+        let reports: Vec<Report> = results
+            .iter()
+            .map(|(file, findings)| Report {
+                file: file.clone(),
+                findings,
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        let rows: Vec<Vec<String>> = results
+            .iter()
+            .flat_map(|(file, fs)| {
+                fs.iter().map(move |f| {
+                    vec![
+                        file.clone(),
+                        f.id.clone(),
+                        f.status.to_string(),
+                        f.found.clone(),
+                        f.remedy.clone(),
+                    ]
+                })
+            })
+            .collect();
+        print!(
+            "{}",
+            super::table::render(&["FILE", "CHECK", "STATUS", "FOUND", "REMEDY"], &rows)
+        );
+    }
+    if results.iter().any(|(_, f)| check::any_failed(f)) {
+        return Err(crate::error::ChecksFailed.into());
+    }
+    Ok(())
 }

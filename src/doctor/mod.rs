@@ -1,1 +1,6 @@
 //! Checks over host facts: findings with a status and a remedy (`mtkit doctor`).
+
+pub mod checks;
+mod finding;
+
+pub use finding::{Finding, Status};

@@ -1,0 +1,586 @@
+//! Every prerequisite of a master target, read through a root folder.
+
+use super::{Finding, Status};
+use crate::config::{BootProto, Config, Size};
+use crate::host::scsi::{self, IdStatus};
+use crate::host::{blockdev, mounts, release, resources};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The sizing guide of a master target.
+pub const MIN_CPUS: usize = 4;
+pub const MIN_MEM_GIB: u64 = 6;
+/// A VM with 6 GiB shows a MemTotal a little lower (kernel and firmware reservations):
+/// accept down to 95 %.
+const MEM_SLACK_PERCENT: u64 = 95;
+
+/// Where and how the checks run.
+pub struct Context<'a> {
+    pub root: &'a Path,
+    pub config: &'a Config,
+    /// Skip checks that need the network
+    pub offline: bool,
+}
+
+impl Context<'_> {
+    fn live(&self) -> bool {
+        self.root == Path::new("/")
+    }
+    /// A path of the target system (given relative to its `/`) under the root.
+    fn at(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+}
+
+/// Runs every check, in a fixed order.
+pub fn run_all(cx: &Context) -> Vec<Finding> {
+    let mut out = vec![os_release(cx)];
+    out.extend(resources(cx));
+    out.extend(programs(cx));
+    out.extend(disks(cx));
+    out.push(retention(cx));
+    out.extend(network(cx));
+    out.push(kdump(cx));
+    out.push(writer(cx));
+    out
+}
+
+fn gib(b: u64) -> String {
+    format!("{:.1} GiB", b as f64 / Size::GIB as f64)
+}
+
+fn os_release(cx: &Context) -> Finding {
+    const ID: &str = "os-release";
+    let remedy = "install CentOS 6.6 minimal (mtkit build makes the kickstart media)";
+    match release::read(cx.root) {
+        Some(r) if r.id == "centos" && r.version == "6.6" => Finding::pass(ID, r.text),
+        Some(r) if matches!(r.id.as_str(), "centos" | "rhel") && r.major() == Some(6) => {
+            Finding::warn(
+                ID,
+                format!("{} (the master target is qualified on 6.6)", r.text),
+                remedy,
+            )
+        }
+        Some(r) => Finding::warn(ID, format!("{} ({} {})", r.text, r.id, r.version), remedy),
+        None => Finding::fail(ID, "no etc/redhat-release or etc/os-release", remedy),
+    }
+}
+
+fn resources(cx: &Context) -> Vec<Finding> {
+    let mut out = Vec::new();
+    match resources::read(cx.root) {
+        None => out.push(Finding::fail(
+            "resources",
+            "cannot read proc/cpuinfo and proc/meminfo",
+            "run on the master target, or give --root a tree with proc/",
+        )),
+        Some(r) => {
+            out.push(if r.cpus >= MIN_CPUS {
+                Finding::pass("cpu", format!("{} cores", r.cpus))
+            } else {
+                Finding::fail(
+                    "cpu",
+                    format!("{} cores, need {MIN_CPUS}", r.cpus),
+                    "power the VM off and give it at least 4 vCPUs",
+                )
+            });
+            let need = MIN_MEM_GIB * Size::GIB * MEM_SLACK_PERCENT / 100;
+            out.push(if r.mem_bytes >= need {
+                Finding::pass("memory", gib(r.mem_bytes))
+            } else {
+                Finding::fail(
+                    "memory",
+                    format!("{}, need {MIN_MEM_GIB} GiB", gib(r.mem_bytes)),
+                    "power the VM off and give it at least 6 GB of memory",
+                )
+            });
+        }
+    }
+    let os = &cx.config.disks.os_disk;
+    let want = cx.config.disks.os_disk_size.bytes();
+    out.push(match blockdev::disk_size(cx.root, os) {
+        Some(s) if s >= want => Finding::pass("os-disk-size", format!("{os}: {}", gib(s))),
+        Some(s) => Finding::fail(
+            "os-disk-size",
+            format!("{os}: {}, need {}", gib(s), gib(want)),
+            "give the OS disk at least 100 GB (grow the VMDK, then reinstall with mtkit build)",
+        ),
+        None => Finding::fail(
+            "os-disk-size",
+            format!("no OS disk {os} (sys/block/{os})"),
+            "set [disks] os-disk in appliance.toml to the OS disk's kernel name",
+        ),
+    });
+    out
+}
+
+/// Programs the master target needs and the CentOS package that has each.
+const PROGRAMS: [(&str, &str); 7] = [
+    ("mkfs.xfs", "xfsprogs"),
+    ("lsscsi", "lsscsi"),
+    ("rsync", "rsync"),
+    ("wget", "wget"),
+    ("kexec", "kexec-tools"),
+    ("multipath", "device-mapper-multipath"),
+    ("perl", "perl"),
+];
+
+fn programs(cx: &Context) -> Vec<Finding> {
+    let dirs = [
+        "usr/local/sbin",
+        "usr/local/bin",
+        "usr/sbin",
+        "usr/bin",
+        "sbin",
+        "bin",
+    ];
+    // which_in resolves relative folders against its cwd argument: make them absolute.
+    let base = cx
+        .root
+        .canonicalize()
+        .unwrap_or_else(|_| cx.root.to_path_buf());
+    let path = std::env::join_paths(dirs.iter().map(|d| base.join(d))).unwrap_or_default();
+    let mut wanted: Vec<(&str, &str)> = PROGRAMS.to_vec();
+    if cx
+        .config
+        .sources
+        .filesystems
+        .iter()
+        .any(|f| f == "reiserfs")
+    {
+        wanted.push(("mkreiserfs", "reiserfs-utils"));
+        wanted.push(("reiserfsck", "reiserfs-utils"));
+    }
+    wanted
+        .into_iter()
+        .map(|(prog, pkg)| {
+            let id = format!("program-{prog}");
+            match which::which_in(prog, Some(&path), &base) {
+                Ok(p) => Finding::pass(
+                    id,
+                    format!("/{}", p.strip_prefix(&base).unwrap_or(&p).display()),
+                ),
+                Err(_) => Finding::fail(
+                    id,
+                    format!("{prog} not found"),
+                    format!("yum install {pkg}"),
+                ),
+            }
+        })
+        .collect()
+}
+
+fn disks(cx: &Context) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let os = cx.config.disks.os_disk.as_str();
+    match scsi::list_disks(cx.root) {
+        Err(e) => out.push(Finding::fail(
+            "scsi-ids",
+            format!("reading SCSI disks: {e:#}"),
+            "",
+        )),
+        Ok(all) => {
+            let statuses = scsi::id_statuses(&all);
+            let data: Vec<_> = all
+                .iter()
+                .zip(statuses)
+                .filter(|(d, _)| d.name != os)
+                .collect();
+            let worst = data.iter().map(|(_, s)| *s).max_by_key(|s| match s {
+                IdStatus::Ok => 0,
+                IdStatus::Weak => 1,
+                IdStatus::Missing | IdStatus::Duplicate => 2,
+            });
+            let list = |want: &[IdStatus]| {
+                data.iter()
+                    .filter(|(_, s)| want.contains(s))
+                    .map(|(d, s)| format!("{} {:?}", d.name, s).to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            out.push(match worst {
+                None => Finding::warn(
+                    "scsi-ids",
+                    "no data disks besides the OS disk",
+                    "attach the target and retention disks to the VM",
+                ),
+                Some(IdStatus::Ok) => {
+                    Finding::pass("scsi-ids", format!("{} data disks, unique IDs", data.len()))
+                }
+                Some(IdStatus::Weak) => Finding::warn(
+                    "scsi-ids",
+                    format!("weak IDs: {}", list(&[IdStatus::Weak])),
+                    IdStatus::Weak.remedy(),
+                ),
+                Some(_) => {
+                    let bad = list(&[IdStatus::Missing, IdStatus::Duplicate]);
+                    let remedy = if data.iter().any(|(_, s)| *s == IdStatus::Missing) {
+                        IdStatus::Missing.remedy()
+                    } else {
+                        IdStatus::Duplicate.remedy()
+                    };
+                    Finding::fail("scsi-ids", format!("{bad} (mtkit scsi-ids)"), remedy)
+                }
+            });
+            out.push(multipath(
+                cx,
+                &data.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+            ));
+        }
+    }
+    // The OS disk must be plain partitions: LVM on it would let LVM grab target disks'
+    // volume groups (replicated from the protected machines) at boot.
+    let dms = blockdev::dm_devices(cx.root);
+    let lvm_on_os: Vec<String> = blockdev::holders_of(cx.root, &dms, os)
+        .into_iter()
+        .filter(|d| d.is_lvm())
+        .map(|d| d.name.clone())
+        .collect();
+    let mounts = mounts::read(cx.root);
+    let root_dev = mounts::containing(&mounts, Path::new("/")).map(|m| m.device.clone());
+    let root_on_dm = root_dev
+        .as_deref()
+        // Text from proc/mounts, not a path mtkit opens.
+        .is_some_and(|d| d.starts_with("/dev/mapper/") || d.starts_with("/dev/dm-"));
+    out.push(if lvm_on_os.is_empty() && !root_on_dm {
+        Finding::pass(
+            "os-disk-lvm",
+            format!(
+                "{os}: plain partitions, / on {}",
+                root_dev.as_deref().unwrap_or("?")
+            ),
+        )
+    } else {
+        let mut found = Vec::new();
+        if !lvm_on_os.is_empty() {
+            found.push(format!("{os} holds LVM volumes {}", lvm_on_os.join(", ")));
+        }
+        if root_on_dm {
+            found.push(format!("/ is on {}", root_dev.unwrap_or_default()));
+        }
+        Finding::fail(
+            "os-disk-lvm",
+            found.join("; "),
+            "reinstall with the mtkit kickstart (plain partitions, no LVM on the OS disk)",
+        )
+    });
+    out
+}
+
+fn multipath(cx: &Context, data: &[&scsi::ScsiDisk]) -> Finding {
+    const ID: &str = "multipath";
+    if !cx.at("etc/multipath.conf").is_file() {
+        return Finding::fail(
+            ID,
+            "no /etc/multipath.conf",
+            "mtkit apply (writes multipath.conf, starts multipathd)",
+        );
+    }
+    let maps: Vec<String> = blockdev::dm_devices(cx.root)
+        .iter()
+        .filter_map(|d| d.mpath_wwid().map(str::to_string))
+        .collect();
+    // multipath names a map by the disk's scsi_id without its type prefix character.
+    let unmapped: Vec<String> = data
+        .iter()
+        .filter_map(|d| d.id.as_ref().map(|id| (d, id)))
+        .filter(|(_, id)| {
+            !maps
+                .iter()
+                .any(|m| m == *id || id.get(1..) == Some(m.as_str()))
+        })
+        .map(|(d, id)| format!("{} ({id})", d.name))
+        .collect();
+    if unmapped.is_empty() {
+        Finding::pass(ID, format!("{} multipath maps", maps.len()))
+    } else {
+        Finding::fail(
+            ID,
+            format!("not mapped by ID: {}", unmapped.join(", ")),
+            "service multipathd start && multipath -r (check blacklist in /etc/multipath.conf)",
+        )
+    }
+}
+
+fn retention(cx: &Context) -> Finding {
+    const ID: &str = "retention";
+    let r = &cx.config.retention;
+    let mounts = mounts::read(cx.root);
+    let Some(m) = mounts.iter().rev().find(|m| m.mountpoint == r.mountpoint) else {
+        return Finding::fail(
+            ID,
+            format!("nothing mounted at {}", r.mountpoint.display()),
+            "mtkit retention prepare DEVICE (formats, mounts, adds it to /etc/fstab)",
+        );
+    };
+    if matches!(m.fstype.as_str(), "vfat" | "msdos" | "fat" | "exfat") {
+        return Finding::fail(
+            ID,
+            format!("{} is {} on {}", r.mountpoint.display(), m.fstype, m.device),
+            "FAT cannot hold the journal: mtkit retention prepare DEVICE --fs ext4",
+        );
+    }
+    let Some((size, free)) = mounts::size_of(cx.root, m) else {
+        return Finding::warn(
+            ID,
+            format!(
+                "{} on {} ({}), size unknown",
+                m.device,
+                r.mountpoint.display(),
+                m.fstype
+            ),
+            "",
+        );
+    };
+    let found = format!(
+        "{} on {} ({}), {}{}",
+        m.device,
+        r.mountpoint.display(),
+        m.fstype,
+        gib(size),
+        free.map(|f| format!(", {} free", gib(f)))
+            .unwrap_or_default()
+    );
+    if size == 0 {
+        Finding::fail(
+            ID,
+            found,
+            "the retention volume is empty: mtkit retention prepare DEVICE",
+        )
+    } else if size < r.min_size.bytes() {
+        Finding::warn(
+            ID,
+            format!("{found}; the policy wants {}", r.min_size),
+            "attach a larger retention disk (retention min-size in appliance.toml)",
+        )
+    } else {
+        Finding::pass(ID, found)
+    }
+}
+
+/// KEY=value lines of a sysconfig file, quotes removed.
+fn sysconfig(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .rfind(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().trim_matches(['"', '\'']).to_string())
+}
+
+fn network(cx: &Context) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let dev = &cx.config.network.device;
+    let ifcfg = cx
+        .at("etc/sysconfig/network-scripts")
+        .join(format!("ifcfg-{dev}"));
+    let text = std::fs::read_to_string(&ifcfg).ok();
+    let mut addresses: Vec<String> = Vec::new();
+    match &text {
+        None => out.push(Finding::fail(
+            "nic",
+            format!("no /etc/sysconfig/network-scripts/ifcfg-{dev}"),
+            format!("mtkit apply (writes ifcfg-{dev}), or set [network] device"),
+        )),
+        Some(t) => {
+            let onboot = sysconfig(t, "ONBOOT").unwrap_or_default();
+            let nm = sysconfig(t, "NM_CONTROLLED");
+            let nm_installed = cx.at("usr/sbin/NetworkManager").exists();
+            let nm_on = match nm.as_deref() {
+                Some(v) => v.eq_ignore_ascii_case("yes"),
+                None => nm_installed,
+            };
+            let mut bad = Vec::new();
+            if !onboot.eq_ignore_ascii_case("yes") {
+                bad.push(format!(
+                    "ONBOOT={}",
+                    if onboot.is_empty() {
+                        "(unset)"
+                    } else {
+                        &onboot
+                    }
+                ));
+            }
+            if nm_on {
+                bad.push(format!(
+                    "NM_CONTROLLED={}",
+                    nm.as_deref().unwrap_or("(unset)")
+                ));
+            }
+            out.push(if bad.is_empty() {
+                Finding::pass(
+                    "nic",
+                    format!("{dev}: ONBOOT=yes, not NetworkManager-controlled"),
+                )
+            } else {
+                Finding::fail(
+                    "nic",
+                    format!("{dev}: {}", bad.join(", ")),
+                    format!("set ONBOOT=yes and NM_CONTROLLED=no in ifcfg-{dev} (mtkit apply)"),
+                )
+            });
+            addresses.extend(sysconfig(t, "IPADDR"));
+        }
+    }
+    if cx.config.network.bootproto == BootProto::Static && !cx.config.network.ip.is_empty() {
+        addresses.push(cx.config.network.ip.clone());
+    }
+    addresses.sort();
+    addresses.dedup();
+    out.push(hosts(cx, &addresses));
+    out.push(config_server(cx));
+    out
+}
+
+fn hosts(cx: &Context, addresses: &[String]) -> Finding {
+    const ID: &str = "hosts";
+    let name = &cx.config.appliance.hostname;
+    let short = name.split('.').next().unwrap_or(name);
+    let text = std::fs::read_to_string(cx.at("etc/hosts")).unwrap_or_default();
+    let mapped: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let ip = f.next()?;
+            f.any(|n| n == name || n == short).then(|| ip.to_string())
+        })
+        .collect();
+    let remedy = format!(
+        "add \"{} {name} {short}\" to /etc/hosts (mtkit apply)",
+        addresses.first().map(String::as_str).unwrap_or("ADDRESS")
+    );
+    if mapped.is_empty() {
+        return Finding::fail(ID, format!("{name} is not in /etc/hosts"), remedy);
+    }
+    let loopback_only = mapped
+        .iter()
+        .all(|ip| ip.starts_with("127.") || ip == "::1");
+    if addresses.iter().any(|a| mapped.contains(a)) {
+        Finding::pass(ID, format!("{name} -> {}", mapped.join(", ")))
+    } else if loopback_only || !addresses.is_empty() {
+        Finding::fail(
+            ID,
+            format!(
+                "{name} -> {} (the MT's address is {})",
+                mapped.join(", "),
+                addresses.join(", ")
+            ),
+            remedy,
+        )
+    } else {
+        Finding::warn(
+            ID,
+            format!("{name} -> {} (MT address unknown: DHCP)", mapped.join(", ")),
+            "",
+        )
+    }
+}
+
+fn config_server(cx: &Context) -> Finding {
+    const ID: &str = "config-server";
+    let c = &cx.config.configuration_server;
+    if cx.offline {
+        return Finding::skip(ID, "skipped: --offline");
+    }
+    if !cx.live() {
+        return Finding::skip(ID, format!("skipped under --root {}", cx.root.display()));
+    }
+    let target = format!("{}:{}", c.address, c.port);
+    let addrs: Vec<std::net::SocketAddr> = match std::net::ToSocketAddrs::to_socket_addrs(&target) {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            return Finding::fail(
+                ID,
+                format!("cannot resolve {target}: {e}"),
+                "check DNS in /etc/resolv.conf, or set [configuration-server] address",
+            );
+        }
+    };
+    let timeout = Duration::from_secs(3);
+    for a in &addrs {
+        if std::net::TcpStream::connect_timeout(a, timeout).is_ok() {
+            return Finding::pass(ID, format!("{target} answers"));
+        }
+    }
+    Finding::fail(
+        ID,
+        format!("{target}: no answer within {}s", timeout.as_secs()),
+        "open TCP 443 from the master target to the configuration server (firewall, route)",
+    )
+}
+
+fn kdump(cx: &Context) -> Finding {
+    const ID: &str = "kdump";
+    let Some(r) = resources::read(cx.root) else {
+        return Finding::skip(ID, "memory size unknown");
+    };
+    let mounts = mounts::read(cx.root);
+    let Some(m) = mounts::containing(&mounts, &Path::new("/").join("var/crash")) else {
+        return Finding::fail(ID, "no mounts found (proc/mounts)", "");
+    };
+    let Some((size, free)) = mounts::size_of(cx.root, m) else {
+        return Finding::warn(ID, format!("/var/crash on {}: size unknown", m.device), "");
+    };
+    // A dump can be as large as RAM (makedumpfile filtering usually shrinks it).
+    let room = free.unwrap_or(size);
+    let found = format!(
+        "/var/crash on {} ({}, {} {}), RAM {}",
+        m.device,
+        m.mountpoint.display(),
+        gib(room),
+        if free.is_some() { "free" } else { "size" },
+        gib(r.mem_bytes)
+    );
+    if room >= r.mem_bytes {
+        Finding::pass(ID, found)
+    } else {
+        Finding::fail(
+            ID,
+            found,
+            "give /var/crash its own partition at least as large as RAM (var-crash-size = \
+             \"auto\" in the mtkit kickstart)",
+        )
+    }
+}
+
+fn writer(cx: &Context) -> Finding {
+    const ID: &str = "writer";
+    let installed = [
+        "etc/init.d/mtkit-writer",
+        "etc/systemd/system/mtkit-writer.service",
+        "usr/lib/systemd/system/mtkit-writer.service",
+    ]
+    .iter()
+    .find(|p| cx.at(p).exists())
+    .map(|p| format!("/{p}"));
+    let Some(unit) = installed else {
+        return Finding::warn(
+            ID,
+            "mtkit writer service not installed",
+            "install the writer service (mtkit apply, once the writer lands)",
+        );
+    };
+    let pidfile = cx.at("var/run/mtkit-writer.pid");
+    let running = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .is_some_and(|pid| cx.root.join(format!("proc/{pid}")).is_dir());
+    if running {
+        Finding::pass(ID, format!("{unit}: running"))
+    } else {
+        Finding::fail(
+            ID,
+            format!("{unit}: not running"),
+            "service mtkit-writer start",
+        )
+    }
+}
+
+/// The worst status, for the exit code.
+pub fn worst(findings: &[Finding]) -> Status {
+    findings
+        .iter()
+        .map(|f| f.status)
+        .max()
+        .unwrap_or(Status::Pass)
+}

@@ -1,0 +1,87 @@
+//! Block devices of a root from its sysfs: sizes, partitions, and the device-mapper devices
+//! (LVM volumes, multipath maps) stacked on them.
+
+use std::path::Path;
+
+fn read_trim(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|it| {
+            it.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Size of a whole disk (`sys/block/<name>/size`, in 512-byte sectors) in bytes.
+pub fn disk_size(root: &Path, name: &str) -> Option<u64> {
+    read_trim(&root.join("sys/block").join(name).join("size"))?
+        .parse::<u64>()
+        .ok()
+        .map(|s| s * 512)
+}
+
+/// The partitions of a disk ("sda1", "sda2").
+pub fn partitions(root: &Path, disk: &str) -> Vec<String> {
+    names(&root.join("sys/block").join(disk))
+        .into_iter()
+        .filter(|n| n.starts_with(disk) && n.len() > disk.len())
+        .collect()
+}
+
+/// A device-mapper device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmDevice {
+    /// "dm-0"
+    pub kernel: String,
+    /// dm name ("VolGroup-lv_root", "36000c29...")
+    pub name: String,
+    /// dm uuid: "LVM-..." for LVM, "mpath-<wwid>" for multipath
+    pub uuid: String,
+    /// The devices under it ("sdb", "sda2")
+    pub slaves: Vec<String>,
+}
+
+impl DmDevice {
+    pub fn is_lvm(&self) -> bool {
+        self.uuid.starts_with("LVM-")
+    }
+    /// The WWID a multipath map stands for.
+    pub fn mpath_wwid(&self) -> Option<&str> {
+        self.uuid.strip_prefix("mpath-")
+    }
+}
+
+/// Every dm-* device under `root`.
+pub fn dm_devices(root: &Path) -> Vec<DmDevice> {
+    names(&root.join("sys/block"))
+        .into_iter()
+        .filter(|n| n.starts_with("dm-"))
+        .map(|k| {
+            let d = root.join("sys/block").join(&k);
+            DmDevice {
+                name: read_trim(&d.join("dm/name")).unwrap_or_default(),
+                uuid: read_trim(&d.join("dm/uuid")).unwrap_or_default(),
+                slaves: names(&d.join("slaves")),
+                kernel: k,
+            }
+        })
+        .collect()
+}
+
+/// dm devices built directly on `disk` or one of its partitions.
+pub fn holders_of<'a>(root: &Path, dms: &'a [DmDevice], disk: &str) -> Vec<&'a DmDevice> {
+    let mut parts = partitions(root, disk);
+    parts.push(disk.to_string());
+    dms.iter()
+        .filter(|d| d.slaves.iter().any(|s| parts.contains(s)))
+        .collect()
+}

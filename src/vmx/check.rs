@@ -1,0 +1,280 @@
+//! What a master target VM's .vmx must be: disk.EnableUUID on, LSI Logic controllers, at
+//! most 60 disks, no snapshots, and a uuid.bios of its own.
+
+use super::parse::{Encoding, Vmx};
+use crate::doctor::{Finding, Status};
+use regex::Regex;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+/// More disks than this on a master target is unsupported.
+pub const MAX_DISKS: usize = 60;
+
+/// A .vmx read from disk, with the .vmsd beside it.
+#[derive(Debug)]
+pub struct VmxFile {
+    pub path: PathBuf,
+    pub vmx: Vmx,
+    /// `<name>.vmsd` (the snapshot list) when it exists
+    pub vmsd: Option<Vmx>,
+}
+
+impl VmxFile {
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            crate::error::bad_input(format!(
+                "reading {}: {e} (give a .vmx file)",
+                path.display()
+            ))
+        })?;
+        let vmx = Vmx::parse(&bytes);
+        if !vmx.entries().any(|_| true) {
+            return Err(crate::error::bad_input(format!(
+                "{}: no `key = \"value\"` lines: not a .vmx file",
+                path.display()
+            )));
+        }
+        let vmsd_path = sibling(path, "vmsd");
+        let vmsd = std::fs::read(&vmsd_path).ok().map(|b| Vmx::parse(&b));
+        Ok(VmxFile {
+            path: path.to_path_buf(),
+            vmx,
+            vmsd,
+        })
+    }
+
+    /// The `<name>.vmx.lck` folder ESXi holds while the VM is powered on.
+    pub fn lock_dir(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".lck");
+        PathBuf::from(p)
+    }
+}
+
+fn sibling(path: &Path, ext: &str) -> PathBuf {
+    path.with_extension(ext)
+}
+
+fn is_true(v: Option<&str>) -> bool {
+    v.is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// A virtual disk of the VM: `scsi0:1`, `sata0:0`, ...
+#[derive(Debug)]
+struct Disk {
+    slot: String,
+    file: String,
+}
+
+static DEVICE_KEY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)^((?:scsi|sata|ide|nvme)\d+:\d+)\.filename$").unwrap());
+static DELTA: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)-\d{6}\.vmdk$").unwrap());
+static CONTROLLER_KEY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)^(scsi\d+)\.present$").unwrap());
+
+fn disks(v: &Vmx) -> Vec<Disk> {
+    let mut out: Vec<Disk> = Vec::new();
+    for e in v.entries() {
+        let Some(c) = DEVICE_KEY.captures(&e.key) else {
+            continue;
+        };
+        let slot = c[1].to_ascii_lowercase();
+        if !is_true(v.get(&format!("{slot}.present"))) {
+            continue;
+        }
+        let ty = v.get(&format!("{slot}.deviceType")).unwrap_or("");
+        let is_disk = ty.to_ascii_lowercase().contains("disk")
+            || (ty.is_empty() && e.value.to_ascii_lowercase().ends_with(".vmdk"));
+        if is_disk && !ty.to_ascii_lowercase().contains("cdrom") {
+            out.retain(|d| d.slot != slot);
+            out.push(Disk {
+                slot,
+                file: e.value.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Checks one VMX; `others` are the other files given, to find shared uuid.bios values.
+pub fn check(f: &VmxFile, others: &[&VmxFile]) -> Vec<Finding> {
+    let v = &f.vmx;
+    let mut out = Vec::new();
+    if let Encoding::Other(name) = &v.encoding {
+        out.push(Finding::warn(
+            "vmx-encoding",
+            format!(".encoding = \"{name}\" is not UTF-8 or windows-1252; read as UTF-8"),
+            "let ESXi rewrite the file (edit any setting in the vSphere client)",
+        ));
+    }
+
+    match v.get("disk.EnableUUID") {
+        Some(val) if is_true(Some(val)) => out.push(Finding::pass(
+            "enable-uuid",
+            format!("disk.EnableUUID = \"{val}\""),
+        )),
+        found => out.push(Finding::fail(
+            "enable-uuid",
+            match found {
+                Some(val) => format!("disk.EnableUUID = \"{val}\""),
+                None => "no disk.EnableUUID line: disks expose no SCSI ID".into(),
+            },
+            format!(
+                "power the VM off, then `mtkit vmx patch {}` (or VM Options > Advanced > \
+                 Configuration Parameters: disk.EnableUUID = TRUE), power on",
+                f.path.display()
+            ),
+        )),
+    }
+
+    let mut controllers: Vec<(String, String)> = v
+        .entries()
+        .filter_map(|e| {
+            CONTROLLER_KEY
+                .captures(&e.key)
+                .map(|c| c[1].to_ascii_lowercase())
+        })
+        .filter(|c| is_true(v.get(&format!("{c}.present"))))
+        .map(|c| {
+            let dev = v.get(&format!("{c}.virtualDev")).unwrap_or("").to_string();
+            (c, dev)
+        })
+        .collect();
+    controllers.sort();
+    controllers.dedup();
+    for (c, dev) in &controllers {
+        let id = format!("controller-{c}");
+        match dev.to_ascii_lowercase().as_str() {
+            "lsilogic" | "lsisas1068" => out.push(Finding::pass(
+                id,
+                format!("{c}.virtualDev = \"{dev}\" (LSI Logic)"),
+            )),
+            "pvscsi" => out.push(Finding::fail(
+                id,
+                format!("{c}.virtualDev = \"pvscsi\" (VMware Paravirtual)"),
+                "reprotect fails with PVSCSI: power off and change the controller type to LSI \
+                 Logic Parallel or LSI Logic SAS",
+            )),
+            other => out.push(Finding::warn(
+                id,
+                format!(
+                    "{c}.virtualDev = \"{}\"",
+                    if other.is_empty() { "(unset)" } else { dev }
+                ),
+                "the master target supports LSI Logic controllers: change the controller type \
+                 to LSI Logic Parallel or LSI Logic SAS",
+            )),
+        }
+    }
+
+    let ds = disks(v);
+    if ds.len() > MAX_DISKS {
+        out.push(Finding::fail(
+            "disk-count",
+            format!("{} disks attached", ds.len()),
+            format!(
+                "a master target supports at most {MAX_DISKS} disks: move protected \
+                 machines to another master target"
+            ),
+        ));
+    } else {
+        out.push(Finding::pass(
+            "disk-count",
+            format!("{} disks attached", ds.len()),
+        ));
+    }
+
+    let deltas: Vec<String> = ds
+        .iter()
+        .filter(|d| DELTA.is_match(&d.file))
+        .map(|d| format!("{} = {}", d.slot, d.file))
+        .collect();
+    let snapshots = f.vmsd.as_ref().map(snapshot_names).unwrap_or_default();
+    if deltas.is_empty() && snapshots.is_empty() {
+        out.push(Finding::pass(
+            "snapshots",
+            "no snapshot deltas, no snapshots",
+        ));
+    } else {
+        let mut found = Vec::new();
+        if !deltas.is_empty() {
+            found.push(format!("disks on snapshot deltas: {}", deltas.join(", ")));
+        }
+        if !snapshots.is_empty() {
+            found.push(format!(
+                "{} lists snapshots: {}",
+                sibling(&f.path, "vmsd").display(),
+                snapshots.join(", ")
+            ));
+        }
+        out.push(Finding::fail(
+            "snapshots",
+            found.join("; "),
+            "reprotect fails on a VM with snapshots: delete all snapshots (Snapshot Manager > \
+             Delete All) so the disks are consolidated",
+        ));
+    }
+
+    match v.get("uuid.bios") {
+        None => out.push(Finding::warn(
+            "uuid-bios",
+            "no uuid.bios line",
+            "power the VM on once so ESXi assigns a BIOS UUID",
+        )),
+        Some(u) => {
+            let norm = |s: &str| s.to_ascii_lowercase().replace([' ', '-'], "");
+            let clash: Vec<String> = others
+                .iter()
+                .filter(|o| o.vmx.get("uuid.bios").is_some_and(|x| norm(x) == norm(u)))
+                .map(|o| o.path.display().to_string())
+                .collect();
+            if clash.is_empty() {
+                out.push(Finding::pass("uuid-bios", format!("uuid.bios = \"{u}\"")));
+            } else {
+                out.push(Finding::fail(
+                    "uuid-bios",
+                    format!("uuid.bios = \"{u}\" also in {}", clash.join(", ")),
+                    "clones of one template clash: power the clone off, delete its uuid.bios \
+                     line (or answer \"I copied it\" when ESXi asks) so it gets a new one",
+                ));
+            }
+        }
+    }
+
+    if f.lock_dir().is_dir() {
+        out.push(Finding::warn(
+            "powered-on",
+            format!("{} exists: the VM is running", f.lock_dir().display()),
+            "changes to the .vmx take effect only after a power-off; patch it while off",
+        ));
+    }
+    out
+}
+
+/// Snapshot display names (or uids) listed in a .vmsd.
+fn snapshot_names(vmsd: &Vmx) -> Vec<String> {
+    static UID: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?i)^(snapshot\d+)\.uid$").unwrap());
+    let mut names: Vec<String> = vmsd
+        .entries()
+        .filter_map(|e| UID.captures(&e.key).map(|c| c[1].to_string()))
+        .map(|s| {
+            vmsd.get(&format!("{s}.displayName"))
+                .map(|n| format!("\"{n}\""))
+                .unwrap_or(s)
+        })
+        .collect();
+    let declared: usize = vmsd
+        .get("snapshot.numSnapshots")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if names.is_empty() && declared > 0 {
+        names.push(format!("{declared} (snapshot.numSnapshots)"));
+    }
+    names
+}
+
+/// Whether any finding failed (exit 1).
+pub fn any_failed(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.status == Status::Fail)
+}

@@ -423,3 +423,26 @@ fn bad_root_is_bad_input() {
     let o = run(&["apply", "--root", "/nonexistent/mtkit-root"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn os_disk_id_comes_from_the_scsi_id_code_on_a_real_sysfs_capture() {
+    // The host branch's capture of a VMware-like VM: sda's scsi_id is 36000c29a1b2c3d4e.
+    let d = centos66();
+    let root = d.path().join("r");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(fixture("scsi/vmware-like/sys"))
+        .arg(root.join("sys"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cfg = config(d.path(), CONFIG);
+    apply(&root, &cfg, &[]);
+    let mp = read(&root.join("etc/multipath.conf"));
+    assert!(
+        mp.contains("    # the OS disk (sda)\n    wwid \"36000c29a1b2c3d4e\"\n"),
+        "{mp}"
+    );
+    // The data disks of the capture are not blacklisted.
+    assert!(!mp.contains("36000c2955f0e7a11"));
+}

@@ -18,12 +18,25 @@ pub enum OsDiskId {
 }
 
 impl OsDiskId {
-    /// Reads `<root>/sys/block/<disk>/device/wwid`; falls back to the kernel name.
+    /// The ID scsi_id gives the disk (`host::scsi`, what multipath names maps by); else the
+    /// kernel's `<root>/sys/block/<disk>/device/wwid`; else the kernel name.
     pub fn read(root: &Path, disk: &str) -> OsDiskId {
-        let p = root.join("sys/block").join(disk).join("device/wwid");
-        let wwid = std::fs::read_to_string(p)
-            .ok()
-            .and_then(|t| multipath_wwid(t.trim()));
+        let scsi_id = match crate::host::scsi::list_disks(root) {
+            Ok(disks) => disks
+                .into_iter()
+                .find(|d| d.name == disk)
+                .and_then(|d| d.id),
+            Err(e) => {
+                tracing::debug!("reading SCSI disks under {}: {e:#}", root.display());
+                None
+            }
+        };
+        let wwid = scsi_id.or_else(|| {
+            let p = root.join("sys/block").join(disk).join("device/wwid");
+            std::fs::read_to_string(p)
+                .ok()
+                .and_then(|t| multipath_wwid(t.trim()))
+        });
         match wwid {
             Some(wwid) => OsDiskId::Wwid {
                 disk: disk.into(),

@@ -65,6 +65,12 @@ if (-not $InstallPath) {
     $InstallPath = Split-Path -Parent $PSCommandPath
 }
 
+# Where Windows boots from (the system partition: EFI or "System Reserved") and runs
+# from (the boot partition: the Windows volume); neither may hold retention.
+$partitionIds = @('DiskNumber', 'PartitionNumber', 'DriveLetter', 'Size')
+$systemPartitions = @(Get-Partition | Where-Object { $_.IsSystem } | Select-Object -Property $partitionIds)
+$bootPartitions = @(Get-Partition | Where-Object { $_.IsBoot } | Select-Object -Property $partitionIds)
+
 $facts = [ordered]@{
     CollectedAt            = (Get-Date).ToUniversalTime().ToString('o')
     PSVersion              = $PSVersionTable.PSVersion.ToString()
@@ -72,6 +78,8 @@ $facts = [ordered]@{
     SystemDrive            = $env:SystemDrive
     InstallPath            = $InstallPath
     ReplicationTargetDisks = @($ReplicationTargetDisks)
+    SystemPartitions       = $systemPartitions
+    BootPartitions         = $bootPartitions
     Volume                 = Select-Facts $volume @(
         'DriveLetter', 'FileSystem', 'FileSystemType', 'FileSystemLabel', 'DriveType',
         'HealthStatus', 'OperationalStatus', 'Size', 'SizeRemaining',

@@ -259,8 +259,30 @@ fn dry_run_shows_diffs_and_writes_nothing() {
     assert!(out.contains("-ONBOOT=no\n"));
     assert!(out.contains("remove etc/rc.d/rc3.d/K87multipathd (was link to ../init.d/multipathd)"));
     assert!(out.contains("would link etc/rc.d/rc3.d/S13multipathd (services)"));
+    let o = apply(&root, &cfg, &["--dry-run", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let changed = v["changed"].as_array().unwrap();
+    assert!(
+        changed
+            .iter()
+            .any(|c| c["path"] == "etc/lvm/lvm.conf" && c["action"] == "edit")
+    );
+    assert!(v["diff"].as_str().unwrap().contains("+++ b/etc/kdump.conf"));
     assert_eq!(snapshot(&root), before);
     assert_eq!(mtimes(&root), times);
+
+    // revert --dry-run after a real apply shows the way back and changes nothing
+    apply(&root, &cfg, &[]);
+    let applied = snapshot(&root);
+    let o = apply(&root, &cfg, &["--revert", "--dry-run"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("--- a/etc/lvm/lvm.conf\n+++ b/etc/lvm/lvm.conf\n"),
+        "{out}"
+    );
+    assert!(out.contains("would remove etc/multipath.conf (revert)"));
+    assert!(out.contains("would link etc/rc.d/rc3.d/K87multipathd (revert)"));
+    assert_eq!(snapshot(&root), applied);
 }
 
 #[test]

@@ -361,6 +361,11 @@ fn windows_r_drive_failures() {
         ("too-small", "min-size", "< [retention] min-size 100G"),
         ("system-volume", "not-os-disk", "R: is the system partition"),
         (
+            "boot-volume",
+            "not-os-disk",
+            "R: is the boot (Windows) partition",
+        ),
+        (
             "install-volume",
             "not-install-volume",
             "holds the install R:\\mtkit",

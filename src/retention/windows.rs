@@ -102,6 +102,27 @@ pub fn facts(v: &Value, letter: char) -> VolumeFacts {
         } else if flag("IsBoot") {
             f.os_disk = Some(format!("{drive} is the boot (Windows) partition"));
         }
+        let id = (
+            u64_of(part.get("DiskNumber")),
+            u64_of(part.get("PartitionNumber")),
+        );
+        for (key, what) in [
+            ("SystemPartitions", "system"),
+            ("BootPartitions", "boot (Windows)"),
+        ] {
+            let listed = v.get(key).and_then(Value::as_array).is_some_and(|l| {
+                l.iter().any(|p| {
+                    id.0.is_some()
+                        && (
+                            u64_of(p.get("DiskNumber")),
+                            u64_of(p.get("PartitionNumber")),
+                        ) == id
+                })
+            });
+            if listed && f.os_disk.is_none() {
+                f.os_disk = Some(format!("{drive} is the {what} partition"));
+            }
+        }
         if let Some(n) = u64_of(part.get("DiskNumber"))
             && let Some(targets) = v.get("ReplicationTargetDisks").and_then(Value::as_array)
             && targets.iter().any(|t| t.as_u64() == Some(n))

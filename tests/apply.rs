@@ -557,3 +557,34 @@ failure() { echo -n " [FAILED]"; }
     );
     assert_eq!(svc("status").status.code(), Some(3));
 }
+
+/// A step that fails half-way (rc5.d made immutable: even root cannot add links there)
+/// leaves the system as it was: the changes already made by that run are undone.
+#[test]
+fn failing_step_undoes_the_run() {
+    require!(
+        common::is_root() && common::have("chattr"),
+        "needs root and chattr"
+    );
+    let d = centos66();
+    let root = d.path().join("r");
+    let before = snapshot(&root);
+    let rc5 = root.join("etc/rc.d/rc5.d");
+    let st = Command::new("chattr").arg("+i").arg(&rc5).status().unwrap();
+    require!(st.success(), "chattr +i not supported on this filesystem");
+    let o = run(&[
+        "apply",
+        "--root",
+        root.to_str().unwrap(),
+        "--config",
+        config(d.path(), CONFIG).to_str().unwrap(),
+    ]);
+    Command::new("chattr").arg("-i").arg(&rc5).status().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("rc5.d"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert_eq!(snapshot(&root), before);
+}

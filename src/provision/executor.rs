@@ -131,6 +131,7 @@ pub fn apply(root: &Path, mut plan: Plan, dry_run: bool) -> Result<Outcome> {
         return Ok(out);
     }
 
+    let first_apply = state.entries.is_empty();
     // The state folder's parents are recorded like any folder apply creates.
     make_parents(
         root,
@@ -166,7 +167,15 @@ pub fn apply(root: &Path, mut plan: Plan, dry_run: bool) -> Result<Outcome> {
                 tracing::error!("could not undo {}: {u:#}", path.display());
             }
         }
-        let _ = state.save(root);
+        if first_apply {
+            // Nothing of mtkit remains: drop the state too, with the folders made for it.
+            let _ = fs::remove_dir_all(root.join(STATE_DIR));
+            for d in state.created_dirs.iter().rev() {
+                let _ = fs::remove_dir(root.join(d));
+            }
+        } else {
+            let _ = state.save(root);
+        }
         return Err(e);
     }
     let mut lines: Vec<String> = out
@@ -305,7 +314,10 @@ fn put(root: &Path, rel: &Path, wanted: &Wanted, created: &mut Vec<PathBuf>) -> 
             let _ = fs::remove_file(&tmp);
             std::os::unix::fs::symlink(target, &tmp)
                 .with_context(|| format!("creating link {}", tmp.display()))?;
-            fs::rename(&tmp, &p).with_context(|| format!("creating link {}", p.display()))
+            fs::rename(&tmp, &p).map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                anyhow::Error::new(e).context(format!("creating link {}", p.display()))
+            })
         }
         Wanted::Absent => match fs::remove_file(&p) {
             Err(e) if e.kind() != ErrorKind::NotFound => {

@@ -253,6 +253,33 @@ mod tests {
     }
 
     #[test]
+    fn multipath_maps_are_named_by_their_scsi_id() {
+        let d = tempfile::tempdir().unwrap();
+        let sysfs = d.path().join("dm-3");
+        fs::create_dir_all(sysfs.join("dm")).unwrap();
+        fs::write(sysfs.join("dm/name"), "36000c29a1b2c3d4e5f60718293a4b5c6\n").unwrap();
+        let mut dev = Device {
+            path: "/dev/mapper/36000c29a1b2c3d4e5f60718293a4b5c6".into(),
+            node: "/dev/dm-3".into(),
+            num: linux::DevNum {
+                major: 253,
+                minor: 3,
+            },
+            sysfs,
+            kname: "dm-3".into(),
+            parent: None,
+            partitions: vec![],
+            multipath: true,
+        };
+        assert_eq!(
+            fstab_spec(&dev, Some("u-u-i-d")).unwrap(),
+            "/dev/mapper/36000c29a1b2c3d4e5f60718293a4b5c6"
+        );
+        dev.multipath = false;
+        assert_eq!(fstab_spec(&dev, Some("u-u-i-d")).unwrap(), "UUID=u-u-i-d");
+    }
+
+    #[test]
     fn only_ext4_and_xfs() {
         assert_eq!(Fs::parse("xfs").unwrap(), Fs::Xfs);
         assert_eq!(crate::error::exit_code(&Fs::parse("vfat").unwrap_err()), 2);

@@ -38,6 +38,32 @@ impl Tool {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
+        let (shown, output) = self.run_any(args)?;
+        if output.status != 0 {
+            bail!(
+                "{shown} failed (exit {}): {}",
+                output.status,
+                output.stderr.trim()
+            );
+        }
+        Ok(output)
+    }
+
+    /// Runs the program and returns what it printed whatever its exit status (for programs
+    /// whose non-zero exits mean an answer, like `blkid` exiting 2 for "nothing found").
+    pub fn output<I, S>(&self, args: I) -> Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.run_any(args).map(|(_, o)| o)
+    }
+
+    fn run_any<I, S>(&self, args: I) -> Result<(String, Output)>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
         let exe = self.locate()?;
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let shown = format!(
@@ -60,14 +86,7 @@ impl Tool {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        if !out.status.success() {
-            bail!(
-                "{shown} failed (exit {}): {}",
-                output.status,
-                output.stderr.trim()
-            );
-        }
-        Ok(output)
+        Ok((shown, output))
     }
 }
 

@@ -1,9 +1,16 @@
 //! `mtkit apply`: the master target's custom changes.
 
 use super::Global;
+use crate::provision::{self, executor};
+use std::io::Write;
 use std::path::PathBuf;
 
-/// Apply the master target's custom changes (multipath, LVM filter, kdump, services, ...)
+/// Apply the master target's custom changes (multipath, LVM filter, kdump, services,
+/// network, /etc/hosts, firewall, the writer service)
+///
+/// Every change is planned first, written atomically, and recorded under
+/// /var/lib/mtkit/apply so that --revert puts back exactly what was there. Running it
+/// again changes nothing.
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
     /// The system is mounted here (a kickstart chroot, an image)
@@ -15,10 +22,58 @@ pub struct ApplyArgs {
     /// Put back everything an earlier apply changed
     #[arg(long)]
     pub revert: bool,
+    /// JSON output (what changed, notes)
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl ApplyArgs {
-    pub fn run(self, _g: &Global) -> anyhow::Result<()> {
-        super::not_built("apply")
+    pub fn run(self, g: &Global) -> anyhow::Result<()> {
+        if !self.root.is_dir() {
+            return Err(crate::error::bad_input(format!(
+                "--root {}: not a folder (give the folder the system is mounted at)",
+                self.root.display()
+            )));
+        }
+        let outcome = if self.revert {
+            executor::revert(&self.root, self.dry_run)?
+        } else {
+            let loaded = g.load_config()?;
+            let plan = provision::plan(&self.root, &loaded.config)?;
+            executor::apply(&self.root, plan, self.dry_run)?
+        };
+        for n in &outcome.notes {
+            tracing::warn!("{n}");
+        }
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer_pretty(&mut out, &outcome)?;
+            writeln!(out)?;
+            return Ok(());
+        }
+        if let Some(old) = &outcome.upgraded_from {
+            writeln!(
+                out,
+                "upgrading changes applied by mtkit {old} to {}",
+                executor::VERSION
+            )?;
+        }
+        if outcome.changed.is_empty() {
+            let what = if self.revert {
+                "nothing to revert"
+            } else {
+                "nothing to change"
+            };
+            writeln!(out, "{what}")?;
+            return Ok(());
+        }
+        if self.dry_run {
+            write!(out, "{}", outcome.diff)?;
+        }
+        let verb = if self.dry_run { "would" } else { "did" };
+        for d in &outcome.changed {
+            writeln!(out, "{verb} {} {} ({})", d.action, d.path.display(), d.area)?;
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,15 @@
 //! `mtkit retention check|prepare`: the retention volume rules.
 
 use super::Global;
-use std::path::PathBuf;
+use crate::config::Config;
+use crate::error::{ChecksFailed, bad_input};
+use crate::retention::linux::{self, Scope, under};
+use crate::retention::prepare::{self, Fs, Options};
+use crate::retention::rules::{self, Requirements, Verdict};
+use crate::retention::{space, windows};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Check or prepare the retention volume
 #[derive(Debug, clap::Args)]
@@ -13,8 +21,12 @@ pub struct RetentionArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum RetentionCommand {
     /// Check a device (or the configured one) against the retention rules
+    ///
+    /// Exit 0 when every rule passes, 1 when one fails. On a mounted retention volume,
+    /// also compares free space with what the policy needs.
     Check {
-        /// Block device, or nothing for `[retention] device`
+        /// Block device, or nothing for `[retention] device` (`auto`: the device mounted at
+        /// the retention mountpoint)
         #[arg(value_name = "DEVICE", conflicts_with = "windows")]
         device: Option<PathBuf>,
         /// Check Windows R: from facts collected by scripts/Get-RetentionFacts.ps1
@@ -28,10 +40,13 @@ pub enum RetentionCommand {
         json: bool,
     },
     /// Format, mount and register a device as the retention volume
+    ///
+    /// Refuses (exit 2, nothing changed) a device that breaks a rule. A device already
+    /// prepared is left as it is; only missing steps are done.
     Prepare {
         #[arg(value_name = "DEVICE")]
         device: PathBuf,
-        /// Filesystem to create
+        /// Filesystem to create [default: [retention] filesystem]
         #[arg(long, value_name = "ext4|xfs")]
         fs: Option<String>,
         /// Where to mount it [default: [retention] mountpoint]
@@ -43,11 +58,200 @@ pub enum RetentionCommand {
         /// Format even when the device holds a partition table or a filesystem
         #[arg(long)]
         force: bool,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
     },
 }
 
+/// Where the running kernel's /sys, /proc and /dev are.
+const HOST: &str = "/";
+
+#[derive(Serialize)]
+struct CheckReport {
+    #[serde(flatten)]
+    verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    space: Option<space::Space>,
+}
+
 impl RetentionArgs {
-    pub fn run(self, _g: &Global) -> anyhow::Result<()> {
-        super::not_built("retention")
+    pub fn run(self, g: &Global) -> anyhow::Result<()> {
+        let config = g.load_config()?.config;
+        match self.command {
+            RetentionCommand::Check {
+                device,
+                windows: Some(facts),
+                json,
+                ..
+            } => {
+                let _ = device;
+                let v = windows::load(&facts)?;
+                let f = windows::facts(&v, 'R');
+                let req = Requirements {
+                    min_size: config.retention.min_size.bytes(),
+                    mountpoint: None,
+                    force: false,
+                };
+                let mut verdict = rules::evaluate(&f, &req);
+                let space = f.free.map(|free| {
+                    let needed = space::needed(&config, 0);
+                    space::Space {
+                        capacity: f.size,
+                        free,
+                        journal_used: 0,
+                        targets_total: 0,
+                        needed,
+                        ok: free >= needed,
+                    }
+                });
+                add_space(&mut verdict, space.as_ref());
+                report(CheckReport { verdict, space }, json)
+            }
+            RetentionCommand::Check {
+                device, root, json, ..
+            } => {
+                let device = match device {
+                    Some(d) => d,
+                    None => configured_device(&root, &config)?,
+                };
+                let cx = Scope {
+                    host: Path::new(HOST),
+                    root: &root,
+                    config: &config,
+                };
+                let (facts, _) = linux::collect(&cx, &device)?;
+                let target = under(&root, &config.retention.mountpoint);
+                let req = Requirements {
+                    min_size: config.retention.min_size.bytes(),
+                    mountpoint: Some(target.clone()),
+                    force: false,
+                };
+                let mut verdict = rules::evaluate(&facts, &req);
+                let space = if facts.mounts.contains(&target) {
+                    let journal = under(&root, &config.writer.journal_dir(&config.retention));
+                    let total = space::targets_total(Path::new(HOST), &config);
+                    let needed = space::needed(&config, total);
+                    Some(space::measure(&target, &journal, needed, total)?)
+                } else {
+                    None
+                };
+                add_space(&mut verdict, space.as_ref());
+                report(CheckReport { verdict, space }, json)
+            }
+            RetentionCommand::Prepare {
+                device,
+                fs,
+                mountpoint,
+                root,
+                force,
+                json,
+            } => {
+                let fs = Fs::parse(fs.as_deref().unwrap_or(&config.retention.filesystem))?;
+                let mut retention = config.retention.clone();
+                if let Some(m) = mountpoint {
+                    retention.mountpoint = m;
+                }
+                let opts = Options {
+                    fs,
+                    journal_dir: config.writer.journal_dir(&retention),
+                    mountpoint: retention.mountpoint,
+                    force,
+                };
+                let cx = Scope {
+                    host: Path::new(HOST),
+                    root: &root,
+                    config: &config,
+                };
+                let done = prepare::prepare(&cx, &device, &opts)?;
+                let mut out = std::io::stdout().lock();
+                if json {
+                    serde_json::to_writer_pretty(&mut out, &done)?;
+                    writeln!(out)?;
+                } else if done.steps.is_empty() {
+                    writeln!(
+                        out,
+                        "{}: already prepared, nothing to change",
+                        device.display()
+                    )?;
+                } else {
+                    for s in &done.steps {
+                        writeln!(out, "{s}")?;
+                    }
+                }
+                Ok(())
+            }
+        }
     }
+}
+
+/// The space comparison as one more finding, so it decides the exit code too.
+fn add_space(v: &mut Verdict, s: Option<&space::Space>) {
+    let Some(s) = s else { return };
+    let h = rules::human;
+    v.findings.push(rules::Finding {
+        rule: "space",
+        ok: s.ok,
+        detail: format!(
+            "free {} + journal {} {} needed {} (policy estimate)",
+            h(s.free),
+            h(s.journal_used),
+            if s.ok { ">=" } else { "<" },
+            h(s.needed)
+        ),
+    });
+    v.ok &= s.ok;
+}
+
+fn report(r: CheckReport, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &r)?;
+        writeln!(out)?;
+    } else {
+        let v = &r.verdict;
+        let what = if v.ok { "eligible as" } else { "cannot be" };
+        // `R:` is shown as `R: ...`, a device as `/dev/sdb: ...`.
+        let sep = if v.volume.ends_with(':') { "" } else { ":" };
+        writeln!(out, "{}{sep} {what} the retention volume", v.volume)?;
+        for f in &v.findings {
+            let mark = if f.ok { "ok  " } else { "FAIL" };
+            writeln!(out, "  {mark} {:<19} {}", f.rule, f.detail)?;
+        }
+    }
+    if r.verdict.ok {
+        Ok(())
+    } else {
+        Err(ChecksFailed.into())
+    }
+}
+
+/// `[retention] device`: a path, a SCSI ID (`/dev/mapper/<ID>`), or `auto` (what is
+/// mounted at the retention mountpoint).
+fn configured_device(root: &Path, config: &Config) -> anyhow::Result<PathBuf> {
+    let d = config.retention.device.as_str();
+    if d.starts_with('/') {
+        return Ok(PathBuf::from(d));
+    }
+    if d != "auto" && !d.is_empty() {
+        return Ok(PathBuf::from("/dev/mapper").join(d));
+    }
+    let target = under(root, &config.retention.mountpoint);
+    let mounts = linux::mounts(Path::new(HOST))?;
+    for (num, points) in mounts {
+        if points.contains(&target) {
+            // The kernel name from sysfs: /dev/block/M:m links need udev, which may not run.
+            let sys = std::fs::canonicalize(format!("{HOST}sys/dev/block/{num}"))?;
+            let name = sys
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            return Ok(PathBuf::from("/dev").join(name));
+        }
+    }
+    Err(bad_input(format!(
+        "nothing is mounted at {} and [retention] device is \"auto\": give the DEVICE to check",
+        target.display()
+    )))
 }

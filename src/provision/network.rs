@@ -1,0 +1,113 @@
+//! The MT NIC: kept away from NetworkManager and brought up at boot (its `ifcfg-<device>`).
+
+use super::{Plan, Reader};
+use crate::config::{BootProto, Network};
+use anyhow::Result;
+
+pub const SCRIPTS: &str = "etc/sysconfig/network-scripts";
+
+/// Adds the ifcfg change to `plan` (or a note when the system has no network-scripts).
+pub fn plan(r: &Reader, net: &Network, plan: &mut Plan) -> Result<()> {
+    if !r.root.join(SCRIPTS).is_dir() {
+        plan.notes.push(format!(
+            "no {SCRIPTS}: set {} unmanaged by NetworkManager by hand",
+            net.device
+        ));
+        return Ok(());
+    }
+    let rel = format!("{SCRIPTS}/ifcfg-{}", net.device);
+    let cur = r.text(&rel)?;
+    let new = plan_ifcfg(cur.as_deref(), net);
+    plan.edit("network", &rel, cur.as_deref(), new, 0o644);
+    Ok(())
+}
+
+/// New ifcfg text with `NM_CONTROLLED=no` and `ONBOOT=yes`, or `None`. A missing file is
+/// created from the `[network]` section.
+pub fn plan_ifcfg(current: Option<&str>, net: &Network) -> Option<String> {
+    let Some(current) = current else {
+        let mut t = format!(
+            "DEVICE={}\nTYPE=Ethernet\nONBOOT=yes\nNM_CONTROLLED=no\n",
+            net.device
+        );
+        match net.bootproto {
+            BootProto::Dhcp => t.push_str("BOOTPROTO=dhcp\n"),
+            BootProto::Static => {
+                t.push_str(&format!(
+                    "BOOTPROTO=none\nIPADDR={}\nPREFIX={}\n",
+                    net.ip, net.prefix
+                ));
+                if !net.gateway.is_empty() {
+                    t.push_str(&format!("GATEWAY={}\n", net.gateway));
+                }
+            }
+        }
+        return Some(t);
+    };
+    let mut text = current.to_string();
+    for (key, value) in [("ONBOOT", "yes"), ("NM_CONTROLLED", "no")] {
+        text = set_key(&text, key, value);
+    }
+    (text != current).then_some(text)
+}
+
+/// `KEY=value` set in a shell-variable file: an existing assignment is replaced in place
+/// (quotes dropped), else one is appended.
+pub fn set_key(text: &str, key: &str, value: &str) -> String {
+    let want = format!("{key}={value}");
+    let mut found = false;
+    let mut out = String::with_capacity(text.len() + want.len() + 1);
+    for line in text.lines() {
+        let is_key = line
+            .trim_start()
+            .split_once('=')
+            .is_some_and(|(k, _)| k.trim() == key);
+        if is_key {
+            if !found {
+                out.push_str(&want);
+                out.push('\n');
+            }
+            found = true;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !found {
+        out.push_str(&want);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stock_minimal_ifcfg_gets_onboot_and_nm_off() {
+        let cur = "DEVICE=eth0\nHWADDR=00:0C:29:AA:BB:CC\nTYPE=Ethernet\nONBOOT=no\nNM_CONTROLLED=yes\nBOOTPROTO=dhcp\n";
+        let new = plan_ifcfg(Some(cur), &Network::default()).unwrap();
+        assert_eq!(
+            new,
+            "DEVICE=eth0\nHWADDR=00:0C:29:AA:BB:CC\nTYPE=Ethernet\nONBOOT=yes\nNM_CONTROLLED=no\nBOOTPROTO=dhcp\n"
+        );
+        assert_eq!(plan_ifcfg(Some(&new), &Network::default()), None);
+    }
+
+    #[test]
+    fn quoted_and_missing_keys() {
+        let new = plan_ifcfg(Some("DEVICE=eth1\nONBOOT=\"no\"\n"), &Network::default()).unwrap();
+        assert_eq!(new, "DEVICE=eth1\nONBOOT=yes\nNM_CONTROLLED=no\n");
+    }
+
+    #[test]
+    fn missing_file_is_written_from_config() {
+        let t = plan_ifcfg(None, &Network::default()).unwrap();
+        assert!(
+            t.contains("IPADDR=192.0.2.10\nPREFIX=24\nGATEWAY=192.0.2.1\n"),
+            "{t}"
+        );
+        assert!(t.contains("NM_CONTROLLED=no\n"));
+    }
+}

@@ -1,0 +1,287 @@
+//! `retention prepare`: format (ext4 or xfs, labelled), mount, register in fstab and create
+//! the journal folder; every step checked first and skipped when already done.
+
+use super::linux::{self, Device, Scope, under};
+use super::rules::{self, LABEL, Requirements, Verdict};
+use crate::error::bad_input;
+use crate::external::{MKFS_EXT4, MKFS_XFS};
+use crate::files::{backup, write_atomic};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fs {
+    Ext4,
+    Xfs,
+}
+
+impl Fs {
+    pub fn parse(s: &str) -> Result<Fs> {
+        match s {
+            "ext4" => Ok(Fs::Ext4),
+            "xfs" => Ok(Fs::Xfs),
+            _ => Err(bad_input(format!(
+                "filesystem \"{s}\" is not supported for retention: use ext4 or xfs"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fs::Ext4 => "ext4",
+            Fs::Xfs => "xfs",
+        }
+    }
+}
+
+pub struct Options {
+    pub fs: Fs,
+    /// As the prepared system sees it (`/mnt/retention`).
+    pub mountpoint: PathBuf,
+    /// The journal folder as the system sees it.
+    pub journal_dir: PathBuf,
+    pub force: bool,
+}
+
+/// What prepare did (empty `steps`: the device was already prepared).
+#[derive(Debug, Serialize)]
+pub struct Prepared {
+    pub device: PathBuf,
+    pub steps: Vec<String>,
+    pub fstab_line: String,
+}
+
+/// Checks `device` against the rules and prepares it; refuses (bad input, exit 2) and
+/// touches nothing when a rule fails.
+pub fn prepare(cx: &Scope, device: &Path, opts: &Options) -> Result<Prepared> {
+    if !opts.mountpoint.is_absolute() {
+        return Err(bad_input(format!(
+            "mountpoint {} must be an absolute path",
+            opts.mountpoint.display()
+        )));
+    }
+    let target = under(cx.root, &opts.mountpoint);
+    let (facts, dev) = linux::collect(cx, device)?;
+    let req = Requirements {
+        min_size: cx.config.retention.min_size.bytes(),
+        mountpoint: Some(target.clone()),
+        force: opts.force,
+    };
+    let verdict = rules::evaluate(&facts, &req);
+    if !verdict.ok {
+        return Err(bad_input(refusal(&verdict)));
+    }
+    let dev = dev.expect("an existing device passed the rules");
+    let mut steps = Vec::new();
+    let mut fs_name = facts.filesystem.clone().unwrap_or_default();
+    let mut uuid = facts.uuid.clone();
+    if verdict.prepared {
+        if fs_name != opts.fs.name() {
+            return Err(bad_input(format!(
+                "{} is already a retention volume with {fs_name}, not {}: keep it, or unmount and wipe it (wipefs -a) to change",
+                device.display(),
+                opts.fs.name()
+            )));
+        }
+    } else {
+        mkfs(&dev, opts)?;
+        steps.push(format!(
+            "formatted {} as {} labelled {LABEL}",
+            device.display(),
+            opts.fs.name()
+        ));
+        let p = linux::probe(&dev.node)?;
+        fs_name = opts.fs.name().into();
+        uuid = p.uuid;
+    }
+    if !facts.mounts.contains(&target) || !verdict.prepared {
+        fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
+        nix::mount::mount(
+            Some(&dev.node),
+            &target,
+            Some(fs_name.as_str()),
+            nix::mount::MsFlags::MS_NOATIME,
+            None::<&str>,
+        )
+        .with_context(|| format!("mounting {} at {}", device.display(), target.display()))?;
+        steps.push(format!("mounted at {}", opts.mountpoint.display()));
+    }
+    let spec = fstab_spec(&dev, uuid.as_deref())?;
+    let line = fstab_line(&spec, &opts.mountpoint, &fs_name);
+    let fstab = cx.root.join("etc/fstab");
+    let current = match fs::read_to_string(&fstab) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", fstab.display())),
+    };
+    if let Some(new) = plan_fstab(current.as_deref().unwrap_or(""), &line, &opts.mountpoint) {
+        if current.is_some() {
+            backup(&fstab)?;
+        } else if let Some(d) = fstab.parent() {
+            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        write_atomic(&fstab, new.as_bytes(), 0o644)?;
+        steps.push(format!("fstab: {line}"));
+    }
+    let journal = under(cx.root, &opts.journal_dir);
+    if !journal.is_dir() {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&journal)
+            .with_context(|| format!("creating {}", journal.display()))?;
+        steps.push(format!(
+            "created journal folder {}",
+            opts.journal_dir.display()
+        ));
+    }
+    Ok(Prepared {
+        device: device.to_path_buf(),
+        steps,
+        fstab_line: line,
+    })
+}
+
+/// The message of a refused device: every failed rule with its reason.
+pub fn refusal(v: &Verdict) -> String {
+    let mut msg = format!("{} cannot be the retention volume:", v.volume);
+    for f in v.failures() {
+        msg.push_str(&format!("\n  - {}: {}", f.rule, f.detail));
+    }
+    msg.push_str("\nnothing was changed");
+    msg
+}
+
+fn mkfs(dev: &Device, opts: &Options) -> Result<()> {
+    let node = dev.node.as_os_str();
+    match opts.fs {
+        // -F only with --force: without it mke2fs itself refuses a device in doubt.
+        Fs::Ext4 => {
+            let mut args = vec!["-q".as_ref(), "-L".as_ref(), LABEL.as_ref()];
+            if opts.force {
+                args.push("-F".as_ref());
+            }
+            args.push(node);
+            MKFS_EXT4.run(args)?;
+        }
+        Fs::Xfs => {
+            let mut args = vec!["-q".as_ref(), "-L".as_ref(), LABEL.as_ref()];
+            if opts.force {
+                args.push("-f".as_ref());
+            }
+            args.push(node);
+            MKFS_XFS.run(args)?;
+        }
+    }
+    Ok(())
+}
+
+/// `UUID=...`, or `/dev/mapper/<name>` for a multipath map (its name is the SCSI ID and
+/// stays stable, while the filesystem UUID would also match each path's sd device).
+fn fstab_spec(dev: &Device, uuid: Option<&str>) -> Result<String> {
+    if dev.multipath {
+        let name = fs::read_to_string(dev.sysfs.join("dm/name"))
+            .with_context(|| format!("reading {}", dev.sysfs.join("dm/name").display()))?;
+        return Ok(format!("/dev/mapper/{}", name.trim()));
+    }
+    uuid.map(|u| format!("UUID={u}"))
+        .ok_or_else(|| anyhow::anyhow!("{} has no filesystem UUID after mkfs", dev.path.display()))
+}
+
+pub fn fstab_line(spec: &str, mountpoint: &Path, fs: &str) -> String {
+    // xfs is never fsck'd at boot (fsck.xfs does nothing); nofail lets the MT boot and
+    // report a missing retention disk instead of stopping in the emergency shell.
+    let pass = if fs == "xfs" { 0 } else { 2 };
+    format!(
+        "{spec} {} {fs} defaults,noatime,nofail 0 {pass}",
+        mountpoint.display()
+    )
+}
+
+/// New fstab text with `line` as the only entry for `mountpoint`, or `None`.
+pub fn plan_fstab(current: &str, line: &str, mountpoint: &Path) -> Option<String> {
+    let mp = mountpoint.to_string_lossy();
+    let mut out = String::with_capacity(current.len() + line.len() + 1);
+    let mut placed = false;
+    for l in current.lines() {
+        let mut f = l.split_whitespace();
+        let is_entry = !l.trim_start().starts_with('#') && f.next().is_some();
+        if is_entry && f.next() == Some(mp.as_ref()) {
+            if !placed {
+                out.push_str(line);
+                out.push('\n');
+                placed = true;
+            }
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    if !placed {
+        out.push_str(line);
+        out.push('\n');
+    }
+    (out != current).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fstab_gets_one_line_per_mountpoint() {
+        let mp = Path::new("/mnt/retention");
+        let line = fstab_line("UUID=abc", mp, "ext4");
+        assert_eq!(
+            line,
+            "UUID=abc /mnt/retention ext4 defaults,noatime,nofail 0 2"
+        );
+        let cur =
+            "# /etc/fstab\nUUID=r / ext4 defaults 1 1\n/dev/sdc1 /mnt/retention xfs defaults 0 0\n";
+        let new = plan_fstab(cur, &line, mp).unwrap();
+        assert_eq!(
+            new,
+            format!("# /etc/fstab\nUUID=r / ext4 defaults 1 1\n{line}\n")
+        );
+        assert_eq!(plan_fstab(&new, &line, mp), None);
+        let appended = plan_fstab("UUID=r / ext4 defaults 1 1", &line, mp).unwrap();
+        assert_eq!(appended, format!("UUID=r / ext4 defaults 1 1\n{line}\n"));
+    }
+
+    #[test]
+    fn multipath_maps_are_named_by_their_scsi_id() {
+        let d = tempfile::tempdir().unwrap();
+        let sysfs = d.path().join("dm-3");
+        fs::create_dir_all(sysfs.join("dm")).unwrap();
+        fs::write(sysfs.join("dm/name"), "36000c29a1b2c3d4e5f60718293a4b5c6\n").unwrap();
+        let mut dev = Device {
+            path: "/dev/mapper/36000c29a1b2c3d4e5f60718293a4b5c6".into(),
+            node: "/dev/dm-3".into(),
+            num: linux::DevNum {
+                major: 253,
+                minor: 3,
+            },
+            sysfs,
+            kname: "dm-3".into(),
+            parent: None,
+            partitions: vec![],
+            multipath: true,
+        };
+        assert_eq!(
+            fstab_spec(&dev, Some("u-u-i-d")).unwrap(),
+            "/dev/mapper/36000c29a1b2c3d4e5f60718293a4b5c6"
+        );
+        dev.multipath = false;
+        assert_eq!(fstab_spec(&dev, Some("u-u-i-d")).unwrap(), "UUID=u-u-i-d");
+    }
+
+    #[test]
+    fn only_ext4_and_xfs() {
+        assert_eq!(Fs::parse("xfs").unwrap(), Fs::Xfs);
+        assert_eq!(crate::error::exit_code(&Fs::parse("vfat").unwrap_err()), 2);
+    }
+}

@@ -1,0 +1,590 @@
+//! `mtkit apply` against a fixture root shaped like a fresh CentOS 6.6 minimal install:
+//! apply, check every file, apply again (nothing changes, mtimes too), revert (byte-identical),
+//! dry run (nothing written), upgrades, and the real `lvmconfig --validate`.
+
+mod common;
+
+use common::{fixture, read, run, stdout};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A fresh CentOS 6.6 root in a temp folder, made by the checked-in script.
+fn centos66() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let st = Command::new("bash")
+        .arg(fixture("make-centos66-root.sh"))
+        .arg(d.path().join("r"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "make-centos66-root.sh failed");
+    d
+}
+
+/// Every entry under `root`: kind + content (file bytes and mode, or link target).
+#[derive(Debug, PartialEq, Eq)]
+enum Node {
+    Dir(u32),
+    File(Vec<u8>, u32),
+    Link(PathBuf),
+}
+
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            let mode = m.permissions().mode() & 0o7777;
+            if m.file_type().is_symlink() {
+                out.insert(rel, Node::Link(fs::read_link(&p).unwrap()));
+            } else if m.is_dir() {
+                out.insert(rel, Node::Dir(mode));
+                walk(root, &p, out);
+            } else {
+                out.insert(rel, Node::File(fs::read(&p).unwrap(), mode));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn mtimes(root: &Path) -> BTreeMap<PathBuf, (i64, i64)> {
+    snapshot(root)
+        .keys()
+        .map(|k| {
+            let m = fs::symlink_metadata(root.join(k)).unwrap();
+            (k.clone(), (m.mtime(), m.mtime_nsec()))
+        })
+        .collect()
+}
+
+const CONFIG: &str = r#"
+[appliance]
+hostname = "mt07.dr.example"
+[network]
+device = "eth0"
+bootproto = "static"
+ip = "192.0.2.77"
+prefix = 24
+gateway = "192.0.2.1"
+[disks]
+os-disk = "sda"
+[writer]
+listen = "0.0.0.0:10809"
+"#;
+
+fn config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("appliance.toml");
+    fs::write(&p, text).unwrap();
+    p
+}
+
+fn apply(root: &Path, cfg: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "apply",
+        "--root",
+        root.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(
+        o.status.success(),
+        "apply {extra:?} failed: {}",
+        common::stderr(&o)
+    );
+    o
+}
+
+fn link(root: &Path, rel: &str) -> Option<PathBuf> {
+    fs::read_link(root.join(rel)).ok()
+}
+
+#[test]
+fn apply_checks_every_file_then_changes_nothing_then_reverts_byte_identical() {
+    let d = centos66();
+    let root = d.path().join("r");
+    let cfg = config(d.path(), CONFIG);
+    let before = snapshot(&root);
+
+    let o = apply(&root, &cfg, &[]);
+    assert!(
+        stdout(&o).contains("did create etc/multipath.conf (multipath)"),
+        "{}",
+        stdout(&o)
+    );
+
+    // multipath: whole file, OS disk by name (no sysfs in this root)
+    let mp = read(&root.join("etc/multipath.conf"));
+    assert!(
+        mp.contains("    user_friendly_names no\n    # VMware")
+            || mp.contains("user_friendly_names no\n")
+    );
+    assert!(mp.contains("find_multipaths no\n"));
+    assert!(mp.contains("devnode \"^sda[0-9]*$\""), "{mp}");
+    assert!(mp.contains(r#"devnode "^(ram|raw|loop|fd|md|dm-|sr|scd|st)[0-9]*""#));
+    assert!(mp.contains(r#"devnode "^hd[a-z]""#));
+    assert!(mp.contains(r#"devnode "^cciss!c[0-9]d[0-9]*""#));
+
+    // LVM: only the filter changed, the stock one is gone, everything else kept
+    let lvm = read(&root.join("etc/lvm/lvm.conf"));
+    let stock_lvm = match &before[Path::new("etc/lvm/lvm.conf")] {
+        Node::File(b, _) => String::from_utf8(b.clone()).unwrap(),
+        n => panic!("{n:?}"),
+    };
+    assert!(lvm.contains("    filter = [ \"a|^/dev/sda[0-9]*$|\", \"r|.*|\" ]\n"));
+    assert!(!lvm.contains("    filter = [ \"a/.*/\" ]\n"));
+    assert!(lvm.contains("    # filter = [ \"r|/dev/cdrom|\" ]\n"));
+    assert_eq!(lvm.lines().count(), stock_lvm.lines().count() + 1);
+
+    // kdump
+    let kd = read(&root.join("etc/kdump.conf"));
+    assert!(kd.contains("#path /var/crash\npath /var/crash\n"));
+    assert!(kd.contains("\ncore_collector makedumpfile -c --message-level 1 -d 31\n"));
+    let grub = read(&root.join("boot/grub/grub.conf"));
+    assert_eq!(
+        grub.matches("crashkernel=auto").count(),
+        1,
+        "anaconda's crashkernel=auto kept once"
+    );
+
+    // network, hosts, firewall
+    let ifcfg = read(&root.join("etc/sysconfig/network-scripts/ifcfg-eth0"));
+    assert!(
+        ifcfg.contains("\nONBOOT=yes\nNM_CONTROLLED=no\n"),
+        "{ifcfg}"
+    );
+    assert!(ifcfg.contains("HWADDR=00:0C:29:4F:8A:21\n"));
+    assert!(read(&root.join("etc/hosts")).ends_with("\n192.0.2.77\tmt07.dr.example mt07\n"));
+    let ipt = read(&root.join("etc/sysconfig/iptables"));
+    assert!(ipt.contains("--dport 22 -j ACCEPT\n-A INPUT -m state --state NEW -m tcp -p tcp --dport 10809 -j ACCEPT\n-A INPUT -j REJECT --reject-with icmp-host-prohibited\n"), "{ipt}");
+    let mode = |rel: &str| fs::metadata(root.join(rel)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("etc/sysconfig/iptables"), 0o600, "mode kept");
+
+    // writer service and services on (as chkconfig would leave them)
+    assert!(read(&root.join("etc/init.d/mtkit-writer")).contains("# chkconfig: 345 95 05"));
+    assert_eq!(mode("etc/rc.d/init.d/mtkit-writer"), 0o755);
+    assert!(
+        read(&root.join("etc/sysconfig/mtkit-writer")).contains("DAEMON_COREFILE_LIMIT=unlimited")
+    );
+    for (name, s, k) in [
+        ("multipathd", 13, 87),
+        ("kdump", 20, 80),
+        ("ntpd", 58, 74),
+        ("mtkit-writer", 95, 5),
+    ] {
+        let target = Some(PathBuf::from(format!("../init.d/{name}")));
+        for l in 2..=5 {
+            assert_eq!(
+                link(&root, &format!("etc/rc{l}.d/S{s:02}{name}")),
+                target,
+                "{name} rc{l}"
+            );
+            assert_eq!(
+                link(&root, &format!("etc/rc{l}.d/K{k:02}{name}")),
+                None,
+                "{name} rc{l}"
+            );
+        }
+        for l in [0, 1, 6] {
+            assert_eq!(
+                link(&root, &format!("etc/rc{l}.d/K{k:02}{name}")),
+                target,
+                "{name} rc{l}"
+            );
+        }
+    }
+    assert_eq!(
+        link(&root, "etc/rc3.d/S55sshd"),
+        Some(PathBuf::from("../init.d/sshd"))
+    );
+
+    // marker and log
+    assert_eq!(
+        read(&root.join("var/lib/mtkit/apply/version")).trim(),
+        env!("CARGO_PKG_VERSION")
+    );
+    let log = read(&root.join("var/log/mtkit-apply.log"));
+    assert!(
+        log.contains("apply: create etc/multipath.conf (multipath)"),
+        "{log}"
+    );
+
+    // second run: nothing to change, nothing touched
+    let after = snapshot(&root);
+    let times = mtimes(&root);
+    let o = apply(&root, &cfg, &[]);
+    assert_eq!(stdout(&o), "nothing to change\n");
+    assert_eq!(snapshot(&root), after);
+    assert_eq!(mtimes(&root), times, "mtimes unchanged on the second run");
+
+    // revert: byte-identical (the log stays as the audit trail)
+    let o = apply(&root, &cfg, &["--revert"]);
+    assert!(
+        stdout(&o).contains("did remove etc/multipath.conf"),
+        "{}",
+        stdout(&o)
+    );
+    let mut reverted = snapshot(&root);
+    assert!(read(&root.join("var/log/mtkit-apply.log")).contains("revert: apply state removed"));
+    reverted.remove(Path::new("var/log/mtkit-apply.log"));
+    assert_eq!(reverted, before);
+    let o = apply(&root, &cfg, &["--revert"]);
+    assert_eq!(stdout(&o), "nothing to revert\n");
+}
+
+#[test]
+fn dry_run_shows_diffs_and_writes_nothing() {
+    let d = centos66();
+    let root = d.path().join("r");
+    let cfg = config(d.path(), CONFIG);
+    let before = snapshot(&root);
+    let times = mtimes(&root);
+    let o = apply(&root, &cfg, &["--dry-run"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("--- /dev/null\n+++ b/etc/multipath.conf\n"),
+        "{out}"
+    );
+    assert!(out.contains("--- a/etc/lvm/lvm.conf\n+++ b/etc/lvm/lvm.conf\n"));
+    assert!(
+        out.contains("-    filter = [ \"a/.*/\" ]\n+    # mtkit: accept only the OS disk (sda)\n")
+    );
+    assert!(out.contains("-ONBOOT=no\n"));
+    assert!(out.contains("remove etc/rc.d/rc3.d/K87multipathd (was link to ../init.d/multipathd)"));
+    assert!(out.contains("would link etc/rc.d/rc3.d/S13multipathd (services)"));
+    let o = apply(&root, &cfg, &["--dry-run", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let changed = v["changed"].as_array().unwrap();
+    assert!(
+        changed
+            .iter()
+            .any(|c| c["path"] == "etc/lvm/lvm.conf" && c["action"] == "edit")
+    );
+    assert!(v["diff"].as_str().unwrap().contains("+++ b/etc/kdump.conf"));
+    assert_eq!(snapshot(&root), before);
+    assert_eq!(mtimes(&root), times);
+
+    // revert --dry-run after a real apply shows the way back and changes nothing
+    apply(&root, &cfg, &[]);
+    let applied = snapshot(&root);
+    let o = apply(&root, &cfg, &["--revert", "--dry-run"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("--- a/etc/lvm/lvm.conf\n+++ b/etc/lvm/lvm.conf\n"),
+        "{out}"
+    );
+    assert!(out.contains("would remove etc/multipath.conf (revert)"));
+    assert!(out.contains("would link etc/rc.d/rc3.d/K87multipathd (revert)"));
+    assert_eq!(snapshot(&root), applied);
+}
+
+#[test]
+fn edited_lvm_conf_passes_real_lvmconfig_validate() {
+    require!(
+        common::have("lvmconfig"),
+        "lvmconfig (Debian lvm2) not installed"
+    );
+    let d = centos66();
+    let root = d.path().join("r");
+    let validate = |dir: &Path| {
+        Command::new("lvmconfig")
+            .arg("--validate")
+            .env("LVM_SYSTEM_DIR", dir)
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+            .output()
+            .unwrap()
+    };
+    // The stock 6.6 file is valid for lvm2 2.03 too: every key it sets is still known.
+    let o = validate(&root.join("etc/lvm"));
+    assert!(o.status.success(), "stock: {}", common::stderr(&o));
+    apply(&root, &config(d.path(), CONFIG), &[]);
+    let copy = d.path().join("lvm-copy");
+    fs::create_dir(&copy).unwrap();
+    fs::copy(root.join("etc/lvm/lvm.conf"), copy.join("lvm.conf")).unwrap();
+    let o = validate(&copy);
+    assert!(o.status.success(), "edited: {}", common::stderr(&o));
+    let said = format!("{}{}", stdout(&o), common::stderr(&o));
+    assert!(said.contains("LVM configuration valid"), "{said}");
+    // The check can fail: a broken filter is rejected.
+    let broken = read(&copy.join("lvm.conf")).replace("\"r|.*|\" ]", "\"r|.*|\"");
+    fs::write(copy.join("lvm.conf"), broken).unwrap();
+    assert!(!validate(&copy).status.success());
+}
+
+#[test]
+fn os_disk_with_a_scsi_id_is_blacklisted_by_wwid() {
+    let d = centos66();
+    let root = d.path().join("r");
+    let dev = root.join("sys/block/sda/device");
+    fs::create_dir_all(&dev).unwrap();
+    fs::write(dev.join("wwid"), "naa.6000c29d4e1f0a2b3c4d5e6f708192a3\n").unwrap();
+    apply(&root, &config(d.path(), CONFIG), &[]);
+    let mp = read(&root.join("etc/multipath.conf"));
+    assert!(
+        mp.contains("    # the OS disk (sda)\n    wwid \"36000c29d4e1f0a2b3c4d5e6f708192a3\"\n"),
+        "{mp}"
+    );
+    assert!(!mp.contains("^sda"));
+}
+
+#[test]
+fn kernel_lines_without_crashkernel_get_it() {
+    let d = centos66();
+    let root = d.path().join("r");
+    let g = root.join("boot/grub/grub.conf");
+    let stock = read(&g);
+    fs::write(
+        &g,
+        stock.replace(" crashkernel=auto ", " crashkernel=128M "),
+    )
+    .unwrap();
+    apply(&root, &config(d.path(), CONFIG), &[]);
+    let grub = read(&g);
+    assert!(grub.contains("rhgb quiet crashkernel=auto\n"), "{grub}");
+    assert!(!grub.contains("128M"));
+    assert!(grub.contains("\troot (hd0,0)\n") && grub.contains("rd_NO_LUKS rd_NO_LVM"));
+}
+
+#[test]
+fn a_changed_config_replaces_the_old_edits_and_revert_still_reaches_the_original() {
+    let d = centos66();
+    let root = d.path().join("r");
+    let before = snapshot(&root);
+    apply(&root, &config(d.path(), CONFIG), &[]);
+    // As a newer mtkit would: the marker names an older version; the port moved.
+    fs::write(root.join("var/lib/mtkit/apply/version"), "0.0.1\n").unwrap();
+    let cfg = config(
+        d.path(),
+        &CONFIG
+            .replace("10809", "10900")
+            .replace("os-disk = \"sda\"", "os-disk = \"vda\""),
+    );
+    let o = apply(&root, &cfg, &[]);
+    assert!(
+        stdout(&o).contains("upgrading changes applied by mtkit 0.0.1"),
+        "{}",
+        stdout(&o)
+    );
+    let ipt = read(&root.join("etc/sysconfig/iptables"));
+    assert!(
+        ipt.contains("--dport 10900 -j ACCEPT") && !ipt.contains("10809"),
+        "{ipt}"
+    );
+    let lvm = read(&root.join("etc/lvm/lvm.conf"));
+    assert_eq!(lvm.matches("# mtkit:").count(), 1);
+    assert!(lvm.contains("a|^/dev/vda[0-9]*$|"));
+    assert_eq!(
+        read(&root.join("var/lib/mtkit/apply/version")).trim(),
+        env!("CARGO_PKG_VERSION")
+    );
+    apply(&root, &cfg, &["--revert"]);
+    let mut reverted = snapshot(&root);
+    reverted.remove(Path::new("var/log/mtkit-apply.log"));
+    assert_eq!(reverted, before);
+}
+
+#[test]
+fn systemd_root_gets_unit_enablement_links() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("r");
+    let units = root.join("usr/lib/systemd/system");
+    fs::create_dir_all(&units).unwrap();
+    fs::write(root.join("usr/lib/systemd/systemd"), "").unwrap();
+    fs::write(
+        units.join("multipathd.service"),
+        "[Service]\nExecStart=/sbin/multipathd\n[Install]\nWantedBy=sysinit.target\n",
+    )
+    .unwrap();
+    fs::write(
+        units.join("kdump.service"),
+        "[Install]\nWantedBy=multi-user.target\n",
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("etc/lvm")).unwrap();
+    let cfg = config(d.path(), CONFIG);
+    let o = apply(&root, &cfg, &[]);
+    assert!(
+        common::stderr(&o).contains("ntpd.service not installed"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert_eq!(
+        link(
+            &root,
+            "etc/systemd/system/sysinit.target.wants/multipathd.service"
+        ),
+        Some(PathBuf::from("/usr/lib/systemd/system/multipathd.service"))
+    );
+    assert_eq!(
+        link(
+            &root,
+            "etc/systemd/system/multi-user.target.wants/mtkit-writer.service"
+        ),
+        Some(PathBuf::from("/etc/systemd/system/mtkit-writer.service"))
+    );
+    assert!(
+        read(&root.join("etc/systemd/system/mtkit-writer.service")).contains("LimitCORE=infinity")
+    );
+    apply(&root, &cfg, &["--revert"]);
+    assert!(
+        !root.join("etc/systemd").exists(),
+        "created folders removed on revert"
+    );
+    assert!(!root.join("etc/multipath.conf").exists());
+}
+
+#[test]
+fn bad_root_is_bad_input() {
+    let o = run(&["apply", "--root", "/nonexistent/mtkit-root"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn os_disk_id_comes_from_the_scsi_id_code_on_a_real_sysfs_capture() {
+    // The host branch's capture of a VMware-like VM: sda's scsi_id is 36000c29a1b2c3d4e.
+    let d = centos66();
+    let root = d.path().join("r");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(fixture("scsi/vmware-like/sys"))
+        .arg(root.join("sys"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cfg = config(d.path(), CONFIG);
+    apply(&root, &cfg, &[]);
+    let mp = read(&root.join("etc/multipath.conf"));
+    assert!(
+        mp.contains("    # the OS disk (sda)\n    wwid \"36000c29a1b2c3d4e\"\n"),
+        "{mp}"
+    );
+    // The data disks of the capture are not blacklisted.
+    assert!(!mp.contains("36000c2955f0e7a11"));
+}
+
+/// The rendered SysV script really runs: started, its writer respawned after exiting,
+/// stopped with both processes gone. The CentOS function library is replaced by a small
+/// stand-in with the same contract (status/killproc with -p, success/failure).
+#[test]
+fn init_script_respawns_the_writer_and_stops_cleanly() {
+    require!(common::have("logger"), "logger (bsdutils) not installed");
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path();
+    let functions = t.join("functions");
+    fs::write(
+        &functions,
+        r#"
+status() { local pid; pid=$(cat "$2" 2>/dev/null) && kill -0 "$pid" 2>/dev/null && echo "$3 (pid $pid) is running..." && return 0; echo "$3 is stopped"; return 3; }
+killproc() { local pid; pid=$(cat "$2" 2>/dev/null) || return 1; kill -TERM "$pid"; for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || { rm -f "$2"; return 0; }; sleep 0.1; done; kill -KILL "$pid"; return 1; }
+success() { echo -n " [ OK ]"; }
+failure() { echo -n " [FAILED]"; }
+"#,
+    )
+    .unwrap();
+    // A writer that records each start, runs briefly, and exits with an error.
+    let fake = t.join("mtkit");
+    let starts = t.join("starts");
+    fs::write(
+        &fake,
+        format!(
+            "#!/bin/bash\necho $$ >> {}\nsleep 0.3\nexit 1\n",
+            starts.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(t.join("appliance.toml"), "").unwrap();
+    fs::write(t.join("mtkit-writer"), "RESPAWN_DELAY=0.2\n").unwrap();
+    let script = mtkit::provision::writer_service::render(
+        mtkit::provision::InitSystem::SysV,
+        &mtkit::config::Config::default(),
+    )
+    .unwrap()
+    .replace("/etc/rc.d/init.d/functions", functions.to_str().unwrap())
+    .replace("/var/run/", &format!("{}/", t.display()))
+    .replace("/var/lock/subsys/", &format!("{}/", t.display()))
+    .replace("/etc/sysconfig/", &format!("{}/", t.display()))
+    .replace("/usr/local/sbin/mtkit", fake.to_str().unwrap())
+    .replace(
+        "/etc/mtkit/appliance.toml",
+        t.join("appliance.toml").to_str().unwrap(),
+    );
+    let init = t.join("init");
+    fs::write(&init, script).unwrap();
+    let svc = |cmd: &str| Command::new("bash").arg(&init).arg(cmd).output().unwrap();
+
+    let o = svc("start");
+    assert!(o.status.success(), "start: {}", stdout(&o));
+    let wrapper: i32 = read(&t.join("mtkit-writer.pid")).trim().parse().unwrap();
+    assert!(svc("status").status.success());
+    // Respawned: several starts with different pids within a few seconds.
+    let mut n = 0;
+    for _ in 0..50 {
+        n = fs::read_to_string(&starts)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        if n >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(n >= 3, "writer started {n} times, wanted a respawn");
+    let o = svc("stop");
+    assert!(o.status.success(), "stop: {}", stdout(&o));
+    // SAFETY: kill with signal 0 only checks whether the process exists.
+    assert_ne!(
+        unsafe { libc::kill(wrapper, 0) },
+        0,
+        "wrapper still running"
+    );
+    let last: i32 = read(&starts).lines().last().unwrap().parse().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // SAFETY: as above.
+    assert_ne!(unsafe { libc::kill(last, 0) }, 0, "writer still running");
+    let n_after = read(&starts).lines().count();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        read(&starts).lines().count(),
+        n_after,
+        "no start after stop"
+    );
+    assert_eq!(svc("status").status.code(), Some(3));
+}
+
+/// A step that fails half-way (rc5.d made immutable: even root cannot add links there)
+/// leaves the system as it was: the changes already made by that run are undone.
+#[test]
+fn failing_step_undoes_the_run() {
+    require!(
+        common::is_root() && common::have("chattr"),
+        "needs root and chattr"
+    );
+    let d = centos66();
+    let root = d.path().join("r");
+    let before = snapshot(&root);
+    let rc5 = root.join("etc/rc.d/rc5.d");
+    let st = Command::new("chattr").arg("+i").arg(&rc5).status().unwrap();
+    require!(st.success(), "chattr +i not supported on this filesystem");
+    let o = run(&[
+        "apply",
+        "--root",
+        root.to_str().unwrap(),
+        "--config",
+        config(d.path(), CONFIG).to_str().unwrap(),
+    ]);
+    Command::new("chattr").arg("-i").arg(&rc5).status().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("rc5.d"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert_eq!(snapshot(&root), before);
+}

@@ -1,0 +1,399 @@
+//! `mtkit retention` with real loop devices (root): a fresh device prepared (mkfs, mount,
+//! fstab by UUID, journal folder) and prepared again (no change); devices that are mounted,
+//! swap, an LVM PV, FAT32, of size zero, held open exclusively, or holding data, each
+//! refused with its reason and left untouched. Windows R: from fixture JSON.
+
+mod common;
+
+use common::{fixture, have, is_root, read, run, stderr, stdout};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn sh(cmd: &str, args: &[&str]) -> std::process::Output {
+    let o = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// A loop device over a temp file; detached (after swapoff and unmounts) on drop.
+struct Loop {
+    dev: String,
+    mounts: Vec<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl Loop {
+    fn new(size: u64) -> Loop {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.img");
+        let f = fs::File::create(&img).unwrap();
+        f.set_len(size).unwrap();
+        let o = sh("losetup", &["-f", "--show", img.to_str().unwrap()]);
+        let dev = String::from_utf8(o.stdout).unwrap().trim().to_string();
+        Loop {
+            dev,
+            mounts: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    fn mount_at(&mut self, dir: &Path) {
+        fs::create_dir_all(dir).unwrap();
+        sh("mount", &[&self.dev, dir.to_str().unwrap()]);
+        self.mounts.push(dir.to_path_buf());
+    }
+
+    /// Hash of the first MiB: "left untouched" means this is unchanged.
+    fn head(&self) -> u32 {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut f = fs::File::open(&self.dev).unwrap();
+        let n = f.read(&mut buf).unwrap_or(0);
+        crc32c::crc32c(&buf[..n])
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("swapoff").arg(&self.dev).output();
+        for m in self.mounts.iter().rev() {
+            let _ = Command::new("umount").arg(m).output();
+        }
+        let _ = Command::new("losetup").args(["-d", &self.dev]).output();
+    }
+}
+
+fn can_loop() -> bool {
+    is_root() && have("losetup") && have("mkfs.ext4") && have("blkid")
+}
+
+fn config(dir: &Path) -> PathBuf {
+    let p = dir.join("appliance.toml");
+    fs::write(&p, "[retention]\nmin-size = \"16M\"\n").unwrap();
+    p
+}
+
+fn is_mounted_at(p: &Path) -> bool {
+    read(Path::new("/proc/self/mountinfo"))
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+}
+
+#[test]
+fn fresh_device_is_prepared_then_left_as_it_is() {
+    require!(can_loop(), "needs root, losetup, mkfs.ext4, blkid");
+    let mut lp = Loop::new(64 << 20);
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(
+        root.join("etc/fstab"),
+        "UUID=0b6bd5a2 / ext4 defaults 1 1\n",
+    )
+    .unwrap();
+    let cfg = config(t.path());
+    let target = root.join("mnt/retention");
+    // Registered before prepare so the guard unmounts even when an assertion fails.
+    lp.mounts.push(target.clone());
+    let args = [
+        "retention",
+        "prepare",
+        &lp.dev,
+        "--root",
+        root.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("formatted"), "{}", stdout(&o));
+    assert!(is_mounted_at(&target));
+    let probe = String::from_utf8(sh("blkid", &["-p", "-o", "export", &lp.dev]).stdout).unwrap();
+    assert!(
+        probe.contains("TYPE=ext4\n") && probe.contains("LABEL=mt-retention\n"),
+        "{probe}"
+    );
+    let uuid = probe.lines().find_map(|l| l.strip_prefix("UUID=")).unwrap();
+    assert_eq!(
+        read(&root.join("etc/fstab")),
+        format!(
+            "UUID=0b6bd5a2 / ext4 defaults 1 1\nUUID={uuid} /mnt/retention ext4 defaults,noatime,nofail 0 2\n"
+        )
+    );
+    assert!(target.join("mtkit").is_dir(), "journal folder");
+
+    // again: nothing to change, fstab not rewritten
+    let mtime = fs::metadata(root.join("etc/fstab"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let head = lp.head();
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("{}: already prepared, nothing to change", lp.dev)
+    );
+    assert_eq!(
+        fs::metadata(root.join("etc/fstab"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+    assert_eq!(lp.head(), head);
+
+    // check on the mounted volume: eligible, with the space comparison
+    let o = run(&[
+        "retention",
+        "check",
+        &lp.dev,
+        "--root",
+        root.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["prepared"], true);
+    assert_eq!(v["space"]["needed"], 16 << 20);
+    assert!(v["space"]["free"].as_u64().unwrap() > 16 << 20);
+    // and without DEVICE: `auto` finds what is mounted at the mountpoint
+    let o = run(&[
+        "retention",
+        "check",
+        "--root",
+        root.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("ok   space"), "{}", stdout(&o));
+}
+
+/// Runs prepare on a device set up to break a rule: exit 2, the rule named, nothing changed.
+fn assert_refused(lp: &Loop, rule: &str, reason: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    let cfg = config(t.path());
+    let head = lp.head();
+    let o = run(&[
+        "retention",
+        "prepare",
+        &lp.dev,
+        "--root",
+        root.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("- {rule}: {reason}")),
+        "{rule}: {err}"
+    );
+    assert!(err.contains("nothing was changed"));
+    assert_eq!(lp.head(), head, "{rule}: device changed");
+    assert!(!root.join("etc/fstab").exists());
+    assert!(!root.join("mnt").exists());
+}
+
+#[test]
+fn mounted_device_is_refused() {
+    require!(can_loop(), "needs root, losetup, mkfs.ext4, blkid");
+    let mut lp = Loop::new(32 << 20);
+    sh("mkfs.ext4", &["-q", &lp.dev]);
+    let m = tempfile::tempdir().unwrap();
+    lp.mount_at(m.path());
+    assert_refused(
+        &lp,
+        "not-mounted",
+        &format!("mounted at {}", m.path().display()),
+    );
+}
+
+#[test]
+fn swap_is_refused() {
+    require!(can_loop() && have("mkswap"), "needs root, losetup, mkswap");
+    let lp = Loop::new(32 << 20);
+    sh("mkswap", &[&lp.dev]);
+    let on = Command::new("swapon")
+        .arg(&lp.dev)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    let reason = if on {
+        "in use as swap"
+    } else {
+        "holds a swap signature"
+    };
+    assert_refused(&lp, "not-swap", reason);
+}
+
+#[test]
+fn lvm_pv_is_refused() {
+    require!(
+        can_loop() && have("pvcreate"),
+        "needs root, losetup, pvcreate"
+    );
+    let lp = Loop::new(32 << 20);
+    let o = Command::new("pvcreate")
+        .args(["-y", "--devices", &lp.dev, &lp.dev])
+        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pvcreate: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_refused(&lp, "not-lvm-pv", "is an LVM physical volume");
+}
+
+#[test]
+fn fat32_is_refused() {
+    require!(
+        can_loop() && have("mkfs.vfat"),
+        "needs root, losetup, mkfs.vfat"
+    );
+    let lp = Loop::new(64 << 20);
+    sh("mkfs.vfat", &["-F", "32", &lp.dev]);
+    assert_refused(&lp, "not-fat", "filesystem is FAT32");
+}
+
+#[test]
+fn size_zero_is_refused() {
+    require!(can_loop(), "needs root, losetup");
+    // A loop over an empty file is a real block device of 0 sectors.
+    let lp = Loop::new(0);
+    assert_refused(&lp, "size", "capacity is zero");
+}
+
+#[test]
+fn device_held_open_exclusively_is_refused() {
+    require!(can_loop(), "needs root, losetup");
+    use std::os::unix::fs::OpenOptionsExt;
+    let lp = Loop::new(32 << 20);
+    let _held = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&lp.dev)
+        .unwrap();
+    assert_refused(&lp, "exclusive-open", "cannot be opened exclusively");
+}
+
+#[test]
+fn existing_filesystem_needs_force() {
+    require!(
+        can_loop() && have("mkfs.xfs"),
+        "needs root, losetup, mkfs.xfs"
+    );
+    let mut lp = Loop::new(320 << 20);
+    sh("mkfs.ext4", &["-q", "-L", "userdata", &lp.dev]);
+    assert_refused(&lp, "no-data", "holds a ext4 filesystem labelled userdata");
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let cfg = config(t.path());
+    lp.mounts.push(root.join("srv/ret"));
+    let o = run(&[
+        "retention",
+        "prepare",
+        &lp.dev,
+        "--root",
+        root.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--force",
+        "--fs",
+        "xfs",
+        "--mountpoint",
+        "/srv/ret",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(read(&root.join("etc/fstab")).contains(" /srv/ret xfs defaults,noatime,nofail 0 0\n"));
+    assert!(root.join("srv/ret/mtkit").is_dir());
+}
+
+fn windows(name: &str) -> std::process::Output {
+    let f = fixture(&format!("windows/{name}.json"));
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("a.toml");
+    fs::write(&cfg, "[retention]\nmin-size = \"100G\"\n").unwrap();
+    run(&[
+        "retention",
+        "check",
+        "--windows",
+        f.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn windows_r_drive_good_in_both_enum_forms() {
+    for name in ["ok-ps51", "ok-ps7"] {
+        let o = windows(name);
+        assert!(o.status.success(), "{name}: {}", stdout(&o));
+        assert!(
+            stdout(&o).starts_with("R: eligible as the retention volume\n"),
+            "{}",
+            stdout(&o)
+        );
+        assert!(stdout(&o).contains("ok   space"));
+    }
+}
+
+#[test]
+fn windows_r_drive_failures() {
+    for (name, rule, reason) in [
+        ("missing", "exists", "R: does not exist"),
+        ("fat32", "not-fat", "filesystem is FAT32"),
+        ("zero-size", "size", "capacity is zero"),
+        ("too-small", "min-size", "< [retention] min-size 100G"),
+        ("system-volume", "not-os-disk", "R: is the system partition"),
+        (
+            "boot-volume",
+            "not-os-disk",
+            "R: is the boot (Windows) partition",
+        ),
+        (
+            "install-volume",
+            "not-install-volume",
+            "holds the install R:\\mtkit",
+        ),
+        ("bitlocker-locked", "not-locked", "BitLocker-locked"),
+        (
+            "replication-target",
+            "not-writer-target",
+            "disk 3 (a replication target)",
+        ),
+    ] {
+        let o = windows(name);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", stdout(&o));
+        let line = stdout(&o)
+            .lines()
+            .find(|l| l.contains(&format!("FAIL {rule} ")))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{name}: no FAIL {rule}: {}", stdout(&o)));
+        assert!(line.contains(reason), "{name}: {line}");
+    }
+}
+
+#[test]
+fn windows_facts_not_json_is_bad_input() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("facts.json");
+    fs::write(&f, "{ \"Volume\": ").unwrap();
+    let o = run(&["retention", "check", "--windows", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("facts.json:1:"), "{}", stderr(&o));
+}

@@ -1,7 +1,10 @@
 //! `mtkit kickstart`: render ks.cfg for the CentOS 6.6 minimal master target.
 
 use super::Global;
-use std::path::PathBuf;
+use crate::kickstart::{self, RenderOptions};
+use anyhow::Context;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Render the CentOS 6.6 master-target kickstart
 #[derive(Debug, clap::Args)]
@@ -12,7 +15,25 @@ pub struct KickstartArgs {
 }
 
 impl KickstartArgs {
-    pub fn run(self, _g: &Global) -> anyhow::Result<()> {
-        super::not_built("kickstart")
+    pub fn run(self, g: &Global) -> anyhow::Result<()> {
+        let loaded = g.load_config()?;
+        let text = kickstart::render(&loaded.config, &RenderOptions::default())?;
+        write_output(&self.output, &text)?;
+        if self.output != Path::new("-") {
+            tracing::info!(path = %self.output.display(), origin = %loaded.origin(), "kickstart written");
+        }
+        Ok(())
+    }
+}
+
+/// Writes `text` to `path` atomically, or to stdout for `-`.
+pub(crate) fn write_output(path: &Path, text: &str) -> anyhow::Result<()> {
+    if path == Path::new("-") {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .context("writing to stdout")
+    } else {
+        crate::files::write_atomic(path, text.as_bytes(), 0o644)
     }
 }

@@ -371,4 +371,17 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serializes")
     }
+
+    /// The appliance.toml carried to the machine: every default filled in, and no
+    /// `root-password-file` (a path on the build host; its hash goes in the kickstart only).
+    /// A `root-password-hash` given as a hash is kept; a plain password never appears.
+    pub fn resolved_toml(&self) -> String {
+        let mut c = self.clone();
+        c.appliance.root_password_file = None;
+        format!(
+            "# appliance.toml resolved by mtkit {}: every key with its value.\n{}",
+            env!("CARGO_PKG_VERSION"),
+            c.to_toml()
+        )
+    }
 }

@@ -1,8 +1,24 @@
 //! Config parsing with file:line:column errors, and the semantic checks across keys.
+//!
+//! Parsing collects every problem, not just the first: a value serde rejects is reported
+//! and removed so the rest of the file still gets read, then the checks below run over the
+//! typed model. Each problem is located with the spans of a `toml_edit` parse of the
+//! original text; a key the file does not set is shown with its default value.
 
-use super::Config;
+use super::{BootProto, Config, Size};
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use toml_edit::{Document, DocumentMut, Item};
+
+/// Filesystem names `[sources] filesystems` accepts: what protected Linux and Windows
+/// machines run. Only `reiserfs` changes the build (ELRepo's kmod and utils).
+pub const KNOWN_FILESYSTEMS: &[&str] = &[
+    "ext2", "ext3", "ext4", "xfs", "reiserfs", "btrfs", "vfat", "ntfs",
+];
+
+/// Filesystems a retention volume can be made with.
+pub const RETENTION_FILESYSTEMS: &[&str] = &["ext4", "xfs"];
 
 /// One thing wrong with a config, located at a key.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,8 +61,216 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// One step of a path into the document: a key or an array index.
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn path(keys: &[&str]) -> Vec<Seg> {
+    keys.iter().map(|k| Seg::Key(k.to_string())).collect()
+}
+
+fn lookup<'d>(root: &'d Item, p: &[Seg]) -> Option<&'d Item> {
+    p.iter().try_fold(root, |item, seg| match seg {
+        Seg::Key(k) => item.get(k.as_str()),
+        Seg::Index(i) => item.get(*i),
+    })
+}
+
+/// `[network] prefix`, `[[writer.disk]] #2 path`, `[network] dns[0]`.
+fn key_name(p: &[Seg]) -> String {
+    let last_key = p.iter().rposition(|s| matches!(s, Seg::Key(_)));
+    let Some(last_key) = last_key else {
+        return String::new();
+    };
+    let mut header = Vec::new();
+    let mut aot_index = None;
+    for seg in &p[..last_key] {
+        match seg {
+            Seg::Key(k) => header.push(k.as_str()),
+            Seg::Index(i) => aot_index = Some(*i),
+        }
+    }
+    let Seg::Key(key) = &p[last_key] else {
+        unreachable!()
+    };
+    let mut key = key.clone();
+    for seg in &p[last_key + 1..] {
+        if let Seg::Index(i) = seg {
+            key.push_str(&format!("[{i}]"));
+        }
+    }
+    match (header.is_empty(), aot_index) {
+        (true, _) => key,
+        (false, Some(i)) => format!("[[{}]] #{} {key}", header.join("."), i + 1),
+        (false, None) => format!("[{}] {key}", header.join(".")),
+    }
+}
+
+/// Finds the deepest key path whose key or value span holds `offset`.
+fn path_at(item: &Item, offset: usize, out: &mut Vec<Seg>) -> bool {
+    let inside = |span: Option<std::ops::Range<usize>>| {
+        span.is_some_and(|r| r.start <= offset && offset < r.end.max(r.start + 1))
+    };
+    if let Some(t) = item.as_table_like() {
+        for (k, child) in t.iter() {
+            out.push(Seg::Key(k.to_string()));
+            if path_at(child, offset, out) {
+                return true;
+            }
+            let key_span = t.key(k).and_then(|k| k.span());
+            let whole = match (key_span.clone(), child.span()) {
+                (Some(a), Some(b)) if !child.is_table() => Some(a.start..b.end),
+                (a, b) => a.or(b),
+            };
+            if inside(whole) {
+                return true;
+            }
+            out.pop();
+        }
+    } else if let Some(a) = item.as_array_of_tables() {
+        for i in 0..a.len() {
+            out.push(Seg::Index(i));
+            let child = item.get(i).expect("index in range");
+            if path_at(child, offset, out) || inside(child.span()) {
+                return true;
+            }
+            out.pop();
+        }
+    } else if let Some(a) = item.as_array() {
+        for i in 0..a.len() {
+            out.push(Seg::Index(i));
+            let child = item.get(i).expect("index in range");
+            if path_at(child, offset, out) || inside(child.span()) {
+                return true;
+            }
+            out.pop();
+        }
+    }
+    false
+}
+
+fn remove_path(doc: &mut DocumentMut, p: &[Seg]) -> bool {
+    let Some((last, parent)) = p.split_last() else {
+        return false;
+    };
+    let mut item = doc.as_item_mut();
+    for seg in parent {
+        let next = match seg {
+            Seg::Key(k) => item.get_mut(k.as_str()),
+            Seg::Index(i) => item.get_mut(*i),
+        };
+        match next {
+            Some(n) => item = n,
+            None => return false,
+        }
+    }
+    match last {
+        Seg::Key(k) => item.as_table_like_mut().and_then(|t| t.remove(k)).is_some(),
+        Seg::Index(i) => {
+            if let Some(a) = item.as_array_mut().filter(|a| *i < a.len()) {
+                a.remove(*i);
+                true
+            } else if let Some(a) = item.as_array_of_tables_mut().filter(|a| *i < a.len()) {
+                a.remove(*i);
+                true
+            } else {
+                false
+            }
+        }
+    }
+}
+
+/// The checks' view of the original file: spans, and the problems found so far.
+struct Checker<'a> {
+    text: &'a str,
+    name: &'a str,
+    doc: Document<&'a str>,
+    found: Vec<(Option<usize>, Problem)>,
+}
+
+impl<'a> Checker<'a> {
+    /// Byte offset of `p`'s value, or of the nearest ancestor the file has.
+    fn offset(&self, p: &[Seg]) -> (Option<usize>, bool) {
+        let root = self.doc.as_item();
+        for n in (1..=p.len()).rev() {
+            if let Some(span) = lookup(root, &p[..n]).and_then(|i| i.span()) {
+                return (Some(span.start), n == p.len());
+            }
+            if n == p.len() && lookup(root, p).is_some() {
+                // Present but without a span (a dotted key): still not a default.
+                continue;
+            }
+        }
+        (None, lookup(root, p).is_some())
+    }
+
+    fn location(&self, offset: Option<usize>) -> String {
+        match offset {
+            Some(o) => {
+                let (l, c) = line_col(self.text, o);
+                format!("{}:{l}:{c}", self.name)
+            }
+            None => self.name.to_string(),
+        }
+    }
+
+    /// Byte offset of the key (not the value) at `p`, when the file has it.
+    fn key_offset(&self, p: &[Seg]) -> Option<usize> {
+        let (Seg::Key(k), parent) = p.split_last()? else {
+            return None;
+        };
+        let t = lookup(self.doc.as_item(), parent)?.as_table_like()?;
+        t.key(k)?.span().map(|s| s.start)
+    }
+
+    /// Records a problem at `p`; `shown` is the value as TOML, used when the file lacks it.
+    fn report(&mut self, p: &[Seg], shown: impl fmt::Display, message: impl Into<String>) {
+        self.report_inner(p, shown, message.into(), false)
+    }
+
+    fn report_inner(&mut self, p: &[Seg], shown: impl fmt::Display, message: String, at_key: bool) {
+        let (mut offset, present) = self.offset(p);
+        if at_key {
+            offset = self.key_offset(p).or(offset);
+        }
+        let raw = lookup(self.doc.as_item(), p)
+            .and_then(|i| i.span())
+            .map(|s| self.text[s].trim().to_string());
+        let value = match (present, raw) {
+            (true, Some(raw)) => raw,
+            (true, None) => shown.to_string(),
+            (false, _) => format!("{shown} (default)"),
+        };
+        let key = format!("{} = {value}", key_name(p));
+        let location = self.location(offset);
+        self.found.push((
+            offset,
+            Problem {
+                location,
+                key,
+                message,
+            },
+        ));
+    }
+
+    fn into_problems(mut self) -> Vec<Problem> {
+        // File order, then problems without a location (defaults the file does not set).
+        self.found
+            .sort_by_key(|(o, _)| (o.is_none(), o.unwrap_or(usize::MAX)));
+        self.found.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+/// TOML basic-string form of `s`, for messages.
+fn q(s: &str) -> String {
+    format!("{s:?}")
+}
+
 pub(super) fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
-    let config: Config = toml::from_str(text).map_err(|e| {
+    let doc = Document::parse(text).map_err(|e| {
         let location = match e.span() {
             Some(span) => {
                 let (l, c) = line_col(text, span.start);
@@ -58,16 +282,689 @@ pub(super) fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             problems: vec![Problem {
                 location,
                 key: String::new(),
-                message: e.message().trim().to_string(),
+                message: first_line(e.message()),
             }],
         }
     })?;
-    Ok(config)
+    let mut ck = Checker {
+        text,
+        name,
+        doc,
+        found: Vec::new(),
+    };
+    let config = deserialize_all(&mut ck);
+    check(&config, &mut ck);
+    let problems = ck.into_problems();
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid { problems })
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.trim().lines().next().unwrap_or("").to_string()
+}
+
+/// Deserializes the typed model, reporting and dropping each key serde rejects until the
+/// rest parses (so one run shows every bad key). Dropped keys take their defaults.
+fn deserialize_all(ck: &mut Checker<'_>) -> Config {
+    let mut current: DocumentMut = ck.text.parse().expect("already parsed once");
+    // Each round removes one key; a file has far fewer bad keys than this.
+    for _ in 0..200 {
+        let text = current.to_string();
+        let err = match toml::from_str::<Config>(&text) {
+            Ok(c) => return c,
+            Err(e) => e,
+        };
+        let reparsed: Document<&str> = Document::parse(text.as_str()).expect("serialized TOML");
+        let mut p = Vec::new();
+        let found = err
+            .span()
+            .is_some_and(|s| path_at(reparsed.as_item(), s.start, &mut p));
+        if !found || !remove_path(&mut current, &p) {
+            let offset = err.span().and_then(|_| ck.offset(&p).0);
+            let location = ck.location(offset);
+            ck.found.push((
+                offset,
+                Problem {
+                    location,
+                    key: String::new(),
+                    message: first_line(err.message()),
+                },
+            ));
+            return Config::default();
+        }
+        // Unknown keys are pointed at by their name, bad values by the value.
+        let at_key = err.message().starts_with("unknown field");
+        ck.report_inner(&p, "", first_line(err.message()), at_key);
+    }
+    Config::default()
+}
+
+fn is_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn is_ipv4(s: &str) -> bool {
+    s.parse::<Ipv4Addr>().is_ok()
+}
+
+/// SHA-512 crypt shape: `$6$[rounds=N$]salt$hash`, salt 1..=16 and hash 86 crypt-base64 chars.
+pub fn is_sha512_crypt(s: &str) -> bool {
+    let b64 = |t: &str| {
+        t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+    };
+    let Some(rest) = s.strip_prefix("$6$") else {
+        return false;
+    };
+    let rest = match rest.strip_prefix("rounds=") {
+        Some(r) => {
+            let Some((n, r)) = r.split_once('$') else {
+                return false;
+            };
+            match n.parse::<u32>() {
+                Ok(n) if (1000..=999_999_999).contains(&n) => r,
+                _ => return false,
+            }
+        }
+        None => rest,
+    };
+    let Some((salt, hash)) = rest.split_once('$') else {
+        return false;
+    };
+    (1..=16).contains(&salt.len()) && b64(salt) && hash.len() == 86 && b64(hash)
+}
+
+/// A kernel disk name the kickstart can use: `sda`, `vdb`, `xvda`, `hda`, `nvme0n1`.
+fn is_disk_name(s: &str) -> bool {
+    let re = regex::Regex::new(r"^(?:(?:s|v|xv|h)d[a-z]{1,3}|nvme[0-9]+n[0-9]+)$").expect("regex");
+    re.is_match(s)
+}
+
+fn in_network(addr: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
+    u32::from(addr) & mask == u32::from(net) & mask
+}
+
+fn is_url(s: &str) -> bool {
+    ["http://", "https://", "ftp://"]
+        .iter()
+        .any(|p| s.strip_prefix(p).is_some_and(|r| !r.is_empty()))
+        && !s.contains(char::is_whitespace)
+}
+
+fn is_package_name(s: &str) -> bool {
+    let re = regex::Regex::new(r"^[-@]?[A-Za-z0-9_+][A-Za-z0-9_+.:-]*$").expect("regex");
+    re.is_match(s)
+}
+
+fn check(c: &Config, ck: &mut Checker<'_>) {
+    check_appliance(c, ck);
+    check_network(c, ck);
+    check_disks(c, ck);
+    check_packages(c, ck);
+    check_retention(c, ck);
+    check_writer(c, ck);
+    check_policy(c, ck);
+}
+
+fn check_appliance(c: &Config, ck: &mut Checker<'_>) {
+    let a = &c.appliance;
+    if !is_hostname(&a.hostname) {
+        ck.report(
+            &path(&["appliance", "hostname"]),
+            q(&a.hostname),
+            "not an RFC 1123 host name: dot-separated labels of 1-63 letters, digits and \
+             inner hyphens, e.g. \"mt01.example.local\"",
+        );
+    }
+    if a.timezone.parse::<chrono_tz::Tz>().is_err() {
+        ck.report(
+            &path(&["appliance", "timezone"]),
+            q(&a.timezone),
+            "not a known Olson time zone: write e.g. \"UTC\", \"Europe/Berlin\", \"America/New_York\"",
+        );
+    }
+    for (key, v, example) in [
+        ("lang", &a.lang, "\"en_US.UTF-8\""),
+        ("keyboard", &a.keyboard, "\"us\""),
+    ] {
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) {
+            ck.report(
+                &path(&["appliance", key]),
+                q(v),
+                format!("must be one word of printable ASCII, e.g. {example}"),
+            );
+        }
+    }
+    if !a.root_password_hash.is_empty() && !is_sha512_crypt(&a.root_password_hash) {
+        ck.report(
+            &path(&["appliance", "root-password-hash"]),
+            "\"...\"",
+            "not a SHA-512 crypt hash ($6$salt$ and 86 characters): make one with \
+             `openssl passwd -6`, or set root-password-file instead",
+        );
+    }
+    if let Some(file) = &a.root_password_file {
+        if !a.root_password_hash.is_empty() {
+            ck.report(
+                &path(&["appliance", "root-password-file"]),
+                q(&file.display().to_string()),
+                "root-password-hash is set too: keep only one of them",
+            );
+        } else if file.as_os_str().is_empty() {
+            ck.report(
+                &path(&["appliance", "root-password-file"]),
+                "\"\"",
+                "empty path: name a file whose first line is the password, or remove the key",
+            );
+        }
+    }
+    if a.memory < Size::from_mib(512) {
+        ck.report(
+            &path(&["appliance", "memory"]),
+            q(&a.memory.to_string()),
+            "a CentOS 6 master target needs at least \"512M\" of RAM (the sizing guide says \"16G\")",
+        );
+    }
+    if a.cpus == 0 {
+        ck.report(&path(&["appliance", "cpus"]), 0, "must be at least 1");
+    }
+}
+
+fn check_network(c: &Config, ck: &mut Checker<'_>) {
+    let n = &c.network;
+    let valid_ifname = !n.device.is_empty()
+        && n.device.len() <= 15
+        && n.device
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid_ifname {
+        ck.report(
+            &path(&["network", "device"]),
+            q(&n.device),
+            "not a network interface name: up to 15 letters, digits, '.', '_' or '-', e.g. \"eth0\"",
+        );
+    }
+    let is_static = n.bootproto == BootProto::Static;
+    if n.ip.is_empty() {
+        if is_static {
+            ck.report(
+                &path(&["network", "ip"]),
+                "\"\"",
+                "bootproto = \"static\" needs an IPv4 address, e.g. \"192.0.2.10\" (or use bootproto = \"dhcp\")",
+            );
+        }
+    } else if !is_ipv4(&n.ip) {
+        ck.report(
+            &path(&["network", "ip"]),
+            q(&n.ip),
+            "not an IPv4 address: write four numbers 0-255, e.g. \"192.0.2.10\"",
+        );
+    }
+    if n.prefix > 32 {
+        ck.report(&path(&["network", "prefix"]), n.prefix, "must be 0..=32");
+    }
+    if !n.gateway.is_empty() {
+        if !is_ipv4(&n.gateway) {
+            ck.report(
+                &path(&["network", "gateway"]),
+                q(&n.gateway),
+                "not an IPv4 address, e.g. \"192.0.2.1\"",
+            );
+        } else if let (true, Ok(ip), Ok(gw)) = (
+            is_static && n.prefix <= 32,
+            n.ip.parse::<Ipv4Addr>(),
+            n.gateway.parse::<Ipv4Addr>(),
+        ) && !in_network(gw, ip, n.prefix)
+        {
+            ck.report(
+                &path(&["network", "gateway"]),
+                q(&n.gateway),
+                format!(
+                    "outside the network {}/{} of ip = {}: use an address inside it, or fix ip/prefix",
+                    Ipv4Addr::from(
+                        u32::from(ip) & (u32::MAX.checked_shl(32 - u32::from(n.prefix)).unwrap_or(0))
+                    ),
+                    n.prefix,
+                    q(&n.ip)
+                ),
+            );
+        }
+    }
+    for (i, d) in n.dns.iter().enumerate() {
+        if !is_ipv4(d) {
+            let mut p = path(&["network", "dns"]);
+            p.push(Seg::Index(i));
+            ck.report(
+                &p,
+                q(d),
+                "name servers are IPv4 addresses, e.g. \"192.0.2.53\"",
+            );
+        }
+    }
+    for (i, s) in n.ntp.iter().enumerate() {
+        if !is_ipv4(s) && !is_hostname(s) {
+            let mut p = path(&["network", "ntp"]);
+            p.push(Seg::Index(i));
+            ck.report(
+                &p,
+                q(s),
+                "not a host name or IPv4 address, e.g. \"0.centos.pool.ntp.org\"",
+            );
+        }
+    }
+    let cs = &c.configuration_server;
+    if !is_ipv4(&cs.address) && !is_hostname(&cs.address) {
+        ck.report(
+            &path(&["configuration-server", "address"]),
+            q(&cs.address),
+            "not a host name or IPv4 address, e.g. \"192.0.2.5\" or \"cs.example.local\"",
+        );
+    }
+    if cs.port == 0 {
+        ck.report(
+            &path(&["configuration-server", "port"]),
+            0,
+            "must be 1..=65535 (the configuration server listens on 443)",
+        );
+    }
+}
+
+fn check_disks(c: &Config, ck: &mut Checker<'_>) {
+    let d = &c.disks;
+    if !is_disk_name(&d.os_disk) {
+        let hint = d
+            .os_disk
+            .strip_prefix("/dev/")
+            .filter(|s| is_disk_name(s))
+            .map(|s| format!("write \"{s}\" (no /dev/)"))
+            .unwrap_or_else(|| {
+                "write the kernel name of a whole disk, e.g. \"sda\", \"vda\", \"nvme0n1\"".into()
+            });
+        ck.report(
+            &path(&["disks", "os-disk"]),
+            q(&d.os_disk),
+            format!("not a plain kernel disk name: {hint}"),
+        );
+    }
+    if d.root_size < Size::from_gib(4) {
+        ck.report(
+            &path(&["disks", "root-size"]),
+            q(&d.root_size.to_string()),
+            "too small for CentOS 6 and its tools: at least \"4G\" (the default is \"40G\")",
+        );
+    }
+    if d.home_size < Size::from_mib(100) {
+        ck.report(
+            &path(&["disks", "home-size"]),
+            q(&d.home_size.to_string()),
+            "at least \"100M\" (the default is \"4G\")",
+        );
+    }
+    if let super::AutoSize::Fixed(s) = d.swap_size
+        && s < Size(Size::MIB)
+    {
+        ck.report(
+            &path(&["disks", "swap-size"]),
+            q(&s.to_string()),
+            "at least \"1M\", or \"auto\"",
+        );
+    }
+    if let super::AutoSize::Fixed(s) = d.var_crash_size
+        && s < c.appliance.memory
+    {
+        ck.report(
+            &path(&["disks", "var-crash-size"]),
+            q(&s.to_string()),
+            format!(
+                "a vmcore of this machine's memory ({}) does not fit: use \"auto\" ({}) or at least {}",
+                c.appliance.memory,
+                crate::kickstart::layout::auto_var_crash(c.appliance.memory),
+                q(&c.appliance.memory.to_string())
+            ),
+        );
+    }
+    let need = crate::kickstart::layout::required(c);
+    if need > d.os_disk_size {
+        let parts = crate::kickstart::layout::partitions(c)
+            .iter()
+            .map(|p| format!("{} {}", p.mountpoint, Size::from_mib(p.size_mib)))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        ck.report(
+            &path(&["disks", "os-disk-size"]),
+            q(&d.os_disk_size.to_string()),
+            format!(
+                "the partitions need {need} ({parts} + {} for the partition table) but the OS \
+                 disk is only {}: raise os-disk-size or shrink the partitions",
+                crate::kickstart::layout::SLACK,
+                d.os_disk_size
+            ),
+        );
+    }
+    for (i, fs) in c.sources.filesystems.iter().enumerate() {
+        if !KNOWN_FILESYSTEMS.contains(&fs.as_str()) {
+            let mut p = path(&["sources", "filesystems"]);
+            p.push(Seg::Index(i));
+            ck.report(
+                &p,
+                q(fs),
+                format!(
+                    "unknown filesystem: use one of {}",
+                    KNOWN_FILESYSTEMS.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+fn check_packages(c: &Config, ck: &mut Checker<'_>) {
+    let p = &c.packages;
+    for (i, name) in p.extra.iter().enumerate() {
+        if !is_package_name(name) {
+            let mut at = path(&["packages", "extra"]);
+            at.push(Seg::Index(i));
+            ck.report(
+                &at,
+                q(name),
+                "not a package name: one word such as \"sg3_utils\" or a group such as \"@base\"",
+            );
+        }
+    }
+    for (key, v) in [("mirror", &p.mirror), ("reiserfs-repo", &p.reiserfs_repo)] {
+        if !v.is_empty() && !is_url(v) {
+            ck.report(
+                &path(&["packages", key]),
+                q(v),
+                "not an http://, https:// or ftp:// URL (what RHEL 6 anaconda can fetch from)",
+            );
+        }
+    }
+    let label = &c.media.volume_label;
+    let label_ok = !label.is_empty()
+        && label.len() <= 32
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !label_ok {
+        ck.report(
+            &path(&["media", "volume-label"]),
+            q(label),
+            "an ISO 9660 volume label is 1-32 of A-Z, 0-9 and '_', e.g. \"MTKS\"",
+        );
+    }
+}
+
+fn check_retention(c: &Config, ck: &mut Checker<'_>) {
+    let r = &c.retention;
+    let dev_ok = r.device == "auto"
+        || r.device.starts_with('/')
+        || (!r.device.is_empty()
+            && r.device
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
+    if !dev_ok {
+        ck.report(
+            &path(&["retention", "device"]),
+            q(&r.device),
+            "write \"auto\", a device path such as \"/dev/sdb\", or a SCSI ID such as \"36000c29...\"",
+        );
+    }
+    if !RETENTION_FILESYSTEMS.contains(&r.filesystem.as_str()) {
+        ck.report(
+            &path(&["retention", "filesystem"]),
+            q(&r.filesystem),
+            "a retention volume is \"ext4\" or \"xfs\"",
+        );
+    }
+    if !r.mountpoint.is_absolute() {
+        ck.report(
+            &path(&["retention", "mountpoint"]),
+            q(&r.mountpoint.display().to_string()),
+            "must be an absolute path, e.g. \"/mnt/retention\"",
+        );
+    }
+    if r.min_size.bytes() == 0 {
+        ck.report(
+            &path(&["retention", "min-size"]),
+            "\"0B\"",
+            "must be above zero, e.g. \"1T\"",
+        );
+    }
+}
+
+fn check_writer(c: &Config, ck: &mut Checker<'_>) {
+    let w = &c.writer;
+    match w.listen.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => {}
+        _ => ck.report(
+            &path(&["writer", "listen"]),
+            q(&w.listen),
+            "not an address:port, e.g. \"0.0.0.0:10809\"",
+        ),
+    }
+    if !w.metrics_listen.is_empty() && w.metrics_listen.parse::<SocketAddr>().is_err() {
+        ck.report(
+            &path(&["writer", "metrics-listen"]),
+            q(&w.metrics_listen),
+            "not an address:port, e.g. \"127.0.0.1:9810\", or \"\" to disable metrics",
+        );
+    }
+    for (key, p, may_be_empty) in [
+        ("unix-socket", &w.unix_socket, true),
+        ("control-socket", &w.control_socket, false),
+    ] {
+        let empty = p.as_os_str().is_empty();
+        if (empty && !may_be_empty) || (!empty && !p.is_absolute()) {
+            ck.report(
+                &path(&["writer", key]),
+                q(&p.display().to_string()),
+                "must be an absolute path",
+            );
+        }
+    }
+    if !w.journal_dir.is_empty() && !w.journal_dir.starts_with('/') {
+        ck.report(
+            &path(&["writer", "journal-dir"]),
+            q(&w.journal_dir),
+            "must be an absolute path, or \"\" for <retention mountpoint>/mtkit",
+        );
+    }
+    if w.max_connections == 0 {
+        ck.report(
+            &path(&["writer", "max-connections"]),
+            0,
+            "must be at least 1",
+        );
+    }
+    if w.max_request_size < Size(4096) {
+        ck.report(
+            &path(&["writer", "max-request-size"]),
+            q(&w.max_request_size.to_string()),
+            "must be at least \"4K\" (the default is \"32M\")",
+        );
+    }
+    if w.idle_timeout.secs() == 0 {
+        ck.report(
+            &path(&["writer", "idle-timeout"]),
+            q(&w.idle_timeout.to_string()),
+            "must be above zero, e.g. \"15m\"",
+        );
+    }
+    if let Some(tls) = &w.tls {
+        let files = [("cert", &tls.cert), ("key", &tls.key), ("ca", &tls.ca)];
+        let given: Vec<_> = files
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        if tls.dir.is_none() && given.len() < 3 {
+            let missing: Vec<_> = files
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| *k)
+                .collect();
+            ck.report(
+                &path(&["writer", "tls"]),
+                "{}",
+                format!(
+                    "TLS needs dir (holding ca-cert.pem, server-cert.pem, server-key.pem) or all of \
+                     cert, key and ca; missing: {}",
+                    missing.join(", ")
+                ),
+            );
+        } else if tls.dir.is_some() && !given.is_empty() {
+            ck.report(
+                &path(&["writer", "tls", "dir"]),
+                q(&tls.dir.as_ref().expect("checked").display().to_string()),
+                format!(
+                    "give either dir or cert/key/ca, not both (also set: {})",
+                    given.join(", ")
+                ),
+            );
+        }
+    }
+    let mut names: Vec<(&str, usize)> = Vec::new();
+    let mut paths: Vec<(&std::path::Path, usize)> = Vec::new();
+    for (i, d) in w.disk.iter().enumerate() {
+        let at = |key: &str| {
+            vec![
+                Seg::Key("writer".into()),
+                Seg::Key("disk".into()),
+                Seg::Index(i),
+                Seg::Key(key.into()),
+            ]
+        };
+        if d.name.is_empty() || d.name.len() > 4096 || d.name.contains(char::is_whitespace) {
+            ck.report(
+                &at("name"),
+                q(&d.name),
+                "a disk needs a name (its NBD export name): one word, e.g. \"vm1-disk0\"",
+            );
+        } else if let Some((_, first)) = names.iter().find(|(n, _)| *n == d.name) {
+            ck.report(
+                &at("name"),
+                q(&d.name),
+                format!(
+                    "disk #{} has the same name: export names must be unique",
+                    first + 1
+                ),
+            );
+        } else {
+            names.push((&d.name, i));
+        }
+        if !d.path.is_absolute() {
+            ck.report(
+                &at("path"),
+                q(&d.path.display().to_string()),
+                "must be an absolute path to a block device or file, e.g. \"/dev/mapper/36000c29...\"",
+            );
+        } else if let Some((_, first)) = paths.iter().find(|(p, _)| *p == d.path) {
+            ck.report(
+                &at("path"),
+                q(&d.path.display().to_string()),
+                format!(
+                    "disk #{} has the same path: two exports would write one disk",
+                    first + 1
+                ),
+            );
+        } else {
+            paths.push((&d.path, i));
+        }
+        if d.group.trim().is_empty() {
+            ck.report(
+                &at("group"),
+                q(&d.group),
+                "every disk belongs to a consistency group: name it, e.g. the protected machine \"vm1\"",
+            );
+        }
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, g) in w.group.iter().enumerate() {
+        let at = vec![
+            Seg::Key("writer".into()),
+            Seg::Key("group".into()),
+            Seg::Index(i),
+            Seg::Key("name".into()),
+        ];
+        if g.name.trim().is_empty() {
+            ck.report(&at, q(&g.name), "a group needs a name");
+        } else if seen.contains(&g.name.as_str()) {
+            ck.report(&at, q(&g.name), "listed twice: merge the two entries");
+        } else if !w.disk.iter().any(|d| d.group == g.name) {
+            let known: Vec<_> = w.disk.iter().map(|d| q(&d.group)).collect();
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            ck.report(
+                &at,
+                q(&g.name),
+                format!(
+                    "no [[writer.disk]] has this group (the disks' groups: {known}): fix the name"
+                ),
+            );
+        }
+        seen.push(&g.name);
+    }
+}
+
+fn check_policy(c: &Config, ck: &mut Checker<'_>) {
+    let p = &c.policy;
+    for (key, v) in [
+        ("rpo-threshold", p.rpo_threshold),
+        ("retention", p.retention),
+        ("app-consistent-interval", p.app_consistent_interval),
+    ] {
+        if v.secs() == 0 {
+            ck.report(
+                &path(&["policy", key]),
+                q(&v.to_string()),
+                "must be above zero",
+            );
+        }
+    }
+    if p.app_consistent_interval > p.retention {
+        ck.report(
+            &path(&["policy", "app-consistent-interval"]),
+            q(&p.app_consistent_interval.to_string()),
+            format!(
+                "longer than retention = {}: no app-consistent point would be kept",
+                q(&p.retention.to_string())
+            ),
+        );
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match Config::parse(text, "t.toml") {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid { problems }) => {
+                problems.iter().map(|p| p.to_string()).collect()
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 
     #[test]
     fn defaults_parse_from_empty_text() {
@@ -78,5 +975,71 @@ mod tests {
     fn unknown_key_is_located() {
         let e = Config::parse("[network]\nprefx = 3\n", "t.toml").unwrap_err();
         assert!(e.to_string().starts_with("t.toml:2:1:"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_key_is_reported() {
+        let p = problems(
+            "[network]\nprefix = 300\nbootproto = \"statik\"\n[disks]\nroot-size = \"40\"\n",
+        );
+        assert_eq!(p.len(), 3, "{p:#?}");
+        assert!(
+            p[0].starts_with("t.toml:2:10: [network] prefix = 300: "),
+            "{}",
+            p[0]
+        );
+        assert!(
+            p[1].starts_with("t.toml:3:13: [network] bootproto = \"statik\": "),
+            "{}",
+            p[1]
+        );
+        assert!(
+            p[2].starts_with("t.toml:5:13: [disks] root-size = \"40\": "),
+            "{}",
+            p[2]
+        );
+    }
+
+    #[test]
+    fn semantic_problem_shows_line_and_default() {
+        let p = problems("[network]\nip = \"10.0.0.5\"\nprefix = 33\n");
+        assert_eq!(p[0], "t.toml:3:10: [network] prefix = 33: must be 0..=32");
+        let p = problems("[network]\nip = \"10.0.0.5\"\n");
+        assert!(
+            p[0].starts_with("t.toml:1:1: [network] gateway = \"192.0.2.1\" (default): outside the network 10.0.0.0/24"),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn crypt_shapes() {
+        let h = format!("$6$saltsalt${}", "a".repeat(86));
+        assert!(is_sha512_crypt(&h));
+        assert!(is_sha512_crypt(&format!(
+            "$6$rounds=5000$salt${}",
+            "b".repeat(86)
+        )));
+        assert!(!is_sha512_crypt(&format!("$5$salt${}", "a".repeat(43))));
+        assert!(!is_sha512_crypt(&format!("$6$salt${}", "a".repeat(85))));
+        assert!(!is_sha512_crypt(&format!(
+            "$6$rounds=10$salt${}",
+            "a".repeat(86)
+        )));
+        assert!(!is_sha512_crypt("plaintext"));
+    }
+
+    #[test]
+    fn resolved_toml_parses_back() {
+        let mut c = Config::default();
+        c.appliance.root_password_file = Some("/tmp/pw".into());
+        c.writer.disk.push(super::super::WriterDisk {
+            name: "d0".into(),
+            path: "/dev/sdb".into(),
+            group: "g".into(),
+            size: None,
+        });
+        let back = Config::parse(&c.resolved_toml(), "r.toml").unwrap();
+        c.appliance.root_password_file = None;
+        assert_eq!(back, c);
     }
 }

@@ -1,1 +1,223 @@
-//! Renders the CentOS 6.6 master-target kickstart from the config.
+//! Renders the CentOS 6.6 master-target kickstart (RHEL 6 anaconda) from the config.
+//!
+//! The template is `templates/ks.cfg.j2`, embedded at build time. Output is deterministic
+//! for a given config and [`RenderOptions`]: only a hash made from `root-password-file`
+//! differs between runs, by its random salt (pass it in `RenderOptions` to pin it).
+
+pub mod layout;
+
+use crate::config::{BootProto, Config, SelinuxMode};
+use anyhow::{Context, Result};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+const TEMPLATE: &str = include_str!("../../templates/ks.cfg.j2");
+
+/// Packages every master target gets, on top of `@core` (correct CentOS 6 names).
+pub const BASE_PACKAGES: &[&str] = &[
+    "@core",
+    "xfsprogs",
+    "perl",
+    "lsscsi",
+    "rsync",
+    "wget",
+    "kexec-tools",
+    "device-mapper-multipath",
+    "ntp",
+    "openssh-server",
+];
+
+/// ELRepo's packages for reiserfs sources (not in CentOS 6 itself).
+pub const REISERFS_PACKAGES: &[&str] = &["kmod-reiserfs", "reiserfs-utils"];
+
+/// Default `[packages] reiserfs-repo`: ELRepo for EL6 x86_64.
+pub const DEFAULT_REISERFS_REPO: &str = "http://elrepo.org/linux/elrepo/el6/x86_64/";
+
+/// Services enabled at boot (SysV names on CentOS 6).
+pub const SERVICES: &[&str] = &["multipathd", "kdump", "ntpd", "sshd"];
+
+/// Written as root's hash when no password is configured: no crypt output matches it.
+pub const LOCKED_HASH: &str = "!!";
+
+/// Choices made outside the config when rendering.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// Root's SHA-512 crypt hash, already resolved (see [`resolve_root_hash`]). `None` means
+    /// take it from the config: `root-password-hash`, else hash `root-password-file`, else
+    /// lock root.
+    pub root_password_hash: Option<String>,
+}
+
+/// Root's hash from the config: the given hash, or the password file hashed with a random
+/// salt, or `None` (root stays locked). The plain password is never logged.
+pub fn resolve_root_hash(config: &Config) -> Result<Option<String>> {
+    let a = &config.appliance;
+    if !a.root_password_hash.is_empty() {
+        return Ok(Some(a.root_password_hash.clone()));
+    }
+    match &a.root_password_file {
+        Some(path) => hash_password_file(path).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads the first line of `path` (no trailing newline) and hashes it with SHA-512 crypt.
+pub fn hash_password_file(path: &Path) -> Result<String> {
+    use sha_crypt::{PasswordHasher, ShaCrypt};
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading root-password-file {}", path.display()))?;
+    let password = text.lines().next().unwrap_or("");
+    if password.is_empty() {
+        return Err(crate::error::bad_input(format!(
+            "root-password-file {}: the first line is empty; write the password on it",
+            path.display()
+        )));
+    }
+    let hash = ShaCrypt::SHA512
+        .hash_password(password.as_bytes())
+        .map_err(|e| anyhow::anyhow!("hashing the root password: {e}"))?;
+    Ok(hash.as_str().to_string())
+}
+
+/// The TCP port of `[writer] listen` (`host:port`), opened in the firewall.
+pub fn writer_port(config: &Config) -> Option<u16> {
+    config
+        .writer
+        .listen
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+}
+
+/// Every package the kickstart installs, in a stable order without duplicates.
+pub fn packages(config: &Config) -> Vec<String> {
+    let mut out: Vec<String> = BASE_PACKAGES.iter().map(|s| s.to_string()).collect();
+    if config.sources.uses_reiserfs() {
+        out.extend(REISERFS_PACKAGES.iter().map(|s| s.to_string()));
+    }
+    for p in &config.packages.extra {
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+fn netmask(prefix: u8) -> Ipv4Addr {
+    let bits = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
+    Ipv4Addr::from(bits)
+}
+
+/// The kickstart for `config`. Expects a validated config (see `Config::parse`).
+pub fn render(config: &Config, opts: &RenderOptions) -> Result<String> {
+    use minijinja::{Environment, context, syntax::SyntaxConfig};
+    let (root_hash, root_locked) = match &opts.root_password_hash {
+        Some(h) => (h.clone(), false),
+        None => match resolve_root_hash(config)? {
+            Some(h) => (h, false),
+            None => (LOCKED_HASH.to_string(), true),
+        },
+    };
+    let a = &config.appliance;
+    let n = &config.network;
+    let p = &config.packages;
+    let reiserfs_repo = if p.reiserfs_repo.is_empty() {
+        DEFAULT_REISERFS_REPO
+    } else {
+        &p.reiserfs_repo
+    };
+    let selinux = match a.selinux {
+        SelinuxMode::Enforcing => "enforcing",
+        SelinuxMode::Permissive => "permissive",
+        SelinuxMode::Disabled => "disabled",
+    };
+    let port = writer_port(config).context("[writer] listen has no port")?;
+
+    let mut env = Environment::new();
+    env.set_syntax(
+        SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()
+            .expect("static syntax config"),
+    );
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template("ks.cfg", TEMPLATE)
+        .context("loading the kickstart template")?;
+    let text = env
+        .get_template("ks.cfg")
+        .and_then(|t| {
+            t.render(context! {
+                mirror => &p.mirror,
+                offline_repo => !p.offline_repo.is_empty(),
+                reiserfs => config.sources.uses_reiserfs(),
+                reiserfs_repo,
+                lang => &a.lang,
+                keyboard => &a.keyboard,
+                timezone => &a.timezone,
+                root_hash,
+                root_locked,
+                selinux,
+                writer_port => port,
+                static => n.bootproto == BootProto::Static,
+                device => &n.device,
+                ip => &n.ip,
+                netmask => netmask(n.prefix).to_string(),
+                gateway => &n.gateway,
+                nameservers => n.dns.join(","),
+                hostname => &a.hostname,
+                services => SERVICES.join(","),
+                os_disk => &config.disks.os_disk,
+                parts => minijinja::value::Serde(layout::partitions(config)),
+                packages => packages(config),
+                label => &config.media.volume_label,
+                ntp => &n.ntp,
+            })
+        })
+        .context("rendering the kickstart")?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netmasks() {
+        assert_eq!(netmask(24).to_string(), "255.255.255.0");
+        assert_eq!(netmask(0).to_string(), "0.0.0.0");
+        assert_eq!(netmask(32).to_string(), "255.255.255.255");
+        assert_eq!(netmask(19).to_string(), "255.255.224.0");
+    }
+
+    #[test]
+    fn default_config_renders_a_locked_root() {
+        let ks = render(&Config::default(), &RenderOptions::default()).unwrap();
+        assert!(ks.contains("\nrootpw --iscrypted --lock !!\n"), "{ks}");
+        assert!(ks.contains("\nfirewall --enabled --ssh --port=10809:tcp\n"));
+        assert!(ks.contains("\ncdrom\n"));
+        assert!(!ks.contains("repo --name"));
+    }
+
+    #[test]
+    fn password_file_is_hashed_not_copied() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("pw");
+        std::fs::write(&f, "s3cret-Pass\n").unwrap();
+        let mut c = Config::default();
+        c.appliance.root_password_file = Some(f);
+        let ks = render(&c, &RenderOptions::default()).unwrap();
+        assert!(!ks.contains("s3cret"));
+        let line = ks.lines().find(|l| l.starts_with("rootpw")).unwrap();
+        assert!(line.starts_with("rootpw --iscrypted $6$"), "{line}");
+        let hash = line.rsplit(' ').next().unwrap();
+        use sha_crypt::{PasswordVerifier, ShaCrypt};
+        ShaCrypt::default()
+            .verify_password(b"s3cret-Pass", hash)
+            .unwrap();
+    }
+}

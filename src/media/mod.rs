@@ -173,20 +173,15 @@ fn stage(payload: &Payload) -> Result<Staged> {
         tracing::info!("the offline repo's own repodata/ is replaced by fresh metadata");
     }
     // Modes on the disc come from Rock Ridge: make them right whatever the sources had.
-    args.extend(
-        [
-            "-chmod_r",
-            "a+rX,u+w",
-            "/mtkit",
-            "--",
-            "-chmod",
-            "0755",
-            BINARY_PATH,
-            "--",
-        ]
-        .map(OsString::from),
-    );
-    args.extend(["-chmod", "0644", KS_PATH, CONFIG_PATH, "--"].map(OsString::from));
+    let modes = [
+        ["-chmod_r", "a+r", "/mtkit", "--"].as_slice(),
+        &[
+            "-find", "/mtkit", "-type", "d", "-exec", "chmod", "0755", "--",
+        ],
+        &["-chmod", "0755", BINARY_PATH, "--"],
+        &["-chmod", "0644", KS_PATH, CONFIG_PATH, "--"],
+    ];
+    args.extend(modes.concat().into_iter().map(OsString::from));
     Ok(Staged { _dir: dir, args })
 }
 
@@ -264,8 +259,13 @@ impl PendingOutput {
 
     /// Syncs the finished image and moves it to the output path.
     pub(crate) fn commit(self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        // The temporary file was made private; an install image is not secret.
         std::fs::File::open(&self.tmp)
-            .and_then(|f| f.sync_all())
+            .and_then(|f| {
+                f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+                f.sync_all()
+            })
             .with_context(|| format!("syncing {}", self.tmp.display()))?;
         self.tmp
             .persist(&self.out)

@@ -108,9 +108,6 @@ pub fn edit_isolinux(text: &str) -> Result<String, String> {
 
     let mut out: Vec<String> = Vec::new();
     let mut saw_timeout = false;
-    let labels_default = global
-        .iter()
-        .any(|l| keyword(l).0 == "default" && !keyword(l).1.ends_with(".c32"));
     for line in &global {
         let (kw, rest) = keyword(line);
         match kw.as_str() {
@@ -127,7 +124,7 @@ pub fn edit_isolinux(text: &str) -> Result<String, String> {
     if !saw_timeout {
         out.insert(0, format!("timeout {ISOLINUX_TIMEOUT}"));
     }
-    if !labels_default && !global.iter().any(|l| keyword(l).0 == "default") {
+    if !global.iter().any(|l| keyword(l).0 == "default") {
         out.insert(0, format!("default {ISOLINUX_LABEL}"));
     }
     out.extend(entry);

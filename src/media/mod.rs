@@ -283,6 +283,7 @@ pub fn kickstart_iso(
     progress: &Progress,
 ) -> Result<()> {
     check_volume_label(label)?;
+    crate::external::XORRISO.locate()?;
     let pending = PendingOutput::new(out)?;
     let staged = stage(payload)?;
     let mut args: Vec<OsString> = ["-outdev"].map(OsString::from).to_vec();

@@ -61,8 +61,12 @@ pub struct VolumeHeader {
 /// Reads the primary volume descriptor at sector 16 and checks the file holds the whole
 /// volume (a truncated download fails here, before xorriso reads garbage).
 pub fn read_volume_header(path: &Path) -> Result<VolumeHeader> {
-    let mut f = std::fs::File::open(path)
-        .with_context(|| format!("opening source ISO {}", path.display()))?;
+    let mut f = std::fs::File::open(path).map_err(|e| {
+        bad_input(format!(
+            "cannot open the source ISO {}: {e}",
+            path.display()
+        ))
+    })?;
     let len = f
         .metadata()
         .with_context(|| format!("reading {}", path.display()))?
@@ -164,6 +168,7 @@ pub fn remaster(
             out.display()
         )));
     }
+    crate::external::XORRISO.locate()?;
     let header = read_volume_header(source)?;
     let scratch = tempfile::Builder::new()
         .prefix("mtkit-remaster-")

@@ -1,7 +1,11 @@
 //! `mtkit build`: the main job, kickstart + media + summary into one folder.
 
 use super::Global;
-use std::path::PathBuf;
+use crate::config::{AutoSize, Config};
+use crate::kickstart::{self, RenderOptions, layout};
+use anyhow::Context;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 /// The main job: write ks.cfg, the resolved appliance.toml, install media and a summary
 #[derive(Debug, clap::Args)]
@@ -12,10 +16,219 @@ pub struct BuildArgs {
     /// A CentOS 6 install ISO to remaster (else only the kickstart ISO is made)
     #[arg(long, value_name = "ISO")]
     pub source_iso: Option<PathBuf>,
+    /// Print what was written as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How root logs in on the built machine (never the password itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RootLogin {
+    Locked,
+    Hash,
+    PasswordFile,
+}
+
+/// One file `build` wrote, for the summary and `--json`.
+#[derive(Debug, serde::Serialize)]
+struct Written {
+    path: PathBuf,
+    what: &'static str,
 }
 
 impl BuildArgs {
-    pub fn run(self, _g: &Global) -> anyhow::Result<()> {
-        super::not_built("build")
+    pub fn run(self, g: &Global) -> anyhow::Result<()> {
+        let loaded = g.load_config()?;
+        let config = &loaded.config;
+
+        // Everything is made in memory first: a bad config or password file leaves
+        // --out untouched.
+        let root_hash = kickstart::resolve_root_hash(config)?;
+        let root = match (&root_hash, &config.appliance.root_password_file) {
+            (None, _) => RootLogin::Locked,
+            (Some(_), Some(_)) if config.appliance.root_password_hash.is_empty() => {
+                RootLogin::PasswordFile
+            }
+            (Some(_), _) => RootLogin::Hash,
+        };
+        let opts = RenderOptions {
+            root_password_hash: root_hash,
+        };
+        let ks = kickstart::render(config, &opts)?;
+        let resolved = config.resolved_toml();
+
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating {}", self.out.display()))?;
+        let mut written = Vec::new();
+        let mut put = |name: &str, text: &str, mode: u32, what: &'static str| {
+            let path = self.out.join(name);
+            crate::files::write_atomic(&path, text.as_bytes(), mode)?;
+            written.push(Written { path, what });
+            anyhow::Ok(())
+        };
+        put("ks.cfg", &ks, 0o644, "kickstart (RHEL 6 anaconda)")?;
+        // 0600: it may carry root's password hash.
+        put(
+            "appliance.toml",
+            &resolved,
+            0o600,
+            "resolved config, installed as /etc/mtkit/appliance.toml",
+        )?;
+
+        // media: the kickstart ISO, or the remastered install ISO with --source-iso
+        // (issue 3), is made here from `ks` and `resolved`, and pushed onto `written`.
+        if let Some(iso) = &self.source_iso {
+            tracing::warn!(source = %iso.display(), "remastering is not built yet; ks.cfg only");
+        }
+
+        let summary = summary(config, &self.out, root);
+        put("SUMMARY.txt", &summary, 0o644, "what to do next")?;
+
+        if self.json {
+            let v = serde_json::json!({
+                "out": self.out,
+                "files": written,
+                "root": root,
+                "boot-argument": "ks=cdrom:/ks.cfg",
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            for w in &written {
+                println!("{:<28} {}", w.path.display(), w.what);
+            }
+            println!("boot argument: ks=cdrom:/ks.cfg");
+            if root == RootLogin::Locked {
+                println!(
+                    "root is locked: see {} to set a password",
+                    self.out.join("SUMMARY.txt").display()
+                );
+            }
+        }
+        Ok(())
     }
+}
+
+fn size_note(size: AutoSize) -> &'static str {
+    match size {
+        AutoSize::Auto => " (auto)",
+        AutoSize::Fixed(_) => "",
+    }
+}
+
+/// The human summary: what was built and what to do next. Deterministic for a config.
+pub fn summary(config: &Config, out: &Path, root: RootLogin) -> String {
+    let a = &config.appliance;
+    let d = &config.disks;
+    let mut s = String::new();
+    let _ = writeln!(s, "mtkit build: master target {}\n", a.hostname);
+    let _ = writeln!(s, "Files in {}:", out.display());
+    let _ = writeln!(s, "  ks.cfg          kickstart for CentOS 6.6 minimal");
+    let _ = writeln!(
+        s,
+        "  appliance.toml  the resolved config; the install copies it to /etc/mtkit/appliance.toml"
+    );
+    let _ = writeln!(s, "  SUMMARY.txt     this file\n");
+
+    let _ = writeln!(s, "The machine:");
+    let _ = writeln!(
+        s,
+        "  VM with {} vCPUs, {} RAM, OS disk {} of at least {}; set disk.EnableUUID = \"TRUE\"",
+        a.cpus, a.memory, d.os_disk, d.os_disk_size
+    );
+    let _ = writeln!(
+        s,
+        "  (`mtkit vmx check FILE.vmx`, `mtkit vmx patch FILE.vmx`)."
+    );
+    let parts = layout::partitions(config)
+        .iter()
+        .map(|p| {
+            let note = match p.mountpoint {
+                "swap" => size_note(d.swap_size),
+                "/var/crash" => size_note(d.var_crash_size),
+                _ => "",
+            };
+            format!(
+                "{} {}{note}",
+                p.mountpoint,
+                crate::config::Size::from_mib(p.size_mib)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(s, "  Layout on {}: {parts}.", d.os_disk);
+    let _ = writeln!(
+        s,
+        "  Only {} is touched; every other disk is left alone.\n",
+        d.os_disk
+    );
+
+    let _ = writeln!(s, "Install:");
+    let _ = writeln!(
+        s,
+        "  1. Attach the kickstart ISO (volume label {}) as a second CD drive, or boot a",
+        config.media.volume_label
+    );
+    let _ = writeln!(
+        s,
+        "     remastered install ISO that carries ks.cfg and boots it by default."
+    );
+    let _ = writeln!(
+        s,
+        "  2. Boot the CentOS 6.6 install ISO; at the boot prompt press Tab and add:"
+    );
+    let _ = writeln!(s, "         ks=cdrom:/ks.cfg");
+    let _ = writeln!(
+        s,
+        "     (RHEL 6 anaconda does not look for a kickstart by volume label; with the"
+    );
+    let _ = writeln!(
+        s,
+        "     kickstart on a disk or USB stick use ks=hd:<device>:/ks.cfg, e.g. ks=hd:sdb1:/ks.cfg)."
+    );
+    let _ = writeln!(
+        s,
+        "  3. After the reboot: logs in /root/mtkit-post.log and /root/mtkit-post-nochroot.log;"
+    );
+    let _ = writeln!(s, "     run `mtkit doctor` on the machine.\n");
+
+    let _ = writeln!(s, "Root password:");
+    match root {
+        RootLogin::Hash => {
+            let _ = writeln!(s, "  set from [appliance] root-password-hash.");
+        }
+        RootLogin::PasswordFile => {
+            let _ = writeln!(
+                s,
+                "  hashed from [appliance] root-password-file (SHA-512 crypt, random salt);"
+            );
+            let _ = writeln!(
+                s,
+                "  the password is not stored in appliance.toml, only its hash in ks.cfg."
+            );
+        }
+        RootLogin::Locked => {
+            let _ = writeln!(
+                s,
+                "  none configured: root is LOCKED on the installed machine. To set one, either"
+            );
+            let _ = writeln!(
+                s,
+                "  - put a hash in [appliance] root-password-hash: `openssl passwd -6`, or"
+            );
+            let _ = writeln!(
+                s,
+                "    python3 -c 'import crypt,getpass; print(crypt.crypt(getpass.getpass(), crypt.mksalt(crypt.METHOD_SHA512)))'"
+            );
+            let _ = writeln!(
+                s,
+                "  - or name a file holding the password in [appliance] root-password-file;"
+            );
+            let _ = writeln!(
+                s,
+                "  then run `mtkit build` again (`mtkit init` writes a starter config)."
+            );
+        }
+    }
+    s
 }

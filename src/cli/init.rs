@@ -1,7 +1,11 @@
 //! `mtkit init`: a commented starter appliance.toml.
 
 use super::Global;
-use std::path::PathBuf;
+use crate::error::bad_input;
+use std::path::{Path, PathBuf};
+
+/// The commented starter; it parses back to the embedded defaults (a test checks).
+pub const STARTER: &str = include_str!("../../templates/appliance.toml");
 
 /// Write a commented starter appliance.toml (it parses back to the embedded defaults)
 #[derive(Debug, clap::Args)]
@@ -16,6 +20,17 @@ pub struct InitArgs {
 
 impl InitArgs {
     pub fn run(self, _g: &Global) -> anyhow::Result<()> {
-        super::not_built("init")
+        let out = self.out.unwrap_or_else(|| PathBuf::from("-"));
+        if out != Path::new("-") && out.exists() && !self.force {
+            return Err(bad_input(format!(
+                "{} exists: pass --force to overwrite it, or choose another --out",
+                out.display()
+            )));
+        }
+        super::kickstart::write_output(&out, STARTER)?;
+        if out != Path::new("-") {
+            tracing::info!(path = %out.display(), "starter appliance.toml written");
+        }
+        Ok(())
     }
 }

@@ -33,6 +33,10 @@ pub(crate) fn write_output(path: &Path, text: &str) -> anyhow::Result<()> {
         out.write_all(text.as_bytes())
             .and_then(|_| out.flush())
             .context("writing to stdout")
+    } else if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        // A device or FIFO (/dev/null, /dev/stdout): write into it. A rename would
+        // replace the device node with a regular file.
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
     } else {
         crate::files::write_atomic(path, text.as_bytes(), 0o644)
     }

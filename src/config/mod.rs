@@ -4,7 +4,7 @@ pub mod units;
 mod validate;
 
 pub use units::{AutoSize, Size, Span};
-pub use validate::{ConfigError, Problem};
+pub use validate::{ConfigError, KNOWN_FILESYSTEMS, Problem, is_sha512_crypt};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -244,7 +244,20 @@ impl<'a> Checker<'a> {
             (true, None) => shown.to_string(),
             (false, _) => format!("{shown} (default)"),
         };
-        let key = format!("{} = {value}", key_name(p));
+        let is_table = lookup(self.doc.as_item(), p).is_some_and(|i| i.is_table());
+        let key = if is_table {
+            // A whole table: its header says it all.
+            let names: Vec<_> = p
+                .iter()
+                .filter_map(|s| match s {
+                    Seg::Key(k) => Some(k.as_str()),
+                    Seg::Index(_) => None,
+                })
+                .collect();
+            format!("[{}]", names.join("."))
+        } else {
+            format!("{} = {value}", key_name(p))
+        };
         let location = self.location(offset);
         self.found.push((
             offset,

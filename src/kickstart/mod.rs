@@ -63,9 +63,13 @@ pub fn resolve_root_hash(config: &Config) -> Result<Option<String>> {
 
 /// Reads the first line of `path` (no trailing newline) and hashes it with SHA-512 crypt.
 pub fn hash_password_file(path: &Path) -> Result<String> {
-    use sha_crypt::{PasswordHasher, ShaCrypt};
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading root-password-file {}", path.display()))?;
+    use sha_crypt::{CustomizedPasswordHasher, Params, ShaCrypt};
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        crate::error::bad_input(format!(
+            "reading [appliance] root-password-file {}: {e}",
+            path.display()
+        ))
+    })?;
     let password = text.lines().next().unwrap_or("");
     if password.is_empty() {
         return Err(crate::error::bad_input(format!(
@@ -73,8 +77,11 @@ pub fn hash_password_file(path: &Path) -> Result<String> {
             path.display()
         )));
     }
+    // 12 random bytes encode to exactly 16 salt characters, the most glibc's crypt uses:
+    // a longer salt would be cut when CentOS checks the password, and looks malformed.
+    let salt: [u8; 12] = rand::random();
     let hash = ShaCrypt::SHA512
-        .hash_password(password.as_bytes())
+        .hash_password_customized(password.as_bytes(), &salt, None, None, Params::RECOMMENDED)
         .map_err(|e| anyhow::anyhow!("hashing the root password: {e}"))?;
     Ok(hash.as_str().to_string())
 }
@@ -215,6 +222,7 @@ mod tests {
         let line = ks.lines().find(|l| l.starts_with("rootpw")).unwrap();
         assert!(line.starts_with("rootpw --iscrypted $6$"), "{line}");
         let hash = line.rsplit(' ').next().unwrap();
+        assert!(crate::config::is_sha512_crypt(hash), "{hash}");
         use sha_crypt::{PasswordVerifier, ShaCrypt};
         ShaCrypt::default()
             .verify_password(b"s3cret-Pass", hash)

@@ -1,0 +1,185 @@
+//! appliance.toml through the CLI: every error class is located and exits 2 with nothing
+//! written; `mtkit init` writes a starter that parses back to the defaults.
+
+mod common;
+use common::*;
+use mtkit::config::Config;
+use std::path::{Path, PathBuf};
+
+/// `# expect: LINE:COL MESSAGE` lines at the top of a bad fixture.
+fn expectations(file: &Path) -> Vec<String> {
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    read(file)
+        .lines()
+        .filter_map(|l| l.strip_prefix("# expect: "))
+        .map(|e| {
+            let (at, msg) = e.split_once(' ').unwrap_or((e, ""));
+            format!("{name}:{at}: {msg}")
+        })
+        .collect()
+}
+
+fn bad_fixtures() -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(fixture("config/bad"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_bad_config_is_located_and_exits_2() {
+    let files = bad_fixtures();
+    assert!(files.len() >= 30, "bad fixtures missing: {files:?}");
+    for f in files {
+        let want = expectations(&f);
+        assert!(!want.is_empty(), "{} has no # expect line", f.display());
+        // Run from the fixture folder so messages name the bare file.
+        let out = mtkit()
+            .current_dir(f.parent().unwrap())
+            .args(["kickstart", "-o", "-", "--config"])
+            .arg(f.file_name().unwrap())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{}: {err}", f.display());
+        assert!(
+            stdout(&out).is_empty(),
+            "{}: printed a kickstart",
+            f.display()
+        );
+        // Every expected problem, in file order, each on its own line.
+        let mut rest = err.as_str();
+        for w in &want {
+            let at = rest
+                .find(w.as_str())
+                .unwrap_or_else(|| panic!("{}: want {w:?} in order, got:\n{err}", f.display()));
+            rest = &rest[at + w.len()..];
+        }
+        assert_eq!(
+            err.lines().count(),
+            want.len(),
+            "{}: one line per problem:\n{err}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn build_with_a_bad_config_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let out_dir = d.path().join("out");
+    let out = mtkit()
+        .args(["build", "--out"])
+        .arg(&out_dir)
+        .arg("--config")
+        .arg(fixture("config/bad/many.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("many.toml:11:10: [network] prefix = 40"));
+    assert!(!out_dir.exists(), "build created {}", out_dir.display());
+}
+
+#[test]
+fn missing_password_file_exits_2_and_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("a.toml"),
+        "[appliance]\nroot-password-file = \"nope.txt\"\n",
+    )
+    .unwrap();
+    let out = mtkit()
+        .current_dir(d.path())
+        .args(["build", "--out", "out", "--config", "a.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("root-password-file nope.txt"));
+    assert!(!d.path().join("out").exists());
+}
+
+#[test]
+fn missing_config_file_exits_2() {
+    let out = run(&["kickstart", "--config", "/nonexistent/appliance.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/nonexistent/appliance.toml"));
+}
+
+#[test]
+fn good_configs_parse() {
+    for e in std::fs::read_dir(fixture("config/good")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            let name = p.display().to_string();
+            Config::parse(&read(&p), &name).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+#[test]
+fn init_starter_parses_back_to_the_defaults() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("appliance.toml");
+    let out = mtkit().arg("init").arg("--out").arg(&f).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = read(&f);
+    assert_eq!(
+        Config::parse(&text, "appliance.toml").unwrap(),
+        Config::default()
+    );
+    // Commented: every section explains itself.
+    assert!(text.lines().filter(|l| l.starts_with('#')).count() > 30);
+    // And to stdout, the same text.
+    let out = run(&["init"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), text);
+}
+
+#[test]
+fn init_refuses_to_overwrite_without_force() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("appliance.toml");
+    std::fs::write(&f, "# mine\n").unwrap();
+    let out = mtkit().arg("init").arg("--out").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(read(&f), "# mine\n");
+    let out = mtkit()
+        .args(["init", "--force", "--out"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(read(&f).contains("[appliance]"));
+}
+
+#[test]
+fn resolved_config_in_build_parses_back_and_never_holds_a_plain_password() {
+    let d = tempfile::tempdir().unwrap();
+    let good = fixture("config/good");
+    let out = mtkit()
+        .current_dir(&good)
+        .args(["build", "--json", "--config", "password-file.toml", "--out"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["root"], "password-file");
+    assert_eq!(json["files"].as_array().unwrap().len(), 3);
+    let resolved = read(&d.path().join("appliance.toml"));
+    let back = Config::parse(&resolved, "appliance.toml").unwrap();
+    assert_eq!(back.appliance.root_password_file, None);
+    for f in ["ks.cfg", "appliance.toml", "SUMMARY.txt"] {
+        let text = read(&d.path().join(f));
+        assert!(
+            !text.contains("Plain-Test-Password"),
+            "{f} holds the password"
+        );
+    }
+    assert!(!stdout(&out).contains("Plain-Test-Password"));
+    assert!(!stderr(&out).contains("Plain-Test-Password"));
+}

@@ -1,0 +1,364 @@
+//! The kickstart against an independent parser (pykickstart's `ksvalidator -v RHEL6`) over
+//! a matrix of configs, plus what it must say: only the OS disk, ASCII, %end, determinism.
+
+mod common;
+use common::*;
+use mtkit::config::Config;
+use mtkit::kickstart::{RenderOptions, render};
+use std::path::Path;
+use std::process::Command;
+
+/// Runs ksvalidator on `text`; panics with its report when it objects or warns.
+fn validate(ksvalidator: &Path, what: &str, text: &str) {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("ks.cfg");
+    std::fs::write(&f, text).unwrap();
+    let out = Command::new(ksvalidator)
+        .args(["-v", "RHEL6"])
+        .arg(&f)
+        .output()
+        .expect("running ksvalidator");
+    let report = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "ksvalidator rejects {what}:\n{report}\n--- ks.cfg ---\n{text}"
+    );
+    assert!(
+        !report.to_lowercase().contains("warning"),
+        "ksvalidator warns on {what}:\n{report}"
+    );
+}
+
+/// Renders with the CLI from the good-fixture folder (so relative paths resolve there).
+fn kickstart_cli(config: Option<&str>) -> String {
+    let mut c = mtkit();
+    c.current_dir(fixture("config/good"));
+    c.args(["kickstart", "-o", "-"]);
+    if let Some(cfg) = config {
+        c.args(["--config", cfg]);
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{config:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+fn good_fixtures() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(fixture("config/good"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Structure every kickstart must have, whatever the config.
+fn assert_shape(what: &str, ks: &str, os_disk: &str) {
+    assert!(ks.is_ascii(), "{what}: non-ASCII byte in the kickstart");
+    assert!(!ks.contains('\t'), "{what}: tab in the kickstart");
+    // Each %section is closed by %end before the next one opens.
+    let mut open: Option<&str> = None;
+    for line in ks.lines() {
+        if line == "%end" {
+            assert!(open.take().is_some(), "{what}: %end without a section");
+        } else if line.starts_with('%') {
+            assert!(open.is_none(), "{what}: {line} opens inside {open:?}");
+            open = Some(line);
+        }
+    }
+    assert!(open.is_none(), "{what}: {open:?} never ends");
+    let line = |prefix: &str| {
+        ks.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{what}: no `{prefix}` line"))
+            .to_string()
+    };
+    assert_eq!(
+        line("ignoredisk "),
+        format!("ignoredisk --only-use={os_disk}")
+    );
+    assert_eq!(
+        line("clearpart "),
+        format!("clearpart --all --initlabel --drives={os_disk}")
+    );
+    assert_eq!(line("zerombr"), "zerombr");
+    assert_eq!(
+        line("bootloader "),
+        format!("bootloader --location=mbr --driveorder={os_disk} --append=\"crashkernel=auto\"")
+    );
+    let parts: Vec<_> = ks.lines().filter(|l| l.starts_with("part ")).collect();
+    assert_eq!(parts.len(), 5, "{what}: {parts:?}");
+    for (p, mount) in parts
+        .iter()
+        .zip(["/boot", "/", "/var/crash", "/home", "swap"])
+    {
+        assert!(p.starts_with(&format!("part {mount} ")), "{what}: {p}");
+        assert!(p.ends_with(&format!(" --ondisk={os_disk}")), "{what}: {p}");
+        if mount != "swap" {
+            assert!(p.contains(" --fstype=ext4 "), "{what}: {p}");
+        }
+    }
+    for want in [
+        "%packages --nobase",
+        "services --enabled=multipathd,kdump,ntpd,sshd",
+        "%post --nochroot --log=/mnt/sysimage/root/mtkit-post-nochroot.log",
+        "%post --log=/root/mtkit-post.log",
+        "reboot",
+    ] {
+        assert!(ks.lines().any(|l| l == want), "{what}: no `{want}` line");
+    }
+    // %post never fails the install: apply's failure is caught.
+    assert!(ks.contains("/usr/local/sbin/mtkit apply --config /etc/mtkit/appliance.toml || echo"));
+    assert!(ks.contains("cp \"$found/mtkit/mtkit\" /mnt/sysimage/usr/local/sbin/mtkit"));
+    assert!(
+        ks.contains("cp \"$found/mtkit/appliance.toml\" /mnt/sysimage/etc/mtkit/appliance.toml")
+    );
+}
+
+#[test]
+fn ksvalidator_accepts_the_default_and_every_fixture() {
+    let Some(ksv) = ksvalidator() else {
+        require!(
+            false,
+            "ksvalidator not found: python3 -m venv .venv && .venv/bin/pip install pykickstart"
+        );
+        return;
+    };
+    let ks = kickstart_cli(None);
+    validate(&ksv, "the embedded defaults", &ks);
+    assert_shape("defaults", &ks, "sda");
+    let fixtures = good_fixtures();
+    assert!(fixtures.len() >= 8, "{fixtures:?}");
+    for f in fixtures {
+        let ks = kickstart_cli(Some(&f));
+        validate(&ksv, &f, &ks);
+        let cfg = Config::parse(&read(&fixture("config/good").join(&f)), &f).unwrap();
+        assert_shape(&f, &ks, &cfg.disks.os_disk);
+    }
+}
+
+#[test]
+fn ksvalidator_accepts_a_generated_matrix() {
+    let Some(ksv) = ksvalidator() else {
+        require!(
+            false,
+            "ksvalidator not found: python3 -m venv .venv && .venv/bin/pip install pykickstart"
+        );
+        return;
+    };
+    let hash = format!("$6$0123456789abcdef${}", "x".repeat(86));
+    let mut n = 0;
+    for dhcp in [false, true] {
+        for reiserfs in [false, true] {
+            for offline in [false, true] {
+                for mirror in [false, true] {
+                    let mut c = Config::default();
+                    if dhcp {
+                        c.network.bootproto = mtkit::config::BootProto::Dhcp;
+                        c.network.gateway.clear();
+                        c.network.dns.clear();
+                    }
+                    if reiserfs {
+                        c.sources.filesystems.push("reiserfs".into());
+                    }
+                    if offline {
+                        c.packages.offline_repo = "rpms".into();
+                    }
+                    if mirror {
+                        c.packages.mirror = "https://vault.centos.org/6.6/os/x86_64/".into();
+                    }
+                    // Vary the root login and the sizes along the matrix too.
+                    if n % 2 == 1 {
+                        c.appliance.root_password_hash = hash.clone();
+                    }
+                    c.appliance.memory = mtkit::config::Size::from_mib(1024 + 1000 * n);
+                    c.packages.extra = (0..n % 3).map(|i| format!("extra-pkg{i}")).collect();
+                    // The matrix goes through the same checks as a file would.
+                    let text = c.to_toml();
+                    let c = Config::parse(&text, "matrix.toml").unwrap_or_else(|e| panic!("{e}"));
+                    let what = format!(
+                        "dhcp={dhcp} reiserfs={reiserfs} offline={offline} mirror={mirror}"
+                    );
+                    let ks = render(&c, &RenderOptions::default()).unwrap();
+                    validate(&ksv, &what, &ks);
+                    assert_shape(&what, &ks, "sda");
+                    assert_eq!(ks.lines().any(|l| l == "cdrom"), !mirror, "{what}");
+                    assert_eq!(ks.contains("\nrepo --name=elrepo "), reiserfs, "{what}");
+                    assert_eq!(
+                        ks.contains("\nrepo --name=mtkit-offline "),
+                        offline,
+                        "{what}"
+                    );
+                    assert_eq!(ks.contains("\n%pre "), offline, "{what}");
+                    n += 1;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn content_follows_the_config() {
+    let ks = kickstart_cli(Some("static-full.toml"));
+    for want in [
+        "network --device=eth1 --bootproto=static --ip=10.20.30.40 --netmask=255.255.252.0 \
+         --gateway=10.20.28.1 --nameserver=10.20.0.53,10.20.1.53 \
+         --hostname=mt-prod-07.dr.example.com --onboot=yes",
+        "firewall --enabled --ssh --port=10900:tcp",
+        "timezone --utc Europe/Berlin",
+        "selinux --enforcing",
+        "rootpw --iscrypted $6$rounds=5000$Zx8Qe1/saltsalt$riGp/58WAm.dX3a5IDnOdcdbWB2dC4/DSDC6Lc1mxLpQ2yMK/Ye9FZ1wUVl4nuYV.d8fNYvvDbzDZST6IaXqA2",
+        // 32G of RAM: /var/crash auto = 33G, swap auto = 8G.
+        "part /var/crash --fstype=ext4 --size=33792 --ondisk=sda",
+        "part swap --size=8192 --ondisk=sda",
+        "echo \"server ntp.dr.example.com iburst\" >> /etc/ntp.conf",
+    ] {
+        assert!(ks.lines().any(|l| l == want), "no `{want}` in:\n{ks}");
+    }
+
+    let ks = kickstart_cli(Some("dhcp.toml"));
+    assert!(ks.contains(
+        "\nnetwork --device=eth0 --bootproto=dhcp --hostname=mt01.example.local --onboot=yes\n"
+    ));
+
+    let ks = kickstart_cli(Some("odd-sizes.toml"));
+    for want in [
+        "part / --fstype=ext4 --size=6000 --ondisk=vdb",
+        // 1536M of RAM: /var/crash auto = 2.5G rounded up to 3G.
+        "part /var/crash --fstype=ext4 --size=3072 --ondisk=vdb",
+        "part /home --fstype=ext4 --size=100 --ondisk=vdb",
+        "part swap --size=1537 --ondisk=vdb",
+    ] {
+        assert!(ks.lines().any(|l| l == want), "no `{want}`");
+    }
+
+    let ks = kickstart_cli(Some("reiserfs.toml"));
+    assert!(
+        ks.contains(
+            "\nrepo --name=elrepo --baseurl=http://mirror.example.com/elrepo/el6/x86_64/\n"
+        )
+    );
+    assert!(ks.contains("\nkmod-reiserfs\nreiserfs-utils\n"));
+
+    let ks = kickstart_cli(Some("extras.toml"));
+    let pkgs: Vec<_> = ks
+        .split("%packages --nobase\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| *l != "%end")
+        .collect();
+    assert_eq!(
+        pkgs.iter().filter(|p| **p == "xfsprogs").count(),
+        1,
+        "{pkgs:?}"
+    );
+    for p in [
+        "sg3_utils",
+        "iotop",
+        "@base",
+        "-postfix",
+        "device-mapper-multipath",
+        "lsscsi",
+    ] {
+        assert!(pkgs.contains(&p), "{p} missing: {pkgs:?}");
+    }
+
+    let ks = kickstart_cli(Some("offline-repo.toml"));
+    assert!(
+        ks.contains("\nrepo --name=mtkit-offline --baseurl=file:///tmp/mtkit-media/mtkit/repo\n")
+    );
+    assert!(ks.contains("blkid -L MT_KS_2"));
+
+    let ks = kickstart_cli(Some("mirror.toml"));
+    assert!(ks.contains("\nurl --url=http://vault.centos.org/6.6/os/x86_64/\n"));
+    assert!(!ks.lines().any(|l| l == "cdrom"));
+}
+
+#[test]
+fn output_is_deterministic_and_o_writes_the_same() {
+    for cfg in [
+        None,
+        Some("static-full.toml"),
+        Some("reiserfs.toml"),
+        Some("offline-repo.toml"),
+    ] {
+        assert_eq!(kickstart_cli(cfg), kickstart_cli(cfg), "{cfg:?}");
+    }
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("ks.cfg");
+    let out = mtkit().args(["kickstart", "-o"]).arg(&f).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(read(&f), kickstart_cli(None));
+}
+
+#[test]
+fn root_is_locked_without_a_password() {
+    let ks = kickstart_cli(None);
+    assert!(
+        ks.lines().any(|l| l == "rootpw --iscrypted --lock !!"),
+        "{ks}"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let out = mtkit()
+        .args(["build", "--out"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("root is locked"));
+    let summary = read(&d.path().join("SUMMARY.txt"));
+    for want in [
+        "ks=cdrom:/ks.cfg",
+        "LOCKED",
+        "openssl passwd -6",
+        "root-password-file",
+        "mtkit init",
+    ] {
+        assert!(
+            summary.contains(want),
+            "no {want:?} in SUMMARY.txt:\n{summary}"
+        );
+    }
+    // build's kickstart is the kickstart command's.
+    assert_eq!(read(&d.path().join("ks.cfg")), ks);
+}
+
+#[test]
+fn password_file_hash_verifies_with_the_system_crypt() {
+    let ks = kickstart_cli(Some("password-file.toml"));
+    let hash = ks
+        .lines()
+        .find_map(|l| l.strip_prefix("rootpw --iscrypted "))
+        .expect("rootpw line")
+        .to_string();
+    assert!(mtkit::config::is_sha512_crypt(&hash), "{hash}");
+    assert!(!ks.contains("Plain-Test-Password"));
+    // A second run draws a new salt: only the rootpw line differs.
+    let again = kickstart_cli(Some("password-file.toml"));
+    assert_ne!(again, ks);
+    let strip = |t: &str| {
+        t.lines()
+            .filter(|l| !l.starts_with("rootpw "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&again), strip(&ks));
+    // Python's crypt module is glibc's crypt(3), what CentOS checks the password with.
+    let check = Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt,sys; sys.exit(0 if crypt.crypt(sys.argv[1], sys.argv[2]) == sys.argv[2] else 1)",
+            "Plain-Test-Password-42",
+            &hash,
+        ])
+        .output();
+    let ok = matches!(&check, Ok(o) if o.status.code() != Some(2) && !stderr(o).contains("ModuleNotFound"));
+    require!(ok, "python3 with the crypt module is not available");
+    assert!(
+        check.unwrap().status.success(),
+        "glibc crypt rejects {hash}"
+    );
+}

@@ -625,3 +625,78 @@ fn missing_xorriso_names_the_package_and_writes_nothing() {
         );
     }
 }
+
+#[test]
+fn build_makes_the_media_beside_the_kickstart() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    let d = tempfile::tempdir().unwrap();
+    let (binary, _) = test_binaries(d.path());
+    let src = d.path().join("c6.iso");
+    make_centos6(&src, &[]);
+    let bin = binary.to_str().unwrap();
+
+    // No source ISO: the kickstart ISO, carrying the very ks.cfg build wrote.
+    let out = d.path().join("out-ks");
+    let o = run(&["build", "--out", out.to_str().unwrap(), "--binary", bin]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        names(&out),
+        ["SUMMARY.txt", "appliance.toml", "ks.cfg", "mt-ks.iso"]
+    );
+    let v = pycdlib(
+        &out.join("mt-ks.iso"),
+        &["/ks.cfg", "/mtkit/appliance.toml"],
+    );
+    assert_eq!(v["volume_id"], "MTKS");
+    assert_eq!(
+        file_sha(&v, "/ks.cfg"),
+        sha256(&std::fs::read(out.join("ks.cfg")).unwrap())
+    );
+    assert_eq!(
+        file_sha(&v, "/mtkit/appliance.toml"),
+        sha256(&std::fs::read(out.join("appliance.toml")).unwrap())
+    );
+    let summary = read(&out.join("SUMMARY.txt"));
+    assert!(summary.contains("ks=hd:sr1:/ks.cfg"), "{summary}");
+
+    // With --source-iso: the remastered install ISO instead.
+    let out = d.path().join("out-remaster");
+    let o = run(&[
+        "build",
+        "--out",
+        out.to_str().unwrap(),
+        "--binary",
+        bin,
+        "--source-iso",
+        src.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(j["media"]["kind"], "remaster", "{j:#}");
+    assert_eq!(
+        names(&out),
+        ["SUMMARY.txt", "appliance.toml", "ks.cfg", "mt-install.iso"]
+    );
+    let v = pycdlib(&out.join("mt-install.iso"), &["/ks.cfg"]);
+    assert_eq!(v["volume_id"], "CentOS_6.6_Final");
+    assert_eq!(
+        file_sha(&v, "/ks.cfg"),
+        sha256(&std::fs::read(out.join("ks.cfg")).unwrap())
+    );
+    assert!(read(&out.join("SUMMARY.txt")).contains("Install mtkit master target"));
+
+    // A refused source leaves no output folder behind.
+    let out = d.path().join("out-refused");
+    let o = run(&[
+        "build",
+        "--out",
+        out.to_str().unwrap(),
+        "--binary",
+        bin,
+        "--source-iso",
+        binary.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!out.exists());
+}

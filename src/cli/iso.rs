@@ -195,3 +195,78 @@ pub fn default_binary() -> PathBuf {
         _ => exe,
     }
 }
+
+/// What the media step of `mtkit build` made.
+pub struct BuiltMedia {
+    pub path: PathBuf,
+    pub what: &'static str,
+    /// The paragraph for SUMMARY.txt: how to boot it.
+    pub summary: String,
+    pub json: serde_json::Value,
+}
+
+/// The media step of `mtkit build`: remaster `source` into `out/mt-install.iso` when given
+/// (else `[media] source-iso`), otherwise make `out/mt-ks.iso`. `ks_cfg` and `resolved`
+/// are the texts build writes beside them.
+pub fn build_media(
+    config: &Config,
+    ks_cfg: &str,
+    resolved: &str,
+    out: &Path,
+    source: Option<&Path>,
+    binary: Option<PathBuf>,
+    strict: bool,
+) -> anyhow::Result<BuiltMedia> {
+    let binary = binary.unwrap_or_else(default_binary);
+    let linkage = media::check_binary(&binary, strict)?;
+    let repo = &config.packages.offline_repo;
+    let payload = Payload {
+        ks_cfg: ks_cfg.to_string(),
+        appliance_toml: resolved.to_string(),
+        binary,
+        offline_repo: (!repo.is_empty()).then(|| PathBuf::from(repo)),
+    };
+    let configured =
+        (!config.media.source_iso.is_empty()).then(|| PathBuf::from(&config.media.source_iso));
+    let source = source.map(Path::to_path_buf).or(configured);
+    let linkage = media::elf::describe(&linkage);
+    match source {
+        Some(source) => {
+            let path = out.join("mt-install.iso");
+            let report = media::remaster(
+                &source,
+                &payload,
+                &path,
+                &RemasterOptions {
+                    progress: &Progress::log("remastered ISO"),
+                    mbr_template: None,
+                },
+            )?;
+            Ok(BuiltMedia {
+                summary: remaster_summary(&path, &report),
+                json: serde_json::json!({
+                    "kind": "remaster", "path": path, "source": source, "report": report,
+                    "binary": payload.binary, "binary-linkage": linkage,
+                    "boot-argument": media::BOOT_ARG,
+                }),
+                path,
+                what: "install ISO: boots the kickstart by default",
+            })
+        }
+        None => {
+            let path = out.join("mt-ks.iso");
+            let label = &config.media.volume_label;
+            media::kickstart_iso(&payload, label, &path, &Progress::log("kickstart ISO"))?;
+            Ok(BuiltMedia {
+                summary: kickstart_summary(&path, label),
+                json: serde_json::json!({
+                    "kind": "kickstart", "path": path, "volume-label": label,
+                    "binary": payload.binary, "binary-linkage": linkage,
+                    "boot-argument": media::BOOT_ARG_SECOND_DRIVE,
+                }),
+                path,
+                what: "kickstart ISO: ks.cfg, mtkit, appliance.toml",
+            })
+        }
+    }
+}

@@ -308,6 +308,30 @@ fn remaster_keeps_boot_records_and_carries_the_payload() {
         file_sha(&v, "/images/efiboot.img"),
         sha256(&std::fs::read(x.join("efiboot.img")).unwrap())
     );
+
+    // Remastering the result again replaces the mtkit entry and payload, no duplicates.
+    std::fs::write(&ks, "# second kickstart\n").unwrap();
+    let again = d.path().join("again.iso");
+    let o = run(&[
+        "iso",
+        "remaster",
+        "--source",
+        out.to_str().unwrap(),
+        "-o",
+        again.to_str().unwrap(),
+        "--binary",
+        binary.to_str().unwrap(),
+        "--ks",
+        ks.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = pycdlib(&again, &["/ks.cfg"]);
+    assert_eq!(file_sha(&v, "/ks.cfg"), sha256(b"# second kickstart\n"));
+    assert_eq!(v["el_torito"].as_array().unwrap().len(), 2);
+    xorriso_extract(&again, "/isolinux/isolinux.cfg", &x.join("again.cfg"));
+    let cfg = read(&x.join("again.cfg"));
+    assert_eq!(cfg.matches("label mtkit").count(), 1, "{cfg}");
+    assert_eq!(cfg.matches("menu default").count(), 1, "{cfg}");
 }
 
 #[test]

@@ -191,7 +191,15 @@ pub fn default_binary() -> PathBuf {
         .and_then(Path::parent)
         .map(|target| target.join("x86_64-unknown-linux-musl/release/mtkit"));
     match musl {
-        Some(m) if m.is_file() && m != exe => m,
+        Some(m) if m.is_file() && m != exe => {
+            let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            if let (Some(static_built), Some(running)) = (modified(&m), modified(&exe))
+                && static_built < running
+            {
+                tracing::warn!(binary = %m.display(), "the static build is older than this mtkit: rebuild it (scripts/build) or pass --binary");
+            }
+            m
+        }
         _ => exe,
     }
 }

@@ -309,6 +309,11 @@ pub fn remaster(
     for (from, to) in &edits {
         args.extend(["-map".into(), from.into(), OsString::from(to)]);
     }
+    if files.iter().any(|f| f.starts_with("/mtkit/")) {
+        // A disc remastered before: its old payload must not mix with the new one.
+        tracing::info!("source already carries /mtkit: replacing it");
+        args.extend(["-rm_r", "/mtkit", "--"].map(OsString::from));
+    }
     let staged = stage(payload)?;
     args.extend(staged.args.iter().cloned());
 

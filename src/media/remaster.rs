@@ -199,11 +199,8 @@ pub fn remaster(
         ))
     })?;
     let boot = xorriso::parse_boot_report(&format!("{}\n{}", listing.stderr, listing.stdout));
-    let files: Vec<&str> = listing
-        .stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix('\'')?.strip_suffix('\''))
-        .collect();
+    let found = xorriso::parse_find_output(&listing.stdout);
+    let files: Vec<&str> = found.iter().map(String::as_str).collect();
     let missing: Vec<&str> = REQUIRED
         .iter()
         .copied()

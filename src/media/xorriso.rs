@@ -33,14 +33,9 @@ where
     XORRISO.run(all)
 }
 
-/// The regular files of `iso` down to `depth` folders, as absolute ISO paths.
-pub fn list_files(iso: &Path, depth: u32) -> Result<Vec<String>> {
-    let out = query(
-        iso,
-        ["-find", "/", "-maxdepth", &depth.to_string(), "-type", "f"],
-    )?;
-    Ok(out
-        .stdout
+/// The paths `-find` printed (one quoted absolute ISO path a line), unquoted.
+pub fn parse_find_output(stdout: &str) -> Vec<String> {
+    stdout
         .lines()
         .filter_map(|l| {
             l.strip_prefix('\'')
@@ -48,7 +43,7 @@ pub fn list_files(iso: &Path, depth: u32) -> Result<Vec<String>> {
                 // xorriso quotes a ' inside a name as '"'"'.
                 .map(|l| l.replace("'\"'\"'", "'"))
         })
-        .collect())
+        .collect()
 }
 
 /// Copies the ISO files `(iso_path, local_path)` out of `iso`, leaving it untouched.
@@ -206,6 +201,16 @@ mod tests {
         assert_eq!(
             parse_percent("Writing to 'o.iso' completed successfully."),
             None
+        );
+    }
+
+    #[test]
+    fn find_output_is_unquoted() {
+        let out =
+            "'/.discinfo'\n'/isolinux/isolinux.cfg'\n'/it'\"'\"'s'\nEl Torito catalog  : 42  1\n";
+        assert_eq!(
+            parse_find_output(out),
+            ["/.discinfo", "/isolinux/isolinux.cfg", "/it's"]
         );
     }
 

@@ -357,7 +357,7 @@ fn remaster_makes_a_plain_source_isohybrid() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let summary: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(summary["report"]["isohybrid_added"], true, "{summary:#}");
+    assert_eq!(summary["report"]["isohybrid-added"], true, "{summary:#}");
     assert_eq!(summary["boot-argument"], "ks=cdrom:/ks.cfg");
     let v = pycdlib(&out, &["/ks.cfg"]);
     assert_eq!(v["mbr"]["signature"], "55aa");

@@ -38,6 +38,7 @@ pub struct RemasterOptions<'a> {
 
 /// What the remaster found and did.
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct RemasterReport {
     /// e.g. "CentOS 6.6 x86_64".
     pub release: String,

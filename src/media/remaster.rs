@@ -26,6 +26,8 @@ const ISOHDPFX_PATHS: &[&str] = &[
 const REQUIRED: &[&str] = &["/.discinfo", "/.treeinfo", "/isolinux/isolinux.cfg"];
 const ISOLINUX_CFG: &str = "/isolinux/isolinux.cfg";
 const EFI_GRUB_CONF: &str = "/EFI/BOOT/BOOTX64.conf";
+/// Where CentOS 6 keeps the FAT image of its EFI El Torito entry.
+const USUAL_EFI_IMAGE: &str = "/images/efiboot.img";
 /// The same file inside the FAT image of the EFI El Torito entry.
 const EFI_GRUB_CONF_IN_FAT: &str = "::EFI/BOOT/BOOTX64.conf";
 
@@ -177,23 +179,36 @@ pub fn remaster(
         .context("creating a scratch folder")?;
     let s = |name: &str| scratch.path().join(name);
 
-    // One read of the source for its boot records and its file list.
-    let listing = xorriso::query(
-        source,
-        [
-            "-report_el_torito",
-            "plain",
-            "-report_system_area",
-            "plain",
-            "-find",
-            "/",
-            "-maxdepth",
-            "3",
-            "-type",
-            "f",
-        ],
-    )
-    .map_err(|e| {
+    // One read of the source: boot records, file list, and the files to check and edit
+    // at their usual CentOS 6 paths (absent ones are simply not extracted).
+    let usual = [
+        ("/.discinfo", s("discinfo")),
+        ("/.treeinfo", s("treeinfo")),
+        (ISOLINUX_CFG, s("isolinux.cfg")),
+        (EFI_GRUB_CONF, s("BOOTX64.conf")),
+        (USUAL_EFI_IMAGE, s("efiboot.img")),
+    ];
+    let mut args: Vec<OsString> = [
+        "-report_el_torito",
+        "plain",
+        "-report_system_area",
+        "plain",
+        "-find",
+        "/",
+        "-maxdepth",
+        "3",
+        "-type",
+        "f",
+        "--",
+        "-osirrox",
+        "on",
+    ]
+    .map(OsString::from)
+    .to_vec();
+    for (from, to) in &usual {
+        args.extend(["-extract".into(), OsString::from(from), to.into()]);
+    }
+    let listing = xorriso::query_tolerant(source, args).map_err(|e| {
         bad_input(format!(
             "{} cannot be read as an ISO image: {e:#}",
             source.display()
@@ -214,8 +229,14 @@ pub fn remaster(
             .filter(|f| f.matches('/').count() == 1)
             .take(8)
             .collect();
+        let problems: Vec<&str> = listing
+            .stderr
+            .lines()
+            .filter(|l| l.contains("FAILURE") || l.contains("FATAL"))
+            .filter(|l| !l.contains("Cannot determine attributes of (ISO) source file"))
+            .collect();
         return Err(bad_input(format!(
-            "{} is not a CentOS/RHEL 6 install ISO: {} missing (volume {:?}; top-level files: {})",
+            "{} is not a CentOS/RHEL 6 install ISO: {} missing (volume {:?}; top-level files: {}){}",
             source.display(),
             missing.join(", "),
             header.volume_id,
@@ -223,24 +244,19 @@ pub fn remaster(
                 "none".into()
             } else {
                 top.join(" ")
+            },
+            if problems.is_empty() {
+                String::new()
+            } else {
+                format!("; xorriso: {}", problems.join("; "))
             }
         )));
     }
     let has_efi_conf = files.contains(&EFI_GRUB_CONF);
-    let mut wanted = vec![
-        ("/.discinfo", s("discinfo")),
-        ("/.treeinfo", s("treeinfo")),
-        (ISOLINUX_CFG, s("isolinux.cfg")),
-    ];
-    if has_efi_conf {
-        wanted.push((EFI_GRUB_CONF, s("BOOTX64.conf")));
-    }
     let efi_image = boot.efi_image.clone();
-    if let Some(img) = &efi_image {
-        wanted.push((img.as_str(), s("efiboot.img")));
+    if let Some(img) = efi_image.as_deref().filter(|i| *i != USUAL_EFI_IMAGE) {
+        xorriso::extract(source, &[(img, &s("efiboot.img"))])?;
     }
-    let pairs: Vec<(&str, &Path)> = wanted.iter().map(|(a, b)| (*a, b.as_path())).collect();
-    xorriso::extract(source, &pairs)?;
 
     let read =
         |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));

@@ -33,6 +33,24 @@ where
     XORRISO.run(all)
 }
 
+/// Like [`query`], but a failed step (a file to extract that is not there) neither stops
+/// the run nor fails it: the caller checks what it got.
+pub fn query_tolerant(iso: &Path, args: Vec<OsString>) -> Result<Output> {
+    let mut all: Vec<OsString> = [
+        "-no_rc",
+        "-abort_on",
+        "NEVER",
+        "-return_with",
+        "ABORT",
+        "32",
+    ]
+    .map(OsString::from)
+    .to_vec();
+    all.extend(["-indev".into(), iso.into()]);
+    all.extend(args);
+    XORRISO.run(all)
+}
+
 /// The paths `-find` printed (one quoted absolute ISO path a line), unquoted.
 pub fn parse_find_output(stdout: &str) -> Vec<String> {
     stdout
@@ -126,6 +144,9 @@ pub fn parse_boot_report(text: &str) -> BootReport {
 pub fn write(args: Vec<OsString>, progress: &Progress) -> Result<()> {
     let exe = XORRISO.locate()?;
     let mut all = base_args();
+    // xorriso notices the end of the write only at its next progress tick (1 s by
+    // default): a short interval saves up to a second and gives finer progress.
+    all.extend(["-pacifier", "interval=0.1"].map(OsString::from));
     all.extend(args);
     tracing::debug!(command = %shown(&all), "running");
     // Result lines ("Added to ISO image: ...") go to stdout, one per file: not needed.

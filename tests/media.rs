@@ -390,6 +390,9 @@ fn kickstart_iso_has_label_joliet_rock_ridge_payload_and_repo() {
     )
     .unwrap();
     let out = d.path().join("mt-ks.iso");
+    // Given through a symlink, as from /usr/local/bin: the disc gets the file itself.
+    let link = d.path().join("mtkit-link");
+    std::os::unix::fs::symlink(&binary, &link).unwrap();
     let o = run(&[
         "--config",
         config.to_str().unwrap(),
@@ -398,7 +401,7 @@ fn kickstart_iso_has_label_joliet_rock_ridge_payload_and_repo() {
         "-o",
         out.to_str().unwrap(),
         "--binary",
-        binary.to_str().unwrap(),
+        link.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);

@@ -144,7 +144,8 @@ fn stage(payload: &Payload) -> Result<Staged> {
     std::fs::write(&ks, &payload.ks_cfg).with_context(|| format!("writing {}", ks.display()))?;
     std::fs::write(&toml, &payload.appliance_toml)
         .with_context(|| format!("writing {}", toml.display()))?;
-    let mut args: Vec<OsString> = Vec::new();
+    // A symlinked binary or RPM must land on the disc as the file it points at.
+    let mut args: Vec<OsString> = vec!["-follow".into(), "link".into()];
     let mut map = |from: &Path, to: &str| {
         args.extend(["-map".into(), from.into(), OsString::from(to)]);
     };

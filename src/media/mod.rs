@@ -228,6 +228,15 @@ pub(crate) struct PendingOutput {
 
 impl PendingOutput {
     pub(crate) fn new(out: &Path) -> Result<PendingOutput> {
+        // Renaming over a device node or a folder would not write the image into it.
+        if let Ok(meta) = std::fs::metadata(out)
+            && !meta.is_file()
+        {
+            return Err(bad_input(format!(
+                "{} exists and is not a regular file: write the ISO to a file (then dd it to a USB stick)",
+                out.display()
+            )));
+        }
         let dir = out
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -309,6 +318,27 @@ mod tests {
             let e = check_volume_label(bad).unwrap_err();
             assert_eq!(crate::error::exit_code(&e), 2);
         }
+    }
+
+    #[test]
+    fn output_must_be_a_file_in_an_existing_folder() {
+        let d = tempfile::tempdir().unwrap();
+        let e = PendingOutput::new(d.path()).err().unwrap();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = PendingOutput::new(&d.path().join("no/such.iso"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert_eq!(crate::error::exit_code(&e), 2);
+        let p = PendingOutput::new(&d.path().join("x.iso")).unwrap();
+        std::fs::write(p.path(), b"image").unwrap();
+        p.commit().unwrap();
+        assert_eq!(std::fs::read(d.path().join("x.iso")).unwrap(), b"image");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp left"
+        );
     }
 
     #[test]

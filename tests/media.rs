@@ -494,6 +494,40 @@ fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
         "{e}"
     );
     assert!(out.is_file());
+
+    // Static glibc has no symbol versions but refuses kernels older than its ABI tag
+    // (Debian 12: 3.2.0), and CentOS 6 runs 2.6.32.
+    let static_glibc = d.path().join("hello-static-glibc");
+    let o = Command::new("cc")
+        .args(["-static", "-o"])
+        .arg(&static_glibc)
+        .arg(d.path().join("hello.c"))
+        .output()
+        .unwrap();
+    require!(
+        o.status.success(),
+        "no static glibc (libc6-dev): {}",
+        stderr(&o)
+    );
+    let k2 = d.path().join("k2.iso");
+    let o = run(&[
+        "iso",
+        "kickstart",
+        "-o",
+        k2.to_str().unwrap(),
+        "--binary",
+        static_glibc.to_str().unwrap(),
+        "--ks",
+        "/dev/null",
+        "--strict",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("statically linked and declares Linux 3.2.0"),
+        "{e}"
+    );
+    assert!(!k2.exists());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use super::Global;
 use crate::config::Config;
 use crate::kickstart::{self, RenderOptions};
-use crate::media::{self, Payload, Progress, RemasterOptions, elf::Linkage};
+use crate::media::{self, Payload, Progress, RemasterOptions, elf::Binary};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -76,7 +76,7 @@ impl IsoArgs {
                     "output": output,
                     "volume-label": label,
                     "binary": payload.binary,
-                    "binary-linkage": media::elf::describe(&linkage),
+                    "binary-linkage": linkage.describe(),
                     "offline-repo": payload.offline_repo,
                     "boot-argument": media::BOOT_ARG_SECOND_DRIVE,
                 });
@@ -103,7 +103,7 @@ impl IsoArgs {
                     "source": source,
                     "report": report,
                     "binary": payload.binary,
-                    "binary-linkage": media::elf::describe(&linkage),
+                    "binary-linkage": linkage.describe(),
                     "offline-repo": payload.offline_repo,
                     "boot-argument": media::BOOT_ARG,
                 });
@@ -162,7 +162,7 @@ fn print_summary(embed: &EmbedArgs, json: &serde_json::Value, text: &str) -> any
 
 /// The payload from the config: rendered (or given) kickstart, resolved appliance.toml,
 /// the checked binary, the offline repo.
-pub fn payload(config: &Config, embed: &EmbedArgs) -> anyhow::Result<(Payload, Linkage)> {
+pub fn payload(config: &Config, embed: &EmbedArgs) -> anyhow::Result<(Payload, Binary)> {
     let ks_cfg = match &embed.ks {
         Some(p) => std::fs::read_to_string(p).map_err(|e| {
             crate::error::bad_input(format!("cannot read the kickstart {}: {e}", p.display()))
@@ -237,7 +237,7 @@ pub fn build_media(
     let configured =
         (!config.media.source_iso.is_empty()).then(|| PathBuf::from(&config.media.source_iso));
     let source = source.map(Path::to_path_buf).or(configured);
-    let linkage = media::elf::describe(&linkage);
+    let linkage = linkage.describe();
     match source {
         Some(source) => {
             let path = out.join("mt-install.iso");

@@ -1,5 +1,6 @@
-//! Can the binary we embed run on CentOS 6? Reads its ELF: static is fine, a dynamic one
-//! must not need a glibc symbol version newer than the target's 2.12.
+//! Can the binary we embed run on CentOS 6? Reads its ELF: a dynamic one must not need a
+//! glibc symbol version newer than the target's 2.12, and no binary may declare (in its
+//! GNU ABI tag, as glibc-linked ones do) a newer minimum kernel than 2.6.32.
 
 use anyhow::Result;
 use object::elf;
@@ -9,6 +10,64 @@ use std::path::Path;
 
 /// The glibc of CentOS/RHEL 6, the oldest target the appliance supports.
 pub const TARGET_GLIBC: GlibcVersion = GlibcVersion(2, 12, 0);
+
+/// The kernel of CentOS/RHEL 6.
+pub const TARGET_KERNEL: KernelVersion = KernelVersion(2, 6, 32);
+
+/// A Linux version, as in the `NT_GNU_ABI_TAG` note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KernelVersion(pub u32, pub u32, pub u32);
+
+impl fmt::Display for KernelVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// What the ELF file says about where it can run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binary {
+    pub linkage: Linkage,
+    /// The oldest kernel glibc's start-up code accepts ("FATAL: kernel too old" below it).
+    pub min_kernel: Option<KernelVersion>,
+}
+
+impl Binary {
+    /// Why it will not run on CentOS 6, if it will not.
+    pub fn blocker(&self) -> Option<String> {
+        if let Some(need) = self.linkage.too_new_glibc() {
+            let symbol = need
+                .symbol
+                .as_deref()
+                .map(|s| format!(" (symbol {s}@{})", need.version))
+                .unwrap_or_default();
+            return Some(format!(
+                "needs {}{symbol}, newer than CentOS 6's glibc 2.12",
+                need.version
+            ));
+        }
+        match self.min_kernel {
+            Some(k) if k > TARGET_KERNEL => Some(format!(
+                "declares Linux {k} as its oldest kernel (GNU ABI tag), newer than CentOS 6's {TARGET_KERNEL}"
+            )),
+            _ => None,
+        }
+    }
+
+    /// A one-line verdict for the log and the summary.
+    pub fn describe(&self) -> String {
+        match self.blocker() {
+            Some(why) => {
+                let how = match &self.linkage {
+                    Linkage::Static => "statically linked",
+                    Linkage::Dynamic { .. } => "dynamically linked",
+                };
+                format!("{how} and {why}: it will not start there")
+            }
+            None => describe(&self.linkage),
+        }
+    }
+}
 
 /// A `GLIBC_x.y[.z]` symbol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,8 +128,8 @@ impl Linkage {
     }
 }
 
-/// Reads the ELF file at `path` and says how it is linked.
-pub fn inspect(path: &Path) -> Result<Linkage> {
+/// Reads the ELF file at `path` and says how it is linked and what kernel it needs.
+pub fn inspect(path: &Path) -> Result<Binary> {
     let data = std::fs::read(path).map_err(|e| {
         crate::error::bad_input(format!(
             "cannot read the binary to embed {}: {e} (give it with --binary)",
@@ -86,7 +145,7 @@ pub fn inspect(path: &Path) -> Result<Linkage> {
 }
 
 /// The parser behind [`inspect`], on bytes; errors say what is wrong with the file.
-pub fn inspect_bytes(data: &[u8]) -> Result<Linkage, String> {
+pub fn inspect_bytes(data: &[u8]) -> Result<Binary, String> {
     let file = ElfFile64::<object::Endianness>::parse(data)
         .map_err(|e| format!("not a 64-bit ELF file ({e})"))?;
     let endian = file.endian();
@@ -98,6 +157,7 @@ pub fn inspect_bytes(data: &[u8]) -> Result<Linkage, String> {
     }
     let mut interpreter = None;
     let mut has_dynamic = false;
+    let mut min_kernel = None;
     for ph in file.elf_program_headers() {
         match ph.p_type(endian) {
             elf::PT_INTERP => {
@@ -108,18 +168,51 @@ pub fn inspect_bytes(data: &[u8]) -> Result<Linkage, String> {
                 interpreter = Some(String::from_utf8_lossy(name).into_owned());
             }
             elf::PT_DYNAMIC => has_dynamic = true,
+            elf::PT_NOTE => {
+                if let Some(k) = abi_tag(ph, endian, data) {
+                    min_kernel = Some(k);
+                }
+            }
             _ => {}
         }
     }
     let needs_libraries = has_dynamic && has_needed(&file, data).unwrap_or(true);
     // A static-pie (musl's default for static Rust) has PT_DYNAMIC for its own
     // relocations but no interpreter and no DT_NEEDED: it is self-contained.
-    if interpreter.is_none() && !needs_libraries {
-        return Ok(Linkage::Static);
+    let linkage = if interpreter.is_none() && !needs_libraries {
+        Linkage::Static
+    } else {
+        let glibc =
+            newest_glibc(&file, data).map_err(|e| format!("unreadable symbol versions ({e})"))?;
+        Linkage::Dynamic { interpreter, glibc }
+    };
+    Ok(Binary {
+        linkage,
+        min_kernel,
+    })
+}
+
+/// The minimum Linux version of a `GNU` `NT_GNU_ABI_TAG` note in a PT_NOTE segment.
+fn abi_tag(
+    ph: &elf::ProgramHeader64<object::Endianness>,
+    endian: object::Endianness,
+    data: &[u8],
+) -> Option<KernelVersion> {
+    let mut notes = ph.notes(endian, data).ok()??;
+    while let Ok(Some(note)) = notes.next() {
+        let desc = note.desc();
+        if note.name() == elf::ELF_NOTE_GNU
+            && note.n_type(endian) == elf::NT_GNU_ABI_TAG
+            && desc.len() >= 16
+        {
+            // x86-64 is little-endian (checked by the caller).
+            let word = |i: usize| u32::from_le_bytes(desc[i * 4..i * 4 + 4].try_into().unwrap());
+            if word(0) == elf::ELF_NOTE_OS_LINUX {
+                return Some(KernelVersion(word(1), word(2), word(3)));
+            }
+        }
     }
-    let glibc =
-        newest_glibc(&file, data).map_err(|e| format!("unreadable symbol versions ({e})"))?;
-    Ok(Linkage::Dynamic { interpreter, glibc })
+    None
 }
 
 /// True when the dynamic section names at least one shared library.
@@ -240,7 +333,7 @@ mod tests {
     fn this_test_binary_is_read() {
         // The test binary is built for the host: dynamic glibc, or static under musl.
         let exe = std::env::current_exe().unwrap();
-        let linkage = inspect(&exe).unwrap();
+        let linkage = inspect(&exe).unwrap().linkage;
         if cfg!(target_env = "gnu") {
             let Linkage::Dynamic { interpreter, glibc } = &linkage else {
                 panic!("expected dynamic, got {linkage:?}");
@@ -276,5 +369,36 @@ mod tests {
         let text = describe(&too_new);
         assert!(text.contains("GLIBC_2.34") && text.contains("__libc_start_main@GLIBC_2.34"));
         assert!(Linkage::Static.too_new_glibc().is_none());
+        let b = Binary {
+            linkage: too_new,
+            min_kernel: Some(KernelVersion(3, 2, 0)),
+        };
+        assert!(
+            b.blocker()
+                .unwrap()
+                .contains("__libc_start_main@GLIBC_2.34")
+        );
+        // A static glibc binary from a modern distribution: no symbol versions, but
+        // its start-up code refuses kernels older than its ABI tag.
+        let static_glibc = Binary {
+            linkage: Linkage::Static,
+            min_kernel: Some(KernelVersion(3, 2, 0)),
+        };
+        let why = static_glibc.blocker().unwrap();
+        assert!(
+            why.contains("Linux 3.2.0") && why.contains("2.6.32"),
+            "{why}"
+        );
+        assert!(static_glibc.describe().contains("will not start"));
+        let musl = Binary {
+            linkage: Linkage::Static,
+            min_kernel: None,
+        };
+        assert_eq!(musl.blocker(), None);
+        let old_glibc = Binary {
+            linkage: Linkage::Static,
+            min_kernel: Some(KernelVersion(2, 6, 18)),
+        };
+        assert_eq!(old_glibc.blocker(), None);
     }
 }

@@ -80,11 +80,12 @@ impl Progress {
 }
 
 /// Checks that `path` can run on CentOS 6 (see [`elf`]): logs the verdict, warns when it
-/// needs a glibc newer than 2.12, and refuses that (exit 2) when `strict`.
-pub fn check_binary(path: &Path, strict: bool) -> Result<elf::Linkage> {
-    let linkage = elf::inspect(path)?;
-    let verdict = elf::describe(&linkage);
-    if let Some(need) = linkage.too_new_glibc() {
+/// will not (a glibc newer than 2.12, a kernel newer than 2.6.32), and refuses that (exit
+/// 2) when `strict`.
+pub fn check_binary(path: &Path, strict: bool) -> Result<elf::Binary> {
+    let binary = elf::inspect(path)?;
+    let verdict = binary.describe();
+    if binary.blocker().is_some() {
         let hint = "build the static one: cargo build --release --target x86_64-unknown-linux-musl --no-default-features, or pass --binary";
         if strict {
             return Err(bad_input(format!(
@@ -92,15 +93,11 @@ pub fn check_binary(path: &Path, strict: bool) -> Result<elf::Linkage> {
                 path.display()
             )));
         }
-        tracing::warn!(
-            binary = %path.display(),
-            needs = %need.version,
-            "embedded binary is {verdict}; {hint}"
-        );
+        tracing::warn!(binary = %path.display(), "embedded binary is {verdict}; {hint}");
     } else {
         tracing::info!(binary = %path.display(), "embedded binary is {verdict}");
     }
-    Ok(linkage)
+    Ok(binary)
 }
 
 /// Checks an ISO 9660 volume label: 1 to 32 characters, letters, digits, `_`, `-`, `.`

@@ -58,6 +58,10 @@ fn every_bad_config_is_located_and_exits_2() {
                 .unwrap_or_else(|| panic!("{}: want {w:?} in order, got:\n{err}", f.display()));
             rest = &rest[at + w.len()..];
         }
+        assert!(
+            !err.contains("Secret-Plain-Text"),
+            "a password was echoed: {err}"
+        );
         assert_eq!(
             err.lines().count(),
             want.len(),
@@ -183,4 +187,17 @@ fn resolved_config_in_build_parses_back_and_never_holds_a_plain_password() {
     }
     assert!(!stdout(&out).contains("Plain-Test-Password"));
     assert!(!stderr(&out).contains("Plain-Test-Password"));
+}
+
+#[test]
+fn relative_password_file_is_next_to_the_config() {
+    let d = tempfile::tempdir().unwrap();
+    let out = mtkit()
+        .current_dir(d.path())
+        .args(["kickstart", "-o", "-", "--config"])
+        .arg(fixture("config/good/password-file.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\nrootpw --iscrypted $6$"));
 }

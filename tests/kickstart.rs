@@ -29,6 +29,20 @@ fn validate(ksvalidator: &Path, what: &str, text: &str) {
     );
 }
 
+/// Validates many kickstarts, a few ksvalidator processes at a time (each is mostly
+/// Python start-up).
+fn validate_all(ksvalidator: &Path, cases: &[(String, String)]) {
+    std::thread::scope(|s| {
+        for chunk in cases.chunks(cases.len().div_ceil(4).max(1)) {
+            s.spawn(move || {
+                for (what, ks) in chunk {
+                    validate(ksvalidator, what, ks);
+                }
+            });
+        }
+    });
+}
+
 /// Renders with the CLI from the good-fixture folder (so relative paths resolve there).
 fn kickstart_cli(config: Option<&str>) -> String {
     let mut c = mtkit();
@@ -55,6 +69,12 @@ fn good_fixtures() -> Vec<String> {
 /// Structure every kickstart must have, whatever the config.
 fn assert_shape(what: &str, ks: &str, os_disk: &str) {
     assert!(ks.is_ascii(), "{what}: non-ASCII byte in the kickstart");
+    // The published CentOS steps' typo.
+    assert!(!ks.contains("x86_65"), "{what}");
+    // Media are found and mounted as ISO 9660 only, never a target disk's filesystem.
+    for l in ks.lines().filter(|l| l.trim_start().starts_with("mount ")) {
+        assert!(l.contains("mount -t iso9660 -o ro "), "{what}: {l}");
+    }
     assert!(!ks.contains('\t'), "{what}: tab in the kickstart");
     // Each %section is closed by %end before the next one opens.
     let mut open: Option<&str> = None;
@@ -125,16 +145,17 @@ fn ksvalidator_accepts_the_default_and_every_fixture() {
         return;
     };
     let ks = kickstart_cli(None);
-    validate(&ksv, "the embedded defaults", &ks);
     assert_shape("defaults", &ks, "sda");
+    let mut cases = vec![("the embedded defaults".to_string(), ks)];
     let fixtures = good_fixtures();
     assert!(fixtures.len() >= 8, "{fixtures:?}");
     for f in fixtures {
         let ks = kickstart_cli(Some(&f));
-        validate(&ksv, &f, &ks);
         let cfg = Config::parse(&read(&fixture("config/good").join(&f)), &f).unwrap();
         assert_shape(&f, &ks, &cfg.disks.os_disk);
+        cases.push((f, ks));
     }
+    validate_all(&ksv, &cases);
 }
 
 #[test]
@@ -148,6 +169,7 @@ fn ksvalidator_accepts_a_generated_matrix() {
     };
     let hash = format!("$6$0123456789abcdef${}", "x".repeat(86));
     let mut n = 0;
+    let mut cases = Vec::new();
     for dhcp in [false, true] {
         for reiserfs in [false, true] {
             for offline in [false, true] {
@@ -180,7 +202,6 @@ fn ksvalidator_accepts_a_generated_matrix() {
                         "dhcp={dhcp} reiserfs={reiserfs} offline={offline} mirror={mirror}"
                     );
                     let ks = render(&c, &RenderOptions::default()).unwrap();
-                    validate(&ksv, &what, &ks);
                     assert_shape(&what, &ks, "sda");
                     assert_eq!(ks.lines().any(|l| l == "cdrom"), !mirror, "{what}");
                     assert_eq!(ks.contains("\nrepo --name=elrepo "), reiserfs, "{what}");
@@ -190,11 +211,14 @@ fn ksvalidator_accepts_a_generated_matrix() {
                         "{what}"
                     );
                     assert_eq!(ks.contains("\n%pre "), offline, "{what}");
+                    cases.push((what, ks));
                     n += 1;
                 }
             }
         }
     }
+    assert_eq!(cases.len(), 16);
+    validate_all(&ksv, &cases);
 }
 
 #[test]
@@ -238,6 +262,11 @@ fn content_follows_the_config() {
             "\nrepo --name=elrepo --baseurl=http://mirror.example.com/elrepo/el6/x86_64/\n"
         )
     );
+    assert!(ks.contains("\nkmod-reiserfs\nreiserfs-utils\n"));
+
+    let ks = kickstart_cli(Some("reiserfs-offline.toml"));
+    assert!(!ks.contains("repo --name=elrepo"), "{ks}");
+    assert!(ks.contains("\nrepo --name=mtkit-offline "));
     assert!(ks.contains("\nkmod-reiserfs\nreiserfs-utils\n"));
 
     let ks = kickstart_cli(Some("extras.toml"));
@@ -344,21 +373,153 @@ fn password_file_hash_verifies_with_the_system_crypt() {
             .join("\n")
     };
     assert_eq!(strip(&again), strip(&ks));
-    // Python's crypt module is glibc's crypt(3), what CentOS checks the password with.
-    let check = Command::new("python3")
-        .args([
-            "-W",
-            "ignore",
-            "-c",
-            "import crypt,sys; sys.exit(0 if crypt.crypt(sys.argv[1], sys.argv[2]) == sys.argv[2] else 1)",
-            "Plain-Test-Password-42",
-            &hash,
-        ])
-        .output();
-    let ok = matches!(&check, Ok(o) if o.status.code() != Some(2) && !stderr(o).contains("ModuleNotFound"));
-    require!(ok, "python3 with the crypt module is not available");
-    assert!(
-        check.unwrap().status.success(),
-        "glibc crypt rejects {hash}"
+    // Perl's crypt() is the C library's crypt(3), what CentOS checks the password with.
+    require!(have("perl"), "perl is not installed (Debian's perl-base)");
+    let crypt = |password: &str| {
+        let out = Command::new("perl")
+            .args(["-e", "print crypt($ARGV[0], $ARGV[1])", password, &hash])
+            .output()
+            .expect("running perl");
+        stdout(&out)
+    };
+    assert_eq!(
+        crypt("Plain-Test-Password-42"),
+        hash,
+        "crypt(3) rejects the hash"
     );
+    assert_ne!(crypt("Plain-Test-Password-43"), hash);
+}
+
+/// The body of the section whose header line is `header`.
+fn section<'a>(ks: &'a str, header: &str) -> &'a str {
+    let start = ks
+        .find(&format!("\n{header}\n"))
+        .unwrap_or_else(|| panic!("no {header}"))
+        + header.len()
+        + 2;
+    let len = ks[start..].find("\n%end\n").expect("%end");
+    &ks[start..start + len + 1]
+}
+
+/// Runs `script` as root in a private mount namespace, with fresh tmpfs over /mnt, /tmp
+/// and /usr/local/sbin, so the kickstart's shell runs on its real paths without touching
+/// this machine. `setup` prepares the scene; the output is what the script printed.
+fn in_sandbox(scripts: &[(&str, &str)], setup_and_run: &str) -> std::process::Output {
+    let d = tempfile::tempdir().unwrap();
+    for (name, body) in scripts {
+        std::fs::write(d.path().join(name), body).unwrap();
+    }
+    let program = format!(
+        "set -e\nmount -t tmpfs mtkit-test /mnt\ncp -r {src}/. /mnt/\n\
+         mount -t tmpfs mtkit-test /tmp\nmount -t tmpfs mtkit-test /usr/local/sbin\n{setup_and_run}",
+        src = d.path().display()
+    );
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &program])
+        .output()
+        .expect("running unshare")
+}
+
+#[test]
+fn post_scripts_copy_from_the_install_disc_and_never_fail() {
+    require!(
+        is_root() && have("unshare"),
+        "needs root and unshare for a mount namespace"
+    );
+    let mut c = Config::default();
+    c.network.ntp.clear();
+    c.packages.offline_repo = "rpms".into();
+    let ks = render(&c, &RenderOptions::default()).unwrap();
+    let nochroot = section(
+        &ks,
+        "%post --nochroot --log=/mnt/sysimage/root/mtkit-post-nochroot.log",
+    );
+    let post = section(&ks, "%post --log=/root/mtkit-post.log");
+    let pre = section(&ks, "%pre --log=/tmp/mtkit-pre.log");
+    let scripts = [
+        ("nochroot.sh", nochroot),
+        ("post.sh", post),
+        ("pre.sh", pre),
+    ];
+
+    // The remastered install disc, as anaconda has it mounted.
+    let out = in_sandbox(
+        &scripts,
+        "mkdir -p /mnt/source/mtkit /mnt/sysimage/root\n\
+         printf 'ELF' > /mnt/source/mtkit/mtkit\n\
+         printf '[appliance]\\n' > /mnt/source/mtkit/appliance.toml\n\
+         sh /mnt/nochroot.sh\n\
+         stat -c '%a %s %n' /mnt/sysimage/usr/local/sbin/mtkit /mnt/sysimage/etc/mtkit/appliance.toml\n",
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("mtkit: installed mtkit and appliance.toml from /mnt/source"),
+        "{text}"
+    );
+    assert!(
+        text.contains("755 3 /mnt/sysimage/usr/local/sbin/mtkit"),
+        "{text}"
+    );
+    assert!(
+        text.contains("600 12 /mnt/sysimage/etc/mtkit/appliance.toml"),
+        "{text}"
+    );
+
+    // The medium the %pre mounted for the offline repo: used, then released.
+    let out = in_sandbox(
+        &scripts,
+        "mkdir -p /tmp/mtkit-media /mnt/sysimage/root\n\
+         mount -t tmpfs mtkit-test /tmp/mtkit-media\n\
+         mkdir /tmp/mtkit-media/mtkit\n\
+         printf 'ELF' > /tmp/mtkit-media/mtkit/mtkit\n\
+         printf '' > /tmp/mtkit-media/mtkit/appliance.toml\n\
+         sh /mnt/nochroot.sh\n\
+         grep -c ' /tmp/mtkit-media ' /proc/mounts || true\n",
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("installed mtkit and appliance.toml from /tmp/mtkit-media\n0\n"),
+        "{text}"
+    );
+
+    // No medium at all: a clear line, exit 0, nothing installed.
+    let out = in_sandbox(
+        &scripts,
+        "mkdir -p /mnt/sysimage/root\nsh /mnt/nochroot.sh; echo \"rc=$?\"\n\
+         sh /mnt/pre.sh; echo \"rc=$?\"\nls /mnt/sysimage\n",
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("mtkit: no medium with /mtkit/mtkit found (labelled MTKS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mtkit: no medium carries /mtkit/repo"),
+        "{text}"
+    );
+    assert_eq!(text.matches("rc=0").count(), 2, "{text}");
+    assert!(!text.contains("\nusr\n"), "{text}");
+
+    // The chroot %post: a failing apply is logged, the script still succeeds.
+    let out = in_sandbox(
+        &scripts,
+        "printf '#!/bin/sh\\necho \"apply args: $*\"\\nexit 3\\n' > /usr/local/sbin/mtkit\n\
+         chmod 755 /usr/local/sbin/mtkit\nsh /mnt/post.sh; echo \"rc=$?\"\n\
+         rm /usr/local/sbin/mtkit\nsh /mnt/post.sh; echo \"rc=$?\"\n",
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("apply args: apply --config /etc/mtkit/appliance.toml"),
+        "{text}"
+    );
+    assert!(text.contains("mtkit: apply failed (exit 3)"), "{text}");
+    assert!(
+        text.contains("mtkit: /usr/local/sbin/mtkit missing; skipping mtkit apply"),
+        "{text}"
+    );
+    assert_eq!(text.matches("rc=0").count(), 2, "{text}");
 }

@@ -158,7 +158,8 @@ pub struct Packages {
     pub offline_repo: String,
     /// An install tree URL (`url --url=`); empty means install from the CD-ROM.
     pub mirror: String,
-    /// Repository carrying the reiserfs kmod and utils (ELRepo-style).
+    /// Repository carrying the reiserfs kmod and utils (ELRepo-style); empty means ELRepo's
+    /// el6 tree, `offline` means the offline repo carries them.
     pub reiserfs_repo: String,
 }
 
@@ -360,7 +361,14 @@ impl Config {
             path: path.clone(),
             source: e,
         })?;
-        let config = Config::parse(&text, &path.display().to_string())?;
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        // A relative root-password-file is next to the config, wherever mtkit runs from.
+        if let Some(f) = config.appliance.root_password_file.as_mut()
+            && f.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            *f = dir.join(&*f);
+        }
         Ok(Loaded {
             config,
             path: Some(path),

@@ -192,19 +192,15 @@ struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
-    /// Byte offset of `p`'s value, or of the nearest ancestor the file has.
+    /// Byte offset of `p`'s value, or of the nearest ancestor the file has, and whether
+    /// the file sets `p` at all.
     fn offset(&self, p: &[Seg]) -> (Option<usize>, bool) {
         let root = self.doc.as_item();
-        for n in (1..=p.len()).rev() {
-            if let Some(span) = lookup(root, &p[..n]).and_then(|i| i.span()) {
-                return (Some(span.start), n == p.len());
-            }
-            if n == p.len() && lookup(root, p).is_some() {
-                // Present but without a span (a dotted key): still not a default.
-                continue;
-            }
-        }
-        (None, lookup(root, p).is_some())
+        let offset = (1..=p.len())
+            .rev()
+            .find_map(|n| lookup(root, &p[..n]).and_then(|i| i.span()))
+            .map(|s| s.start);
+        (offset, lookup(root, p).is_some())
     }
 
     fn location(&self, offset: Option<usize>) -> String {
@@ -239,6 +235,13 @@ impl<'a> Checker<'a> {
         let raw = lookup(self.doc.as_item(), p)
             .and_then(|i| i.span())
             .map(|s| self.text[s].trim().to_string());
+        // Someone may have pasted a plain password where the hash goes: never echo it.
+        let secret = p == path(&["appliance", "root-password-hash"]).as_slice();
+        let raw = if secret {
+            raw.map(|_| "\"(hidden)\"".to_string())
+        } else {
+            raw
+        };
         let value = match (present, raw) {
             (true, Some(raw)) => raw,
             (true, None) => shown.to_string(),
@@ -291,11 +294,22 @@ pub(super) fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             }
             None => name.to_string(),
         };
+        // toml_edit says "duplicate key" without naming it: add the text it points at.
+        let mut message = first_line(e.message());
+        if let Some(snippet) = e.span().and_then(|s| text.get(s)).map(str::trim)
+            && message.starts_with("duplicate key")
+            && !snippet.is_empty()
+            && snippet.len() <= 40
+            && !snippet.contains('\n')
+            && !message.contains(snippet)
+        {
+            message = format!("{message} `{snippet}`");
+        }
         ConfigError::Invalid {
             problems: vec![Problem {
                 location,
                 key: String::new(),
-                message: first_line(e.message()),
+                message,
             }],
         }
     })?;
@@ -324,7 +338,7 @@ fn first_line(s: &str) -> String {
 fn deserialize_all(ck: &mut Checker<'_>) -> Config {
     let mut current: DocumentMut = ck.text.parse().expect("already parsed once");
     // Each round removes one key; a file has far fewer bad keys than this.
-    for _ in 0..200 {
+    for round in 0..200 {
         let text = current.to_string();
         let err = match toml::from_str::<Config>(&text) {
             Ok(c) => return c,
@@ -335,15 +349,38 @@ fn deserialize_all(ck: &mut Checker<'_>) -> Config {
         let found = err
             .span()
             .is_some_and(|s| path_at(reparsed.as_item(), s.start, &mut p));
-        if !found || !remove_path(&mut current, &p) {
-            let offset = err.span().and_then(|_| ck.offset(&p).0);
+        // A bad element of a value array: report it, then drop the whole array, as
+        // removing one element would shift the indexes of the next reports.
+        let mut drop = p.clone();
+        while matches!(drop.last(), Some(Seg::Index(_)))
+            && lookup(reparsed.as_item(), &drop[..drop.len() - 1]).is_some_and(|i| i.is_array())
+        {
+            drop.pop();
+        }
+        if !found || !remove_path(&mut current, &drop) {
+            // Nothing to drop (a wrong kind of table, say): report it and stop here. Until
+            // a key was dropped the text is the original, so its span is still right.
+            let offset = if round == 0 {
+                err.span().map(|s| s.start)
+            } else {
+                ck.offset(&p).0
+            };
             let location = ck.location(offset);
+            let key = if p.is_empty() {
+                String::new()
+            } else {
+                key_name(&p)
+            };
+            let mut message = first_line(err.message());
+            if message.contains("map, expected a sequence") {
+                message.push_str(": a list of tables is written [[name]], e.g. [[writer.disk]]");
+            }
             ck.found.push((
                 offset,
                 Problem {
                     location,
-                    key: String::new(),
-                    message: first_line(err.message()),
+                    key,
+                    message,
                 },
             ));
             return Config::default();
@@ -467,7 +504,7 @@ fn check_appliance(c: &Config, ck: &mut Checker<'_>) {
     if !a.root_password_hash.is_empty() && !is_sha512_crypt(&a.root_password_hash) {
         ck.report(
             &path(&["appliance", "root-password-hash"]),
-            "\"...\"",
+            "\"(hidden)\"",
             "not a SHA-512 crypt hash ($6$salt$ and 86 characters): make one with \
              `openssl passwd -6`, or set root-password-file instead",
         );
@@ -699,14 +736,25 @@ fn check_packages(c: &Config, ck: &mut Checker<'_>) {
             );
         }
     }
-    for (key, v) in [("mirror", &p.mirror), ("reiserfs-repo", &p.reiserfs_repo)] {
-        if !v.is_empty() && !is_url(v) {
-            ck.report(
-                &path(&["packages", key]),
-                q(v),
-                "not an http://, https:// or ftp:// URL (what RHEL 6 anaconda can fetch from)",
-            );
-        }
+    let from_offline = p.reiserfs_repo == crate::kickstart::REISERFS_FROM_OFFLINE;
+    if from_offline && p.offline_repo.is_empty() {
+        ck.report(
+            &path(&["packages", "reiserfs-repo"]),
+            q(&p.reiserfs_repo),
+            "\"offline\" takes kmod-reiserfs and reiserfs-utils from [packages] offline-repo, \
+             which is not set: set it, or give an ELRepo URL",
+        );
+    }
+    let url_hint = "not an http://, https:// or ftp:// URL (what RHEL 6 anaconda can fetch from)";
+    if !p.mirror.is_empty() && !is_url(&p.mirror) {
+        ck.report(&path(&["packages", "mirror"]), q(&p.mirror), url_hint);
+    }
+    if !p.reiserfs_repo.is_empty() && !is_url(&p.reiserfs_repo) && !from_offline {
+        ck.report(
+            &path(&["packages", "reiserfs-repo"]),
+            q(&p.reiserfs_repo),
+            format!("{url_hint}, or \"offline\" to take the packages from offline-repo"),
+        );
     }
     let label = &c.media.volume_label;
     let label_ok = !label.is_empty()
@@ -763,13 +811,13 @@ fn check_retention(c: &Config, ck: &mut Checker<'_>) {
 
 fn check_writer(c: &Config, ck: &mut Checker<'_>) {
     let w = &c.writer;
-    match w.listen.parse::<SocketAddr>() {
-        Ok(a) if a.port() != 0 => {}
-        _ => ck.report(
+    // Port 0 (any free port) is allowed: tests and local setups use it.
+    if w.listen.parse::<SocketAddr>().is_err() {
+        ck.report(
             &path(&["writer", "listen"]),
             q(&w.listen),
             "not an address:port, e.g. \"0.0.0.0:10809\"",
-        ),
+        );
     }
     if !w.metrics_listen.is_empty() && w.metrics_listen.parse::<SocketAddr>().is_err() {
         ck.report(
@@ -1021,6 +1069,38 @@ mod tests {
         assert!(
             p[0].starts_with("t.toml:1:1: [network] gateway = \"192.0.2.1\" (default): outside the network 10.0.0.0/24"),
             "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn key_names_read_like_the_file() {
+        assert_eq!(key_name(&path(&["network", "prefix"])), "[network] prefix");
+        let mut p = path(&["network", "dns"]);
+        p.push(Seg::Index(1));
+        assert_eq!(key_name(&p), "[network] dns[1]");
+        let p = vec![
+            Seg::Key("writer".into()),
+            Seg::Key("disk".into()),
+            Seg::Index(2),
+            Seg::Key("path".into()),
+        ];
+        assert_eq!(key_name(&p), "[[writer.disk]] #3 path");
+        assert_eq!(
+            key_name(&path(&["writer", "tls", "dir"])),
+            "[writer.tls] dir"
+        );
+    }
+
+    #[test]
+    fn inline_tables_are_located_too() {
+        let p = problems("writer = { disk = [{ name = \"a\", path = \"rel\", group = \"g\" }] }\n");
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with(
+                "t.toml:1:41: [[writer.disk]] #1 path = \"rel\": must be an absolute path"
+            ),
+            "{}",
+            p[0]
         );
     }
 

@@ -30,6 +30,10 @@ pub const BASE_PACKAGES: &[&str] = &[
 /// ELRepo's packages for reiserfs sources (not in CentOS 6 itself).
 pub const REISERFS_PACKAGES: &[&str] = &["kmod-reiserfs", "reiserfs-utils"];
 
+/// `[packages] reiserfs-repo` value meaning: the offline repo carries kmod-reiserfs and
+/// reiserfs-utils, so no network repository line is written.
+pub const REISERFS_FROM_OFFLINE: &str = "offline";
+
 /// Default `[packages] reiserfs-repo`: ELRepo for EL6 x86_64.
 pub const DEFAULT_REISERFS_REPO: &str = "http://elrepo.org/linux/elrepo/el6/x86_64/";
 
@@ -86,7 +90,8 @@ pub fn hash_password_file(path: &Path) -> Result<String> {
     Ok(hash.as_str().to_string())
 }
 
-/// The TCP port of `[writer] listen` (`host:port`), opened in the firewall.
+/// The TCP port of `[writer] listen` (`host:port`), opened in the firewall (0, any free
+/// port, opens none).
 pub fn writer_port(config: &Config) -> Option<u16> {
     config
         .writer
@@ -162,7 +167,7 @@ pub fn render(config: &Config, opts: &RenderOptions) -> Result<String> {
                 mirror => &p.mirror,
                 offline_repo => !p.offline_repo.is_empty(),
                 reiserfs => config.sources.uses_reiserfs(),
-                reiserfs_repo,
+                reiserfs_repo => (p.reiserfs_repo != REISERFS_FROM_OFFLINE).then_some(reiserfs_repo),
                 lang => &a.lang,
                 keyboard => &a.keyboard,
                 timezone => &a.timezone,

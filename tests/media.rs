@@ -383,10 +383,8 @@ fn kickstart_iso_has_label_joliet_rock_ridge_payload_and_repo() {
     let config = d.path().join("appliance.toml");
     std::fs::write(
         &config,
-        format!(
-            "[media]\nvolume-label = \"MTKS_TEST\"\n[packages]\noffline-repo = \"{}\"\n",
-            repo.display()
-        ),
+        // Relative: next to the config, not to where mtkit runs.
+        "[media]\nvolume-label = \"MTKS_TEST\"\n[packages]\noffline-repo = \"rpms\"\n",
     )
     .unwrap();
     let out = d.path().join("mt-ks.iso");

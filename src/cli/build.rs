@@ -75,7 +75,7 @@ impl BuildArgs {
             None
         } else {
             let built = super::iso::build_media(
-                config,
+                &loaded,
                 &ks,
                 &resolved,
                 &self.out,

@@ -1,7 +1,7 @@
 //! `mtkit iso kickstart|remaster`: install media.
 
 use super::Global;
-use crate::config::Config;
+use crate::config::Loaded;
 use crate::kickstart::{self, RenderOptions};
 use crate::media::{self, Payload, Progress, RemasterOptions, elf::Binary};
 use anyhow::Context;
@@ -65,11 +65,11 @@ pub struct EmbedArgs {
 
 impl IsoArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
-        let config = g.load_config()?.config;
+        let loaded = g.load_config()?;
         match self.command {
             IsoCommand::Kickstart { output, embed } => {
-                let (payload, linkage) = payload(&config, &embed)?;
-                let label = &config.media.volume_label;
+                let (payload, linkage) = payload(&loaded, &embed)?;
+                let label = &loaded.config.media.volume_label;
                 media::kickstart_iso(&payload, label, &output, &Progress::log("kickstart ISO"))?;
                 let summary = serde_json::json!({
                     "kind": "kickstart",
@@ -87,7 +87,7 @@ impl IsoArgs {
                 output,
                 embed,
             } => {
-                let (payload, linkage) = payload(&config, &embed)?;
+                let (payload, linkage) = payload(&loaded, &embed)?;
                 let report = media::remaster(
                     &source,
                     &payload,
@@ -162,7 +162,8 @@ fn print_summary(embed: &EmbedArgs, json: &serde_json::Value, text: &str) -> any
 
 /// The payload from the config: rendered (or given) kickstart, resolved appliance.toml,
 /// the checked binary, the offline repo.
-pub fn payload(config: &Config, embed: &EmbedArgs) -> anyhow::Result<(Payload, Binary)> {
+pub fn payload(loaded: &Loaded, embed: &EmbedArgs) -> anyhow::Result<(Payload, Binary)> {
+    let config = &loaded.config;
     let ks_cfg = match &embed.ks {
         Some(p) => std::fs::read_to_string(p).map_err(|e| {
             crate::error::bad_input(format!("cannot read the kickstart {}: {e}", p.display()))
@@ -176,7 +177,7 @@ pub fn payload(config: &Config, embed: &EmbedArgs) -> anyhow::Result<(Payload, B
         ks_cfg,
         appliance_toml: config.resolved_toml(),
         binary,
-        offline_repo: (!repo.is_empty()).then(|| PathBuf::from(repo)),
+        offline_repo: (!repo.is_empty()).then(|| beside_config(loaded, repo)),
     };
     Ok((payload, linkage))
 }
@@ -217,7 +218,7 @@ pub struct BuiltMedia {
 /// (else `[media] source-iso`), otherwise make `out/mt-ks.iso`. `ks_cfg` and `resolved`
 /// are the texts build writes beside them.
 pub fn build_media(
-    config: &Config,
+    loaded: &Loaded,
     ks_cfg: &str,
     resolved: &str,
     out: &Path,
@@ -225,6 +226,7 @@ pub fn build_media(
     binary: Option<PathBuf>,
     strict: bool,
 ) -> anyhow::Result<BuiltMedia> {
+    let config = &loaded.config;
     let binary = binary.unwrap_or_else(default_binary);
     let linkage = media::check_binary(&binary, strict)?;
     let repo = &config.packages.offline_repo;
@@ -232,10 +234,10 @@ pub fn build_media(
         ks_cfg: ks_cfg.to_string(),
         appliance_toml: resolved.to_string(),
         binary,
-        offline_repo: (!repo.is_empty()).then(|| PathBuf::from(repo)),
+        offline_repo: (!repo.is_empty()).then(|| beside_config(loaded, repo)),
     };
-    let configured =
-        (!config.media.source_iso.is_empty()).then(|| PathBuf::from(&config.media.source_iso));
+    let configured = (!config.media.source_iso.is_empty())
+        .then(|| beside_config(loaded, &config.media.source_iso));
     let source = source.map(Path::to_path_buf).or(configured);
     let linkage = linkage.describe();
     match source {
@@ -276,5 +278,15 @@ pub fn build_media(
                 what: "kickstart ISO: ks.cfg, mtkit, appliance.toml",
             })
         }
+    }
+}
+
+/// A path from the config: a relative one is next to the config file (like
+/// `root-password-file`), wherever mtkit runs from.
+pub fn beside_config(loaded: &Loaded, value: &str) -> PathBuf {
+    let p = PathBuf::from(value);
+    match loaded.path.as_deref().and_then(Path::parent) {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p,
     }
 }

@@ -68,7 +68,7 @@ impl IsoArgs {
         let loaded = g.load_config()?;
         match self.command {
             IsoCommand::Kickstart { output, embed } => {
-                let (payload, linkage) = payload(&loaded, &embed)?;
+                let (payload, binary) = payload(&loaded, &embed)?;
                 let label = &loaded.config.media.volume_label;
                 media::kickstart_iso(&payload, label, &output, &Progress::log("kickstart ISO"))?;
                 let summary = serde_json::json!({
@@ -76,7 +76,7 @@ impl IsoArgs {
                     "output": output,
                     "volume-label": label,
                     "binary": payload.binary,
-                    "binary-linkage": linkage.describe(),
+                    "binary-linkage": binary.describe(),
                     "offline-repo": payload.offline_repo,
                     "boot-argument": media::BOOT_ARG_SECOND_DRIVE,
                 });
@@ -87,7 +87,7 @@ impl IsoArgs {
                 output,
                 embed,
             } => {
-                let (payload, linkage) = payload(&loaded, &embed)?;
+                let (payload, binary) = payload(&loaded, &embed)?;
                 let report = media::remaster(
                     &source,
                     &payload,
@@ -103,7 +103,7 @@ impl IsoArgs {
                     "source": source,
                     "report": report,
                     "binary": payload.binary,
-                    "binary-linkage": linkage.describe(),
+                    "binary-linkage": binary.describe(),
                     "offline-repo": payload.offline_repo,
                     "boot-argument": media::BOOT_ARG,
                 });
@@ -171,7 +171,7 @@ pub fn payload(loaded: &Loaded, embed: &EmbedArgs) -> anyhow::Result<(Payload, B
         None => kickstart::render(config, &RenderOptions::default())?,
     };
     let binary = embed.binary.clone().unwrap_or_else(default_binary);
-    let linkage = media::check_binary(&binary, embed.strict)?;
+    let verdict = media::check_binary(&binary, embed.strict)?;
     let repo = &config.packages.offline_repo;
     let payload = Payload {
         ks_cfg,
@@ -179,7 +179,7 @@ pub fn payload(loaded: &Loaded, embed: &EmbedArgs) -> anyhow::Result<(Payload, B
         binary,
         offline_repo: (!repo.is_empty()).then(|| beside_config(loaded, repo)),
     };
-    Ok((payload, linkage))
+    Ok((payload, verdict))
 }
 
 /// The static musl build in the same target folder as the running executable (what
@@ -228,7 +228,7 @@ pub fn build_media(
 ) -> anyhow::Result<BuiltMedia> {
     let config = &loaded.config;
     let binary = binary.unwrap_or_else(default_binary);
-    let linkage = media::check_binary(&binary, strict)?;
+    let verdict = media::check_binary(&binary, strict)?;
     let repo = &config.packages.offline_repo;
     let payload = Payload {
         ks_cfg: ks_cfg.to_string(),
@@ -239,7 +239,7 @@ pub fn build_media(
     let configured = (!config.media.source_iso.is_empty())
         .then(|| beside_config(loaded, &config.media.source_iso));
     let source = source.map(Path::to_path_buf).or(configured);
-    let linkage = linkage.describe();
+    let verdict = verdict.describe();
     match source {
         Some(source) => {
             let path = out.join("mt-install.iso");
@@ -256,7 +256,7 @@ pub fn build_media(
                 summary: remaster_summary(&path, &report),
                 json: serde_json::json!({
                     "kind": "remaster", "path": path, "source": source, "report": report,
-                    "binary": payload.binary, "binary-linkage": linkage,
+                    "binary": payload.binary, "binary-linkage": verdict,
                     "boot-argument": media::BOOT_ARG,
                 }),
                 path,
@@ -271,7 +271,7 @@ pub fn build_media(
                 summary: kickstart_summary(&path, label),
                 json: serde_json::json!({
                     "kind": "kickstart", "path": path, "volume-label": label,
-                    "binary": payload.binary, "binary-linkage": linkage,
+                    "binary": payload.binary, "binary-linkage": verdict,
                     "boot-argument": media::BOOT_ARG_SECOND_DRIVE,
                 }),
                 path,

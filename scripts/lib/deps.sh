@@ -3,6 +3,8 @@
 
 # Debian packages needed to build mtkit and make media.
 BUILD_DEBS=(pkg-config libudev-dev xorriso createrepo-c musl-tools)
+# The remaster edits the EFI boot image (mtools) and may add an isohybrid MBR (isolinux).
+BUILD_DEBS+=(mtools isolinux)
 # Extra packages the tests drive for real.
 TEST_DEBS=(isolinux syslinux-common syslinux-utils mtools dosfstools e2fsprogs xfsprogs
   reiserfsprogs lvm2 libnbd-bin nbdkit python3-venv util-linux fdisk qemu-utils)

@@ -19,6 +19,15 @@ pub struct BuildArgs {
     /// Print what was written as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// The mtkit binary the media carry [default: the static musl build when it exists]
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Refuse (exit 2) a binary that needs a newer glibc than CentOS 6's 2.12
+    #[arg(long)]
+    pub strict: bool,
+    /// Only ks.cfg, appliance.toml and the summary: no ISO
+    #[arg(long, conflicts_with = "source_iso")]
+    pub no_media: bool,
 }
 
 /// How root logs in on the built machine (never the password itself).
@@ -58,8 +67,27 @@ impl BuildArgs {
         let ks = kickstart::render(config, &opts)?;
         let resolved = config.resolved_toml();
 
+        let created = !self.out.exists();
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("creating {}", self.out.display()))?;
+        // The media come first: a refused source ISO or binary leaves --out as it was.
+        let media = if self.no_media {
+            None
+        } else {
+            let built = super::iso::build_media(
+                &loaded,
+                &ks,
+                &resolved,
+                &self.out,
+                self.source_iso.as_deref(),
+                self.binary.clone(),
+                self.strict,
+            );
+            if built.is_err() && created {
+                let _ = std::fs::remove_dir(&self.out);
+            }
+            Some(built?)
+        };
         let mut written = Vec::new();
         let mut put = |name: &str, text: &str, mode: u32, what: &'static str| {
             let path = self.out.join(name);
@@ -76,14 +104,18 @@ impl BuildArgs {
             "resolved config, installed as /etc/mtkit/appliance.toml",
         )?;
 
-        // media: the kickstart ISO, or the remastered install ISO with --source-iso
-        // (issue 3), is made here from `ks` and `resolved`, and pushed onto `written`.
-        if let Some(iso) = &self.source_iso {
-            tracing::warn!(source = %iso.display(), "remastering is not built yet; ks.cfg only");
+        let mut summary = summary(config, &self.out, root);
+        if let Some(m) = &media {
+            summary.push_str("\nMedia:\n");
+            summary.push_str(&m.summary);
         }
-
-        let summary = summary(config, &self.out, root);
         put("SUMMARY.txt", &summary, 0o644, "what to do next")?;
+        if let Some(m) = &media {
+            written.push(Written {
+                path: m.path.clone(),
+                what: m.what,
+            });
+        }
 
         if self.json {
             let v = serde_json::json!({
@@ -91,13 +123,17 @@ impl BuildArgs {
                 "files": written,
                 "root": root,
                 "boot-argument": "ks=cdrom:/ks.cfg",
+                "media": media.as_ref().map(|m| &m.json),
             });
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             for w in &written {
                 println!("{:<28} {}", w.path.display(), w.what);
             }
-            println!("boot argument: ks=cdrom:/ks.cfg");
+            match &media {
+                Some(m) => print!("{}", m.summary),
+                None => println!("boot argument: ks=cdrom:/ks.cfg"),
+            }
             if root == RootLogin::Locked {
                 println!(
                     "root is locked: see {} to set a password",

@@ -1,7 +1,11 @@
 //! `mtkit iso kickstart|remaster`: install media.
 
 use super::Global;
-use std::path::PathBuf;
+use crate::config::Loaded;
+use crate::kickstart::{self, RenderOptions};
+use crate::media::{self, Payload, Progress, RemasterOptions, elf::Binary};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
 
 /// Build install media
 #[derive(Debug, clap::Args)]
@@ -13,12 +17,22 @@ pub struct IsoArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum IsoCommand {
     /// A small ISO holding ks.cfg, appliance.toml and the mtkit binary
+    ///
+    /// Boot the CentOS 6.6 install disc with this ISO in a second CD drive and type
+    /// `ks=hd:sr1:/ks.cfg` at the boot prompt (RHEL 6 anaconda does not look for a
+    /// kickstart by volume label).
     Kickstart {
         /// The ISO to write
         #[arg(long, short, value_name = "FILE.iso")]
         output: PathBuf,
+        #[command(flatten)]
+        embed: EmbedArgs,
     },
     /// A CentOS 6 install ISO with the kickstart added and booted by default
+    ///
+    /// Adds "Install mtkit master target" (ks=cdrom:/ks.cfg) as the default BIOS and EFI
+    /// boot entry with a 5 s timeout, keeps the other entries, the volume ID and the boot
+    /// records, and makes the image bootable from a USB stick (isohybrid).
     Remaster {
         /// The CentOS/RHEL 6 install ISO to start from (never modified)
         #[arg(long, value_name = "ISO")]
@@ -26,11 +40,253 @@ pub enum IsoCommand {
         /// The ISO to write
         #[arg(long, short, value_name = "FILE.iso")]
         output: PathBuf,
+        #[command(flatten)]
+        embed: EmbedArgs,
     },
 }
 
+/// What goes on the media besides the config.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmbedArgs {
+    /// The mtkit binary to carry [default: the static musl build beside this one's target
+    /// folder when it exists, else this executable]
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Refuse (exit 2) a binary that needs a newer glibc than CentOS 6's 2.12
+    #[arg(long)]
+    pub strict: bool,
+    /// Use this kickstart instead of rendering one from the config
+    #[arg(long, value_name = "FILE")]
+    pub ks: Option<PathBuf>,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
 impl IsoArgs {
-    pub fn run(self, _g: &Global) -> anyhow::Result<()> {
-        super::not_built("iso")
+    pub fn run(self, g: &Global) -> anyhow::Result<()> {
+        let loaded = g.load_config()?;
+        match self.command {
+            IsoCommand::Kickstart { output, embed } => {
+                let (payload, binary) = payload(&loaded, &embed)?;
+                let label = &loaded.config.media.volume_label;
+                media::kickstart_iso(&payload, label, &output, &Progress::log("kickstart ISO"))?;
+                let summary = serde_json::json!({
+                    "kind": "kickstart",
+                    "output": output,
+                    "volume-label": label,
+                    "binary": payload.binary,
+                    "binary-linkage": binary.describe(),
+                    "offline-repo": payload.offline_repo,
+                    "boot-argument": media::BOOT_ARG_SECOND_DRIVE,
+                });
+                print_summary(&embed, &summary, &kickstart_summary(&output, label))
+            }
+            IsoCommand::Remaster {
+                source,
+                output,
+                embed,
+            } => {
+                let (payload, binary) = payload(&loaded, &embed)?;
+                let report = media::remaster(
+                    &source,
+                    &payload,
+                    &output,
+                    &RemasterOptions {
+                        progress: &Progress::log("remastered ISO"),
+                        mbr_template: None,
+                    },
+                )?;
+                let summary = serde_json::json!({
+                    "kind": "remaster",
+                    "output": output,
+                    "source": source,
+                    "report": report,
+                    "binary": payload.binary,
+                    "binary-linkage": binary.describe(),
+                    "offline-repo": payload.offline_repo,
+                    "boot-argument": media::BOOT_ARG,
+                });
+                print_summary(&embed, &summary, &remaster_summary(&output, &report))
+            }
+        }
+    }
+}
+
+/// The boot instructions for the kickstart ISO, for the summary.
+pub fn kickstart_summary(output: &Path, label: &str) -> String {
+    format!(
+        "kickstart ISO: {} (volume {label})\n\
+         boot the CentOS 6.6 install disc and, at its boot prompt (Tab on the menu entry), add:\n  \
+         {} when this ISO is in the second CD drive, or\n  \
+         {} when this ISO is in the first CD drive and the install disc in the second\n\
+         (RHEL 6 anaconda does not find a kickstart by volume label by itself)\n",
+        output.display(),
+        media::BOOT_ARG_SECOND_DRIVE,
+        media::BOOT_ARG,
+    )
+}
+
+/// What the remastered ISO does at boot, for the summary.
+pub fn remaster_summary(output: &Path, r: &media::RemasterReport) -> String {
+    format!(
+        "remastered ISO: {} ({}, volume {})\n\
+         boots \"{}\" ({}) by default after 5 s; the original entries are kept\n\
+         boot menus edited: {}\n\
+         {}\n",
+        output.display(),
+        r.release,
+        r.volume_id,
+        media::bootcfg::ENTRY_TITLE,
+        media::BOOT_ARG,
+        r.boot_configs.join(", "),
+        if r.isohybrid_added {
+            "isohybrid MBR added: the image can be written to a USB stick as is"
+        } else {
+            "isohybrid MBR kept: the image can be written to a USB stick as is"
+        }
+    )
+}
+
+fn print_summary(embed: &EmbedArgs, json: &serde_json::Value, text: &str) -> anyhow::Result<()> {
+    if embed.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(json).context("encoding JSON")?
+        );
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+/// The payload from the config: rendered (or given) kickstart, resolved appliance.toml,
+/// the checked binary, the offline repo.
+pub fn payload(loaded: &Loaded, embed: &EmbedArgs) -> anyhow::Result<(Payload, Binary)> {
+    let config = &loaded.config;
+    let ks_cfg = match &embed.ks {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| {
+            crate::error::bad_input(format!("cannot read the kickstart {}: {e}", p.display()))
+        })?,
+        None => kickstart::render(config, &RenderOptions::default())?,
+    };
+    let binary = embed.binary.clone().unwrap_or_else(default_binary);
+    let verdict = media::check_binary(&binary, embed.strict)?;
+    let repo = &config.packages.offline_repo;
+    let payload = Payload {
+        ks_cfg,
+        appliance_toml: config.resolved_toml(),
+        binary,
+        offline_repo: (!repo.is_empty()).then(|| beside_config(loaded, repo)),
+    };
+    Ok((payload, verdict))
+}
+
+/// The static musl build in the same target folder as the running executable (what
+/// scripts/build makes), else the running executable itself.
+pub fn default_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("mtkit"));
+    // .../target/{debug,release}/mtkit → .../target/x86_64-unknown-linux-musl/release/mtkit
+    let musl = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("x86_64-unknown-linux-musl/release/mtkit"));
+    match musl {
+        Some(m) if m.is_file() && m != exe => {
+            let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            if let (Some(static_built), Some(running)) = (modified(&m), modified(&exe))
+                && static_built < running
+            {
+                tracing::warn!(binary = %m.display(), "the static build is older than this mtkit: rebuild it (scripts/build) or pass --binary");
+            }
+            m
+        }
+        _ => exe,
+    }
+}
+
+/// What the media step of `mtkit build` made.
+pub struct BuiltMedia {
+    pub path: PathBuf,
+    pub what: &'static str,
+    /// The paragraph for SUMMARY.txt: how to boot it.
+    pub summary: String,
+    pub json: serde_json::Value,
+}
+
+/// The media step of `mtkit build`: remaster `source` into `out/mt-install.iso` when given
+/// (else `[media] source-iso`), otherwise make `out/mt-ks.iso`. `ks_cfg` and `resolved`
+/// are the texts build writes beside them.
+pub fn build_media(
+    loaded: &Loaded,
+    ks_cfg: &str,
+    resolved: &str,
+    out: &Path,
+    source: Option<&Path>,
+    binary: Option<PathBuf>,
+    strict: bool,
+) -> anyhow::Result<BuiltMedia> {
+    let config = &loaded.config;
+    let binary = binary.unwrap_or_else(default_binary);
+    let verdict = media::check_binary(&binary, strict)?;
+    let repo = &config.packages.offline_repo;
+    let payload = Payload {
+        ks_cfg: ks_cfg.to_string(),
+        appliance_toml: resolved.to_string(),
+        binary,
+        offline_repo: (!repo.is_empty()).then(|| beside_config(loaded, repo)),
+    };
+    let configured = (!config.media.source_iso.is_empty())
+        .then(|| beside_config(loaded, &config.media.source_iso));
+    let source = source.map(Path::to_path_buf).or(configured);
+    let verdict = verdict.describe();
+    match source {
+        Some(source) => {
+            let path = out.join("mt-install.iso");
+            let report = media::remaster(
+                &source,
+                &payload,
+                &path,
+                &RemasterOptions {
+                    progress: &Progress::log("remastered ISO"),
+                    mbr_template: None,
+                },
+            )?;
+            Ok(BuiltMedia {
+                summary: remaster_summary(&path, &report),
+                json: serde_json::json!({
+                    "kind": "remaster", "path": path, "source": source, "report": report,
+                    "binary": payload.binary, "binary-linkage": verdict,
+                    "boot-argument": media::BOOT_ARG,
+                }),
+                path,
+                what: "install ISO: boots the kickstart by default",
+            })
+        }
+        None => {
+            let path = out.join("mt-ks.iso");
+            let label = &config.media.volume_label;
+            media::kickstart_iso(&payload, label, &path, &Progress::log("kickstart ISO"))?;
+            Ok(BuiltMedia {
+                summary: kickstart_summary(&path, label),
+                json: serde_json::json!({
+                    "kind": "kickstart", "path": path, "volume-label": label,
+                    "binary": payload.binary, "binary-linkage": verdict,
+                    "boot-argument": media::BOOT_ARG_SECOND_DRIVE,
+                }),
+                path,
+                what: "kickstart ISO: ks.cfg, mtkit, appliance.toml",
+            })
+        }
+    }
+}
+
+/// A path from the config: a relative one is next to the config file (like
+/// `root-password-file`), wherever mtkit runs from.
+pub fn beside_config(loaded: &Loaded, value: &str) -> PathBuf {
+    let p = PathBuf::from(value);
+    match loaded.path.as_deref().and_then(Path::parent) {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p,
     }
 }

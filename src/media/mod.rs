@@ -1,1 +1,351 @@
 //! Install media: the kickstart ISO and a remastered CentOS 6 install ISO, built with xorriso.
+//!
+//! Both kinds carry the same payload at the same paths (the kickstart's %post relies on
+//! them): `/ks.cfg`, `/mtkit/mtkit`, `/mtkit/appliance.toml` and, optionally, a yum
+//! repository at `/mtkit/repo/`. How ks.cfg is made is not this module's business.
+
+pub mod bootcfg;
+pub mod elf;
+pub mod remaster;
+pub mod xorriso;
+
+pub use remaster::{RemasterOptions, RemasterReport, remaster};
+
+use crate::error::bad_input;
+use crate::external::{CREATEREPO, Tool};
+use anyhow::{Context, Result};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Where the payload goes on both media kinds.
+pub const KS_PATH: &str = "/ks.cfg";
+pub const BINARY_PATH: &str = "/mtkit/mtkit";
+pub const CONFIG_PATH: &str = "/mtkit/appliance.toml";
+pub const REPO_PATH: &str = "/mtkit/repo";
+/// The kernel argument for the remastered disc, or for the kickstart ISO in the first CD drive.
+pub const BOOT_ARG: &str = bootcfg::KS_ARG;
+/// The kickstart ISO as the second CD drive (RHEL 6 anaconda names it sr1).
+pub const BOOT_ARG_SECOND_DRIVE: &str = "ks=hd:sr1:/ks.cfg";
+
+pub const MTOOLS: Tool = Tool::new("mcopy", "mtools", "mtools");
+
+/// What goes onto the media besides the install tree.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    /// The kickstart text, written to `/ks.cfg`.
+    pub ks_cfg: String,
+    /// The resolved appliance.toml, written to `/mtkit/appliance.toml`.
+    pub appliance_toml: String,
+    /// The mtkit binary for the target, written to `/mtkit/mtkit` (mode 0755).
+    pub binary: PathBuf,
+    /// A folder of RPMs carried as a yum repository at `/mtkit/repo/`.
+    pub offline_repo: Option<PathBuf>,
+}
+
+/// Where long xorriso runs report how far they are (percent of the image written).
+pub struct Progress {
+    sink: Box<dyn Fn(f64) + Send + Sync>,
+    last: Mutex<Option<u32>>,
+}
+
+impl Progress {
+    /// Logs progress on stderr (tracing, info level), at most once per whole percent.
+    pub fn log(what: &str) -> Progress {
+        let what = what.to_string();
+        Progress::with(move |p| tracing::info!("{what}: {p:.0}% written"))
+    }
+
+    /// Calls `f` with each new percentage (for tests and other front ends).
+    pub fn with(f: impl Fn(f64) + Send + Sync + 'static) -> Progress {
+        Progress {
+            sink: Box::new(f),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Drops every report.
+    pub fn none() -> Progress {
+        Progress::with(|_| {})
+    }
+
+    fn report(&self, percent: f64) {
+        let whole = percent.clamp(0.0, 100.0) as u32;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != Some(whole) {
+            *last = Some(whole);
+            (self.sink)(percent);
+        }
+    }
+}
+
+/// Checks that `path` can run on CentOS 6 (see [`elf`]): logs the verdict, warns when it
+/// will not (a glibc newer than 2.12, a kernel newer than 2.6.32), and refuses that (exit
+/// 2) when `strict`.
+pub fn check_binary(path: &Path, strict: bool) -> Result<elf::Binary> {
+    let binary = elf::inspect(path)?;
+    let verdict = binary.describe();
+    if binary.blocker().is_some() {
+        let hint = "build the static one: cargo build --release --target x86_64-unknown-linux-musl --no-default-features, or pass --binary";
+        if strict {
+            return Err(bad_input(format!(
+                "{} is {verdict}; refusing under --strict ({hint})",
+                path.display()
+            )));
+        }
+        tracing::warn!(binary = %path.display(), "embedded binary is {verdict}; {hint}");
+    } else {
+        tracing::info!(binary = %path.display(), "embedded binary is {verdict}");
+    }
+    Ok(binary)
+}
+
+/// Checks an ISO 9660 volume label: 1 to 32 characters, letters, digits, `_`, `-`, `.`
+/// (the kickstart's %post finds the disc by it, so it must survive blkid unchanged).
+pub fn check_volume_label(label: &str) -> Result<()> {
+    let ok = !label.is_empty()
+        && label.len() <= 32
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad_input(format!(
+            "volume label {label:?} is not usable: give 1 to 32 characters of A-Z, 0-9, _, - or . ([media] volume-label, e.g. \"MTKS\")"
+        )))
+    }
+}
+
+/// The payload written out to a scratch folder, and the xorriso arguments that add it.
+struct Staged {
+    _dir: tempfile::TempDir,
+    args: Vec<OsString>,
+}
+
+/// Writes the payload's text files (and repo metadata) to a scratch folder and returns
+/// the `-map` arguments that put everything at its media path.
+fn stage(payload: &Payload) -> Result<Staged> {
+    if !payload.binary.is_file() {
+        return Err(bad_input(format!(
+            "the binary to embed {} is not a file (give it with --binary)",
+            payload.binary.display()
+        )));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("mtkit-media-")
+        .tempdir()
+        .context("creating a scratch folder")?;
+    let ks = dir.path().join("ks.cfg");
+    let toml = dir.path().join("appliance.toml");
+    std::fs::write(&ks, &payload.ks_cfg).with_context(|| format!("writing {}", ks.display()))?;
+    std::fs::write(&toml, &payload.appliance_toml)
+        .with_context(|| format!("writing {}", toml.display()))?;
+    // A symlinked binary or RPM must land on the disc as the file it points at.
+    let mut args: Vec<OsString> = vec!["-follow".into(), "link".into()];
+    let mut map = |from: &Path, to: &str| {
+        args.extend(["-map".into(), from.into(), OsString::from(to)]);
+    };
+    map(&ks, KS_PATH);
+    map(&toml, CONFIG_PATH);
+    map(&payload.binary, BINARY_PATH);
+    let mut had_repodata = false;
+    if let Some(repo) = &payload.offline_repo {
+        let repodata = repo_metadata(repo, dir.path())?;
+        had_repodata = repo.join("repodata").exists();
+        map(repo, REPO_PATH);
+        if had_repodata {
+            args.extend([
+                "-rm_r".into(),
+                format!("{REPO_PATH}/repodata").into(),
+                "--".into(),
+            ]);
+        }
+        args.extend([
+            "-map".into(),
+            repodata.into(),
+            format!("{REPO_PATH}/repodata").into(),
+        ]);
+    }
+    if had_repodata {
+        tracing::info!("the offline repo's own repodata/ is replaced by fresh metadata");
+    }
+    // Modes on the disc come from Rock Ridge: make them right whatever the sources had.
+    let modes = [
+        ["-chmod_r", "a+r", "/mtkit", "--"].as_slice(),
+        &[
+            "-find", "/mtkit", "-type", "d", "-exec", "chmod", "0755", "--",
+        ],
+        &["-chmod", "0755", BINARY_PATH, "--"],
+        &["-chmod", "0644", KS_PATH, CONFIG_PATH, "--"],
+    ];
+    args.extend(modes.concat().into_iter().map(OsString::from));
+    Ok(Staged { _dir: dir, args })
+}
+
+/// Runs createrepo_c on `repo` with the metadata written under `scratch` (the user's
+/// folder is only read), and returns the new `repodata` folder.
+fn repo_metadata(repo: &Path, scratch: &Path) -> Result<PathBuf> {
+    if !repo.is_dir() {
+        return Err(bad_input(format!(
+            "offline repo {} is not a folder ([packages] offline-repo should name a folder of RPMs)",
+            repo.display()
+        )));
+    }
+    let rpms = std::fs::read_dir(repo)
+        .with_context(|| format!("reading {}", repo.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "rpm"))
+        .count();
+    if rpms == 0 {
+        tracing::warn!(repo = %repo.display(), "offline repo has no .rpm files: the media carry an empty repository");
+    }
+    let out = scratch.join("repo-meta");
+    std::fs::create_dir(&out).with_context(|| format!("creating {}", out.display()))?;
+    // --simple-md-filenames: names the %post and humans can predict; no database files,
+    // CentOS 6 yum builds its own cache.
+    CREATEREPO.run([
+        OsString::from("--quiet"),
+        "--simple-md-filenames".into(),
+        "--no-database".into(),
+        "--outputdir".into(),
+        out.clone().into(),
+        repo.into(),
+    ])?;
+    tracing::info!(repo = %repo.display(), rpms, "offline repo metadata made");
+    Ok(out.join("repodata"))
+}
+
+/// A file being written beside its final path, renamed over it only when complete, so a
+/// failed run leaves nothing at the output path.
+pub(crate) struct PendingOutput {
+    tmp: tempfile::TempPath,
+    out: PathBuf,
+}
+
+impl PendingOutput {
+    pub(crate) fn new(out: &Path) -> Result<PendingOutput> {
+        // Renaming over a device node or a folder would not write the image into it.
+        if let Ok(meta) = std::fs::metadata(out)
+            && !meta.is_file()
+        {
+            return Err(bad_input(format!(
+                "{} exists and is not a regular file: write the ISO to a file (then dd it to a USB stick)",
+                out.display()
+            )));
+        }
+        let dir = out
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(bad_input(format!(
+                "cannot write {}: folder {} does not exist",
+                out.display(),
+                dir.display()
+            )));
+        }
+        let name = out
+            .file_name()
+            .with_context(|| format!("{} has no file name", out.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .suffix(".mtkit-tmp")
+            .tempfile_in(dir)
+            .with_context(|| format!("creating a temporary file in {}", dir.display()))?
+            .into_temp_path();
+        Ok(PendingOutput {
+            tmp,
+            out: out.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Syncs the finished image and moves it to the output path.
+    pub(crate) fn commit(self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        // The temporary file was made private; an install image is not secret.
+        std::fs::File::open(&self.tmp)
+            .and_then(|f| {
+                f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+                f.sync_all()
+            })
+            .with_context(|| format!("syncing {}", self.tmp.display()))?;
+        self.tmp
+            .persist(&self.out)
+            .with_context(|| format!("renaming the new image to {}", self.out.display()))?;
+        Ok(())
+    }
+}
+
+/// Makes the kickstart ISO: ISO 9660 + Joliet + Rock Ridge, volume `label`, holding the
+/// payload and nothing else.
+pub fn kickstart_iso(
+    payload: &Payload,
+    label: &str,
+    out: &Path,
+    progress: &Progress,
+) -> Result<()> {
+    check_volume_label(label)?;
+    crate::external::XORRISO.locate()?;
+    let pending = PendingOutput::new(out)?;
+    let staged = stage(payload)?;
+    let mut args: Vec<OsString> = ["-outdev"].map(OsString::from).to_vec();
+    args.push(pending.path().into());
+    args.extend(["-volid", label, "-joliet", "on", "-rockridge", "on"].map(OsString::from));
+    args.extend(staged.args);
+    xorriso::write(args, progress)?;
+    pending.commit()?;
+    tracing::info!(output = %out.display(), label, "kickstart ISO written");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_labels_are_checked() {
+        check_volume_label("MTKS").unwrap();
+        check_volume_label("CentOS_6.6_Final").unwrap();
+        for bad in ["", "has space", "x".repeat(33).as_str(), "ÄB"] {
+            let e = check_volume_label(bad).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2);
+        }
+    }
+
+    #[test]
+    fn output_must_be_a_file_in_an_existing_folder() {
+        let d = tempfile::tempdir().unwrap();
+        let e = PendingOutput::new(d.path()).err().unwrap();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = PendingOutput::new(&d.path().join("no/such.iso"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert_eq!(crate::error::exit_code(&e), 2);
+        let p = PendingOutput::new(&d.path().join("x.iso")).unwrap();
+        std::fs::write(p.path(), b"image").unwrap();
+        p.commit().unwrap();
+        assert_eq!(std::fs::read(d.path().join("x.iso")).unwrap(), b"image");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp left"
+        );
+    }
+
+    #[test]
+    fn progress_reports_each_whole_percent_once() {
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let p = Progress::with(move |v| s.lock().unwrap().push(v));
+        for v in [1.0, 1.4, 2.0, 2.9, 57.0, 100.0, 100.0] {
+            p.report(v);
+        }
+        assert_eq!(*seen.lock().unwrap(), vec![1.0, 2.0, 57.0, 100.0]);
+    }
+}

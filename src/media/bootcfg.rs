@@ -1,0 +1,348 @@
+//! The boot menu edits of a remaster: a default "Install mtkit master target" entry in
+//! isolinux.cfg (BIOS) and in the grub-legacy BOOTX64.conf (EFI), built from the disc's own
+//! install entry, with the other entries kept. Pure text in, text out.
+
+/// The kernel argument that makes RHEL 6 anaconda read the kickstart from the disc.
+pub const KS_ARG: &str = "ks=cdrom:/ks.cfg";
+/// The menu title of the added entry.
+pub const ENTRY_TITLE: &str = "Install mtkit master target";
+/// isolinux label of the added entry.
+pub const ISOLINUX_LABEL: &str = "mtkit";
+/// isolinux counts in tenths of a second: 5 s, enough to pick another entry by hand.
+pub const ISOLINUX_TIMEOUT: u32 = 50;
+/// grub legacy counts in seconds.
+pub const GRUB_TIMEOUT: u32 = 5;
+
+/// The first word of a config line, lowercased, and the rest trimmed.
+fn keyword(line: &str) -> (String, &str) {
+    let t = line.trim_start();
+    let end = t
+        .find(|c: char| c.is_whitespace() || c == '=')
+        .unwrap_or(t.len());
+    let rest = t[end..].trim_start_matches(|c: char| c.is_whitespace() || c == '=');
+    (t[..end].to_ascii_lowercase(), rest.trim_end())
+}
+
+/// Appends `ks=cdrom:/ks.cfg` to kernel arguments, replacing any `ks=` already there.
+fn with_ks(args: &str) -> String {
+    let mut words: Vec<&str> = args
+        .split_whitespace()
+        .filter(|w| !w.starts_with("ks="))
+        .collect();
+    words.push(KS_ARG);
+    words.join(" ")
+}
+
+/// Splits config text into the global lines and blocks that each start at a line whose
+/// keyword is `start` (`label` for isolinux, `title` for grub).
+fn blocks<'a>(text: &'a str, start: &str) -> (Vec<&'a str>, Vec<Vec<&'a str>>) {
+    let mut global = Vec::new();
+    let mut blocks: Vec<Vec<&str>> = Vec::new();
+    for line in text.lines() {
+        if keyword(line).0 == start {
+            blocks.push(vec![line]);
+        } else if let Some(b) = blocks.last_mut() {
+            b.push(line);
+        } else {
+            global.push(line);
+        }
+    }
+    (global, blocks)
+}
+
+fn join(lines: &[String], trailing_newline: bool) -> String {
+    let mut out = lines.join("\n");
+    if trailing_newline {
+        out.push('\n');
+    }
+    out
+}
+
+/// Adds the mtkit entry to an isolinux.cfg: a copy of the `linux` entry (else the menu
+/// default, else the first entry that boots a kernel) with `ks=cdrom:/ks.cfg`, placed
+/// first, made the menu default, with a 5 s timeout. An mtkit entry from an earlier
+/// remaster is replaced. Errors say what the file lacks.
+pub fn edit_isolinux(text: &str) -> Result<String, String> {
+    let (global, blocks) = blocks(text, "label");
+    let blocks: Vec<Vec<&str>> = blocks
+        .into_iter()
+        .filter(|b| keyword(b[0]).1 != ISOLINUX_LABEL)
+        .collect();
+    let boots_kernel = |b: &Vec<&str>| {
+        b.iter()
+            .any(|l| matches!(keyword(l).0.as_str(), "kernel" | "linux"))
+    };
+    let base = blocks
+        .iter()
+        .find(|b| keyword(b[0]).1 == "linux" && boots_kernel(b))
+        .or_else(|| {
+            blocks
+                .iter()
+                .find(|b| boots_kernel(b) && b.iter().any(|l| is_menu_default(l)))
+        })
+        .or_else(|| blocks.iter().find(|b| boots_kernel(b)))
+        .ok_or_else(|| {
+            "isolinux.cfg has no entry that boots a kernel (expected `label linux` with `kernel vmlinuz`)".to_string()
+        })?;
+
+    let mut entry = vec![
+        format!("label {ISOLINUX_LABEL}"),
+        format!("  menu label {ENTRY_TITLE}"),
+        "  menu default".to_string(),
+    ];
+    let mut has_append = false;
+    for line in &base[1..] {
+        let (kw, rest) = keyword(line);
+        match kw.as_str() {
+            "kernel" | "linux" | "initrd" => entry.push(format!("  {kw} {rest}")),
+            "append" => {
+                has_append = true;
+                entry.push(format!("  append {}", with_ks(rest)));
+            }
+            _ => {}
+        }
+    }
+    if !has_append {
+        entry.push(format!("  append {KS_ARG}"));
+    }
+
+    let mut out: Vec<String> = Vec::new();
+    let mut saw_timeout = false;
+    for line in &global {
+        let (kw, rest) = keyword(line);
+        match kw.as_str() {
+            "timeout" => {
+                saw_timeout = true;
+                out.push(format!("timeout {ISOLINUX_TIMEOUT}"));
+            }
+            // `default vesamenu.c32` starts the menu (which picks `menu default`);
+            // `default LABEL` boots a label directly: point it at ours.
+            "default" if !rest.ends_with(".c32") => out.push(format!("default {ISOLINUX_LABEL}")),
+            _ => out.push(line.to_string()),
+        }
+    }
+    if !saw_timeout {
+        out.insert(0, format!("timeout {ISOLINUX_TIMEOUT}"));
+    }
+    if !global.iter().any(|l| keyword(l).0 == "default") {
+        out.insert(0, format!("default {ISOLINUX_LABEL}"));
+    }
+    out.extend(entry);
+    for b in &blocks {
+        // Only one entry may be the menu default: ours.
+        out.extend(
+            b.iter()
+                .filter(|l| !is_menu_default(l))
+                .map(|l| l.to_string()),
+        );
+    }
+    Ok(join(&out, text.ends_with('\n')))
+}
+
+fn is_menu_default(line: &str) -> bool {
+    let (kw, rest) = keyword(line);
+    kw == "menu" && rest.eq_ignore_ascii_case("default")
+}
+
+/// Adds the mtkit entry to a grub-legacy config (CentOS 6 `EFI/BOOT/BOOTX64.conf`): a copy
+/// of the entry that was the default with `ks=cdrom:/ks.cfg` on its kernel line, placed
+/// first, `default=0`, `timeout=5`. An mtkit entry from an earlier remaster is replaced.
+pub fn edit_grub_legacy(text: &str) -> Result<String, String> {
+    let (global, blocks) = blocks(text, "title");
+    let old_default: usize = global
+        .iter()
+        .find(|l| keyword(l).0 == "default")
+        .and_then(|l| keyword(l).1.parse().ok())
+        .unwrap_or(0);
+    let is_ours = |b: &Vec<&str>| keyword(b[0]).1 == ENTRY_TITLE;
+    let had_ours = blocks.first().is_some_and(is_ours);
+    let old_default = if had_ours {
+        old_default.saturating_sub(1)
+    } else {
+        old_default
+    };
+    let blocks: Vec<Vec<&str>> = blocks.into_iter().filter(|b| !is_ours(b)).collect();
+    let has_kernel = |b: &Vec<&str>| b.iter().any(|l| keyword(l).0 == "kernel");
+    let base = blocks
+        .get(old_default)
+        .filter(|b| has_kernel(b))
+        .or_else(|| blocks.iter().find(|b| has_kernel(b)))
+        .ok_or_else(|| {
+            "the EFI grub config has no `title` entry with a `kernel` line".to_string()
+        })?;
+
+    let mut entry = vec![format!("title {ENTRY_TITLE}")];
+    for line in &base[1..] {
+        let (kw, rest) = keyword(line);
+        match kw.as_str() {
+            "kernel" => {
+                let mut words = rest.splitn(2, char::is_whitespace);
+                let image = words.next().unwrap_or_default();
+                let args = with_ks(words.next().unwrap_or_default());
+                entry.push(format!("\tkernel {image} {args}"));
+            }
+            "initrd" | "root" => entry.push(format!("\t{kw} {rest}")),
+            _ => {}
+        }
+    }
+
+    let mut out: Vec<String> = Vec::new();
+    let (mut saw_default, mut saw_timeout) = (false, false);
+    for line in &global {
+        match keyword(line).0.as_str() {
+            "default" => {
+                saw_default = true;
+                out.push("default=0".into());
+            }
+            "timeout" => {
+                saw_timeout = true;
+                out.push(format!("timeout={GRUB_TIMEOUT}"));
+            }
+            _ => out.push(line.to_string()),
+        }
+    }
+    if !saw_default {
+        out.push("default=0".into());
+    }
+    if !saw_timeout {
+        out.push(format!("timeout={GRUB_TIMEOUT}"));
+    }
+    out.extend(entry);
+    for b in &blocks {
+        out.extend(b.iter().map(|l| l.to_string()));
+    }
+    Ok(join(&out, text.ends_with('\n')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISOLINUX: &str = "default vesamenu.c32
+#prompt 1
+timeout 600
+
+display boot.msg
+
+menu title Welcome to CentOS 6.6!
+
+label linux
+  menu label ^Install or upgrade an existing system
+  menu default
+  kernel vmlinuz
+  append initrd=initrd.img
+label vesa
+  menu label Install system with ^basic video driver
+  kernel vmlinuz
+  append initrd=initrd.img xdriver=vesa nomodeset
+label rescue
+  menu label ^Rescue installed system
+  kernel vmlinuz
+  append initrd=initrd.img rescue
+label local
+  menu label Boot from ^local drive
+  localboot 0xffff
+";
+
+    const GRUB: &str = "#debug --graphics
+default=0
+splashimage=/EFI/BOOT/splash.xpm.gz
+timeout 5
+hiddenmenu
+title CentOS 6.6
+\tkernel /images/pxeboot/vmlinuz
+\tinitrd /images/pxeboot/initrd.img
+title rescue
+\tkernel /images/pxeboot/vmlinuz rescue askmethod
+\tinitrd /images/pxeboot/initrd.img
+";
+
+    #[test]
+    fn isolinux_gets_a_default_ks_entry_first_and_keeps_the_others() {
+        let out = edit_isolinux(ISOLINUX).unwrap();
+        let expected_entry = "label mtkit
+  menu label Install mtkit master target
+  menu default
+  kernel vmlinuz
+  append initrd=initrd.img ks=cdrom:/ks.cfg
+label linux
+  menu label ^Install or upgrade an existing system
+  kernel vmlinuz
+";
+        assert!(out.contains(expected_entry), "{out}");
+        assert!(
+            out.starts_with("default vesamenu.c32\n#prompt 1\ntimeout 50\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("menu default").count(), 1, "{out}");
+        for label in [
+            "label vesa",
+            "label rescue",
+            "label local",
+            "localboot 0xffff",
+        ] {
+            assert!(out.contains(label), "{label} lost:\n{out}");
+        }
+        assert!(out.contains("append initrd=initrd.img xdriver=vesa nomodeset\n"));
+    }
+
+    #[test]
+    fn isolinux_edit_is_stable_on_an_already_remastered_file() {
+        let once = edit_isolinux(ISOLINUX).unwrap();
+        let twice = edit_isolinux(&once).unwrap();
+        assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn isolinux_default_label_is_repointed_and_old_ks_replaced() {
+        let cfg = "default linux\ntimeout 100\nlabel linux\n kernel vmlinuz\n append initrd=initrd.img ks=http://x/ks.cfg\n";
+        let out = edit_isolinux(cfg).unwrap();
+        assert!(out.starts_with("default mtkit\ntimeout 50\n"), "{out}");
+        assert!(
+            out.contains("  append initrd=initrd.img ks=cdrom:/ks.cfg\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(" append initrd=initrd.img ks=http://x/ks.cfg\n"),
+            "original kept"
+        );
+    }
+
+    #[test]
+    fn isolinux_without_a_kernel_entry_is_refused() {
+        let e = edit_isolinux("default local\nlabel local\n localboot 0\n").unwrap_err();
+        assert!(e.contains("no entry that boots a kernel"), "{e}");
+    }
+
+    #[test]
+    fn grub_gets_a_first_default_entry_with_ks() {
+        let out = edit_grub_legacy(GRUB).unwrap();
+        let expected = "#debug --graphics
+default=0
+splashimage=/EFI/BOOT/splash.xpm.gz
+timeout=5
+hiddenmenu
+title Install mtkit master target
+\tkernel /images/pxeboot/vmlinuz ks=cdrom:/ks.cfg
+\tinitrd /images/pxeboot/initrd.img
+title CentOS 6.6
+\tkernel /images/pxeboot/vmlinuz
+";
+        assert!(out.starts_with(expected), "{out}");
+        assert!(out.contains("title rescue\n\tkernel /images/pxeboot/vmlinuz rescue askmethod\n"));
+        assert_eq!(
+            edit_grub_legacy(&out).unwrap(),
+            out,
+            "second edit changes nothing"
+        );
+    }
+
+    #[test]
+    fn grub_bases_the_entry_on_the_old_default() {
+        let cfg = "default 1\ntitle a\n\tkernel /a\ntitle b\n\tkernel /b quiet\n\tinitrd /b.img\n";
+        let out = edit_grub_legacy(cfg).unwrap();
+        assert!(out.contains("title Install mtkit master target\n\tkernel /b quiet ks=cdrom:/ks.cfg\n\tinitrd /b.img\n"), "{out}");
+        assert!(out.starts_with("default=0\n"));
+        assert!(edit_grub_legacy("default=0\n").is_err());
+    }
+}

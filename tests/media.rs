@@ -1,0 +1,761 @@
+//! `mtkit iso kickstart|remaster` against real xorriso, mtools and createrepo_c, on a
+//! synthetic CentOS 6 ISO (tests/fixtures/iso/make-centos6-iso.sh), checked with xorriso's
+//! own report and independently with pycdlib (tests/fixtures/iso/check_iso.py).
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const KS_TEXT: &str = "# a literal kickstart for the media tests\ninstall\ncdrom\n";
+
+/// The tools the fixture script and the checks need; `None` with the reason otherwise.
+fn missing_tools() -> Option<String> {
+    for t in [
+        "xorriso",
+        "mkfs.vfat",
+        "mcopy",
+        "mtype",
+        "createrepo_c",
+        "musl-gcc",
+        "cc",
+    ] {
+        if !have(t) {
+            return Some(format!("{t} not installed (scripts/lib/deps.sh)"));
+        }
+    }
+    for f in [
+        "/usr/lib/ISOLINUX/isolinux.bin",
+        "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+    ] {
+        if !Path::new(f).is_file() {
+            return Some(format!(
+                "{f} missing (Debian packages isolinux, syslinux-common)"
+            ));
+        }
+    }
+    if python().is_none() {
+        return Some(
+            "no Python with pycdlib: python3 -m venv .venv && .venv/bin/pip install pycdlib".into(),
+        );
+    }
+    None
+}
+
+fn python() -> Option<PathBuf> {
+    let venv = repo().join(".venv/bin/python");
+    let py = if venv.is_file() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    };
+    let ok = Command::new(&py)
+        .args(["-c", "import pycdlib"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(py)
+}
+
+/// Runs the fixture script: a CentOS-6.6-like install ISO at `out`.
+fn make_centos6(out: &Path, extra: &[&str]) {
+    let o = Command::new(fixture("iso/make-centos6-iso.sh"))
+        .args(extra)
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "fixture script: {}", stderr(&o));
+}
+
+/// pycdlib's view of `iso`, with the content facts of `paths`.
+fn pycdlib(iso: &Path, paths: &[&str]) -> Value {
+    let o = Command::new(python().unwrap())
+        .arg(fixture("iso/check_iso.py"))
+        .arg(iso)
+        .args(paths)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "check_iso.py: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn xorriso_extract(iso: &Path, from: &str, to: &Path) {
+    let o = Command::new("xorriso")
+        .args(["-no_rc", "-indev"])
+        .arg(iso)
+        .args(["-osirrox", "on", "-extract", from])
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "extracting {from}: {}", stderr(&o));
+}
+
+fn sha256(data: &[u8]) -> String {
+    let o = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(data)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    stdout(&o).split_whitespace().next().unwrap().to_string()
+}
+
+fn file_sha(v: &Value, path: &str) -> String {
+    v["files"][path]["sha256"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path} missing from the image: {v:#}"))
+        .to_string()
+}
+
+/// A static x86-64 binary (musl) and a dynamic glibc one, both tiny.
+fn test_binaries(dir: &Path) -> (PathBuf, PathBuf) {
+    let src = dir.join("hello.c");
+    std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+    let stat = dir.join("hello-static");
+    let dynamic = dir.join("hello-dynamic");
+    for (cc, out, extra) in [
+        ("musl-gcc", &stat, vec!["-static"]),
+        ("cc", &dynamic, vec![]),
+    ] {
+        let o = Command::new(cc)
+            .args(&extra)
+            .arg("-o")
+            .arg(out)
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cc}: {}", stderr(&o));
+    }
+    (stat, dynamic)
+}
+
+/// Lists a folder: what a failed run must not have left behind.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn remaster_keeps_boot_records_and_carries_the_payload() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("CentOS-6.6-x86_64-minimal.iso");
+    make_centos6(&src, &[]);
+    let before = std::fs::read(&src).unwrap();
+    let (binary, _) = test_binaries(d.path());
+    let ks = d.path().join("ks.cfg");
+    std::fs::write(&ks, KS_TEXT).unwrap();
+    let out = d.path().join("mt-install.iso");
+
+    let o = run(&[
+        "iso",
+        "remaster",
+        "--source",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--binary",
+        binary.to_str().unwrap(),
+        "--ks",
+        ks.to_str().unwrap(),
+        "--strict",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o);
+    assert!(log.contains("statically linked"), "{log}");
+    assert!(
+        log.contains("100% written"),
+        "no progress in the log:\n{log}"
+    );
+    assert!(stdout(&o).contains("ks=cdrom:/ks.cfg"), "{}", stdout(&o));
+    assert_eq!(std::fs::read(&src).unwrap(), before, "source modified");
+
+    // xorriso's own report: both El Torito entries, the isohybrid MBR, the volume ID.
+    let r = Command::new("xorriso")
+        .args(["-no_rc", "-indev"])
+        .arg(&out)
+        .args(["-report_el_torito", "plain", "-report_system_area", "plain"])
+        .output()
+        .unwrap();
+    let report = format!("{}{}", stdout(&r), stderr(&r));
+    for want in [
+        "Volume id    : 'CentOS_6.6_Final'",
+        "El Torito img path :   1  /isolinux/isolinux.bin",
+        "El Torito img path :   2  /images/efiboot.img",
+        "El Torito img opts :   1  boot-info-table isohybrid-suitable",
+        "System area summary: MBR isohybrid",
+    ] {
+        assert!(report.contains(want), "{want:?} not in:\n{report}");
+    }
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains("El Torito boot img :   1  BIOS"))
+            && report
+                .lines()
+                .any(|l| l.contains("El Torito boot img :   2  UEFI")),
+        "{report}"
+    );
+
+    // pycdlib: entries point at the files, payload bytes, Joliet + RR, MBR.
+    let v = pycdlib(
+        &out,
+        &[
+            "/ks.cfg",
+            "/mtkit/mtkit",
+            "/mtkit/appliance.toml",
+            "/.discinfo",
+        ],
+    );
+    assert_eq!(v["volume_id"], "CentOS_6.6_Final");
+    assert_eq!(v["joliet"], true);
+    assert_ne!(v["rock_ridge"], Value::Null);
+    let entries = v["el_torito"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{v:#}");
+    assert_eq!(entries[0]["platform"], 0);
+    assert_eq!(entries[0]["path"], "/isolinux/isolinux.bin");
+    assert_eq!(entries[1]["platform"], 0xef);
+    assert_eq!(entries[1]["path"], "/images/efiboot.img");
+    assert_eq!(file_sha(&v, "/ks.cfg"), sha256(KS_TEXT.as_bytes()));
+    assert_eq!(
+        file_sha(&v, "/mtkit/mtkit"),
+        sha256(&std::fs::read(&binary).unwrap())
+    );
+    assert_eq!(v["files"]["/mtkit/mtkit"]["mode"], 0o755);
+    let toml = mtkit::config::Config::default().resolved_toml();
+    assert_eq!(
+        file_sha(&v, "/mtkit/appliance.toml"),
+        sha256(toml.as_bytes())
+    );
+    assert_eq!(v["mbr"]["signature"], "55aa");
+    assert_eq!(v["mbr"]["partitions"][0]["start"], 0, "{v:#}");
+    assert!(
+        v["joliet_names"]
+            .as_array()
+            .unwrap()
+            .contains(&"ks.cfg".into())
+    );
+
+    // isolinux.bin is the source's, apart from the boot-info table xorriso patches in.
+    let x = d.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    xorriso_extract(&out, "/isolinux/isolinux.bin", &x.join("isolinux.bin"));
+    let mut got = std::fs::read(x.join("isolinux.bin")).unwrap();
+    let mut want = std::fs::read("/usr/lib/ISOLINUX/isolinux.bin").unwrap();
+    assert_eq!(got.len(), want.len());
+    got[8..64].fill(0);
+    want[8..64].fill(0);
+    assert!(
+        got == want,
+        "isolinux.bin differs beyond its boot-info table"
+    );
+
+    // BIOS menu: our entry first and default, the stock ones kept.
+    xorriso_extract(&out, "/isolinux/isolinux.cfg", &x.join("isolinux.cfg"));
+    let cfg = read(&x.join("isolinux.cfg"));
+    let ours = cfg.find("label mtkit").expect("mtkit entry");
+    assert!(ours < cfg.find("label linux").unwrap(), "{cfg}");
+    let entry = &cfg[ours..cfg.find("label linux").unwrap()];
+    assert!(
+        entry.contains("menu label Install mtkit master target"),
+        "{entry}"
+    );
+    assert!(entry.contains("menu default"), "{entry}");
+    assert!(
+        entry.contains("append initrd=initrd.img ks=cdrom:/ks.cfg"),
+        "{entry}"
+    );
+    assert_eq!(cfg.matches("menu default").count(), 1, "{cfg}");
+    assert!(cfg.contains("\ntimeout 50\n"), "{cfg}");
+    for label in ["label linux", "label vesa", "label rescue", "label local"] {
+        assert!(cfg.contains(label), "{label} lost:\n{cfg}");
+    }
+
+    // EFI menu, in the ISO tree and inside the El Torito FAT image the firmware reads.
+    xorriso_extract(&out, "/EFI/BOOT/BOOTX64.conf", &x.join("tree.conf"));
+    xorriso_extract(&out, "/images/efiboot.img", &x.join("efiboot.img"));
+    let fat = Command::new("mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(x.join("efiboot.img"))
+        .arg("::EFI/BOOT/BOOTX64.conf")
+        .output()
+        .unwrap();
+    assert!(fat.status.success(), "{}", stderr(&fat));
+    for conf in [read(&x.join("tree.conf")), stdout(&fat)] {
+        let first = conf.find("title ").unwrap();
+        assert!(
+            conf[first..].starts_with(
+                "title Install mtkit master target\n\tkernel /images/pxeboot/vmlinuz ks=cdrom:/ks.cfg\n"
+            ),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("default=0\n") && conf.contains("timeout=5\n"),
+            "{conf}"
+        );
+        assert!(conf.contains("title CentOS 6.6\n") && conf.contains("title rescue\n"));
+    }
+    assert_eq!(
+        file_sha(&v, "/images/efiboot.img"),
+        sha256(&std::fs::read(x.join("efiboot.img")).unwrap())
+    );
+
+    // Remastering the result again replaces the mtkit entry and payload, no duplicates.
+    std::fs::write(&ks, "# second kickstart\n").unwrap();
+    let again = d.path().join("again.iso");
+    let o = run(&[
+        "iso",
+        "remaster",
+        "--source",
+        out.to_str().unwrap(),
+        "-o",
+        again.to_str().unwrap(),
+        "--binary",
+        binary.to_str().unwrap(),
+        "--ks",
+        ks.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = pycdlib(&again, &["/ks.cfg"]);
+    assert_eq!(file_sha(&v, "/ks.cfg"), sha256(b"# second kickstart\n"));
+    assert_eq!(v["el_torito"].as_array().unwrap().len(), 2);
+    xorriso_extract(&again, "/isolinux/isolinux.cfg", &x.join("again.cfg"));
+    let cfg = read(&x.join("again.cfg"));
+    assert_eq!(cfg.matches("label mtkit").count(), 1, "{cfg}");
+    assert_eq!(cfg.matches("menu default").count(), 1, "{cfg}");
+}
+
+#[test]
+fn remaster_makes_a_plain_source_isohybrid() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("rhel6.iso");
+    make_centos6(&src, &["--no-hybrid"]);
+    let plain = pycdlib(&src, &[]);
+    assert_eq!(plain["mbr"]["partitions"], serde_json::json!([]));
+    let (binary, _) = test_binaries(d.path());
+    let out = d.path().join("out.iso");
+    let o = run(&[
+        "iso",
+        "remaster",
+        "--source",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--binary",
+        binary.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["report"]["isohybrid-added"], true, "{summary:#}");
+    assert_eq!(summary["boot-argument"], "ks=cdrom:/ks.cfg");
+    let v = pycdlib(&out, &["/ks.cfg"]);
+    assert_eq!(v["mbr"]["signature"], "55aa");
+    let parts = v["mbr"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{v:#}");
+    assert_eq!(parts[0]["status"], 0x80);
+    assert_eq!(v["el_torito"].as_array().unwrap().len(), 2);
+    assert_eq!(v["volume_id"], "CentOS_6.6_Final");
+    // The default config's kickstart was rendered into the image.
+    let ks = run(&["kickstart"]);
+    assert_eq!(file_sha(&v, "/ks.cfg"), sha256(&ks.stdout));
+}
+
+#[test]
+fn kickstart_iso_has_label_joliet_rock_ridge_payload_and_repo() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    let d = tempfile::tempdir().unwrap();
+    let (binary, _) = test_binaries(d.path());
+    // An empty offline repo: createrepo_c still writes valid metadata (no rpmbuild here).
+    let repo = d.path().join("rpms");
+    std::fs::create_dir(&repo).unwrap();
+    std::fs::write(repo.join("README"), "RPMs for the appliance\n").unwrap();
+    let config = d.path().join("appliance.toml");
+    std::fs::write(
+        &config,
+        // Relative: next to the config, not to where mtkit runs.
+        "[media]\nvolume-label = \"MTKS_TEST\"\n[packages]\noffline-repo = \"rpms\"\n",
+    )
+    .unwrap();
+    let out = d.path().join("mt-ks.iso");
+    // Given through a symlink, as from /usr/local/bin: the disc gets the file itself.
+    let link = d.path().join("mtkit-link");
+    std::os::unix::fs::symlink(&binary, &link).unwrap();
+    let o = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "iso",
+        "kickstart",
+        "-o",
+        out.to_str().unwrap(),
+        "--binary",
+        link.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("ks=hd:sr1:/ks.cfg") && text.contains("ks=cdrom:/ks.cfg"),
+        "{text}"
+    );
+    assert_eq!(
+        names(&repo),
+        ["README"],
+        "the user's repo folder was changed"
+    );
+
+    let v = pycdlib(
+        &out,
+        &[
+            "/ks.cfg",
+            "/mtkit/mtkit",
+            "/mtkit/appliance.toml",
+            "/mtkit/repo/README",
+            "/mtkit/repo/repodata/repomd.xml",
+        ],
+    );
+    assert_eq!(v["volume_id"], "MTKS_TEST");
+    assert_eq!(v["joliet"], true);
+    assert_ne!(v["rock_ridge"], Value::Null);
+    assert_eq!(v["el_torito"], serde_json::json!([]));
+    assert_eq!(
+        file_sha(&v, "/mtkit/mtkit"),
+        sha256(&std::fs::read(&binary).unwrap())
+    );
+    let loaded = mtkit::config::Config::load(Some(&config)).unwrap();
+    let toml = loaded.config.resolved_toml();
+    assert_eq!(
+        file_sha(&v, "/mtkit/appliance.toml"),
+        sha256(toml.as_bytes())
+    );
+    let ks = run(&["--config", config.to_str().unwrap(), "kickstart"]);
+    assert!(ks.status.success(), "{}", stderr(&ks));
+    assert_eq!(file_sha(&v, "/ks.cfg"), sha256(&ks.stdout));
+    assert!(v["files"]["/mtkit/repo/README"].is_object());
+    let x = d.path().join("repomd.xml");
+    xorriso_extract(&out, "/mtkit/repo/repodata/repomd.xml", &x);
+    let repomd = read(&x);
+    assert!(
+        repomd.contains("<repomd") && repomd.contains("primary"),
+        "{repomd}"
+    );
+}
+
+#[test]
+fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    let d = tempfile::tempdir().unwrap();
+    let (_, dynamic) = test_binaries(d.path());
+    let out = d.path().join("ks.iso");
+    let args = |strict: bool| {
+        let mut a = vec![
+            "iso".to_string(),
+            "kickstart".into(),
+            "-o".into(),
+            out.display().to_string(),
+            "--binary".into(),
+            dynamic.display().to_string(),
+            "--ks".into(),
+            "/dev/null".into(),
+        ];
+        if strict {
+            a.push("--strict".into());
+        }
+        a
+    };
+    let o = mtkit().args(args(true)).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    // Debian 12's glibc binds __libc_start_main at GLIBC_2.34.
+    assert!(e.contains("GLIBC_2.") && e.contains("--strict"), "{e}");
+    assert!(e.contains("@GLIBC_2."), "no symbol named: {e}");
+    assert!(!out.exists());
+    assert_eq!(
+        names(d.path()),
+        ["hello-dynamic", "hello-static", "hello.c"]
+    );
+
+    let o = mtkit().args(args(false)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("WARN") && e.contains("newer than CentOS 6's glibc 2.12"),
+        "{e}"
+    );
+    assert!(out.is_file());
+
+    // Static glibc has no symbol versions but refuses kernels older than its ABI tag
+    // (Debian 12: 3.2.0), and CentOS 6 runs 2.6.32.
+    let static_glibc = d.path().join("hello-static-glibc");
+    let o = Command::new("cc")
+        .args(["-static", "-o"])
+        .arg(&static_glibc)
+        .arg(d.path().join("hello.c"))
+        .output()
+        .unwrap();
+    require!(
+        o.status.success(),
+        "no static glibc (libc6-dev): {}",
+        stderr(&o)
+    );
+    let k2 = d.path().join("k2.iso");
+    let o = run(&[
+        "iso",
+        "kickstart",
+        "-o",
+        k2.to_str().unwrap(),
+        "--binary",
+        static_glibc.to_str().unwrap(),
+        "--ks",
+        "/dev/null",
+        "--strict",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("statically linked and declares Linux 3.2.0"),
+        "{e}"
+    );
+    assert!(!k2.exists());
+}
+
+#[test]
+fn non_centos_and_truncated_sources_are_refused_with_nothing_written() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    let d = tempfile::tempdir().unwrap();
+    let (binary, _) = test_binaries(d.path());
+    // A Debian-like ISO: no .discinfo/.treeinfo.
+    let tree = d.path().join("tree");
+    std::fs::create_dir_all(tree.join("isolinux")).unwrap();
+    std::fs::write(tree.join("README.txt"), "Debian GNU/Linux\n").unwrap();
+    std::fs::write(tree.join("isolinux/isolinux.cfg"), "default install\n").unwrap();
+    let debian = d.path().join("debian.iso");
+    let o = Command::new("xorriso")
+        .args(["-no_rc", "-outdev"])
+        .arg(&debian)
+        .args(["-volid", "Debian_12", "-map"])
+        .arg(&tree)
+        .arg("/")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // An install tree of the right shape but release 7: refused by its .treeinfo.
+    std::fs::write(tree.join(".discinfo"), "1404489053.504589\n7\nx86_64\n").unwrap();
+    std::fs::write(
+        tree.join(".treeinfo"),
+        "[general]\nfamily = CentOS\nversion = 7\narch = x86_64\n",
+    )
+    .unwrap();
+    let centos7 = d.path().join("centos7.iso");
+    let o = Command::new("xorriso")
+        .args(["-no_rc", "-outdev"])
+        .arg(&centos7)
+        .args(["-volid", "CentOS_7_x86_64", "-map"])
+        .arg(&tree)
+        .arg("/")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c6 = d.path().join("c6.iso");
+    make_centos6(&c6, &[]);
+    let full = std::fs::read(&c6).unwrap();
+    let truncated = d.path().join("truncated.iso");
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    let not_iso = d.path().join("notes.iso");
+    std::fs::write(&not_iso, "not an image\n".repeat(5000)).unwrap();
+
+    let outdir = d.path().join("out");
+    std::fs::create_dir(&outdir).unwrap();
+    let out = outdir.join("mt.iso");
+    for (source, expect) in [
+        (
+            &debian,
+            "not a CentOS/RHEL 6 install ISO: /.discinfo, /.treeinfo missing",
+        ),
+        (
+            &centos7,
+            "not a CentOS/RHEL 6 install ISO: .treeinfo says family \"CentOS\", version \"7\"",
+        ),
+        (&truncated, "is truncated"),
+        (&not_iso, "not an ISO 9660 image"),
+        (&d.path().join("absent.iso"), "absent.iso"),
+    ] {
+        let o = run(&[
+            "iso",
+            "remaster",
+            "--source",
+            source.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--binary",
+            binary.to_str().unwrap(),
+            "--ks",
+            "/dev/null",
+        ]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{}: {e}", source.display());
+        assert!(e.contains(expect), "{expect:?} not in: {e}");
+        assert!(
+            names(&outdir).is_empty(),
+            "left behind: {:?}",
+            names(&outdir)
+        );
+    }
+    assert!(
+        stderr(&run(&[
+            "iso",
+            "remaster",
+            "--source",
+            debian.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--binary",
+            binary.to_str().unwrap(),
+            "--ks",
+            "/dev/null",
+        ]))
+        .contains("README.txt"),
+        "the refusal says what was found"
+    );
+
+    // The output path is the source: refused, source intact.
+    let o = run(&[
+        "iso",
+        "remaster",
+        "--source",
+        c6.to_str().unwrap(),
+        "-o",
+        c6.to_str().unwrap(),
+        "--binary",
+        binary.to_str().unwrap(),
+        "--ks",
+        "/dev/null",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&c6).unwrap(), full);
+}
+
+#[test]
+fn missing_xorriso_names_the_package_and_writes_nothing() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    let d = tempfile::tempdir().unwrap();
+    let (binary, _) = test_binaries(d.path());
+    let src = d.path().join("c6.iso");
+    make_centos6(&src, &[]);
+    let empty = d.path().join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    let outdir = d.path().join("out");
+    std::fs::create_dir(&outdir).unwrap();
+    let out = outdir.join("x.iso");
+    let common = [
+        "-o",
+        out.to_str().unwrap(),
+        "--binary",
+        binary.to_str().unwrap(),
+        "--ks",
+        "/dev/null",
+    ];
+    let remaster: Vec<&str> = ["iso", "remaster", "--source", src.to_str().unwrap()]
+        .into_iter()
+        .chain(common)
+        .collect();
+    let kickstart: Vec<&str> = ["iso", "kickstart"].into_iter().chain(common).collect();
+    for args in [remaster, kickstart] {
+        let o = mtkit().env("PATH", &empty).args(&args).output().unwrap();
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(
+            e.contains("xorriso not found") && e.contains("apt-get install xorriso"),
+            "{e}"
+        );
+        assert!(
+            names(&outdir).is_empty(),
+            "left behind: {:?}",
+            names(&outdir)
+        );
+    }
+}
+
+#[test]
+fn build_makes_the_media_beside_the_kickstart() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    let d = tempfile::tempdir().unwrap();
+    let (binary, _) = test_binaries(d.path());
+    let src = d.path().join("c6.iso");
+    make_centos6(&src, &[]);
+    let bin = binary.to_str().unwrap();
+
+    // No source ISO: the kickstart ISO, carrying the very ks.cfg build wrote.
+    let out = d.path().join("out-ks");
+    let o = run(&["build", "--out", out.to_str().unwrap(), "--binary", bin]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        names(&out),
+        ["SUMMARY.txt", "appliance.toml", "ks.cfg", "mt-ks.iso"]
+    );
+    let v = pycdlib(
+        &out.join("mt-ks.iso"),
+        &["/ks.cfg", "/mtkit/appliance.toml"],
+    );
+    assert_eq!(v["volume_id"], "MTKS");
+    assert_eq!(
+        file_sha(&v, "/ks.cfg"),
+        sha256(&std::fs::read(out.join("ks.cfg")).unwrap())
+    );
+    assert_eq!(
+        file_sha(&v, "/mtkit/appliance.toml"),
+        sha256(&std::fs::read(out.join("appliance.toml")).unwrap())
+    );
+    let summary = read(&out.join("SUMMARY.txt"));
+    assert!(summary.contains("ks=hd:sr1:/ks.cfg"), "{summary}");
+
+    // With --source-iso: the remastered install ISO instead.
+    let out = d.path().join("out-remaster");
+    let o = run(&[
+        "build",
+        "--out",
+        out.to_str().unwrap(),
+        "--binary",
+        bin,
+        "--source-iso",
+        src.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(j["media"]["kind"], "remaster", "{j:#}");
+    assert_eq!(
+        names(&out),
+        ["SUMMARY.txt", "appliance.toml", "ks.cfg", "mt-install.iso"]
+    );
+    let v = pycdlib(&out.join("mt-install.iso"), &["/ks.cfg"]);
+    assert_eq!(v["volume_id"], "CentOS_6.6_Final");
+    assert_eq!(
+        file_sha(&v, "/ks.cfg"),
+        sha256(&std::fs::read(out.join("ks.cfg")).unwrap())
+    );
+    assert!(read(&out.join("SUMMARY.txt")).contains("Install mtkit master target"));
+
+    // A refused source leaves no output folder behind.
+    let out = d.path().join("out-refused");
+    let o = run(&[
+        "build",
+        "--out",
+        out.to_str().unwrap(),
+        "--binary",
+        bin,
+        "--source-iso",
+        binary.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!out.exists());
+}

@@ -2,8 +2,11 @@
 
 use super::{Finding, Status};
 use crate::config::{BootProto, Config, Size};
-use crate::host::scsi::{self, IdStatus};
+use crate::host::scsi::{self, IdStatus, OsDisk};
 use crate::host::{blockdev, mounts, release, resources};
+use crate::provision::{self, executor, multipath};
+use crate::retention::linux::{self as retention_linux, Scope};
+use crate::retention::{check as retention_check, rules};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,7 +41,8 @@ pub fn run_all(cx: &Context) -> Vec<Finding> {
     out.extend(resources(cx));
     out.extend(programs(cx));
     out.extend(disks(cx));
-    out.push(retention(cx));
+    out.extend(retention(cx));
+    out.push(custom_changes(cx));
     out.extend(network(cx));
     out.push(kdump(cx));
     out.push(writer(cx));
@@ -180,11 +184,14 @@ fn disks(cx: &Context) -> Vec<Finding> {
             "",
         )),
         Ok(all) => {
+            // The same split the multipath planner blacklists by: a second path to the OS
+            // disk's LU is the OS disk too.
+            let os_disk = OsDisk::identify(cx.root, os, &all);
             let statuses = scsi::id_statuses(&all);
             let data: Vec<_> = all
                 .iter()
                 .zip(statuses)
-                .filter(|(d, _)| d.name != os)
+                .filter(|(d, _)| !os_disk.is(d))
                 .collect();
             let worst = data.iter().map(|(_, s)| *s).max_by_key(|s| match s {
                 IdStatus::Ok => 0,
@@ -302,59 +309,153 @@ fn multipath(cx: &Context, data: &[&scsi::ScsiDisk]) -> Finding {
     }
 }
 
-fn retention(cx: &Context) -> Finding {
+/// The retention volume: the device mounted at `[retention] mountpoint` through the
+/// retention module's own check (the rules of `mtkit retention check`, and free space
+/// against the policy's estimate), so the two commands cannot disagree.
+fn retention(cx: &Context) -> Vec<Finding> {
     const ID: &str = "retention";
-    let r = &cx.config.retention;
-    let mounts = mounts::read(cx.root);
-    let Some(m) = mounts.iter().rev().find(|m| m.mountpoint == r.mountpoint) else {
-        return Finding::fail(
-            ID,
-            format!("nothing mounted at {}", r.mountpoint.display()),
-            "mtkit retention prepare DEVICE (formats, mounts, adds it to /etc/fstab)",
-        );
+    let mp = &cx.config.retention.mountpoint;
+    let scope = Scope {
+        host: cx.root,
+        root: cx.root,
+        config: cx.config,
     };
-    if matches!(m.fstype.as_str(), "vfat" | "msdos" | "fat" | "exfat") {
-        return Finding::fail(
+    let Some(device) = retention_linux::mounted_at(&scope, mp) else {
+        return vec![Finding::fail(
             ID,
-            format!("{} is {} on {}", r.mountpoint.display(), m.fstype, m.device),
-            "FAT cannot hold the journal: mtkit retention prepare DEVICE --fs ext4",
-        );
-    }
-    let Some((size, free)) = mounts::size_of(cx.root, m) else {
-        return Finding::warn(
+            format!("nothing mounted at {}", mp.display()),
+            "mtkit retention prepare DEVICE (formats, mounts, adds it to /etc/fstab)",
+        )];
+    };
+    let report = match retention_check::check(&scope, &device) {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![Finding::warn(
+                ID,
+                format!(
+                    "{} on {}: cannot collect its facts: {e:#}",
+                    device.display(),
+                    mp.display()
+                ),
+                "mtkit retention check shows every rule",
+            )];
+        }
+    };
+    let f = &report.facts;
+    let on = format!(
+        "{} on {} ({}, {})",
+        device.display(),
+        mp.display(),
+        f.filesystem.as_deref().unwrap_or("?"),
+        rules::human(f.size)
+    );
+    let failed: Vec<_> = report
+        .verdict
+        .failures()
+        .filter(|x| x.rule != "space")
+        .collect();
+    let mut out = vec![match failed.first() {
+        None => Finding::pass(ID, format!("{on}: every retention rule passes")),
+        Some(first) => Finding::fail(
             ID,
             format!(
-                "{} on {} ({}), size unknown",
-                m.device,
-                r.mountpoint.display(),
-                m.fstype
+                "{on}: {}",
+                failed
+                    .iter()
+                    .map(|x| format!("{}: {}", x.rule, x.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
-            "",
-        );
+            rules::remedy(first.rule),
+        ),
+    }];
+    let space = report.verdict.findings.iter().find(|x| x.rule == "space");
+    out.push(match space {
+        Some(s) if s.ok => Finding::pass("retention-space", s.detail.clone()),
+        Some(s) => Finding::fail("retention-space", s.detail.clone(), rules::remedy("space")),
+        None => Finding::skip(
+            "retention-space",
+            format!(
+                "free space not checked under --root (statvfs needs the running system); the \
+                 policy needs {}",
+                rules::human(report.needed)
+            ),
+        ),
+    });
+    if !report.not_checked.is_empty() {
+        out.push(Finding::skip(
+            "retention-probe",
+            format!(
+                "not checked under --root: {}; mtkit retention check on the master target \
+                 checks them",
+                report.not_checked.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+/// `mtkit apply`'s plan for this root and config: anything still to change is reported,
+/// and a pending LVM filter or a multipath.conf that does not blacklist the OS disk fails
+/// (LVM or multipath could then take over replicated disks or the OS disk).
+fn custom_changes(cx: &Context) -> Finding {
+    const ID: &str = "custom-changes";
+    let planned = provision::plan(cx.root, cx.config).and_then(|p| executor::pending(cx.root, p));
+    let executor::Pending { todo, notes } = match planned {
+        Ok(t) => t,
+        Err(e) => {
+            return Finding::warn(
+                ID,
+                format!("cannot compute the mtkit apply plan: {e:#}"),
+                "mtkit apply --dry-run shows why",
+            );
+        }
     };
-    let found = format!(
-        "{} on {} ({}), {}{}",
-        m.device,
-        r.mountpoint.display(),
-        m.fstype,
-        gib(size),
-        free.map(|f| format!(", {} free", gib(f)))
-            .unwrap_or_default()
-    );
-    if size == 0 {
-        Finding::fail(
-            ID,
-            found,
-            "the retention volume is empty: mtkit retention prepare DEVICE",
-        )
-    } else if size < r.min_size.bytes() {
-        Finding::warn(
-            ID,
-            format!("{found}; the policy wants {}", r.min_size),
-            "attach a larger retention disk (retention min-size in appliance.toml)",
-        )
+    if todo.is_empty() {
+        let notes = match notes.len() {
+            0 => String::new(),
+            n => format!(" ({n} notes: mtkit apply --dry-run)"),
+        };
+        return Finding::pass(ID, format!("nothing for mtkit apply to change{notes}"));
+    }
+    // Files by name; service links (SysV rc?.d, systemd wants) only counted.
+    let (links, files): (Vec<_>, Vec<_>) = todo.iter().partition(|(c, cur)| {
+        matches!(c.wanted, provision::Wanted::Symlink { .. })
+            || matches!(cur, provision::Current::Symlink { .. })
+    });
+    let mut listed: Vec<String> = files
+        .iter()
+        .map(|(c, _)| format!("/{}", c.path.display()))
+        .collect();
+    if !links.is_empty() {
+        listed.push(format!("{} service links", links.len()));
+    }
+    let os = multipath::OsDiskId::read(cx.root, &cx.config.disks.os_disk);
+    let mut critical = Vec::new();
+    for (c, cur) in &todo {
+        let text = match cur {
+            provision::Current::File { bytes, .. } => String::from_utf8_lossy(bytes).into_owned(),
+            _ => String::new(),
+        };
+        match c.area {
+            "lvm" => critical.push(format!(
+                "the LVM filter does not limit LVM to the OS disk {}",
+                cx.config.disks.os_disk
+            )),
+            "multipath" if !multipath::blacklists(&text, &os) => critical.push(format!(
+                "/{} does not blacklist the OS disk {}",
+                multipath::PATH,
+                cx.config.disks.os_disk
+            )),
+            _ => {}
+        }
+    }
+    let found = format!("pending: {}", listed.join(", "));
+    let remedy = "mtkit apply (mtkit apply --dry-run shows the diffs)";
+    if critical.is_empty() {
+        Finding::warn(ID, found, remedy)
     } else {
-        Finding::pass(ID, found)
+        Finding::fail(ID, format!("{}; {found}", critical.join("; ")), remedy)
     }
 }
 

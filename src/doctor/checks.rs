@@ -1,10 +1,11 @@
 //! Every prerequisite of a master target, read through a root folder.
 
-use super::{Finding, Status};
+use super::Finding;
 use crate::config::{BootProto, Config, Size};
 use crate::host::scsi::{self, IdStatus, OsDisk};
 use crate::host::{blockdev, mounts, release, resources};
-use crate::provision::{self, executor, multipath};
+use crate::provision::network::get_key;
+use crate::provision::{self, executor, multipath, writer_service};
 use crate::retention::linux::{self as retention_linux, Scope};
 use crate::retention::{check as retention_check, rules};
 use std::path::{Path, PathBuf};
@@ -276,7 +277,7 @@ fn disks(cx: &Context) -> Vec<Finding> {
 
 fn multipath(cx: &Context, data: &[&scsi::ScsiDisk]) -> Finding {
     const ID: &str = "multipath";
-    if !cx.at("etc/multipath.conf").is_file() {
+    if !cx.at(multipath::PATH).is_file() {
         return Finding::fail(
             ID,
             "no /etc/multipath.conf",
@@ -459,20 +460,11 @@ fn custom_changes(cx: &Context) -> Finding {
     }
 }
 
-/// KEY=value lines of a sysconfig file, quotes removed.
-fn sysconfig(text: &str, key: &str) -> Option<String> {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .rfind(|(k, _)| k.trim() == key)
-        .map(|(_, v)| v.trim().trim_matches(['"', '\'']).to_string())
-}
-
 fn network(cx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     let dev = &cx.config.network.device;
     let ifcfg = cx
-        .at("etc/sysconfig/network-scripts")
+        .at(provision::network::SCRIPTS)
         .join(format!("ifcfg-{dev}"));
     let text = std::fs::read_to_string(&ifcfg).ok();
     let mut addresses: Vec<String> = Vec::new();
@@ -483,8 +475,8 @@ fn network(cx: &Context) -> Vec<Finding> {
             format!("mtkit apply (writes ifcfg-{dev}), or set [network] device"),
         )),
         Some(t) => {
-            let onboot = sysconfig(t, "ONBOOT").unwrap_or_default();
-            let nm = sysconfig(t, "NM_CONTROLLED");
+            let onboot = get_key(t, "ONBOOT").unwrap_or_default();
+            let nm = get_key(t, "NM_CONTROLLED");
             let nm_installed = cx.at("usr/sbin/NetworkManager").exists();
             let nm_on = match nm.as_deref() {
                 Some(v) => v.eq_ignore_ascii_case("yes"),
@@ -519,7 +511,7 @@ fn network(cx: &Context) -> Vec<Finding> {
                     format!("set ONBOOT=yes and NM_CONTROLLED=no in ifcfg-{dev} (mtkit apply)"),
                 )
             });
-            addresses.extend(sysconfig(t, "IPADDR"));
+            addresses.extend(get_key(t, "IPADDR"));
         }
     }
     if cx.config.network.bootproto == BootProto::Static && !cx.config.network.ip.is_empty() {
@@ -536,7 +528,7 @@ fn hosts(cx: &Context, addresses: &[String]) -> Finding {
     const ID: &str = "hosts";
     let name = &cx.config.appliance.hostname;
     let short = name.split('.').next().unwrap_or(name);
-    let text = std::fs::read_to_string(cx.at("etc/hosts")).unwrap_or_default();
+    let text = std::fs::read_to_string(cx.at(provision::hosts::PATH)).unwrap_or_default();
     let mapped: Vec<String> = text
         .lines()
         .map(|l| l.split('#').next().unwrap_or(""))
@@ -647,8 +639,10 @@ fn kdump(cx: &Context) -> Finding {
 fn writer(cx: &Context) -> Finding {
     const ID: &str = "writer";
     let installed = [
+        // Where apply installs it, and the other names the same files have.
+        writer_service::INIT_SCRIPT,
         "etc/init.d/mtkit-writer",
-        "etc/systemd/system/mtkit-writer.service",
+        writer_service::UNIT,
         "usr/lib/systemd/system/mtkit-writer.service",
     ]
     .iter()
@@ -661,7 +655,7 @@ fn writer(cx: &Context) -> Finding {
             "install the writer service (mtkit apply, once the writer lands)",
         );
     };
-    let pidfile = cx.at("var/run/mtkit-writer.pid");
+    let pidfile = cx.at(writer_service::PIDFILE);
     let running = std::fs::read_to_string(&pidfile)
         .ok()
         .and_then(|p| p.trim().parse::<u32>().ok())
@@ -675,13 +669,4 @@ fn writer(cx: &Context) -> Finding {
             "service mtkit-writer start",
         )
     }
-}
-
-/// The worst status, for the exit code.
-pub fn worst(findings: &[Finding]) -> Status {
-    findings
-        .iter()
-        .map(|f| f.status)
-        .max()
-        .unwrap_or(Status::Pass)
 }

@@ -11,6 +11,7 @@ use super::rules::VolumeFacts;
 use crate::config::Config;
 use crate::external::BLKID;
 pub use crate::host::blockdev::DevNum;
+pub use crate::host::under;
 use crate::host::{blockdev, mounts, scsi};
 use anyhow::{Context, Result};
 use std::fs;
@@ -34,11 +35,6 @@ pub struct Device {
     pub partitions: Vec<(String, DevNum)>,
     /// `mpath-<wwid>` device-mapper multipath map.
     pub multipath: bool,
-}
-
-/// `host` joined with an absolute path.
-pub fn under(host: &Path, p: &Path) -> PathBuf {
-    host.join(p.strip_prefix("/").unwrap_or(p))
 }
 
 impl Device {

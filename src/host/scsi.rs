@@ -422,6 +422,32 @@ mod tests {
     }
 
     #[test]
+    fn the_os_disk_is_known_by_name_and_by_id() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots/healthy");
+        let mut disks = list_disks(&root).unwrap();
+        let os = OsDisk::identify(&root, "sda", &disks);
+        assert_eq!(
+            os.id.as_deref(),
+            Some("36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0")
+        );
+        let names = |v: Vec<&ScsiDisk>| v.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(data_disks(&disks, &os)), ["sdb", "sdc", "sdd"]);
+        // A second path to the OS disk's LU is the OS disk, not a data disk.
+        let mut second = disks[0].clone();
+        second.name = "sde".into();
+        disks.push(second);
+        assert_eq!(names(data_disks(&disks, &os)), ["sdb", "sdc", "sdd"]);
+        assert!(os.is_named("sde", &disks) && !os.is_named("sdb", &disks));
+        // Without an ID only the name counts (no None == None match).
+        let unnamed = OsDisk {
+            name: "sda".into(),
+            id: None,
+        };
+        disks.iter_mut().for_each(|d| d.id = None);
+        assert_eq!(data_disks(&disks, &unnamed).len(), 4);
+    }
+
+    #[test]
     fn matches_scsi_id_on_every_capture() {
         for cap in ["vmware-like", "no-uuid", "mixed"] {
             let disks = list_disks(&capture(cap)).unwrap();

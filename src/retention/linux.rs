@@ -423,6 +423,57 @@ mod tests {
         assert!(!f.exists && dev.is_none());
     }
 
+    fn fixture_root(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/roots")
+            .join(name)
+    }
+
+    #[test]
+    fn under_a_fixture_root_facts_come_from_sysfs_and_the_mount_table() {
+        let root = fixture_root("healthy");
+        let cfg = Config::default();
+        let cx = Scope {
+            host: &root,
+            root: &root,
+            config: &cfg,
+        };
+        let dev = mounted_at(&cx, Path::new("/mnt/retention")).unwrap();
+        assert_eq!(
+            dev,
+            Path::new("/dev/mapper/36000c29c3d4e5f60718293a4b5c6d7e8f90a1b2")
+        );
+        let (f, d) = collect(&cx, &dev).unwrap();
+        assert_eq!(d.unwrap().kname, "dm-2");
+        assert!(f.exists && f.size == 1536 << 30);
+        assert_eq!(f.filesystem.as_deref(), Some("ext4"));
+        assert_eq!(f.mounts, [PathBuf::from("/mnt/retention")]);
+        assert_eq!((f.exclusive_open, f.os_disk.clone()), (None, None));
+        assert_eq!(f.not_checked.len(), 2, "{:?}", f.not_checked);
+        // The swap partition of the OS disk: swap, and on the OS disk.
+        let (f, _) = collect(&cx, Path::new("/dev/sda6")).unwrap();
+        assert!(f.active_swap);
+        assert_eq!(
+            f.os_disk.as_deref(),
+            Some("is on the OS disk sda ([disks] os-disk sda)")
+        );
+    }
+
+    #[test]
+    fn an_lvm_volume_on_the_os_disk_is_on_the_os_disk() {
+        let root = fixture_root("os-on-lvm");
+        let cfg = Config::default();
+        let cx = Scope {
+            host: &root,
+            root: &root,
+            config: &cfg,
+        };
+        let (f, d) = collect(&cx, Path::new("/dev/mapper/VolGroup-lv_root")).unwrap();
+        assert_eq!(d.unwrap().disks(), ["sda"]);
+        assert!(f.os_disk.is_some_and(|o| o.contains("OS disk sda")));
+        assert_eq!(f.mounts, [PathBuf::from("/")]);
+    }
+
     #[test]
     fn a_regular_file_is_bad_input() {
         let d = tempfile::tempdir().unwrap();

@@ -158,6 +158,16 @@ fn every_fixture_root_has_exactly_its_findings() {
         ),
         ("no-multipath", 1, &[("multipath", "fail", "mtkit apply")]),
         (
+            "os-multipathed",
+            1,
+            &[(
+                "multipath",
+                "fail",
+                "the OS disk sda (36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0) is mapped by \
+                 multipath as dm-0 | mtkit apply (blacklists the OS disk by its ID)",
+            )],
+        ),
+        (
             "retention-unmounted",
             1,
             &[("retention", "fail", "nothing mounted at /mnt/retention")],

@@ -232,6 +232,7 @@ fn disks(cx: &Context) -> Vec<Finding> {
             });
             out.push(multipath(
                 cx,
+                &os_disk,
                 &data.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
             ));
         }
@@ -275,7 +276,7 @@ fn disks(cx: &Context) -> Vec<Finding> {
     out
 }
 
-fn multipath(cx: &Context, data: &[&scsi::ScsiDisk]) -> Finding {
+fn multipath(cx: &Context, os: &OsDisk, data: &[&scsi::ScsiDisk]) -> Finding {
     const ID: &str = "multipath";
     if !cx.at(multipath::PATH).is_file() {
         return Finding::fail(
@@ -284,19 +285,34 @@ fn multipath(cx: &Context, data: &[&scsi::ScsiDisk]) -> Finding {
             "mtkit apply (writes multipath.conf, starts multipathd)",
         );
     }
-    let maps: Vec<String> = blockdev::dm_devices(cx.root)
+    let dms = blockdev::dm_devices(cx.root);
+    let maps: Vec<(&str, &str)> = dms
         .iter()
-        .filter_map(|d| d.mpath_wwid().map(str::to_string))
+        .filter_map(|d| Some((d.kernel.as_str(), d.mpath_wwid()?)))
         .collect();
-    // multipath names a map by the disk's scsi_id without its type prefix character.
+    // Some multipath versions name a map by the scsi_id without its type prefix character.
+    let mapped = |id: &str| {
+        maps.iter()
+            .find(|(_, m)| *m == id || id.get(1..) == Some(*m))
+            .map(|(k, _)| *k)
+    };
+    // The OS disk must stay a plain sd device: apply blacklists it by the same ID.
+    if let Some(id) = &os.id
+        && let Some(dm) = mapped(id)
+    {
+        return Finding::fail(
+            ID,
+            format!(
+                "the OS disk {} ({id}) is mapped by multipath as {dm}",
+                os.name
+            ),
+            "mtkit apply (blacklists the OS disk by its ID), then multipath -f the map or reboot",
+        );
+    }
     let unmapped: Vec<String> = data
         .iter()
         .filter_map(|d| d.id.as_ref().map(|id| (d, id)))
-        .filter(|(_, id)| {
-            !maps
-                .iter()
-                .any(|m| m == *id || id.get(1..) == Some(m.as_str()))
-        })
+        .filter(|(_, id)| mapped(id).is_none())
         .map(|(d, id)| format!("{} ({id})", d.name))
         .collect();
     if unmapped.is_empty() {

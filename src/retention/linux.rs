@@ -54,9 +54,12 @@ impl Device {
             )));
         }
         let num = DevNum::of(meta.rdev());
-        let link = host.join(format!("sys/dev/block/{num}"));
-        let sysfs =
-            fs::canonicalize(&link).with_context(|| format!("resolving {}", link.display()))?;
+        let sysfs = num.sysfs(host).with_context(|| {
+            format!(
+                "resolving {}",
+                host.join(format!("sys/dev/block/{num}")).display()
+            )
+        })?;
         Ok(Some(Device::at(path, node, num, sysfs)))
     }
 

@@ -322,17 +322,28 @@ pub fn collect(cx: &Scope, path: &Path) -> Result<(VolumeFacts, Option<Device>)>
     let nums = dev.nums();
     let all = mounts::read(cx.host);
     for m in &all {
-        if m.devnum(cx.host).is_some_and(|n| nums.contains(&n)) {
-            f.mounts.push(m.mountpoint.clone());
-            if f.filesystem.is_none() && !cx.live() {
-                f.filesystem = Some(m.fstype.to_ascii_lowercase());
-            }
+        let Some(n) = m.devnum(cx.host).filter(|n| nums.contains(n)) else {
+            continue;
+        };
+        f.mounts.push(m.mountpoint.clone());
+        // Without a probe, the device's own mount (not a partition's) tells its filesystem.
+        if n == dev.num && f.filesystem.is_none() && !cx.live() {
+            f.filesystem = Some(m.fstype.to_ascii_lowercase());
         }
     }
-    f.active_swap = mounts::swaps(cx.host)?
-        .iter()
-        .filter_map(|s| cx.devnum_of(Path::new(s)))
-        .any(|n| nums.contains(&n));
+    match mounts::swaps(cx.host) {
+        Ok(swaps) => {
+            f.active_swap = swaps
+                .iter()
+                .filter_map(|s| cx.devnum_of(Path::new(s)))
+                .any(|n| nums.contains(&n))
+        }
+        Err(e) if !cx.live() => {
+            tracing::debug!("{e:#}");
+            f.not_checked.push("active swap (no proc/swaps)".into());
+        }
+        Err(e) => return Err(e),
+    }
     f.holders = dev.holders();
     if cx.live() {
         match probe(&dev.node) {
@@ -352,10 +363,9 @@ pub fn collect(cx: &Scope, path: &Path) -> Result<(VolumeFacts, Option<Device>)>
         } else {
             "filesystem unknown"
         };
-        f.not_checked = vec![
-            format!("signature probe (blkid -p; {from})"),
-            "exclusive open (O_EXCL)".into(),
-        ];
+        f.not_checked
+            .push(format!("signature probe (blkid -p; {from})"));
+        f.not_checked.push("exclusive open (O_EXCL)".into());
     }
 
     let scsi = scsi::list_disks(cx.host).unwrap_or_default();
@@ -475,6 +485,24 @@ mod tests {
         assert_eq!(d.unwrap().disks(), ["sda"]);
         assert!(f.os_disk.is_some_and(|o| o.contains("OS disk sda")));
         assert_eq!(f.mounts, [PathBuf::from("/")]);
+        // A root without proc/swaps: swap is listed as not checked, not assumed off.
+        let d = tempfile::tempdir().unwrap();
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&root)
+            .arg(d.path().join("r"))
+            .status()
+            .unwrap();
+        let copy = d.path().join("r");
+        fs::remove_file(copy.join("proc/swaps")).unwrap();
+        let cx = Scope {
+            host: &copy,
+            root: &copy,
+            config: &cfg,
+        };
+        let (f, _) = collect(&cx, Path::new("/dev/sda6")).unwrap();
+        assert_eq!(f.not_checked[0], "active swap (no proc/swaps)");
+        assert_eq!(f.filesystem, None, "sda6 is not mounted");
     }
 
     #[test]

@@ -25,15 +25,58 @@ fn root(name: &str) -> String {
         .to_string()
 }
 
+/// Findings every fixture root has the same way, asserted here and left out of the table:
+/// the configuration server (never tried under --root), the retention facts that need the
+/// running system, and `mtkit apply`'s pending changes (a fixture root holds only what
+/// doctor reads, so apply always has something to add; see the tests below).
+const SAME_IN_EVERY_ROOT: [&str; 4] = [
+    "config-server",
+    "retention-space",
+    "retention-probe",
+    "custom-changes",
+];
+
 /// (id, status, text the finding must contain) of every finding that is not a pass, besides
-/// the configuration server check that a fixture root always skips.
+/// those of SAME_IN_EVERY_ROOT.
 fn not_passing(name: &str) -> (Option<i32>, Vec<(String, String, String)>) {
     let (code, v, _) = doctor(&["--root", &root(name)]);
-    let cs = v.iter().find(|f| f["id"] == "config-server").unwrap();
+    let by_id = |id: &str| v.iter().find(|f| f["id"] == id);
+    let cs = by_id("config-server").unwrap();
     assert_eq!(cs["status"], "skip", "{name}: {cs}");
+    for id in ["retention-space", "retention-probe"] {
+        // Absent only when nothing is mounted at the retention mountpoint.
+        if let Some(f) = by_id(id) {
+            assert_eq!(f["status"], "skip", "{name}: {f}");
+            assert!(
+                f["found"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not checked under --root"),
+                "{name}: {f}"
+            );
+        }
+    }
+    let cc = by_id("custom-changes").unwrap();
+    assert!(
+        matches!(cc["status"].as_str(), Some("warn" | "fail")),
+        "{name}: {cc}"
+    );
+    assert!(
+        cc["found"]
+            .as_str()
+            .unwrap()
+            .contains("pending: /etc/multipath.conf"),
+        "{name}: {cc}"
+    );
+    assert_eq!(
+        cc["remedy"],
+        "mtkit apply (mtkit apply --dry-run shows the diffs)"
+    );
     let rest = v
         .iter()
-        .filter(|f| f["status"] != "pass" && f["id"] != "config-server")
+        .filter(|f| {
+            f["status"] != "pass" && !SAME_IN_EVERY_ROOT.contains(&f["id"].as_str().unwrap())
+        })
         .map(|f| {
             (
                 f["id"].as_str().unwrap().to_string(),
@@ -115,6 +158,16 @@ fn every_fixture_root_has_exactly_its_findings() {
         ),
         ("no-multipath", 1, &[("multipath", "fail", "mtkit apply")]),
         (
+            "os-multipathed",
+            1,
+            &[(
+                "multipath",
+                "fail",
+                "the OS disk sda (36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0) is mapped by \
+                 multipath as dm-0 | mtkit apply (blacklists the OS disk by its ID)",
+            )],
+        ),
+        (
             "retention-unmounted",
             1,
             &[("retention", "fail", "nothing mounted at /mnt/retention")],
@@ -122,12 +175,23 @@ fn every_fixture_root_has_exactly_its_findings() {
         (
             "retention-vfat",
             1,
-            &[("retention", "fail", "/mnt/retention is vfat")],
+            &[(
+                "retention",
+                "fail",
+                "on /mnt/retention (vfat, 1536G): not-fat: filesystem is VFAT, never a retention \
+                 volume (--force reformats it) | FAT cannot hold the journal",
+            )],
         ),
         (
+            // The retention rules' min-size: a failure, as `mtkit retention check` says.
             "retention-small",
-            0,
-            &[("retention", "warn", "200.0 GiB; the policy wants 1T")],
+            1,
+            &[(
+                "retention",
+                "fail",
+                "(ext4, 200G): min-size: capacity 200G < [retention] min-size 1T | attach a \
+                 retention disk of at least [retention] min-size",
+            )],
         ),
         (
             "nic-nm",
@@ -207,6 +271,9 @@ fn healthy_root_table_lists_every_check() {
         "multipath",
         "os-disk-lvm",
         "retention",
+        "retention-space",
+        "retention-probe",
+        "custom-changes",
         "nic",
         "hosts",
         "config-server",
@@ -247,4 +314,227 @@ fn bad_root_is_bad_input() {
     let out = run(&["doctor", "--root", "/nonexistent/mtkit-doctor-root"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not a folder"));
+}
+
+fn finding<'a>(v: &'a [Value], id: &str) -> &'a Value {
+    v.iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} finding: {v:#?}"))
+}
+
+/// A copy of a fixture root (sysfs links kept as links).
+fn copy_root(name: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(root(name))
+        .arg(d.path().join("r"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    d
+}
+
+#[test]
+fn retention_is_judged_by_the_retention_rules_and_says_what_was_not_checked() {
+    let (_, v, _) = doctor(&["--root", &root("healthy")]);
+    let r = finding(&v, "retention");
+    assert_eq!(r["status"], "pass", "{r}");
+    assert_eq!(
+        r["found"],
+        "/dev/mapper/36000c29c3d4e5f60718293a4b5c6d7e8f90a1b2 on /mnt/retention (ext4, 1536G): \
+         every retention rule passes"
+    );
+    let s = finding(&v, "retention-space");
+    assert!(
+        s["found"].as_str().unwrap().ends_with(
+            "not checked under --root (statvfs needs the running system); the policy needs 1T"
+        ),
+        "{s}"
+    );
+    let p = finding(&v, "retention-probe");
+    assert!(
+        p["found"].as_str().unwrap().contains(
+            "not checked under --root: signature probe (blkid -p; filesystem type from the mount \
+             table), exclusive open (O_EXCL)"
+        ),
+        "{p}"
+    );
+}
+
+#[test]
+fn healthy_root_after_apply_passes_every_check() {
+    let d = copy_root("healthy");
+    let r = d.path().join("r");
+    let r = r.to_str().unwrap();
+    let out = run(&["apply", "--root", r]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (code, v, err) = doctor(&["--root", r]);
+    assert_eq!(code, Some(0), "{err}");
+    let cc = finding(&v, "custom-changes");
+    assert_eq!(cc["status"], "pass", "{cc}");
+    assert!(
+        cc["found"]
+            .as_str()
+            .unwrap()
+            .starts_with("nothing for mtkit apply to change")
+    );
+    let skipped = ["config-server", "retention-space", "retention-probe"];
+    for f in &v {
+        let want = if skipped.contains(&f["id"].as_str().unwrap()) {
+            "skip"
+        } else {
+            "pass"
+        };
+        assert_eq!(f["status"], want, "{f}");
+    }
+}
+
+#[test]
+fn fresh_centos66_root_reports_the_pending_changes() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("r");
+    let st = std::process::Command::new("bash")
+        .arg(fixture("make-centos66-root.sh"))
+        .arg(&r)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = r.to_str().unwrap();
+    let (code, v, _) = doctor(&["--root", r]);
+    assert_eq!(code, Some(1));
+    let cc = finding(&v, "custom-changes");
+    assert_eq!(cc["status"], "fail", "{cc}");
+    assert_eq!(
+        cc["found"],
+        "/etc/multipath.conf does not blacklist the OS disk sda; the LVM filter does not limit \
+         LVM to the OS disk sda; pending: /etc/multipath.conf, /etc/lvm/lvm.conf, \
+         /etc/kdump.conf, /etc/sysconfig/network-scripts/ifcfg-eth0, /etc/hosts, \
+         /etc/sysconfig/iptables, /etc/rc.d/init.d/mtkit-writer, /etc/sysconfig/mtkit-writer, \
+         31 service links"
+    );
+    assert_eq!(
+        cc["remedy"],
+        "mtkit apply (mtkit apply --dry-run shows the diffs)"
+    );
+
+    let out = run(&["apply", "--root", r]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (_, v, _) = doctor(&["--root", r]);
+    assert_eq!(finding(&v, "custom-changes")["status"], "pass");
+
+    // Something undone by hand that is not safety-critical: a warning naming the file.
+    let hosts = std::path::Path::new(r).join("etc/hosts");
+    let text = read(&hosts);
+    std::fs::write(
+        &hosts,
+        text.lines().take(2).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
+    let (_, v, _) = doctor(&["--root", r]);
+    let cc = finding(&v, "custom-changes");
+    assert_eq!(
+        (cc["status"].as_str(), cc["found"].as_str()),
+        (Some("warn"), Some("pending: /etc/hosts"))
+    );
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    let o = std::process::Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A loop device mounted at `at`, undone on drop.
+struct MountedLoop {
+    dev: String,
+    at: std::path::PathBuf,
+}
+
+impl Drop for MountedLoop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.at).output();
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.dev])
+            .output();
+    }
+}
+
+#[test]
+fn doctor_and_retention_check_agree_on_a_real_volume() {
+    require!(
+        is_root() && have("losetup") && have("mkfs.ext4") && have("blkid"),
+        "needs root, losetup, mkfs.ext4, blkid"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("ret.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let dev = sh("losetup", &["-f", "--show", img.to_str().unwrap()]);
+    let at = d.path().join("ret");
+    std::fs::create_dir(&at).unwrap();
+    let lp = MountedLoop { dev, at };
+    sh("mkfs.ext4", &["-q", "-L", "mt-retention", &lp.dev]);
+    sh("mount", &[&lp.dev, lp.at.to_str().unwrap()]);
+    // (min-size, whether the volume is eligible)
+    for (min, ok) in [("16M", true), ("1T", false)] {
+        let cfg = d.path().join(format!("appliance-{min}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[retention]\nmountpoint = \"{}\"\nmin-size = \"{min}\"\n",
+                lp.at.display()
+            ),
+        )
+        .unwrap();
+        let cfg = cfg.to_str().unwrap();
+        let (_, v, err) = doctor(&["--offline", "--config", cfg]);
+        let check = run(&["retention", "check", "--config", cfg, "--json"]);
+        let rep: Value = serde_json::from_str(&stdout(&check)).unwrap();
+        assert_eq!(check.status.code(), Some(if ok { 0 } else { 1 }), "{rep}");
+        let r = finding(&v, "retention");
+        let s = finding(&v, "retention-space");
+        assert!(v.iter().all(|f| f["id"] != "retention-probe"), "{v:?}");
+        // Every fact was collected on the running system: blkid and O_EXCL were judged.
+        let rules: Vec<&str> = rep["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap())
+            .collect();
+        assert!(
+            rules.contains(&"exclusive-open") && rules.contains(&"space"),
+            "{rep}"
+        );
+        if ok {
+            assert_eq!(
+                (&r["status"], &s["status"]),
+                (&"pass".into(), &"pass".into()),
+                "{v:?} {err}"
+            );
+            assert!(r["found"].as_str().unwrap().contains("(ext4, 64M)"), "{r}");
+            assert!(
+                s["found"].as_str().unwrap().contains(">= needed 16M"),
+                "{s}"
+            );
+        } else {
+            assert_eq!(r["status"], "fail", "{r}");
+            assert!(
+                r["found"]
+                    .as_str()
+                    .unwrap()
+                    .contains("min-size: capacity 64M < [retention] min-size 1T"),
+                "{r}"
+            );
+            // The space estimate has min-size as its floor: short of room as well.
+            assert_eq!(s["status"], "fail", "{s}");
+        }
+        assert_eq!(rep["needed"], if ok { 16u64 << 20 } else { 1u64 << 40 });
+    }
 }

@@ -1,7 +1,7 @@
 //! `mtkit doctor`: every prerequisite of the master target, with a remedy.
 
 use super::Global;
-use crate::doctor::{Status, checks};
+use crate::doctor::{Finding, any_failed, checks};
 use std::path::PathBuf;
 
 /// Check every prerequisite of the master target
@@ -52,23 +52,13 @@ impl DoctorArgs {
         if self.json {
             println!("{}", serde_json::to_string_pretty(&findings)?);
         } else {
-            let rows: Vec<Vec<String>> = findings
-                .iter()
-                .map(|f| {
-                    vec![
-                        f.id.clone(),
-                        f.status.to_string(),
-                        f.found.clone(),
-                        f.remedy.clone(),
-                    ]
-                })
-                .collect();
+            let rows: Vec<Vec<String>> = findings.iter().map(Finding::row).collect();
             print!(
                 "{}",
                 super::table::render(&["CHECK", "STATUS", "FOUND", "REMEDY"], &rows)
             );
         }
-        if checks::worst(&findings) == Status::Fail {
+        if any_failed(&findings) {
             return Err(crate::error::ChecksFailed.into());
         }
         Ok(())

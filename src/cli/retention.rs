@@ -1,13 +1,11 @@
 //! `mtkit retention check|prepare`: the retention volume rules.
 
 use super::Global;
-use crate::config::Config;
 use crate::error::{ChecksFailed, bad_input};
-use crate::retention::linux::{self, Scope, under};
+use crate::retention::linux::{self, Scope};
 use crate::retention::prepare::{self, Fs, Options};
-use crate::retention::rules::{self, Requirements, Verdict};
-use crate::retention::{space, windows};
-use serde::Serialize;
+use crate::retention::rules::{self, Requirements};
+use crate::retention::{check, space, windows};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -67,14 +65,6 @@ pub enum RetentionCommand {
 /// Where the running kernel's /sys, /proc and /dev are.
 const HOST: &str = "/";
 
-#[derive(Serialize)]
-struct CheckReport {
-    #[serde(flatten)]
-    verdict: Verdict,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    space: Option<space::Space>,
-}
-
 impl RetentionArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
         let config = g.load_config()?.config;
@@ -94,50 +84,40 @@ impl RetentionArgs {
                     force: false,
                 };
                 let mut verdict = rules::evaluate(&f, &req);
-                let space = f.free.map(|free| {
-                    let needed = space::needed(&config, 0);
-                    space::Space {
-                        capacity: f.size,
-                        free,
-                        journal_used: 0,
-                        targets_total: 0,
-                        needed,
-                        ok: free >= needed,
-                    }
+                let needed = space::needed(&config, 0);
+                let space = f.free.map(|free| space::Space {
+                    capacity: f.size,
+                    free,
+                    journal_used: 0,
+                    targets_total: 0,
+                    needed,
+                    ok: free >= needed,
                 });
-                add_space(&mut verdict, space.as_ref());
-                report(CheckReport { verdict, space }, json)
+                check::add_space(&mut verdict, space.as_ref());
+                report(
+                    check::Report {
+                        verdict,
+                        space,
+                        needed,
+                        not_checked: Vec::new(),
+                        facts: f,
+                    },
+                    json,
+                )
             }
             RetentionCommand::Check {
                 device, root, json, ..
             } => {
-                let device = match device {
-                    Some(d) => d,
-                    None => configured_device(&root, &config)?,
-                };
                 let cx = Scope {
                     host: Path::new(HOST),
                     root: &root,
                     config: &config,
                 };
-                let (facts, _) = linux::collect(&cx, &device)?;
-                let target = under(&root, &config.retention.mountpoint);
-                let req = Requirements {
-                    min_size: config.retention.min_size.bytes(),
-                    mountpoint: Some(target.clone()),
-                    force: false,
+                let device = match device {
+                    Some(d) => d,
+                    None => configured_device(&cx)?,
                 };
-                let mut verdict = rules::evaluate(&facts, &req);
-                let space = if facts.mounts.contains(&target) {
-                    let journal = under(&root, &config.writer.journal_dir(&config.retention));
-                    let total = space::targets_total(Path::new(HOST), &config);
-                    let needed = space::needed(&config, total);
-                    Some(space::measure(&target, &journal, needed, total)?)
-                } else {
-                    None
-                };
-                add_space(&mut verdict, space.as_ref());
-                report(CheckReport { verdict, space }, json)
+                report(check::check(&cx, &device)?, json)
             }
             RetentionCommand::Prepare {
                 device,
@@ -185,25 +165,7 @@ impl RetentionArgs {
     }
 }
 
-/// The space comparison as one more finding, so it decides the exit code too.
-fn add_space(v: &mut Verdict, s: Option<&space::Space>) {
-    let Some(s) = s else { return };
-    let h = rules::human;
-    v.findings.push(rules::Finding {
-        rule: "space",
-        ok: s.ok,
-        detail: format!(
-            "free {} + journal {} {} needed {} (policy estimate)",
-            h(s.free),
-            h(s.journal_used),
-            if s.ok { ">=" } else { "<" },
-            h(s.needed)
-        ),
-    });
-    v.ok &= s.ok;
-}
-
-fn report(r: CheckReport, json: bool) -> anyhow::Result<()> {
+fn report(r: check::Report, json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &r)?;
@@ -218,6 +180,9 @@ fn report(r: CheckReport, json: bool) -> anyhow::Result<()> {
             let mark = if f.ok { "ok  " } else { "FAIL" };
             writeln!(out, "  {mark} {:<19} {}", f.rule, f.detail)?;
         }
+        for n in &r.not_checked {
+            writeln!(out, "  skip not checked here: {n}")?;
+        }
     }
     if r.verdict.ok {
         Ok(())
@@ -228,30 +193,19 @@ fn report(r: CheckReport, json: bool) -> anyhow::Result<()> {
 
 /// `[retention] device`: a path, a SCSI ID (`/dev/mapper/<ID>`), or `auto` (what is
 /// mounted at the retention mountpoint).
-fn configured_device(root: &Path, config: &Config) -> anyhow::Result<PathBuf> {
-    let d = config.retention.device.as_str();
+fn configured_device(cx: &Scope) -> anyhow::Result<PathBuf> {
+    let d = cx.config.retention.device.as_str();
     if d.starts_with('/') {
         return Ok(PathBuf::from(d));
     }
     if d != "auto" && !d.is_empty() {
         return Ok(PathBuf::from("/dev/mapper").join(d));
     }
-    let target = under(root, &config.retention.mountpoint);
-    let mounts = linux::mounts(Path::new(HOST))?;
-    for (num, points) in mounts {
-        if points.contains(&target) {
-            // The kernel name from sysfs: /dev/block/M:m links need udev, which may not run.
-            let sys = std::fs::canonicalize(format!("{HOST}sys/dev/block/{num}"))?;
-            let name = sys
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            return Ok(PathBuf::from("/dev").join(name));
-        }
-    }
-    Err(bad_input(format!(
-        "nothing is mounted at {} and [retention] device is \"auto\": give the DEVICE to check",
-        target.display()
-    )))
+    let mountpoint = &cx.config.retention.mountpoint;
+    linux::mounted_at(cx, mountpoint).ok_or_else(|| {
+        bad_input(format!(
+            "nothing is mounted at {} and [retention] device is \"auto\": give the DEVICE to check",
+            cx.seen_from_host(mountpoint).display()
+        ))
+    })
 }

@@ -98,13 +98,9 @@ fn check_files(paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
             .iter()
             .flat_map(|(file, fs)| {
                 fs.iter().map(move |f| {
-                    vec![
-                        file.clone(),
-                        f.id.clone(),
-                        f.status.to_string(),
-                        f.found.clone(),
-                        f.remedy.clone(),
-                    ]
+                    let mut row = vec![file.clone()];
+                    row.extend(f.row());
+                    row
                 })
             })
             .collect();
@@ -113,7 +109,7 @@ fn check_files(paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
             super::table::render(&["FILE", "CHECK", "STATUS", "FOUND", "REMEDY"], &rows)
         );
     }
-    if results.iter().any(|(_, f)| check::any_failed(f)) {
+    if results.iter().any(|(_, f)| crate::doctor::any_failed(f)) {
         return Err(crate::error::ChecksFailed.into());
     }
     Ok(())

@@ -1,9 +1,13 @@
 //! Every prerequisite of a master target, read through a root folder.
 
-use super::{Finding, Status};
+use super::Finding;
 use crate::config::{BootProto, Config, Size};
-use crate::host::scsi::{self, IdStatus};
+use crate::host::scsi::{self, IdStatus, OsDisk};
 use crate::host::{blockdev, mounts, release, resources};
+use crate::provision::network::get_key;
+use crate::provision::{self, executor, multipath, writer_service};
+use crate::retention::linux::{self as retention_linux, Scope};
+use crate::retention::{check as retention_check, rules};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,7 +42,8 @@ pub fn run_all(cx: &Context) -> Vec<Finding> {
     out.extend(resources(cx));
     out.extend(programs(cx));
     out.extend(disks(cx));
-    out.push(retention(cx));
+    out.extend(retention(cx));
+    out.push(custom_changes(cx));
     out.extend(network(cx));
     out.push(kdump(cx));
     out.push(writer(cx));
@@ -180,11 +185,14 @@ fn disks(cx: &Context) -> Vec<Finding> {
             "",
         )),
         Ok(all) => {
+            // The same split the multipath planner blacklists by: a second path to the OS
+            // disk's LU is the OS disk too.
+            let os_disk = OsDisk::identify(cx.root, os, &all);
             let statuses = scsi::id_statuses(&all);
             let data: Vec<_> = all
                 .iter()
                 .zip(statuses)
-                .filter(|(d, _)| d.name != os)
+                .filter(|(d, _)| !os_disk.is(d))
                 .collect();
             let worst = data.iter().map(|(_, s)| *s).max_by_key(|s| match s {
                 IdStatus::Ok => 0,
@@ -224,6 +232,7 @@ fn disks(cx: &Context) -> Vec<Finding> {
             });
             out.push(multipath(
                 cx,
+                &os_disk,
                 &data.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
             ));
         }
@@ -267,28 +276,43 @@ fn disks(cx: &Context) -> Vec<Finding> {
     out
 }
 
-fn multipath(cx: &Context, data: &[&scsi::ScsiDisk]) -> Finding {
+fn multipath(cx: &Context, os: &OsDisk, data: &[&scsi::ScsiDisk]) -> Finding {
     const ID: &str = "multipath";
-    if !cx.at("etc/multipath.conf").is_file() {
+    if !cx.at(multipath::PATH).is_file() {
         return Finding::fail(
             ID,
             "no /etc/multipath.conf",
             "mtkit apply (writes multipath.conf, starts multipathd)",
         );
     }
-    let maps: Vec<String> = blockdev::dm_devices(cx.root)
+    let dms = blockdev::dm_devices(cx.root);
+    let maps: Vec<(&str, &str)> = dms
         .iter()
-        .filter_map(|d| d.mpath_wwid().map(str::to_string))
+        .filter_map(|d| Some((d.kernel.as_str(), d.mpath_wwid()?)))
         .collect();
-    // multipath names a map by the disk's scsi_id without its type prefix character.
+    // Some multipath versions name a map by the scsi_id without its type prefix character.
+    let mapped = |id: &str| {
+        maps.iter()
+            .find(|(_, m)| *m == id || id.get(1..) == Some(*m))
+            .map(|(k, _)| *k)
+    };
+    // The OS disk must stay a plain sd device: apply blacklists it by the same ID.
+    if let Some(id) = &os.id
+        && let Some(dm) = mapped(id)
+    {
+        return Finding::fail(
+            ID,
+            format!(
+                "the OS disk {} ({id}) is mapped by multipath as {dm}",
+                os.name
+            ),
+            "mtkit apply (blacklists the OS disk by its ID), then multipath -f the map or reboot",
+        );
+    }
     let unmapped: Vec<String> = data
         .iter()
         .filter_map(|d| d.id.as_ref().map(|id| (d, id)))
-        .filter(|(_, id)| {
-            !maps
-                .iter()
-                .any(|m| m == *id || id.get(1..) == Some(m.as_str()))
-        })
+        .filter(|(_, id)| mapped(id).is_none())
         .map(|(d, id)| format!("{} ({id})", d.name))
         .collect();
     if unmapped.is_empty() {
@@ -302,76 +326,161 @@ fn multipath(cx: &Context, data: &[&scsi::ScsiDisk]) -> Finding {
     }
 }
 
-fn retention(cx: &Context) -> Finding {
+/// The retention volume: the device mounted at `[retention] mountpoint` through the
+/// retention module's own check (the rules of `mtkit retention check`, and free space
+/// against the policy's estimate), so the two commands cannot disagree.
+fn retention(cx: &Context) -> Vec<Finding> {
     const ID: &str = "retention";
-    let r = &cx.config.retention;
-    let mounts = mounts::read(cx.root);
-    let Some(m) = mounts.iter().rev().find(|m| m.mountpoint == r.mountpoint) else {
-        return Finding::fail(
-            ID,
-            format!("nothing mounted at {}", r.mountpoint.display()),
-            "mtkit retention prepare DEVICE (formats, mounts, adds it to /etc/fstab)",
-        );
+    let mp = &cx.config.retention.mountpoint;
+    let scope = Scope {
+        host: cx.root,
+        root: cx.root,
+        config: cx.config,
     };
-    if matches!(m.fstype.as_str(), "vfat" | "msdos" | "fat" | "exfat") {
-        return Finding::fail(
+    let Some(device) = retention_linux::mounted_at(&scope, mp) else {
+        return vec![Finding::fail(
             ID,
-            format!("{} is {} on {}", r.mountpoint.display(), m.fstype, m.device),
-            "FAT cannot hold the journal: mtkit retention prepare DEVICE --fs ext4",
-        );
-    }
-    let Some((size, free)) = mounts::size_of(cx.root, m) else {
-        return Finding::warn(
+            format!("nothing mounted at {}", mp.display()),
+            "mtkit retention prepare DEVICE (formats, mounts, adds it to /etc/fstab)",
+        )];
+    };
+    let report = match retention_check::check(&scope, &device) {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![Finding::warn(
+                ID,
+                format!(
+                    "{} on {}: cannot collect its facts: {e:#}",
+                    device.display(),
+                    mp.display()
+                ),
+                "mtkit retention check shows every rule",
+            )];
+        }
+    };
+    let f = &report.facts;
+    let on = format!(
+        "{} on {} ({}, {})",
+        device.display(),
+        mp.display(),
+        f.filesystem.as_deref().unwrap_or("?"),
+        rules::human(f.size)
+    );
+    let failed: Vec<_> = report
+        .verdict
+        .failures()
+        .filter(|x| x.rule != "space")
+        .collect();
+    let mut out = vec![match failed.first() {
+        None => Finding::pass(ID, format!("{on}: every retention rule passes")),
+        Some(first) => Finding::fail(
             ID,
             format!(
-                "{} on {} ({}), size unknown",
-                m.device,
-                r.mountpoint.display(),
-                m.fstype
+                "{on}: {}",
+                failed
+                    .iter()
+                    .map(|x| format!("{}: {}", x.rule, x.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
-            "",
-        );
-    };
-    let found = format!(
-        "{} on {} ({}), {}{}",
-        m.device,
-        r.mountpoint.display(),
-        m.fstype,
-        gib(size),
-        free.map(|f| format!(", {} free", gib(f)))
-            .unwrap_or_default()
-    );
-    if size == 0 {
-        Finding::fail(
-            ID,
-            found,
-            "the retention volume is empty: mtkit retention prepare DEVICE",
-        )
-    } else if size < r.min_size.bytes() {
-        Finding::warn(
-            ID,
-            format!("{found}; the policy wants {}", r.min_size),
-            "attach a larger retention disk (retention min-size in appliance.toml)",
-        )
-    } else {
-        Finding::pass(ID, found)
+            rules::remedy(first.rule),
+        ),
+    }];
+    let space = report.verdict.findings.iter().find(|x| x.rule == "space");
+    out.push(match space {
+        Some(s) if s.ok => Finding::pass("retention-space", s.detail.clone()),
+        Some(s) => Finding::fail("retention-space", s.detail.clone(), rules::remedy("space")),
+        None => Finding::skip(
+            "retention-space",
+            format!(
+                "free space not checked under --root (statvfs needs the running system); the \
+                 policy needs {}",
+                rules::human(report.needed)
+            ),
+        ),
+    });
+    if !report.not_checked.is_empty() {
+        out.push(Finding::skip(
+            "retention-probe",
+            format!(
+                "not checked under --root: {}; mtkit retention check on the master target \
+                 checks them",
+                report.not_checked.join(", ")
+            ),
+        ));
     }
+    out
 }
 
-/// KEY=value lines of a sysconfig file, quotes removed.
-fn sysconfig(text: &str, key: &str) -> Option<String> {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .rfind(|(k, _)| k.trim() == key)
-        .map(|(_, v)| v.trim().trim_matches(['"', '\'']).to_string())
+/// `mtkit apply`'s plan for this root and config: anything still to change is reported,
+/// and a pending LVM filter or a multipath.conf that does not blacklist the OS disk fails
+/// (LVM or multipath could then take over replicated disks or the OS disk).
+fn custom_changes(cx: &Context) -> Finding {
+    const ID: &str = "custom-changes";
+    let planned = provision::plan(cx.root, cx.config).and_then(|p| executor::pending(cx.root, p));
+    let executor::Pending { todo, notes } = match planned {
+        Ok(t) => t,
+        Err(e) => {
+            return Finding::warn(
+                ID,
+                format!("cannot compute the mtkit apply plan: {e:#}"),
+                "mtkit apply --dry-run shows why",
+            );
+        }
+    };
+    if todo.is_empty() {
+        let notes = match notes.len() {
+            0 => String::new(),
+            n => format!(" ({n} notes: mtkit apply --dry-run)"),
+        };
+        return Finding::pass(ID, format!("nothing for mtkit apply to change{notes}"));
+    }
+    // Files by name; service links (SysV rc?.d, systemd wants) only counted.
+    let (links, files): (Vec<_>, Vec<_>) = todo.iter().partition(|(c, cur)| {
+        matches!(c.wanted, provision::Wanted::Symlink { .. })
+            || matches!(cur, provision::Current::Symlink { .. })
+    });
+    let mut listed: Vec<String> = files
+        .iter()
+        .map(|(c, _)| format!("/{}", c.path.display()))
+        .collect();
+    if !links.is_empty() {
+        listed.push(format!("{} service links", links.len()));
+    }
+    let os = multipath::OsDiskId::read(cx.root, &cx.config.disks.os_disk);
+    let mut critical = Vec::new();
+    for (c, cur) in &todo {
+        let text = match cur {
+            provision::Current::File { bytes, .. } => String::from_utf8_lossy(bytes).into_owned(),
+            _ => String::new(),
+        };
+        match c.area {
+            "lvm" => critical.push(format!(
+                "the LVM filter does not limit LVM to the OS disk {}",
+                cx.config.disks.os_disk
+            )),
+            "multipath" if !multipath::blacklists(&text, &os) => critical.push(format!(
+                "/{} does not blacklist the OS disk {}",
+                multipath::PATH,
+                cx.config.disks.os_disk
+            )),
+            _ => {}
+        }
+    }
+    let found = format!("pending: {}", listed.join(", "));
+    let remedy = "mtkit apply (mtkit apply --dry-run shows the diffs)";
+    if critical.is_empty() {
+        Finding::warn(ID, found, remedy)
+    } else {
+        Finding::fail(ID, format!("{}; {found}", critical.join("; ")), remedy)
+    }
 }
 
 fn network(cx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     let dev = &cx.config.network.device;
     let ifcfg = cx
-        .at("etc/sysconfig/network-scripts")
+        .at(provision::network::SCRIPTS)
         .join(format!("ifcfg-{dev}"));
     let text = std::fs::read_to_string(&ifcfg).ok();
     let mut addresses: Vec<String> = Vec::new();
@@ -382,8 +491,8 @@ fn network(cx: &Context) -> Vec<Finding> {
             format!("mtkit apply (writes ifcfg-{dev}), or set [network] device"),
         )),
         Some(t) => {
-            let onboot = sysconfig(t, "ONBOOT").unwrap_or_default();
-            let nm = sysconfig(t, "NM_CONTROLLED");
+            let onboot = get_key(t, "ONBOOT").unwrap_or_default();
+            let nm = get_key(t, "NM_CONTROLLED");
             let nm_installed = cx.at("usr/sbin/NetworkManager").exists();
             let nm_on = match nm.as_deref() {
                 Some(v) => v.eq_ignore_ascii_case("yes"),
@@ -418,7 +527,7 @@ fn network(cx: &Context) -> Vec<Finding> {
                     format!("set ONBOOT=yes and NM_CONTROLLED=no in ifcfg-{dev} (mtkit apply)"),
                 )
             });
-            addresses.extend(sysconfig(t, "IPADDR"));
+            addresses.extend(get_key(t, "IPADDR"));
         }
     }
     if cx.config.network.bootproto == BootProto::Static && !cx.config.network.ip.is_empty() {
@@ -435,7 +544,7 @@ fn hosts(cx: &Context, addresses: &[String]) -> Finding {
     const ID: &str = "hosts";
     let name = &cx.config.appliance.hostname;
     let short = name.split('.').next().unwrap_or(name);
-    let text = std::fs::read_to_string(cx.at("etc/hosts")).unwrap_or_default();
+    let text = std::fs::read_to_string(cx.at(provision::hosts::PATH)).unwrap_or_default();
     let mapped: Vec<String> = text
         .lines()
         .map(|l| l.split('#').next().unwrap_or(""))
@@ -546,8 +655,10 @@ fn kdump(cx: &Context) -> Finding {
 fn writer(cx: &Context) -> Finding {
     const ID: &str = "writer";
     let installed = [
+        // Where apply installs it, and the other names the same files have.
+        writer_service::INIT_SCRIPT,
         "etc/init.d/mtkit-writer",
-        "etc/systemd/system/mtkit-writer.service",
+        writer_service::UNIT,
         "usr/lib/systemd/system/mtkit-writer.service",
     ]
     .iter()
@@ -560,7 +671,7 @@ fn writer(cx: &Context) -> Finding {
             "install the writer service (mtkit apply, once the writer lands)",
         );
     };
-    let pidfile = cx.at("var/run/mtkit-writer.pid");
+    let pidfile = cx.at(writer_service::PIDFILE);
     let running = std::fs::read_to_string(&pidfile)
         .ok()
         .and_then(|p| p.trim().parse::<u32>().ok())
@@ -574,13 +685,4 @@ fn writer(cx: &Context) -> Finding {
             "service mtkit-writer start",
         )
     }
-}
-
-/// The worst status, for the exit code.
-pub fn worst(findings: &[Finding]) -> Status {
-    findings
-        .iter()
-        .map(|f| f.status)
-        .max()
-        .unwrap_or(Status::Pass)
 }

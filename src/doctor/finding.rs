@@ -66,4 +66,19 @@ impl Finding {
     ) -> Self {
         Self::new(id, Status::Fail, found, remedy)
     }
+
+    /// The cells of a CHECK, STATUS, FOUND, REMEDY table row.
+    pub fn row(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.status.to_string(),
+            self.found.clone(),
+            self.remedy.clone(),
+        ]
+    }
+}
+
+/// True when a finding failed (exit 1 for doctor and vmx check).
+pub fn any_failed(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.status == Status::Fail)
 }

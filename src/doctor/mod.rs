@@ -3,4 +3,4 @@
 pub mod checks;
 mod finding;
 
-pub use finding::{Finding, Status};
+pub use finding::{Finding, Status, any_failed};

@@ -1,7 +1,73 @@
-//! Block devices of a root from its sysfs: sizes, partitions, and the device-mapper devices
-//! (LVM volumes, multipath maps) stacked on them.
+//! Block devices of a root from its sysfs: device numbers, sizes, partitions, and the
+//! device-mapper devices (LVM volumes, multipath maps) stacked on them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A block device number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DevNum {
+    pub major: u64,
+    pub minor: u64,
+}
+
+impl DevNum {
+    /// From a `st_rdev` / `st_dev`.
+    pub fn of(rdev: u64) -> DevNum {
+        DevNum {
+            major: libc::major(rdev) as u64,
+            minor: libc::minor(rdev) as u64,
+        }
+    }
+
+    /// From sysfs's and mountinfo's `major:minor`.
+    pub fn parse(s: &str) -> Option<DevNum> {
+        let (a, b) = s.trim().split_once(':')?;
+        Some(DevNum {
+            major: a.parse().ok()?,
+            minor: b.parse().ok()?,
+        })
+    }
+
+    /// The device's sysfs folder under `root` (`sys/dev/block/M:m`, links resolved).
+    pub fn sysfs(self, root: &Path) -> Option<PathBuf> {
+        root.join(format!("sys/dev/block/{self}"))
+            .canonicalize()
+            .ok()
+    }
+}
+
+impl std::fmt::Display for DevNum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
+/// The sysfs folder of a device named as mount tables and configs name it (`/dev/sdb1`,
+/// `/dev/mapper/<dm name>`), found by name alone: a fixture root has no device nodes.
+pub fn sysfs_by_name(root: &Path, device: &str) -> Option<PathBuf> {
+    let name = device.strip_prefix("/dev/")?;
+    let kernel = match name.strip_prefix("mapper/") {
+        Some(dm) => dm_devices(root).into_iter().find(|d| d.name == dm)?.kernel,
+        None => name.to_string(),
+    };
+    root.join("sys/class/block")
+        .join(kernel)
+        .canonicalize()
+        .ok()
+}
+
+/// The `dev` number a sysfs block folder shows.
+pub fn devnum_at(sysfs: &Path) -> Option<DevNum> {
+    DevNum::parse(&read_trim(&sysfs.join("dev"))?)
+}
+
+/// The `size` a sysfs block folder shows (512-byte sectors), in bytes.
+pub fn size_at(sysfs: &Path) -> Option<u64> {
+    read_trim(&sysfs.join("size"))?
+        .parse::<u64>()
+        .ok()
+        .map(|s| s * 512)
+}
 
 fn read_trim(p: &Path) -> Option<String> {
     std::fs::read_to_string(p)
@@ -23,10 +89,7 @@ fn names(dir: &Path) -> Vec<String> {
 
 /// Size of a whole disk (`sys/block/<name>/size`, in 512-byte sectors) in bytes.
 pub fn disk_size(root: &Path, name: &str) -> Option<u64> {
-    read_trim(&root.join("sys/block").join(name).join("size"))?
-        .parse::<u64>()
-        .ok()
-        .map(|s| s * 512)
+    size_at(&root.join("sys/block").join(name))
 }
 
 /// The partitions of a disk ("sda1", "sda2").

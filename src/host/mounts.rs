@@ -1,14 +1,47 @@
-//! Mounted filesystems of a root (`proc/mounts` under it) and their sizes: statvfs on the
-//! live system, the block device's size from `sys/class/block` under a fixture root.
+//! Mounted filesystems and active swap of a root (`proc/self/mountinfo`, else `proc/mounts`;
+//! `proc/swaps`) and filesystem sizes: statvfs on the live system, the block device's size
+//! from sysfs under a fixture root. The one reader of these files for every module.
 
+use super::blockdev::{self, DevNum};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
+    /// The source as the kernel names it (`/dev/sda2`, `/dev/mapper/x`, `proc`)
     pub device: String,
     pub mountpoint: PathBuf,
     pub fstype: String,
     pub options: String,
+    /// The device number (mountinfo has it; proc/mounts does not)
+    pub devnum: Option<DevNum>,
+}
+
+impl Mount {
+    /// The mounted block device's number: mountinfo's, else the sysfs entry of its name.
+    pub fn devnum(&self, root: &Path) -> Option<DevNum> {
+        self.devnum
+            .or_else(|| blockdev::devnum_at(&blockdev::sysfs_by_name(root, &self.device)?))
+    }
+}
+
+/// Parses /proc/self/mountinfo text: `id parent M:m root mountpoint options [tags] - fstype
+/// source superoptions`.
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let a: Vec<&str> = left.split(' ').collect();
+            let b: Vec<&str> = right.split(' ').collect();
+            (a.len() >= 6 && b.len() >= 2).then(|| Mount {
+                device: unescape(b[1]),
+                mountpoint: PathBuf::from(unescape(a[4])),
+                fstype: b[0].to_string(),
+                options: a[5].to_string(),
+                devnum: DevNum::parse(a[2]),
+            })
+        })
+        .collect()
 }
 
 /// Parses /proc/mounts text (octal escapes like `\040` in paths decoded).
@@ -21,11 +54,13 @@ pub fn parse(text: &str) -> Vec<Mount> {
                 mountpoint: PathBuf::from(unescape(f[1])),
                 fstype: f[2].to_string(),
                 options: f[3].to_string(),
+                devnum: None,
             })
         })
         .collect()
 }
 
+/// mounts, mountinfo and swaps write space, tab, newline and backslash as `\ooo`.
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -46,11 +81,27 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The mounts of `root` (empty when it has no proc/mounts).
+/// The mounts of `root`: mountinfo when there (it has device numbers), else proc/mounts;
+/// empty when it has neither.
 pub fn read(root: &Path) -> Vec<Mount> {
+    if let Ok(t) = std::fs::read_to_string(root.join("proc/self/mountinfo")) {
+        return parse_mountinfo(&t);
+    }
     std::fs::read_to_string(root.join("proc/mounts"))
         .map(|t| parse(&t))
         .unwrap_or_default()
+}
+
+/// Active swap areas of `root` (`proc/swaps`: device or file names as written there).
+pub fn swaps(root: &Path) -> Result<Vec<String>> {
+    let p = root.join("proc/swaps");
+    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(unescape)
+        .collect())
 }
 
 /// The mount that holds `path` (longest mountpoint prefix; the last one mounted wins).
@@ -73,24 +124,11 @@ pub fn size_of(root: &Path, m: &Mount) -> Option<(u64, Option<u64>)> {
             Some(st.blocks_available() as u64 * frag),
         ));
     }
-    let mut name = Path::new(&m.device)
-        .file_name()?
-        .to_string_lossy()
-        .into_owned();
-    // /dev/mapper/<name> is a dm-N device: find it by its dm name.
-    if m.device.starts_with("/dev/mapper/") {
-        name = crate::host::blockdev::dm_devices(root)
-            .into_iter()
-            .find(|d| d.name == name)?
-            .kernel;
-    }
-    let sectors: u64 =
-        std::fs::read_to_string(root.join("sys/class/block").join(name).join("size"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-    Some((sectors * 512, None))
+    let sysfs = match m.devnum {
+        Some(n) => n.sysfs(root),
+        None => blockdev::sysfs_by_name(root, &m.device),
+    };
+    Some((blockdev::size_at(&sysfs?)?, None))
 }
 
 #[cfg(test)]
@@ -111,6 +149,20 @@ mod tests {
         assert_eq!(
             containing(&m, Path::new("/var/log")).unwrap().device,
             "/dev/sda2"
+        );
+    }
+
+    #[test]
+    fn mountinfo_has_device_numbers_and_escapes() {
+        let m = parse_mountinfo(
+            "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+             40 22 7:3 / /mnt/my\\040vol rw - ext4 /dev/loop3 rw\n",
+        );
+        assert_eq!(m[1].mountpoint, Path::new("/mnt/my vol"));
+        assert_eq!(m[1].devnum, Some(DevNum { major: 7, minor: 3 }));
+        assert_eq!(
+            (m[0].device.as_str(), m[0].fstype.as_str()),
+            ("/dev/sda1", "ext4")
         );
     }
 }

@@ -92,6 +92,74 @@ pub fn id_statuses(disks: &[ScsiDisk]) -> Vec<IdStatus> {
         .collect()
 }
 
+/// The OS disk: `[disks] os-disk` by kernel name, and the SCSI ID it has. Doctor, the
+/// multipath planner and the retention rules all tell the OS disk from data disks with it,
+/// so a second path to the OS disk's LU (same ID, other name) is the OS disk for all three.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OsDisk {
+    pub name: String,
+    /// What scsi_id prints for it (what multipath names maps by); `None`: no readable ID
+    pub id: Option<String>,
+}
+
+impl OsDisk {
+    /// The ID from `disks` (host::scsi's decode), else the kernel's
+    /// `<root>/sys/block/<name>/device/wwid` in scsi_id's form.
+    pub fn identify(root: &Path, name: &str, disks: &[ScsiDisk]) -> OsDisk {
+        let id = disks
+            .iter()
+            .find(|d| d.name == name)
+            .and_then(|d| d.id.clone())
+            .or_else(|| {
+                let p = root.join("sys/block").join(name).join("device/wwid");
+                read_text(&p).and_then(|t| id_from_sysfs_wwid(t.trim()))
+            });
+        OsDisk {
+            name: name.to_string(),
+            id,
+        }
+    }
+
+    /// Lists the disks under `root` and identifies the OS disk among them.
+    pub fn read(root: &Path, name: &str) -> OsDisk {
+        let disks = list_disks(root).unwrap_or_else(|e| {
+            tracing::debug!("reading SCSI disks under {}: {e:#}", root.display());
+            Vec::new()
+        });
+        OsDisk::identify(root, name, &disks)
+    }
+
+    /// True when `d` is the OS disk: its name, or a path with the same ID.
+    pub fn is(&self, d: &ScsiDisk) -> bool {
+        d.name == self.name || (self.id.is_some() && d.id == self.id)
+    }
+
+    /// True when the disk with kernel name `name` is the OS disk.
+    pub fn is_named(&self, name: &str, disks: &[ScsiDisk]) -> bool {
+        name == self.name || disks.iter().any(|d| d.name == name && self.is(d))
+    }
+}
+
+/// The data disks (target and retention disks): every SCSI disk that is not the OS disk.
+pub fn data_disks<'a>(disks: &'a [ScsiDisk], os: &OsDisk) -> Vec<&'a ScsiDisk> {
+    disks.iter().filter(|d| !os.is(d)).collect()
+}
+
+/// The kernel's sysfs `wwid` (`naa.6000C29...`) as scsi_id and multipath print it
+/// (`36000c29...`): the designator type digit (3 NAA, 2 EUI-64), then the hex identifier.
+pub fn id_from_sysfs_wwid(sysfs: &str) -> Option<String> {
+    let (prefix, hex) = sysfs.split_once('.')?;
+    let digit = match prefix {
+        "naa" => '3',
+        "eui" => '2',
+        _ => return None,
+    };
+    if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(format!("{digit}{}", hex.to_ascii_lowercase()))
+}
+
 /// Peripheral device types the sd driver binds to: disk, optical memory, RBC, ZBC.
 const DISK_TYPES: [u32; 4] = [0x00, 0x07, 0x0e, 0x14];
 
@@ -351,6 +419,32 @@ mod tests {
                 (f[0].to_string(), f[2].to_string(), id)
             })
             .collect()
+    }
+
+    #[test]
+    fn the_os_disk_is_known_by_name_and_by_id() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots/healthy");
+        let mut disks = list_disks(&root).unwrap();
+        let os = OsDisk::identify(&root, "sda", &disks);
+        assert_eq!(
+            os.id.as_deref(),
+            Some("36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0")
+        );
+        let names = |v: Vec<&ScsiDisk>| v.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(data_disks(&disks, &os)), ["sdb", "sdc", "sdd"]);
+        // A second path to the OS disk's LU is the OS disk, not a data disk.
+        let mut second = disks[0].clone();
+        second.name = "sde".into();
+        disks.push(second);
+        assert_eq!(names(data_disks(&disks, &os)), ["sdb", "sdc", "sdd"]);
+        assert!(os.is_named("sde", &disks) && !os.is_named("sdb", &disks));
+        // Without an ID only the name counts (no None == None match).
+        let unnamed = OsDisk {
+            name: "sda".into(),
+            id: None,
+        };
+        disks.iter_mut().for_each(|d| d.id = None);
+        assert_eq!(data_disks(&disks, &unnamed).len(), 4);
     }
 
     #[test]

@@ -210,19 +210,25 @@ impl Page83 {
     }
 }
 
-/// Decodes page 0x83. Never panics: descriptors that run past the end are kept truncated and
-/// reported; a page that is not 0x83 or is shorter than its header is an error.
-pub fn decode_pg83(page: &[u8]) -> Result<Page83, String> {
+/// The page length a VPD page's 4-byte header declares, once the header is there and names
+/// page `code`.
+fn page_length(page: &[u8], code: u8) -> Result<usize, String> {
     if page.len() < 4 {
         return Err(format!(
-            "page 0x83 is {} bytes, shorter than its header",
+            "page {code:#04x} is {} bytes, shorter than its header",
             page.len()
         ));
     }
-    if page[1] != 0x83 {
-        return Err(format!("page code is {:#04x}, not 0x83", page[1]));
+    if page[1] != code {
+        return Err(format!("page code is {:#04x}, not {code:#04x}", page[1]));
     }
-    let declared = u16::from_be_bytes([page[2], page[3]]) as usize;
+    Ok(u16::from_be_bytes([page[2], page[3]]) as usize)
+}
+
+/// Decodes page 0x83. Never panics: descriptors that run past the end are kept truncated and
+/// reported; a page that is not 0x83 or is shorter than its header is an error.
+pub fn decode_pg83(page: &[u8]) -> Result<Page83, String> {
+    let declared = page_length(page, 0x83)?;
     let mut out = Page83::default();
     let end = if 4 + declared > page.len() {
         out.problems.push(format!(
@@ -284,16 +290,7 @@ pub fn decode_pg83(page: &[u8]) -> Result<Page83, String> {
 
 /// Decodes page 0x80: the unit serial number, ASCII, with the padding spaces trimmed.
 pub fn decode_pg80(page: &[u8]) -> Result<String, String> {
-    if page.len() < 4 {
-        return Err(format!(
-            "page 0x80 is {} bytes, shorter than its header",
-            page.len()
-        ));
-    }
-    if page[1] != 0x80 {
-        return Err(format!("page code is {:#04x}, not 0x80", page[1]));
-    }
-    let declared = u16::from_be_bytes([page[2], page[3]]) as usize;
+    let declared = page_length(page, 0x80)?;
     let body = &page[4..page.len().min(4 + declared)];
     let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
     Ok(String::from_utf8_lossy(&body[..end]).trim().to_string())

@@ -89,30 +89,12 @@ pub struct Outcome {
 }
 
 /// Applies `plan` under `root` (or only describes it with `dry_run`).
-pub fn apply(root: &Path, mut plan: Plan, dry_run: bool) -> Result<Outcome> {
+pub fn apply(root: &Path, plan: Plan, dry_run: bool) -> Result<Outcome> {
     let mut state = State::load(root)?.unwrap_or_default();
     let marker = read_marker(root)?;
-    // Paths an earlier (older) apply changed that this plan no longer manages go back to
-    // what they were before mtkit.
-    for e in &state.entries {
-        if !plan.manages(&e.path) {
-            let wanted = original_as_wanted(root, &e.original)?;
-            plan.changes.push(Change {
-                area: "upgrade",
-                path: e.path.clone(),
-                wanted,
-            });
-        }
-    }
-    let mut todo = Vec::new();
-    for c in plan.changes {
-        let cur = Current::read(&root.join(&c.path))?;
-        if !cur.satisfies(&c.wanted) {
-            todo.push((c, cur));
-        }
-    }
+    let Pending { todo, notes } = outstanding(root, plan, &state)?;
     let mut out = Outcome {
-        notes: plan.notes,
+        notes,
         upgraded_from: marker.clone().filter(|v| v != VERSION),
         ..Outcome::default()
     };
@@ -188,6 +170,45 @@ pub fn apply(root: &Path, mut plan: Plan, dry_run: bool) -> Result<Outcome> {
     }
     log(root, "apply", &lines)?;
     Ok(out)
+}
+
+/// What `apply` would still do: each change not in place, with what is there now.
+#[derive(Debug)]
+pub struct Pending {
+    pub todo: Vec<(Change, Current)>,
+    pub notes: Vec<String>,
+}
+
+/// The changes of `plan` not in place yet under `root` (`mtkit doctor` reports them).
+pub fn pending(root: &Path, plan: Plan) -> Result<Pending> {
+    let state = State::load(root)?.unwrap_or_default();
+    outstanding(root, plan, &state)
+}
+
+fn outstanding(root: &Path, mut plan: Plan, state: &State) -> Result<Pending> {
+    // Paths an earlier (older) apply changed that this plan no longer manages go back to
+    // what they were before mtkit.
+    for e in &state.entries {
+        if !plan.manages(&e.path) {
+            let wanted = original_as_wanted(root, &e.original)?;
+            plan.changes.push(Change {
+                area: "upgrade",
+                path: e.path.clone(),
+                wanted,
+            });
+        }
+    }
+    let mut todo = Vec::new();
+    for c in plan.changes {
+        let cur = Current::read(&root.join(&c.path))?;
+        if !cur.satisfies(&c.wanted) {
+            todo.push((c, cur));
+        }
+    }
+    Ok(Pending {
+        todo,
+        notes: plan.notes,
+    })
 }
 
 /// Puts back every path recorded by earlier applies, and removes the state.

@@ -70,6 +70,23 @@ impl Plan {
         self.want(area, path, wanted);
     }
 
+    /// Edits a file a package ships when it is there; else notes what is missing.
+    fn edit_shipped(
+        &mut self,
+        r: &Reader,
+        area: &'static str,
+        path: &str,
+        mode: u32,
+        planner: impl Fn(&str) -> Option<String>,
+        missing: &str,
+    ) -> Result<()> {
+        match r.text(path)? {
+            Some(cur) => self.edit(area, path, Some(&cur), planner(&cur), mode),
+            None => self.notes.push(format!("{path} missing: {missing}")),
+        }
+        Ok(())
+    }
+
     pub fn want(&mut self, area: &'static str, path: impl Into<PathBuf>, wanted: Wanted) {
         self.changes.push(Change {
             area,
@@ -198,42 +215,20 @@ pub fn plan(root: &Path, config: &Config) -> Result<Plan> {
     let new = multipath::plan(cur.as_deref(), &os_disk);
     plan.edit("multipath", multipath::PATH, cur.as_deref(), new, 0o600);
 
-    match r.text(lvm::PATH)? {
-        Some(cur) => {
-            let new = lvm::plan(&cur, &config.disks.os_disk);
-            plan.edit("lvm", lvm::PATH, Some(&cur), new, 0o644);
-        }
-        None => plan.notes.push(format!(
-            "{} missing: lvm2 not installed, no LVM filter set",
-            lvm::PATH
-        )),
-    }
-    match r.text(kdump::CONF)? {
-        Some(cur) => plan.edit(
-            "kdump",
-            kdump::CONF,
-            Some(&cur),
-            kdump::plan_conf(&cur),
-            0o644,
-        ),
-        None => plan.notes.push(format!(
-            "{} missing: install kexec-tools for kdump",
-            kdump::CONF
-        )),
-    }
-    match r.text(kdump::GRUB)? {
-        Some(cur) => plan.edit(
-            "kdump",
-            kdump::GRUB,
-            Some(&cur),
-            kdump::plan_grub(&cur),
-            0o600,
-        ),
-        None => plan.notes.push(format!(
-            "{} missing (not grub legacy): add crashkernel=auto to the kernel command line by hand",
-            kdump::GRUB
-        )),
-    }
+    let os = &config.disks.os_disk;
+    let lvm_plan = |t: &str| lvm::plan(t, os);
+    plan.edit_shipped(
+        &r,
+        "lvm",
+        lvm::PATH,
+        0o644,
+        lvm_plan,
+        "lvm2 not installed, no LVM filter set",
+    )?;
+    let missing = "install kexec-tools for kdump";
+    plan.edit_shipped(&r, "kdump", kdump::CONF, 0o644, kdump::plan_conf, missing)?;
+    let missing = "not grub legacy, add crashkernel=auto to the kernel command line by hand";
+    plan.edit_shipped(&r, "kdump", kdump::GRUB, 0o600, kdump::plan_grub, missing)?;
     network::plan(&r, &config.network, &mut plan)?;
     let cur = r.text(hosts::PATH)?;
     let new = hosts::plan(cur.as_deref(), &config.appliance.hostname, &config.network);

@@ -18,48 +18,23 @@ pub enum OsDiskId {
 }
 
 impl OsDiskId {
-    /// The ID scsi_id gives the disk (`host::scsi`, what multipath names maps by); else the
-    /// kernel's `<root>/sys/block/<disk>/device/wwid`; else the kernel name.
+    /// The OS disk as host::scsi identifies it (the ID multipath names maps by), else by
+    /// kernel name.
     pub fn read(root: &Path, disk: &str) -> OsDiskId {
-        let scsi_id = match crate::host::scsi::list_disks(root) {
-            Ok(disks) => disks
-                .into_iter()
-                .find(|d| d.name == disk)
-                .and_then(|d| d.id),
-            Err(e) => {
-                tracing::debug!("reading SCSI disks under {}: {e:#}", root.display());
-                None
-            }
-        };
-        let wwid = scsi_id.or_else(|| {
-            let p = root.join("sys/block").join(disk).join("device/wwid");
-            std::fs::read_to_string(p)
-                .ok()
-                .and_then(|t| multipath_wwid(t.trim()))
-        });
-        match wwid {
-            Some(wwid) => OsDiskId::Wwid {
-                disk: disk.into(),
-                wwid,
-            },
-            None => OsDiskId::Devnode { disk: disk.into() },
-        }
+        OsDiskId::from(crate::host::scsi::OsDisk::read(root, disk))
     }
 }
 
-/// The sysfs `wwid` (`naa.6000c29...`) as multipath/scsi_id print it (`36000c29...`):
-/// the designator type digit (3 NAA, 2 EUI-64) followed by the identifier in hex.
-pub fn multipath_wwid(sysfs: &str) -> Option<String> {
-    let (prefix, hex) = sysfs.split_once('.')?;
-    let digit = match prefix {
-        "naa" => '3',
-        "eui" => '2',
-        _ => return None,
-    };
-    if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
+impl From<crate::host::scsi::OsDisk> for OsDiskId {
+    fn from(os: crate::host::scsi::OsDisk) -> OsDiskId {
+        match os.id {
+            Some(wwid) => OsDiskId::Wwid {
+                disk: os.name,
+                wwid,
+            },
+            None => OsDiskId::Devnode { disk: os.name },
+        }
     }
-    Some(format!("{digit}{}", hex.to_ascii_lowercase()))
 }
 
 /// The wanted file text.
@@ -96,6 +71,39 @@ blacklist {{
     )
 }
 
+/// True when `text` (a multipath.conf) blacklists the OS disk: a `wwid` line with its ID,
+/// or a `devnode` line anchored on its name, inside the top-level `blacklist { }` section.
+pub fn blacklists(text: &str, os: &OsDiskId) -> bool {
+    let mut depth = 0i32;
+    let mut in_blacklist = false;
+    for line in text.lines() {
+        let code = line.split('#').next().unwrap_or("").trim();
+        let mut words = code.split_whitespace();
+        let (key, value) = (words.next(), words.next().map(|v| v.trim_matches('"')));
+        if depth == 0 && key == Some("blacklist") && code.ends_with('{') {
+            in_blacklist = true;
+        } else if in_blacklist && depth == 1 {
+            let hit = match (os, key, value) {
+                (OsDiskId::Wwid { wwid, .. }, Some("wwid"), Some(v)) => v == wwid,
+                (
+                    OsDiskId::Wwid { disk, .. } | OsDiskId::Devnode { disk },
+                    Some("devnode"),
+                    Some(v),
+                ) => v.starts_with(&format!("^{disk}")),
+                _ => false,
+            };
+            if hit {
+                return true;
+            }
+        }
+        depth += code.matches('{').count() as i32 - code.matches('}').count() as i32;
+        if depth == 0 {
+            in_blacklist = false;
+        }
+    }
+    false
+}
+
 /// New text for multipath.conf, or `None` when it is already right.
 pub fn plan(current: Option<&str>, os: &OsDiskId) -> Option<String> {
     let wanted = render(os);
@@ -108,12 +116,13 @@ mod tests {
 
     #[test]
     fn naa_wwid_becomes_multipath_name() {
+        use crate::host::scsi::id_from_sysfs_wwid;
         assert_eq!(
-            multipath_wwid("naa.6000C29A1B2C3D4E5F60718293A4B5C6").as_deref(),
+            id_from_sysfs_wwid("naa.6000C29A1B2C3D4E5F60718293A4B5C6").as_deref(),
             Some("36000c29a1b2c3d4e5f60718293a4b5c6")
         );
-        assert_eq!(multipath_wwid("t10.ATA     VBOX HARDDISK"), None);
-        assert_eq!(multipath_wwid("naa."), None);
+        assert_eq!(id_from_sysfs_wwid("t10.ATA     VBOX HARDDISK"), None);
+        assert_eq!(id_from_sysfs_wwid("naa."), None);
     }
 
     #[test]
@@ -150,6 +159,27 @@ mod tests {
                 wwid: "36000c2900000000000000000000000aa".into()
             }
         );
+    }
+
+    #[test]
+    fn blacklist_of_the_os_disk_is_recognized() {
+        let id = OsDiskId::Wwid {
+            disk: "sda".into(),
+            wwid: "36000c29aa".into(),
+        };
+        assert!(blacklists(&render(&id), &id));
+        let name = OsDiskId::Devnode { disk: "sda".into() };
+        assert!(blacklists(&render(&name), &name));
+        // Unquoted, as hand-written files have it; not in blacklist_exceptions.
+        assert!(blacklists("blacklist {\n  wwid 36000c29aa\n}\n", &id));
+        assert!(!blacklists(
+            "blacklist_exceptions {\n  wwid \"36000c29aa\"\n}\n",
+            &id
+        ));
+        assert!(!blacklists(
+            "defaults {\n}\nblacklist {\n  devnode \"^sdb\"\n}\n",
+            &id
+        ));
     }
 
     #[test]

@@ -51,6 +51,16 @@ pub fn plan_ifcfg(current: Option<&str>, net: &Network) -> Option<String> {
     (text != current).then_some(text)
 }
 
+/// The value of `KEY` in a shell-variable file (the last assignment, quotes removed;
+/// commented lines skipped), as the ifcfg scripts read it.
+pub fn get_key(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .rfind(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().trim_matches(['"', '\'']).to_string())
+}
+
 /// `KEY=value` set in a shell-variable file: an existing assignment is replaced in place
 /// (quotes dropped), else one is appended.
 pub fn set_key(text: &str, key: &str, value: &str) -> String {
@@ -93,6 +103,18 @@ mod tests {
             "DEVICE=eth0\nHWADDR=00:0C:29:AA:BB:CC\nTYPE=Ethernet\nONBOOT=yes\nNM_CONTROLLED=no\nBOOTPROTO=dhcp\n"
         );
         assert_eq!(plan_ifcfg(Some(&new), &Network::default()), None);
+    }
+
+    #[test]
+    fn get_key_reads_what_set_key_writes() {
+        let t = "# ONBOOT=yes\nONBOOT=\"no\"\nNAME='System eth0'\n";
+        assert_eq!(get_key(t, "ONBOOT").as_deref(), Some("no"));
+        assert_eq!(get_key(t, "NAME").as_deref(), Some("System eth0"));
+        assert_eq!(
+            get_key(&set_key(t, "ONBOOT", "yes"), "ONBOOT").as_deref(),
+            Some("yes")
+        );
+        assert_eq!(get_key(t, "NM_CONTROLLED"), None);
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub const NAME: &str = "mtkit-writer";
 pub const INIT_SCRIPT: &str = "etc/rc.d/init.d/mtkit-writer";
 pub const SYSCONFIG: &str = "etc/sysconfig/mtkit-writer";
 pub const UNIT: &str = "etc/systemd/system/mtkit-writer.service";
+/// The init script's pid file (its `pidfile=/var/run/$prog.pid`).
+pub const PIDFILE: &str = "var/run/mtkit-writer.pid";
 /// Where the kickstart's %post installs mtkit.
 pub const BIN: &str = "/usr/local/sbin/mtkit";
 pub const CONFIG: &str = "/etc/mtkit/appliance.toml";

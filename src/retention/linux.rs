@@ -1,45 +1,22 @@
 //! Facts about a Linux block device, read through a host root: sysfs (size, holders,
-//! partitions), /proc/self/mountinfo, /proc/swaps, a blkid low-level probe, and an
+//! partitions), the mount table and swaps (host::mounts), a blkid low-level probe, and an
 //! exclusive open (O_EXCL) to see whether something holds it.
+//!
+//! On the running system (host `/`) every fact is collected. Under a fixture or image root
+//! there are no device nodes: the device is found by name in its sysfs, its filesystem is
+//! taken from the mount table, and the probe and O_EXCL open are listed as not checked
+//! rather than guessed.
 
 use super::rules::VolumeFacts;
 use crate::config::Config;
 use crate::external::BLKID;
+pub use crate::host::blockdev::DevNum;
+pub use crate::host::under;
+use crate::host::{blockdev, mounts, scsi};
 use anyhow::{Context, Result};
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-
-/// A block device number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct DevNum {
-    pub major: u64,
-    pub minor: u64,
-}
-
-impl DevNum {
-    fn of(rdev: u64) -> DevNum {
-        DevNum {
-            major: libc::major(rdev) as u64,
-            minor: libc::minor(rdev) as u64,
-        }
-    }
-
-    fn parse(s: &str) -> Option<DevNum> {
-        let (a, b) = s.trim().split_once(':')?;
-        Some(DevNum {
-            major: a.parse().ok()?,
-            minor: b.parse().ok()?,
-        })
-    }
-}
-
-impl std::fmt::Display for DevNum {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.major, self.minor)
-    }
-}
 
 /// The device under `host` (`/` normally): its node, sysfs folder and numbers.
 #[derive(Debug, Clone)]
@@ -60,13 +37,8 @@ pub struct Device {
     pub multipath: bool,
 }
 
-/// `host` joined with an absolute path.
-pub fn under(host: &Path, p: &Path) -> PathBuf {
-    host.join(p.strip_prefix("/").unwrap_or(p))
-}
-
 impl Device {
-    /// Finds `path` under `host`; `Ok(None)` when it does not exist.
+    /// Finds `path` under `host` by its device node; `Ok(None)` when it does not exist.
     pub fn find(host: &Path, path: &Path) -> Result<Option<Device>> {
         let at = under(host, path);
         let node = match fs::canonicalize(&at) {
@@ -82,9 +54,24 @@ impl Device {
             )));
         }
         let num = DevNum::of(meta.rdev());
-        let link = host.join(format!("sys/dev/block/{num}"));
-        let sysfs =
-            fs::canonicalize(&link).with_context(|| format!("resolving {}", link.display()))?;
+        let sysfs = num.sysfs(host).with_context(|| {
+            format!(
+                "resolving {}",
+                host.join(format!("sys/dev/block/{num}")).display()
+            )
+        })?;
+        Ok(Some(Device::at(path, node, num, sysfs)))
+    }
+
+    /// Finds `path` (`/dev/sdb`, `/dev/mapper/<name>`) in the sysfs under `host` by name
+    /// alone, for a root without device nodes; `None` when sysfs has no such device.
+    pub fn by_name(host: &Path, path: &Path) -> Option<Device> {
+        let sysfs = blockdev::sysfs_by_name(host, &path.to_string_lossy())?;
+        let num = blockdev::devnum_at(&sysfs)?;
+        Some(Device::at(path, under(host, path), num, sysfs))
+    }
+
+    fn at(path: &Path, node: PathBuf, num: DevNum, sysfs: PathBuf) -> Device {
         let kname = sysfs
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -100,9 +87,7 @@ impl Device {
             for e in rd.flatten() {
                 let p = e.path();
                 if p.join("partition").exists()
-                    && let Some(n) = fs::read_to_string(p.join("dev"))
-                        .ok()
-                        .and_then(|t| DevNum::parse(&t))
+                    && let Some(n) = blockdev::devnum_at(&p)
                 {
                     partitions.push((e.file_name().to_string_lossy().into_owned(), n));
                 }
@@ -112,7 +97,7 @@ impl Device {
         let multipath = fs::read_to_string(sysfs.join("dm/uuid"))
             .map(|u| u.starts_with("mpath-"))
             .unwrap_or(false);
-        Ok(Some(Device {
+        Device {
             path: path.to_path_buf(),
             node,
             num,
@@ -121,7 +106,7 @@ impl Device {
             parent,
             partitions,
             multipath,
-        }))
+        }
     }
 
     /// This device and its partitions.
@@ -132,20 +117,43 @@ impl Device {
     }
 
     pub fn size(&self) -> u64 {
-        fs::read_to_string(self.sysfs.join("size"))
-            .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok())
-            .map(|s| s * 512)
-            .unwrap_or(0)
+        blockdev::size_at(&self.sysfs).unwrap_or(0)
     }
 
     /// Kernel devices stacked on it or on a partition (`holders/`).
     pub fn holders(&self) -> Vec<String> {
-        let mut dirs = vec![self.sysfs.join("holders")];
+        self.list_of("holders")
+    }
+
+    /// The whole disks under it: itself (or its parent disk), or a dm device's `slaves/`.
+    pub fn disks(&self) -> Vec<String> {
+        let slaves = self.list_of("slaves");
+        if slaves.is_empty() {
+            return vec![self.parent.clone().unwrap_or_else(|| self.kname.clone())];
+        }
+        // A slave may be a partition (an LVM PV on sda2): name its disk.
+        let mut out: Vec<String> = slaves
+            .iter()
+            .filter_map(|s| fs::canonicalize(self.sysfs.join("slaves").join(s)).ok())
+            .filter_map(|p| {
+                let disk = if p.join("partition").exists() {
+                    p.parent()?.to_path_buf()
+                } else {
+                    p
+                };
+                Some(disk.file_name()?.to_string_lossy().into_owned())
+            })
+            .collect();
+        out.dedup();
+        out
+    }
+
+    fn list_of(&self, sub: &str) -> Vec<String> {
+        let mut dirs = vec![self.sysfs.join(sub)];
         dirs.extend(
             self.partitions
                 .iter()
-                .map(|(n, _)| self.sysfs.join(n).join("holders")),
+                .map(|(n, _)| self.sysfs.join(n).join(sub)),
         );
         let mut out = Vec::new();
         for d in dirs {
@@ -159,68 +167,6 @@ impl Device {
         out.sort();
         out
     }
-}
-
-/// Mount points by device number, from `<host>/proc/self/mountinfo`.
-pub fn mounts(host: &Path) -> Result<BTreeMap<DevNum, Vec<PathBuf>>> {
-    let p = host.join("proc/self/mountinfo");
-    let text = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    Ok(parse_mountinfo(&text))
-}
-
-pub fn parse_mountinfo(text: &str) -> BTreeMap<DevNum, Vec<PathBuf>> {
-    let mut out: BTreeMap<DevNum, Vec<PathBuf>> = BTreeMap::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        if f.len() < 5 {
-            continue;
-        }
-        if let Some(n) = DevNum::parse(f[2]) {
-            out.entry(n)
-                .or_default()
-                .push(PathBuf::from(unescape(f[4])));
-        }
-    }
-    out
-}
-
-/// mountinfo and swaps write space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Active swap device numbers, from `<host>/proc/swaps`.
-pub fn swaps(host: &Path) -> Result<Vec<DevNum>> {
-    let p = host.join("proc/swaps");
-    let text = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
-        let path = under(host, Path::new(&unescape(name)));
-        if let Ok(m) = fs::metadata(&path)
-            && m.file_type().is_block_device()
-        {
-            out.push(DevNum::of(m.rdev()));
-        }
-    }
-    Ok(out)
 }
 
 /// What a blkid low-level probe (`-p`, no cache, no udev) finds on the device.
@@ -292,11 +238,68 @@ pub fn exclusive_open(node: &Path) -> Result<bool> {
 
 /// Context the facts are judged in: the config and the system root.
 pub struct Scope<'a> {
-    /// Where /sys, /proc and /dev are (`/`).
+    /// Where /sys, /proc and /dev are (`/`, or the same fixture folder as `root`).
     pub host: &'a Path,
     /// The system being configured (`--root`): its mtkit install and working files.
     pub root: &'a Path,
     pub config: &'a Config,
+}
+
+impl Scope<'_> {
+    /// The host is the running system: its device nodes can be probed and opened.
+    pub fn live(&self) -> bool {
+        self.host == Path::new("/")
+    }
+
+    /// A path of the system under root as the host's mount table shows it (`/mnt/retention`
+    /// with host = root; `/mnt/sysimage/mnt/retention` for a chroot at /mnt/sysimage).
+    pub fn seen_from_host(&self, p: &Path) -> PathBuf {
+        let rel = self.root.strip_prefix(self.host).unwrap_or(self.root);
+        under(&Path::new("/").join(rel), p)
+    }
+
+    /// The device number of a device named by path (`/dev/sda2`, `/dev/mapper/x`): the node's
+    /// on the running system, else its sysfs entry's.
+    pub fn devnum_of(&self, path: &Path) -> Option<DevNum> {
+        if self.live() {
+            fs::metadata(under(self.host, path))
+                .ok()
+                .filter(|m| m.file_type().is_block_device())
+                .map(|m| DevNum::of(m.rdev()))
+        } else {
+            blockdev::devnum_at(&blockdev::sysfs_by_name(
+                self.host,
+                &path.to_string_lossy(),
+            )?)
+        }
+    }
+
+    /// The device number of the filesystem holding `p` (a path under root).
+    fn fs_devnum(&self, p: &Path, mounts: &[mounts::Mount]) -> Option<DevNum> {
+        if self.live() {
+            return fs::metadata(p).ok().map(|m| DevNum::of(m.dev()));
+        }
+        // A fixture's files sit on the machine's disk: ask its mount table instead.
+        p.exists().then_some(())?;
+        let rel = Path::new("/").join(p.strip_prefix(self.host).ok()?);
+        mounts::containing(mounts, &rel)?.devnum(self.host)
+    }
+}
+
+/// The device mounted at the retention `mountpoint` of the system (`None`: nothing is).
+pub fn mounted_at(cx: &Scope, mountpoint: &Path) -> Option<PathBuf> {
+    let target = cx.seen_from_host(mountpoint);
+    let all = mounts::read(cx.host);
+    let m = all.iter().rev().find(|m| m.mountpoint == target)?;
+    // On the running system name it by its kernel name from sysfs (/dev/block/M:m links
+    // need udev, which may not run); under a fixture root, as the mount table does.
+    if cx.live()
+        && let Some(sysfs) = m.devnum(cx.host).and_then(|n| n.sysfs(cx.host))
+        && let Some(k) = sysfs.file_name()
+    {
+        return Some(Path::new("/dev").join(k));
+    }
+    Some(PathBuf::from(&m.device))
 }
 
 /// Collects every fact the rules need about `path`.
@@ -306,55 +309,89 @@ pub fn collect(cx: &Scope, path: &Path) -> Result<(VolumeFacts, Option<Device>)>
         allowed_fs: vec!["ext4", "xfs"],
         ..VolumeFacts::default()
     };
-    let Some(dev) = Device::find(cx.host, path)? else {
+    let dev = if cx.live() {
+        Device::find(cx.host, path)?
+    } else {
+        Device::by_name(cx.host, path)
+    };
+    let Some(dev) = dev else {
         return Ok((f, None));
     };
     f.exists = true;
     f.size = dev.size();
     let nums = dev.nums();
-    let mounts = mounts(cx.host)?;
-    for n in &nums {
-        if let Some(m) = mounts.get(n) {
-            f.mounts.extend(m.iter().cloned());
+    let all = mounts::read(cx.host);
+    for m in &all {
+        let Some(n) = m.devnum(cx.host).filter(|n| nums.contains(n)) else {
+            continue;
+        };
+        f.mounts.push(m.mountpoint.clone());
+        // Without a probe, the device's own mount (not a partition's) tells its filesystem.
+        if n == dev.num && f.filesystem.is_none() && !cx.live() {
+            f.filesystem = Some(m.fstype.to_ascii_lowercase());
         }
     }
-    f.active_swap = swaps(cx.host)?.iter().any(|s| nums.contains(s));
+    match mounts::swaps(cx.host) {
+        Ok(swaps) => {
+            f.active_swap = swaps
+                .iter()
+                .filter_map(|s| cx.devnum_of(Path::new(s)))
+                .any(|n| nums.contains(&n))
+        }
+        Err(e) if !cx.live() => {
+            tracing::debug!("{e:#}");
+            f.not_checked.push("active swap (no proc/swaps)".into());
+        }
+        Err(e) => return Err(e),
+    }
     f.holders = dev.holders();
-    match probe(&dev.node) {
-        Ok(p) => {
-            f.filesystem = p.fs_type;
-            f.fs_version = p.version;
-            f.uuid = p.uuid;
-            f.label = p.label;
-            f.partition_table = p.pttype;
+    if cx.live() {
+        match probe(&dev.node) {
+            Ok(p) => {
+                f.filesystem = p.fs_type;
+                f.fs_version = p.version;
+                f.uuid = p.uuid;
+                f.label = p.label;
+                f.partition_table = p.pttype;
+            }
+            Err(e) => f.probe_error = Some(format!("{e:#}")),
         }
-        Err(e) => f.probe_error = Some(format!("{e:#}")),
+        f.exclusive_open = Some(exclusive_open(&dev.node)?);
+    } else {
+        let from = if f.filesystem.is_some() {
+            "filesystem type from the mount table"
+        } else {
+            "filesystem unknown"
+        };
+        f.not_checked
+            .push(format!("signature probe (blkid -p; {from})"));
+        f.not_checked.push("exclusive open (O_EXCL)".into());
     }
-    f.exclusive_open = Some(exclusive_open(&dev.node)?);
 
-    let disk = dev.parent.as_deref().unwrap_or(&dev.kname);
-    let os = &cx.config.disks.os_disk;
-    if disk == os {
-        f.os_disk = Some(format!("is the OS disk {os} ([disks] os-disk)"));
-    } else if let Ok(m) = fs::metadata(cx.root)
-        && nums.contains(&DevNum::of(m.dev()))
-    {
+    let scsi = scsi::list_disks(cx.host).unwrap_or_default();
+    let os = scsi::OsDisk::identify(cx.host, &cx.config.disks.os_disk, &scsi);
+    let root_dev = cx.fs_devnum(cx.root, &all);
+    if let Some(d) = dev.disks().into_iter().find(|d| os.is_named(d, &scsi)) {
+        f.os_disk = Some(format!(
+            "is on the OS disk {d} ([disks] os-disk {})",
+            os.name
+        ));
+    } else if root_dev.is_some_and(|n| nums.contains(&n)) {
         f.os_disk = Some(format!(
             "holds the root filesystem of {}",
             cx.root.display()
         ));
     }
     // The cache volume: the filesystem of the mtkit binary, its config and working files.
-    let mut install = vec![std::env::current_exe().unwrap_or_default()];
-    install.extend(
-        ["usr/local/sbin/mtkit", "etc/mtkit", "var/lib/mtkit"]
-            .iter()
-            .map(|p| cx.root.join(p)),
-    );
+    let mut install: Vec<PathBuf> = ["usr/local/sbin/mtkit", "etc/mtkit", "var/lib/mtkit"]
+        .iter()
+        .map(|p| cx.root.join(p))
+        .collect();
+    if cx.live() {
+        install.insert(0, std::env::current_exe().unwrap_or_default());
+    }
     for p in install {
-        if let Ok(m) = fs::metadata(&p)
-            && nums.contains(&DevNum::of(m.dev()))
-        {
+        if cx.fs_devnum(&p, &all).is_some_and(|n| nums.contains(&n)) {
             f.install_volume = Some(format!(
                 "holds {} (the mtkit install: cache volume)",
                 p.display()
@@ -363,12 +400,8 @@ pub fn collect(cx: &Scope, path: &Path) -> Result<(VolumeFacts, Option<Device>)>
         }
     }
     for d in &cx.config.writer.disk {
-        let same_path = d.path == dev.path;
-        let same_dev = fs::metadata(under(cx.host, &d.path))
-            .ok()
-            .filter(|m| m.file_type().is_block_device())
-            .is_some_and(|m| nums.contains(&DevNum::of(m.rdev())));
-        if same_path || same_dev {
+        let same_dev = cx.devnum_of(&d.path).is_some_and(|n| nums.contains(&n));
+        if d.path == dev.path || same_dev {
             f.writer_target = Some(d.name.clone());
         }
     }
@@ -378,18 +411,6 @@ pub fn collect(cx: &Scope, path: &Path) -> Result<(VolumeFacts, Option<Device>)>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_by_device_number_with_escapes() {
-        let t = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n40 22 7:3 / /mnt/my\\040vol rw - ext4 /dev/loop3 rw\n41 22 7:3 / /srv rw - ext4 /dev/loop3 rw\n";
-        let m = parse_mountinfo(t);
-        let loop3 = DevNum { major: 7, minor: 3 };
-        assert_eq!(
-            m[&loop3],
-            [PathBuf::from("/mnt/my vol"), PathBuf::from("/srv")]
-        );
-        assert_eq!(m[&DevNum { major: 8, minor: 1 }], [PathBuf::from("/")]);
-    }
 
     #[test]
     fn blkid_export_is_parsed() {
@@ -413,6 +434,75 @@ mod tests {
         };
         let (f, dev) = collect(&cx, Path::new("/dev/sdzz")).unwrap();
         assert!(!f.exists && dev.is_none());
+    }
+
+    fn fixture_root(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/roots")
+            .join(name)
+    }
+
+    #[test]
+    fn under_a_fixture_root_facts_come_from_sysfs_and_the_mount_table() {
+        let root = fixture_root("healthy");
+        let cfg = Config::default();
+        let cx = Scope {
+            host: &root,
+            root: &root,
+            config: &cfg,
+        };
+        let dev = mounted_at(&cx, Path::new("/mnt/retention")).unwrap();
+        assert_eq!(
+            dev,
+            Path::new("/dev/mapper/36000c29c3d4e5f60718293a4b5c6d7e8f90a1b2")
+        );
+        let (f, d) = collect(&cx, &dev).unwrap();
+        assert_eq!(d.unwrap().kname, "dm-2");
+        assert!(f.exists && f.size == 1536 << 30);
+        assert_eq!(f.filesystem.as_deref(), Some("ext4"));
+        assert_eq!(f.mounts, [PathBuf::from("/mnt/retention")]);
+        assert_eq!((f.exclusive_open, f.os_disk.clone()), (None, None));
+        assert_eq!(f.not_checked.len(), 2, "{:?}", f.not_checked);
+        // The swap partition of the OS disk: swap, and on the OS disk.
+        let (f, _) = collect(&cx, Path::new("/dev/sda6")).unwrap();
+        assert!(f.active_swap);
+        assert_eq!(
+            f.os_disk.as_deref(),
+            Some("is on the OS disk sda ([disks] os-disk sda)")
+        );
+    }
+
+    #[test]
+    fn an_lvm_volume_on_the_os_disk_is_on_the_os_disk() {
+        let root = fixture_root("os-on-lvm");
+        let cfg = Config::default();
+        let cx = Scope {
+            host: &root,
+            root: &root,
+            config: &cfg,
+        };
+        let (f, d) = collect(&cx, Path::new("/dev/mapper/VolGroup-lv_root")).unwrap();
+        assert_eq!(d.unwrap().disks(), ["sda"]);
+        assert!(f.os_disk.is_some_and(|o| o.contains("OS disk sda")));
+        assert_eq!(f.mounts, [PathBuf::from("/")]);
+        // A root without proc/swaps: swap is listed as not checked, not assumed off.
+        let d = tempfile::tempdir().unwrap();
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&root)
+            .arg(d.path().join("r"))
+            .status()
+            .unwrap();
+        let copy = d.path().join("r");
+        fs::remove_file(copy.join("proc/swaps")).unwrap();
+        let cx = Scope {
+            host: &copy,
+            root: &copy,
+            config: &cfg,
+        };
+        let (f, _) = collect(&cx, Path::new("/dev/sda6")).unwrap();
+        assert_eq!(f.not_checked[0], "active swap (no proc/swaps)");
+        assert_eq!(f.filesystem, None, "sda6 is not mounted");
     }
 
     #[test]

@@ -157,26 +157,17 @@ pub fn refusal(v: &Verdict) -> String {
 }
 
 fn mkfs(dev: &Device, opts: &Options) -> Result<()> {
-    let node = dev.node.as_os_str();
-    match opts.fs {
-        // -F only with --force: without it mke2fs itself refuses a device in doubt.
-        Fs::Ext4 => {
-            let mut args = vec!["-q".as_ref(), "-L".as_ref(), LABEL.as_ref()];
-            if opts.force {
-                args.push("-F".as_ref());
-            }
-            args.push(node);
-            MKFS_EXT4.run(args)?;
-        }
-        Fs::Xfs => {
-            let mut args = vec!["-q".as_ref(), "-L".as_ref(), LABEL.as_ref()];
-            if opts.force {
-                args.push("-f".as_ref());
-            }
-            args.push(node);
-            MKFS_XFS.run(args)?;
-        }
+    // The force flag only with --force: without it mkfs itself refuses a device in doubt.
+    let (tool, force) = match opts.fs {
+        Fs::Ext4 => (&MKFS_EXT4, "-F"),
+        Fs::Xfs => (&MKFS_XFS, "-f"),
+    };
+    let mut args = vec!["-q".as_ref(), "-L".as_ref(), LABEL.as_ref()];
+    if opts.force {
+        args.push(force.as_ref());
     }
+    args.push(dev.node.as_os_str());
+    tool.run(args)?;
     Ok(())
 }
 

@@ -42,6 +42,10 @@ pub struct VolumeFacts {
     pub free: Option<u64>,
     /// A probe that could not be read (blkid failed): refuse rather than guess.
     pub probe_error: Option<String>,
+    /// Facts that could not be collected here (no device nodes under a fixture root): the
+    /// rules that need them are not judged, and callers say so.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_checked: Vec<String>,
     /// Filesystems that count as prepared (`ext4`/`xfs` on Linux, `ntfs`/`refs` on Windows).
     #[serde(skip)]
     pub allowed_fs: Vec<&'static str>,
@@ -100,6 +104,31 @@ pub fn is_fat(fs: &str) -> bool {
         fs.to_ascii_lowercase().as_str(),
         "vfat" | "fat" | "fat12" | "fat16" | "fat32" | "msdos" | "exfat"
     )
+}
+
+/// What to do about a failed rule (the remedy `mtkit doctor` shows).
+pub fn remedy(rule: &str) -> &'static str {
+    match rule {
+        "exists" => "attach a retention disk, then mtkit retention prepare DEVICE",
+        "probe" => "see why blkid -p cannot read the device's signatures",
+        "size" | "min-size" => {
+            "attach a retention disk of at least [retention] min-size and run mtkit retention \
+             prepare DEVICE (or lower min-size in appliance.toml)"
+        }
+        "not-mounted" => "unmount it from the other mountpoints",
+        "not-fat" => {
+            "FAT cannot hold the journal: unmount it, then mtkit retention prepare DEVICE \
+             --fs ext4 --force"
+        }
+        "filesystem" => "format R: as NTFS or ReFS",
+        "not-locked" => "unlock the volume (Unlock-BitLocker) or use another one",
+        "no-data" => "use an empty disk, or mtkit retention prepare DEVICE --force to wipe it",
+        "space" => {
+            "free space on the retention volume or attach a larger one (the estimate: 10% of \
+             the target disks per day, over [policy] retention)"
+        }
+        _ => "give retention a disk of its own: mtkit retention prepare DEVICE",
+    }
 }
 
 /// Evaluates every rule; a volume is eligible when all pass.

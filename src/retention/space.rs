@@ -7,7 +7,9 @@
 //! It is checked against free space plus what the journal already uses (pruning recycles
 //! that space).
 
+use super::linux::{Scope, under};
 use crate::config::Config;
+use crate::host::blockdev;
 use serde::Serialize;
 use std::fs;
 use std::path::Path;
@@ -34,21 +36,15 @@ pub fn needed(config: &Config, targets_total: u64) -> u64 {
 
 /// Total size of the configured writer disks (block devices through sysfs size, files by
 /// length, else their `size` key).
-pub fn targets_total(host: &Path, config: &Config) -> u64 {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+pub fn targets_total(cx: &Scope) -> u64 {
     let mut total = 0u64;
-    for d in &config.writer.disk {
-        let p = super::linux::under(host, &d.path);
-        let size = match fs::metadata(&p) {
-            Ok(m) if m.file_type().is_block_device() => {
-                let (maj, min) = (libc::major(m.rdev()), libc::minor(m.rdev()));
-                fs::read_to_string(host.join(format!("sys/dev/block/{maj}:{min}/size")))
-                    .ok()
-                    .and_then(|t| t.trim().parse::<u64>().ok())
-                    .map(|s| s * 512)
-            }
+    for d in &cx.config.writer.disk {
+        let size = match fs::metadata(under(cx.host, &d.path)) {
             Ok(m) if m.is_file() => Some(m.len()),
-            _ => None,
+            _ => cx
+                .devnum_of(&d.path)
+                .and_then(|n| n.sysfs(cx.host))
+                .and_then(|s| blockdev::size_at(&s)),
         };
         total += size.or(d.size.map(|s| s.bytes())).unwrap_or(0);
     }
@@ -129,6 +125,11 @@ mod tests {
                 size: Some(Size::from_mib(1)),
             },
         ];
-        assert_eq!(targets_total(Path::new("/"), &c), 4096 + Size::MIB);
+        let cx = Scope {
+            host: Path::new("/"),
+            root: Path::new("/"),
+            config: &c,
+        };
+        assert_eq!(targets_total(&cx), 4096 + Size::MIB);
     }
 }

@@ -2,7 +2,7 @@
 //! most 60 disks, no snapshots, and a uuid.bios of its own.
 
 use super::parse::{Encoding, Vmx};
-use crate::doctor::{Finding, Status};
+use crate::doctor::Finding;
 use regex::Regex;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -272,9 +272,4 @@ fn snapshot_names(vmsd: &Vmx) -> Vec<String> {
         names.push(format!("{declared} (snapshot.numSnapshots)"));
     }
     names
-}
-
-/// Whether any finding failed (exit 1).
-pub fn any_failed(findings: &[Finding]) -> bool {
-    findings.iter().any(|f| f.status == Status::Fail)
 }

@@ -125,10 +125,11 @@ pub fn check(req: &Request, size: u64, read_only: bool, max_request: u32) -> Res
         proto::CMD_READ | proto::CMD_WRITE | proto::CMD_TRIM | proto::CMD_WRITE_ZEROES
     );
     if ranged && !in_range {
-        // proto.md: writes past the end SHOULD get ENOSPC; the rest EINVAL. An overflowing
+        // proto.md: writes past the end SHOULD get ENOSPC; the rest (TRIM too) EINVAL. An overflowing
         // range is nonsense rather than a full disk.
         let overflow = req.offset.checked_add(u64::from(req.len)).is_none();
-        return Err(if writes && !overflow {
+        let data_write = matches!(req.command, proto::CMD_WRITE | proto::CMD_WRITE_ZEROES);
+        return Err(if data_write && !overflow {
             proto::ENOSPC
         } else {
             proto::EINVAL

@@ -486,3 +486,22 @@ fn max_connections_is_enforced() {
     assert_eq!(third.go("disk").reply, REP_ACK);
     srv.shutdown();
 }
+
+#[test]
+fn phase_confusion_closes() {
+    let f = fixture();
+    // An option sent after transmission began is a request with a bad magic (seen once a
+    // whole 28-byte header is in).
+    let (mut c, t) = connected(&f, "disk");
+    c.send_option(OPT_LIST, &[0; 12]);
+    assert!(c.closed());
+    assert!(t.join().unwrap().contains("BadMagic"));
+    // A request sent while still negotiating is an option with a bad magic.
+    let (s, t) = socketpair(&f.server);
+    let mut c = Raw::greet(s, FLAG_C_FIXED_NEWSTYLE);
+    c.request(CMD_WRITE, 0, 1, 0, 4);
+    c.s.write_all(b"evil").unwrap();
+    assert!(c.closed());
+    assert!(t.join().unwrap().contains("BadMagic"));
+    assert!(unchanged(&f.disk));
+}

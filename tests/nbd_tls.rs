@@ -429,3 +429,30 @@ fn rustls_client_starttls_twice_and_identity() {
             .all(|&b| b == 0x77)
     );
 }
+
+#[test]
+fn server_options_from_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    assert!(certs(&pki, &[]).status.success());
+    let mut w = mtkit::config::Writer {
+        tls: Some(WriterTls {
+            dir: Some(pki.clone()),
+            ..WriterTls::default()
+        }),
+        ..mtkit::config::Writer::default()
+    };
+    let o = ServerOptions::from_config(&w).unwrap();
+    assert!(o.tls.is_some());
+    assert_eq!(o.max_request_size, 32 << 20);
+    assert_eq!(o.max_connections, 64);
+    assert_eq!(
+        o.idle_timeout,
+        Some(std::time::Duration::from_secs(15 * 60))
+    );
+    // A missing key file is the user's mistake: exit code 2, with the path.
+    w.tls.as_mut().unwrap().key = Some(dir.path().join("nope.pem"));
+    let e = ServerOptions::from_config(&w).unwrap_err();
+    assert_eq!(mtkit::error::exit_code(&e), 2);
+    assert!(format!("{e:#}").contains("nope.pem"), "{e:#}");
+}

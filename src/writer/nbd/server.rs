@@ -276,8 +276,15 @@ impl Server {
             .name("nbd-conn".into())
             .spawn(move || {
                 let peer = client.peer;
-                if let Err(e) = server.handle(stream, client) {
-                    tracing::warn!(?peer, error = %chain(&e), "NBD connection ended");
+                match server.handle(stream, client) {
+                    Ok(()) => {}
+                    // Port probes and clients that give up before choosing an export.
+                    Err(ConnError::Negotiate(NegotiateError::Io(e)))
+                        if e.kind() == io::ErrorKind::UnexpectedEof =>
+                    {
+                        tracing::debug!(?peer, "NBD client left during negotiation");
+                    }
+                    Err(e) => tracing::warn!(?peer, error = %chain(&e), "NBD connection ended"),
                 }
                 server.inner.accepted.fetch_sub(1, Ordering::SeqCst);
             });

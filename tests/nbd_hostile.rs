@@ -20,6 +20,7 @@ const FILL: u8 = 0x3c;
 struct Fixture {
     _dir: tempfile::TempDir,
     disk: PathBuf,
+    ro: PathBuf,
     server: Server,
 }
 
@@ -31,6 +32,7 @@ fn fixture_with(opts: ServerOptions) -> Fixture {
     Fixture {
         server: Server::new(Arc::new(files), opts),
         disk,
+        ro,
         _dir: dir,
     }
 }
@@ -195,6 +197,10 @@ fn writes_to_read_only_get_eperm() {
     assert_eq!(c.simple_reply().unwrap().error, EPERM);
     c.request(CMD_READ, 0, 4, 0, 512);
     assert_eq!(c.simple_reply().unwrap().error, 0);
+    let mut data = [0u8; 512];
+    std::io::Read::read_exact(&mut c.s, &mut data).unwrap();
+    assert_eq!(data, [FILL; 512]);
+    assert!(unchanged(&f.ro));
 }
 
 #[test]

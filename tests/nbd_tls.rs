@@ -262,9 +262,27 @@ fn nbdinfo_and_nbdcopy_over_tls() {
         ],
     );
     assert!(ok, "{text}");
+    // Read it back over TLS: big READ replies from several workers share one session.
+    let back = s.dir.path().join("back.img");
+    std::fs::write(&back, []).unwrap();
+    let (ok, text) = output(
+        "nbdcopy",
+        &[
+            "--connections=2",
+            "--requests=16",
+            &nbds(&s, "vm1-disk0", &alice),
+            back.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{text}");
     let Setup { srv, disk, .. } = s;
     srv.shutdown();
-    assert!(std::fs::read(&disk).unwrap() == std::fs::read(&src).unwrap());
+    let want = std::fs::read(&src).unwrap();
+    assert!(std::fs::read(&disk).unwrap() == want);
+    assert!(
+        std::fs::read(&back).unwrap() == want,
+        "read back over TLS differs"
+    );
 }
 
 #[test]

@@ -511,3 +511,27 @@ fn phase_confusion_closes() {
     assert!(t.join().unwrap().contains("BadMagic"));
     assert!(unchanged(&f.disk));
 }
+
+#[test]
+fn stalled_negotiation_is_closed_but_quiet_transmission_is_not() {
+    let f = fixture_with(ServerOptions {
+        negotiation_timeout: Some(Duration::from_millis(300)),
+        idle_timeout: None,
+        ..ServerOptions::default()
+    });
+    let (s, t) = socketpair(&f.server);
+    let mut c = Raw::greet(s, FLAG_C_FIXED_NEWSTYLE);
+    assert!(c.closed());
+    assert!(t.join().unwrap().contains("Negotiate"));
+    // Once an export is chosen only the idle timeout (none here) applies.
+    let (mut c, _t) = connected(&f, "disk");
+    std::thread::sleep(Duration::from_millis(700));
+    c.request(CMD_FLUSH, 0, 3, 0, 0);
+    assert_eq!(
+        c.simple_reply().unwrap(),
+        SimpleReply {
+            error: 0,
+            handle: 3
+        }
+    );
+}

@@ -18,6 +18,7 @@ pub mod scsi_ids;
 pub mod table;
 pub mod vmx;
 pub mod writer;
+pub mod writer_certs;
 
 /// Build and run a disaster-recovery master target appliance.
 ///

@@ -19,10 +19,14 @@ pub enum WriterCommand {
         #[arg(long)]
         json: bool,
     },
+    Certs(super::writer_certs::CertsArgs),
 }
 
 impl WriterArgs {
-    pub fn run(self, _g: &Global) -> anyhow::Result<()> {
+    pub fn run(self, g: &Global) -> anyhow::Result<()> {
+        if let WriterCommand::Certs(a) = self.command {
+            return a.run(g);
+        }
         super::not_built("writer")
     }
 }

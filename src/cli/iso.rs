@@ -209,6 +209,8 @@ pub fn default_binary() -> PathBuf {
 pub struct BuiltMedia {
     pub path: PathBuf,
     pub what: &'static str,
+    /// What to type at the installer's boot prompt (none: the image boots it by default).
+    pub boot_argument: Option<&'static str>,
     /// The paragraph for SUMMARY.txt: how to boot it.
     pub summary: String,
     pub json: serde_json::Value,
@@ -261,6 +263,7 @@ pub fn build_media(
                 }),
                 path,
                 what: "install ISO: boots the kickstart by default",
+                boot_argument: None,
             })
         }
         None => {
@@ -276,6 +279,7 @@ pub fn build_media(
                 }),
                 path,
                 what: "kickstart ISO: ks.cfg, mtkit, appliance.toml",
+                boot_argument: Some(media::BOOT_ARG_SECOND_DRIVE),
             })
         }
     }

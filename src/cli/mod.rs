@@ -130,9 +130,13 @@ pub fn init_logging(g: &Global) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Colours only on a terminal: a kickstart %post log or a pipeline's captured stderr
+    // must not fill up with escape codes.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match g.log_format {
         LogFormat::Json => builder.json().try_init(),

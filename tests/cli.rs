@@ -200,3 +200,50 @@ fn json_outputs_are_one_document_with_kebab_case_keys() {
         assert!(snake.is_empty(), "{args:?}: snake_case keys {snake:?}");
     }
 }
+
+/// Pipelines diff what build writes: the same config gives the same bytes, every time,
+/// and `--json` lists exactly the files written.
+#[test]
+fn build_without_media_is_deterministic_and_its_json_lists_the_files() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("my appliance.toml");
+    let out = run(&["init", "--out", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = d.path().join("out dir");
+    let build = || {
+        let o = run(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "build",
+            "--no-media",
+            "--json",
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let files: Vec<(String, Vec<u8>)> = ["ks.cfg", "appliance.toml", "SUMMARY.txt"]
+            .iter()
+            .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+            .collect();
+        (v, files)
+    };
+    let (v1, first) = build();
+    let (v2, second) = build();
+    assert_eq!(v1, v2);
+    assert_eq!(first, second, "build output differs between two runs");
+    let listed: Vec<&str> = v1["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    for name in ["ks.cfg", "appliance.toml", "SUMMARY.txt"] {
+        let want = dir.join(name);
+        assert!(listed.contains(&want.to_str().unwrap()), "{listed:?}");
+    }
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(v1["root"], "locked");
+    assert_eq!(v1["boot-argument"], "ks=cdrom:/ks.cfg");
+    assert_eq!(v1["media"], serde_json::Value::Null);
+}

@@ -42,6 +42,7 @@ pub enum RetentionCommand {
     /// Refuses (exit 2, nothing changed) a device that breaks a rule. A device already
     /// prepared is left as it is; only missing steps are done.
     Prepare {
+        /// Block device to format, e.g. /dev/sdb or /dev/mapper/<SCSI ID>
         #[arg(value_name = "DEVICE")]
         device: PathBuf,
         /// Filesystem to create [default: [retention] filesystem]

@@ -239,6 +239,24 @@ fn plain_iso(tree: &Path, volid: &str, out: &Path) {
 
 const DEV_NULL: &str = "/dev/null";
 
+/// The keys of `iso remaster --json`, which `build --json` repeats under "media".
+const REMASTER_KEYS: [&str; 8] = [
+    "binary",
+    "binary-linkage",
+    "boot-argument",
+    "kind",
+    "offline-repo",
+    "output",
+    "report",
+    "source",
+];
+
+fn sorted_keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort();
+    k
+}
+
 #[test]
 fn remaster_keeps_boot_records_and_carries_the_payload() {
     require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
@@ -423,6 +441,7 @@ fn remaster_makes_a_plain_source_isohybrid() {
     assert!(o.status.success(), "{}", stderr(&o));
     let summary: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(summary["report"]["isohybrid-added"], true, "{summary:#}");
+    assert_eq!(sorted_keys(&summary), REMASTER_KEYS);
     assert_eq!(summary["boot-argument"], "ks=cdrom:/ks.cfg");
     let v = pycdlib(&out, &["/ks.cfg"]);
     assert_eq!(v["mbr"]["signature"], "55aa");
@@ -707,6 +726,11 @@ fn build_makes_the_media_beside_the_kickstart() {
     let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(j["media"]["kind"], "remaster", "{j:#}");
     assert_eq!(j["boot-argument"], "ks=cdrom:/ks.cfg", "{j:#}");
+    assert_eq!(sorted_keys(&j["media"]), REMASTER_KEYS);
+    assert_eq!(
+        j["media"]["output"],
+        out.join("mt-install.iso").to_str().unwrap()
+    );
     assert_eq!(
         names(&out),
         ["SUMMARY.txt", "appliance.toml", "ks.cfg", "mt-install.iso"]

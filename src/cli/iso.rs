@@ -256,9 +256,11 @@ pub fn build_media(
             )?;
             Ok(BuiltMedia {
                 summary: remaster_summary(&path, &report),
+                // The keys of `mtkit iso remaster --json`.
                 json: serde_json::json!({
-                    "kind": "remaster", "path": path, "source": source, "report": report,
+                    "kind": "remaster", "output": path, "source": source, "report": report,
                     "binary": payload.binary, "binary-linkage": verdict,
+                    "offline-repo": payload.offline_repo,
                     "boot-argument": media::BOOT_ARG,
                 }),
                 path,
@@ -272,9 +274,11 @@ pub fn build_media(
             media::kickstart_iso(&payload, label, &path, &Progress::log("kickstart ISO"))?;
             Ok(BuiltMedia {
                 summary: kickstart_summary(&path, label),
+                // The keys of `mtkit iso kickstart --json`.
                 json: serde_json::json!({
-                    "kind": "kickstart", "path": path, "volume-label": label,
+                    "kind": "kickstart", "output": path, "volume-label": label,
                     "binary": payload.binary, "binary-linkage": verdict,
+                    "offline-repo": payload.offline_repo,
                     "boot-argument": media::BOOT_ARG_SECOND_DRIVE,
                 }),
                 path,

@@ -629,6 +629,7 @@ fn non_centos_and_truncated_sources_are_refused_with_nothing_written() {
         (&truncated, "is truncated"),
         (&not_iso, "not an ISO 9660 image"),
         (&d.path().join("absent.iso"), "absent.iso"),
+        (&tree, "is a folder"),
     ] {
         let o = Iso::remaster(source, &out, &binary).ks(dev_null).run(&[]);
         let e = stderr(&o);

@@ -247,3 +247,27 @@ fn build_without_media_is_deterministic_and_its_json_lists_the_files() {
     assert_eq!(v1["boot-argument"], "ks=cdrom:/ks.cfg");
     assert_eq!(v1["media"], serde_json::Value::Null);
 }
+
+/// `mtkit doctor --json | head -1`: the reader goes away; mtkit ends like other Unix tools
+/// (SIGPIPE), never with a panic and a backtrace on the admin's terminal.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let root = fixture("roots/healthy");
+    let mut child = mtkit()
+        .args(["doctor", "--offline", "--json", "--root"])
+        .arg(&root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
+}

@@ -94,6 +94,24 @@ pub enum Command {
 }
 
 impl Cli {
+    /// `mtkit doctor | head` ends quietly, like other Unix tools, instead of panicking on
+    /// EPIPE. Not for the writer and its clients: on their sockets EPIPE must stay an error
+    /// to handle, which is why Rust ignores SIGPIPE by default.
+    pub fn restore_sigpipe(&self) {
+        use Command::*;
+        if matches!(
+            self.command,
+            Writer(_) | Points(_) | Bookmark(_) | Recover(_) | Commit(_)
+        ) {
+            return;
+        }
+        // SAFETY: called from main before any thread is started; SIG_DFL is a valid
+        // disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+
     pub fn run(self) -> anyhow::Result<()> {
         let g = &self.global;
         match self.command {

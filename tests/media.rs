@@ -104,6 +104,22 @@ fn sha256(data: &[u8]) -> String {
     stdout(&o).split_whitespace().next().unwrap().to_string()
 }
 
+/// The image's file at `iso_path` has the bytes of `file`.
+fn assert_carries(v: &Value, iso_path: &str, file: impl AsRef<Path>) {
+    assert_eq!(
+        file_sha(v, iso_path),
+        sha256(&std::fs::read(file.as_ref()).unwrap()),
+        "{iso_path}"
+    );
+}
+
+/// pycdlib saw the volume ID and both Joliet and Rock Ridge trees.
+fn assert_volume(v: &Value, volume_id: &str) {
+    assert_eq!(v["volume_id"], volume_id);
+    assert_eq!(v["joliet"], true);
+    assert_ne!(v["rock_ridge"], Value::Null);
+}
+
 fn file_sha(v: &Value, path: &str) -> String {
     v["files"][path]["sha256"]
         .as_str()
@@ -319,9 +335,7 @@ fn remaster_keeps_boot_records_and_carries_the_payload() {
             "/.discinfo",
         ],
     );
-    assert_eq!(v["volume_id"], "CentOS_6.6_Final");
-    assert_eq!(v["joliet"], true);
-    assert_ne!(v["rock_ridge"], Value::Null);
+    assert_volume(&v, "CentOS_6.6_Final");
     let entries = v["el_torito"].as_array().unwrap();
     assert_eq!(entries.len(), 2, "{v:#}");
     assert_eq!(entries[0]["platform"], 0);
@@ -329,10 +343,7 @@ fn remaster_keeps_boot_records_and_carries_the_payload() {
     assert_eq!(entries[1]["platform"], 0xef);
     assert_eq!(entries[1]["path"], "/images/efiboot.img");
     assert_eq!(file_sha(&v, "/ks.cfg"), sha256(KS_TEXT.as_bytes()));
-    assert_eq!(
-        file_sha(&v, "/mtkit/mtkit"),
-        sha256(&std::fs::read(&binary).unwrap())
-    );
+    assert_carries(&v, "/mtkit/mtkit", &binary);
     assert_eq!(v["files"]["/mtkit/mtkit"]["mode"], 0o755);
     let toml = mtkit::config::Config::default().resolved_toml();
     assert_eq!(
@@ -408,10 +419,7 @@ fn remaster_keeps_boot_records_and_carries_the_payload() {
         );
         assert!(conf.contains("title CentOS 6.6\n") && conf.contains("title rescue\n"));
     }
-    assert_eq!(
-        file_sha(&v, "/images/efiboot.img"),
-        sha256(&std::fs::read(x.join("efiboot.img")).unwrap())
-    );
+    assert_carries(&v, "/images/efiboot.img", x.join("efiboot.img"));
 
     // Remastering the result again replaces the mtkit entry and payload, no duplicates.
     std::fs::write(&ks, "# second kickstart\n").unwrap();
@@ -502,14 +510,9 @@ fn kickstart_iso_has_label_joliet_rock_ridge_payload_and_repo() {
             "/mtkit/repo/repodata/repomd.xml",
         ],
     );
-    assert_eq!(v["volume_id"], "MTKS_TEST");
-    assert_eq!(v["joliet"], true);
-    assert_ne!(v["rock_ridge"], Value::Null);
+    assert_volume(&v, "MTKS_TEST");
     assert_eq!(v["el_torito"], serde_json::json!([]));
-    assert_eq!(
-        file_sha(&v, "/mtkit/mtkit"),
-        sha256(&std::fs::read(&binary).unwrap())
-    );
+    assert_carries(&v, "/mtkit/mtkit", &binary);
     let loaded = mtkit::config::Config::load(Some(&config)).unwrap();
     let toml = loaded.config.resolved_toml();
     assert_eq!(
@@ -698,14 +701,8 @@ fn build_makes_the_media_beside_the_kickstart() {
         &["/ks.cfg", "/mtkit/appliance.toml"],
     );
     assert_eq!(v["volume_id"], "MTKS");
-    assert_eq!(
-        file_sha(&v, "/ks.cfg"),
-        sha256(&std::fs::read(out.join("ks.cfg")).unwrap())
-    );
-    assert_eq!(
-        file_sha(&v, "/mtkit/appliance.toml"),
-        sha256(&std::fs::read(out.join("appliance.toml")).unwrap())
-    );
+    assert_carries(&v, "/ks.cfg", out.join("ks.cfg"));
+    assert_carries(&v, "/mtkit/appliance.toml", out.join("appliance.toml"));
     let summary = read(&out.join("SUMMARY.txt"));
     assert!(summary.contains("ks=hd:sr1:/ks.cfg"), "{summary}");
     // The install steps name the medium made and the argument it needs, as --json does.
@@ -738,10 +735,7 @@ fn build_makes_the_media_beside_the_kickstart() {
     );
     let v = pycdlib(&out.join("mt-install.iso"), &["/ks.cfg"]);
     assert_eq!(v["volume_id"], "CentOS_6.6_Final");
-    assert_eq!(
-        file_sha(&v, "/ks.cfg"),
-        sha256(&std::fs::read(out.join("ks.cfg")).unwrap())
-    );
+    assert_carries(&v, "/ks.cfg", out.join("ks.cfg"));
     let summary = read(&out.join("SUMMARY.txt"));
     assert!(summary.contains("Install mtkit master target"), "{summary}");
     assert!(

@@ -221,24 +221,32 @@ fn ksvalidator_accepts_a_generated_matrix() {
     validate_all(&ksv, &cases);
 }
 
+/// Every line of `want` is a whole line of `ks`.
+fn assert_lines(ks: &str, want: &[&str]) {
+    for w in want {
+        assert!(ks.lines().any(|l| l == *w), "no `{w}` in:\n{ks}");
+    }
+}
+
 #[test]
 fn content_follows_the_config() {
     let ks = kickstart_cli(Some("static-full.toml"));
-    for want in [
-        "network --device=eth1 --bootproto=static --ip=10.20.30.40 --netmask=255.255.252.0 \
+    assert_lines(
+        &ks,
+        &[
+            "network --device=eth1 --bootproto=static --ip=10.20.30.40 --netmask=255.255.252.0 \
          --gateway=10.20.28.1 --nameserver=10.20.0.53,10.20.1.53 \
          --hostname=mt-prod-07.dr.example.com --onboot=yes",
-        "firewall --enabled --ssh --port=10900:tcp",
-        "timezone --utc Europe/Berlin",
-        "selinux --enforcing",
-        "rootpw --iscrypted $6$rounds=5000$Zx8Qe1/saltsalt$riGp/58WAm.dX3a5IDnOdcdbWB2dC4/DSDC6Lc1mxLpQ2yMK/Ye9FZ1wUVl4nuYV.d8fNYvvDbzDZST6IaXqA2",
-        // 32G of RAM: /var/crash auto = 33G, swap auto = 8G.
-        "part /var/crash --fstype=ext4 --size=33792 --ondisk=sda",
-        "part swap --size=8192 --ondisk=sda",
-        "echo \"server ntp.dr.example.com iburst\" >> /etc/ntp.conf",
-    ] {
-        assert!(ks.lines().any(|l| l == want), "no `{want}` in:\n{ks}");
-    }
+            "firewall --enabled --ssh --port=10900:tcp",
+            "timezone --utc Europe/Berlin",
+            "selinux --enforcing",
+            "rootpw --iscrypted $6$rounds=5000$Zx8Qe1/saltsalt$riGp/58WAm.dX3a5IDnOdcdbWB2dC4/DSDC6Lc1mxLpQ2yMK/Ye9FZ1wUVl4nuYV.d8fNYvvDbzDZST6IaXqA2",
+            // 32G of RAM: /var/crash auto = 33G, swap auto = 8G.
+            "part /var/crash --fstype=ext4 --size=33792 --ondisk=sda",
+            "part swap --size=8192 --ondisk=sda",
+            "echo \"server ntp.dr.example.com iburst\" >> /etc/ntp.conf",
+        ],
+    );
 
     let ks = kickstart_cli(Some("dhcp.toml"));
     assert!(ks.contains(
@@ -246,15 +254,16 @@ fn content_follows_the_config() {
     ));
 
     let ks = kickstart_cli(Some("odd-sizes.toml"));
-    for want in [
-        "part / --fstype=ext4 --size=6000 --ondisk=vdb",
-        // 1536M of RAM: /var/crash auto = 2.5G rounded up to 3G.
-        "part /var/crash --fstype=ext4 --size=3072 --ondisk=vdb",
-        "part /home --fstype=ext4 --size=100 --ondisk=vdb",
-        "part swap --size=1537 --ondisk=vdb",
-    ] {
-        assert!(ks.lines().any(|l| l == want), "no `{want}`");
-    }
+    assert_lines(
+        &ks,
+        &[
+            "part / --fstype=ext4 --size=6000 --ondisk=vdb",
+            // 1536M of RAM: /var/crash auto = 2.5G rounded up to 3G.
+            "part /var/crash --fstype=ext4 --size=3072 --ondisk=vdb",
+            "part /home --fstype=ext4 --size=100 --ondisk=vdb",
+            "part swap --size=1537 --ondisk=vdb",
+        ],
+    );
 
     let ks = kickstart_cli(Some("reiserfs.toml"));
     assert!(

@@ -271,3 +271,21 @@ fn a_closed_stdout_pipe_ends_quietly() {
         out.status
     );
 }
+
+/// An ISO from an earlier build in --out still carries an old kickstart: build warns.
+#[test]
+fn build_warns_about_media_left_from_an_earlier_build() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("mt-install.iso"), "old").unwrap();
+    let o = run(&["build", "--no-media", "--out", d.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("WARN") && err.contains("mt-install.iso is left from an earlier build"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(d.path().join("mt-install.iso")).unwrap(),
+        b"old"
+    );
+}

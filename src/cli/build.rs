@@ -127,6 +127,17 @@ impl BuildArgs {
             });
         }
 
+        // An ISO left by an earlier build of the other kind still carries the old
+        // kickstart: say so rather than let it be booted by mistake.
+        for stale in ["mt-ks.iso", "mt-install.iso"] {
+            let p = self.out.join(stale);
+            if p.exists() && !written.iter().any(|w| w.path == p) {
+                tracing::warn!(
+                    "{} is left from an earlier build and was not rewritten: it may carry an old kickstart; remove it",
+                    p.display()
+                );
+            }
+        }
         if self.json {
             let v = serde_json::json!({
                 "out": self.out,

@@ -64,6 +64,18 @@ fn bad_output_paths_exit_2_and_write_nothing() {
             vec!["retention", "check", "--windows", missing_s],
             missing_s,
         ),
+        (
+            vec![
+                "retention",
+                "prepare",
+                "/dev/null",
+                "--root",
+                dir_s,
+                "--mountpoint",
+                "rel/dir",
+            ],
+            "--mountpoint rel/dir: must be an absolute path",
+        ),
     ] {
         let out = run(&args);
         let err = stderr(&out);

@@ -46,6 +46,29 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     result
 }
 
+/// Checks that `path` can name a file the user asked for (`--out`, `-o`): not a folder,
+/// and in a folder that exists. Bad input (exit 2) otherwise, before anything is written.
+pub fn check_output(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(crate::error::bad_input(format!(
+            "{} is a folder: give a file name to write",
+            path.display()
+        )));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(crate::error::bad_input(format!(
+            "cannot write {}: folder {} does not exist (create it first)",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Copies `path` to `path.mtkit-bak` (or `.mtkit-bak.N` when that exists) and returns it.
 pub fn backup(path: &Path) -> Result<PathBuf> {
     let mut target = PathBuf::from(format!("{}.mtkit-bak", path.display()));
@@ -62,6 +85,18 @@ pub fn backup(path: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_checks_are_bad_input() {
+        let d = tempfile::tempdir().unwrap();
+        for p in [d.path().to_path_buf(), d.path().join("no/such/file")] {
+            let e = check_output(&p).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2, "{e}");
+            assert!(e.to_string().contains(&p.display().to_string()), "{e}");
+        }
+        check_output(&d.path().join("new.cfg")).unwrap();
+        check_output(Path::new("relative.cfg")).unwrap();
+    }
 
     #[test]
     fn atomic_write_replaces_and_keeps_mode() {

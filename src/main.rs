@@ -6,6 +6,7 @@ use mtkit::error::{ChecksFailed, exit_code};
 
 fn main() {
     let cli = Cli::parse();
+    cli.restore_sigpipe();
     init_logging(&cli.global);
     if let Err(err) = cli.run() {
         if err.downcast_ref::<ChecksFailed>().is_none() {

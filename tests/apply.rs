@@ -588,3 +588,44 @@ fn failing_step_undoes_the_run() {
     );
     assert_eq!(snapshot(&root), before);
 }
+
+/// An admin on the wrong machine, or a VM whose disk is vda: the LVM filter would accept
+/// only a disk that is not there. Refused (exit 2, nothing written) unless --force;
+/// --dry-run shows the plan with the warning.
+#[test]
+fn os_disk_that_is_not_a_disk_of_the_system_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("r");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(fixture("roots/healthy"))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cfg = config(d.path(), "[disks]\nos-disk = \"vda\"\n");
+    let before = snapshot(&root);
+    let args = ["apply", "--root", root.to_str().unwrap(), "--config"];
+    let o = run(&[&args[..], &[cfg.to_str().unwrap()]].concat());
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains(
+            "[disks] os-disk = \"vda\" is not a disk of this system (its disks: sda, sdb, sdc, sdd)"
+        ) && e.contains("--force"),
+        "{e}"
+    );
+    assert_eq!(snapshot(&root), before);
+
+    let o = apply(&root, &cfg, &["--dry-run"]);
+    assert!(
+        common::stderr(&o).contains("WARN"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert!(stdout(&o).contains("would "), "{}", stdout(&o));
+    assert_eq!(snapshot(&root), before);
+
+    apply(&root, &cfg, &["--force"]);
+    assert_ne!(snapshot(&root), before);
+}

@@ -38,3 +38,266 @@ fn bad_usage_exits_2() {
     let out = run(&["kickstart", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Output paths the user got wrong: exit 2 with the path named, and nothing written.
+#[test]
+fn bad_output_paths_exit_2_and_write_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("a folder");
+    std::fs::create_dir(&dir).unwrap();
+    let file = d.path().join("a file");
+    std::fs::write(&file, "keep me").unwrap();
+    let missing = d.path().join("no such folder/ks.cfg");
+    let (dir_s, file_s, missing_s) = (
+        dir.to_str().unwrap(),
+        file.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    );
+    for (args, named) in [
+        (vec!["kickstart", "-o", dir_s], dir_s),
+        (vec!["kickstart", "-o", missing_s], "no such folder"),
+        (vec!["init", "--force", "--out", dir_s], dir_s),
+        (vec!["init", "--out", missing_s], "no such folder"),
+        (vec!["build", "--no-media", "--out", file_s], file_s),
+        (vec!["retention", "check", "--windows", dir_s], dir_s),
+        (
+            vec!["retention", "check", "--windows", missing_s],
+            missing_s,
+        ),
+        (
+            vec![
+                "retention",
+                "prepare",
+                "/dev/null",
+                "--root",
+                dir_s,
+                "--mountpoint",
+                "rel/dir",
+            ],
+            "--mountpoint rel/dir: must be an absolute path",
+        ),
+    ] {
+        let out = run(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?} does not name {named}: {err}");
+        assert!(
+            !err.contains("mtkit-tmp"),
+            "{args:?} names a temp file: {err}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+}
+
+/// A kickstart %post log or a pipeline's captured stderr gets plain text, and -q leaves
+/// only errors there; stdout carries only the data.
+#[test]
+fn logs_are_plain_on_stderr_and_quiet_silences_them() {
+    let d = tempfile::tempdir().unwrap();
+    let ks = d.path().join("ks with spaces.cfg");
+    let out = run(&["kickstart", "-o", ks.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "stdout: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("INFO") && err.contains("kickstart written"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\x1b'),
+        "escape codes in a non-terminal log: {err:?}"
+    );
+    assert!(read(&ks).contains("ignoredisk --only-use=sda"));
+
+    let out = run(&["-q", "kickstart", "-o", ks.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty(), "-q: {}", stderr(&out));
+    let out = run(&["-q", "kickstart", "--config", "/no/such.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/no/such.toml"), "-q hid the error");
+}
+
+/// Every key in `v`, at any depth.
+fn keys(v: &serde_json::Value, into: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| {
+            into.push(k.clone());
+            keys(x, into)
+        }),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| keys(x, into)),
+        _ => {}
+    }
+}
+
+/// `--json` prints one JSON document on stdout and nothing else; keys are kebab-case
+/// like appliance.toml's, and the top-level shape is the documented one.
+#[test]
+fn json_outputs_are_one_document_with_kebab_case_keys() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    let cp = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(fixture("roots/healthy"))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let root = root.to_str().unwrap();
+    let scsi = fixture("scsi/vmware-like");
+    let vmx = fixture("vmx/healthy/mt01.vmx");
+    let win = fixture("windows/ok-ps7.json");
+    let cases: Vec<(Vec<&str>, &str, &[&str])> = vec![
+        (
+            vec!["scsi-ids", "--json", "--root", scsi.to_str().unwrap()],
+            "array",
+            &[
+                "hctl",
+                "name",
+                "id",
+                "id-source",
+                "weak",
+                "status",
+                "size-bytes",
+            ],
+        ),
+        (
+            vec!["doctor", "--json", "--offline", "--root", root],
+            "array",
+            &["id", "status", "found", "remedy"],
+        ),
+        (
+            vec!["vmx", "check", "--json", vmx.to_str().unwrap()],
+            "array",
+            &["file", "findings"],
+        ),
+        (
+            vec!["apply", "--json", "--dry-run", "--root", root],
+            "object",
+            &["changed", "diff", "notes", "upgraded-from"],
+        ),
+        (
+            vec![
+                "retention",
+                "check",
+                "--json",
+                "--windows",
+                win.to_str().unwrap(),
+            ],
+            "object",
+            &["findings", "ok", "volume", "space"],
+        ),
+    ];
+    for (args, shape, expected) in cases {
+        let out = run(&args);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not one JSON document: {e}"));
+        let is_shape = match shape {
+            "array" => v.as_array().is_some_and(|a| !a.is_empty()),
+            _ => v.is_object(),
+        };
+        assert!(is_shape, "{args:?}: not a non-empty {shape}: {v}");
+        let mut all = Vec::new();
+        keys(&v, &mut all);
+        for k in expected {
+            assert!(all.iter().any(|x| x == k), "{args:?}: no key {k}: {v}");
+        }
+        let snake: Vec<_> = all.iter().filter(|k| k.contains('_')).collect();
+        assert!(snake.is_empty(), "{args:?}: snake_case keys {snake:?}");
+    }
+}
+
+/// Pipelines diff what build writes: the same config gives the same bytes, every time,
+/// and `--json` lists exactly the files written.
+#[test]
+fn build_without_media_is_deterministic_and_its_json_lists_the_files() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("my appliance.toml");
+    let out = run(&["init", "--out", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = d.path().join("out dir");
+    let build = || {
+        let o = run(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "build",
+            "--no-media",
+            "--json",
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let files: Vec<(String, Vec<u8>)> = ["ks.cfg", "appliance.toml", "SUMMARY.txt"]
+            .iter()
+            .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+            .collect();
+        (v, files)
+    };
+    let (v1, first) = build();
+    let (v2, second) = build();
+    assert_eq!(v1, v2);
+    assert_eq!(first, second, "build output differs between two runs");
+    let listed: Vec<&str> = v1["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    for name in ["ks.cfg", "appliance.toml", "SUMMARY.txt"] {
+        let want = dir.join(name);
+        assert!(listed.contains(&want.to_str().unwrap()), "{listed:?}");
+    }
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(v1["root"], "locked");
+    assert_eq!(v1["boot-argument"], "ks=cdrom:/ks.cfg");
+    assert_eq!(v1["media"], serde_json::Value::Null);
+}
+
+/// `mtkit doctor --json | head -1`: the reader goes away; mtkit ends like other Unix tools
+/// (SIGPIPE), never with a panic and a backtrace on the admin's terminal.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let root = fixture("roots/healthy");
+    let mut child = mtkit()
+        .args(["doctor", "--offline", "--json", "--root"])
+        .arg(&root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
+}
+
+/// An ISO from an earlier build in --out still carries an old kickstart: build warns.
+#[test]
+fn build_warns_about_media_left_from_an_earlier_build() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("mt-install.iso"), "old").unwrap();
+    let o = run(&["build", "--no-media", "--out", d.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("WARN") && err.contains("mt-install.iso is left from an earlier build"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(d.path().join("mt-install.iso")).unwrap(),
+        b"old"
+    );
+}

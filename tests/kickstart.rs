@@ -221,24 +221,32 @@ fn ksvalidator_accepts_a_generated_matrix() {
     validate_all(&ksv, &cases);
 }
 
+/// Every line of `want` is a whole line of `ks`.
+fn assert_lines(ks: &str, want: &[&str]) {
+    for w in want {
+        assert!(ks.lines().any(|l| l == *w), "no `{w}` in:\n{ks}");
+    }
+}
+
 #[test]
 fn content_follows_the_config() {
     let ks = kickstart_cli(Some("static-full.toml"));
-    for want in [
-        "network --device=eth1 --bootproto=static --ip=10.20.30.40 --netmask=255.255.252.0 \
+    assert_lines(
+        &ks,
+        &[
+            "network --device=eth1 --bootproto=static --ip=10.20.30.40 --netmask=255.255.252.0 \
          --gateway=10.20.28.1 --nameserver=10.20.0.53,10.20.1.53 \
          --hostname=mt-prod-07.dr.example.com --onboot=yes",
-        "firewall --enabled --ssh --port=10900:tcp",
-        "timezone --utc Europe/Berlin",
-        "selinux --enforcing",
-        "rootpw --iscrypted $6$rounds=5000$Zx8Qe1/saltsalt$riGp/58WAm.dX3a5IDnOdcdbWB2dC4/DSDC6Lc1mxLpQ2yMK/Ye9FZ1wUVl4nuYV.d8fNYvvDbzDZST6IaXqA2",
-        // 32G of RAM: /var/crash auto = 33G, swap auto = 8G.
-        "part /var/crash --fstype=ext4 --size=33792 --ondisk=sda",
-        "part swap --size=8192 --ondisk=sda",
-        "echo \"server ntp.dr.example.com iburst\" >> /etc/ntp.conf",
-    ] {
-        assert!(ks.lines().any(|l| l == want), "no `{want}` in:\n{ks}");
-    }
+            "firewall --enabled --ssh --port=10900:tcp",
+            "timezone --utc Europe/Berlin",
+            "selinux --enforcing",
+            "rootpw --iscrypted $6$rounds=5000$Zx8Qe1/saltsalt$riGp/58WAm.dX3a5IDnOdcdbWB2dC4/DSDC6Lc1mxLpQ2yMK/Ye9FZ1wUVl4nuYV.d8fNYvvDbzDZST6IaXqA2",
+            // 32G of RAM: /var/crash auto = 33G, swap auto = 8G.
+            "part /var/crash --fstype=ext4 --size=33792 --ondisk=sda",
+            "part swap --size=8192 --ondisk=sda",
+            "echo \"server ntp.dr.example.com iburst\" >> /etc/ntp.conf",
+        ],
+    );
 
     let ks = kickstart_cli(Some("dhcp.toml"));
     assert!(ks.contains(
@@ -246,15 +254,16 @@ fn content_follows_the_config() {
     ));
 
     let ks = kickstart_cli(Some("odd-sizes.toml"));
-    for want in [
-        "part / --fstype=ext4 --size=6000 --ondisk=vdb",
-        // 1536M of RAM: /var/crash auto = 2.5G rounded up to 3G.
-        "part /var/crash --fstype=ext4 --size=3072 --ondisk=vdb",
-        "part /home --fstype=ext4 --size=100 --ondisk=vdb",
-        "part swap --size=1537 --ondisk=vdb",
-    ] {
-        assert!(ks.lines().any(|l| l == want), "no `{want}`");
-    }
+    assert_lines(
+        &ks,
+        &[
+            "part / --fstype=ext4 --size=6000 --ondisk=vdb",
+            // 1536M of RAM: /var/crash auto = 2.5G rounded up to 3G.
+            "part /var/crash --fstype=ext4 --size=3072 --ondisk=vdb",
+            "part /home --fstype=ext4 --size=100 --ondisk=vdb",
+            "part swap --size=1537 --ondisk=vdb",
+        ],
+    );
 
     let ks = kickstart_cli(Some("reiserfs.toml"));
     assert!(
@@ -403,8 +412,9 @@ fn section<'a>(ks: &'a str, header: &str) -> &'a str {
 
 /// Runs `script` as root in a private mount namespace, with fresh tmpfs over /mnt, /tmp
 /// and /usr/local/sbin, so the kickstart's shell runs on its real paths without touching
-/// this machine. `setup` prepares the scene; the output is what the script printed.
-fn in_sandbox(scripts: &[(&str, &str)], setup_and_run: &str) -> std::process::Output {
+/// this machine. `setup` prepares the scene; the sandbox must succeed, and what the
+/// scripts printed is returned.
+fn in_sandbox(scripts: &[(&str, &str)], setup_and_run: &str) -> String {
     let d = tempfile::tempdir().unwrap();
     for (name, body) in scripts {
         std::fs::write(d.path().join(name), body).unwrap();
@@ -414,10 +424,13 @@ fn in_sandbox(scripts: &[(&str, &str)], setup_and_run: &str) -> std::process::Ou
          mount -t tmpfs mtkit-test /tmp\nmount -t tmpfs mtkit-test /usr/local/sbin\n{setup_and_run}",
         src = d.path().display()
     );
-    Command::new("unshare")
+    let out = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", &program])
         .output()
-        .expect("running unshare")
+        .expect("running unshare");
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    text
 }
 
 #[test]
@@ -443,7 +456,7 @@ fn post_scripts_copy_from_the_install_disc_and_never_fail() {
     ];
 
     // The remastered install disc, as anaconda has it mounted.
-    let out = in_sandbox(
+    let text = in_sandbox(
         &scripts,
         "mkdir -p /mnt/source/mtkit /mnt/sysimage/root\n\
          printf 'ELF' > /mnt/source/mtkit/mtkit\n\
@@ -451,8 +464,6 @@ fn post_scripts_copy_from_the_install_disc_and_never_fail() {
          sh /mnt/nochroot.sh\n\
          stat -c '%a %s %n' /mnt/sysimage/usr/local/sbin/mtkit /mnt/sysimage/etc/mtkit/appliance.toml\n",
     );
-    let text = stdout(&out);
-    assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
         text.contains("mtkit: installed mtkit and appliance.toml from /mnt/source"),
         "{text}"
@@ -467,7 +478,7 @@ fn post_scripts_copy_from_the_install_disc_and_never_fail() {
     );
 
     // The medium the %pre mounted for the offline repo: used, then released.
-    let out = in_sandbox(
+    let text = in_sandbox(
         &scripts,
         "mkdir -p /tmp/mtkit-media /mnt/sysimage/root\n\
          mount -t tmpfs mtkit-test /tmp/mtkit-media\n\
@@ -477,21 +488,17 @@ fn post_scripts_copy_from_the_install_disc_and_never_fail() {
          sh /mnt/nochroot.sh\n\
          grep -c ' /tmp/mtkit-media ' /proc/mounts || true\n",
     );
-    let text = stdout(&out);
-    assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
         text.contains("installed mtkit and appliance.toml from /tmp/mtkit-media\n0\n"),
         "{text}"
     );
 
     // No medium at all: a clear line, exit 0, nothing installed.
-    let out = in_sandbox(
+    let text = in_sandbox(
         &scripts,
         "mkdir -p /mnt/sysimage/root\nsh /mnt/nochroot.sh; echo \"rc=$?\"\n\
          sh /mnt/pre.sh; echo \"rc=$?\"\nls /mnt/sysimage\n",
     );
-    let text = stdout(&out);
-    assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
         text.contains("mtkit: no medium with /mtkit/mtkit found (labelled MTKS"),
         "{text}"
@@ -504,14 +511,12 @@ fn post_scripts_copy_from_the_install_disc_and_never_fail() {
     assert!(!text.contains("\nusr\n"), "{text}");
 
     // The chroot %post: a failing apply is logged, the script still succeeds.
-    let out = in_sandbox(
+    let text = in_sandbox(
         &scripts,
         "printf '#!/bin/sh\\necho \"apply args: $*\"\\nexit 3\\n' > /usr/local/sbin/mtkit\n\
          chmod 755 /usr/local/sbin/mtkit\nsh /mnt/post.sh; echo \"rc=$?\"\n\
          rm /usr/local/sbin/mtkit\nsh /mnt/post.sh; echo \"rc=$?\"\n",
     );
-    let text = stdout(&out);
-    assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
         text.contains("apply args: apply --config /etc/mtkit/appliance.toml"),
         "{text}"

@@ -104,6 +104,22 @@ fn sha256(data: &[u8]) -> String {
     stdout(&o).split_whitespace().next().unwrap().to_string()
 }
 
+/// The image's file at `iso_path` has the bytes of `file`.
+fn assert_carries(v: &Value, iso_path: &str, file: impl AsRef<Path>) {
+    assert_eq!(
+        file_sha(v, iso_path),
+        sha256(&std::fs::read(file.as_ref()).unwrap()),
+        "{iso_path}"
+    );
+}
+
+/// pycdlib saw the volume ID and both Joliet and Rock Ridge trees.
+fn assert_volume(v: &Value, volume_id: &str) {
+    assert_eq!(v["volume_id"], volume_id);
+    assert_eq!(v["joliet"], true);
+    assert_ne!(v["rock_ridge"], Value::Null);
+}
+
 fn file_sha(v: &Value, path: &str) -> String {
     v["files"][path]["sha256"]
         .as_str()
@@ -143,6 +159,120 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Asserts that a refused run left nothing in `dir`.
+fn assert_empty(dir: &Path) {
+    assert!(names(dir).is_empty(), "left behind: {:?}", names(dir));
+}
+
+/// `mtkit [--config C] iso <kind> [--source SRC] -o OUT --binary BIN [--ks KS] EXTRA...`:
+/// the one argument list every media test varies.
+struct Iso<'a> {
+    config: Option<&'a Path>,
+    source: Option<&'a Path>,
+    out: &'a Path,
+    binary: &'a Path,
+    ks: Option<&'a Path>,
+}
+
+impl<'a> Iso<'a> {
+    /// A remaster of `source`.
+    fn remaster(source: &'a Path, out: &'a Path, binary: &'a Path) -> Self {
+        Iso {
+            config: None,
+            source: Some(source),
+            out,
+            binary,
+            ks: None,
+        }
+    }
+
+    /// A kickstart ISO.
+    fn kickstart(out: &'a Path, binary: &'a Path) -> Self {
+        Iso {
+            config: None,
+            source: None,
+            out,
+            binary,
+            ks: None,
+        }
+    }
+
+    /// Carries the kickstart file `ks` instead of one rendered from the config.
+    fn ks(self, ks: &'a Path) -> Self {
+        Iso {
+            ks: Some(ks),
+            ..self
+        }
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut c = mtkit();
+        if let Some(config) = self.config {
+            c.arg("--config").arg(config);
+        }
+        match self.source {
+            Some(src) => c.args(["iso", "remaster", "--source"]).arg(src),
+            None => c.args(["iso", "kickstart"]),
+        };
+        c.arg("-o").arg(self.out).arg("--binary").arg(self.binary);
+        if let Some(ks) = self.ks {
+            c.arg("--ks").arg(ks);
+        }
+        c.args(extra);
+        c
+    }
+
+    fn run(&self, extra: &[&str]) -> std::process::Output {
+        self.command(extra).output().unwrap()
+    }
+}
+
+/// `mtkit build --out OUT --binary BIN EXTRA...`.
+fn build(out: &Path, binary: &Path, extra: &[&str]) -> std::process::Output {
+    mtkit()
+        .arg("build")
+        .arg("--out")
+        .arg(out)
+        .arg("--binary")
+        .arg(binary)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// An ISO of the folder `tree` with volume ID `volid`, made by xorriso alone.
+fn plain_iso(tree: &Path, volid: &str, out: &Path) {
+    let o = Command::new("xorriso")
+        .args(["-no_rc", "-outdev"])
+        .arg(out)
+        .args(["-volid", volid, "-map"])
+        .arg(tree)
+        .arg("/")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+const DEV_NULL: &str = "/dev/null";
+
+/// The keys of `iso remaster --json`, which `build --json` repeats under "media".
+const REMASTER_KEYS: [&str; 8] = [
+    "binary",
+    "binary-linkage",
+    "boot-argument",
+    "kind",
+    "offline-repo",
+    "output",
+    "report",
+    "source",
+];
+
+fn sorted_keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort();
+    k
+}
+
 #[test]
 fn remaster_keeps_boot_records_and_carries_the_payload() {
     require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
@@ -155,19 +285,9 @@ fn remaster_keeps_boot_records_and_carries_the_payload() {
     std::fs::write(&ks, KS_TEXT).unwrap();
     let out = d.path().join("mt-install.iso");
 
-    let o = run(&[
-        "iso",
-        "remaster",
-        "--source",
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--binary",
-        binary.to_str().unwrap(),
-        "--ks",
-        ks.to_str().unwrap(),
-        "--strict",
-    ]);
+    let o = Iso::remaster(&src, &out, &binary)
+        .ks(&ks)
+        .run(&["--strict"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let log = stderr(&o);
     assert!(log.contains("statically linked"), "{log}");
@@ -215,9 +335,7 @@ fn remaster_keeps_boot_records_and_carries_the_payload() {
             "/.discinfo",
         ],
     );
-    assert_eq!(v["volume_id"], "CentOS_6.6_Final");
-    assert_eq!(v["joliet"], true);
-    assert_ne!(v["rock_ridge"], Value::Null);
+    assert_volume(&v, "CentOS_6.6_Final");
     let entries = v["el_torito"].as_array().unwrap();
     assert_eq!(entries.len(), 2, "{v:#}");
     assert_eq!(entries[0]["platform"], 0);
@@ -225,10 +343,7 @@ fn remaster_keeps_boot_records_and_carries_the_payload() {
     assert_eq!(entries[1]["platform"], 0xef);
     assert_eq!(entries[1]["path"], "/images/efiboot.img");
     assert_eq!(file_sha(&v, "/ks.cfg"), sha256(KS_TEXT.as_bytes()));
-    assert_eq!(
-        file_sha(&v, "/mtkit/mtkit"),
-        sha256(&std::fs::read(&binary).unwrap())
-    );
+    assert_carries(&v, "/mtkit/mtkit", &binary);
     assert_eq!(v["files"]["/mtkit/mtkit"]["mode"], 0o755);
     let toml = mtkit::config::Config::default().resolved_toml();
     assert_eq!(
@@ -304,26 +419,12 @@ fn remaster_keeps_boot_records_and_carries_the_payload() {
         );
         assert!(conf.contains("title CentOS 6.6\n") && conf.contains("title rescue\n"));
     }
-    assert_eq!(
-        file_sha(&v, "/images/efiboot.img"),
-        sha256(&std::fs::read(x.join("efiboot.img")).unwrap())
-    );
+    assert_carries(&v, "/images/efiboot.img", x.join("efiboot.img"));
 
     // Remastering the result again replaces the mtkit entry and payload, no duplicates.
     std::fs::write(&ks, "# second kickstart\n").unwrap();
     let again = d.path().join("again.iso");
-    let o = run(&[
-        "iso",
-        "remaster",
-        "--source",
-        out.to_str().unwrap(),
-        "-o",
-        again.to_str().unwrap(),
-        "--binary",
-        binary.to_str().unwrap(),
-        "--ks",
-        ks.to_str().unwrap(),
-    ]);
+    let o = Iso::remaster(&out, &again, &binary).ks(&ks).run(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v = pycdlib(&again, &["/ks.cfg"]);
     assert_eq!(file_sha(&v, "/ks.cfg"), sha256(b"# second kickstart\n"));
@@ -344,20 +445,11 @@ fn remaster_makes_a_plain_source_isohybrid() {
     assert_eq!(plain["mbr"]["partitions"], serde_json::json!([]));
     let (binary, _) = test_binaries(d.path());
     let out = d.path().join("out.iso");
-    let o = run(&[
-        "iso",
-        "remaster",
-        "--source",
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--binary",
-        binary.to_str().unwrap(),
-        "--json",
-    ]);
+    let o = Iso::remaster(&src, &out, &binary).run(&["--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let summary: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(summary["report"]["isohybrid-added"], true, "{summary:#}");
+    assert_eq!(sorted_keys(&summary), REMASTER_KEYS);
     assert_eq!(summary["boot-argument"], "ks=cdrom:/ks.cfg");
     let v = pycdlib(&out, &["/ks.cfg"]);
     assert_eq!(v["mbr"]["signature"], "55aa");
@@ -391,16 +483,11 @@ fn kickstart_iso_has_label_joliet_rock_ridge_payload_and_repo() {
     // Given through a symlink, as from /usr/local/bin: the disc gets the file itself.
     let link = d.path().join("mtkit-link");
     std::os::unix::fs::symlink(&binary, &link).unwrap();
-    let o = run(&[
-        "--config",
-        config.to_str().unwrap(),
-        "iso",
-        "kickstart",
-        "-o",
-        out.to_str().unwrap(),
-        "--binary",
-        link.to_str().unwrap(),
-    ]);
+    let o = Iso {
+        config: Some(&config),
+        ..Iso::kickstart(&out, &link)
+    }
+    .run(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
@@ -423,14 +510,9 @@ fn kickstart_iso_has_label_joliet_rock_ridge_payload_and_repo() {
             "/mtkit/repo/repodata/repomd.xml",
         ],
     );
-    assert_eq!(v["volume_id"], "MTKS_TEST");
-    assert_eq!(v["joliet"], true);
-    assert_ne!(v["rock_ridge"], Value::Null);
+    assert_volume(&v, "MTKS_TEST");
     assert_eq!(v["el_torito"], serde_json::json!([]));
-    assert_eq!(
-        file_sha(&v, "/mtkit/mtkit"),
-        sha256(&std::fs::read(&binary).unwrap())
-    );
+    assert_carries(&v, "/mtkit/mtkit", &binary);
     let loaded = mtkit::config::Config::load(Some(&config)).unwrap();
     let toml = loaded.config.resolved_toml();
     assert_eq!(
@@ -456,23 +538,8 @@ fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
     let d = tempfile::tempdir().unwrap();
     let (_, dynamic) = test_binaries(d.path());
     let out = d.path().join("ks.iso");
-    let args = |strict: bool| {
-        let mut a = vec![
-            "iso".to_string(),
-            "kickstart".into(),
-            "-o".into(),
-            out.display().to_string(),
-            "--binary".into(),
-            dynamic.display().to_string(),
-            "--ks".into(),
-            "/dev/null".into(),
-        ];
-        if strict {
-            a.push("--strict".into());
-        }
-        a
-    };
-    let o = mtkit().args(args(true)).output().unwrap();
+    let iso = Iso::kickstart(&out, &dynamic).ks(Path::new(DEV_NULL));
+    let o = iso.run(&["--strict"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let e = stderr(&o);
     // Debian 12's glibc binds __libc_start_main at GLIBC_2.34.
@@ -484,7 +551,7 @@ fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
         ["hello-dynamic", "hello-static", "hello.c"]
     );
 
-    let o = mtkit().args(args(false)).output().unwrap();
+    let o = iso.run(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(
@@ -508,17 +575,9 @@ fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
         stderr(&o)
     );
     let k2 = d.path().join("k2.iso");
-    let o = run(&[
-        "iso",
-        "kickstart",
-        "-o",
-        k2.to_str().unwrap(),
-        "--binary",
-        static_glibc.to_str().unwrap(),
-        "--ks",
-        "/dev/null",
-        "--strict",
-    ]);
+    let o = Iso::kickstart(&k2, &static_glibc)
+        .ks(Path::new(DEV_NULL))
+        .run(&["--strict"]);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(
@@ -539,15 +598,7 @@ fn non_centos_and_truncated_sources_are_refused_with_nothing_written() {
     std::fs::write(tree.join("README.txt"), "Debian GNU/Linux\n").unwrap();
     std::fs::write(tree.join("isolinux/isolinux.cfg"), "default install\n").unwrap();
     let debian = d.path().join("debian.iso");
-    let o = Command::new("xorriso")
-        .args(["-no_rc", "-outdev"])
-        .arg(&debian)
-        .args(["-volid", "Debian_12", "-map"])
-        .arg(&tree)
-        .arg("/")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    plain_iso(&tree, "Debian_12", &debian);
     // An install tree of the right shape but release 7: refused by its .treeinfo.
     std::fs::write(tree.join(".discinfo"), "1404489053.504589\n7\nx86_64\n").unwrap();
     std::fs::write(
@@ -556,15 +607,7 @@ fn non_centos_and_truncated_sources_are_refused_with_nothing_written() {
     )
     .unwrap();
     let centos7 = d.path().join("centos7.iso");
-    let o = Command::new("xorriso")
-        .args(["-no_rc", "-outdev"])
-        .arg(&centos7)
-        .args(["-volid", "CentOS_7_x86_64", "-map"])
-        .arg(&tree)
-        .arg("/")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    plain_iso(&tree, "CentOS_7_x86_64", &centos7);
     let c6 = d.path().join("c6.iso");
     make_centos6(&c6, &[]);
     let full = std::fs::read(&c6).unwrap();
@@ -576,6 +619,7 @@ fn non_centos_and_truncated_sources_are_refused_with_nothing_written() {
     let outdir = d.path().join("out");
     std::fs::create_dir(&outdir).unwrap();
     let out = outdir.join("mt.iso");
+    let dev_null = Path::new(DEV_NULL);
     for (source, expect) in [
         (
             &debian,
@@ -588,58 +632,22 @@ fn non_centos_and_truncated_sources_are_refused_with_nothing_written() {
         (&truncated, "is truncated"),
         (&not_iso, "not an ISO 9660 image"),
         (&d.path().join("absent.iso"), "absent.iso"),
+        (&tree, "is a folder"),
     ] {
-        let o = run(&[
-            "iso",
-            "remaster",
-            "--source",
-            source.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--binary",
-            binary.to_str().unwrap(),
-            "--ks",
-            "/dev/null",
-        ]);
+        let o = Iso::remaster(source, &out, &binary).ks(dev_null).run(&[]);
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{}: {e}", source.display());
         assert!(e.contains(expect), "{expect:?} not in: {e}");
-        assert!(
-            names(&outdir).is_empty(),
-            "left behind: {:?}",
-            names(&outdir)
-        );
+        assert_empty(&outdir);
     }
+    let o = Iso::remaster(&debian, &out, &binary).ks(dev_null).run(&[]);
     assert!(
-        stderr(&run(&[
-            "iso",
-            "remaster",
-            "--source",
-            debian.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--binary",
-            binary.to_str().unwrap(),
-            "--ks",
-            "/dev/null",
-        ]))
-        .contains("README.txt"),
+        stderr(&o).contains("README.txt"),
         "the refusal says what was found"
     );
 
     // The output path is the source: refused, source intact.
-    let o = run(&[
-        "iso",
-        "remaster",
-        "--source",
-        c6.to_str().unwrap(),
-        "-o",
-        c6.to_str().unwrap(),
-        "--binary",
-        binary.to_str().unwrap(),
-        "--ks",
-        "/dev/null",
-    ]);
+    let o = Iso::remaster(&c6, &c6, &binary).ks(dev_null).run(&[]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_eq!(std::fs::read(&c6).unwrap(), full);
 }
@@ -656,32 +664,19 @@ fn missing_xorriso_names_the_package_and_writes_nothing() {
     let outdir = d.path().join("out");
     std::fs::create_dir(&outdir).unwrap();
     let out = outdir.join("x.iso");
-    let common = [
-        "-o",
-        out.to_str().unwrap(),
-        "--binary",
-        binary.to_str().unwrap(),
-        "--ks",
-        "/dev/null",
-    ];
-    let remaster: Vec<&str> = ["iso", "remaster", "--source", src.to_str().unwrap()]
-        .into_iter()
-        .chain(common)
-        .collect();
-    let kickstart: Vec<&str> = ["iso", "kickstart"].into_iter().chain(common).collect();
-    for args in [remaster, kickstart] {
-        let o = mtkit().env("PATH", &empty).args(&args).output().unwrap();
+    let dev_null = Path::new(DEV_NULL);
+    for iso in [
+        Iso::remaster(&src, &out, &binary).ks(dev_null),
+        Iso::kickstart(&out, &binary).ks(dev_null),
+    ] {
+        let o = iso.command(&[]).env("PATH", &empty).output().unwrap();
         let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert_eq!(o.status.code(), Some(2), "{:?}: {e}", iso.source);
         assert!(
             e.contains("xorriso not found") && e.contains("apt-get install xorriso"),
             "{e}"
         );
-        assert!(
-            names(&outdir).is_empty(),
-            "left behind: {:?}",
-            names(&outdir)
-        );
+        assert_empty(&outdir);
     }
 }
 
@@ -692,11 +687,10 @@ fn build_makes_the_media_beside_the_kickstart() {
     let (binary, _) = test_binaries(d.path());
     let src = d.path().join("c6.iso");
     make_centos6(&src, &[]);
-    let bin = binary.to_str().unwrap();
 
     // No source ISO: the kickstart ISO, carrying the very ks.cfg build wrote.
     let out = d.path().join("out-ks");
-    let o = run(&["build", "--out", out.to_str().unwrap(), "--binary", bin]);
+    let o = build(&out, &binary, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         names(&out),
@@ -707,55 +701,52 @@ fn build_makes_the_media_beside_the_kickstart() {
         &["/ks.cfg", "/mtkit/appliance.toml"],
     );
     assert_eq!(v["volume_id"], "MTKS");
-    assert_eq!(
-        file_sha(&v, "/ks.cfg"),
-        sha256(&std::fs::read(out.join("ks.cfg")).unwrap())
-    );
-    assert_eq!(
-        file_sha(&v, "/mtkit/appliance.toml"),
-        sha256(&std::fs::read(out.join("appliance.toml")).unwrap())
-    );
+    assert_carries(&v, "/ks.cfg", out.join("ks.cfg"));
+    assert_carries(&v, "/mtkit/appliance.toml", out.join("appliance.toml"));
     let summary = read(&out.join("SUMMARY.txt"));
     assert!(summary.contains("ks=hd:sr1:/ks.cfg"), "{summary}");
+    // The install steps name the medium made and the argument it needs, as --json does.
+    assert!(
+        summary.contains("mt-ks.iso       the install medium")
+            && summary.contains("1. Attach mt-ks.iso (volume label MTKS) as a second CD drive")
+            && summary.contains("press Tab and add:\n         ks=hd:sr1:/ks.cfg\n"),
+        "{summary}"
+    );
 
     // With --source-iso: the remastered install ISO instead.
     let out = d.path().join("out-remaster");
-    let o = run(&[
-        "build",
-        "--out",
-        out.to_str().unwrap(),
-        "--binary",
-        bin,
-        "--source-iso",
-        src.to_str().unwrap(),
-        "--json",
-    ]);
+    let o = build(
+        &out,
+        &binary,
+        &["--source-iso", src.to_str().unwrap(), "--json"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(j["media"]["kind"], "remaster", "{j:#}");
+    assert_eq!(j["boot-argument"], "ks=cdrom:/ks.cfg", "{j:#}");
+    assert_eq!(sorted_keys(&j["media"]), REMASTER_KEYS);
+    assert_eq!(
+        j["media"]["output"],
+        out.join("mt-install.iso").to_str().unwrap()
+    );
     assert_eq!(
         names(&out),
         ["SUMMARY.txt", "appliance.toml", "ks.cfg", "mt-install.iso"]
     );
     let v = pycdlib(&out.join("mt-install.iso"), &["/ks.cfg"]);
     assert_eq!(v["volume_id"], "CentOS_6.6_Final");
-    assert_eq!(
-        file_sha(&v, "/ks.cfg"),
-        sha256(&std::fs::read(out.join("ks.cfg")).unwrap())
+    assert_carries(&v, "/ks.cfg", out.join("ks.cfg"));
+    let summary = read(&out.join("SUMMARY.txt"));
+    assert!(summary.contains("Install mtkit master target"), "{summary}");
+    assert!(
+        summary.contains("1. Boot the VM from mt-install.iso")
+            && !summary.contains("press Tab and add"),
+        "{summary}"
     );
-    assert!(read(&out.join("SUMMARY.txt")).contains("Install mtkit master target"));
 
     // A refused source leaves no output folder behind.
     let out = d.path().join("out-refused");
-    let o = run(&[
-        "build",
-        "--out",
-        out.to_str().unwrap(),
-        "--binary",
-        bin,
-        "--source-iso",
-        binary.to_str().unwrap(),
-    ]);
+    let o = build(&out, &binary, &["--source-iso", binary.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!out.exists());
 }

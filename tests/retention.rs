@@ -78,6 +78,26 @@ fn config(dir: &Path) -> PathBuf {
     p
 }
 
+/// `mtkit retention <sub> [DEVICE] --root ROOT --config CFG EXTRA...`.
+fn retention(
+    sub: &str,
+    device: Option<&str>,
+    root: &Path,
+    cfg: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec!["retention", sub];
+    args.extend(device);
+    args.extend([
+        "--root",
+        root.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    args.extend(extra);
+    run(&args)
+}
+
 fn is_mounted_at(p: &Path) -> bool {
     read(Path::new("/proc/self/mountinfo"))
         .lines()
@@ -100,16 +120,8 @@ fn fresh_device_is_prepared_then_left_as_it_is() {
     let target = root.join("mnt/retention");
     // Registered before prepare so the guard unmounts even when an assertion fails.
     lp.mounts.push(target.clone());
-    let args = [
-        "retention",
-        "prepare",
-        &lp.dev,
-        "--root",
-        root.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-    ];
-    let o = run(&args);
+    let prepare = || retention("prepare", Some(&lp.dev), &root, &cfg, &[]);
+    let o = prepare();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("formatted"), "{}", stdout(&o));
     assert!(is_mounted_at(&target));
@@ -133,7 +145,7 @@ fn fresh_device_is_prepared_then_left_as_it_is() {
         .modified()
         .unwrap();
     let head = lp.head();
-    let o = run(&args);
+    let o = prepare();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o).trim(),
@@ -149,16 +161,7 @@ fn fresh_device_is_prepared_then_left_as_it_is() {
     assert_eq!(lp.head(), head);
 
     // check on the mounted volume: eligible, with the space comparison
-    let o = run(&[
-        "retention",
-        "check",
-        &lp.dev,
-        "--root",
-        root.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-        "--json",
-    ]);
+    let o = retention("check", Some(&lp.dev), &root, &cfg, &["--json"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ok"], true);
@@ -166,14 +169,7 @@ fn fresh_device_is_prepared_then_left_as_it_is() {
     assert_eq!(v["space"]["needed"], 16 << 20);
     assert!(v["space"]["free"].as_u64().unwrap() > 16 << 20);
     // and without DEVICE: `auto` finds what is mounted at the mountpoint
-    let o = run(&[
-        "retention",
-        "check",
-        "--root",
-        root.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = retention("check", None, &root, &cfg, &[]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("ok   space"), "{}", stdout(&o));
 }
@@ -185,15 +181,7 @@ fn assert_refused(lp: &Loop, rule: &str, reason: &str) {
     fs::create_dir_all(root.join("etc")).unwrap();
     let cfg = config(t.path());
     let head = lp.head();
-    let o = run(&[
-        "retention",
-        "prepare",
-        &lp.dev,
-        "--root",
-        root.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
+    let o = retention("prepare", Some(&lp.dev), &root, &cfg, &[]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
@@ -304,20 +292,13 @@ fn existing_filesystem_needs_force() {
     let root = t.path().join("root");
     let cfg = config(t.path());
     lp.mounts.push(root.join("srv/ret"));
-    let o = run(&[
-        "retention",
+    let o = retention(
         "prepare",
-        &lp.dev,
-        "--root",
-        root.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-        "--force",
-        "--fs",
-        "xfs",
-        "--mountpoint",
-        "/srv/ret",
-    ]);
+        Some(&lp.dev),
+        &root,
+        &cfg,
+        &["--force", "--fs", "xfs", "--mountpoint", "/srv/ret"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(read(&root.join("etc/fstab")).contains(" /srv/ret xfs defaults,noatime,nofail 0 0\n"));
     assert!(root.join("srv/ret/mtkit").is_dir());

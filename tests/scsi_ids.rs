@@ -110,7 +110,7 @@ fn weak_ids_warn_and_the_cdrom_is_not_listed() {
     assert!(rows.iter().all(|r| r["name"] != "sr0"));
     let st: Vec<_> = rows.iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(st, ["weak", "ok", "weak"]);
-    assert_eq!(rows[1]["id_source"], "vpd83-naa5");
+    assert_eq!(rows[1]["id-source"], "vpd83-naa5");
     assert_eq!(rows[1]["udev"], serde_json::Value::Null);
 }
 
@@ -216,7 +216,7 @@ fn udev_database_is_read_under_the_root() {
     let (code, v) = json(t.path());
     assert_eq!(code, Some(0));
     assert_eq!(v[0]["id"], "36000c29aaaabbbbccccddddeeeeffff");
-    assert_eq!(v[0]["id_source"], "udev");
+    assert_eq!(v[0]["id-source"], "udev");
     assert_eq!(v[0]["udev"]["id_wwn"], "0x6000c29aaaabbbbc");
 }
 

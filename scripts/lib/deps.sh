@@ -1,13 +1,17 @@
 # Shared by scripts/build and scripts/test: install what is missing, quietly.
 # Sourced, not run. Needs root (or sudo) for apt-get on a fresh Debian machine.
 
-# Debian packages needed to build mtkit and make media.
-BUILD_DEBS=(pkg-config libudev-dev xorriso createrepo-c musl-tools)
+# Debian packages needed to build mtkit and make media. cargo links through `cc` (gcc,
+# with libc6-dev: --no-install-recommends leaves it out); ring compiles C with gcc and
+# x86_64-linux-musl-gcc (musl-tools); curl and ca-certificates fetch rustup and pip packages.
+BUILD_DEBS=(pkg-config libudev-dev xorriso createrepo-c musl-tools gcc libc6-dev curl ca-certificates)
 # The remaster edits the EFI boot image (mtools) and may add an isohybrid MBR (isolinux).
 BUILD_DEBS+=(mtools isolinux)
 # Extra packages the tests drive for real.
 TEST_DEBS=(isolinux syslinux-common syslinux-utils mtools dosfstools e2fsprogs xfsprogs
   reiserfsprogs lvm2 libnbd-bin nbdkit python3-venv util-linux fdisk qemu-utils)
+# losetup, mount, swapon (mount); chattr (e2fsprogs); logger (bsdutils); perl (perl-base).
+TEST_DEBS+=(mount bsdutils perl-base)
 
 _sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -20,6 +24,38 @@ need_debs() {
     echo "installing Debian packages: ${missing[*]}" >&2
     _sudo apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive _sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+# Rust from rustup: edition 2024 and let-chains need rustc 1.88 or newer, which Debian 12's
+# own cargo is not. Installed for this user when there is none.
+RUST_MIN=1.88
+need_rust() {
+  if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "installing Rust with rustup (https://rustup.rs) into $HOME/.cargo" >&2
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y -q --profile minimal >&2
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  local have
+  have="$(rustc --version | awk '{print $2}')"
+  if [ "$(printf '%s\n%s\n' "$RUST_MIN" "$have" | sort -V | head -1)" != "$RUST_MIN" ]; then
+    if command -v rustup >/dev/null 2>&1; then
+      echo "rustc $have is older than $RUST_MIN: rustup update stable" >&2
+      rustup update stable >&2
+    else
+      echo "error: rustc $have is older than $RUST_MIN; install Rust with rustup (https://rustup.rs)" >&2
+      return 1
+    fi
+  fi
+}
+
+# rustfmt and clippy for scripts/test (rustup's minimal profile has neither).
+need_rust_lints() {
+  if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy >&2
   fi
 }
 

@@ -3,7 +3,7 @@
 use super::Global;
 use crate::provision::{self, executor};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Apply the master target's custom changes (multipath, LVM filter, kdump, services,
 /// network, /etc/hosts, firewall, the writer service)
@@ -25,6 +25,9 @@ pub struct ApplyArgs {
     /// JSON output (what changed, notes)
     #[arg(long)]
     pub json: bool,
+    /// Apply even though [disks] os-disk is not a disk of this system
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl ApplyArgs {
@@ -39,6 +42,12 @@ impl ApplyArgs {
             executor::revert(&self.root, self.dry_run)?
         } else {
             let loaded = g.load_config()?;
+            if let Err(e) = check_os_disk(&self.root, &loaded.config.disks.os_disk) {
+                match (self.dry_run, self.force) {
+                    (false, false) => return Err(e),
+                    _ => tracing::warn!("{e}"),
+                }
+            }
             let plan = provision::plan(&self.root, &loaded.config)?;
             executor::apply(&self.root, plan, self.dry_run)?
         };
@@ -76,4 +85,38 @@ impl ApplyArgs {
         }
         Ok(())
     }
+}
+
+/// On a running system (a `sys/block` under `root`), `os-disk` must be one of its disks:
+/// the LVM filter apply writes accepts only that disk, so a wrong name would hide this
+/// machine's own volume groups at the next boot (an admin on the wrong host, a VM whose
+/// disk is vda). Images and chroots without sysfs are not checked.
+fn check_os_disk(root: &Path, os_disk: &str) -> anyhow::Result<()> {
+    let block = root.join("sys/block");
+    let Ok(entries) = std::fs::read_dir(&block) else {
+        return Ok(());
+    };
+    if block.join(os_disk).exists() {
+        return Ok(());
+    }
+    let mut disks: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            !["loop", "ram", "dm-", "sr", "zram", "md"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
+        .collect();
+    disks.sort();
+    Err(crate::error::bad_input(format!(
+        "[disks] os-disk = \"{os_disk}\" is not a disk of this system (its disks: {}): \
+         apply's LVM filter would accept only {os_disk} and hide the volumes on the real OS disk; \
+         set [disks] os-disk to the disk the system is installed on, or pass --force",
+        if disks.is_empty() {
+            "none".to_string()
+        } else {
+            disks.join(", ")
+        }
+    )))
 }

@@ -67,6 +67,12 @@ impl BuildArgs {
         let ks = kickstart::render(config, &opts)?;
         let resolved = config.resolved_toml();
 
+        if self.out.exists() && !self.out.is_dir() {
+            return Err(crate::error::bad_input(format!(
+                "--out {} exists and is not a folder: give a folder for ks.cfg, appliance.toml and the media",
+                self.out.display()
+            )));
+        }
         let created = !self.out.exists();
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("creating {}", self.out.display()))?;
@@ -104,7 +110,11 @@ impl BuildArgs {
             "resolved config, installed as /etc/mtkit/appliance.toml",
         )?;
 
-        let mut summary = summary(config, &self.out, root);
+        let made = media.as_ref().map(|m| Media {
+            file: m.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            boot_argument: m.boot_argument,
+        });
+        let mut summary = summary(config, &self.out, root, made.as_ref());
         if let Some(m) = &media {
             summary.push_str("\nMedia:\n");
             summary.push_str(&m.summary);
@@ -117,12 +127,27 @@ impl BuildArgs {
             });
         }
 
+        // An ISO left by an earlier build of the other kind still carries the old
+        // kickstart: say so rather than let it be booted by mistake.
+        for stale in ["mt-ks.iso", "mt-install.iso"] {
+            let p = self.out.join(stale);
+            if p.exists() && !written.iter().any(|w| w.path == p) {
+                tracing::warn!(
+                    "{} is left from an earlier build and was not rewritten: it may carry an old kickstart; remove it",
+                    p.display()
+                );
+            }
+        }
         if self.json {
             let v = serde_json::json!({
                 "out": self.out,
                 "files": written,
                 "root": root,
-                "boot-argument": "ks=cdrom:/ks.cfg",
+                // The kickstart ISO sits in the second drive; the remastered ISO boots the
+                // kickstart by default, its entry carrying ks=cdrom:/ks.cfg.
+                "boot-argument": media
+                    .as_ref()
+                    .map_or(crate::media::BOOT_ARG, |m| m.boot_argument.unwrap_or(crate::media::BOOT_ARG)),
                 "media": media.as_ref().map(|m| &m.json),
             });
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -132,7 +157,7 @@ impl BuildArgs {
             }
             match &media {
                 Some(m) => print!("{}", m.summary),
-                None => println!("boot argument: ks=cdrom:/ks.cfg"),
+                None => println!("boot argument: {}", crate::media::BOOT_ARG),
             }
             if root == RootLogin::Locked {
                 println!(
@@ -152,8 +177,16 @@ fn size_note(size: AutoSize) -> &'static str {
     }
 }
 
+/// The install medium `build` made, for the summary's install steps.
+pub struct Media {
+    /// Its file name in the output folder.
+    pub file: Option<String>,
+    /// What to type at the boot prompt; `None` when the image boots the kickstart by itself.
+    pub boot_argument: Option<&'static str>,
+}
+
 /// The human summary: what was built and what to do next. Deterministic for a config.
-pub fn summary(config: &Config, out: &Path, root: RootLogin) -> String {
+pub fn summary(config: &Config, out: &Path, root: RootLogin, media: Option<&Media>) -> String {
     let a = &config.appliance;
     let d = &config.disks;
     let mut s = String::new();
@@ -164,7 +197,11 @@ pub fn summary(config: &Config, out: &Path, root: RootLogin) -> String {
         s,
         "  appliance.toml  the resolved config; the install copies it to /etc/mtkit/appliance.toml"
     );
-    let _ = writeln!(s, "  SUMMARY.txt     this file\n");
+    let _ = writeln!(s, "  SUMMARY.txt     this file");
+    if let Some(file) = media.and_then(|m| m.file.as_deref()) {
+        let _ = writeln!(s, "  {file:<15} the install medium (see Media below)");
+    }
+    s.push('\n');
 
     let _ = writeln!(s, "The machine:");
     let _ = writeln!(
@@ -200,28 +237,67 @@ pub fn summary(config: &Config, out: &Path, root: RootLogin) -> String {
     );
 
     let _ = writeln!(s, "Install:");
-    let _ = writeln!(
-        s,
-        "  1. Attach the kickstart ISO (volume label {}) as a second CD drive, or boot a",
-        config.media.volume_label
-    );
-    let _ = writeln!(
-        s,
-        "     remastered install ISO that carries ks.cfg and boots it by default."
-    );
-    let _ = writeln!(
-        s,
-        "  2. Boot the CentOS 6.6 install ISO; at the boot prompt press Tab and add:"
-    );
-    let _ = writeln!(s, "         ks=cdrom:/ks.cfg");
-    let _ = writeln!(
-        s,
-        "     (RHEL 6 anaconda does not look for a kickstart by volume label; with the"
-    );
-    let _ = writeln!(
-        s,
-        "     kickstart on a disk or USB stick use ks=hd:<device>:/ks.cfg, e.g. ks=hd:sdb1:/ks.cfg)."
-    );
+    let label = &config.media.volume_label;
+    match media {
+        Some(Media {
+            file,
+            boot_argument: None,
+        }) => {
+            let file = file.as_deref().unwrap_or("the remastered ISO");
+            let _ = writeln!(
+                s,
+                "  1. Boot the VM from {file} (CD drive, or written to a USB stick)."
+            );
+            let _ = writeln!(
+                s,
+                "  2. It starts the kickstart install by default after 5 s: nothing to type."
+            );
+        }
+        Some(Media {
+            file,
+            boot_argument: Some(arg),
+        }) => {
+            let file = file.as_deref().unwrap_or("the kickstart ISO");
+            let _ = writeln!(
+                s,
+                "  1. Attach {file} (volume label {label}) as a second CD drive, the CentOS 6.6"
+            );
+            let _ = writeln!(s, "     install ISO as the first.");
+            let _ = writeln!(
+                s,
+                "  2. Boot the install ISO; at the boot prompt press Tab and add:"
+            );
+            let _ = writeln!(s, "         {arg}");
+            let _ = writeln!(
+                s,
+                "     ({} when {file} is in the first drive and the install disc in the second).",
+                crate::media::BOOT_ARG
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  1. Put ks.cfg on a medium: `mtkit iso kickstart` (volume label {label}) or"
+            );
+            let _ = writeln!(
+                s,
+                "     `mtkit iso remaster` (an install ISO that boots the kickstart by default)."
+            );
+            let _ = writeln!(
+                s,
+                "  2. Boot the CentOS 6.6 install ISO; at the boot prompt press Tab and add:"
+            );
+            let _ = writeln!(s, "         {}", crate::media::BOOT_ARG);
+            let _ = writeln!(
+                s,
+                "     (RHEL 6 anaconda does not look for a kickstart by volume label; with the"
+            );
+            let _ = writeln!(
+                s,
+                "     kickstart on a disk or USB stick use ks=hd:<device>:/ks.cfg, e.g. ks=hd:sdb1:/ks.cfg)."
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "  3. After the reboot: logs in /root/mtkit-post.log and /root/mtkit-post-nochroot.log;"

@@ -21,6 +21,13 @@ pub struct InitArgs {
 impl InitArgs {
     pub fn run(self, _g: &Global) -> anyhow::Result<()> {
         let out = self.out.unwrap_or_else(|| PathBuf::from("-"));
+        if out != Path::new("-") && out.is_dir() {
+            return Err(bad_input(format!(
+                "{} is a folder: give a file name, e.g. --out {}",
+                out.display(),
+                out.join("appliance.toml").display()
+            )));
+        }
         if out != Path::new("-") && out.exists() && !self.force {
             return Err(bad_input(format!(
                 "{} exists: pass --force to overwrite it, or choose another --out",

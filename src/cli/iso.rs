@@ -209,6 +209,8 @@ pub fn default_binary() -> PathBuf {
 pub struct BuiltMedia {
     pub path: PathBuf,
     pub what: &'static str,
+    /// What to type at the installer's boot prompt (none: the image boots it by default).
+    pub boot_argument: Option<&'static str>,
     /// The paragraph for SUMMARY.txt: how to boot it.
     pub summary: String,
     pub json: serde_json::Value,
@@ -254,13 +256,16 @@ pub fn build_media(
             )?;
             Ok(BuiltMedia {
                 summary: remaster_summary(&path, &report),
+                // The keys of `mtkit iso remaster --json`.
                 json: serde_json::json!({
-                    "kind": "remaster", "path": path, "source": source, "report": report,
+                    "kind": "remaster", "output": path, "source": source, "report": report,
                     "binary": payload.binary, "binary-linkage": verdict,
+                    "offline-repo": payload.offline_repo,
                     "boot-argument": media::BOOT_ARG,
                 }),
                 path,
                 what: "install ISO: boots the kickstart by default",
+                boot_argument: None,
             })
         }
         None => {
@@ -269,13 +274,16 @@ pub fn build_media(
             media::kickstart_iso(&payload, label, &path, &Progress::log("kickstart ISO"))?;
             Ok(BuiltMedia {
                 summary: kickstart_summary(&path, label),
+                // The keys of `mtkit iso kickstart --json`.
                 json: serde_json::json!({
-                    "kind": "kickstart", "path": path, "volume-label": label,
+                    "kind": "kickstart", "output": path, "volume-label": label,
                     "binary": payload.binary, "binary-linkage": verdict,
+                    "offline-repo": payload.offline_repo,
                     "boot-argument": media::BOOT_ARG_SECOND_DRIVE,
                 }),
                 path,
                 what: "kickstart ISO: ks.cfg, mtkit, appliance.toml",
+                boot_argument: Some(media::BOOT_ARG_SECOND_DRIVE),
             })
         }
     }

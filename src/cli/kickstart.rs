@@ -38,6 +38,7 @@ pub(crate) fn write_output(path: &Path, text: &str) -> anyhow::Result<()> {
         // replace the device node with a regular file.
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
     } else {
+        crate::files::check_output(path)?;
         crate::files::write_atomic(path, text.as_bytes(), 0o644)
     }
 }

@@ -95,6 +95,24 @@ pub enum Command {
 }
 
 impl Cli {
+    /// `mtkit doctor | head` ends quietly, like other Unix tools, instead of panicking on
+    /// EPIPE. Not for the writer and its clients: on their sockets EPIPE must stay an error
+    /// to handle, which is why Rust ignores SIGPIPE by default.
+    pub fn restore_sigpipe(&self) {
+        use Command::*;
+        if matches!(
+            self.command,
+            Writer(_) | Points(_) | Bookmark(_) | Recover(_) | Commit(_)
+        ) {
+            return;
+        }
+        // SAFETY: called from main before any thread is started; SIG_DFL is a valid
+        // disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+
     pub fn run(self) -> anyhow::Result<()> {
         let g = &self.global;
         match self.command {
@@ -131,9 +149,13 @@ pub fn init_logging(g: &Global) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Colours only on a terminal: a kickstart %post log or a pipeline's captured stderr
+    // must not fill up with escape codes.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match g.log_format {
         LogFormat::Json => builder.json().try_init(),

@@ -42,6 +42,7 @@ pub enum RetentionCommand {
     /// Refuses (exit 2, nothing changed) a device that breaks a rule. A device already
     /// prepared is left as it is; only missing steps are done.
     Prepare {
+        /// Block device to format, e.g. /dev/sdb or /dev/mapper/<SCSI ID>
         #[arg(value_name = "DEVICE")]
         device: PathBuf,
         /// Filesystem to create [default: [retention] filesystem]
@@ -130,6 +131,12 @@ impl RetentionArgs {
                 let fs = Fs::parse(fs.as_deref().unwrap_or(&config.retention.filesystem))?;
                 let mut retention = config.retention.clone();
                 if let Some(m) = mountpoint {
+                    if !m.is_absolute() {
+                        return Err(crate::error::bad_input(format!(
+                            "--mountpoint {}: must be an absolute path such as /mnt/retention",
+                            m.display()
+                        )));
+                    }
                     retention.mountpoint = m;
                 }
                 let opts = Options {

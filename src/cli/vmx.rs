@@ -29,6 +29,7 @@ pub enum VmxCommand {
     /// Refuses (exit 1) while the VM's FILE.vmx.lck folder exists. Running it again
     /// changes nothing.
     Patch {
+        /// The VM's .vmx file, edited in place (the original is kept as FILE.vmx.mtkit-bak)
         #[arg(value_name = "FILE.vmx")]
         file: PathBuf,
     },

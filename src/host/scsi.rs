@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// One SCSI disk.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct ScsiDisk {
     /// Host:channel:target:lun
     pub hctl: String,

@@ -70,10 +70,17 @@ pub fn read_volume_header(path: &Path) -> Result<VolumeHeader> {
             path.display()
         ))
     })?;
-    let len = f
+    let meta = f
         .metadata()
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
+        .with_context(|| format!("reading {}", path.display()))?;
+    // A folder opens fine on Linux; only the read would fail, as an I/O error (exit 1).
+    if meta.is_dir() {
+        return Err(bad_input(format!(
+            "the source ISO {} is a folder; give a CentOS/RHEL 6 install ISO file",
+            path.display()
+        )));
+    }
+    let len = meta.len();
     let mut pvd = [0u8; 2048];
     let read = f
         .seek(SeekFrom::Start(16 * 2048))

@@ -78,6 +78,7 @@ pub struct Done {
 
 /// The result of a run: what changed, what was shown, what could not be done.
 #[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Outcome {
     pub changed: Vec<Done>,
     pub notes: Vec<String>,

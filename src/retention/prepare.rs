@@ -189,13 +189,29 @@ pub fn fstab_line(spec: &str, mountpoint: &Path, fs: &str) -> String {
     let pass = if fs == "xfs" { 0 } else { 2 };
     format!(
         "{spec} {} {fs} defaults,noatime,nofail 0 {pass}",
-        mountpoint.display()
+        fstab_escape(mountpoint)
     )
+}
+
+/// A path as an fstab field (fstab(5)): blanks and backslashes as octal escapes, so that
+/// "/mnt/my retention" stays one field instead of making "retention" the filesystem type.
+pub fn fstab_escape(p: &Path) -> String {
+    let mut out = String::new();
+    for c in p.to_string_lossy().chars() {
+        match c {
+            ' ' => out.push_str("\\040"),
+            '\t' => out.push_str("\\011"),
+            '\n' => out.push_str("\\012"),
+            '\\' => out.push_str("\\134"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// New fstab text with `line` as the only entry for `mountpoint`, or `None`.
 pub fn plan_fstab(current: &str, line: &str, mountpoint: &Path) -> Option<String> {
-    let mp = mountpoint.to_string_lossy();
+    let mp = fstab_escape(mountpoint);
     let mut out = String::with_capacity(current.len() + line.len() + 1);
     let mut placed = false;
     for l in current.lines() {
@@ -222,6 +238,24 @@ pub fn plan_fstab(current: &str, line: &str, mountpoint: &Path) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fstab_escapes_blanks_in_the_mountpoint() {
+        let mp = Path::new("/mnt/my retention");
+        let line = fstab_line("UUID=abc", mp, "ext4");
+        assert_eq!(
+            line,
+            "UUID=abc /mnt/my\\040retention ext4 defaults,noatime,nofail 0 2"
+        );
+        assert_eq!(line.split_whitespace().count(), 6);
+        // The escaped entry is recognised again: replaced, not added a second time.
+        let once = plan_fstab("UUID=r / ext4 defaults 1 1\n", &line, mp).unwrap();
+        assert_eq!(plan_fstab(&once, &line, mp), None);
+        let moved = fstab_line("UUID=def", mp, "ext4");
+        let twice = plan_fstab(&once, &moved, mp).unwrap();
+        assert_eq!(twice.matches("040retention").count(), 1, "{twice}");
+        assert_eq!(fstab_escape(Path::new("/a\\b\tc")), "/a\\134b\\011c");
+    }
 
     #[test]
     fn fstab_gets_one_line_per_mountpoint() {

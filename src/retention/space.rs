@@ -18,6 +18,7 @@ use std::path::Path;
 pub const DAILY_CHANGE_PERCENT: u64 = 10;
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Space {
     pub capacity: u64,
     pub free: u64,

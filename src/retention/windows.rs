@@ -5,14 +5,19 @@
 //! `-EnumsAsStrings` (PowerShell 7), as names; both forms are read.
 
 use super::rules::VolumeFacts;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 use std::path::Path;
 
 /// Reads a facts file; malformed JSON is bad input naming the file and position.
 pub fn load(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    // The facts file is the user's input: a wrong path is bad input (exit 2).
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        crate::error::bad_input(format!(
+            "cannot read {}: {e} (give the JSON file Get-RetentionFacts.ps1 wrote)",
+            path.display()
+        ))
+    })?;
     // PowerShell's Out-File writes UTF-8 with a byte order mark.
     let text = text.trim_start_matches('\u{feff}');
     serde_json::from_str(text).map_err(|e| {

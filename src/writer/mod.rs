@@ -7,3 +7,4 @@
 pub mod export;
 
 pub use export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
+pub mod journal;

@@ -8,3 +8,6 @@ pub mod export;
 
 pub use export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
 pub mod journal;
+pub mod group;
+pub mod recover;
+pub mod journaled;

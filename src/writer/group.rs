@@ -269,7 +269,9 @@ pub struct Group {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
-    #[error("the journal of group {group} is in use by another process (is the writer service running?)")]
+    #[error(
+        "the journal of group {group} is in use by another process (is the writer service running?)"
+    )]
     Busy { group: String },
     #[error("opening disk {disk} ({})", path.display())]
     Disk {
@@ -537,7 +539,8 @@ impl Group {
                 // The saved marks are unreliable now; start the interval's set over.
                 st.saved.iter_mut().for_each(|s| s.0.clear());
                 for p in &batch {
-                    st.failed.insert(p.ticket, format!("journal write failed: {e}"));
+                    st.failed
+                        .insert(p.ticket, format!("journal write failed: {e}"));
                 }
             }
         }
@@ -751,7 +754,11 @@ fn is_nospc(e: &io::Error) -> bool {
 
 pub(crate) fn encode_point(p: &PointRecord, out: &mut Vec<u8>) {
     let h = Header {
-        kind: if p.app { Kind::AppPoint } else { Kind::CrashPoint },
+        kind: if p.app {
+            Kind::AppPoint
+        } else {
+            Kind::CrashPoint
+        },
         seq: p.seq,
         disk: 0,
         offset: 0,

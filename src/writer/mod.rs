@@ -7,7 +7,7 @@
 pub mod export;
 
 pub use export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
-pub mod journal;
 pub mod group;
-pub mod recover;
+pub mod journal;
 pub mod journaled;
+pub mod recover;

@@ -141,7 +141,11 @@ fn read_src(reader: &mut PayloadReader, src: BlockSrc, buf: &mut [u8]) -> io::Re
 
 impl Group {
     fn disk_ids(&self) -> HashMap<u32, usize> {
-        self.disks.iter().enumerate().map(|(i, t)| (t.id, i)).collect()
+        self.disks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id, i))
+            .collect()
     }
 
     /// Where the group is, when it is under recovery.
@@ -442,8 +446,5 @@ impl Export for PointView {
 }
 
 fn read_only() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        "a point view is read-only",
-    )
+    io::Error::new(io::ErrorKind::PermissionDenied, "a point view is read-only")
 }

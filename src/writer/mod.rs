@@ -5,8 +5,12 @@
 //! for becomes an export, and who may open it).
 
 pub mod export;
+pub mod file_export;
+pub mod nbd;
+pub mod tls;
 
 pub use export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
+pub use file_export::FileExport;
 pub mod group;
 pub mod journal;
 pub mod journaled;

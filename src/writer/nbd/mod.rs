@@ -1,0 +1,14 @@
+//! The NBD protocol server (NetworkBlockDevice/nbd doc/proto.md, fixed newstyle).
+//!
+//! `proto` holds the wire codecs, `negotiate` the option haggling, `transmit` the request
+//! loop and `server` the listeners and connection threads. The server knows nothing of
+//! storage: it serves whatever [`crate::writer::ExportResolver`] hands it.
+
+pub mod exports;
+pub mod negotiate;
+pub mod proto;
+pub mod server;
+pub mod transmit;
+
+pub use exports::StaticResolver;
+pub use server::{ConnError, Connection, Server, ServerOptions, ShutdownHandle};

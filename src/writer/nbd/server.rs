@@ -1,0 +1,450 @@
+//! The NBD server: accept loops, one thread per connection, connection limits and a
+//! shutdown that drains in-flight requests and flushes what was written.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::negotiate::{self, NegotiateError, NegotiateOptions, Negotiated, Outcome, TlsState};
+use super::transmit::{self, End, TransmitError, TransmitOptions};
+use crate::writer::export::{ClientInfo, ExportResolver};
+use crate::writer::tls::{self, TlsStream};
+
+/// How often the accept loops look at the shutdown flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(200);
+
+/// A byte stream a client is connected by: it can be split into a reading and a writing
+/// half (two handles on one socket) and its read side shut down from another thread.
+pub trait Connection: Read + Write + Send + Sync + 'static {
+    fn try_clone(&self) -> io::Result<Self>
+    where
+        Self: Sized;
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+}
+
+impl Connection for TcpStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        TcpStream::try_clone(self)
+    }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, t)
+    }
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+}
+
+impl Connection for UnixStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        UnixStream::try_clone(self)
+    }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, t)
+    }
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        UnixStream::shutdown(self, how)
+    }
+}
+
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// Connections served at once; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// Largest READ/WRITE payload (advertised as the maximum block size).
+    pub max_request_size: u32,
+    /// Closes connections without requests for this long (also during negotiation).
+    pub idle_timeout: Option<Duration>,
+    /// Worker threads per connection (requests in flight at once).
+    pub workers_per_connection: usize,
+    /// FORCEDTLS with client certificates when set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_connections: 64,
+            max_request_size: 32 << 20,
+            idle_timeout: None,
+            workers_per_connection: 4,
+            tls: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("max_connections", &self.max_connections)
+            .field("max_request_size", &self.max_request_size)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("workers_per_connection", &self.workers_per_connection)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl ServerOptions {
+    /// Options from `[writer]`: limits, and TLS when `[writer.tls]` is present.
+    pub fn from_config(w: &crate::config::Writer) -> anyhow::Result<ServerOptions> {
+        let max = w.max_request_size.0;
+        anyhow::ensure!(
+            (4096..=u32::MAX as u64).contains(&max),
+            "[writer] max-request-size must be between 4K and 4G, not {max} bytes"
+        );
+        let tls = match &w.tls {
+            Some(t) => Some(tls::server_config(t)?),
+            None => None,
+        };
+        let idle = w.idle_timeout.0;
+        Ok(ServerOptions {
+            max_connections: w.max_connections.max(1) as usize,
+            max_request_size: max as u32,
+            idle_timeout: (!idle.is_zero()).then_some(idle),
+            workers_per_connection: 4,
+            tls,
+        })
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConnError {
+    #[error("negotiation failed")]
+    Negotiate(#[from] NegotiateError),
+    #[error("TLS handshake failed")]
+    Tls(#[source] io::Error),
+    #[error("transmission failed")]
+    Transmit(#[from] TransmitError),
+    #[error("setting up the connection")]
+    Setup(#[source] io::Error),
+}
+
+/// Live connections: how to stop each one's reader, and a count to wait on.
+#[derive(Default)]
+struct Registry {
+    next: AtomicU64,
+    conns: Mutex<HashMap<u64, Box<dyn Fn() + Send + Sync>>>,
+    gone: Condvar,
+}
+
+struct Inner {
+    resolver: Arc<dyn ExportResolver>,
+    opts: ServerOptions,
+    shutting_down: AtomicBool,
+    registry: Registry,
+}
+
+/// The NBD server; cheap to clone (clones share state).
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+/// Stops a running [`Server`] from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    inner: Arc<Inner>,
+}
+
+impl ShutdownHandle {
+    /// Stops accepting, ends every connection after its in-flight requests are answered
+    /// (each flushes its export), and returns when all connections are gone.
+    pub fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let reg = &self.inner.registry;
+        let mut conns = reg.conns.lock().unwrap_or_else(|p| p.into_inner());
+        for stop in conns.values() {
+            stop();
+        }
+        while !conns.is_empty() {
+            conns = reg.gone.wait(conns).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+/// Removes a connection from the registry when its thread ends, however it ends.
+struct Registered<'a> {
+    reg: &'a Registry,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let mut conns = self.reg.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.remove(&self.id);
+        self.reg.gone.notify_all();
+    }
+}
+
+impl Server {
+    pub fn new(resolver: Arc<dyn ExportResolver>, opts: ServerOptions) -> Server {
+        Server {
+            inner: Arc::new(Inner {
+                resolver,
+                opts,
+                shutting_down: AtomicBool::new(false),
+                registry: Registry::default(),
+            }),
+        }
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            inner: self.inner.clone(),
+        }
+    }
+
+    pub fn options(&self) -> &ServerOptions {
+        &self.inner.opts
+    }
+
+    /// Connections being served now.
+    pub fn connections(&self) -> usize {
+        self.inner
+            .registry
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Accepts TCP clients until shutdown; one thread per connection.
+    pub fn serve_tcp(&self, listener: TcpListener) -> io::Result<()> {
+        while wait_readable(&listener, &self.inner.shutting_down)? {
+            let (stream, peer) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) if transient_accept_error(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            // Replies are small frames; Nagle would hold them back behind the next one.
+            let _ = stream.set_nodelay(true);
+            let client = ClientInfo {
+                peer: Some(peer),
+                identity: None,
+            };
+            self.spawn(stream, client);
+        }
+        Ok(())
+    }
+
+    /// Accepts Unix-socket clients until shutdown; one thread per connection.
+    pub fn serve_unix(&self, listener: UnixListener) -> io::Result<()> {
+        while wait_readable(&listener, &self.inner.shutting_down)? {
+            let stream = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if transient_accept_error(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            self.spawn(stream, ClientInfo::default());
+        }
+        Ok(())
+    }
+
+    fn spawn<S: Connection>(&self, stream: S, client: ClientInfo) {
+        if self.connections() >= self.inner.opts.max_connections {
+            tracing::warn!(
+                peer = ?client.peer,
+                max = self.inner.opts.max_connections,
+                "NBD connection refused: too many connections"
+            );
+            // Dropping the stream closes it before any negotiation.
+            return;
+        }
+        let server = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("nbd-conn".into())
+            .spawn(move || {
+                let peer = client.peer;
+                if let Err(e) = server.handle(stream, client) {
+                    tracing::warn!(?peer, error = %chain(&e), "NBD connection ended");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start an NBD connection thread");
+        }
+    }
+
+    /// Serves one client on `stream` in this thread: negotiation (with TLS when
+    /// configured), then transmission. Returns when the client is done or on shutdown.
+    pub fn handle<S: Connection>(&self, stream: S, client: ClientInfo) -> Result<(), ConnError> {
+        let inner = &*self.inner;
+        let stopper = stream.try_clone().map_err(ConnError::Setup)?;
+        let id = inner.registry.next.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut conns = inner
+                .registry
+                .conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if inner.shutting_down.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            // Shutting the read side ends the reader with EOF; replies still go out.
+            conns.insert(
+                id,
+                Box::new(move || {
+                    let _ = stopper.shutdown(Shutdown::Read);
+                }),
+            );
+        }
+        let _registered = Registered {
+            reg: &inner.registry,
+            id,
+        };
+        stream
+            .set_read_timeout(inner.opts.idle_timeout)
+            .map_err(ConnError::Setup)?;
+        self.negotiate_and_serve(stream, client)
+    }
+
+    fn negotiate_and_serve<S: Connection>(
+        &self,
+        mut stream: S,
+        mut client: ClientInfo,
+    ) -> Result<(), ConnError> {
+        let inner = &*self.inner;
+        let no_zeroes = negotiate::greet(&mut stream)?;
+        let tls_state = if inner.opts.tls.is_some() {
+            TlsState::Required
+        } else {
+            TlsState::Off
+        };
+        let outcome = {
+            let opts = NegotiateOptions {
+                resolver: &*inner.resolver,
+                client: &client,
+                tls: tls_state,
+                max_request: inner.opts.max_request_size,
+                shutting_down: &inner.shutting_down,
+            };
+            negotiate::haggle(&mut stream, &opts, no_zeroes)?
+        };
+        match outcome {
+            Outcome::Aborted => Ok(()),
+            Outcome::Transmit(n) => {
+                let reader = stream.try_clone().map_err(ConnError::Setup)?;
+                self.transmit(reader, stream, n, &client)
+            }
+            Outcome::StartTls => {
+                let config = inner
+                    .opts
+                    .tls
+                    .clone()
+                    .expect("STARTTLS only when configured");
+                let mut tls = TlsStream::accept(config, stream).map_err(ConnError::Tls)?;
+                client.identity = tls.identity();
+                tracing::debug!(peer = ?client.peer, identity = ?client.identity, "TLS client");
+                let opts = NegotiateOptions {
+                    resolver: &*inner.resolver,
+                    client: &client,
+                    tls: TlsState::Active,
+                    max_request: inner.opts.max_request_size,
+                    shutting_down: &inner.shutting_down,
+                };
+                let outcome = negotiate::haggle(&mut tls, &opts, no_zeroes)?;
+                match outcome {
+                    Outcome::Transmit(n) => {
+                        let reader = tls.try_clone().map_err(ConnError::Setup)?;
+                        let r = self.transmit(reader, tls.clone_writer(), n, &client);
+                        tls.close();
+                        r
+                    }
+                    _ => {
+                        tls.close();
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    fn transmit<R: Read, W: Write + Send>(
+        &self,
+        reader: R,
+        writer: W,
+        n: Negotiated,
+        client: &ClientInfo,
+    ) -> Result<(), ConnError> {
+        let inner = &*self.inner;
+        tracing::info!(export = %n.name, peer = ?client.peer,
+            identity = client.identity.as_deref().unwrap_or("-"), "NBD client connected");
+        let opts = TransmitOptions {
+            max_request: inner.opts.max_request_size,
+            workers: inner.opts.workers_per_connection,
+            budget: (inner.opts.max_request_size as usize).saturating_mul(2),
+            idle_timeout: inner.opts.idle_timeout,
+        };
+        let result = transmit::serve(reader, writer, &*n.export, &opts);
+        if inner.shutting_down.load(Ordering::SeqCst) {
+            // Shutdown promises that everything acknowledged is on disk.
+            if let Err(e) = n.export.flush() {
+                tracing::error!(export = %n.name, error = %e, "flush at shutdown failed");
+            }
+        }
+        match &result {
+            Ok(End::Idle) => tracing::info!(export = %n.name, peer = ?client.peer,
+                "NBD client idle too long, closed"),
+            Ok(end) => tracing::info!(export = %n.name, peer = ?client.peer, ?end,
+                "NBD client disconnected"),
+            Err(_) => {}
+        }
+        result.map(|_| ()).map_err(ConnError::from)
+    }
+}
+
+/// An error with its causes, "a: b: c", for one log line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED | libc::EINTR | libc::EMFILE | libc::ENFILE | libc::EAGAIN)
+    )
+}
+
+/// Waits until `listener` has a connection to accept; false once shutdown began.
+fn wait_readable(listener: &impl AsFd, stop: &AtomicBool) -> io::Result<bool> {
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let mut pfd = libc::pollfd {
+            fd: listener.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: pfd is a valid pollfd for the duration of the call, count is 1.
+        let n = unsafe { libc::poll(&mut pfd, 1, ACCEPT_POLL.as_millis() as libc::c_int) };
+        match n {
+            n if n > 0 => return Ok(true),
+            0 => {}
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,573 @@
+//! The transmission phase: a reader parses requests, a small worker pool runs them, and
+//! replies go out, possibly out of order, through one writer under a mutex.
+//!
+//! Memory per connection is bounded by a byte budget: the reader reserves a request's
+//! payload (WRITE data or READ buffer) before allocating it and blocks when the budget is
+//! spent, which also stops it reading from the socket (TCP back-pressure on the client).
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use super::proto::{self, Request, SimpleReply};
+use crate::writer::export::Export;
+
+#[derive(Debug, Clone)]
+pub struct TransmitOptions {
+    /// Largest READ/WRITE payload; a larger WRITE closes the connection.
+    pub max_request: u32,
+    pub workers: usize,
+    /// Bytes of payload buffered per connection at most (at least one max-size request).
+    pub budget: usize,
+    /// A connection with no request and nothing in flight for this long is closed.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for TransmitOptions {
+    fn default() -> Self {
+        TransmitOptions {
+            max_request: 32 << 20,
+            workers: 4,
+            budget: 64 << 20,
+            idle_timeout: None,
+        }
+    }
+}
+
+/// Why transmission ended normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// NBD_CMD_DISC: every request before it was answered.
+    Disconnect,
+    /// The client closed the connection (or the server shut its read side down).
+    Closed,
+    /// No request for the idle timeout.
+    Idle,
+}
+
+#[derive(Debug, Error)]
+pub enum TransmitError {
+    #[error("reading a request")]
+    Read(#[source] io::Error),
+    #[error("request with bad magic {0:#x}")]
+    BadMagic(u64),
+    #[error("connection closed inside a request")]
+    Truncated,
+    #[error("WRITE of {len} bytes exceeds the maximum request size {max}")]
+    Oversized { len: u32, max: u32 },
+}
+
+/// A request checked against the export: everything in it is safe to execute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Read {
+        offset: u64,
+        len: u32,
+    },
+    Write {
+        offset: u64,
+        len: u32,
+        fua: bool,
+    },
+    Flush,
+    Trim {
+        offset: u64,
+        len: u32,
+        fua: bool,
+    },
+    WriteZeroes {
+        offset: u64,
+        len: u32,
+        fua: bool,
+        may_trim: bool,
+    },
+    Disconnect,
+}
+
+/// Checks a request header against the export; `Err` is the NBD error to reply with.
+///
+/// Pure: it decides before any I/O. Ranges are checked with `checked_add` so that an
+/// offset near `u64::MAX` cannot wrap around into the export.
+pub fn check(req: &Request, size: u64, read_only: bool, max_request: u32) -> Result<Command, u32> {
+    let fua = req.flags & proto::CMD_FLAG_FUA != 0;
+    let allowed = match req.command {
+        proto::CMD_WRITE_ZEROES => proto::CMD_FLAG_FUA | proto::CMD_FLAG_NO_HOLE,
+        proto::CMD_READ
+        | proto::CMD_WRITE
+        | proto::CMD_DISC
+        | proto::CMD_FLUSH
+        | proto::CMD_TRIM => proto::CMD_FLAG_FUA,
+        _ => return Err(proto::EINVAL),
+    };
+    if req.flags & !allowed != 0 {
+        return Err(proto::EINVAL);
+    }
+    let writes = matches!(
+        req.command,
+        proto::CMD_WRITE | proto::CMD_TRIM | proto::CMD_WRITE_ZEROES
+    );
+    if writes && read_only {
+        return Err(proto::EPERM);
+    }
+    if matches!(req.command, proto::CMD_READ | proto::CMD_WRITE) && req.len > max_request {
+        return Err(proto::EINVAL);
+    }
+    let in_range = req
+        .offset
+        .checked_add(u64::from(req.len))
+        .is_some_and(|end| end <= size);
+    let ranged = matches!(
+        req.command,
+        proto::CMD_READ | proto::CMD_WRITE | proto::CMD_TRIM | proto::CMD_WRITE_ZEROES
+    );
+    if ranged && !in_range {
+        // proto.md: writes past the end SHOULD get ENOSPC; the rest EINVAL. An overflowing
+        // range is nonsense rather than a full disk.
+        let overflow = req.offset.checked_add(u64::from(req.len)).is_none();
+        return Err(if writes && !overflow {
+            proto::ENOSPC
+        } else {
+            proto::EINVAL
+        });
+    }
+    let (offset, len) = (req.offset, req.len);
+    Ok(match req.command {
+        proto::CMD_READ => Command::Read { offset, len },
+        proto::CMD_WRITE => Command::Write { offset, len, fua },
+        proto::CMD_FLUSH => Command::Flush,
+        proto::CMD_TRIM => Command::Trim { offset, len, fua },
+        proto::CMD_WRITE_ZEROES => Command::WriteZeroes {
+            offset,
+            len,
+            fua,
+            may_trim: req.flags & proto::CMD_FLAG_NO_HOLE == 0,
+        },
+        _ => Command::Disconnect,
+    })
+}
+
+/// Maps a store error to the NBD error value (proto.md "Error values").
+pub fn errno_of(e: &io::Error) -> u32 {
+    match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES | libc::EROFS) => proto::EPERM,
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => proto::ENOSPC,
+        Some(libc::EINVAL) => proto::EINVAL,
+        Some(libc::ENOMEM) => proto::ENOMEM,
+        Some(libc::EOVERFLOW) => proto::EOVERFLOW,
+        Some(libc::EOPNOTSUPP) => proto::ENOTSUP,
+        Some(libc::ESHUTDOWN) => proto::ESHUTDOWN,
+        Some(_) => proto::EIO,
+        None => match e.kind() {
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => proto::EPERM,
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => proto::ENOSPC,
+            io::ErrorKind::InvalidInput => proto::EINVAL,
+            io::ErrorKind::Unsupported => proto::ENOTSUP,
+            io::ErrorKind::OutOfMemory => proto::ENOMEM,
+            _ => proto::EIO,
+        },
+    }
+}
+
+/// Payload bytes that may be buffered at once.
+struct Budget {
+    free: Mutex<usize>,
+    freed: Condvar,
+    total: usize,
+}
+
+impl Budget {
+    fn new(total: usize) -> Budget {
+        Budget {
+            free: Mutex::new(total),
+            freed: Condvar::new(),
+            total,
+        }
+    }
+
+    /// Reserves `n` bytes (capped at the total so one big request always fits).
+    fn acquire(&self, n: usize) -> usize {
+        let n = n.min(self.total);
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free < n {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= n;
+        n
+    }
+
+    fn release(&self, n: usize) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        *free += n;
+        self.freed.notify_all();
+    }
+}
+
+/// The reply side: one writer, whole replies written under its lock.
+struct Replies<W> {
+    out: Mutex<(W, bool)>,
+}
+
+impl<W: Write> Replies<W> {
+    /// Sends `buf` (header and maybe data); after a failed send the rest are dropped,
+    /// since the client is gone and the reader will see it shortly.
+    fn send(&self, buf: &[u8]) {
+        let mut g = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let (w, broken) = &mut *g;
+        if *broken {
+            return;
+        }
+        if let Err(e) = w.write_all(buf).and_then(|()| w.flush()) {
+            tracing::debug!(error = %e, "NBD reply failed");
+            *broken = true;
+        }
+    }
+
+    fn error(&self, handle: u64, error: u32) {
+        let mut b = Vec::with_capacity(proto::SIMPLE_REPLY_LEN);
+        SimpleReply { error, handle }.encode(&mut b);
+        self.send(&b);
+    }
+}
+
+struct Job {
+    handle: u64,
+    cmd: Command,
+    /// WRITE data, or the READ buffer with room for the reply header in front.
+    buf: Vec<u8>,
+    reserved: usize,
+}
+
+struct Shared<'a, W> {
+    export: &'a dyn Export,
+    replies: Replies<W>,
+    budget: Budget,
+    in_flight: AtomicUsize,
+}
+
+fn run_job<W: Write>(sh: &Shared<'_, W>, mut job: Job) {
+    let e = sh.export;
+    let result = match job.cmd {
+        Command::Read { offset, .. } => e.read_at(&mut job.buf[proto::SIMPLE_REPLY_LEN..], offset),
+        Command::Write { offset, fua, .. } => e.write_at(&job.buf, offset, fua),
+        Command::Flush => e.flush(),
+        Command::Trim { offset, len, fua } => e
+            .trim(offset, len.into())
+            .and_then(|()| if fua { e.flush() } else { Ok(()) }),
+        Command::WriteZeroes {
+            offset,
+            len,
+            fua,
+            may_trim,
+        } => e.write_zeroes(offset, len.into(), may_trim, fua),
+        Command::Disconnect => Ok(()),
+    };
+    match result {
+        Ok(()) if matches!(job.cmd, Command::Read { .. }) => {
+            let mut h = Vec::with_capacity(proto::SIMPLE_REPLY_LEN);
+            SimpleReply {
+                error: 0,
+                handle: job.handle,
+            }
+            .encode(&mut h);
+            job.buf[..proto::SIMPLE_REPLY_LEN].copy_from_slice(&h);
+            sh.replies.send(&job.buf);
+        }
+        Ok(()) => sh.replies.error(job.handle, 0),
+        Err(err) => {
+            tracing::warn!(cmd = ?job.cmd, error = %err, "NBD request failed");
+            sh.replies.error(job.handle, errno_of(&err));
+        }
+    }
+    drop(job.buf);
+    sh.budget.release(job.reserved);
+    sh.in_flight.fetch_sub(1, Ordering::Release);
+}
+
+fn worker<W: Write>(sh: &Shared<'_, W>, rx: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+            Ok(j) => j,
+            Err(_) => return,
+        };
+        run_job(sh, job);
+    }
+}
+
+/// What reading a frame found.
+enum Frame {
+    Full,
+    /// EOF before the first byte.
+    Eof,
+    Idle,
+}
+
+/// Reads `buf` fully; a read timeout with nothing in flight (and nothing read yet) past
+/// the idle limit is idleness, otherwise reading goes on.
+fn read_frame<R: Read>(
+    r: &mut R,
+    buf: &mut [u8],
+    in_flight: &AtomicUsize,
+    idle: Option<Duration>,
+) -> Result<Frame, TransmitError> {
+    let mut got = 0;
+    let mut since = Instant::now();
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(Frame::Eof),
+            Ok(0) => return Err(TransmitError::Truncated),
+            Ok(n) => {
+                got += n;
+                since = Instant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                let limit = idle.unwrap_or(Duration::MAX);
+                if in_flight.load(Ordering::Acquire) == 0 && since.elapsed() >= limit {
+                    if got == 0 {
+                        return Ok(Frame::Idle);
+                    }
+                    return Err(TransmitError::Truncated);
+                }
+            }
+            Err(e) => return Err(TransmitError::Read(e)),
+        }
+    }
+    Ok(Frame::Full)
+}
+
+/// Serves requests on one connection until DISC, EOF, idleness or a protocol violation.
+/// Every request read before the end is executed and answered before this returns.
+pub fn serve<R: Read, W: Write + Send>(
+    reader: R,
+    writer: W,
+    export: &dyn Export,
+    opts: &TransmitOptions,
+) -> Result<End, TransmitError> {
+    let workers = opts.workers.max(1);
+    let budget = opts.budget.max(opts.max_request as usize);
+    let shared = Shared {
+        export,
+        replies: Replies {
+            out: Mutex::new((writer, false)),
+        },
+        budget: Budget::new(budget),
+        in_flight: AtomicUsize::new(0),
+    };
+    let (tx, rx) = sync_channel::<Job>(workers * 2);
+    let rx = Mutex::new(rx);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| worker(&shared, &rx));
+        }
+        // Dropping the sender when the loop ends lets the workers drain the queue and stop.
+        read_loop(reader, tx, &shared, opts)
+    })
+}
+
+fn read_loop<R: Read, W: Write>(
+    mut reader: R,
+    tx: SyncSender<Job>,
+    sh: &Shared<'_, W>,
+    opts: &TransmitOptions,
+) -> Result<End, TransmitError> {
+    let size = sh.export.size();
+    let read_only = sh.export.read_only();
+    loop {
+        let mut head = [0u8; proto::REQUEST_LEN];
+        match read_frame(&mut reader, &mut head, &sh.in_flight, opts.idle_timeout)? {
+            Frame::Full => {}
+            Frame::Eof => return Ok(End::Closed),
+            Frame::Idle => return Ok(End::Idle),
+        }
+        let req = match Request::decode(&mut &head[..]) {
+            Ok(r) => r,
+            Err(proto::ProtoError::BadMagic { found, .. }) => {
+                return Err(TransmitError::BadMagic(found));
+            }
+            Err(_) => return Err(TransmitError::Truncated),
+        };
+        if req.command == proto::CMD_WRITE && req.len > opts.max_request {
+            // The payload cannot be skipped without reading it all: answer and close.
+            sh.replies.error(req.handle, proto::EINVAL);
+            return Err(TransmitError::Oversized {
+                len: req.len,
+                max: opts.max_request,
+            });
+        }
+        let checked = check(&req, size, read_only, opts.max_request);
+        let mut reserved = 0;
+        let mut buf = Vec::new();
+        if req.command == proto::CMD_WRITE {
+            // The payload is on the wire even when the request is refused: consume it.
+            reserved = sh.budget.acquire(req.len as usize);
+            buf = vec![0u8; req.len as usize];
+            match read_frame(&mut reader, &mut buf, &sh.in_flight, opts.idle_timeout) {
+                Ok(Frame::Full) => {}
+                Ok(_) | Err(TransmitError::Truncated) => {
+                    sh.budget.release(reserved);
+                    return Err(TransmitError::Truncated);
+                }
+                Err(e) => {
+                    sh.budget.release(reserved);
+                    return Err(e);
+                }
+            }
+        }
+        let cmd = match checked {
+            Ok(c) => c,
+            Err(errno) => {
+                tracing::debug!(?req, errno, "NBD request refused");
+                drop(buf);
+                sh.budget.release(reserved);
+                sh.replies.error(req.handle, errno);
+                continue;
+            }
+        };
+        if cmd == Command::Disconnect {
+            return Ok(End::Disconnect);
+        }
+        if let Command::Read { len, .. } = cmd {
+            reserved = sh.budget.acquire(len as usize);
+            buf = vec![0u8; proto::SIMPLE_REPLY_LEN + len as usize];
+        }
+        sh.in_flight.fetch_add(1, Ordering::AcqRel);
+        let job = Job {
+            handle: req.handle,
+            cmd,
+            buf,
+            reserved,
+        };
+        if let Err(back) = tx.send(job) {
+            // Workers only stop when the sender is dropped; run it here to stay correct.
+            run_job(sh, back.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(command: u16, flags: u16, offset: u64, len: u32) -> Request {
+        Request {
+            flags,
+            command,
+            handle: 7,
+            offset,
+            len,
+        }
+    }
+
+    #[test]
+    fn check_ranges() {
+        let size = 1 << 20;
+        let max = 65536;
+        assert_eq!(
+            check(&req(proto::CMD_READ, 0, 0, 4096), size, false, max),
+            Ok(Command::Read {
+                offset: 0,
+                len: 4096
+            })
+        );
+        // Exactly to the end is fine, one past is not.
+        assert!(check(&req(proto::CMD_READ, 0, size - 512, 512), size, false, max).is_ok());
+        assert_eq!(
+            check(&req(proto::CMD_READ, 0, size - 511, 512), size, false, max),
+            Err(proto::EINVAL)
+        );
+        assert_eq!(
+            check(&req(proto::CMD_WRITE, 0, size, 1), size, false, max),
+            Err(proto::ENOSPC)
+        );
+        // offset + len wraps around u64.
+        assert_eq!(
+            check(
+                &req(proto::CMD_WRITE, 0, u64::MAX - 10, 4096),
+                size,
+                false,
+                max
+            ),
+            Err(proto::EINVAL)
+        );
+        assert_eq!(
+            check(&req(proto::CMD_TRIM, 0, u64::MAX, 1), size, false, max),
+            Err(proto::EINVAL)
+        );
+        assert_eq!(
+            check(&req(proto::CMD_READ, 0, 0, max + 1), size, false, max),
+            Err(proto::EINVAL)
+        );
+        // TRIM/WRITE_ZEROES carry no payload: no size cap beyond the export.
+        assert!(check(&req(proto::CMD_TRIM, 0, 0, 1 << 20), size, false, max).is_ok());
+    }
+
+    #[test]
+    fn check_flags_commands_read_only() {
+        let size = 1 << 20;
+        assert_eq!(
+            check(&req(99, 0, 0, 0), size, false, 4096),
+            Err(proto::EINVAL)
+        );
+        assert_eq!(
+            check(&req(proto::CMD_WRITE, 0, 0, 512), size, true, 4096),
+            Err(proto::EPERM)
+        );
+        assert_eq!(
+            check(&req(proto::CMD_TRIM, 0, 0, 512), size, true, 4096),
+            Err(proto::EPERM)
+        );
+        assert_eq!(
+            check(
+                &req(proto::CMD_WRITE, proto::CMD_FLAG_NO_HOLE, 0, 512),
+                size,
+                false,
+                4096
+            ),
+            Err(proto::EINVAL)
+        );
+        assert_eq!(
+            check(
+                &req(proto::CMD_WRITE_ZEROES, proto::CMD_FLAG_NO_HOLE | 1, 0, 512),
+                size,
+                false,
+                4096
+            ),
+            Ok(Command::WriteZeroes {
+                offset: 0,
+                len: 512,
+                fua: true,
+                may_trim: false
+            })
+        );
+        assert_eq!(
+            check(&req(proto::CMD_READ, 1 << 2, 0, 512), size, false, 4096),
+            Err(proto::EINVAL)
+        );
+        assert_eq!(
+            check(&req(proto::CMD_FLUSH, 0, 0, 0), size, true, 4096),
+            Ok(Command::Flush)
+        );
+    }
+
+    #[test]
+    fn errno_mapping() {
+        assert_eq!(
+            errno_of(&io::Error::from_raw_os_error(libc::ENOSPC)),
+            proto::ENOSPC
+        );
+        assert_eq!(
+            errno_of(&io::Error::from_raw_os_error(libc::EROFS)),
+            proto::EPERM
+        );
+        assert_eq!(errno_of(&io::Error::other("x")), proto::EIO);
+    }
+}

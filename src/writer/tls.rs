@@ -1,0 +1,507 @@
+//! TLS for the NBD server (NBD_OPT_STARTTLS): rustls config from `[writer.tls]`, a
+//! full-duplex TLS stream over a [`Connection`], client identities and access policy.
+//!
+//! The transmission phase reads requests and writes replies from different threads, which
+//! a single rustls connection object cannot do by itself. [`TlsStream`] shares the
+//! connection state under a mutex and never holds it during socket I/O: the reader pulls
+//! raw bytes from the socket unlocked, then feeds them in; a writer encrypts under the lock
+//! and sends the records unlocked but in order under a second lock.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, ServerConnection};
+
+use super::export::ClientInfo;
+use super::nbd::server::Connection;
+use crate::config::{Writer, WriterTls};
+
+/// Plaintext is encrypted in pieces of this size, so a 32 MiB READ reply never needs a
+/// second 32 MiB buffer.
+const WRITE_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The files of a `[writer.tls]` section: `dir` gives defaults, explicit paths win.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn resolve(t: &WriterTls) -> anyhow::Result<TlsFiles> {
+        let from_dir = |name: &str| t.dir.as_ref().map(|d| d.join(name));
+        let pick = |explicit: &Option<PathBuf>, name: &str, key: &str| {
+            explicit.clone().or_else(|| from_dir(name)).ok_or_else(|| {
+                crate::error::bad_input(format!(
+                    "[writer.tls] needs `dir` (holding {name}) or `{key}`"
+                ))
+            })
+        };
+        Ok(TlsFiles {
+            ca: pick(&t.ca, "ca-cert.pem", "ca")?,
+            cert: pick(&t.cert, "server-cert.pem", "cert")?,
+            key: pick(&t.key, "server-key.pem", "key")?,
+        })
+    }
+}
+
+fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            crate::error::bad_input(format!("reading certificates from {}: {e}", path.display()))
+        })?;
+    if certs.is_empty() {
+        return Err(crate::error::bad_input(format!(
+            "{} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// Builds the server's TLS config: its certificate, and client certificates required and
+/// verified against the CA (expired or foreign ones fail the handshake).
+pub fn server_config(t: &WriterTls) -> anyhow::Result<Arc<ServerConfig>> {
+    let files = TlsFiles::resolve(t)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in load_certs(&files.ca)? {
+        roots
+            .add(ca)
+            .with_context(|| format!("adding the CA in {}", files.ca.display()))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .context("building the client certificate verifier")?;
+    let certs = load_certs(&files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+        crate::error::bad_input(format!(
+            "reading the private key {}: {e}",
+            files.key.display()
+        ))
+    })?;
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .with_context(|| format!("server certificate {}", files.cert.display()))?;
+    Ok(Arc::new(config))
+}
+
+/// Start-up policy: a non-loopback listen address needs TLS, or `insecure = true` (which
+/// is then logged as a warning at every start).
+pub fn check_listen_policy(w: &Writer) -> anyhow::Result<()> {
+    if w.listen.is_empty() || w.tls.is_some() {
+        return Ok(());
+    }
+    let addrs: Vec<SocketAddr> = w
+        .listen
+        .to_socket_addrs()
+        .map_err(|e| crate::error::bad_input(format!("[writer] listen {:?}: {e}", w.listen)))?
+        .collect();
+    let exposed = addrs.iter().any(|a| !a.ip().is_loopback());
+    if !exposed {
+        return Ok(());
+    }
+    if w.insecure {
+        tracing::warn!(
+            listen = %w.listen,
+            "NBD server listens on a non-loopback address WITHOUT TLS ([writer] insecure = true): \
+             anyone who can connect can overwrite the target disks"
+        );
+        return Ok(());
+    }
+    Err(crate::error::bad_input(format!(
+        "[writer] listen = {:?} is reachable from the network but [writer.tls] is not set; \
+         configure TLS (`mtkit writer certs --out DIR`, then [writer.tls] dir = DIR), listen on \
+         127.0.0.1, or set [writer] insecure = true",
+        w.listen
+    )))
+}
+
+/// Whether `client` may open a disk of a group whose `[[writer.group]] clients` list is
+/// `group_clients`. An empty list restricts nothing beyond the CA (and, without TLS,
+/// nothing at all); otherwise the client's verified certificate identity must be listed.
+pub fn allowed(group_clients: &[String], client: &ClientInfo) -> bool {
+    group_clients.is_empty()
+        || client
+            .identity
+            .as_deref()
+            .is_some_and(|id| group_clients.iter().any(|c| c == id))
+}
+
+struct State {
+    conn: ServerConnection,
+    /// Raw bytes read from the socket that rustls has not taken yet.
+    pending: Vec<u8>,
+    pos: usize,
+}
+
+/// A server-side TLS session over a [`Connection`]; clones share the session, so one clone
+/// can read while another writes.
+pub struct TlsStream<S> {
+    state: Arc<Mutex<State>>,
+    raw_read: S,
+    raw_write: Arc<Mutex<S>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn tls_err(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<S: Connection> TlsStream<S> {
+    /// Runs the TLS handshake as the server (after NBD_REP_ACK to STARTTLS).
+    pub fn accept(config: Arc<ServerConfig>, mut sock: S) -> io::Result<TlsStream<S>> {
+        let mut conn = ServerConnection::new(config).map_err(tls_err)?;
+        // We drain encrypted output right after each write: no need for rustls to cap it.
+        conn.set_buffer_limit(None);
+        while conn.is_handshaking() {
+            if let Err(e) = conn.complete_io(&mut sock) {
+                // Tell the client why (a TLS alert), then give up: proto.md says the
+                // session MUST end when the handshake fails.
+                let _ = conn.write_tls(&mut sock);
+                let _ = sock.shutdown(Shutdown::Both);
+                return Err(e);
+            }
+        }
+        while conn.wants_write() {
+            conn.write_tls(&mut sock)?;
+        }
+        let raw_write = sock.try_clone()?;
+        Ok(TlsStream {
+            state: Arc::new(Mutex::new(State {
+                conn,
+                pending: Vec::new(),
+                pos: 0,
+            })),
+            raw_read: sock,
+            raw_write: Arc::new(Mutex::new(raw_write)),
+        })
+    }
+
+    /// Another handle on the same session (for the reading side).
+    pub fn try_clone(&self) -> io::Result<TlsStream<S>> {
+        Ok(TlsStream {
+            state: self.state.clone(),
+            raw_read: self.raw_read.try_clone()?,
+            raw_write: self.raw_write.clone(),
+        })
+    }
+
+    /// A writing-only handle (its reads are never used).
+    pub fn clone_writer(&self) -> TlsWriter<S> {
+        TlsWriter {
+            state: self.state.clone(),
+            raw_write: self.raw_write.clone(),
+        }
+    }
+
+    /// The verified client certificate's identity: its subject CN, else its first DNS SAN.
+    pub fn identity(&self) -> Option<String> {
+        let st = lock(&self.state);
+        let cert = st.conn.peer_certificates()?.first()?;
+        cert_identity(cert.as_ref())
+    }
+
+    /// Sends close_notify (proto.md: shut TLS down before closing).
+    pub fn close(&self) {
+        let mut out = Vec::new();
+        {
+            let mut st = lock(&self.state);
+            st.conn.send_close_notify();
+            while st.conn.wants_write() {
+                if st.conn.write_tls(&mut out).is_err() {
+                    break;
+                }
+            }
+        }
+        let _ = lock(&self.raw_write).write_all(&out);
+    }
+}
+
+impl<S: Connection> Read for TlsStream<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut out = Vec::new();
+            {
+                let mut st = lock(&self.state);
+                match st.conn.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    // A peer that just drops the TCP connection is a client gone, not
+                    // an attack on truncation: NBD frames are checked whole anyway.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                if st.pos < st.pending.len() {
+                    let State { conn, pending, pos } = &mut *st;
+                    let mut rest = &pending[*pos..];
+                    let before = rest.len();
+                    conn.read_tls(&mut rest)?;
+                    *pos += before - rest.len();
+                    let processed = conn.process_new_packets();
+                    while conn.wants_write() {
+                        conn.write_tls(&mut out)?;
+                    }
+                    if let Err(e) = processed {
+                        drop(st);
+                        let _ = lock(&self.raw_write).write_all(&out);
+                        return Err(tls_err(e));
+                    }
+                }
+            }
+            if !out.is_empty() {
+                lock(&self.raw_write).write_all(&out)?;
+                continue;
+            }
+            let need_socket = {
+                let st = lock(&self.state);
+                st.pos >= st.pending.len()
+            };
+            if need_socket {
+                let mut raw = vec![0u8; READ_CHUNK];
+                let n = self.raw_read.read(&mut raw)?;
+                let mut st = lock(&self.state);
+                if n == 0 {
+                    // EOF: let rustls see it; the next plaintext read reports it.
+                    st.conn.read_tls(&mut io::empty())?;
+                    let _ = st.conn.process_new_packets();
+                    match st.conn.reader().read(buf) {
+                        Ok(n) => return Ok(n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                        Err(e) => return Err(e),
+                    }
+                }
+                raw.truncate(n);
+                st.pending = raw;
+                st.pos = 0;
+            }
+        }
+    }
+}
+
+fn write_encrypted<S: Write>(state: &Mutex<State>, raw: &Mutex<S>, buf: &[u8]) -> io::Result<()> {
+    // Holding the socket lock across encryption keeps records in order between writers.
+    let mut sock = lock(raw);
+    for piece in buf.chunks(WRITE_CHUNK) {
+        let mut out = Vec::with_capacity(piece.len() + 1024);
+        {
+            let mut st = lock(state);
+            st.conn.writer().write_all(piece)?;
+            while st.conn.wants_write() {
+                st.conn.write_tls(&mut out)?;
+            }
+        }
+        sock.write_all(&out)?;
+    }
+    Ok(())
+}
+
+impl<S: Connection> Write for TlsStream<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write_encrypted(&self.state, &self.raw_write, buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        lock(&self.raw_write).flush()
+    }
+}
+
+/// The writing half of a [`TlsStream`].
+pub struct TlsWriter<S> {
+    state: Arc<Mutex<State>>,
+    raw_write: Arc<Mutex<S>>,
+}
+
+impl<S: Write> Write for TlsWriter<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write_encrypted(&self.state, &self.raw_write, buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        lock(&self.raw_write).flush()
+    }
+}
+
+/// One DER element: (tag, contents), advancing `buf`.
+fn der<'a>(buf: &mut &'a [u8]) -> Option<(u8, &'a [u8])> {
+    let (&tag, rest) = buf.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        first as usize
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let mut len = 0usize;
+        for &b in &rest[..n] {
+            len = (len << 8) | b as usize;
+        }
+        rest = &rest[n..];
+        len
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let (content, after) = rest.split_at(len);
+    *buf = after;
+    Some((tag, content))
+}
+
+const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
+const OID_SAN: &[u8] = &[0x55, 0x1d, 0x11];
+
+/// The subject CN of an X.509 certificate, else its first DNS subject-alternative name.
+/// (The certificate was already verified by webpki; this only reads names out of it.)
+pub fn cert_identity(cert: &[u8]) -> Option<String> {
+    let mut c = cert;
+    let (_, certificate) = der(&mut c)?;
+    let mut c = certificate;
+    let (_, mut tbs) = der(&mut c)?;
+    let mut fields = Vec::new();
+    while let Some(f) = der(&mut tbs) {
+        fields.push(f);
+    }
+    // [0] version is optional; after it: serial, signature, issuer, validity, subject.
+    let skip = usize::from(fields.first()?.0 == 0xa0);
+    let subject = fields.get(skip + 4)?.1;
+    let mut cn = None;
+    let mut rdns = subject;
+    while let Some((_, set)) = der(&mut rdns) {
+        let mut set = set;
+        while let Some((_, atv)) = der(&mut set) {
+            let mut atv = atv;
+            let (_, oid) = der(&mut atv)?;
+            let (_, value) = der(&mut atv)?;
+            if oid == OID_CN {
+                cn = std::str::from_utf8(value).ok().map(str::to_owned);
+            }
+        }
+    }
+    if cn.is_some() {
+        return cn;
+    }
+    let exts = fields.iter().find(|f| f.0 == 0xa3)?.1;
+    let mut exts = exts;
+    let (_, mut list) = der(&mut exts)?;
+    while let Some((_, ext)) = der(&mut list) {
+        let mut ext = ext;
+        let (_, oid) = der(&mut ext)?;
+        if oid != OID_SAN {
+            continue;
+        }
+        let mut value = None;
+        while let Some((tag, v)) = der(&mut ext) {
+            if tag == 0x04 {
+                value = Some(v);
+            }
+        }
+        let mut san = value?;
+        let (_, mut names) = der(&mut san)?;
+        while let Some((tag, name)) = der(&mut names) {
+            if tag == 0x82 {
+                return std::str::from_utf8(name).ok().map(str::to_owned);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(cn: Option<&str>, sans: &[&str]) -> Vec<u8> {
+        let mut p =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(cn) = cn {
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, cn.to_string());
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        p.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn identity_from_cn_then_san() {
+        assert_eq!(
+            cert_identity(&cert(Some("ps-azure-01"), &["x.example"])).as_deref(),
+            Some("ps-azure-01")
+        );
+        assert_eq!(
+            cert_identity(&cert(None, &["ps-02.example"])).as_deref(),
+            Some("ps-02.example")
+        );
+        assert_eq!(cert_identity(&cert(None, &[])), None);
+        assert_eq!(cert_identity(b"\x30\x82\xff"), None);
+        assert_eq!(cert_identity(&[]), None);
+    }
+
+    #[test]
+    fn access_policy() {
+        let c = |id: Option<&str>| ClientInfo {
+            peer: None,
+            identity: id.map(str::to_owned),
+        };
+        let list = vec!["ps-azure-01".to_string()];
+        assert!(allowed(&list, &c(Some("ps-azure-01"))));
+        assert!(!allowed(&list, &c(Some("ps-azure-02"))));
+        assert!(!allowed(&list, &c(None)));
+        assert!(allowed(&[], &c(None)));
+    }
+
+    #[test]
+    fn listen_policy() {
+        let mut w = Writer {
+            listen: "127.0.0.1:10809".into(),
+            ..Writer::default()
+        };
+        assert!(check_listen_policy(&w).is_ok());
+        w.listen = "0.0.0.0:10809".into();
+        let e = check_listen_policy(&w).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert!(e.to_string().contains("insecure"), "{e}");
+        w.insecure = true;
+        assert!(check_listen_policy(&w).is_ok());
+        w.insecure = false;
+        w.tls = Some(WriterTls {
+            dir: Some("/x".into()),
+            ..WriterTls::default()
+        });
+        assert!(check_listen_policy(&w).is_ok());
+    }
+
+    #[test]
+    fn tls_files_resolve() {
+        let t = WriterTls {
+            dir: Some("/d".into()),
+            key: Some("/k.pem".into()),
+            ..WriterTls::default()
+        };
+        let f = TlsFiles::resolve(&t).unwrap();
+        assert_eq!(f.ca, Path::new("/d/ca-cert.pem"));
+        assert_eq!(f.cert, Path::new("/d/server-cert.pem"));
+        assert_eq!(f.key, Path::new("/k.pem"));
+        assert!(TlsFiles::resolve(&WriterTls::default()).is_err());
+    }
+}

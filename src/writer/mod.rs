@@ -11,7 +11,10 @@ pub mod tls;
 
 pub use export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
 pub use file_export::FileExport;
+pub mod control;
 pub mod group;
 pub mod journal;
 pub mod journaled;
+pub mod policy;
 pub mod recover;
+pub mod service;

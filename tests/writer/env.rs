@@ -141,7 +141,8 @@ pub fn control(sock: &Path, req: &str) -> Result<serde_json::Value, String> {
     let mut c = UnixStream::connect(sock).map_err(|e| e.to_string())?;
     writeln!(c, "{req}").map_err(|e| e.to_string())?;
     for line in BufReader::new(c).lines() {
-        let v: serde_json::Value = serde_json::from_str(&line.map_err(|e| e.to_string())?).unwrap();
+        let line = line.map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
         if let Some(ok) = v.get("ok") {
             return Ok(ok.clone());
         }

@@ -160,9 +160,9 @@ fn sigkill_under_load_loses_nothing_acknowledged_and_points_recover() {
 
         // Acknowledged-and-flushed data is there; anything else is a value written later.
         let now = files(&env);
-        for d in 0..DISKS.len() {
+        for (d, img) in now.iter().enumerate() {
             for b in 0..BLOCKS {
-                let got = block(&now[d], b);
+                let got = block(img, b);
                 let ok = got == block(&m.durable[d], b)
                     || m.maybe
                         .get(&(d, b))

@@ -40,6 +40,7 @@ pub struct Target {
     file: File,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) clients: AtomicUsize,
+    pub(crate) stats: super::metrics::DiskStats,
 }
 
 impl Target {
@@ -70,6 +71,7 @@ impl Target {
             file,
             bytes_written: AtomicU64::new(0),
             clients: AtomicUsize::new(0),
+            stats: Default::default(),
         })
     }
 

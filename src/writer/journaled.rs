@@ -20,6 +20,12 @@ impl JournaledDisk {
     }
 }
 
+impl JournaledDisk {
+    fn stats(&self) -> &crate::writer::metrics::DiskStats {
+        &self.group.disks[self.disk].stats
+    }
+}
+
 impl Drop for JournaledDisk {
     fn drop(&mut self) {
         self.group.disks[self.disk]
@@ -38,24 +44,31 @@ impl Export for JournaledDisk {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.group.disks[self.disk].read_at(buf, offset)
+        let t = &self.group.disks[self.disk];
+        let n = buf.len() as u64;
+        t.stats.observe(0, n, || t.read_at(buf, offset))
     }
 
     fn write_at(&self, data: &[u8], offset: u64, fua: bool) -> io::Result<()> {
-        self.group.write(self.disk, data, offset, fua)
+        let n = data.len() as u64;
+        self.stats()
+            .observe(1, n, || self.group.write(self.disk, data, offset, fua))
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool, fua: bool) -> io::Result<()> {
-        self.group
-            .write_zeroes(self.disk, offset, len, may_trim, fua)
+        self.stats().observe(2, len, || {
+            self.group
+                .write_zeroes(self.disk, offset, len, may_trim, fua)
+        })
     }
 
     /// TRIM is advisory in NBD: dropping it keeps the undo journal exact for free.
-    fn trim(&self, _offset: u64, _len: u64) -> io::Result<()> {
-        Ok(())
+    fn trim(&self, _offset: u64, len: u64) -> io::Result<()> {
+        self.stats().observe(3, len, || Ok(()))
     }
 
     fn flush(&self) -> io::Result<()> {
-        self.group.point(false, "").map(|_| ())
+        self.stats()
+            .observe(4, 0, || self.group.point(false, "").map(|_| ()))
     }
 }

@@ -15,6 +15,7 @@ pub mod control;
 pub mod group;
 pub mod journal;
 pub mod journaled;
+pub mod metrics;
 pub mod policy;
 pub mod recover;
 pub mod service;

@@ -343,6 +343,17 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
             }
         }));
     }
+    if !cfg.writer.metrics_listen.is_empty() {
+        let l = std::net::TcpListener::bind(&cfg.writer.metrics_listen).with_context(|| {
+            format!(
+                "listening on [writer] metrics-listen {}",
+                cfg.writer.metrics_listen
+            )
+        })?;
+        tracing::info!(listen = %l.local_addr()?, "metrics on /metrics");
+        let w = writer.clone();
+        std::thread::spawn(move || super::metrics::serve(l, w));
+    }
     let control = super::control::Control::bind(&cfg.writer.control_socket, writer.clone())?;
     std::thread::spawn(move || control.serve());
     {

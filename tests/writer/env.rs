@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    pub metrics_port: u16,
     pub config: PathBuf,
 }
 
@@ -21,15 +22,18 @@ pub type DiskDef<'a> = (&'a str, &'a str, u64);
 impl Env {
     pub fn new(disks: &[DiskDef]) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (port, metrics_port) = (free(), free());
         let d = dir.path();
         let mut cfg = format!(
             "[writer]\nlisten = \"127.0.0.1:{port}\"\ninsecure = true\njournal-dir = \"{}\"\n\
-             unix-socket = \"{}\"\ncontrol-socket = \"{}\"\nmetrics-listen = \"\"\n",
+             unix-socket = \"{}\"\ncontrol-socket = \"{}\"\nmetrics-listen = \"127.0.0.1:{metrics_port}\"\n",
             d.join("journal").display(),
             d.join("run/nbd.sock").display(),
             d.join("run/control.sock").display()
@@ -42,7 +46,12 @@ impl Env {
         }
         let config = d.join("appliance.toml");
         std::fs::write(&config, cfg).unwrap();
-        Env { dir, port, config }
+        Env {
+            dir,
+            port,
+            metrics_port,
+            config,
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -134,6 +143,23 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// GET /metrics.
+pub fn metrics(port: u16) -> String {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    assert!(s.starts_with("HTTP/1.0 200"), "{s}");
+    s
+}
+
+/// The value of one metric line (`name{labels}`), 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .map_or(0.0, |v| v.parse().unwrap())
 }
 
 /// One control request (a JSON line); the final answer, `Err` for an error answer.

@@ -1,6 +1,8 @@
 //! The journal, groups, recovery and views through the `Export` trait (no network): a
 //! random write load with points, then recovery to every point in turn, byte-exact.
 
+mod common;
+
 use mtkit::writer::Export;
 use mtkit::writer::group::{DiskSpec, Group};
 use mtkit::writer::journaled::JournaledDisk;
@@ -228,4 +230,100 @@ fn another_process_cannot_open_a_locked_group() {
     .err()
     .unwrap();
     assert!(err.to_string().contains("in use"), "{err}");
+}
+
+/// Unmounts the tmpfs when the test ends, however it ends.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_retention_volume_prunes_oldest_first_and_never_fails_a_write() {
+    require!(common::is_root(), "mounting a small tmpfs needs root");
+    let t = tempfile::tempdir().unwrap();
+    let vol = t.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "mtkit-test-full"])
+        .arg(&vol)
+        .status()
+        .unwrap();
+    require!(st.success(), "cannot mount tmpfs here");
+    let _m = Mount(vol.clone());
+    let spec = DiskSpec {
+        name: "d".into(),
+        path: t.path().join("d.img"),
+        size: Some(4 << 20),
+    };
+    let g = Group::open("g", &vol.join("g"), &[spec], 256 << 10).unwrap();
+    let d = JournaledDisk::new(g.clone(), 0);
+    let mut rng = StdRng::seed_from_u64(9);
+    let noise: Vec<u8> = (0..4 << 20).map(|_| rng.random()).collect();
+    d.write_at(&noise, 0, false).unwrap();
+    g.point(true, "base").unwrap();
+    let mut snaps = Vec::new();
+    for round in 0..40u64 {
+        let off = (round * 97 % 60) * 65536;
+        // 64 KiB of fresh undo per round: 40 rounds need more than the 2 MiB volume.
+        d.write_at(&vec![round as u8; 65536], off, false).unwrap();
+        d.flush().unwrap();
+        snaps.push((g.points().last().unwrap().id, contents(&g)));
+    }
+    let pts = g.points();
+    assert!(pts.len() < 41, "some points were pruned: {}", pts.len());
+    assert!(pts.len() > 5, "recent points are kept: {}", pts.len());
+    let oldest = pts[0].id;
+    let want = &snaps.iter().find(|(id, _)| *id == oldest).unwrap().1;
+    let before = contents(&g);
+    let err = g
+        .recover(&PointSpec::Id(oldest), false, &mut |_, _| {})
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("nothing was changed"),
+        "{err:#}"
+    );
+    assert!(contents(&g) == before && !g.is_recovering());
+    // The admin makes room.
+    let st = std::process::Command::new("mount")
+        .args(["-o", "remount,size=8m"])
+        .arg(&vol)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    g.recover(&PointSpec::Id(oldest), false, &mut |_, _| {})
+        .unwrap();
+    assert!(
+        contents(&g) == *want,
+        "the oldest kept point recovers exactly"
+    );
+    g.commit().unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-o", "remount,size=2m"])
+        .arg(&vol)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // One write whose undo cannot fit even an empty journal: it goes through anyway.
+    let big: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+    d.write_at(&big, 0, false).unwrap();
+    let mut back = vec![0u8; big.len()];
+    d.read_at(&mut back, 0).unwrap();
+    assert!(back == big);
+    assert!(
+        g.in_initial_sync(),
+        "history dropped: writes go through until a new baseline"
+    );
+    assert!(g.points().is_empty());
+    d.flush().unwrap();
+    g.point(true, "rebaseline").unwrap();
+    d.write_at(&[1u8; 4096], 0, false).unwrap();
+    d.flush().unwrap();
+    g.recover(&PointSpec::LatestApp, false, &mut |_, _| {})
+        .unwrap();
+    d.read_at(&mut back, 0).unwrap();
+    assert!(back == big);
 }

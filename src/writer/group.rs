@@ -585,7 +585,9 @@ impl Group {
             rel.push((disk, offset, len, (!zero).then_some(payload_at as u64)));
         }
         let mut j = self.journal.lock().unwrap();
-        let (segment, base) = self.append_or_prune(&mut j, &buf, max_seq)?;
+        let Some((segment, base)) = self.append_or_prune(&mut j, &buf, max_seq)? else {
+            return Ok(Vec::new());
+        };
         Ok(rel
             .into_iter()
             .map(|(d, o, l, at)| {
@@ -604,31 +606,40 @@ impl Group {
 
     /// Appends and syncs; when the volume is full, prunes the oldest history (loudly) and
     /// retries, so that a write the target could take never fails for lack of journal.
-    fn append_or_prune(&self, j: &mut Journal, buf: &[u8], max_seq: u64) -> io::Result<(u64, u64)> {
+    /// `None`: even an empty journal cannot take the records; all history is dropped and
+    /// the group writes straight through until the next bookmark makes a new baseline.
+    fn append_or_prune(
+        &self,
+        j: &mut Journal,
+        buf: &[u8],
+        max_seq: u64,
+    ) -> io::Result<Option<(u64, u64)>> {
         loop {
-            let at = j.prepare_append(buf.len() as u64).map_err(io::Error::other);
+            let at = j.prepare_append(buf.len() as u64).map_err(io::Error::from);
             let r = at.and_then(|at| {
                 j.append(buf, max_seq)?;
                 j.sync()?;
                 Ok(at)
             });
-            match r {
-                Ok(at) => return Ok(at),
-                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) || is_nospc(&e) => {
-                    let mut st = self.lock();
-                    st.history_dropped_us = Some(now_us());
-                    drop(st);
-                    match j.remove_oldest().map_err(io::Error::other)? {
-                        Some(seg) => {
-                            tracing::error!(group = %self.name, segment = seg.id,
-                                "RETENTION VOLUME FULL: dropped the oldest journal segment; the oldest recovery points are gone");
-                            self.forget_points_before_journal(j);
-                        }
-                        None => return Err(e),
-                    }
-                }
+            let e = match r {
+                Ok(at) => return Ok(Some(at)),
+                Err(e) if is_nospc(&e) => e,
                 Err(e) => return Err(e),
+            };
+            self.lock().history_dropped_us = Some(now_us());
+            if let Some(seg) = j.remove_oldest()? {
+                tracing::error!(group = %self.name, segment = seg.id,
+                    "RETENTION VOLUME FULL: dropped the oldest journal segment; the oldest recovery points are gone");
+                self.forget_points_before_journal(j);
+                continue;
             }
+            tracing::error!(group = %self.name, error = %e,
+                "RETENTION VOLUME FULL: no journal history left to drop; ALL recovery points of the group are gone and writes go straight through until the next bookmark");
+            j.restart_with(&[], max_seq)?;
+            let mut st = self.lock();
+            st.points.clear();
+            st.initial_sync = true;
+            return Ok(None);
         }
     }
 
@@ -717,8 +728,7 @@ impl Group {
         let mut buf = Vec::new();
         encode_point(&rec, &mut buf);
         let mut j = self.journal.lock().unwrap();
-        self.append_or_prune(&mut j, &buf, seq)?;
-        Ok(Some(rec))
+        Ok(self.append_or_prune(&mut j, &buf, seq)?.map(|_| rec))
     }
 
     /// Registers a view's index so that later saves keep it complete.
@@ -750,8 +760,9 @@ impl Group {
     }
 }
 
+/// ENOSPC, also when wrapped by the journal's own error type.
 fn is_nospc(e: &io::Error) -> bool {
-    e.to_string().contains("No space left")
+    e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull
 }
 
 pub(crate) fn encode_point(p: &PointRecord, out: &mut Vec<u8>) {

@@ -191,6 +191,23 @@ impl Group {
         if dry_run {
             return Ok(report);
         }
+        // The rollback saves what it overwrites on the retention volume: check the room
+        // first, so that a full volume fails the recover before anything changes.
+        let unsaved = blocks.iter().filter(|k| !head.contains_key(k)).count() as u64;
+        let need = unsaved * (BLOCK + format::HEADER_LEN as u64) + (1 << 20);
+        let free = nix::sys::statvfs::statvfs(&self.dir)
+            .map(|v| v.blocks_available() * v.fragment_size())
+            .unwrap_or(u64::MAX);
+        if free < need {
+            anyhow::bail!(
+                "recovering group {} to point {} must first save {} MiB of current contents on the retention volume ({}), which has {} MiB free: free some space (or shorten [policy] retention) and retry; nothing was changed",
+                self.name,
+                point.id,
+                need >> 20,
+                self.dir.display(),
+                free >> 20
+            );
+        }
         let _quiet = Quiet::new(self);
         tracing::info!(group = %self.name, point = point.id, blocks = blocks.len(), "recovering");
         let started = self.session().map_or_else(chrono::Utc::now, |s| s.started);

@@ -33,6 +33,17 @@ pub enum JournalError {
     },
 }
 
+impl From<JournalError> for io::Error {
+    /// Keeps the errno's kind (ENOSPC stays `StorageFull`) so callers can react to it.
+    fn from(e: JournalError) -> io::Error {
+        let kind = match &e {
+            JournalError::Io { source, .. } => source.kind(),
+            JournalError::Corruption { .. } => io::ErrorKind::InvalidData,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> JournalError + 'a {
     move |source| JournalError::Io {
         action,

@@ -562,14 +562,17 @@ impl Group {
         max_seq: u64,
     ) -> io::Result<Vec<(usize, u64, u64, BlockSrc)>> {
         let time_us = now_us();
-        let mut buf = Vec::new();
-        let mut data = Vec::new();
+        let total: u64 = jobs.iter().map(|j| j.3 + format::HEADER_LEN as u64).sum();
+        let mut buf = Vec::with_capacity(total as usize);
         let mut rel = Vec::new();
         for &(disk, seq, offset, len) in jobs {
             let t = &self.disks[disk];
-            data.resize(len as usize, 0);
-            t.read_at(&mut data, offset)?;
-            let zero = data.iter().all(|&b| b == 0);
+            // Read the old contents straight into the record's payload place: no copy.
+            let at = buf.len();
+            buf.resize(at + format::HEADER_LEN + len as usize, 0);
+            let payload = &mut buf[at + format::HEADER_LEN..];
+            t.read_at(payload, offset)?;
+            let zero = payload.iter().all(|&b| b == 0);
             let h = Header {
                 kind: if zero { Kind::UndoZero } else { Kind::Undo },
                 seq,
@@ -577,12 +580,25 @@ impl Group {
                 offset,
                 length: len,
                 time_us,
-                payload_len: 0,
-                payload_crc: 0,
+                payload_len: if zero { 0 } else { len as u32 },
+                payload_crc: if zero {
+                    crc32c::crc32c(&[])
+                } else {
+                    crc32c::crc32c(payload)
+                },
             };
-            let payload_at = buf.len() + format::HEADER_LEN;
-            format::encode_parts(&h, if zero { &[] } else { &data }, &mut buf);
-            rel.push((disk, offset, len, (!zero).then_some(payload_at as u64)));
+            let mut head = Vec::with_capacity(format::HEADER_LEN);
+            h.encode(&mut head);
+            buf[at..at + format::HEADER_LEN].copy_from_slice(&head);
+            if zero {
+                buf.truncate(at + format::HEADER_LEN);
+            }
+            rel.push((
+                disk,
+                offset,
+                len,
+                (!zero).then_some((at + format::HEADER_LEN) as u64),
+            ));
         }
         let mut j = self.journal.lock().unwrap();
         let Some((segment, base)) = self.append_or_prune(&mut j, &buf, max_seq)? else {

@@ -316,7 +316,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     stop.add(Signal::SIGINT);
     stop.thread_block().context("blocking signals")?;
 
-    let opts = super::nbd::ServerOptions::from_config(&cfg.writer)?;
+    let mut opts = super::nbd::ServerOptions::from_config(&cfg.writer)?;
+    // More requests in flight per connection make bigger group-commit batches: one journal
+    // sync per batch is the cost of the undo log, so its size sets the throughput.
+    opts.workers_per_connection = opts.workers_per_connection.max(16);
     let writer = Arc::new(Writer::open(cfg)?);
     let server = super::nbd::Server::new(writer.clone(), opts);
     let mut threads = Vec::new();

@@ -17,6 +17,7 @@ pub mod retention;
 pub mod scsi_ids;
 pub mod vmx;
 pub mod writer;
+pub mod writer_certs;
 
 /// Build and run a disaster-recovery master target appliance.
 ///

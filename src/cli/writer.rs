@@ -21,14 +21,16 @@ pub enum WriterCommand {
         #[arg(long)]
         json: bool,
     },
+    Certs(super::writer_certs::CertsArgs),
 }
 
 impl WriterArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
-        let cfg = g.load_config()?.config;
         match self.command {
-            WriterCommand::Run => crate::writer::service::run(&cfg),
+            WriterCommand::Certs(a) => a.run(g),
+            WriterCommand::Run => crate::writer::service::run(&g.load_config()?.config),
             WriterCommand::Status { json } => {
+                let cfg = g.load_config()?.config;
                 let v = request_or_offline(&cfg, &Request::Status, &mut |_, _| {})?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&v)?);

@@ -237,6 +237,7 @@ impl<S: Connection> Read for TlsStream<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut out = Vec::new();
+            let fed;
             {
                 let mut st = lock(&self.state);
                 match st.conn.reader().read(buf) {
@@ -247,7 +248,8 @@ impl<S: Connection> Read for TlsStream<S> {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
-                if st.pos < st.pending.len() {
+                fed = st.pos < st.pending.len();
+                if fed {
                     let State { conn, pending, pos } = &mut *st;
                     let mut rest = &pending[*pos..];
                     let before = rest.len();
@@ -266,13 +268,12 @@ impl<S: Connection> Read for TlsStream<S> {
             }
             if !out.is_empty() {
                 lock(&self.raw_write).write_all(&out)?;
+            }
+            if fed {
+                // New records went in: look for plaintext before touching the socket.
                 continue;
             }
-            let need_socket = {
-                let st = lock(&self.state);
-                st.pos >= st.pending.len()
-            };
-            if need_socket {
+            {
                 let mut raw = vec![0u8; READ_CHUNK];
                 let n = self.raw_read.read(&mut raw)?;
                 let mut st = lock(&self.state);

@@ -27,6 +27,7 @@ pub trait Connection: Read + Write + Send + Sync + 'static {
     where
         Self: Sized;
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()>;
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
 }
 
@@ -36,6 +37,9 @@ impl Connection for TcpStream {
     }
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, t)
+    }
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, t)
     }
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         TcpStream::shutdown(self, how)
@@ -48,6 +52,9 @@ impl Connection for UnixStream {
     }
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         UnixStream::set_read_timeout(self, t)
+    }
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_write_timeout(self, t)
     }
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         UnixStream::shutdown(self, how)
@@ -305,6 +312,11 @@ impl Server {
         };
         stream
             .set_read_timeout(inner.opts.idle_timeout)
+            .map_err(ConnError::Setup)?;
+        // A client that stops reading its replies would otherwise pin the worker threads
+        // (and a shutdown waiting for them) forever.
+        stream
+            .set_write_timeout(inner.opts.idle_timeout)
             .map_err(ConnError::Setup)?;
         self.negotiate_and_serve(stream, client)
     }

@@ -6,7 +6,7 @@
 //! spent, which also stops it reading from the socket (TCP back-pressure on the client).
 
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -125,10 +125,11 @@ pub fn check(req: &Request, size: u64, read_only: bool, max_request: u32) -> Res
         proto::CMD_READ | proto::CMD_WRITE | proto::CMD_TRIM | proto::CMD_WRITE_ZEROES
     );
     if ranged && !in_range {
-        // proto.md: writes past the end SHOULD get ENOSPC; the rest EINVAL. An overflowing
+        // proto.md: writes past the end SHOULD get ENOSPC; the rest (TRIM too) EINVAL. An overflowing
         // range is nonsense rather than a full disk.
         let overflow = req.offset.checked_add(u64::from(req.len)).is_none();
-        return Err(if writes && !overflow {
+        let data_write = matches!(req.command, proto::CMD_WRITE | proto::CMD_WRITE_ZEROES);
+        return Err(if data_write && !overflow {
             proto::ENOSPC
         } else {
             proto::EINVAL
@@ -208,22 +209,27 @@ impl Budget {
 
 /// The reply side: one writer, whole replies written under its lock.
 struct Replies<W> {
-    out: Mutex<(W, bool)>,
+    out: Mutex<W>,
+    /// Set after a failed send; atomic so the reader can check it without the lock.
+    broken: AtomicBool,
 }
 
 impl<W: Write> Replies<W> {
     /// Sends `buf` (header and maybe data); after a failed send the rest are dropped,
     /// since the client is gone and the reader will see it shortly.
     fn send(&self, buf: &[u8]) {
-        let mut g = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let (w, broken) = &mut *g;
-        if *broken {
+        let mut w = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if self.broken() {
             return;
         }
         if let Err(e) = w.write_all(buf).and_then(|()| w.flush()) {
             tracing::debug!(error = %e, "NBD reply failed");
-            *broken = true;
+            self.broken.store(true, Ordering::Release);
         }
+    }
+
+    fn broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
     }
 
     fn error(&self, handle: u64, error: u32) {
@@ -357,7 +363,8 @@ pub fn serve<R: Read, W: Write + Send>(
     let shared = Shared {
         export,
         replies: Replies {
-            out: Mutex::new((writer, false)),
+            out: Mutex::new(writer),
+            broken: AtomicBool::new(false),
         },
         budget: Budget::new(budget),
         in_flight: AtomicUsize::new(0),
@@ -382,6 +389,10 @@ fn read_loop<R: Read, W: Write>(
     let size = sh.export.size();
     let read_only = sh.export.read_only();
     loop {
+        if sh.replies.broken() {
+            // Replies cannot reach the client: executing more of its requests is pointless.
+            return Ok(End::Closed);
+        }
         let mut head = [0u8; proto::REQUEST_LEN];
         match read_frame(&mut reader, &mut head, &sh.in_flight, opts.idle_timeout)? {
             Frame::Full => {}

@@ -51,6 +51,11 @@ fn replicate_points_recover_views_and_commit() {
     ]);
     let mut svc = env.start();
     let sock = env.control();
+    // The control socket is root-only: 0600 in a 0700 folder.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sock), 0o600);
+    assert_eq!(mode(sock.parent().unwrap()), 0o700);
 
     // nbdinfo lists every disk with its size.
     let list = ok(Command::new("nbdinfo").args(["--list", "--json", &env.uri("")]));

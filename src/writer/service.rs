@@ -299,7 +299,13 @@ impl ExportResolver for Writer {
 }
 
 impl Writer {
+    /// `[[writer.group]] clients` restricts TLS clients by certificate identity. Without TLS
+    /// there is no identity to check (the listen policy keeps such a server on loopback
+    /// unless `insecure`), so the list does not apply.
     fn may_open(&self, group: &str, client: &ClientInfo) -> bool {
+        if client.identity.is_none() {
+            return true;
+        }
         let list = self.clients.get(group).map_or(&[][..], |v| v.as_slice());
         super::tls::allowed(list, client)
     }
@@ -384,4 +390,94 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     }
     tracing::info!("writer service stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, disks: &[(&str, &str)]) -> Config {
+        let mut text = format!(
+            "[writer]\njournal-dir = \"{}\"\n[[writer.group]]\nname = \"vm1\"\nclients = [\"src-vm1\"]\n",
+            dir.join("j").display()
+        );
+        for (name, group) in disks {
+            text += &format!(
+                "[[writer.disk]]\nname = \"{name}\"\ngroup = \"{group}\"\npath = \"{}\"\nsize = \"1M\"\n",
+                dir.join(format!("{name}.img")).display()
+            );
+        }
+        toml::from_str(&text).unwrap()
+    }
+
+    fn who(id: Option<&str>) -> ClientInfo {
+        ClientInfo {
+            peer: None,
+            identity: id.map(String::from),
+        }
+    }
+
+    #[test]
+    fn bad_disk_lists_are_refused_as_bad_input() {
+        let t = tempfile::tempdir().unwrap();
+        for disks in [
+            &[("a@1", "g")][..],
+            &[("a", "g"), ("a", "h")][..],
+            &[("a", "")][..],
+            &[("a", "../x")][..],
+        ] {
+            let err = plan_groups(&config(t.path(), disks)).unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 2, "{err:#}");
+        }
+    }
+
+    #[test]
+    fn resolver_serves_disks_and_views_and_applies_group_access() {
+        let t = tempfile::tempdir().unwrap();
+        let w = Writer::open(&config(t.path(), &[("d0", "vm1"), ("d1", "vm2")])).unwrap();
+        // vm1 names its clients: with TLS identities, only those see and open its disks.
+        let names = |c| w.list(&c).into_iter().map(|e| e.name).collect::<Vec<_>>();
+        assert_eq!(names(who(Some("src-vm1"))), ["d0", "d1"]);
+        assert_eq!(names(who(Some("other"))), ["d1"]);
+        assert!(matches!(
+            w.open("d0", &who(Some("other"))),
+            Err(OpenError::Refused { .. })
+        ));
+        assert!(matches!(
+            w.open("nope", &who(None)),
+            Err(OpenError::Unknown(_))
+        ));
+        let d0 = w.open("d0", &who(Some("src-vm1"))).unwrap();
+        d0.write_at(&[1; 4096], 0, false).unwrap();
+        let p = w.bookmark("vm1", "base").unwrap();
+        d0.write_at(&[2; 4096], 0, false).unwrap();
+        let view = w
+            .open(&format!("d0@{}", p.id), &who(Some("src-vm1")))
+            .unwrap();
+        assert!(view.read_only());
+        let mut b = [0u8; 4096];
+        view.read_at(&mut b, 0).unwrap();
+        assert_eq!(b, [1; 4096]);
+        assert!(matches!(
+            w.open("d0@999", &who(None)),
+            Err(OpenError::Refused { .. })
+        ));
+        assert!(matches!(
+            w.open("d0@x", &who(None)),
+            Err(OpenError::Unknown(_))
+        ));
+        d0.flush().unwrap();
+        w.recover("vm1", "latest-app", false, &mut |_, _| {})
+            .unwrap();
+        let err = w.open("d0", &who(None)).err().unwrap();
+        assert!(err.to_string().contains("recovered"), "{err}");
+        assert!(
+            d0.write_at(&[3; 4096], 0, false).is_err(),
+            "open connections get errors"
+        );
+        // The other group is untouched by vm1's recovery.
+        assert!(w.open("d1", &who(None)).is_ok());
+        w.commit("vm1").unwrap();
+        assert!(w.open("d0", &who(None)).is_ok());
+    }
 }

@@ -327,3 +327,32 @@ fn a_full_retention_volume_prunes_oldest_first_and_never_fails_a_write() {
     d.read_at(&mut back, 0).unwrap();
     assert!(back == big);
 }
+
+#[test]
+fn a_commit_interrupted_by_a_crash_is_finished_at_the_next_open() {
+    let t = tempfile::tempdir().unwrap();
+    let g = open(t.path(), 1);
+    let d = JournaledDisk::new(g.clone(), 0);
+    d.write_at(&[5u8; 8192], 0, false).unwrap();
+    let base = g.point(true, "base").unwrap().unwrap();
+    let want = contents(&g);
+    d.write_at(&[6u8; 8192], 0, false).unwrap();
+    d.flush().unwrap();
+    g.recover(&PointSpec::Id(base.id), false, &mut |_, _| {})
+        .unwrap();
+    drop(d);
+    drop(g);
+    // The crash: the session says "committing", the journal was not rewritten yet.
+    let state = t.path().join("journal/g/recover/state.json");
+    let mut s: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    s["committing"] = true.into();
+    std::fs::write(&state, s.to_string()).unwrap();
+    let g = open(t.path(), 1);
+    assert!(!g.is_recovering());
+    assert_eq!(
+        g.points().iter().map(|p| p.id).collect::<Vec<_>>(),
+        [base.id]
+    );
+    assert!(contents(&g) == want);
+    assert!(!state.exists());
+}

@@ -380,7 +380,7 @@ impl Group {
             views: Vec::new(),
             history_dropped_us: None,
         };
-        Ok(Arc::new(Group {
+        let group = Arc::new(Group {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             disks: targets,
@@ -389,7 +389,15 @@ impl Group {
             journal: Mutex::new(journal),
             scratch: Mutex::new(Vec::new()),
             _lock: lock,
-        }))
+        });
+        group
+            .finish_interrupted_commit()
+            .map_err(|e| GroupError::Io {
+                group: name.to_string(),
+                action: "finishing an interrupted commit",
+                source: io::Error::other(format!("{e:#}")),
+            })?;
+        Ok(group)
     }
 
     pub fn disk_index(&self, name: &str) -> Option<usize> {

@@ -68,6 +68,9 @@ pub struct Session {
     /// The point the disks are at; `None` while a recover is (or died) half-way.
     pub at: Option<u64>,
     pub started: chrono::DateTime<chrono::Utc>,
+    /// A commit to `at` has begun: finish it, never recover again.
+    #[serde(default)]
+    pub committing: bool,
 }
 
 fn session_dir(dir: &Path) -> PathBuf {
@@ -161,6 +164,12 @@ impl Group {
         dry_run: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> anyhow::Result<RecoverReport> {
+        if self.session().is_some_and(|s| s.committing) {
+            anyhow::bail!(
+                "group {} is being committed: run `mtkit commit` to finish",
+                self.name
+            );
+        }
         let point = choose(&self.points(), spec).map_err(crate::error::bad_input)?;
         let ids = self.disk_ids();
         let journal_dir;
@@ -211,7 +220,14 @@ impl Group {
         let _quiet = Quiet::new(self);
         tracing::info!(group = %self.name, point = point.id, blocks = blocks.len(), "recovering");
         let started = self.session().map_or_else(chrono::Utc::now, |s| s.started);
-        write_session(&self.dir, &Session { at: None, started })?;
+        write_session(
+            &self.dir,
+            &Session {
+                at: None,
+                started,
+                committing: false,
+            },
+        )?;
         let (mut saved, _) = Journal::open(&saved_dir, u64::MAX)?;
         let mut jr = PayloadReader::new(&journal_dir);
         let mut sr = PayloadReader::new(&saved_dir);
@@ -276,6 +292,7 @@ impl Group {
             &Session {
                 at: Some(point.id),
                 started,
+                committing: false,
             },
         )?;
         tracing::info!(group = %self.name, point = point.id, "recovered; `mtkit commit` makes it the baseline");
@@ -297,7 +314,37 @@ impl Group {
                 self.name
             )));
         };
+        // Say "committing" first: once the journal is rewritten the session's saved head
+        // contents no longer match it, so a crash in between must finish the commit at the
+        // next open (see `finish_interrupted_commit`), never allow another recover.
+        write_session(
+            &self.dir,
+            &Session {
+                committing: true,
+                ..session
+            },
+        )?;
         let _quiet = Quiet::new(self);
+        self.finish_commit(at)
+    }
+
+    /// Completes a commit that a crash interrupted (called when the group is opened).
+    pub(crate) fn finish_interrupted_commit(&self) -> anyhow::Result<()> {
+        match self.session() {
+            Some(Session {
+                at: Some(at),
+                committing: true,
+                ..
+            }) => {
+                tracing::warn!(group = %self.name, point = at, "finishing an interrupted commit");
+                let _quiet = Quiet::new(self);
+                self.finish_commit(at).map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn finish_commit(&self, at: u64) -> anyhow::Result<Point> {
         let rec: PointRecord = {
             let st = self.lock();
             st.points

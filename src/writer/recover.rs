@@ -132,6 +132,18 @@ fn index_records(
     Ok(())
 }
 
+/// Splits sorted (disk, block) keys into runs of consecutive blocks: (disk, first, count).
+fn runs(keys: &[(usize, u64)]) -> Vec<(usize, u64, u64)> {
+    let mut out: Vec<(usize, u64, u64)> = Vec::new();
+    for &(d, b) in keys {
+        match out.last_mut() {
+            Some((ld, lb, n)) if *ld == d && *lb + *n == b => *n += 1,
+            _ => out.push((d, b, 1)),
+        }
+    }
+    out
+}
+
 fn read_src(reader: &mut PayloadReader, src: BlockSrc, buf: &mut [u8]) -> io::Result<()> {
     match src {
         Some(loc) => reader.read(loc, buf),
@@ -234,29 +246,38 @@ impl Group {
         let total = blocks.len() as u64;
         let list: Vec<(usize, u64)> = blocks.into_iter().collect();
         let mut done = 0u64;
-        let mut block = vec![0u8; BLOCK as usize];
+        let mut data = Vec::new();
         for chunk in list.chunks(1024) {
+            let runs = runs(chunk);
             // Save head contents of blocks touched for the first time, durably, first.
             let mut buf = Vec::new();
             let mut rel = Vec::new();
-            for &(d, b) in chunk.iter().filter(|k| !head.contains_key(k)) {
+            for &(d, b0, n) in &runs {
+                if (b0..b0 + n).all(|b| head.contains_key(&(d, b))) {
+                    continue;
+                }
                 let t = &self.disks[d];
-                let n = BLOCK.min(t.size - b * BLOCK) as usize;
-                t.read_at(&mut block[..n], b * BLOCK)?;
-                let zero = block[..n].iter().all(|&x| x == 0);
-                let h = Header {
-                    kind: if zero { Kind::UndoZero } else { Kind::Undo },
-                    seq: 1,
-                    disk: t.id,
-                    offset: b * BLOCK,
-                    length: n as u64,
-                    time_us: now_us(),
-                    payload_len: 0,
-                    payload_crc: 0,
-                };
-                let at = buf.len() + format::HEADER_LEN;
-                format::encode_parts(&h, if zero { &[] } else { &block[..n] }, &mut buf);
-                rel.push(((d, b), (!zero).then_some(at as u64)));
+                let (start, end) = (b0 * BLOCK, ((b0 + n) * BLOCK).min(t.size));
+                data.resize((end - start) as usize, 0);
+                t.read_at(&mut data, start)?;
+                for b in (b0..b0 + n).filter(|&b| !head.contains_key(&(d, b))) {
+                    let lo = ((b - b0) * BLOCK) as usize;
+                    let block = &data[lo..(lo + BLOCK as usize).min(data.len())];
+                    let zero = block.iter().all(|&x| x == 0);
+                    let h = Header {
+                        kind: if zero { Kind::UndoZero } else { Kind::Undo },
+                        seq: 1,
+                        disk: t.id,
+                        offset: b * BLOCK,
+                        length: block.len() as u64,
+                        time_us: now_us(),
+                        payload_len: 0,
+                        payload_crc: 0,
+                    };
+                    let at = buf.len() + format::HEADER_LEN;
+                    format::encode_parts(&h, if zero { &[] } else { block }, &mut buf);
+                    rel.push(((d, b), (!zero).then_some(at as u64)));
+                }
             }
             if !buf.is_empty() {
                 let (seg, base) = saved.prepare_append(buf.len() as u64)?;
@@ -272,14 +293,41 @@ impl Group {
                     );
                 }
             }
-            for &(d, b) in chunk {
+            // Then the wanted contents: one write per run, reads merged while the sources
+            // of consecutive blocks are consecutive too (as they are inside one record).
+            for &(d, b0, n) in &runs {
                 let t = &self.disks[d];
-                let n = BLOCK.min(t.size - b * BLOCK) as usize;
-                match want.get(&(d, b)) {
-                    Some(&src) => read_src(&mut jr, src, &mut block[..n])?,
-                    None => read_src(&mut sr, head[&(d, b)], &mut block[..n])?,
+                let (start, end) = (b0 * BLOCK, ((b0 + n) * BLOCK).min(t.size));
+                data.resize((end - start) as usize, 0);
+                let source = |b: u64| match want.get(&(d, b)) {
+                    Some(&s) => (true, s),
+                    None => (false, head[&(d, b)]),
+                };
+                let mut b = b0;
+                while b < b0 + n {
+                    let (from_journal, src) = source(b);
+                    let mut e = b + 1;
+                    while e < b0 + n {
+                        let (j2, s2) = source(e);
+                        let follows = match (src, s2) {
+                            (None, None) => true,
+                            (Some(x), Some(y)) => {
+                                x.segment == y.segment && y.data == x.data + (e - b) * BLOCK
+                            }
+                            _ => false,
+                        };
+                        if j2 != from_journal || !follows {
+                            break;
+                        }
+                        e += 1;
+                    }
+                    let lo = ((b - b0) * BLOCK) as usize;
+                    let hi = (((e - b0) * BLOCK) as usize).min(data.len());
+                    let reader = if from_journal { &mut jr } else { &mut sr };
+                    read_src(reader, src, &mut data[lo..hi])?;
+                    b = e;
                 }
-                t.write_at(&block[..n], b * BLOCK)?;
+                t.write_at(&data, start)?;
             }
             done += chunk.len() as u64;
             progress(done, total);

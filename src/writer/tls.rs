@@ -25,7 +25,7 @@ use crate::config::{Writer, WriterTls};
 /// Plaintext is encrypted in pieces of this size, so a 32 MiB READ reply never needs a
 /// second 32 MiB buffer.
 const WRITE_CHUNK: usize = 256 * 1024;
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 
 /// The files of a `[writer.tls]` section: `dir` gives defaults, explicit paths win.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,60 +237,104 @@ impl<S: Connection> Read for TlsStream<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut out = Vec::new();
-            let fed;
-            {
+            let mut failed = None;
+            let mut stuck = None;
+            let result = {
                 let mut st = lock(&self.state);
-                match st.conn.reader().read(buf) {
-                    Ok(n) => return Ok(n),
-                    // A peer that just drops the TCP connection is a client gone, not
-                    // an attack on truncation: NBD frames are checked whole anyway.
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
-                fed = st.pos < st.pending.len();
-                if fed {
-                    let State { conn, pending, pos } = &mut *st;
+                let State { conn, pending, pos } = &mut *st;
+                // Feed every buffered record rustls will take in one go: rustls takes a
+                // few KiB per call, and taking the lock per record costs more than the
+                // decryption (replies from worker threads wait for the same lock).
+                while *pos < pending.len() {
                     let mut rest = &pending[*pos..];
                     let before = rest.len();
-                    conn.read_tls(&mut rest)?;
-                    *pos += before - rest.len();
-                    let processed = conn.process_new_packets();
-                    while conn.wants_write() {
-                        conn.write_tls(&mut out)?;
+                    match conn.read_tls(&mut rest) {
+                        Ok(0) => {
+                            stuck = Some(io::Error::other("TLS input not accepted"));
+                            break;
+                        }
+                        Ok(_) => *pos += before - rest.len(),
+                        // Its plaintext buffer is full: hand that out first (an error
+                        // only if there is no plaintext to hand out).
+                        Err(e) => {
+                            stuck = Some(e);
+                            break;
+                        }
                     }
-                    if let Err(e) = processed {
-                        drop(st);
-                        let _ = lock(&self.raw_write).write_all(&out);
-                        return Err(tls_err(e));
+                    if let Err(e) = conn.process_new_packets() {
+                        failed = Some(e);
+                        break;
                     }
                 }
-            }
+                while conn.wants_write() {
+                    conn.write_tls(&mut out)?;
+                }
+                match failed {
+                    Some(_) => None,
+                    None => match conn.reader().read(buf) {
+                        Ok(n) => Some(Ok(n)),
+                        // A peer that just drops the TCP connection is a client gone,
+                        // not an attack on truncation: NBD frames are checked whole.
+                        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Some(Ok(0)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                        Err(e) => Some(Err(e)),
+                    },
+                }
+            };
             if !out.is_empty() {
-                lock(&self.raw_write).write_all(&out)?;
-            }
-            if fed {
-                // New records went in: look for plaintext before touching the socket.
-                continue;
-            }
-            {
-                let mut raw = vec![0u8; READ_CHUNK];
-                let n = self.raw_read.read(&mut raw)?;
-                let mut st = lock(&self.state);
-                if n == 0 {
-                    // EOF: let rustls see it; the next plaintext read reports it.
-                    st.conn.read_tls(&mut io::empty())?;
-                    let _ = st.conn.process_new_packets();
-                    match st.conn.reader().read(buf) {
-                        Ok(n) => return Ok(n),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-                        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                        Err(e) => return Err(e),
-                    }
+                // Alerts and key updates go out even when the read failed.
+                let sent = lock(&self.raw_write).write_all(&out);
+                if failed.is_none() && result.is_none() {
+                    sent?;
                 }
-                raw.truncate(n);
-                st.pending = raw;
-                st.pos = 0;
+            }
+            if let Some(e) = failed {
+                return Err(tls_err(e));
+            }
+            if let Some(r) = result {
+                return r;
+            }
+            if let Some(e) = stuck {
+                return Err(e);
+            }
+            // No plaintext and every raw byte fed: read more from the socket, into the
+            // shared buffer (negotiation and transmission hand it over between handles).
+            let mut raw = {
+                let mut st = lock(&self.state);
+                if st.pos < st.pending.len() {
+                    continue;
+                }
+                std::mem::take(&mut st.pending)
+            };
+            raw.resize(READ_CHUNK, 0);
+            let n = match self.raw_read.read(&mut raw) {
+                Ok(n) => n,
+                Err(e) => {
+                    raw.clear();
+                    lock(&self.state).pending = raw;
+                    return Err(e);
+                }
+            };
+            raw.truncate(n);
+            let mut st = lock(&self.state);
+            st.pending = raw;
+            st.pos = 0;
+            if n == 0 {
+                // EOF: let rustls see it; the plaintext read reports what is left.
+                st.conn.read_tls(&mut io::empty())?;
+                let _ = st.conn.process_new_packets();
+                return match st.conn.reader().read(buf) {
+                    Ok(n) => Ok(n),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::UnexpectedEof
+                        ) =>
+                    {
+                        Ok(0)
+                    }
+                    Err(e) => Err(e),
+                };
             }
         }
     }

@@ -5,6 +5,7 @@
 //! storage: it serves whatever [`crate::writer::ExportResolver`] hands it.
 
 pub mod exports;
+pub mod fuzz;
 pub mod negotiate;
 pub mod proto;
 pub mod server;

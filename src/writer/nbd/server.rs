@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -147,6 +147,8 @@ struct Inner {
     opts: ServerOptions,
     shutting_down: AtomicBool,
     registry: Registry,
+    /// Connection threads started by the accept loops and not finished yet.
+    accepted: AtomicUsize,
 }
 
 /// The NBD server; cheap to clone (clones share state).
@@ -203,6 +205,7 @@ impl Server {
                 opts,
                 shutting_down: AtomicBool::new(false),
                 registry: Registry::default(),
+                accepted: AtomicUsize::new(0),
             }),
         }
     }
@@ -260,12 +263,11 @@ impl Server {
     }
 
     fn spawn<S: Connection>(&self, stream: S, client: ClientInfo) {
-        if self.connections() >= self.inner.opts.max_connections {
-            tracing::warn!(
-                peer = ?client.peer,
-                max = self.inner.opts.max_connections,
-                "NBD connection refused: too many connections"
-            );
+        let max = self.inner.opts.max_connections;
+        // Counted before the thread starts, so a burst of connects cannot overshoot.
+        if self.inner.accepted.fetch_add(1, Ordering::SeqCst) >= max {
+            self.inner.accepted.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!(peer = ?client.peer, max, "NBD connection refused: too many connections");
             // Dropping the stream closes it before any negotiation.
             return;
         }
@@ -277,8 +279,10 @@ impl Server {
                 if let Err(e) = server.handle(stream, client) {
                     tracing::warn!(?peer, error = %chain(&e), "NBD connection ended");
                 }
+                server.inner.accepted.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
+            self.inner.accepted.fetch_sub(1, Ordering::SeqCst);
             tracing::error!(error = %e, "cannot start an NBD connection thread");
         }
     }

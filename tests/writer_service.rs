@@ -274,3 +274,74 @@ fn replicate_points_recover_views_and_commit() {
     let o = env.mtkit(&["writer", "status"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("recovering"));
 }
+
+#[test]
+fn tls_clients_may_open_only_their_groups_disks() {
+    require!(have("qemu-io"), "qemu-io is needed (qemu-utils)");
+    let env = Env::new(&[("vm1-d0", "vm1", MIB), ("vm2-d0", "vm2", MIB)]);
+    let pki = env.path("pki");
+    let o = env.mtkit(&[
+        "writer",
+        "certs",
+        "--out",
+        pki.to_str().unwrap(),
+        "--client",
+        "src-vm1",
+        "--client",
+        "src-vm2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut cfg = std::fs::read_to_string(&env.config).unwrap();
+    cfg = cfg.replacen(
+        "[writer]\n",
+        &format!("[writer.tls]\ndir = \"{}\"\n\n[writer]\n", pki.display()),
+        1,
+    );
+    // [writer.tls] must follow [writer]'s keys in TOML: move it after them.
+    let (head, rest) = cfg.split_once("[writer]\n").unwrap();
+    let (writer_keys, disks) = rest.split_once("\n[[writer.disk]]").unwrap();
+    cfg = format!(
+        "[writer]\n{writer_keys}\n{head}\n[[writer.group]]\nname = \"vm1\"\nclients = [\"src-vm1\"]\n\n[[writer.group]]\nname = \"vm2\"\nclients = [\"src-vm2\"]\n\n[[writer.disk]]{disks}"
+    );
+    std::fs::write(&env.config, cfg).unwrap();
+    let _svc = env.start();
+    let io = |client: &str, export: &str, pat: u8| {
+        let creds = format!(
+            "tls-creds-x509,id=tls0,dir={},endpoint=client",
+            pki.join("clients").join(client).display()
+        );
+        let opts = format!(
+            "driver=nbd,host=127.0.0.1,port={},export={export},tls-creds=tls0",
+            env.port
+        );
+        let o = Command::new("qemu-io")
+            .args(["--object", &creds, "--image-opts", &opts])
+            .args([
+                "-c",
+                &format!("write -P {pat} 0 64k"),
+                "-c",
+                &format!("read -P {pat} 0 64k"),
+            ])
+            .output()
+            .unwrap();
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        (o.status.success() && !text.contains("fail"), text)
+    };
+    let (ok, text) = io("src-vm1", "vm1-d0", 0x42);
+    assert!(ok, "{text}");
+    let (ok, text) = io("src-vm2", "vm1-d0", 0x43);
+    assert!(!ok, "a client of another group was let in: {text}");
+    assert!(
+        std::fs::read(env.disk("vm1-d0")).unwrap()[..65536]
+            .iter()
+            .all(|&b| b == 0x42)
+    );
+    let (ok, text) = io("src-vm2", "vm2-d0", 0x44);
+    assert!(ok, "{text}");
+    assert!(
+        env.log().contains("client not allowed for group vm1"),
+        "{}",
+        env.log()
+    );
+}

@@ -10,7 +10,7 @@
 
 use super::journal::format::{self, Header, Kind};
 use super::journal::{Journal, JournalError, Loc, PointRecord};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Undo granularity: blocks saved are 4 KiB aligned.
-pub const BLOCK: u64 = 4096;
+pub use super::extents::{BLOCK, BlockSrc};
+use super::extents::{Extents, Index};
 /// Past this many saved extents in one interval the set is dropped: saving a block twice
 /// is only redundant (recovery uses the earliest save after a point), never wrong.
 const MAX_SAVED_EXTENTS: usize = 1 << 20;
@@ -118,84 +118,18 @@ impl Target {
     }
 }
 
-/// Block extents saved in the current interval (start → end, in blocks, coalesced).
-#[derive(Default)]
-pub(crate) struct ExtentSet(BTreeMap<u64, u64>);
-
-impl ExtentSet {
-    /// Marks `[start, end)` saved and returns the parts that were not saved before.
-    fn take_unsaved(&mut self, start: u64, end: u64) -> Vec<(u64, u64)> {
-        let mut out = Vec::new();
-        let mut pos = start;
-        // The extent that may cover `start`, then every extent that starts inside.
-        let first = self.0.range(..=start).next_back().map(|(&s, &e)| (s, e));
-        let iter = first
-            .into_iter()
-            .chain(self.0.range(start + 1..end).map(|(&s, &e)| (s, e)))
-            .collect::<Vec<_>>();
-        for (s, e) in iter {
-            if e <= pos {
-                continue;
-            }
-            if s > pos {
-                out.push((pos, s.min(end)));
-            }
-            pos = pos.max(e);
-            if pos >= end {
-                break;
-            }
-        }
-        if pos < end {
-            out.push((pos, end));
-        }
-        if !out.is_empty() {
-            // Merge [start, end) with its neighbours into one extent.
-            let mut lo = start;
-            let mut hi = end;
-            let touching: Vec<(u64, u64)> = self
-                .0
-                .range(..=end)
-                .rev()
-                .take_while(|&(_, &e)| e >= start)
-                .map(|(&s, &e)| (s, e))
-                .collect();
-            for (s, e) in touching {
-                self.0.remove(&s);
-                lo = lo.min(s);
-                hi = hi.max(e);
-            }
-            self.0.insert(lo, hi);
-            if self.0.len() > MAX_SAVED_EXTENTS {
-                self.0.clear();
-            }
-        }
-        out
-    }
-}
-
-/// Where the data of one saved block is: in the journal, or nowhere (it was zeros).
-pub type BlockSrc = Option<Loc>;
-
 /// The live index of a `<disk>@<point>` view: for every block changed since the point,
 /// where its contents at the point are. Writes after the view opened keep adding to it.
 pub struct ViewIndex {
     pub disk: usize,
-    pub map: Mutex<HashMap<u64, BlockSrc>>,
+    pub index: Mutex<Index>,
 }
 
 impl ViewIndex {
     /// Records that `[offset, offset+len)` held what `src` points to, unless known already.
     pub fn add(&self, offset: u64, len: u64, src: BlockSrc) {
-        let mut map = self.map.lock().unwrap();
-        let mut b = offset / BLOCK;
-        while b * BLOCK < offset + len {
-            let at = src.map(|l| Loc {
-                segment: l.segment,
-                data: l.data + (b * BLOCK - offset),
-            });
-            map.entry(b).or_insert(at);
-            b += 1;
-        }
+        let (start, end) = (offset / BLOCK, (offset + len).div_ceil(BLOCK));
+        self.index.lock().unwrap().add(self.disk, start, end, src);
     }
 }
 
@@ -254,7 +188,7 @@ pub(crate) struct State {
     /// Writes since the last point.
     dirty: bool,
     pub(crate) first_dirty_us: Option<i64>,
-    saved: Vec<ExtentSet>,
+    saved: Vec<Extents>,
     pub(crate) points: Vec<PointRecord>,
     views: Vec<Weak<ViewIndex>>,
     /// When volume-full pruning last dropped history (for status).
@@ -375,7 +309,7 @@ impl Group {
             recovering,
             dirty: false,
             first_dirty_us: None,
-            saved: targets.iter().map(|_| ExtentSet::default()).collect(),
+            saved: targets.iter().map(|_| Extents::default()).collect(),
             points: scan.points,
             views: Vec::new(),
             history_dropped_us: None,
@@ -522,7 +456,12 @@ impl Group {
             let (b0, b1) = (p.offset / BLOCK, (p.offset + p.len).div_ceil(BLOCK));
             let seq = st.next_seq;
             st.next_seq += 1;
-            for (s, e) in st.saved[p.disk].take_unsaved(b0, b1) {
+            let saved = &mut st.saved[p.disk];
+            let unsaved = saved.take_unsaved(b0, b1);
+            if saved.len() > MAX_SAVED_EXTENTS {
+                saved.clear();
+            }
+            for (s, e) in unsaved {
                 let start = s * BLOCK;
                 let end = (e * BLOCK).min(t.size);
                 if start < end {
@@ -552,7 +491,7 @@ impl Group {
             Err(e) => {
                 tracing::error!(group = %self.name, error = %e, "journal write failed: failing the batch");
                 // The saved marks are unreliable now; start the interval's set over.
-                st.saved.iter_mut().for_each(|s| s.0.clear());
+                st.saved.iter_mut().for_each(Extents::clear);
                 for p in &batch {
                     st.failed
                         .insert(p.ticket, format!("journal write failed: {e}"));
@@ -733,7 +672,7 @@ impl Group {
         let rec = r?;
         if let Some(rec) = &rec {
             st.points.push(rec.clone());
-            st.saved.iter_mut().for_each(|s| s.0.clear());
+            st.saved.iter_mut().for_each(Extents::clear);
             st.dirty = false;
             st.first_dirty_us = None;
             if st.initial_sync {
@@ -819,22 +758,4 @@ pub(crate) fn encode_point(p: &PointRecord, out: &mut Vec<u8>) {
         payload_crc: 0,
     };
     format::encode_parts(&h, p.label.as_bytes(), out);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extent_set_saves_each_block_once() {
-        let mut s = ExtentSet::default();
-        assert_eq!(s.take_unsaved(10, 20), [(10, 20)]);
-        assert_eq!(s.take_unsaved(12, 15), []);
-        assert_eq!(s.take_unsaved(5, 25), [(5, 10), (20, 25)]);
-        assert_eq!(s.0.len(), 1);
-        assert_eq!(s.take_unsaved(30, 31), [(30, 31)]);
-        assert_eq!(s.take_unsaved(26, 40), [(26, 30), (31, 40)]);
-        assert_eq!(s.take_unsaved(0, 50), [(0, 5), (25, 26), (40, 50)]);
-        assert_eq!(s.0.iter().collect::<Vec<_>>(), [(&0, &50)]);
-    }
 }

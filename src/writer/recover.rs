@@ -8,10 +8,11 @@
 //! existed before the first recover stays reachable until commit.
 
 use super::Export;
-use super::group::{BLOCK, BlockSrc, Group, Point, ViewIndex, encode_point, now_us};
+use super::extents::{BLOCK, BlockSrc, Extents, Index};
+use super::group::{Group, Point, ViewIndex, encode_point, now_us};
 use super::journal::format::{self, Header, Kind};
 use super::journal::{Journal, Loc, PayloadReader, PointRecord};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -103,14 +104,12 @@ pub struct RecoverReport {
     pub dry_run: bool,
 }
 
-/// Per block (disk index, block number): where its wanted contents are, first save wins.
-type BlockMap = HashMap<(usize, u64), BlockSrc>;
-
+/// Adds the undo records with seq > `after` to `index`, oldest first (first save wins).
 fn index_records(
     journal: &Journal,
     after: u64,
     ids: &HashMap<u32, usize>,
-    map: &mut BlockMap,
+    index: &mut Index,
 ) -> anyhow::Result<()> {
     journal.scan_after(after, |h: &Header, loc: Loc| {
         if !matches!(h.kind, Kind::Undo | Kind::UndoZero) {
@@ -119,30 +118,15 @@ fn index_records(
         let Some(&disk) = ids.get(&h.disk) else {
             return;
         };
-        let mut b = h.offset / BLOCK;
-        while b * BLOCK < h.offset + h.length {
-            let src = (h.kind == Kind::Undo).then(|| Loc {
-                segment: loc.segment,
-                data: loc.data + (b * BLOCK - h.offset),
-            });
-            map.entry((disk, b)).or_insert(src);
-            b += 1;
-        }
+        // Undo records start on a block boundary; a disk's last block may be partial.
+        let (start, end) = (h.offset / BLOCK, (h.offset + h.length).div_ceil(BLOCK));
+        index.add(disk, start, end, (h.kind == Kind::Undo).then_some(loc));
     })?;
     Ok(())
 }
 
-/// Splits sorted (disk, block) keys into runs of consecutive blocks: (disk, first, count).
-fn runs(keys: &[(usize, u64)]) -> Vec<(usize, u64, u64)> {
-    let mut out: Vec<(usize, u64, u64)> = Vec::new();
-    for &(d, b) in keys {
-        match out.last_mut() {
-            Some((ld, lb, n)) if *ld == d && *lb + *n == b => *n += 1,
-            _ => out.push((d, b, 1)),
-        }
-    }
-    out
-}
+/// Blocks per recovery step (progress, and the batch of head contents saved at once).
+const STEP: u64 = 1024;
 
 fn read_src(reader: &mut PayloadReader, src: BlockSrc, buf: &mut [u8]) -> io::Result<()> {
     match src {
@@ -185,27 +169,48 @@ impl Group {
         let point = choose(&self.points(), spec).map_err(crate::error::bad_input)?;
         let ids = self.disk_ids();
         let journal_dir;
-        let mut want = BlockMap::new();
+        let mut want = Index::default();
         {
             let j = self.journal.lock().unwrap();
             journal_dir = j.dir().to_path_buf();
             index_records(&j, point.id, &ids, &mut want)?;
         }
         let saved_dir = session_dir(&self.dir).join("saved");
-        let mut head = BlockMap::new();
+        let mut head = Index::default();
         if saved_dir.exists() {
             let (s, _) = Journal::open(&saved_dir, u64::MAX)?;
             index_records(&s, 0, &ids, &mut head)?;
         }
-        let blocks: BTreeSet<(usize, u64)> = want.keys().chain(head.keys()).copied().collect();
-        let bytes = blocks
-            .iter()
-            .map(|&(d, b)| BLOCK.min(self.disks[d].size.saturating_sub(b * BLOCK)))
-            .sum();
+        // Every block that differs from head or from the point, in steps of whole runs.
+        let mut all: BTreeMap<usize, Extents> = BTreeMap::new();
+        for (d, ext) in want.cover().chain(head.cover()) {
+            for (s, e) in ext.iter() {
+                all.entry(d).or_default().insert(s, e);
+            }
+        }
+        let mut steps = Vec::new();
+        let (mut blocks, mut bytes, mut unsaved) = (0u64, 0u64, 0u64);
+        for (&d, ext) in &all {
+            let last = self.disks[d].size.div_ceil(BLOCK);
+            for (s, e) in ext.iter() {
+                let e = e.min(last);
+                let mut b = s;
+                while b < e {
+                    let n = (e - b).min(STEP);
+                    steps.push((d, b, n));
+                    b += n;
+                }
+                blocks += e.saturating_sub(s);
+                bytes += (e * BLOCK)
+                    .min(self.disks[d].size)
+                    .saturating_sub(s * BLOCK);
+                unsaved += head.gaps(d, s, e).iter().map(|(a, b)| b - a).sum::<u64>();
+            }
+        }
         let report = RecoverReport {
             group: self.name.clone(),
             point: point.clone(),
-            blocks: blocks.len() as u64,
+            blocks,
             bytes,
             dry_run,
         };
@@ -214,7 +219,6 @@ impl Group {
         }
         // The rollback saves what it overwrites on the retention volume: check the room
         // first, so that a full volume fails the recover before anything changes.
-        let unsaved = blocks.iter().filter(|k| !head.contains_key(k)).count() as u64;
         let need = unsaved * (BLOCK + format::HEADER_LEN as u64) + (1 << 20);
         let free = nix::sys::statvfs::statvfs(&self.dir)
             .map(|v| v.blocks_available() * v.fragment_size())
@@ -230,7 +234,7 @@ impl Group {
             );
         }
         let _quiet = Quiet::new(self);
-        tracing::info!(group = %self.name, point = point.id, blocks = blocks.len(), "recovering");
+        tracing::info!(group = %self.name, point = point.id, blocks, "recovering");
         let started = self.session().map_or_else(chrono::Utc::now, |s| s.started);
         write_session(
             &self.dir,
@@ -243,94 +247,70 @@ impl Group {
         let (mut saved, _) = Journal::open(&saved_dir, u64::MAX)?;
         let mut jr = PayloadReader::new(&journal_dir);
         let mut sr = PayloadReader::new(&saved_dir);
-        let total = blocks.len() as u64;
-        let list: Vec<(usize, u64)> = blocks.into_iter().collect();
         let mut done = 0u64;
         let mut data = Vec::new();
-        for chunk in list.chunks(1024) {
-            let runs = runs(chunk);
-            // Save head contents of blocks touched for the first time, durably, first.
-            let mut buf = Vec::new();
-            let mut rel = Vec::new();
-            for &(d, b0, n) in &runs {
-                if (b0..b0 + n).all(|b| head.contains_key(&(d, b))) {
-                    continue;
-                }
-                let t = &self.disks[d];
-                let (start, end) = (b0 * BLOCK, ((b0 + n) * BLOCK).min(t.size));
+        for &(d, b0, n) in &steps {
+            let t = &self.disks[d];
+            let (start, end) = (b0 * BLOCK, ((b0 + n) * BLOCK).min(t.size));
+            // Save the head contents of blocks touched for the first time, durably, first.
+            let gaps = head.gaps(d, b0, b0 + n);
+            if !gaps.is_empty() {
                 data.resize((end - start) as usize, 0);
                 t.read_at(&mut data, start)?;
-                for b in (b0..b0 + n).filter(|&b| !head.contains_key(&(d, b))) {
-                    let lo = ((b - b0) * BLOCK) as usize;
-                    let block = &data[lo..(lo + BLOCK as usize).min(data.len())];
-                    let zero = block.iter().all(|&x| x == 0);
+                let mut buf = Vec::new();
+                let mut rel = Vec::new();
+                for (gs, ge) in gaps {
+                    let lo = ((gs - b0) * BLOCK) as usize;
+                    let hi = (((ge - b0) * BLOCK) as usize).min(data.len());
+                    let part = &data[lo..hi];
+                    let zero = part.iter().all(|&x| x == 0);
                     let h = Header {
                         kind: if zero { Kind::UndoZero } else { Kind::Undo },
                         seq: 1,
                         disk: t.id,
-                        offset: b * BLOCK,
-                        length: block.len() as u64,
+                        offset: gs * BLOCK,
+                        length: part.len() as u64,
                         time_us: now_us(),
                         payload_len: 0,
                         payload_crc: 0,
                     };
                     let at = buf.len() + format::HEADER_LEN;
-                    format::encode_parts(&h, if zero { &[] } else { block }, &mut buf);
-                    rel.push(((d, b), (!zero).then_some(at as u64)));
+                    format::encode_parts(&h, if zero { &[] } else { part }, &mut buf);
+                    rel.push((gs, ge, (!zero).then_some(at as u64)));
                 }
-            }
-            if !buf.is_empty() {
                 let (seg, base) = saved.prepare_append(buf.len() as u64)?;
                 saved.append(&buf, 1)?;
                 saved.sync()?;
-                for (k, at) in rel {
-                    head.insert(
-                        k,
-                        at.map(|a| Loc {
-                            segment: seg,
-                            data: base + a,
-                        }),
-                    );
+                for (gs, ge, at) in rel {
+                    let src = at.map(|a| Loc {
+                        segment: seg,
+                        data: base + a,
+                    });
+                    head.add(d, gs, ge, src);
                 }
             }
-            // Then the wanted contents: one write per run, reads merged while the sources
-            // of consecutive blocks are consecutive too (as they are inside one record).
-            for &(d, b0, n) in &runs {
-                let t = &self.disks[d];
-                let (start, end) = (b0 * BLOCK, ((b0 + n) * BLOCK).min(t.size));
-                data.resize((end - start) as usize, 0);
-                let source = |b: u64| match want.get(&(d, b)) {
-                    Some(&s) => (true, s),
-                    None => (false, head[&(d, b)]),
-                };
-                let mut b = b0;
-                while b < b0 + n {
-                    let (from_journal, src) = source(b);
-                    let mut e = b + 1;
-                    while e < b0 + n {
-                        let (j2, s2) = source(e);
-                        let follows = match (src, s2) {
-                            (None, None) => true,
-                            (Some(x), Some(y)) => {
-                                x.segment == y.segment && y.data == x.data + (e - b) * BLOCK
-                            }
-                            _ => false,
-                        };
-                        if j2 != from_journal || !follows {
-                            break;
-                        }
-                        e += 1;
+            // Then the contents at the point: from the journal where a record after the
+            // point saved them, else the head contents; one read per extent, one write.
+            data.resize((end - start) as usize, 0);
+            let mut b = b0;
+            while b < b0 + n {
+                let (e, src, reader) = match want.find(d, b) {
+                    Some((e, src)) => (e, src, &mut jr),
+                    None => {
+                        let (e, src) = head.find(d, b).expect("head covers every step");
+                        let e = want.next_start(d, b).map_or(e, |w| e.min(w));
+                        (e, src, &mut sr)
                     }
-                    let lo = ((b - b0) * BLOCK) as usize;
-                    let hi = (((e - b0) * BLOCK) as usize).min(data.len());
-                    let reader = if from_journal { &mut jr } else { &mut sr };
-                    read_src(reader, src, &mut data[lo..hi])?;
-                    b = e;
-                }
-                t.write_at(&data, start)?;
+                };
+                let e = e.min(b0 + n);
+                let lo = ((b - b0) * BLOCK) as usize;
+                let hi = (((e - b0) * BLOCK) as usize).min(data.len());
+                read_src(reader, src, &mut data[lo..hi])?;
+                b = e;
             }
-            done += chunk.len() as u64;
-            progress(done, total);
+            t.write_at(&data, start)?;
+            done += n;
+            progress(done, blocks);
         }
         for t in &self.disks {
             t.sync()?;
@@ -432,26 +412,21 @@ impl Group {
         if !self.points().iter().any(|p| p.id == id) {
             anyhow::bail!("no recovery point {id} in group {}", self.name);
         }
-        let index = Arc::new(ViewIndex {
+        let view = Arc::new(ViewIndex {
             disk,
-            map: Mutex::new(HashMap::new()),
+            index: Mutex::new(Index::default()),
         });
-        let ids = self.disk_ids();
+        let mut ids = self.disk_ids();
+        ids.retain(|_, &mut i| i == disk);
         let _quiet = Quiet::writes_only(self)?;
         let j = self.journal.lock().unwrap();
-        let mut map = BlockMap::new();
-        index_records(&j, id, &ids, &mut map)?;
-        *index.map.lock().unwrap() = map
-            .into_iter()
-            .filter(|((d, _), _)| *d == disk)
-            .map(|((_, b), s)| (b, s))
-            .collect();
-        self.add_view(&index);
+        index_records(&j, id, &ids, &mut view.index.lock().unwrap())?;
+        self.add_view(&view);
         Ok(PointView {
             reader: Mutex::new(PayloadReader::new(j.dir())),
             group: self.clone(),
             disk,
-            index,
+            index: view,
         })
     }
 }
@@ -521,21 +496,31 @@ impl Export for PointView {
         // the index before it touches the target, so the index then overrides what we read.
         t.read_at(buf, offset)?;
         let end = offset + buf.len() as u64;
-        let map = self.index.map.lock().unwrap();
+        let index = self.index.index.lock().unwrap();
         let mut reader = self.reader.lock().unwrap();
         let mut b = offset / BLOCK;
         while b * BLOCK < end {
-            if let Some(&src) = map.get(&b) {
-                let (bs, be) = (b * BLOCK, ((b + 1) * BLOCK).min(t.size));
-                let (s, e) = (bs.max(offset), be.min(end));
-                let out = &mut buf[(s - offset) as usize..(e - offset) as usize];
+            let Some((e, src)) = index.find(self.disk, b) else {
+                match index.next_start(self.disk, b) {
+                    Some(next) => {
+                        b = next;
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            // Blocks b..e come from one record: copy the part inside the request.
+            let (bs, be) = (b * BLOCK, (e * BLOCK).min(t.size));
+            let (s, x) = (bs.max(offset), be.min(end));
+            if s < x {
+                let out = &mut buf[(s - offset) as usize..(x - offset) as usize];
                 let src = src.map(|l| Loc {
                     segment: l.segment,
                     data: l.data + (s - bs),
                 });
                 read_src(&mut reader, src, out)?;
             }
-            b += 1;
+            b = e;
         }
         Ok(())
     }

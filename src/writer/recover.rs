@@ -126,7 +126,7 @@ fn index_records(
 }
 
 /// Blocks per recovery step (progress, and the batch of head contents saved at once).
-const STEP: u64 = 1024;
+const STEP: u64 = 4096;
 
 fn read_src(reader: &mut PayloadReader, src: BlockSrc, buf: &mut [u8]) -> io::Result<()> {
     match src {

@@ -362,3 +362,48 @@ fn a_commit_interrupted_by_a_crash_is_finished_at_the_next_open() {
     assert!(contents(&g) == want);
     assert!(!state.exists());
 }
+
+#[test]
+fn a_recover_cut_short_can_be_run_again_to_any_point() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = DiskSpec {
+        name: "big".into(),
+        path: t.path().join("big.img"),
+        size: Some(24 << 20),
+    };
+    let dir = t.path().join("journal/big");
+    let g = Group::open("big", &dir, std::slice::from_ref(&spec), 8 << 20).unwrap();
+    let d = JournaledDisk::new(g.clone(), 0);
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut noise = vec![0u8; 24 << 20];
+    rng.fill(&mut noise[..]);
+    d.write_at(&noise, 0, false).unwrap();
+    let p0 = g.point(true, "base").unwrap().unwrap();
+    let at0 = contents(&g);
+    // Overwrite most of the disk so that a recover takes several steps.
+    d.write_at(&vec![0x11; 20 << 20], 4 << 20, false).unwrap();
+    d.flush().unwrap();
+    let p1 = g.points().last().unwrap().id;
+    let at1 = contents(&g);
+    d.write_at(&vec![0x22; 8 << 20], 0, false).unwrap();
+    drop(d);
+    // A crash after the first step of the rollback (the progress callback stops it).
+    let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        g.recover(&PointSpec::Id(p0.id), false, &mut |done, total| {
+            assert!(done < total, "stopped before the end");
+            panic!("simulated crash");
+        })
+    }));
+    assert!(cut.is_err());
+    assert!(g.is_recovering());
+    assert!(g.session().unwrap().at.is_none(), "half-way is recorded");
+    drop(g);
+    let g = Group::open("big", &dir, &[spec], 8 << 20).unwrap();
+    assert!(g.is_recovering());
+    g.recover(&PointSpec::Id(p1), false, &mut |_, _| {})
+        .unwrap();
+    assert!(contents(&g) == at1, "point 1 after a cut-short recover");
+    g.recover(&PointSpec::Id(p0.id), false, &mut |_, _| {})
+        .unwrap();
+    assert!(contents(&g) == at0, "point 0 after a cut-short recover");
+}

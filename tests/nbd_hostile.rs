@@ -20,6 +20,7 @@ const FILL: u8 = 0x3c;
 struct Fixture {
     _dir: tempfile::TempDir,
     disk: PathBuf,
+    ro: PathBuf,
     server: Server,
 }
 
@@ -31,6 +32,7 @@ fn fixture_with(opts: ServerOptions) -> Fixture {
     Fixture {
         server: Server::new(Arc::new(files), opts),
         disk,
+        ro,
         _dir: dir,
     }
 }
@@ -195,6 +197,10 @@ fn writes_to_read_only_get_eperm() {
     assert_eq!(c.simple_reply().unwrap().error, EPERM);
     c.request(CMD_READ, 0, 4, 0, 512);
     assert_eq!(c.simple_reply().unwrap().error, 0);
+    let mut data = [0u8; 512];
+    std::io::Read::read_exact(&mut c.s, &mut data).unwrap();
+    assert_eq!(data, [FILL; 512]);
+    assert!(unchanged(&f.ro));
 }
 
 #[test]
@@ -485,4 +491,47 @@ fn max_connections_is_enforced() {
     let mut third = third.expect("a new connection is served after the first left");
     assert_eq!(third.go("disk").reply, REP_ACK);
     srv.shutdown();
+}
+
+#[test]
+fn phase_confusion_closes() {
+    let f = fixture();
+    // An option sent after transmission began is a request with a bad magic (seen once a
+    // whole 28-byte header is in).
+    let (mut c, t) = connected(&f, "disk");
+    c.send_option(OPT_LIST, &[0; 12]);
+    assert!(c.closed());
+    assert!(t.join().unwrap().contains("BadMagic"));
+    // A request sent while still negotiating is an option with a bad magic.
+    let (s, t) = socketpair(&f.server);
+    let mut c = Raw::greet(s, FLAG_C_FIXED_NEWSTYLE);
+    c.request(CMD_WRITE, 0, 1, 0, 4);
+    c.s.write_all(b"evil").unwrap();
+    assert!(c.closed());
+    assert!(t.join().unwrap().contains("BadMagic"));
+    assert!(unchanged(&f.disk));
+}
+
+#[test]
+fn stalled_negotiation_is_closed_but_quiet_transmission_is_not() {
+    let f = fixture_with(ServerOptions {
+        negotiation_timeout: Some(Duration::from_millis(300)),
+        idle_timeout: None,
+        ..ServerOptions::default()
+    });
+    let (s, t) = socketpair(&f.server);
+    let mut c = Raw::greet(s, FLAG_C_FIXED_NEWSTYLE);
+    assert!(c.closed());
+    assert!(t.join().unwrap().contains("Negotiate"));
+    // Once an export is chosen only the idle timeout (none here) applies.
+    let (mut c, _t) = connected(&f, "disk");
+    std::thread::sleep(Duration::from_millis(700));
+    c.request(CMD_FLUSH, 0, 3, 0, 0);
+    assert_eq!(
+        c.simple_reply().unwrap(),
+        SimpleReply {
+            error: 0,
+            handle: 3
+        }
+    );
 }

@@ -262,9 +262,27 @@ fn nbdinfo_and_nbdcopy_over_tls() {
         ],
     );
     assert!(ok, "{text}");
+    // Read it back over TLS: big READ replies from several workers share one session.
+    let back = s.dir.path().join("back.img");
+    std::fs::write(&back, []).unwrap();
+    let (ok, text) = output(
+        "nbdcopy",
+        &[
+            "--connections=2",
+            "--requests=16",
+            &nbds(&s, "vm1-disk0", &alice),
+            back.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{text}");
     let Setup { srv, disk, .. } = s;
     srv.shutdown();
-    assert!(std::fs::read(&disk).unwrap() == std::fs::read(&src).unwrap());
+    let want = std::fs::read(&src).unwrap();
+    assert!(std::fs::read(&disk).unwrap() == want);
+    assert!(
+        std::fs::read(&back).unwrap() == want,
+        "read back over TLS differs"
+    );
 }
 
 #[test]
@@ -428,4 +446,31 @@ fn rustls_client_starttls_twice_and_identity() {
             .iter()
             .all(|&b| b == 0x77)
     );
+}
+
+#[test]
+fn server_options_from_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    assert!(certs(&pki, &[]).status.success());
+    let mut w = mtkit::config::Writer {
+        tls: Some(WriterTls {
+            dir: Some(pki.clone()),
+            ..WriterTls::default()
+        }),
+        ..mtkit::config::Writer::default()
+    };
+    let o = ServerOptions::from_config(&w).unwrap();
+    assert!(o.tls.is_some());
+    assert_eq!(o.max_request_size, 32 << 20);
+    assert_eq!(o.max_connections, 64);
+    assert_eq!(
+        o.idle_timeout,
+        Some(std::time::Duration::from_secs(15 * 60))
+    );
+    // A missing key file is the user's mistake: exit code 2, with the path.
+    w.tls.as_mut().unwrap().key = Some(dir.path().join("nope.pem"));
+    let e = ServerOptions::from_config(&w).unwrap_err();
+    assert_eq!(mtkit::error::exit_code(&e), 2);
+    assert!(format!("{e:#}").contains("nope.pem"), "{e:#}");
 }

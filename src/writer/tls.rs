@@ -210,6 +210,11 @@ impl<S: Connection> TlsStream<S> {
         }
     }
 
+    /// The underlying socket (for its timeouts).
+    pub fn socket(&self) -> &S {
+        &self.raw_read
+    }
+
     /// The verified client certificate's identity: its subject CN, else its first DNS SAN.
     pub fn identity(&self) -> Option<String> {
         let st = lock(&self.state);

@@ -17,6 +17,8 @@ use super::transmit::{self, End, TransmitError, TransmitOptions};
 use crate::writer::export::{ClientInfo, ExportResolver};
 use crate::writer::tls::{self, TlsStream};
 
+/// Real clients negotiate in milliseconds; this only bounds stalled ones.
+const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the accept loops look at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(200);
 
@@ -67,8 +69,10 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Largest READ/WRITE payload (advertised as the maximum block size).
     pub max_request_size: u32,
-    /// Closes connections without requests for this long (also during negotiation).
+    /// Closes connections without requests for this long.
     pub idle_timeout: Option<Duration>,
+    /// Limit for the TLS handshake and option haggling (the idle timeout if shorter).
+    pub negotiation_timeout: Option<Duration>,
     /// Worker threads per connection (requests in flight at once).
     pub workers_per_connection: usize,
     /// FORCEDTLS with client certificates when set.
@@ -81,6 +85,7 @@ impl Default for ServerOptions {
             max_connections: 64,
             max_request_size: 32 << 20,
             idle_timeout: None,
+            negotiation_timeout: Some(NEGOTIATION_TIMEOUT),
             workers_per_connection: 4,
             tls: None,
         }
@@ -93,6 +98,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("max_connections", &self.max_connections)
             .field("max_request_size", &self.max_request_size)
             .field("idle_timeout", &self.idle_timeout)
+            .field("negotiation_timeout", &self.negotiation_timeout)
             .field("workers_per_connection", &self.workers_per_connection)
             .field("tls", &self.tls.is_some())
             .finish()
@@ -116,6 +122,7 @@ impl ServerOptions {
             max_connections: w.max_connections.max(1) as usize,
             max_request_size: max as u32,
             idle_timeout: (!idle.is_zero()).then_some(idle),
+            negotiation_timeout: Some(NEGOTIATION_TIMEOUT),
             workers_per_connection: 4,
             tls,
         })
@@ -276,8 +283,15 @@ impl Server {
             .name("nbd-conn".into())
             .spawn(move || {
                 let peer = client.peer;
-                if let Err(e) = server.handle(stream, client) {
-                    tracing::warn!(?peer, error = %chain(&e), "NBD connection ended");
+                match server.handle(stream, client) {
+                    Ok(()) => {}
+                    // Port probes and clients that give up before choosing an export.
+                    Err(ConnError::Negotiate(NegotiateError::Io(e)))
+                        if e.kind() == io::ErrorKind::UnexpectedEof =>
+                    {
+                        tracing::debug!(?peer, "NBD client left during negotiation");
+                    }
+                    Err(e) => tracing::warn!(?peer, error = %chain(&e), "NBD connection ended"),
                 }
                 server.inner.accepted.fetch_sub(1, Ordering::SeqCst);
             });
@@ -314,14 +328,13 @@ impl Server {
             reg: &inner.registry,
             id,
         };
-        stream
-            .set_read_timeout(inner.opts.idle_timeout)
-            .map_err(ConnError::Setup)?;
-        // A client that stops reading its replies would otherwise pin the worker threads
-        // (and a shutdown waiting for them) forever.
-        stream
-            .set_write_timeout(inner.opts.idle_timeout)
-            .map_err(ConnError::Setup)?;
+        // Negotiation (and the TLS handshake) get the shorter limit: a client that
+        // connects and stalls would otherwise hold a connection slot for the idle timeout.
+        let negotiation = match (inner.opts.negotiation_timeout, inner.opts.idle_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        set_timeouts(&stream, negotiation).map_err(ConnError::Setup)?;
         self.negotiate_and_serve(stream, client)
     }
 
@@ -350,6 +363,7 @@ impl Server {
         match outcome {
             Outcome::Aborted => Ok(()),
             Outcome::Transmit(n) => {
+                set_timeouts(&stream, inner.opts.idle_timeout).map_err(ConnError::Setup)?;
                 let reader = stream.try_clone().map_err(ConnError::Setup)?;
                 self.transmit(reader, stream, n, &client)
             }
@@ -372,6 +386,8 @@ impl Server {
                 let outcome = negotiate::haggle(&mut tls, &opts, no_zeroes)?;
                 match outcome {
                     Outcome::Transmit(n) => {
+                        set_timeouts(tls.socket(), inner.opts.idle_timeout)
+                            .map_err(ConnError::Setup)?;
                         let reader = tls.try_clone().map_err(ConnError::Setup)?;
                         let r = self.transmit(reader, tls.clone_writer(), n, &client);
                         tls.close();
@@ -418,6 +434,14 @@ impl Server {
         }
         result.map(|_| ()).map_err(ConnError::from)
     }
+}
+
+/// Read and write timeouts of a connection (all handles on one socket share them). The
+/// write timeout matters too: a client that stops reading its replies would otherwise pin
+/// the worker threads (and a shutdown waiting for them) forever.
+fn set_timeouts<S: Connection>(s: &S, t: Option<Duration>) -> io::Result<()> {
+    s.set_read_timeout(t)?;
+    s.set_write_timeout(t)
 }
 
 /// An error with its causes, "a: b: c", for one log line.

@@ -8,6 +8,9 @@ use crate::config::Policy;
 /// go back to) and the journal segments that only served them. Returns segments removed.
 pub fn prune(g: &Group, policy: &Policy, now_us: i64) -> usize {
     let cutoff = now_us - policy.retention.0.as_micros() as i64;
+    // Journal first, then the state: a recover sets `recovering` before it picks its point,
+    // so either it sees the points pruned here, or this pass sees it and leaves all alone.
+    let mut j = g.journal.lock().unwrap();
     let keep_from = {
         let mut st = g.lock();
         if st.recovering || st.points.is_empty() {
@@ -27,7 +30,6 @@ pub fn prune(g: &Group, policy: &Policy, now_us: i64) -> usize {
     };
     // Undo records before the oldest kept point only lead to pruned points: a segment whose
     // newest record is older than that point can go (never the one being written).
-    let mut j = g.journal.lock().unwrap();
     let mut removed = 0;
     while j.segments().len() > 1 && j.segments()[0].max_seq < keep_from {
         match j.remove_oldest() {

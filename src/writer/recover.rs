@@ -166,6 +166,9 @@ impl Group {
                 self.name
             );
         }
+        // Writes stop (and pruning keeps off) before the point is chosen and indexed; a
+        // failure before the session is written lets writes in again (see `Quiet`).
+        let _quiet = (!dry_run).then(|| Quiet::new(self));
         let point = choose(&self.points(), spec).map_err(crate::error::bad_input)?;
         let ids = self.disk_ids();
         let journal_dir;
@@ -233,7 +236,6 @@ impl Group {
                 free >> 20
             );
         }
-        let _quiet = Quiet::new(self);
         tracing::info!(group = %self.name, point = point.id, blocks, "recovering");
         let started = self.session().map_or_else(chrono::Utc::now, |s| s.started);
         write_session(
@@ -468,7 +470,11 @@ impl Drop for Quiet<'_> {
     fn drop(&mut self) {
         let mut st = self.group.lock();
         st.set_leader(false);
-        let _ = self.keep_recovering;
+        if self.keep_recovering {
+            // Under recovery exactly while a session exists: a recover that failed before
+            // writing one changed nothing, and writes may come in again.
+            st.recovering = session_exists(&self.group.dir);
+        }
         self.group.notify();
     }
 }

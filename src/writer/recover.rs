@@ -166,8 +166,10 @@ impl Group {
                 self.name
             );
         }
-        // Writes stop (and pruning keeps off) before the point is chosen and indexed; a
-        // failure before the session is written lets writes in again (see `Quiet`).
+        // A wrong point is refused before anything stops. Then writes stop (and pruning
+        // keeps off) before the point is chosen for good and indexed; a failure before the
+        // session is written lets writes in again (see `Quiet`).
+        choose(&self.points(), spec).map_err(crate::error::bad_input)?;
         let _quiet = (!dry_run).then(|| Quiet::new(self));
         let point = choose(&self.points(), spec).map_err(crate::error::bad_input)?;
         let ids = self.disk_ids();

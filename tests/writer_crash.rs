@@ -100,11 +100,7 @@ fn newest_point(env: &Env) -> Result<Option<u64>, String> {
 }
 
 fn recover(env: &Env, id: u64) {
-    control(
-        &env.control(),
-        &format!(r#"{{"cmd":"recover","group":"c","to":"{id}","dry_run":false}}"#),
-    )
-    .unwrap_or_else(|e| panic!("recover to {id}: {e}"));
+    recover_in(env, "c", id);
 }
 
 #[test]
@@ -220,4 +216,53 @@ fn sigkill_under_load_loses_nothing_acknowledged_and_points_recover() {
         counter > rounds as u64,
         "the load hardly ran: {counter} writes"
     );
+}
+
+#[test]
+fn a_torn_journal_tail_is_cut_at_start_and_points_survive() {
+    let env = Env::new(&[("t-d0", "t", 1 << 20)]);
+    let snap = |env: &Env| std::fs::read(env.disk("t-d0")).unwrap();
+    let (ids, want) = {
+        let _svc = env.start();
+        let mut c = Nbd::connect(env.port, "t-d0").unwrap();
+        c.write(0, &[7; 65536]).unwrap();
+        control(
+            &env.control(),
+            r#"{"cmd":"bookmark","group":"t","label":"base"}"#,
+        )
+        .unwrap();
+        c.write(4096, &[8; 8192]).unwrap();
+        c.flush().unwrap();
+        (point_ids(&env.control(), "t"), snap(&env))
+    };
+    assert_eq!(ids.len(), 2);
+    // A torn append: half a record header and some payload after the last good record.
+    let dir = env.path("journal/t/journal");
+    let mut segs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segs.sort();
+    let last = segs.last().unwrap();
+    let good = std::fs::metadata(last).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().append(true).open(last).unwrap();
+    std::io::Write::write_all(&mut f, b"MTJR\x01\x01garbage-from-a-torn-write").unwrap();
+    drop(f);
+    let _svc = env.start();
+    assert!(env.log().contains("cutting a torn tail"), "{}", env.log());
+    assert_eq!(std::fs::metadata(last).unwrap().len(), good);
+    assert_eq!(point_ids(&env.control(), "t"), ids);
+    let mut c = Nbd::connect(env.port, "t-d0").unwrap();
+    c.write(0, &[9; 4096]).unwrap();
+    c.flush().unwrap();
+    recover_in(&env, "t", ids[1]);
+    assert!(snap(&env) == want);
+}
+
+fn recover_in(env: &Env, group: &str, id: u64) {
+    control(
+        &env.control(),
+        &format!(r#"{{"cmd":"recover","group":"{group}","to":"{id}","dry_run":false}}"#),
+    )
+    .unwrap_or_else(|e| panic!("recover to {id}: {e}"));
 }

@@ -1,6 +1,8 @@
 //! `mtkit bookmark`: an app-consistent recovery point.
 
 use super::Global;
+use crate::writer::control::{Request, request_or_offline};
+use crate::writer::group::Point;
 
 /// Make an app-consistent recovery point (after the source quiesced its applications)
 #[derive(Debug, clap::Args)]
@@ -13,7 +15,17 @@ pub struct BookmarkArgs {
 }
 
 impl BookmarkArgs {
-    pub fn run(self, _g: &Global) -> anyhow::Result<()> {
-        super::not_built("bookmark")
+    pub fn run(self, g: &Global) -> anyhow::Result<()> {
+        let cfg = g.load_config()?.config;
+        let req = Request::Bookmark {
+            group: self.group.clone(),
+            label: self.label.unwrap_or_default(),
+        };
+        let p: Point = serde_json::from_value(request_or_offline(&cfg, &req, &mut |_, _| {})?)?;
+        println!(
+            "group {}: app-consistent point {} at {}",
+            self.group, p.id, p.time
+        );
+        Ok(())
     }
 }

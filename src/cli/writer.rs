@@ -1,6 +1,8 @@
 //! `mtkit writer run|status`: the writer service.
 
 use super::Global;
+use crate::writer::control::{Request, request_or_offline};
+use crate::writer::service::Status;
 
 /// The writer service (NBD target with a retention journal)
 #[derive(Debug, clap::Args)]
@@ -24,9 +26,65 @@ pub enum WriterCommand {
 
 impl WriterArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
-        if let WriterCommand::Certs(a) = self.command {
-            return a.run(g);
+        match self.command {
+            WriterCommand::Certs(a) => a.run(g),
+            WriterCommand::Run => crate::writer::service::run(&g.load_config()?.config),
+            WriterCommand::Status { json } => {
+                let cfg = g.load_config()?.config;
+                let v = request_or_offline(&cfg, &Request::Status, &mut |_, _| {})?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    return Ok(());
+                }
+                let s: Status = serde_json::from_value(v)?;
+                print!("{}", render_status(&s));
+                Ok(())
+            }
         }
-        super::not_built("writer")
     }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+}
+
+/// The plain-text status: a paragraph per group.
+pub fn render_status(s: &Status) -> String {
+    let mut out = String::new();
+    for g in &s.groups {
+        let newest = g
+            .newest_point
+            .as_ref()
+            .map_or("none".into(), |p| format!("{} at {}", p.id, p.time));
+        out += &format!(
+            "group {}: {}{}\n  points: {} (newest {newest}; history {}s)\n  journal: {} in {} segment(s)\n  RPO lag: {}s\n",
+            g.name,
+            g.state,
+            g.recovered_to.map_or(String::new(), |p| format!(
+                " (at point {p}, awaiting commit)"
+            )),
+            g.points,
+            g.history_secs,
+            mib(g.journal_bytes),
+            g.journal_segments,
+            g.rpo_lag_secs
+        );
+        for d in &g.disks {
+            out += &format!(
+                "  disk {}: {} ({}), {} client(s), {} written\n",
+                d.name,
+                d.path,
+                mib(d.size),
+                d.clients,
+                mib(d.bytes_written)
+            );
+        }
+        for w in &g.warnings {
+            out += &format!("  WARNING: {w}\n");
+        }
+    }
+    if s.groups.is_empty() {
+        out += "no [[writer.disk]] configured\n";
+    }
+    out
 }

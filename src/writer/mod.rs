@@ -11,3 +11,12 @@ pub mod tls;
 
 pub use export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
 pub use file_export::FileExport;
+pub mod control;
+pub mod extents;
+pub mod group;
+pub mod journal;
+pub mod journaled;
+pub mod metrics;
+pub mod policy;
+pub mod recover;
+pub mod service;

@@ -1,0 +1,761 @@
+//! A consistency group: its disks, the one write sequence ordering them, the undo journal
+//! with group commit, and its recovery points.
+//!
+//! Write path (after the baseline): a write joins the group's queue; one writer at a time
+//! becomes the leader, takes the whole queue (a batch), saves the old contents of every
+//! block the batch overwrites for the first time in this interval, appends them to the
+//! journal and syncs it once; only then may each writer put its data on the target. A
+//! point (FLUSH, bookmark) takes the leader role, waits for the writers of earlier batches,
+//! syncs the targets and appends the point record.
+
+use super::journal::format::{self, Header, Kind};
+use super::journal::{Journal, JournalError, Loc, PointRecord};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use super::extents::{BLOCK, BlockSrc};
+use super::extents::{Extents, Index};
+/// Past this many saved extents in one interval the set is dropped: saving a block twice
+/// is only redundant (recovery uses the earliest save after a point), never wrong.
+const MAX_SAVED_EXTENTS: usize = 1 << 20;
+/// Largest record buffer kept between batches; bigger batches use a buffer of their own.
+const MAX_KEPT_BUFFER: usize = 32 << 20;
+
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// A target disk: a block device or a regular file.
+pub struct Target {
+    pub name: String,
+    pub id: u32,
+    pub path: PathBuf,
+    pub size: u64,
+    file: File,
+    pub(crate) bytes_written: AtomicU64,
+    pub(crate) clients: AtomicUsize,
+    pub(crate) stats: super::metrics::DiskStats,
+}
+
+impl Target {
+    /// Opens `path`; a regular file that does not exist (or is shorter) is made `size` long.
+    pub fn open(name: &str, path: &Path, size: Option<u64>) -> io::Result<Target> {
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true);
+        if size.is_some() {
+            opts.create(true);
+        }
+        let file = opts.open(path)?;
+        let meta = file.metadata()?;
+        let mut len = if meta.is_file() {
+            meta.len()
+        } else {
+            use std::io::Seek;
+            (&file).seek(io::SeekFrom::End(0))?
+        };
+        if let Some(want) = size.filter(|&w| meta.is_file() && w > len) {
+            file.set_len(want)?;
+            len = want;
+        }
+        Ok(Target {
+            name: name.to_string(),
+            id: format::disk_id(name),
+            path: path.to_path_buf(),
+            size: len,
+            file,
+            bytes_written: AtomicU64::new(0),
+            clients: AtomicUsize::new(0),
+            stats: Default::default(),
+        })
+    }
+
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(data, offset)
+    }
+
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Zeroes a range: punches a hole when allowed (regular files), else writes zeros.
+    pub fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool) -> io::Result<()> {
+        if may_trim {
+            let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+            use std::os::fd::AsRawFd;
+            // SAFETY: fallocate on an fd we own, with in-range offsets; no memory is passed.
+            let r = unsafe {
+                libc::fallocate(
+                    self.file.as_raw_fd(),
+                    mode,
+                    offset as libc::off_t,
+                    len as libc::off_t,
+                )
+            };
+            if r == 0 {
+                return Ok(());
+            }
+        }
+        let zeros = vec![0u8; len.min(1 << 20) as usize];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..n], offset + done)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// The live index of a `<disk>@<point>` view: for every block changed since the point,
+/// where its contents at the point are. Writes after the view opened keep adding to it.
+pub struct ViewIndex {
+    pub disk: usize,
+    pub index: Mutex<Index>,
+}
+
+impl ViewIndex {
+    /// Records that `[offset, offset+len)` held what `src` points to, unless known already.
+    pub fn add(&self, offset: u64, len: u64, src: BlockSrc) {
+        let (start, end) = (offset / BLOCK, (offset + len).div_ceil(BLOCK));
+        self.index.lock().unwrap().add(self.disk, start, end, src);
+    }
+}
+
+/// A recovery point as users see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Point {
+    pub id: u64,
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// "crash" or "app"
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub label: String,
+}
+
+impl From<&PointRecord> for Point {
+    fn from(p: &PointRecord) -> Point {
+        Point {
+            id: p.seq,
+            time: chrono::DateTime::from_timestamp_micros(p.time_us).unwrap_or_default(),
+            kind: if p.app { "app" } else { "crash" }.into(),
+            label: p.label.clone(),
+        }
+    }
+}
+
+struct Pending {
+    ticket: u64,
+    disk: usize,
+    offset: u64,
+    len: u64,
+}
+
+impl State {
+    pub(crate) fn is_leader(&self) -> bool {
+        self.leader
+    }
+
+    pub(crate) fn set_leader(&mut self, on: bool) {
+        self.leader = on;
+    }
+}
+
+pub(crate) struct State {
+    queue: Vec<Pending>,
+    leader: bool,
+    next_ticket: u64,
+    done_ticket: u64,
+    failed: HashMap<u64, String>,
+    /// Writers whose undo is durable but whose target write has not finished.
+    inflight: usize,
+    pub(crate) next_seq: u64,
+    /// No baseline yet: writes go straight through, FLUSH makes no point.
+    pub(crate) initial_sync: bool,
+    /// The group is being recovered (or was, and awaits commit): no writes.
+    pub(crate) recovering: bool,
+    /// Writes since the last point.
+    dirty: bool,
+    pub(crate) first_dirty_us: Option<i64>,
+    saved: Vec<Extents>,
+    pub(crate) points: Vec<PointRecord>,
+    views: Vec<Weak<ViewIndex>>,
+    /// When volume-full pruning last dropped history (for status).
+    pub(crate) history_dropped_us: Option<i64>,
+}
+
+pub struct Group {
+    pub name: String,
+    pub dir: PathBuf,
+    pub disks: Vec<Target>,
+    pub(crate) state: Mutex<State>,
+    cv: Condvar,
+    pub(crate) journal: Mutex<Journal>,
+    /// The leader's record buffer, kept between batches.
+    scratch: Mutex<Vec<u8>>,
+    _lock: File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error(
+        "the journal of group {group} is in use by another process (is the writer service running?)"
+    )]
+    Busy { group: String },
+    #[error("opening disk {disk} ({})", path.display())]
+    Disk {
+        disk: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("group {group}")]
+    Journal {
+        group: String,
+        #[source]
+        source: JournalError,
+    },
+    #[error("group {group}: {action}")]
+    Io {
+        group: String,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A disk as the config names it.
+#[derive(Debug, Clone)]
+pub struct DiskSpec {
+    pub name: String,
+    pub path: PathBuf,
+    pub size: Option<u64>,
+}
+
+fn refused(group: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("group {group} is being recovered: writes are refused until commit"),
+    )
+}
+
+impl Group {
+    /// Opens the group's journal (folder `dir`, locked against other processes) and disks.
+    pub fn open(
+        name: &str,
+        dir: &Path,
+        disks: &[DiskSpec],
+        segment_size: u64,
+    ) -> Result<Arc<Group>, GroupError> {
+        let gio = |action: &'static str| {
+            move |source| GroupError::Io {
+                group: name.to_string(),
+                action,
+                source,
+            }
+        };
+        std::fs::create_dir_all(dir).map_err(gio("creating journal folder"))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .map_err(gio("opening lock file"))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on an fd we own; no memory is passed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(GroupError::Busy {
+                group: name.to_string(),
+            });
+        }
+        let targets = disks
+            .iter()
+            .map(|d| {
+                Target::open(&d.name, &d.path, d.size).map_err(|source| GroupError::Disk {
+                    disk: d.name.clone(),
+                    path: d.path.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (journal, scan) =
+            Journal::open(&dir.join("journal"), segment_size).map_err(|source| {
+                GroupError::Journal {
+                    group: name.to_string(),
+                    source,
+                }
+            })?;
+        let recovering = super::recover::session_exists(dir);
+        let state = State {
+            queue: Vec::new(),
+            leader: false,
+            next_ticket: 1,
+            done_ticket: 0,
+            failed: HashMap::new(),
+            inflight: 0,
+            next_seq: scan.max_seq + 1,
+            initial_sync: scan.points.is_empty(),
+            recovering,
+            dirty: false,
+            first_dirty_us: None,
+            saved: targets.iter().map(|_| Extents::default()).collect(),
+            points: scan.points,
+            views: Vec::new(),
+            history_dropped_us: None,
+        };
+        let group = Arc::new(Group {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            disks: targets,
+            state: Mutex::new(state),
+            cv: Condvar::new(),
+            journal: Mutex::new(journal),
+            scratch: Mutex::new(Vec::new()),
+            _lock: lock,
+        });
+        group
+            .finish_interrupted_commit()
+            .map_err(|e| GroupError::Io {
+                group: name.to_string(),
+                action: "finishing an interrupted commit",
+                source: io::Error::other(format!("{e:#}")),
+            })?;
+        Ok(group)
+    }
+
+    pub fn disk_index(&self, name: &str) -> Option<usize> {
+        self.disks.iter().position(|d| d.name == name)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    pub fn points(&self) -> Vec<Point> {
+        self.lock().points.iter().map(Point::from).collect()
+    }
+
+    pub fn in_initial_sync(&self) -> bool {
+        self.lock().initial_sync
+    }
+
+    pub fn is_recovering(&self) -> bool {
+        self.lock().recovering
+    }
+
+    /// Writes `data` at `offset` of disk `disk`, saving what it overwrites first.
+    pub fn write(&self, disk: usize, data: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        self.journaled(disk, offset, data.len() as u64, |t| {
+            t.write_at(data, offset)
+        })?;
+        if fua {
+            self.disks[disk].sync()?;
+        }
+        Ok(())
+    }
+
+    /// Zeroes a range, in chunks so that the undo buffer stays small.
+    pub fn write_zeroes(
+        &self,
+        disk: usize,
+        offset: u64,
+        len: u64,
+        may_trim: bool,
+        fua: bool,
+    ) -> io::Result<()> {
+        const CHUNK: u64 = 8 << 20;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK);
+            self.journaled(disk, offset + done, n, |t| {
+                t.write_zeroes(offset + done, n, may_trim)
+            })?;
+            done += n;
+        }
+        if fua {
+            self.disks[disk].sync()?;
+        }
+        Ok(())
+    }
+
+    /// Runs `apply` (the target write of `[offset, offset+len)`) once the undo of the
+    /// blocks it overwrites is durable.
+    fn journaled(
+        &self,
+        disk: usize,
+        offset: u64,
+        len: u64,
+        apply: impl FnOnce(&Target) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let target = &self.disks[disk];
+        let mut st = self.lock();
+        if st.recovering {
+            return Err(refused(&self.name));
+        }
+        if !st.initial_sync {
+            let ticket = st.next_ticket;
+            st.next_ticket += 1;
+            st.queue.push(Pending {
+                ticket,
+                disk,
+                offset,
+                len,
+            });
+            while st.done_ticket < ticket {
+                if st.recovering {
+                    st.queue.retain(|p| p.ticket != ticket);
+                    self.cv.notify_all();
+                    return Err(refused(&self.name));
+                }
+                if st.leader {
+                    st = self.cv.wait(st).unwrap();
+                } else {
+                    st = self.lead(st);
+                }
+            }
+            if let Some(msg) = st.failed.remove(&ticket) {
+                st.inflight -= 1;
+                self.cv.notify_all();
+                return Err(io::Error::other(msg));
+            }
+        } else {
+            st.inflight += 1;
+        }
+        st.dirty = true;
+        st.first_dirty_us.get_or_insert_with(now_us);
+        drop(st);
+        let r = apply(target);
+        target.bytes_written.fetch_add(len, Ordering::Relaxed);
+        let mut st = self.lock();
+        st.inflight -= 1;
+        if st.inflight == 0 {
+            self.cv.notify_all();
+        }
+        r
+    }
+
+    /// Takes the queue as one batch, makes its undo records durable, and wakes its writers.
+    fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        st.leader = true;
+        let batch = std::mem::take(&mut st.queue);
+        // Decide under the lock what to save and in which order (seq).
+        let mut jobs = Vec::new();
+        for p in &batch {
+            let t = &self.disks[p.disk];
+            let (b0, b1) = (p.offset / BLOCK, (p.offset + p.len).div_ceil(BLOCK));
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            let saved = &mut st.saved[p.disk];
+            let unsaved = saved.take_unsaved(b0, b1);
+            if saved.len() > MAX_SAVED_EXTENTS {
+                saved.clear();
+            }
+            for (s, e) in unsaved {
+                let start = s * BLOCK;
+                let end = (e * BLOCK).min(t.size);
+                if start < end {
+                    jobs.push((p.disk, seq, start, end - start));
+                }
+            }
+        }
+        let max_seq = st.next_seq - 1;
+        drop(st);
+        let result = if jobs.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.save(&jobs, max_seq)
+        };
+        let mut st = self.lock();
+        match result {
+            Ok(added) => {
+                st.views.retain(|v| v.strong_count() > 0);
+                for v in st.views.iter().filter_map(Weak::upgrade) {
+                    for &(disk, off, len, src) in &added {
+                        if disk == v.disk {
+                            v.add(off, len, src);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(group = %self.name, error = %e, "journal write failed: failing the batch");
+                // The saved marks are unreliable now; start the interval's set over.
+                st.saved.iter_mut().for_each(Extents::clear);
+                for p in &batch {
+                    st.failed
+                        .insert(p.ticket, format!("journal write failed: {e}"));
+                }
+            }
+        }
+        st.inflight += batch.len();
+        st.done_ticket = batch.last().map_or(st.done_ticket, |p| p.ticket);
+        st.leader = false;
+        self.cv.notify_all();
+        st
+    }
+
+    /// Reads the old contents of `jobs` and appends them to the journal, synced.
+    /// Returns what views need to learn: (disk, offset, len, where the data is).
+    #[allow(clippy::type_complexity)]
+    fn save(
+        &self,
+        jobs: &[(usize, u64, u64, u64)],
+        max_seq: u64,
+    ) -> io::Result<Vec<(usize, u64, u64, BlockSrc)>> {
+        let time_us = now_us();
+        let total = jobs
+            .iter()
+            .map(|j| j.3 as usize + format::HEADER_LEN)
+            .sum::<usize>();
+        // The leader's buffer is kept between batches (up to a bound) so that it is not
+        // zero-filled again for every batch: that memset was a visible share of the CPU.
+        let mut kept = self.scratch.lock().unwrap();
+        let mut own = Vec::new();
+        let buf: &mut Vec<u8> = if total <= MAX_KEPT_BUFFER {
+            &mut kept
+        } else {
+            &mut own
+        };
+        if buf.len() < total {
+            buf.resize(total, 0);
+        }
+        let mut used = 0;
+        let mut rel = Vec::new();
+        for &(disk, seq, offset, len) in jobs {
+            let t = &self.disks[disk];
+            // Read the old contents straight into the record's payload place: no copy.
+            let at = used;
+            let data_at = at + format::HEADER_LEN;
+            let payload = &mut buf[data_at..data_at + len as usize];
+            t.read_at(payload, offset)?;
+            let zero = payload.iter().all(|&b| b == 0);
+            let h = Header {
+                kind: if zero { Kind::UndoZero } else { Kind::Undo },
+                seq,
+                disk: t.id,
+                offset,
+                length: len,
+                time_us,
+                payload_len: if zero { 0 } else { len as u32 },
+                payload_crc: crc32c::crc32c(if zero { &[] } else { payload }),
+            };
+            let mut head = Vec::with_capacity(format::HEADER_LEN);
+            h.encode(&mut head);
+            buf[at..data_at].copy_from_slice(&head);
+            used = if zero {
+                data_at
+            } else {
+                data_at + len as usize
+            };
+            rel.push((disk, offset, len, (!zero).then_some(data_at as u64)));
+        }
+        let buf = &buf[..used];
+        let mut j = self.journal.lock().unwrap();
+        let Some((segment, base)) = self.append_or_prune(&mut j, buf, max_seq)? else {
+            return Ok(Vec::new());
+        };
+        Ok(rel
+            .into_iter()
+            .map(|(d, o, l, at)| {
+                (
+                    d,
+                    o,
+                    l,
+                    at.map(|a| Loc {
+                        segment,
+                        data: base + a,
+                    }),
+                )
+            })
+            .collect())
+    }
+
+    /// Appends and syncs; when the volume is full, prunes the oldest history (loudly) and
+    /// retries, so that a write the target could take never fails for lack of journal.
+    /// `None`: even an empty journal cannot take the records; all history is dropped and
+    /// the group writes straight through until the next bookmark makes a new baseline.
+    fn append_or_prune(
+        &self,
+        j: &mut Journal,
+        buf: &[u8],
+        max_seq: u64,
+    ) -> io::Result<Option<(u64, u64)>> {
+        loop {
+            let at = j.prepare_append(buf.len() as u64).map_err(io::Error::from);
+            let r = at.and_then(|at| {
+                j.append(buf, max_seq)?;
+                j.sync()?;
+                Ok(at)
+            });
+            let e = match r {
+                Ok(at) => return Ok(Some(at)),
+                Err(e) if is_nospc(&e) => e,
+                Err(e) => return Err(e),
+            };
+            self.lock().history_dropped_us = Some(now_us());
+            if let Some(seg) = j.remove_oldest()? {
+                tracing::error!(group = %self.name, segment = seg.id,
+                    "RETENTION VOLUME FULL: dropped the oldest journal segment; the oldest recovery points are gone");
+                self.forget_points_before_journal(j);
+                continue;
+            }
+            tracing::error!(group = %self.name, error = %e,
+                "RETENTION VOLUME FULL: no journal history left to drop; ALL recovery points of the group are gone and writes go straight through until the next bookmark");
+            j.restart_with(&[], max_seq)?;
+            let mut st = self.lock();
+            st.points.clear();
+            st.initial_sync = true;
+            return Ok(None);
+        }
+    }
+
+    /// Drops the points whose undo history is no longer complete after pruning.
+    pub(crate) fn forget_points_before_journal(&self, j: &Journal) {
+        // A point is recoverable when every record after it is present: when it lies in
+        // (or after) the oldest remaining segment. Segments hold increasing seqs.
+        let oldest = j.segments().first().map_or(0, |s| s.id);
+        let mut min_seq = None;
+        let _ = j.scan_after(0, |h, loc| {
+            if loc.segment == oldest && min_seq.is_none() {
+                min_seq = Some(h.seq);
+            }
+        });
+        let mut st = self.lock();
+        if let Some(min) = min_seq {
+            st.points.retain(|p| p.seq >= min);
+        }
+    }
+
+    /// Makes everything written so far durable and, after the baseline, a recovery point
+    /// when anything was written since the last one (`app`: always, with `label`).
+    /// Returns the new point, if one was made.
+    pub fn point(&self, app: bool, label: &str) -> io::Result<Option<Point>> {
+        let mut st = self.lock();
+        if st.recovering {
+            return Err(refused(&self.name));
+        }
+        if st.initial_sync && !app {
+            drop(st);
+            for t in &self.disks {
+                t.sync()?;
+            }
+            return Ok(None);
+        }
+        while st.leader {
+            st = self.cv.wait(st).unwrap();
+        }
+        st.leader = true;
+        while st.inflight > 0 {
+            st = self.cv.wait(st).unwrap();
+        }
+        let make = app || st.dirty;
+        let seq = st.next_seq;
+        if make {
+            st.next_seq += 1;
+        }
+        drop(st);
+        let r = self.make_point(make, seq, app, label);
+        let mut st = self.lock();
+        st.leader = false;
+        self.cv.notify_all();
+        let rec = r?;
+        if let Some(rec) = &rec {
+            st.points.push(rec.clone());
+            st.saved.iter_mut().for_each(Extents::clear);
+            st.dirty = false;
+            st.first_dirty_us = None;
+            if st.initial_sync {
+                tracing::info!(group = %self.name, "baseline reached: journaling starts");
+            }
+            st.initial_sync = false;
+        }
+        Ok(rec.as_ref().map(Point::from))
+    }
+
+    fn make_point(
+        &self,
+        make: bool,
+        seq: u64,
+        app: bool,
+        label: &str,
+    ) -> io::Result<Option<PointRecord>> {
+        for t in &self.disks {
+            t.sync()?;
+        }
+        if !make {
+            return Ok(None);
+        }
+        let rec = PointRecord {
+            seq,
+            time_us: now_us(),
+            app,
+            label: label.to_string(),
+        };
+        let mut buf = Vec::new();
+        encode_point(&rec, &mut buf);
+        let mut j = self.journal.lock().unwrap();
+        Ok(self.append_or_prune(&mut j, &buf, seq)?.map(|_| rec))
+    }
+
+    /// Registers a view's index so that later saves keep it complete.
+    pub fn add_view(&self, v: &Arc<ViewIndex>) {
+        self.lock().views.push(Arc::downgrade(v));
+    }
+
+    /// Takes the leader role and waits for writers to finish: the group is quiet and
+    /// refuses writes (`recovering` set) until [`Group::release`].
+    pub(crate) fn quiesce(&self) -> MutexGuard<'_, State> {
+        let mut st = self.lock();
+        st.recovering = true;
+        self.cv.notify_all();
+        while st.leader {
+            st = self.cv.wait(st).unwrap();
+        }
+        while st.inflight > 0 {
+            st = self.cv.wait(st).unwrap();
+        }
+        st
+    }
+
+    pub(crate) fn notify(&self) {
+        self.cv.notify_all();
+    }
+
+    pub(crate) fn wait<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.cv.wait(st).unwrap()
+    }
+}
+
+/// ENOSPC, also when wrapped by the journal's own error type.
+fn is_nospc(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull
+}
+
+pub(crate) fn encode_point(p: &PointRecord, out: &mut Vec<u8>) {
+    let h = Header {
+        kind: if p.app {
+            Kind::AppPoint
+        } else {
+            Kind::CrashPoint
+        },
+        seq: p.seq,
+        disk: 0,
+        offset: 0,
+        length: 0,
+        time_us: p.time_us,
+        payload_len: 0,
+        payload_crc: 0,
+    };
+    format::encode_parts(&h, p.label.as_bytes(), out);
+}

@@ -1,0 +1,323 @@
+//! The journal's on-disk record: a pure codec with magic, version and two checksums.
+//!
+//! Layout (little-endian), 56 header bytes then the payload:
+//! ```text
+//!  0 magic u32 | 4 version u8 | 5 kind u8 | 6 reserved u16 | 8 seq u64 | 16 disk u32
+//! 20 payload_len u32 | 24 offset u64 | 32 length u64 | 40 time_us i64
+//! 48 payload crc32c u32 | 52 header crc32c u32 (over bytes 0..52)
+//! ```
+//! The header has its own checksum so that a scan can walk a segment by headers alone
+//! (skipping payloads) and still trust the lengths it skips by.
+
+pub const MAGIC: u32 = 0x524a_544d; // "MTJR" read as little-endian bytes
+pub const VERSION: u8 = 1;
+pub const HEADER_LEN: usize = 56;
+/// Largest payload a record may carry: one undo extent of a maximal NBD request.
+pub const MAX_PAYLOAD: u32 = 64 << 20;
+
+/// What a record means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Old contents of `length` bytes at `offset` of `disk`, saved before an overwrite.
+    Undo = 1,
+    /// The region held only zeros before the overwrite: no payload.
+    UndoZero = 2,
+    /// A crash-consistent recovery point (a completed FLUSH); payload: label.
+    CrashPoint = 3,
+    /// An app-consistent recovery point (a bookmark); payload: label.
+    AppPoint = 4,
+    /// A commit: every segment before this one is void (see `Journal::open`).
+    Commit = 5,
+}
+
+impl Kind {
+    fn from_u8(v: u8) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Undo,
+            2 => Kind::UndoZero,
+            3 => Kind::CrashPoint,
+            4 => Kind::AppPoint,
+            5 => Kind::Commit,
+            _ => return None,
+        })
+    }
+
+    pub fn is_point(self) -> bool {
+        matches!(self, Kind::CrashPoint | Kind::AppPoint)
+    }
+}
+
+/// A record header: everything but the payload bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub kind: Kind,
+    /// Position in the group's single write order; a point's id.
+    pub seq: u64,
+    /// Which disk of the group (see `disk_id`).
+    pub disk: u32,
+    pub offset: u64,
+    pub length: u64,
+    /// Microseconds since the Unix epoch.
+    pub time_us: i64,
+    pub payload_len: u32,
+    pub payload_crc: u32,
+}
+
+/// One record with its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub kind: Kind,
+    pub seq: u64,
+    pub disk: u32,
+    pub offset: u64,
+    pub length: u64,
+    pub time_us: i64,
+    pub payload: Vec<u8>,
+}
+
+/// Why bytes are not a valid record. All but `Truncated` mean corruption; at the end of the
+/// last segment any of them is a torn write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record truncated: {need} bytes needed, {have} present")]
+    Truncated { need: usize, have: usize },
+    #[error("bad record magic {0:#010x}")]
+    BadMagic(u32),
+    #[error("unsupported record version {0}")]
+    BadVersion(u8),
+    #[error("unknown record kind {0}")]
+    BadKind(u8),
+    #[error("record header checksum mismatch")]
+    HeaderChecksum,
+    #[error("record payload checksum mismatch")]
+    PayloadChecksum,
+    #[error("record lengths inconsistent: {0}")]
+    BadLength(&'static str),
+}
+
+/// The stable id of a disk inside its group's journal: a checksum of its name, so that the
+/// journal needs no table of disks (the config checks that ids are unique in a group).
+pub fn disk_id(name: &str) -> u32 {
+    crc32c::crc32c(name.as_bytes())
+}
+
+impl Header {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&MAGIC.to_le_bytes());
+        out.push(VERSION);
+        out.push(self.kind as u8);
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.disk.to_le_bytes());
+        out.extend_from_slice(&self.payload_len.to_le_bytes());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.length.to_le_bytes());
+        out.extend_from_slice(&self.time_us.to_le_bytes());
+        out.extend_from_slice(&self.payload_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Decodes and checks one header, advancing `buf` past it.
+    pub fn decode(buf: &mut &[u8]) -> Result<Header, DecodeError> {
+        let b = *buf;
+        if b.len() < HEADER_LEN {
+            return Err(DecodeError::Truncated {
+                need: HEADER_LEN,
+                have: b.len(),
+            });
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        let magic = u32_at(0);
+        if magic != MAGIC {
+            return Err(DecodeError::BadMagic(magic));
+        }
+        if crc32c::crc32c(&b[..52]) != u32_at(52) {
+            return Err(DecodeError::HeaderChecksum);
+        }
+        if b[4] != VERSION {
+            return Err(DecodeError::BadVersion(b[4]));
+        }
+        let kind = Kind::from_u8(b[5]).ok_or(DecodeError::BadKind(b[5]))?;
+        let h = Header {
+            kind,
+            seq: u64_at(8),
+            disk: u32_at(16),
+            payload_len: u32_at(20),
+            offset: u64_at(24),
+            length: u64_at(32),
+            time_us: u64_at(40) as i64,
+            payload_crc: u32_at(48),
+        };
+        h.check()?;
+        *buf = &b[HEADER_LEN..];
+        Ok(h)
+    }
+
+    fn check(&self) -> Result<(), DecodeError> {
+        if self.payload_len > MAX_PAYLOAD {
+            return Err(DecodeError::BadLength("payload too large"));
+        }
+        match self.kind {
+            Kind::Undo if u64::from(self.payload_len) != self.length => Err(
+                DecodeError::BadLength("undo payload differs from its length"),
+            ),
+            Kind::UndoZero if self.payload_len != 0 => {
+                Err(DecodeError::BadLength("zero undo with a payload"))
+            }
+            _ if self.offset.checked_add(self.length).is_none() => {
+                Err(DecodeError::BadLength("offset + length overflows"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Bytes of the whole record (header and payload).
+    pub fn record_len(&self) -> u64 {
+        HEADER_LEN as u64 + u64::from(self.payload_len)
+    }
+}
+
+impl Record {
+    pub fn header(&self) -> Header {
+        Header {
+            kind: self.kind,
+            seq: self.seq,
+            disk: self.disk,
+            offset: self.offset,
+            length: self.length,
+            time_us: self.time_us,
+            payload_len: self.payload.len() as u32,
+            payload_crc: crc32c::crc32c(&self.payload),
+        }
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        encode_parts(&self.header(), &self.payload, out);
+    }
+
+    /// Decodes and checks one record, advancing `buf` past it.
+    pub fn decode(buf: &mut &[u8]) -> Result<Record, DecodeError> {
+        let mut rest = *buf;
+        let h = Header::decode(&mut rest)?;
+        let n = h.payload_len as usize;
+        if rest.len() < n {
+            return Err(DecodeError::Truncated {
+                need: HEADER_LEN + n,
+                have: HEADER_LEN + rest.len(),
+            });
+        }
+        let payload = &rest[..n];
+        if crc32c::crc32c(payload) != h.payload_crc {
+            return Err(DecodeError::PayloadChecksum);
+        }
+        *buf = &rest[n..];
+        Ok(Record {
+            kind: h.kind,
+            seq: h.seq,
+            disk: h.disk,
+            offset: h.offset,
+            length: h.length,
+            time_us: h.time_us,
+            payload: payload.to_vec(),
+        })
+    }
+}
+
+/// Encodes a record from a header and a borrowed payload (no copy of the payload first).
+/// `h.payload_len` and `h.payload_crc` are filled in from `payload`.
+pub fn encode_parts(h: &Header, payload: &[u8], out: &mut Vec<u8>) {
+    let h = Header {
+        payload_len: payload.len() as u32,
+        payload_crc: crc32c::crc32c(payload),
+        ..*h
+    };
+    h.encode(out);
+    out.extend_from_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Record {
+        Record {
+            kind: Kind::Undo,
+            seq: 42,
+            disk: disk_id("vm1-disk0"),
+            offset: 8192,
+            length: 5,
+            time_us: 1_700_000_000_000_000,
+            payload: b"hello".to_vec(),
+        }
+    }
+
+    #[test]
+    fn roundtrip() {
+        let r = sample();
+        let mut buf = Vec::new();
+        r.encode(&mut buf);
+        assert_eq!(buf.len(), HEADER_LEN + 5);
+        let mut s = &buf[..];
+        assert_eq!(Record::decode(&mut s).unwrap(), r);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let mut buf = Vec::new();
+        sample().encode(&mut buf);
+        for i in 0..buf.len() {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x40;
+            assert!(Record::decode(&mut &bad[..]).is_err(), "flip at byte {i}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_detected() {
+        let mut buf = Vec::new();
+        sample().encode(&mut buf);
+        for n in 0..buf.len() {
+            let err = Record::decode(&mut &buf[..n]).unwrap_err();
+            assert!(matches!(err, DecodeError::Truncated { .. }), "{n}: {err}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_lengths_are_refused() {
+        let mut r = sample();
+        r.length = 4096; // claims 4096 bytes, carries 5
+        let mut buf = Vec::new();
+        r.encode(&mut buf);
+        assert_eq!(
+            Record::decode(&mut &buf[..]).unwrap_err(),
+            DecodeError::BadLength("undo payload differs from its length")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip_any(kind in 1u8..=5, seq: u64, disk: u32, offset in 0u64..1<<50,
+                         time_us: i64, payload in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let kind = Kind::from_u8(kind).unwrap();
+            let payload = if kind == Kind::UndoZero { Vec::new() } else { payload };
+            let length = if kind == Kind::UndoZero { 4096 } else { payload.len() as u64 };
+            let r = Record { kind, seq, disk, offset, length, time_us, payload };
+            let mut buf = Vec::new();
+            r.encode(&mut buf);
+            buf.extend_from_slice(b"next");
+            let mut s = &buf[..];
+            prop_assert_eq!(Record::decode(&mut s).unwrap(), r);
+            prop_assert_eq!(s, b"next");
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Record::decode(&mut &bytes[..]);
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `JournaledDisk`: a target disk served through its group's undo journal.
+
+use super::Export;
+use super::group::Group;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// One disk of a group as an NBD export. Writes save what they overwrite first (after the
+/// group's baseline); a completed FLUSH is a crash-consistent point of the whole group.
+pub struct JournaledDisk {
+    group: Arc<Group>,
+    disk: usize,
+}
+
+impl JournaledDisk {
+    pub fn new(group: Arc<Group>, disk: usize) -> JournaledDisk {
+        group.disks[disk].clients.fetch_add(1, Ordering::Relaxed);
+        JournaledDisk { group, disk }
+    }
+}
+
+impl JournaledDisk {
+    fn stats(&self) -> &crate::writer::metrics::DiskStats {
+        &self.group.disks[self.disk].stats
+    }
+}
+
+impl Drop for JournaledDisk {
+    fn drop(&mut self) {
+        self.group.disks[self.disk]
+            .clients
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Export for JournaledDisk {
+    fn size(&self) -> u64 {
+        self.group.disks[self.disk].size
+    }
+
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let t = &self.group.disks[self.disk];
+        let n = buf.len() as u64;
+        t.stats.observe(0, n, || t.read_at(buf, offset))
+    }
+
+    fn write_at(&self, data: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        let n = data.len() as u64;
+        self.stats()
+            .observe(1, n, || self.group.write(self.disk, data, offset, fua))
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool, fua: bool) -> io::Result<()> {
+        self.stats().observe(2, len, || {
+            self.group
+                .write_zeroes(self.disk, offset, len, may_trim, fua)
+        })
+    }
+
+    /// TRIM is advisory in NBD: dropping it keeps the undo journal exact for free.
+    fn trim(&self, _offset: u64, len: u64) -> io::Result<()> {
+        self.stats().observe(3, len, || Ok(()))
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.stats()
+            .observe(4, 0, || self.group.point(false, "").map(|_| ()))
+    }
+}

@@ -1,0 +1,231 @@
+//! Prometheus text metrics of the writer: per-disk request counters and latency histograms,
+//! journal and point gauges per group, served by a tiny HTTP/1.0 responder.
+//!
+//! No HTTP crate: the endpoint answers one GET with one text body and closes, which a
+//! std TcpListener does in a few lines; a server framework would add a runtime and dozens
+//! of dependencies to a binary that must also link statically for CentOS 6.
+
+use super::service::Writer;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Histogram bucket upper bounds, seconds.
+const BUCKETS: [f64; 10] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// The commands counted per disk.
+pub const COMMANDS: [&str; 5] = ["read", "write", "write_zeroes", "trim", "flush"];
+
+#[derive(Default)]
+pub struct CommandStats {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    sum_us: AtomicU64,
+    /// Non-cumulative counts per bucket; the last is +Inf.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+}
+
+/// Counters of one disk, one entry per [`COMMANDS`].
+#[derive(Default)]
+pub struct DiskStats {
+    pub commands: [CommandStats; COMMANDS.len()],
+}
+
+impl DiskStats {
+    /// Times `f` and counts it under command `cmd` (an index into [`COMMANDS`]).
+    pub fn observe<T, E>(
+        &self,
+        cmd: usize,
+        bytes: u64,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let t0 = Instant::now();
+        let r = f();
+        let c = &self.commands[cmd];
+        let secs = t0.elapsed().as_secs_f64();
+        c.requests.fetch_add(1, Ordering::Relaxed);
+        c.sum_us.fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+        let b = BUCKETS
+            .iter()
+            .position(|&ub| secs <= ub)
+            .unwrap_or(BUCKETS.len());
+        c.buckets[b].fetch_add(1, Ordering::Relaxed);
+        match &r {
+            Ok(_) => {
+                c.bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
+            Err(_) => {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+}
+
+/// Renders every metric of `w` in the Prometheus text format.
+pub fn render(w: &Writer) -> String {
+    let mut o = String::new();
+    let head = |o: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    type Pick = fn(&CommandStats) -> &AtomicU64;
+    let counters: [(&str, &str, Pick); 3] = [
+        (
+            "mtkit_requests_total",
+            "NBD requests by disk and command",
+            |s| &s.requests,
+        ),
+        (
+            "mtkit_bytes_total",
+            "Payload bytes by disk and command",
+            |s| &s.bytes,
+        ),
+        (
+            "mtkit_errors_total",
+            "Failed requests by disk and command",
+            |s| &s.errors,
+        ),
+    ];
+    for (name, help, pick) in counters {
+        head(&mut o, name, "counter", help);
+        for g in w.groups.values() {
+            for t in &g.disks {
+                for (i, c) in COMMANDS.iter().enumerate() {
+                    let v = pick(&t.stats.commands[i]).load(Ordering::Relaxed);
+                    let _ = writeln!(
+                        o,
+                        "{name}{{group=\"{}\",disk=\"{}\",command=\"{c}\"}} {v}",
+                        g.name, t.name
+                    );
+                }
+            }
+        }
+    }
+    head(
+        &mut o,
+        "mtkit_request_duration_seconds",
+        "histogram",
+        "Request latency by disk and command",
+    );
+    for g in w.groups.values() {
+        for t in &g.disks {
+            for (i, c) in COMMANDS.iter().enumerate() {
+                let s = &t.stats.commands[i];
+                let labels = format!("group=\"{}\",disk=\"{}\",command=\"{c}\"", g.name, t.name);
+                let mut cum = 0;
+                for (b, ub) in BUCKETS.iter().enumerate() {
+                    cum += s.buckets[b].load(Ordering::Relaxed);
+                    let _ = writeln!(
+                        o,
+                        "mtkit_request_duration_seconds_bucket{{{labels},le=\"{ub}\"}} {cum}"
+                    );
+                }
+                cum += s.buckets[BUCKETS.len()].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    o,
+                    "mtkit_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cum}"
+                );
+                let _ = writeln!(
+                    o,
+                    "mtkit_request_duration_seconds_sum{{{labels}}} {}",
+                    s.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+                );
+                let _ = writeln!(o, "mtkit_request_duration_seconds_count{{{labels}}} {cum}");
+            }
+        }
+    }
+    head(
+        &mut o,
+        "mtkit_clients",
+        "gauge",
+        "Connected clients by disk",
+    );
+    for g in w.groups.values() {
+        for t in &g.disks {
+            let _ = writeln!(
+                o,
+                "mtkit_clients{{group=\"{}\",disk=\"{}\"}} {}",
+                g.name,
+                t.name,
+                t.clients.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let status = w.status();
+    let gauges: [(&str, &str); 7] = [
+        ("mtkit_journal_bytes", "Undo journal size by group"),
+        (
+            "mtkit_journal_segments",
+            "Undo journal segment files by group",
+        ),
+        ("mtkit_points", "Recovery points kept by group"),
+        (
+            "mtkit_oldest_point_timestamp_seconds",
+            "Time of the oldest recovery point",
+        ),
+        (
+            "mtkit_newest_point_timestamp_seconds",
+            "Time of the newest recovery point",
+        ),
+        (
+            "mtkit_rpo_lag_seconds",
+            "Time since the last point while writes wait for the next",
+        ),
+        ("mtkit_recovering", "1 while the group is under recovery"),
+    ];
+    for (k, (name, help)) in gauges.iter().enumerate() {
+        head(&mut o, name, "gauge", help);
+        for g in &status.groups {
+            let ts = |p: &Option<super::group::Point>| {
+                p.as_ref().map_or(0, |p| p.time.timestamp()) as u64
+            };
+            let v = match k {
+                0 => g.journal_bytes,
+                1 => g.journal_segments as u64,
+                2 => g.points as u64,
+                3 => ts(&g.oldest_point),
+                4 => ts(&g.newest_point),
+                5 => g.rpo_lag_secs,
+                _ => u64::from(g.state == "recovering"),
+            };
+            let _ = writeln!(o, "{name}{{group=\"{}\"}} {v}", g.name);
+        }
+    }
+    o
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends.
+pub fn serve(listener: TcpListener, w: Arc<Writer>) {
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let w = w.clone();
+        std::thread::spawn(move || {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            // Read the request head (bounded), then answer and close.
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|x| x == b"\r\n\r\n") && buf.len() < 8192 {
+                match conn.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&buf);
+            let path = line.split_whitespace().nth(1).unwrap_or("");
+            let reply = if line.starts_with("GET ") && (path == "/metrics" || path == "/") {
+                let body = render(&w);
+                format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+            };
+            let _ = conn.write_all(reply.as_bytes());
+        });
+    }
+}

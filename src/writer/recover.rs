@@ -1,0 +1,555 @@
+//! Recovery: roll a group back (or forward again) to a point in place, commit it as the
+//! new baseline, and read-only `<disk>@<point>` views for test failover.
+//!
+//! The contents of block `b` at point `Q` are those saved by the earliest undo record of
+//! `b` with seq > Q, or, when no write touched `b` after Q, the contents the disks held
+//! when recovery began ("head"). Before a recovery overwrites a block for the first time it
+//! saves the head contents in the session log (`recover/saved/`), so that any point that
+//! existed before the first recover stays reachable until commit.
+
+use super::Export;
+use super::extents::{BLOCK, BlockSrc, Extents, Index};
+use super::group::{Group, Point, ViewIndex, encode_point, now_us};
+use super::journal::format::{self, Header, Kind};
+use super::journal::{Journal, Loc, PayloadReader, PointRecord};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Which point a recover goes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PointSpec {
+    Latest,
+    LatestApp,
+    /// The newest point at or before this time.
+    Time(chrono::DateTime<chrono::Utc>),
+    Id(u64),
+}
+
+impl std::str::FromStr for PointSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "latest" => Ok(PointSpec::Latest),
+            "latest-app" => Ok(PointSpec::LatestApp),
+            _ => {
+                if let Ok(id) = s.parse::<u64>() {
+                    return Ok(PointSpec::Id(id));
+                }
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|t| PointSpec::Time(t.to_utc()))
+                    .map_err(|_| {
+                        format!("{s:?} is not a point: use latest, latest-app, a point id (see `mtkit points`) or an RFC 3339 time such as 2026-11-27T10:00:00Z")
+                    })
+            }
+        }
+    }
+}
+
+/// Picks the point `spec` names among `points` (oldest first).
+pub fn choose(points: &[Point], spec: &PointSpec) -> Result<Point, String> {
+    let found = match spec {
+        PointSpec::Latest => points.last(),
+        PointSpec::LatestApp => points.iter().rev().find(|p| p.kind == "app"),
+        PointSpec::Time(t) => points.iter().rev().find(|p| p.time <= *t),
+        PointSpec::Id(id) => points.iter().find(|p| p.id == *id),
+    };
+    found.cloned().ok_or_else(|| match spec {
+        PointSpec::Id(id) => format!("no recovery point {id} (see `mtkit points`)"),
+        PointSpec::Time(t) => format!("no recovery point at or before {t}"),
+        PointSpec::LatestApp => "no app-consistent recovery point".into(),
+        PointSpec::Latest => "no recovery point yet (the group is in initial sync)".into(),
+    })
+}
+
+/// The session file saying a recovery is under way and where the disks are.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Session {
+    /// The point the disks are at; `None` while a recover is (or died) half-way.
+    pub at: Option<u64>,
+    pub started: chrono::DateTime<chrono::Utc>,
+    /// A commit to `at` has begun: finish it, never recover again.
+    #[serde(default)]
+    pub committing: bool,
+}
+
+fn session_dir(dir: &Path) -> PathBuf {
+    dir.join("recover")
+}
+
+pub fn session_exists(dir: &Path) -> bool {
+    session_dir(dir).join("state.json").exists()
+}
+
+pub fn read_session(dir: &Path) -> Option<Session> {
+    let text = std::fs::read(session_dir(dir).join("state.json")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+fn write_session(dir: &Path, s: &Session) -> anyhow::Result<()> {
+    let d = session_dir(dir);
+    std::fs::create_dir_all(&d)?;
+    crate::files::write_atomic(&d.join("state.json"), &serde_json::to_vec(s)?, 0o600)
+}
+
+/// What a recover did (or, dry-run, would do).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecoverReport {
+    pub group: String,
+    pub point: Point,
+    /// Blocks rewritten across the group's disks.
+    pub blocks: u64,
+    pub bytes: u64,
+    pub dry_run: bool,
+}
+
+/// Adds the undo records with seq > `after` to `index`, oldest first (first save wins).
+fn index_records(
+    journal: &Journal,
+    after: u64,
+    ids: &HashMap<u32, usize>,
+    index: &mut Index,
+) -> anyhow::Result<()> {
+    journal.scan_after(after, |h: &Header, loc: Loc| {
+        if !matches!(h.kind, Kind::Undo | Kind::UndoZero) {
+            return;
+        }
+        let Some(&disk) = ids.get(&h.disk) else {
+            return;
+        };
+        // Undo records start on a block boundary; a disk's last block may be partial.
+        let (start, end) = (h.offset / BLOCK, (h.offset + h.length).div_ceil(BLOCK));
+        index.add(disk, start, end, (h.kind == Kind::Undo).then_some(loc));
+    })?;
+    Ok(())
+}
+
+/// Blocks per recovery step (progress, and the batch of head contents saved at once).
+const STEP: u64 = 4096;
+
+fn read_src(reader: &mut PayloadReader, src: BlockSrc, buf: &mut [u8]) -> io::Result<()> {
+    match src {
+        Some(loc) => reader.read(loc, buf),
+        None => {
+            buf.fill(0);
+            Ok(())
+        }
+    }
+}
+
+impl Group {
+    fn disk_ids(&self) -> HashMap<u32, usize> {
+        self.disks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id, i))
+            .collect()
+    }
+
+    /// Where the group is, when it is under recovery.
+    pub fn session(&self) -> Option<Session> {
+        read_session(&self.dir)
+    }
+
+    /// Rolls every disk of the group to the point `spec` names. Writes are refused from
+    /// the start until [`Group::commit`]. `progress(done, total)` is called per batch.
+    pub fn recover(
+        &self,
+        spec: &PointSpec,
+        dry_run: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> anyhow::Result<RecoverReport> {
+        if self.session().is_some_and(|s| s.committing) {
+            anyhow::bail!(
+                "group {} is being committed: run `mtkit commit` to finish",
+                self.name
+            );
+        }
+        // A wrong point is refused before anything stops. Then writes stop (and pruning
+        // keeps off) before the point is chosen for good and indexed; a failure before the
+        // session is written lets writes in again (see `Quiet`).
+        choose(&self.points(), spec).map_err(crate::error::bad_input)?;
+        let _quiet = (!dry_run).then(|| Quiet::new(self));
+        let point = choose(&self.points(), spec).map_err(crate::error::bad_input)?;
+        let ids = self.disk_ids();
+        let journal_dir;
+        let mut want = Index::default();
+        {
+            let j = self.journal.lock().unwrap();
+            journal_dir = j.dir().to_path_buf();
+            index_records(&j, point.id, &ids, &mut want)?;
+        }
+        let saved_dir = session_dir(&self.dir).join("saved");
+        let mut head = Index::default();
+        if saved_dir.exists() {
+            let (s, _) = Journal::open(&saved_dir, u64::MAX)?;
+            index_records(&s, 0, &ids, &mut head)?;
+        }
+        // Every block that differs from head or from the point, in steps of whole runs.
+        let mut all: BTreeMap<usize, Extents> = BTreeMap::new();
+        for (d, ext) in want.cover().chain(head.cover()) {
+            for (s, e) in ext.iter() {
+                all.entry(d).or_default().insert(s, e);
+            }
+        }
+        let mut steps = Vec::new();
+        let (mut blocks, mut bytes, mut unsaved) = (0u64, 0u64, 0u64);
+        for (&d, ext) in &all {
+            let last = self.disks[d].size.div_ceil(BLOCK);
+            for (s, e) in ext.iter() {
+                let e = e.min(last);
+                let mut b = s;
+                while b < e {
+                    let n = (e - b).min(STEP);
+                    steps.push((d, b, n));
+                    b += n;
+                }
+                blocks += e.saturating_sub(s);
+                bytes += (e * BLOCK)
+                    .min(self.disks[d].size)
+                    .saturating_sub(s * BLOCK);
+                unsaved += head.gaps(d, s, e).iter().map(|(a, b)| b - a).sum::<u64>();
+            }
+        }
+        let report = RecoverReport {
+            group: self.name.clone(),
+            point: point.clone(),
+            blocks,
+            bytes,
+            dry_run,
+        };
+        if dry_run {
+            return Ok(report);
+        }
+        // The rollback saves what it overwrites on the retention volume: check the room
+        // first, so that a full volume fails the recover before anything changes.
+        let need = unsaved * (BLOCK + format::HEADER_LEN as u64) + (1 << 20);
+        let free = nix::sys::statvfs::statvfs(&self.dir)
+            .map(|v| v.blocks_available() * v.fragment_size())
+            .unwrap_or(u64::MAX);
+        if free < need {
+            anyhow::bail!(
+                "recovering group {} to point {} must first save {} MiB of current contents on the retention volume ({}), which has {} MiB free: free some space (or shorten [policy] retention) and retry; nothing was changed",
+                self.name,
+                point.id,
+                need >> 20,
+                self.dir.display(),
+                free >> 20
+            );
+        }
+        tracing::info!(group = %self.name, point = point.id, blocks, "recovering");
+        let started = self.session().map_or_else(chrono::Utc::now, |s| s.started);
+        write_session(
+            &self.dir,
+            &Session {
+                at: None,
+                started,
+                committing: false,
+            },
+        )?;
+        let (mut saved, _) = Journal::open(&saved_dir, u64::MAX)?;
+        let mut jr = PayloadReader::new(&journal_dir);
+        let mut sr = PayloadReader::new(&saved_dir);
+        let mut done = 0u64;
+        let mut data = Vec::new();
+        for &(d, b0, n) in &steps {
+            let t = &self.disks[d];
+            let (start, end) = (b0 * BLOCK, ((b0 + n) * BLOCK).min(t.size));
+            // Save the head contents of blocks touched for the first time, durably, first.
+            let gaps = head.gaps(d, b0, b0 + n);
+            if !gaps.is_empty() {
+                data.resize((end - start) as usize, 0);
+                t.read_at(&mut data, start)?;
+                let mut buf = Vec::new();
+                let mut rel = Vec::new();
+                for (gs, ge) in gaps {
+                    let lo = ((gs - b0) * BLOCK) as usize;
+                    let hi = (((ge - b0) * BLOCK) as usize).min(data.len());
+                    let part = &data[lo..hi];
+                    let zero = part.iter().all(|&x| x == 0);
+                    let h = Header {
+                        kind: if zero { Kind::UndoZero } else { Kind::Undo },
+                        seq: 1,
+                        disk: t.id,
+                        offset: gs * BLOCK,
+                        length: part.len() as u64,
+                        time_us: now_us(),
+                        payload_len: 0,
+                        payload_crc: 0,
+                    };
+                    let at = buf.len() + format::HEADER_LEN;
+                    format::encode_parts(&h, if zero { &[] } else { part }, &mut buf);
+                    rel.push((gs, ge, (!zero).then_some(at as u64)));
+                }
+                let (seg, base) = saved.prepare_append(buf.len() as u64)?;
+                saved.append(&buf, 1)?;
+                saved.sync()?;
+                for (gs, ge, at) in rel {
+                    let src = at.map(|a| Loc {
+                        segment: seg,
+                        data: base + a,
+                    });
+                    head.add(d, gs, ge, src);
+                }
+            }
+            // Then the contents at the point: from the journal where a record after the
+            // point saved them, else the head contents; one read per extent, one write.
+            data.resize((end - start) as usize, 0);
+            let mut b = b0;
+            while b < b0 + n {
+                let (e, src, reader) = match want.find(d, b) {
+                    Some((e, src)) => (e, src, &mut jr),
+                    None => {
+                        let (e, src) = head.find(d, b).expect("head covers every step");
+                        let e = want.next_start(d, b).map_or(e, |w| e.min(w));
+                        (e, src, &mut sr)
+                    }
+                };
+                let e = e.min(b0 + n);
+                let lo = ((b - b0) * BLOCK) as usize;
+                let hi = (((e - b0) * BLOCK) as usize).min(data.len());
+                read_src(reader, src, &mut data[lo..hi])?;
+                b = e;
+            }
+            t.write_at(&data, start)?;
+            done += n;
+            progress(done, blocks);
+        }
+        for t in &self.disks {
+            t.sync()?;
+        }
+        write_session(
+            &self.dir,
+            &Session {
+                at: Some(point.id),
+                started,
+                committing: false,
+            },
+        )?;
+        tracing::info!(group = %self.name, point = point.id, "recovered; `mtkit commit` makes it the baseline");
+        Ok(report)
+    }
+
+    /// Makes the point the group was recovered to the new baseline: drops the rest of the
+    /// journal and the session, and lets writes in again.
+    pub fn commit(&self) -> anyhow::Result<Point> {
+        let session = self.session().ok_or_else(|| {
+            crate::error::bad_input(format!(
+                "group {} is not under recovery: nothing to commit",
+                self.name
+            ))
+        })?;
+        let Some(at) = session.at else {
+            return Err(crate::error::bad_input(format!(
+                "the last recover of group {} did not finish: run `mtkit recover` again first",
+                self.name
+            )));
+        };
+        // Say "committing" first: once the journal is rewritten the session's saved head
+        // contents no longer match it, so a crash in between must finish the commit at the
+        // next open (see `finish_interrupted_commit`), never allow another recover.
+        write_session(
+            &self.dir,
+            &Session {
+                committing: true,
+                ..session
+            },
+        )?;
+        let _quiet = Quiet::new(self);
+        self.finish_commit(at)
+    }
+
+    /// Completes a commit that a crash interrupted (called when the group is opened).
+    pub(crate) fn finish_interrupted_commit(&self) -> anyhow::Result<()> {
+        match self.session() {
+            Some(Session {
+                at: Some(at),
+                committing: true,
+                ..
+            }) => {
+                tracing::warn!(group = %self.name, point = at, "finishing an interrupted commit");
+                let _quiet = Quiet::new(self);
+                self.finish_commit(at).map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn finish_commit(&self, at: u64) -> anyhow::Result<Point> {
+        let rec: PointRecord = {
+            let st = self.lock();
+            st.points
+                .iter()
+                .find(|p| p.seq == at)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("point {at} is missing from the journal"))?
+        };
+        let max_seq = self.lock().next_seq - 1;
+        let mut buf = Vec::new();
+        encode_point(&rec, &mut buf);
+        let h = Header {
+            kind: Kind::Commit,
+            seq: max_seq,
+            disk: 0,
+            offset: 0,
+            length: 0,
+            time_us: now_us(),
+            payload_len: 0,
+            payload_crc: 0,
+        };
+        format::encode_parts(&h, &[], &mut buf);
+        self.journal.lock().unwrap().restart_with(&buf, max_seq)?;
+        std::fs::remove_dir_all(session_dir(&self.dir))?;
+        let mut st = self.lock();
+        st.points = vec![rec.clone()];
+        st.initial_sync = false;
+        st.recovering = false;
+        st.first_dirty_us = None;
+        drop(st);
+        tracing::info!(group = %self.name, point = at, "committed: replication may resume");
+        Ok(Point::from(&rec))
+    }
+
+    /// A read-only view of disk `disk` as it was at point `id`.
+    pub fn view(self: &Arc<Self>, disk: usize, id: u64) -> anyhow::Result<PointView> {
+        if !self.points().iter().any(|p| p.id == id) {
+            anyhow::bail!("no recovery point {id} in group {}", self.name);
+        }
+        let view = Arc::new(ViewIndex {
+            disk,
+            index: Mutex::new(Index::default()),
+        });
+        let mut ids = self.disk_ids();
+        ids.retain(|_, &mut i| i == disk);
+        let _quiet = Quiet::writes_only(self)?;
+        let j = self.journal.lock().unwrap();
+        index_records(&j, id, &ids, &mut view.index.lock().unwrap())?;
+        self.add_view(&view);
+        Ok(PointView {
+            reader: Mutex::new(PayloadReader::new(j.dir())),
+            group: self.clone(),
+            disk,
+            index: view,
+        })
+    }
+}
+
+/// Holds a group's leader role for a recovery (writes refused and drained).
+struct Quiet<'a> {
+    group: &'a Group,
+    keep_recovering: bool,
+}
+
+impl<'a> Quiet<'a> {
+    fn new(group: &'a Group) -> Quiet<'a> {
+        let mut st = group.quiesce();
+        st.set_leader(true);
+        Quiet {
+            group,
+            keep_recovering: true,
+        }
+    }
+
+    /// Only pauses the journal (for building a view index); refused during recovery.
+    fn writes_only(group: &'a Group) -> anyhow::Result<Quiet<'a>> {
+        let mut st = group.lock();
+        if st.recovering {
+            anyhow::bail!("group {} is being recovered", group.name);
+        }
+        while st.is_leader() {
+            st = group.wait(st);
+        }
+        st.set_leader(true);
+        Ok(Quiet {
+            group,
+            keep_recovering: false,
+        })
+    }
+}
+
+impl Drop for Quiet<'_> {
+    fn drop(&mut self) {
+        let mut st = self.group.lock();
+        st.set_leader(false);
+        if self.keep_recovering {
+            // Under recovery exactly while a session exists: a recover that failed before
+            // writing one changed nothing, and writes may come in again.
+            st.recovering = session_exists(&self.group.dir);
+        }
+        self.group.notify();
+    }
+}
+
+/// A disk as it was at a point, read-only, without touching the target (test failover).
+pub struct PointView {
+    group: Arc<Group>,
+    disk: usize,
+    index: Arc<ViewIndex>,
+    reader: Mutex<PayloadReader>,
+}
+
+impl Export for PointView {
+    fn size(&self) -> u64 {
+        self.group.disks[self.disk].size
+    }
+
+    fn read_only(&self) -> bool {
+        true
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let t = &self.group.disks[self.disk];
+        // Target first, index second: a write racing with this read registers its undo in
+        // the index before it touches the target, so the index then overrides what we read.
+        t.read_at(buf, offset)?;
+        let end = offset + buf.len() as u64;
+        let index = self.index.index.lock().unwrap();
+        let mut reader = self.reader.lock().unwrap();
+        let mut b = offset / BLOCK;
+        while b * BLOCK < end {
+            let Some((e, src)) = index.find(self.disk, b) else {
+                match index.next_start(self.disk, b) {
+                    Some(next) => {
+                        b = next;
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            // Blocks b..e come from one record: copy the part inside the request.
+            let (bs, be) = (b * BLOCK, (e * BLOCK).min(t.size));
+            let (s, x) = (bs.max(offset), be.min(end));
+            if s < x {
+                let out = &mut buf[(s - offset) as usize..(x - offset) as usize];
+                let src = src.map(|l| Loc {
+                    segment: l.segment,
+                    data: l.data + (s - bs),
+                });
+                read_src(&mut reader, src, out)?;
+            }
+            b = e;
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, _: &[u8], _: u64, _: bool) -> io::Result<()> {
+        Err(read_only())
+    }
+
+    fn write_zeroes(&self, _: u64, _: u64, _: bool, _: bool) -> io::Result<()> {
+        Err(read_only())
+    }
+
+    fn trim(&self, _: u64, _: u64) -> io::Result<()> {
+        Err(read_only())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn read_only() -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, "a point view is read-only")
+}

@@ -1,0 +1,483 @@
+//! The writer service: config → groups and disks, the export resolver the NBD server asks,
+//! the operations behind the control socket, and the run loop (SIGTERM drains and exits 0).
+
+use super::group::{DiskSpec, Group, Point};
+use super::journal::DEFAULT_SEGMENT_SIZE;
+use super::journal::format::disk_id;
+use super::journaled::JournaledDisk;
+use super::policy;
+use super::recover::{PointSpec, RecoverReport};
+use super::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
+use crate::config::{Config, Policy};
+use crate::error::bad_input;
+use anyhow::Context;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// The groups of a config, opened (their journals locked by this process).
+pub struct Writer {
+    pub groups: BTreeMap<String, Arc<Group>>,
+    /// Disk name → (group, index in the group).
+    disks: HashMap<String, (String, usize)>,
+    clients: HashMap<String, Vec<String>>,
+    pub policy: Policy,
+}
+
+/// Checks `[[writer.disk]]` and returns the disks by group, in config order.
+pub fn plan_groups(cfg: &Config) -> anyhow::Result<BTreeMap<String, Vec<DiskSpec>>> {
+    let mut groups: BTreeMap<String, Vec<DiskSpec>> = BTreeMap::new();
+    let mut names = HashMap::new();
+    for (i, d) in cfg.writer.disk.iter().enumerate() {
+        let at = format!("[[writer.disk]] #{} ({:?})", i + 1, d.name);
+        if d.name.is_empty() || d.name.contains(['@', '/']) || d.name.len() > 200 {
+            return Err(bad_input(format!(
+                "{at}: name must be non-empty, without '@' or '/' (it is the NBD export name)"
+            )));
+        }
+        if d.group.is_empty() || d.group.contains(['/', '.']) {
+            return Err(bad_input(format!(
+                "{at}: group must be a non-empty name without '/' or '.'"
+            )));
+        }
+        if d.path.as_os_str().is_empty() {
+            return Err(bad_input(format!("{at}: path is empty")));
+        }
+        if names.insert(d.name.clone(), i).is_some() {
+            return Err(bad_input(format!("{at}: disk name used twice")));
+        }
+        let list = groups.entry(d.group.clone()).or_default();
+        if list.iter().any(|o| disk_id(&o.name) == disk_id(&d.name)) {
+            return Err(bad_input(format!(
+                "{at}: its journal id collides with another disk of group {:?}: rename it",
+                d.group
+            )));
+        }
+        list.push(DiskSpec {
+            name: d.name.clone(),
+            path: d.path.clone(),
+            size: d.size.map(|s| s.bytes()),
+        });
+    }
+    for g in &cfg.writer.group {
+        if !groups.contains_key(&g.name) {
+            tracing::warn!(group = %g.name, "[[writer.group]] names a group without disks");
+        }
+    }
+    Ok(groups)
+}
+
+impl Writer {
+    pub fn open(cfg: &Config) -> anyhow::Result<Writer> {
+        let plan = plan_groups(cfg)?;
+        let dir = cfg.writer.journal_dir(&cfg.retention);
+        let mut groups = BTreeMap::new();
+        let mut disks = HashMap::new();
+        for (name, specs) in plan {
+            let g = Group::open(&name, &dir.join(&name), &specs, DEFAULT_SEGMENT_SIZE)?;
+            for (i, d) in specs.iter().enumerate() {
+                disks.insert(d.name.clone(), (name.clone(), i));
+            }
+            if g.is_recovering() {
+                tracing::warn!(group = %name, "group is under recovery: its disks are not served until `mtkit commit`");
+            }
+            groups.insert(name, g);
+        }
+        let clients = cfg
+            .writer
+            .group
+            .iter()
+            .map(|g| (g.name.clone(), g.clients.clone()))
+            .collect();
+        Ok(Writer {
+            groups,
+            disks,
+            clients,
+            policy: cfg.policy.clone(),
+        })
+    }
+
+    pub fn group(&self, name: &str) -> anyhow::Result<&Arc<Group>> {
+        self.groups.get(name).ok_or_else(|| {
+            bad_input(format!(
+                "no group {name:?} in [[writer.disk]] (groups: {})",
+                self.groups.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    pub fn status(&self) -> Status {
+        let now = super::group::now_us();
+        let groups = self
+            .groups
+            .values()
+            .map(|g| {
+                let points = g.points();
+                let health = policy::health(g, &self.policy, now);
+                let (journal_bytes, journal_segments) = {
+                    let j = g.journal.lock().unwrap();
+                    (j.total_bytes(), j.segments().len())
+                };
+                GroupStatus {
+                    name: g.name.clone(),
+                    state: if g.is_recovering() {
+                        "recovering"
+                    } else if g.in_initial_sync() {
+                        "initial-sync"
+                    } else {
+                        "replicating"
+                    }
+                    .into(),
+                    recovered_to: g.session().and_then(|s| s.at),
+                    points: points.len(),
+                    oldest_point: points.first().cloned(),
+                    newest_point: points.last().cloned(),
+                    newest_app_point: points.iter().rev().find(|p| p.kind == "app").cloned(),
+                    history_secs: points.first().map_or(0, |p| {
+                        (chrono::Utc::now() - p.time).num_seconds().max(0) as u64
+                    }),
+                    journal_bytes,
+                    journal_segments,
+                    rpo_lag_secs: health.rpo_lag_secs,
+                    warnings: health.warnings,
+                    disks: g
+                        .disks
+                        .iter()
+                        .map(|t| DiskStatus {
+                            name: t.name.clone(),
+                            path: t.path.display().to_string(),
+                            size: t.size,
+                            clients: t.clients.load(std::sync::atomic::Ordering::Relaxed),
+                            bytes_written: t
+                                .bytes_written
+                                .load(std::sync::atomic::Ordering::Relaxed),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Status { groups }
+    }
+
+    pub fn points(&self, group: Option<&str>) -> anyhow::Result<Vec<GroupPoints>> {
+        let groups: Vec<&Arc<Group>> = match group {
+            Some(g) => vec![self.group(g)?],
+            None => self.groups.values().collect(),
+        };
+        Ok(groups
+            .into_iter()
+            .map(|g| GroupPoints {
+                group: g.name.clone(),
+                points: g.points(),
+            })
+            .collect())
+    }
+
+    pub fn bookmark(&self, group: &str, label: &str) -> anyhow::Result<Point> {
+        let g = self.group(group)?;
+        let p = g
+            .point(true, label)
+            .with_context(|| format!("bookmarking group {group}"))?;
+        p.ok_or_else(|| anyhow::anyhow!("no point made"))
+    }
+
+    pub fn recover(
+        &self,
+        group: &str,
+        to: &str,
+        dry_run: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> anyhow::Result<RecoverReport> {
+        let spec: PointSpec = to.parse().map_err(bad_input)?;
+        self.group(group)?.recover(&spec, dry_run, progress)
+    }
+
+    pub fn commit(&self, group: &str) -> anyhow::Result<Point> {
+        self.group(group)?.commit()
+    }
+
+    /// Makes every group's acknowledged writes durable (at shutdown).
+    pub fn sync_all(&self) {
+        for g in self.groups.values() {
+            for t in &g.disks {
+                if let Err(e) = t.sync() {
+                    tracing::error!(disk = %t.name, error = %e, "syncing at shutdown");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    pub groups: Vec<GroupStatus>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GroupStatus {
+    pub name: String,
+    /// initial-sync, replicating or recovering
+    pub state: String,
+    pub recovered_to: Option<u64>,
+    pub points: usize,
+    pub oldest_point: Option<Point>,
+    pub newest_point: Option<Point>,
+    pub newest_app_point: Option<Point>,
+    /// How far back the kept points reach.
+    pub history_secs: u64,
+    pub journal_bytes: u64,
+    pub journal_segments: usize,
+    pub rpo_lag_secs: u64,
+    pub warnings: Vec<String>,
+    pub disks: Vec<DiskStatus>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DiskStatus {
+    pub name: String,
+    pub path: String,
+    pub size: u64,
+    pub clients: usize,
+    pub bytes_written: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GroupPoints {
+    pub group: String,
+    pub points: Vec<Point>,
+}
+
+impl ExportResolver for Writer {
+    fn list(&self, client: &ClientInfo) -> Vec<ExportInfo> {
+        let mut out: Vec<ExportInfo> = self
+            .disks
+            .iter()
+            .filter(|(_, (g, _))| self.may_open(g, client))
+            .map(|(name, (g, i))| ExportInfo {
+                name: name.clone(),
+                description: format!("group {g}, {}", self.groups[g].disks[*i].path.display()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn open(&self, name: &str, client: &ClientInfo) -> Result<Arc<dyn Export>, OpenError> {
+        let (disk, point) = match name.split_once('@') {
+            Some((d, p)) => (d, Some(p)),
+            None => (name, None),
+        };
+        let (gname, idx) = self
+            .disks
+            .get(disk)
+            .ok_or_else(|| OpenError::Unknown(name.to_string()))?;
+        let refuse = |reason: String| {
+            tracing::warn!(export = name, peer = ?client.peer, identity = ?client.identity, "{reason}");
+            OpenError::Refused {
+                name: name.to_string(),
+                reason,
+            }
+        };
+        if !self.may_open(gname, client) {
+            return Err(refuse(format!("client not allowed for group {gname}")));
+        }
+        let g = &self.groups[gname];
+        if g.is_recovering() {
+            return Err(refuse(format!("group {gname} is being recovered")));
+        }
+        match point {
+            None => Ok(Arc::new(JournaledDisk::new(g.clone(), *idx))),
+            Some(p) => {
+                let id: u64 = p
+                    .parse()
+                    .map_err(|_| OpenError::Unknown(name.to_string()))?;
+                g.view(*idx, id)
+                    .map(|v| Arc::new(v) as Arc<dyn Export>)
+                    .map_err(|e| refuse(format!("{e:#}")))
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// `[[writer.group]] clients` restricts TLS clients by certificate identity. Without TLS
+    /// there is no identity to check (the listen policy keeps such a server on loopback
+    /// unless `insecure`), so the list does not apply.
+    fn may_open(&self, group: &str, client: &ClientInfo) -> bool {
+        if client.identity.is_none() {
+            return true;
+        }
+        let list = self.clients.get(group).map_or(&[][..], |v| v.as_slice());
+        super::tls::allowed(list, client)
+    }
+}
+
+/// Runs the service until SIGTERM or SIGINT: NBD on TCP and the Unix socket, the control
+/// socket, and the policy pass every `tick`.
+pub fn run(cfg: &Config) -> anyhow::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    super::tls::check_listen_policy(&cfg.writer)?;
+    // Block the stop signals before any thread starts, so that only sigwait sees them.
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGTERM);
+    stop.add(Signal::SIGINT);
+    stop.thread_block().context("blocking signals")?;
+
+    let mut opts = super::nbd::ServerOptions::from_config(&cfg.writer)?;
+    // More requests in flight per connection make bigger group-commit batches: one journal
+    // sync per batch is the cost of the undo log, so its size sets the throughput.
+    opts.workers_per_connection = opts.workers_per_connection.max(16);
+    let writer = Arc::new(Writer::open(cfg)?);
+    let server = super::nbd::Server::new(writer.clone(), opts);
+    let mut threads = Vec::new();
+    if !cfg.writer.listen.is_empty() {
+        let l = std::net::TcpListener::bind(&cfg.writer.listen)
+            .with_context(|| format!("listening on [writer] listen {}", cfg.writer.listen))?;
+        tracing::info!(listen = %l.local_addr()?, "NBD server listening");
+        let s = server.clone();
+        threads.push(std::thread::spawn(move || {
+            if let Err(e) = s.serve_tcp(l) {
+                tracing::error!(error = %e, "NBD TCP listener failed");
+            }
+        }));
+    }
+    let unix = &cfg.writer.unix_socket;
+    if !unix.as_os_str().is_empty() {
+        super::control::prepare_socket_path(unix)?;
+        let l = std::os::unix::net::UnixListener::bind(unix)
+            .with_context(|| format!("listening on [writer] unix-socket {}", unix.display()))?;
+        let s = server.clone();
+        threads.push(std::thread::spawn(move || {
+            if let Err(e) = s.serve_unix(l) {
+                tracing::error!(error = %e, "NBD Unix listener failed");
+            }
+        }));
+    }
+    if !cfg.writer.metrics_listen.is_empty() {
+        let l = std::net::TcpListener::bind(&cfg.writer.metrics_listen).with_context(|| {
+            format!(
+                "listening on [writer] metrics-listen {}",
+                cfg.writer.metrics_listen
+            )
+        })?;
+        tracing::info!(listen = %l.local_addr()?, "metrics on /metrics");
+        let w = writer.clone();
+        std::thread::spawn(move || super::metrics::serve(l, w));
+    }
+    let control = super::control::Control::bind(&cfg.writer.control_socket, writer.clone())?;
+    std::thread::spawn(move || control.serve());
+    {
+        let w = writer.clone();
+        std::thread::spawn(move || {
+            let groups: Vec<_> = w.groups.values().cloned().collect();
+            let mut seen = Vec::new();
+            loop {
+                policy::tick(&groups, &w.policy, &mut seen);
+                std::thread::sleep(std::time::Duration::from_secs(10));
+            }
+        });
+    }
+    tracing::info!(groups = writer.groups.len(), "writer service running");
+    let sig = stop.wait().context("waiting for signals")?;
+    tracing::info!(signal = ?sig, "stopping: draining connections");
+    server.shutdown_handle().shutdown();
+    for t in threads {
+        let _ = t.join();
+    }
+    writer.sync_all();
+    let _ = std::fs::remove_file(&cfg.writer.control_socket);
+    if !unix.as_os_str().is_empty() {
+        let _ = std::fs::remove_file(unix);
+    }
+    tracing::info!("writer service stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, disks: &[(&str, &str)]) -> Config {
+        let mut text = format!(
+            "[writer]\njournal-dir = \"{}\"\n[[writer.group]]\nname = \"vm1\"\nclients = [\"src-vm1\"]\n",
+            dir.join("j").display()
+        );
+        for (name, group) in disks {
+            text += &format!(
+                "[[writer.disk]]\nname = \"{name}\"\ngroup = \"{group}\"\npath = \"{}\"\nsize = \"1M\"\n",
+                dir.join(format!("{name}.img")).display()
+            );
+        }
+        toml::from_str(&text).unwrap()
+    }
+
+    fn who(id: Option<&str>) -> ClientInfo {
+        ClientInfo {
+            peer: None,
+            identity: id.map(String::from),
+        }
+    }
+
+    #[test]
+    fn bad_disk_lists_are_refused_as_bad_input() {
+        let t = tempfile::tempdir().unwrap();
+        for disks in [
+            &[("a@1", "g")][..],
+            &[("a", "g"), ("a", "h")][..],
+            &[("a", "")][..],
+            &[("a", "../x")][..],
+        ] {
+            let err = plan_groups(&config(t.path(), disks)).unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 2, "{err:#}");
+        }
+    }
+
+    #[test]
+    fn resolver_serves_disks_and_views_and_applies_group_access() {
+        let t = tempfile::tempdir().unwrap();
+        let w = Writer::open(&config(t.path(), &[("d0", "vm1"), ("d1", "vm2")])).unwrap();
+        // vm1 names its clients: with TLS identities, only those see and open its disks.
+        let names = |c| w.list(&c).into_iter().map(|e| e.name).collect::<Vec<_>>();
+        assert_eq!(names(who(Some("src-vm1"))), ["d0", "d1"]);
+        assert_eq!(names(who(Some("other"))), ["d1"]);
+        assert!(matches!(
+            w.open("d0", &who(Some("other"))),
+            Err(OpenError::Refused { .. })
+        ));
+        assert!(matches!(
+            w.open("nope", &who(None)),
+            Err(OpenError::Unknown(_))
+        ));
+        let d0 = w.open("d0", &who(Some("src-vm1"))).unwrap();
+        d0.write_at(&[1; 4096], 0, false).unwrap();
+        let p = w.bookmark("vm1", "base").unwrap();
+        d0.write_at(&[2; 4096], 0, false).unwrap();
+        let view = w
+            .open(&format!("d0@{}", p.id), &who(Some("src-vm1")))
+            .unwrap();
+        assert!(view.read_only());
+        let mut b = [0u8; 4096];
+        view.read_at(&mut b, 0).unwrap();
+        assert_eq!(b, [1; 4096]);
+        assert!(matches!(
+            w.open("d0@999", &who(None)),
+            Err(OpenError::Refused { .. })
+        ));
+        assert!(matches!(
+            w.open("d0@x", &who(None)),
+            Err(OpenError::Unknown(_))
+        ));
+        d0.flush().unwrap();
+        w.recover("vm1", "latest-app", false, &mut |_, _| {})
+            .unwrap();
+        let err = w.open("d0", &who(None)).err().unwrap();
+        assert!(err.to_string().contains("recovered"), "{err}");
+        assert!(
+            d0.write_at(&[3; 4096], 0, false).is_err(),
+            "open connections get errors"
+        );
+        // The other group is untouched by vm1's recovery.
+        assert!(w.open("d1", &who(None)).is_ok());
+        w.commit("vm1").unwrap();
+        assert!(w.open("d0", &who(None)).is_ok());
+    }
+}

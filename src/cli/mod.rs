@@ -134,11 +134,6 @@ impl Cli {
     }
 }
 
-/// The answer of a command whose issue has not landed yet.
-pub(crate) fn not_built(what: &str) -> anyhow::Result<()> {
-    anyhow::bail!("mtkit {what}: not built yet")
-}
-
 /// Sets up logging to stderr from `-v`/`-q`/`--log-format` (RUST_LOG overrides).
 pub fn init_logging(g: &Global) {
     use tracing_subscriber::EnvFilter;

@@ -1,7 +1,7 @@
 //! The command line: global options, one module per subcommand, dispatch.
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub mod apply;
 pub mod bookmark;
@@ -38,6 +38,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where `--config` points when it is not given and the file exists.
+pub const DEFAULT_CONFIG: &str = "/etc/mtkit/appliance.toml";
+
 /// Options every command takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
@@ -70,7 +73,12 @@ pub enum LogFormat {
 impl Global {
     /// Loads the config named by `--config` (or the default path, or the embedded defaults).
     pub fn load_config(&self) -> anyhow::Result<crate::config::Loaded> {
-        let loaded = crate::config::Config::load(self.config.as_deref())?;
+        let default = Path::new(DEFAULT_CONFIG);
+        let path = match &self.config {
+            Some(p) => Some(p.as_path()),
+            None => default.exists().then_some(default),
+        };
+        let loaded = crate::config::Config::load(path)?;
         tracing::debug!(origin = %loaded.origin(), "config loaded");
         Ok(loaded)
     }

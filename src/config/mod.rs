@@ -9,9 +9,6 @@ pub use validate::{ConfigError, KNOWN_FILESYSTEMS, Problem, is_sha512_crypt};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Where `--config` points when it is not given and the file exists.
-pub const DEFAULT_PATH: &str = "/etc/mtkit/appliance.toml";
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Config {
@@ -344,14 +341,10 @@ impl Config {
         validate::parse(text, name)
     }
 
-    /// Loads `--config`, or the default path when it exists, else the embedded defaults.
-    pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
-        let path = match explicit {
-            Some(p) => Some(p.to_path_buf()),
-            None if Path::new(DEFAULT_PATH).exists() => Some(PathBuf::from(DEFAULT_PATH)),
-            None => None,
-        };
-        let Some(path) = path else {
+    /// Loads the config file at `path`, or the embedded defaults for `None` (which file
+    /// `--config` defaults to is the command line's business, not the model's).
+    pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
+        let Some(path) = path.map(Path::to_path_buf) else {
             return Ok(Loaded {
                 config: Config::default(),
                 path: None,

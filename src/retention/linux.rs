@@ -297,7 +297,7 @@ pub fn mounted_at(cx: &Scope, mountpoint: &Path) -> Option<PathBuf> {
         && let Some(sysfs) = m.devnum(cx.host).and_then(|n| n.sysfs(cx.host))
         && let Some(k) = sysfs.file_name()
     {
-        return Some(Path::new("/dev").join(k));
+        return Some(cx.host.join("dev").join(k));
     }
     Some(PathBuf::from(&m.device))
 }

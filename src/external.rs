@@ -3,7 +3,9 @@
 
 use anyhow::{Context, Result, bail};
 use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 /// A program mtkit drives, and the packages that provide it.
 #[derive(Debug, Clone, Copy)]
@@ -11,6 +13,8 @@ pub struct Tool {
     pub name: &'static str,
     pub debian: &'static str,
     pub centos: &'static str,
+    /// Environment the program always runs with.
+    pub env: &'static [(&'static str, &'static str)],
 }
 
 impl Tool {
@@ -19,7 +23,12 @@ impl Tool {
             name,
             debian,
             centos,
+            env: &[],
         }
+    }
+
+    pub const fn with_env(self, env: &'static [(&'static str, &'static str)]) -> Self {
+        Tool { env, ..self }
     }
 
     /// Finds the program on PATH, or says which package to install.
@@ -59,28 +68,64 @@ impl Tool {
         self.run_any(args).map(|(_, o)| o)
     }
 
-    fn run_any<I, S>(&self, args: I) -> Result<(String, Output)>
+    /// Runs the program with stdin and stdout closed, handing each line it prints on
+    /// stderr to `each_line` as it comes (for progress), and returns its exit status.
+    pub fn stream_stderr<I, S>(
+        &self,
+        args: I,
+        mut each_line: impl FnMut(String),
+    ) -> Result<std::process::ExitStatus>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let (exe, args, shown) = self.prepare(args)?;
+        let mut child = Command::new(&exe)
+            .args(&args)
+            .envs(self.env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {shown}"))?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        for line in BufReader::new(stderr).lines() {
+            each_line(line.with_context(|| format!("reading the messages of {}", self.name))?);
+        }
+        child
+            .wait()
+            .with_context(|| format!("waiting for {}", self.name))
+    }
+
+    fn prepare<I, S>(&self, args: I) -> Result<(PathBuf, Vec<OsString>, String)>
     where
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
         let exe = self.locate()?;
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let shown = format!(
-            "{} {}",
-            self.name,
-            args.iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        let shown = std::iter::once(self.name.into())
+            .chain(args.iter().map(|a| a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ");
         tracing::debug!(command = %shown, "running");
-        let out = duct::cmd(exe, &args)
+        Ok((exe, args, shown))
+    }
+
+    fn run_any<I, S>(&self, args: I) -> Result<(String, Output)>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let (exe, args, shown) = self.prepare(args)?;
+        let mut cmd = duct::cmd(exe, &args)
             .stdout_capture()
             .stderr_capture()
-            .unchecked()
-            .run()
-            .with_context(|| format!("starting {shown}"))?;
+            .unchecked();
+        for (k, v) in self.env {
+            cmd = cmd.env(k, v);
+        }
+        let out = cmd.run().with_context(|| format!("starting {shown}"))?;
         let output = Output {
             status: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -124,5 +169,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("exit 3") && e.contains("boom"), "{e}");
+    }
+
+    #[test]
+    fn env_and_stderr_lines_reach_the_caller() {
+        const T: Tool = Tool::new("sh", "dash", "bash").with_env(&[("MTKIT_T", "v")]);
+        let mut lines = Vec::new();
+        let st = T
+            .stream_stderr(["-c", "echo \"a $MTKIT_T\" >&2; echo b >&2; exit 4"], |l| {
+                lines.push(l)
+            })
+            .unwrap();
+        assert_eq!(st.code(), Some(4));
+        assert_eq!(lines, ["a v", "b"]);
+        assert_eq!(T.run(["-c", "printf %s $MTKIT_T"]).unwrap().stdout, "v");
     }
 }

@@ -488,12 +488,13 @@ mod tests {
         let cap = capture("vmware-like");
         // Only sys/block links and the device folders, as a partial capture might hold.
         let copy = |rel: &str| {
-            let status = std::process::Command::new("cp")
-                .args(["-a", cap.join(rel).to_str().unwrap()])
-                .arg(d.path().join(rel).parent().unwrap())
-                .status()
+            crate::external::Tool::new("cp", "coreutils", "coreutils")
+                .run([
+                    std::ffi::OsStr::new("-a"),
+                    cap.join(rel).as_os_str(),
+                    d.path().join(rel).parent().unwrap().as_os_str(),
+                ])
                 .unwrap();
-            assert!(status.success());
         };
         fs::create_dir_all(d.path().join("sys")).unwrap();
         copy("sys/block");

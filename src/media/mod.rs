@@ -12,7 +12,7 @@ pub mod xorriso;
 pub use remaster::{RemasterOptions, RemasterReport, remaster};
 
 use crate::error::bad_input;
-use crate::external::{CREATEREPO, Tool};
+use crate::external::CREATEREPO;
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -27,8 +27,6 @@ pub const REPO_PATH: &str = "/mtkit/repo";
 pub const BOOT_ARG: &str = bootcfg::KS_ARG;
 /// The kickstart ISO as the second CD drive (RHEL 6 anaconda names it sr1).
 pub const BOOT_ARG_SECOND_DRIVE: &str = "ks=hd:sr1:/ks.cfg";
-
-pub const MTOOLS: Tool = Tool::new("mcopy", "mtools", "mtools");
 
 /// What goes onto the media besides the install tree.
 #[derive(Debug, Clone)]

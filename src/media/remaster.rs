@@ -4,7 +4,7 @@
 //! path first. The source is only ever read.
 
 use super::xorriso::{self, BootReport};
-use super::{MTOOLS, Payload, PendingOutput, Progress, bootcfg, stage};
+use super::{Payload, PendingOutput, Progress, bootcfg, stage};
 use crate::error::bad_input;
 use crate::external::Tool;
 use anyhow::{Context, Result};
@@ -12,7 +12,11 @@ use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-const MTYPE: Tool = Tool::new("mtype", "mtools", "mtools");
+// mtools refuses images that fail its FAT sanity checks unless told to skip them, and
+// install discs' EFI boot images are not always laid out the way it expects.
+const MTOOLS_ENV: &[(&str, &str)] = &[("MTOOLS_SKIP_CHECK", "1")];
+const MTYPE: Tool = Tool::new("mtype", "mtools", "mtools").with_env(MTOOLS_ENV);
+const MCOPY: Tool = Tool::new("mcopy", "mtools", "mtools").with_env(MTOOLS_ENV);
 
 /// Where syslinux's isohybrid MBR template lives on Debian, CentOS/Fedora and others.
 const ISOHDPFX_PATHS: &[&str] = &[
@@ -373,64 +377,31 @@ fn edit_efi_image(img: &Path) -> Result<bool> {
     // Extracted files keep the disc's read-only modes.
     std::fs::set_permissions(img, std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("making {} writable", img.display()))?;
-    let mtype = MTYPE.locate()?;
-    let mcopy = MTOOLS.locate()?;
-    let shown = format!("mtype -i {} {EFI_GRUB_CONF_IN_FAT}", img.display());
-    tracing::debug!(command = %shown, "running");
-    let current = duct::cmd(
-        &mtype,
-        [
-            OsString::from("-i"),
-            img.into(),
-            EFI_GRUB_CONF_IN_FAT.into(),
-        ],
-    )
-    .env("MTOOLS_SKIP_CHECK", "1")
-    .stdout_capture()
-    .stderr_capture()
-    .unchecked()
-    .run()
-    .with_context(|| format!("starting {shown}"))?;
-    if !current.status.success() {
+    MCOPY.locate()?;
+    let current = MTYPE.output([
+        OsString::from("-i"),
+        img.into(),
+        EFI_GRUB_CONF_IN_FAT.into(),
+    ])?;
+    if current.status != 0 {
         tracing::warn!(
             image = %img.display(),
             "the EFI boot image has no EFI/BOOT/BOOTX64.conf: its menu is left as it is ({})",
-            String::from_utf8_lossy(&current.stderr).trim()
+            current.stderr.trim()
         );
         return Ok(false);
     }
-    let text = String::from_utf8_lossy(&current.stdout);
-    let new = bootcfg::edit_grub_legacy(&text)
+    let new = bootcfg::edit_grub_legacy(&current.stdout)
         .map_err(|e| bad_input(format!("EFI boot image's EFI/BOOT/BOOTX64.conf: {e}")))?;
     let local = img.with_extension("conf.new");
     std::fs::write(&local, new).with_context(|| format!("writing {}", local.display()))?;
-    let shown = format!(
-        "mcopy -o -i {} {} {EFI_GRUB_CONF_IN_FAT}",
-        img.display(),
-        local.display()
-    );
-    tracing::debug!(command = %shown, "running");
-    let out = duct::cmd(
-        &mcopy,
-        [
-            OsString::from("-o"),
-            "-i".into(),
-            img.into(),
-            local.into(),
-            EFI_GRUB_CONF_IN_FAT.into(),
-        ],
-    )
-    .env("MTOOLS_SKIP_CHECK", "1")
-    .stdout_capture()
-    .stderr_capture()
-    .unchecked()
-    .run()
-    .with_context(|| format!("starting {shown}"))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{shown} failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    MCOPY.run([
+        OsString::from("-o"),
+        "-i".into(),
+        img.into(),
+        local.into(),
+        EFI_GRUB_CONF_IN_FAT.into(),
+    ])?;
     Ok(true)
 }
 

@@ -3,12 +3,10 @@
 
 use super::Progress;
 use crate::external::{Output, XORRISO};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// Arguments every run starts with: no user startup files, and any SORRY-level event
 /// (a file that could not be read or mapped) makes the run fail instead of exit 0.
@@ -142,25 +140,14 @@ pub fn parse_boot_report(text: &str) -> BootReport {
 /// Runs an image-writing xorriso job, reporting its percentage lines to `progress` and
 /// returning an error with the tail of its log when it fails.
 pub fn write(args: Vec<OsString>, progress: &Progress) -> Result<()> {
-    let exe = XORRISO.locate()?;
     let mut all = base_args();
     // xorriso notices the end of the write only at its next progress tick (1 s by
     // default): a short interval saves up to a second and gives finer progress.
     all.extend(["-pacifier", "interval=0.1"].map(OsString::from));
     all.extend(args);
-    tracing::debug!(command = %shown(&all), "running");
     // Result lines ("Added to ISO image: ...") go to stdout, one per file: not needed.
-    let mut child = Command::new(&exe)
-        .args(&all)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", exe.display()))?;
-    let stderr = child.stderr.take().expect("stderr is piped");
     let mut tail: VecDeque<String> = VecDeque::new();
-    for line in BufReader::new(stderr).lines() {
-        let line = line.context("reading xorriso's messages")?;
+    let status = XORRISO.stream_stderr(&all, |line| {
         if let Some(percent) = parse_percent(&line) {
             progress.report(percent);
         } else {
@@ -170,8 +157,7 @@ pub fn write(args: Vec<OsString>, progress: &Progress) -> Result<()> {
             tail.pop_front();
         }
         tail.push_back(line);
-    }
-    let status = child.wait().context("waiting for xorriso")?;
+    })?;
     if !status.success() {
         let log: Vec<String> = tail
             .into_iter()

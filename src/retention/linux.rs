@@ -487,11 +487,12 @@ mod tests {
         assert_eq!(f.mounts, [PathBuf::from("/")]);
         // A root without proc/swaps: swap is listed as not checked, not assumed off.
         let d = tempfile::tempdir().unwrap();
-        std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&root)
-            .arg(d.path().join("r"))
-            .status()
+        crate::external::Tool::new("cp", "coreutils", "coreutils")
+            .run([
+                std::ffi::OsStr::new("-a"),
+                root.as_os_str(),
+                d.path().join("r").as_os_str(),
+            ])
             .unwrap();
         let copy = d.path().join("r");
         fs::remove_file(copy.join("proc/swaps")).unwrap();

@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 /// fsync of the folder). The mode of an existing file is kept, else `mode` is used.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
@@ -55,10 +52,7 @@ pub fn check_output(path: &Path) -> Result<()> {
             path.display()
         )));
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     if !dir.is_dir() {
         return Err(crate::error::bad_input(format!(
             "cannot write {}: folder {} does not exist (create it first)",
@@ -67,6 +61,13 @@ pub fn check_output(path: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The folder `path` is in; `.` for a bare file name (whose `parent()` is empty).
+pub fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Copies `path` to `path.mtkit-bak` (or `.mtkit-bak.N` when that exists) and returns it.

@@ -32,12 +32,7 @@ pub struct ApplyArgs {
 
 impl ApplyArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
-        if !self.root.is_dir() {
-            return Err(crate::error::bad_input(format!(
-                "--root {}: not a folder (give the folder the system is mounted at)",
-                self.root.display()
-            )));
-        }
+        super::check_root(&self.root)?;
         let outcome = if self.revert {
             executor::revert(&self.root, self.dry_run)?
         } else {

@@ -25,12 +25,7 @@ pub struct DoctorArgs {
 
 impl DoctorArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
-        if !self.root.is_dir() {
-            return Err(crate::error::bad_input(format!(
-                "--root {}: not a folder (give the folder the system is mounted at)",
-                self.root.display()
-            )));
-        }
+        super::check_root(&self.root)?;
         let in_root = self.root.join("etc/mtkit/appliance.toml");
         let loaded =
             if g.config.is_none() && self.root != std::path::Path::new("/") && in_root.is_file() {

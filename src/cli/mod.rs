@@ -84,6 +84,17 @@ impl Global {
     }
 }
 
+/// `--root` must be a folder: a typo there would otherwise read as an empty system.
+pub(crate) fn check_root(root: &Path) -> anyhow::Result<()> {
+    if !root.is_dir() {
+        return Err(crate::error::bad_input(format!(
+            "--root {}: not a folder (give the folder the system is mounted at)",
+            root.display()
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Init(init::InitArgs),

@@ -29,12 +29,7 @@ struct Row<'a> {
 
 impl ScsiIdsArgs {
     pub fn run(self, _g: &Global) -> anyhow::Result<()> {
-        if !self.root.is_dir() {
-            return Err(crate::error::bad_input(format!(
-                "--root {}: not a folder (give the folder the system is mounted at)",
-                self.root.display()
-            )));
-        }
+        super::check_root(&self.root)?;
         let disks = scsi::list_disks(&self.root)?;
         let statuses = scsi::id_statuses(&disks);
         let rows: Vec<Row> = disks

@@ -130,17 +130,12 @@ fn path_at(item: &Item, offset: usize, out: &mut Vec<Seg>) -> bool {
             }
             out.pop();
         }
-    } else if let Some(a) = item.as_array_of_tables() {
-        for i in 0..a.len() {
-            out.push(Seg::Index(i));
-            let child = item.get(i).expect("index in range");
-            if path_at(child, offset, out) || inside(child.span()) {
-                return true;
-            }
-            out.pop();
-        }
-    } else if let Some(a) = item.as_array() {
-        for i in 0..a.len() {
+    } else if let Some(len) = item
+        .as_array_of_tables()
+        .map(|a| a.len())
+        .or_else(|| item.as_array().map(|a| a.len()))
+    {
+        for i in 0..len {
             out.push(Seg::Index(i));
             let child = item.get(i).expect("index in range");
             if path_at(child, offset, out) || inside(child.span()) {

@@ -232,17 +232,8 @@ impl PendingOutput {
                 out.display()
             )));
         }
-        let dir = out
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !dir.is_dir() {
-            return Err(bad_input(format!(
-                "cannot write {}: folder {} does not exist",
-                out.display(),
-                dir.display()
-            )));
-        }
+        crate::files::check_output(out)?;
+        let dir = crate::files::parent_dir(out);
         let name = out
             .file_name()
             .with_context(|| format!("{} has no file name", out.display()))?;

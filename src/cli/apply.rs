@@ -25,7 +25,7 @@ pub struct ApplyArgs {
     /// JSON output (what changed, notes)
     #[arg(long)]
     pub json: bool,
-    /// Apply even though [disks] os-disk is not a disk of this system
+    /// Apply even though `[disks] os-disk` is not a disk of this system
     #[arg(long)]
     pub force: bool,
 }

@@ -42,13 +42,13 @@ pub enum RetentionCommand {
     /// Refuses (exit 2, nothing changed) a device that breaks a rule. A device already
     /// prepared is left as it is; only missing steps are done.
     Prepare {
-        /// Block device to format, e.g. /dev/sdb or /dev/mapper/<SCSI ID>
+        /// Block device to format, e.g. /dev/sdb or `/dev/mapper/<SCSI ID>`
         #[arg(value_name = "DEVICE")]
         device: PathBuf,
-        /// Filesystem to create [default: [retention] filesystem]
+        /// Filesystem to create [default: `[retention] filesystem`]
         #[arg(long, value_name = "ext4|xfs")]
         fs: Option<String>,
-        /// Where to mount it [default: [retention] mountpoint]
+        /// Where to mount it [default: `[retention] mountpoint`]
         #[arg(long, value_name = "DIR")]
         mountpoint: Option<PathBuf>,
         /// The system is mounted here (fstab is edited there)

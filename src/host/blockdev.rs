@@ -107,7 +107,7 @@ pub struct DmDevice {
     pub kernel: String,
     /// dm name ("VolGroup-lv_root", "36000c29...")
     pub name: String,
-    /// dm uuid: "LVM-..." for LVM, "mpath-<wwid>" for multipath
+    /// dm uuid: `LVM-...` for LVM, `mpath-<wwid>` for multipath
     pub uuid: String,
     /// The devices under it ("sdb", "sda2")
     pub slaves: Vec<String>,

@@ -118,6 +118,7 @@ impl Tool {
         S: Into<OsString>,
     {
         let (exe, args, shown) = self.prepare(args)?;
+        // unchecked: a non-zero exit is the caller's to judge (see `output`), with stderr.
         let mut cmd = duct::cmd(exe, &args)
             .stdout_capture()
             .stderr_capture()

@@ -16,6 +16,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let mode = fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(mode);
+    // Same folder, so the rename stays on one filesystem and is atomic.
     let tmp = dir.join(format!(".{}.mtkit-tmp", name.to_string_lossy()));
     let result = (|| -> Result<()> {
         let mut f = fs::OpenOptions::new()
@@ -32,6 +33,8 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
             .with_context(|| format!("syncing {}", tmp.display()))?;
         fs::rename(&tmp, path)
             .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        // The rename is durable only once the folder is synced. The file itself already
+        // is, and some filesystems refuse to sync a folder: not worth failing over.
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();
         }

@@ -285,7 +285,6 @@ pub fn remaster(
     })?;
     tracing::info!(source = %source.display(), %release, volume = %header.volume_id, "source checked");
 
-    // The boot menus.
     let mut edits: Vec<(PathBuf, String)> = Vec::new();
     let mut boot_configs = Vec::new();
     let isolinux = bootcfg::edit_isolinux(&read(&s("isolinux.cfg"))?)

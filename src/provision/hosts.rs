@@ -41,6 +41,8 @@ pub fn plan(current: Option<&str>, hostname: &str, net: &Network) -> Option<Stri
             out.push('\n');
             continue;
         }
+        // The resolver takes the first line naming the host: left on another address
+        // (the installer's 127.0.0.1 line, say), the name would shadow ours.
         if !aliases.iter().any(|a| names.contains(a)) {
             out.push_str(line);
             out.push('\n');

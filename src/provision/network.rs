@@ -44,6 +44,8 @@ pub fn plan_ifcfg(current: Option<&str>, net: &Network) -> Option<String> {
         }
         return Some(t);
     };
+    // CentOS 6 writes ONBOOT=no for a NIC not brought up in the installer: the MT would
+    // boot without its network, and the writer would listen on nothing.
     let mut text = current.to_string();
     for (key, value) in [("ONBOOT", "yes"), ("NM_CONTROLLED", "no")] {
         text = set_key(&text, key, value);

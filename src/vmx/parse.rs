@@ -214,6 +214,8 @@ fn trim_eol(raw: &[u8]) -> &[u8] {
     raw.strip_suffix(b"\r").unwrap_or(raw)
 }
 
+/// VMware writes `"`, `|` and some other bytes of a value as `|XX` (hex); an escaped byte
+/// may be part of a multi-byte character, so decode only after unescaping.
 fn unescape(v: &[u8], enc: &Encoding) -> String {
     let mut out = Vec::with_capacity(v.len());
     let mut i = 0;

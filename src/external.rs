@@ -150,6 +150,12 @@ pub const MKFS_EXT4: Tool = Tool::new("mkfs.ext4", "e2fsprogs", "e2fsprogs");
 pub const MKFS_XFS: Tool = Tool::new("mkfs.xfs", "xfsprogs", "xfsprogs");
 pub const BLKID: Tool = Tool::new("blkid", "util-linux", "util-linux-ng");
 
+// mtools refuses images that fail its FAT sanity checks unless told to skip them, and
+// install discs' EFI boot images are not always laid out the way it expects.
+const MTOOLS_ENV: &[(&str, &str)] = &[("MTOOLS_SKIP_CHECK", "1")];
+pub const MTYPE: Tool = Tool::new("mtype", "mtools", "mtools").with_env(MTOOLS_ENV);
+pub const MCOPY: Tool = Tool::new("mcopy", "mtools", "mtools").with_env(MTOOLS_ENV);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,17 +6,11 @@
 use super::xorriso::{self, BootReport};
 use super::{Payload, PendingOutput, Progress, bootcfg, stage};
 use crate::error::bad_input;
-use crate::external::Tool;
+use crate::external::{MCOPY, MTYPE};
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-
-// mtools refuses images that fail its FAT sanity checks unless told to skip them, and
-// install discs' EFI boot images are not always laid out the way it expects.
-const MTOOLS_ENV: &[(&str, &str)] = &[("MTOOLS_SKIP_CHECK", "1")];
-const MTYPE: Tool = Tool::new("mtype", "mtools", "mtools").with_env(MTOOLS_ENV);
-const MCOPY: Tool = Tool::new("mcopy", "mtools", "mtools").with_env(MTOOLS_ENV);
 
 /// Where syslinux's isohybrid MBR template lives on Debian, CentOS/Fedora and others.
 const ISOHDPFX_PATHS: &[&str] = &[

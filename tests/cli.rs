@@ -301,3 +301,34 @@ fn build_warns_about_media_left_from_an_earlier_build() {
         b"old"
     );
 }
+
+#[test]
+fn a_root_that_is_not_a_folder_is_bad_input() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("no-such-root");
+    let missing = missing.to_str().unwrap();
+    for cmd in [
+        &["doctor", "--root", missing][..],
+        &["apply", "--root", missing, "--dry-run"],
+        &["scsi-ids", "--root", missing],
+    ] {
+        let out = run(cmd);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("--root {missing}: not a folder")),
+            "{cmd:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_iso_into_a_missing_folder_is_refused_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    let out_path = d.path().join("missing/mt-ks.iso");
+    let out = run(&["iso", "kickstart", "-o", out_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("does not exist (create it first)"), "{err}");
+    assert!(!d.path().join("missing").exists());
+}

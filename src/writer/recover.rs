@@ -95,6 +95,7 @@ fn write_session(dir: &Path, s: &Session) -> anyhow::Result<()> {
 
 /// What a recover did (or, dry-run, would do).
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct RecoverReport {
     pub group: String,
     pub point: Point,

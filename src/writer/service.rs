@@ -208,11 +208,13 @@ impl Writer {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Status {
     pub groups: Vec<GroupStatus>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct GroupStatus {
     pub name: String,
     /// initial-sync, replicating or recovering
@@ -232,6 +234,7 @@ pub struct GroupStatus {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct DiskStatus {
     pub name: String,
     pub path: String,
@@ -241,6 +244,7 @@ pub struct DiskStatus {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct GroupPoints {
     pub group: String,
     pub points: Vec<Point>,
@@ -479,5 +483,83 @@ mod tests {
         assert!(w.open("d1", &who(None)).is_ok());
         w.commit("vm1").unwrap();
         assert!(w.open("d0", &who(None)).is_ok());
+    }
+
+    /// Every key of `v`, recursively, as "a.b.c" paths (array items as "[]").
+    fn keys(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let p = format!("{at}.{k}");
+                    out.push(p.clone());
+                    keys(x, &p, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| keys(x, &format!("{at}[]"), out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn json_shapes_are_kebab_case_and_stable() {
+        let t = tempfile::tempdir().unwrap();
+        let w = Writer::open(&config(t.path(), &[("d0", "vm1")])).unwrap();
+        w.bookmark("vm1", "base").unwrap();
+        let d0 = w.open("d0", &who(None)).unwrap();
+        d0.write_at(&[1; 4096], 0, false).unwrap();
+        d0.flush().unwrap();
+        let mut all = Vec::new();
+        let status = serde_json::to_value(w.status()).unwrap();
+        keys(&status, "", &mut all);
+        let points = serde_json::to_value(w.points(None).unwrap()).unwrap();
+        keys(&points, "", &mut all);
+        let report = w
+            .recover("vm1", "latest-app", true, &mut |_, _| {})
+            .unwrap();
+        keys(&serde_json::to_value(report).unwrap(), "", &mut all);
+        for k in &all {
+            assert!(
+                !k.contains('_'),
+                "snake_case key {k}: --json keys are kebab-case"
+            );
+        }
+        // The documented shape (docs/writer.md): renaming a key breaks scripts.
+        let mut group: Vec<_> = status["groups"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        group.sort();
+        assert_eq!(
+            group,
+            [
+                "disks",
+                "history-secs",
+                "journal-bytes",
+                "journal-segments",
+                "name",
+                "newest-app-point",
+                "newest-point",
+                "oldest-point",
+                "points",
+                "recovered-to",
+                "rpo-lag-secs",
+                "state",
+                "warnings"
+            ]
+        );
+        let mut disk: Vec<_> = status["groups"][0]["disks"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        disk.sort();
+        assert_eq!(disk, ["bytes-written", "clients", "name", "path", "size"]);
+        assert_eq!(points[0]["group"], "vm1");
+        let p = points[0]["points"][0].as_object().unwrap();
+        assert!(p.contains_key("id") && p.contains_key("time") && p["kind"] == "app");
+        assert_eq!(p["label"], "base");
     }
 }

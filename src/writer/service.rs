@@ -364,8 +364,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
             )
         })?;
         tracing::info!(listen = %l.local_addr()?, "metrics on /metrics");
-        let w = writer.clone();
-        std::thread::spawn(move || super::metrics::serve(l, w));
+        let (w, s) = (writer.clone(), server.clone());
+        std::thread::spawn(move || super::metrics::serve(l, w, s));
     }
     let control = super::control::Control::bind(&cfg.writer.control_socket, writer.clone())?;
     std::thread::spawn(move || control.serve());

@@ -285,3 +285,16 @@ fn malformed_requests_change_neither_the_target_nor_the_journal() {
     c.read(4096, &mut b).unwrap();
     assert!(b.iter().all(|&x| x == 2));
 }
+
+#[test]
+fn a_buffer_budget_smaller_than_one_request_is_refused_as_bad_input() {
+    let env = Env::with_writer(
+        &[("b-d0", "b", 1 << 20)],
+        "max-request-size = \"4M\"\nmax-buffer = \"1M\"\n",
+    );
+    let o = env.mtkit(&["writer", "run"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("max-buffer") && err.contains("4M"), "{err}");
+    assert!(!env.path("journal").exists(), "nothing is created");
+}

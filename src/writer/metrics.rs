@@ -239,7 +239,9 @@ pub fn serve(listener: TcpListener, w: Arc<Writer>, server: Server) {
         let w = w.clone();
         let server = server.clone();
         std::thread::spawn(move || {
+            // A scraper that stalls must not pin this thread for good.
             let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
             // Read the request head (bounded), then answer and close.
             let mut buf = Vec::new();
             let mut chunk = [0u8; 1024];

@@ -431,6 +431,7 @@ impl Group {
             reader: Mutex::new(PayloadReader::new(j.dir())),
             group: self.clone(),
             disk,
+            point: id,
             index: view,
         })
     }
@@ -486,6 +487,7 @@ impl Drop for Quiet<'_> {
 pub struct PointView {
     group: Arc<Group>,
     disk: usize,
+    point: u64,
     index: Arc<ViewIndex>,
     reader: Mutex<PayloadReader>,
 }
@@ -531,6 +533,8 @@ impl Export for PointView {
             }
             b = e;
         }
+        drop((index, reader));
+        self.still_valid()?;
         Ok(())
     }
 
@@ -547,6 +551,35 @@ impl Export for PointView {
     }
 
     fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl PointView {
+    /// A view reads the target for blocks unchanged since its point: once a recover rolls
+    /// the target (outside the journal) or a commit drops the point, that is no longer
+    /// the point's contents. Checked after reading: a recover sets `recovering` before it
+    /// changes anything, so a read that raced with one is refused here.
+    fn still_valid(&self) -> io::Result<()> {
+        let st = self.group.lock();
+        if st.recovering {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "group {} is being recovered: its point views are closed",
+                    self.group.name
+                ),
+            ));
+        }
+        if !st.points.iter().any(|p| p.seq == self.point) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "point {} of group {} is gone (committed past or pruned)",
+                    self.point, self.group.name
+                ),
+            ));
+        }
         Ok(())
     }
 }

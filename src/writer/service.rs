@@ -562,4 +562,35 @@ mod tests {
         assert!(p.contains_key("id") && p.contains_key("time") && p["kind"] == "app");
         assert_eq!(p["label"], "base");
     }
+
+    #[test]
+    fn a_view_never_serves_a_disk_rolled_back_under_it() {
+        let t = tempfile::tempdir().unwrap();
+        let w = Writer::open(&config(t.path(), &[("d0", "vm1")])).unwrap();
+        let d0 = w.open("d0", &who(None)).unwrap();
+        d0.write_at(&[1; 4096], 0, false).unwrap();
+        let p1 = w.bookmark("vm1", "one").unwrap();
+        d0.write_at(&[2; 4096], 0, false).unwrap();
+        d0.write_at(&[2; 4096], 8192, false).unwrap();
+        let p2 = w.bookmark("vm1", "two").unwrap();
+        d0.write_at(&[3; 4096], 0, false).unwrap();
+        d0.flush().unwrap();
+        let view = w.open(&format!("d0@{}", p2.id), &who(None)).unwrap();
+        let mut b = [0u8; 4096];
+        view.read_at(&mut b, 8192).unwrap();
+        assert_eq!(b, [2; 4096]);
+        // Rolled back in place to p1: block 2 is zero now, not what the view's point held.
+        w.recover("vm1", &p1.id.to_string(), false, &mut |_, _| {})
+            .unwrap();
+        let r = view.read_at(&mut b, 8192);
+        assert!(r.is_err(), "the view served {:?}", &b[..4]);
+        w.commit("vm1").unwrap();
+        let r = view.read_at(&mut b, 8192);
+        assert!(r.is_err(), "the view served {:?} after commit", &b[..4]);
+        // A view of the committed point stays exact.
+        let base = w.open(&format!("d0@{}", p1.id), &who(None)).unwrap();
+        d0.write_at(&[4; 4096], 0, false).unwrap();
+        base.read_at(&mut b, 0).unwrap();
+        assert_eq!(b, [1; 4096]);
+    }
 }

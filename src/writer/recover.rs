@@ -172,6 +172,13 @@ impl Group {
         // session is written lets writes in again (see `Quiet`).
         choose(&self.points(), spec).map_err(crate::error::bad_input)?;
         let _quiet = (!dry_run).then(|| Quiet::new(self));
+        // Again now that no other recover or commit runs: one may have begun meanwhile.
+        if self.session().is_some_and(|s| s.committing) {
+            anyhow::bail!(
+                "group {} is being committed: run `mtkit commit` to finish",
+                self.name
+            );
+        }
         let point = choose(&self.points(), spec).map_err(crate::error::bad_input)?;
         let ids = self.disk_ids();
         let journal_dir;
@@ -335,12 +342,18 @@ impl Group {
     /// Makes the point the group was recovered to the new baseline: drops the rest of the
     /// journal and the session, and lets writes in again.
     pub fn commit(&self) -> anyhow::Result<Point> {
-        let session = self.session().ok_or_else(|| {
+        let not_recovering = || {
             crate::error::bad_input(format!(
                 "group {} is not under recovery: nothing to commit",
                 self.name
             ))
-        })?;
+        };
+        self.session().ok_or_else(not_recovering)?;
+        // Wait for a recover running now, then read where the disks are: a session read
+        // before would name the point of the recover before it, and the commit would make
+        // that the baseline of disks rolled elsewhere.
+        let _quiet = Quiet::new(self);
+        let session = self.session().ok_or_else(not_recovering)?;
         let Some(at) = session.at else {
             return Err(crate::error::bad_input(format!(
                 "the last recover of group {} did not finish: run `mtkit recover` again first",
@@ -357,7 +370,6 @@ impl Group {
                 ..session
             },
         )?;
-        let _quiet = Quiet::new(self);
         self.finish_commit(at)
     }
 

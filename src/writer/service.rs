@@ -593,4 +593,46 @@ mod tests {
         base.read_at(&mut b, 0).unwrap();
         assert_eq!(b, [1; 4096]);
     }
+
+    #[test]
+    fn a_commit_sent_during_a_recover_commits_where_the_disks_end_up() {
+        let t = tempfile::tempdir().unwrap();
+        let w = Writer::open(&config(t.path(), &[("d0", "vm1")])).unwrap();
+        let d0 = w.open("d0", &who(None)).unwrap();
+        d0.write_at(&[1; 4096], 0, false).unwrap();
+        let p1 = w.bookmark("vm1", "one").unwrap();
+        d0.write_at(&[2; 4096], 0, false).unwrap();
+        let p2 = w.bookmark("vm1", "two").unwrap();
+        d0.write_at(&[3; 4096], 0, false).unwrap();
+        d0.flush().unwrap();
+        w.recover("vm1", &p1.id.to_string(), false, &mut |_, _| {})
+            .unwrap();
+        // A second recover (to p2) is held half-way while a commit comes in.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
+        let committed = std::thread::scope(|s| {
+            let rec = s.spawn(|| {
+                let mut held = Some(rx);
+                w.recover("vm1", &p2.id.to_string(), false, &mut |_, _| {
+                    if let Some(rx) = held.take() {
+                        in_tx.send(()).unwrap();
+                        rx.recv().unwrap();
+                    }
+                })
+                .unwrap()
+            });
+            in_rx.recv().unwrap();
+            let commit = s.spawn(|| w.commit("vm1"));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            tx.send(()).unwrap();
+            rec.join().unwrap();
+            commit.join().unwrap().unwrap()
+        });
+        // The baseline is the point the disks are at, not the one before the last recover.
+        assert_eq!(committed.id, p2.id);
+        let mut b = [0u8; 4096];
+        d0.read_at(&mut b, 0).unwrap();
+        assert_eq!(b, [2; 4096]);
+        assert_eq!(w.points(Some("vm1")).unwrap()[0].points, [p2]);
+    }
 }

@@ -519,33 +519,41 @@ impl Export for PointView {
         // the index before it touches the target, so the index then overrides what we read.
         t.read_at(buf, offset)?;
         let end = offset + buf.len() as u64;
-        let index = self.index.index.lock().unwrap();
-        let mut reader = self.reader.lock().unwrap();
-        let mut b = offset / BLOCK;
-        while b * BLOCK < end {
-            let Some((e, src)) = index.find(self.disk, b) else {
-                match index.next_start(self.disk, b) {
-                    Some(next) => {
-                        b = next;
-                        continue;
+        // Look the sources up under the index lock, read them after: the group's journal
+        // leader adds to this index with the group locked, so no I/O may happen under it.
+        let mut parts = Vec::new();
+        {
+            let index = self.index.index.lock().unwrap();
+            let mut b = offset / BLOCK;
+            while b * BLOCK < end {
+                let Some((e, src)) = index.find(self.disk, b) else {
+                    match index.next_start(self.disk, b) {
+                        Some(next) => {
+                            b = next;
+                            continue;
+                        }
+                        None => break,
                     }
-                    None => break,
+                };
+                // Blocks b..e come from one record: copy the part inside the request.
+                let (bs, be) = (b * BLOCK, (e * BLOCK).min(t.size));
+                let (s, x) = (bs.max(offset), be.min(end));
+                if s < x {
+                    let src = src.map(|l| Loc {
+                        segment: l.segment,
+                        data: l.data + (s - bs),
+                    });
+                    parts.push(((s - offset) as usize..(x - offset) as usize, src));
                 }
-            };
-            // Blocks b..e come from one record: copy the part inside the request.
-            let (bs, be) = (b * BLOCK, (e * BLOCK).min(t.size));
-            let (s, x) = (bs.max(offset), be.min(end));
-            if s < x {
-                let out = &mut buf[(s - offset) as usize..(x - offset) as usize];
-                let src = src.map(|l| Loc {
-                    segment: l.segment,
-                    data: l.data + (s - bs),
-                });
-                read_src(&mut reader, src, out)?;
+                b = e;
             }
-            b = e;
         }
-        drop((index, reader));
+        // Journal records are never rewritten in place: a source looked up stays valid.
+        let mut reader = self.reader.lock().unwrap();
+        for (range, src) in parts {
+            read_src(&mut reader, src, &mut buf[range])?;
+        }
+        drop(reader);
         self.still_valid()?;
         Ok(())
     }

@@ -535,3 +535,24 @@ fn stalled_negotiation_is_closed_but_quiet_transmission_is_not() {
         }
     );
 }
+
+#[test]
+fn a_client_stalled_inside_a_request_is_closed_and_its_buffer_released() {
+    // No idle timeout at all: only the stall limit can end this connection.
+    let f = fixture_with(ServerOptions {
+        idle_timeout: None,
+        stall_timeout: Some(Duration::from_millis(300)),
+        ..ServerOptions::default()
+    });
+    let (mut c, t) = connected(&f, "disk");
+    c.request(CMD_WRITE, 0, 1, 0, 4096);
+    c.s.write_all(&[9; 1000]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // The cut-off WRITE holds its reservation of the server-wide budget...
+    assert_eq!(f.server.buffer_stats().used, 4096);
+    assert!(c.closed());
+    assert!(t.join().unwrap().contains("Stalled"));
+    // ...until the stall limit throws the client out.
+    assert_eq!(f.server.buffer_stats().used, 0);
+    assert!(unchanged(&f.disk));
+}

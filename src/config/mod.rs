@@ -234,6 +234,8 @@ pub struct Writer {
     pub max_request_size: Size,
     /// A connection with no request for this long is closed.
     pub idle_timeout: Span,
+    /// Request payload buffered by all connections together (bounds the service's memory).
+    pub max_buffer: Size,
     pub tls: Option<WriterTls>,
     pub disk: Vec<WriterDisk>,
     /// Consistency groups and who may open their disks (a disk's group need not be listed).
@@ -252,6 +254,7 @@ impl Default for Writer {
             max_connections: 64,
             max_request_size: Size(32 * Size::MIB),
             idle_timeout: "15m".parse().unwrap(),
+            max_buffer: Size(256 * Size::MIB),
             tls: None,
             disk: Vec::new(),
             group: Vec::new(),

@@ -855,6 +855,16 @@ fn check_writer(c: &Config, ck: &mut Checker<'_>) {
             "must be at least \"4K\" (the default is \"32M\")",
         );
     }
+    if w.max_buffer < w.max_request_size {
+        ck.report(
+            &path(&["writer", "max-buffer"]),
+            q(&w.max_buffer.to_string()),
+            format!(
+                "must be at least max-request-size ({}): one request must fit (the default is \"256M\")",
+                w.max_request_size
+            ),
+        );
+    }
     if w.idle_timeout.secs() == 0 {
         ck.report(
             &path(&["writer", "idle-timeout"]),

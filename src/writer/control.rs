@@ -100,8 +100,14 @@ impl Control {
     }
 }
 
+/// A control client must send its request within this, and read what it is sent: one that
+/// stalls would otherwise pin a thread, or hold a recover (and its group) at a progress line.
+const CONTROL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn serve_one(w: &Writer, conn: UnixStream) -> anyhow::Result<()> {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    conn.set_read_timeout(Some(CONTROL_TIMEOUT))?;
+    conn.set_write_timeout(Some(CONTROL_TIMEOUT))?;
     // Only root (or the service's own user) may steer recovery of the disks.
     let cred = getsockopt(&conn, PeerCredentials)?;
     let me = nix::unistd::geteuid().as_raw();
@@ -133,12 +139,13 @@ fn serve_one(w: &Writer, conn: UnixStream) -> anyhow::Result<()> {
         }
     };
     tracing::info!(?req, uid = cred.uid(), "control request");
+    // Progress is best effort: a client gone (or not reading) must not stop the recover.
+    let mut gone = false;
+    let mut progress_out = out.try_clone()?;
     let mut progress = |done: u64, total: u64| {
-        let _ = writeln!(
-            out.try_clone().unwrap(),
-            "{}",
-            json!({"progress": [done, total]})
-        );
+        if !gone {
+            gone = writeln!(progress_out, "{}", json!({"progress": [done, total]})).is_err();
+        }
     };
     let reply = match execute(w, &req, &mut progress) {
         Ok(v) => json!({ "ok": v }),

@@ -5,6 +5,7 @@
 //! std TcpListener does in a few lines; a server framework would add a runtime and dozens
 //! of dependencies to a binary that must also link statically for CentOS 6.
 
+use super::nbd::Server;
 use super::service::Writer;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -66,8 +67,9 @@ impl DiskStats {
     }
 }
 
-/// Renders every metric of `w` in the Prometheus text format.
-pub fn render(w: &Writer) -> String {
+/// Renders every metric of `w` (and of the NBD server's buffers, with `server`) in the
+/// Prometheus text format.
+pub fn render(w: &Writer, server: Option<&Server>) -> String {
     let mut o = String::new();
     let head = |o: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -195,16 +197,51 @@ pub fn render(w: &Writer) -> String {
             let _ = writeln!(o, "{name}{{group=\"{}\"}} {v}", g.name);
         }
     }
+    if let Some(b) = server.map(Server::buffer_stats) {
+        let buffers: [(&str, &str, &str, u64); 4] = [
+            (
+                "mtkit_buffer_bytes",
+                "gauge",
+                "Request payload buffered by all connections now",
+                b.used as u64,
+            ),
+            (
+                "mtkit_buffer_peak_bytes",
+                "gauge",
+                "Most request payload ever buffered at once",
+                b.peak as u64,
+            ),
+            (
+                "mtkit_buffer_limit_bytes",
+                "gauge",
+                "The server-wide payload budget ([writer] max-buffer)",
+                b.limit as u64,
+            ),
+            (
+                "mtkit_buffer_waits_total",
+                "counter",
+                "Requests that waited for the server-wide payload budget",
+                b.waits,
+            ),
+        ];
+        for (name, kind, help, v) in buffers {
+            head(&mut o, name, kind, help);
+            let _ = writeln!(o, "{name} {v}");
+        }
+    }
     o
 }
 
 /// Serves `GET /metrics` on `listener` until the process ends.
-pub fn serve(listener: TcpListener, w: Arc<Writer>) {
+pub fn serve(listener: TcpListener, w: Arc<Writer>, server: Server) {
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { continue };
         let w = w.clone();
+        let server = server.clone();
         std::thread::spawn(move || {
+            // A scraper that stalls must not pin this thread for good.
             let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
             // Read the request head (bounded), then answer and close.
             let mut buf = Vec::new();
             let mut chunk = [0u8; 1024];
@@ -217,7 +254,7 @@ pub fn serve(listener: TcpListener, w: Arc<Writer>) {
             let line = String::from_utf8_lossy(&buf);
             let path = line.split_whitespace().nth(1).unwrap_or("");
             let reply = if line.starts_with("GET ") && (path == "/metrics" || path == "/") {
-                let body = render(&w);
+                let body = render(&w, Some(&server));
                 format!(
                     "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()

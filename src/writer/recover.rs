@@ -95,6 +95,7 @@ fn write_session(dir: &Path, s: &Session) -> anyhow::Result<()> {
 
 /// What a recover did (or, dry-run, would do).
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct RecoverReport {
     pub group: String,
     pub point: Point,
@@ -171,6 +172,13 @@ impl Group {
         // session is written lets writes in again (see `Quiet`).
         choose(&self.points(), spec).map_err(crate::error::bad_input)?;
         let _quiet = (!dry_run).then(|| Quiet::new(self));
+        // Again now that no other recover or commit runs: one may have begun meanwhile.
+        if self.session().is_some_and(|s| s.committing) {
+            anyhow::bail!(
+                "group {} is being committed: run `mtkit commit` to finish",
+                self.name
+            );
+        }
         let point = choose(&self.points(), spec).map_err(crate::error::bad_input)?;
         let ids = self.disk_ids();
         let journal_dir;
@@ -334,12 +342,18 @@ impl Group {
     /// Makes the point the group was recovered to the new baseline: drops the rest of the
     /// journal and the session, and lets writes in again.
     pub fn commit(&self) -> anyhow::Result<Point> {
-        let session = self.session().ok_or_else(|| {
+        let not_recovering = || {
             crate::error::bad_input(format!(
                 "group {} is not under recovery: nothing to commit",
                 self.name
             ))
-        })?;
+        };
+        self.session().ok_or_else(not_recovering)?;
+        // Wait for a recover running now, then read where the disks are: a session read
+        // before would name the point of the recover before it, and the commit would make
+        // that the baseline of disks rolled elsewhere.
+        let _quiet = Quiet::new(self);
+        let session = self.session().ok_or_else(not_recovering)?;
         let Some(at) = session.at else {
             return Err(crate::error::bad_input(format!(
                 "the last recover of group {} did not finish: run `mtkit recover` again first",
@@ -356,7 +370,6 @@ impl Group {
                 ..session
             },
         )?;
-        let _quiet = Quiet::new(self);
         self.finish_commit(at)
     }
 
@@ -430,6 +443,7 @@ impl Group {
             reader: Mutex::new(PayloadReader::new(j.dir())),
             group: self.clone(),
             disk,
+            point: id,
             index: view,
         })
     }
@@ -485,6 +499,7 @@ impl Drop for Quiet<'_> {
 pub struct PointView {
     group: Arc<Group>,
     disk: usize,
+    point: u64,
     index: Arc<ViewIndex>,
     reader: Mutex<PayloadReader>,
 }
@@ -504,32 +519,42 @@ impl Export for PointView {
         // the index before it touches the target, so the index then overrides what we read.
         t.read_at(buf, offset)?;
         let end = offset + buf.len() as u64;
-        let index = self.index.index.lock().unwrap();
-        let mut reader = self.reader.lock().unwrap();
-        let mut b = offset / BLOCK;
-        while b * BLOCK < end {
-            let Some((e, src)) = index.find(self.disk, b) else {
-                match index.next_start(self.disk, b) {
-                    Some(next) => {
-                        b = next;
-                        continue;
+        // Look the sources up under the index lock, read them after: the group's journal
+        // leader adds to this index with the group locked, so no I/O may happen under it.
+        let mut parts = Vec::new();
+        {
+            let index = self.index.index.lock().unwrap();
+            let mut b = offset / BLOCK;
+            while b * BLOCK < end {
+                let Some((e, src)) = index.find(self.disk, b) else {
+                    match index.next_start(self.disk, b) {
+                        Some(next) => {
+                            b = next;
+                            continue;
+                        }
+                        None => break,
                     }
-                    None => break,
+                };
+                // Blocks b..e come from one record: copy the part inside the request.
+                let (bs, be) = (b * BLOCK, (e * BLOCK).min(t.size));
+                let (s, x) = (bs.max(offset), be.min(end));
+                if s < x {
+                    let src = src.map(|l| Loc {
+                        segment: l.segment,
+                        data: l.data + (s - bs),
+                    });
+                    parts.push(((s - offset) as usize..(x - offset) as usize, src));
                 }
-            };
-            // Blocks b..e come from one record: copy the part inside the request.
-            let (bs, be) = (b * BLOCK, (e * BLOCK).min(t.size));
-            let (s, x) = (bs.max(offset), be.min(end));
-            if s < x {
-                let out = &mut buf[(s - offset) as usize..(x - offset) as usize];
-                let src = src.map(|l| Loc {
-                    segment: l.segment,
-                    data: l.data + (s - bs),
-                });
-                read_src(&mut reader, src, out)?;
+                b = e;
             }
-            b = e;
         }
+        // Journal records are never rewritten in place: a source looked up stays valid.
+        let mut reader = self.reader.lock().unwrap();
+        for (range, src) in parts {
+            read_src(&mut reader, src, &mut buf[range])?;
+        }
+        drop(reader);
+        self.still_valid()?;
         Ok(())
     }
 
@@ -546,6 +571,35 @@ impl Export for PointView {
     }
 
     fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl PointView {
+    /// A view reads the target for blocks unchanged since its point: once a recover rolls
+    /// the target (outside the journal) or a commit drops the point, that is no longer
+    /// the point's contents. Checked after reading: a recover sets `recovering` before it
+    /// changes anything, so a read that raced with one is refused here.
+    fn still_valid(&self) -> io::Result<()> {
+        let st = self.group.lock();
+        if st.recovering {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "group {} is being recovered: its point views are closed",
+                    self.group.name
+                ),
+            ));
+        }
+        if !st.points.iter().any(|p| p.seq == self.point) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "point {} of group {} is gone (committed past or pruned)",
+                    self.point, self.group.name
+                ),
+            ));
+        }
         Ok(())
     }
 }

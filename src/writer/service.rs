@@ -208,11 +208,13 @@ impl Writer {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Status {
     pub groups: Vec<GroupStatus>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct GroupStatus {
     pub name: String,
     /// initial-sync, replicating or recovering
@@ -232,6 +234,7 @@ pub struct GroupStatus {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct DiskStatus {
     pub name: String,
     pub path: String,
@@ -241,6 +244,7 @@ pub struct DiskStatus {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct GroupPoints {
     pub group: String,
     pub points: Vec<Point>,
@@ -360,8 +364,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
             )
         })?;
         tracing::info!(listen = %l.local_addr()?, "metrics on /metrics");
-        let w = writer.clone();
-        std::thread::spawn(move || super::metrics::serve(l, w));
+        let (w, s) = (writer.clone(), server.clone());
+        std::thread::spawn(move || super::metrics::serve(l, w, s));
     }
     let control = super::control::Control::bind(&cfg.writer.control_socket, writer.clone())?;
     std::thread::spawn(move || control.serve());
@@ -479,5 +483,156 @@ mod tests {
         assert!(w.open("d1", &who(None)).is_ok());
         w.commit("vm1").unwrap();
         assert!(w.open("d0", &who(None)).is_ok());
+    }
+
+    /// Every key of `v`, recursively, as "a.b.c" paths (array items as "[]").
+    fn keys(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let p = format!("{at}.{k}");
+                    out.push(p.clone());
+                    keys(x, &p, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| keys(x, &format!("{at}[]"), out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn json_shapes_are_kebab_case_and_stable() {
+        let t = tempfile::tempdir().unwrap();
+        let w = Writer::open(&config(t.path(), &[("d0", "vm1")])).unwrap();
+        w.bookmark("vm1", "base").unwrap();
+        let d0 = w.open("d0", &who(None)).unwrap();
+        d0.write_at(&[1; 4096], 0, false).unwrap();
+        d0.flush().unwrap();
+        let mut all = Vec::new();
+        let status = serde_json::to_value(w.status()).unwrap();
+        keys(&status, "", &mut all);
+        let points = serde_json::to_value(w.points(None).unwrap()).unwrap();
+        keys(&points, "", &mut all);
+        let report = w
+            .recover("vm1", "latest-app", true, &mut |_, _| {})
+            .unwrap();
+        keys(&serde_json::to_value(report).unwrap(), "", &mut all);
+        for k in &all {
+            assert!(
+                !k.contains('_'),
+                "snake_case key {k}: --json keys are kebab-case"
+            );
+        }
+        // The documented shape (docs/writer.md): renaming a key breaks scripts.
+        let mut group: Vec<_> = status["groups"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        group.sort();
+        assert_eq!(
+            group,
+            [
+                "disks",
+                "history-secs",
+                "journal-bytes",
+                "journal-segments",
+                "name",
+                "newest-app-point",
+                "newest-point",
+                "oldest-point",
+                "points",
+                "recovered-to",
+                "rpo-lag-secs",
+                "state",
+                "warnings"
+            ]
+        );
+        let mut disk: Vec<_> = status["groups"][0]["disks"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        disk.sort();
+        assert_eq!(disk, ["bytes-written", "clients", "name", "path", "size"]);
+        assert_eq!(points[0]["group"], "vm1");
+        let p = points[0]["points"][0].as_object().unwrap();
+        assert!(p.contains_key("id") && p.contains_key("time") && p["kind"] == "app");
+        assert_eq!(p["label"], "base");
+    }
+
+    #[test]
+    fn a_view_never_serves_a_disk_rolled_back_under_it() {
+        let t = tempfile::tempdir().unwrap();
+        let w = Writer::open(&config(t.path(), &[("d0", "vm1")])).unwrap();
+        let d0 = w.open("d0", &who(None)).unwrap();
+        d0.write_at(&[1; 4096], 0, false).unwrap();
+        let p1 = w.bookmark("vm1", "one").unwrap();
+        d0.write_at(&[2; 4096], 0, false).unwrap();
+        d0.write_at(&[2; 4096], 8192, false).unwrap();
+        let p2 = w.bookmark("vm1", "two").unwrap();
+        d0.write_at(&[3; 4096], 0, false).unwrap();
+        d0.flush().unwrap();
+        let view = w.open(&format!("d0@{}", p2.id), &who(None)).unwrap();
+        let mut b = [0u8; 4096];
+        view.read_at(&mut b, 8192).unwrap();
+        assert_eq!(b, [2; 4096]);
+        // Rolled back in place to p1: block 2 is zero now, not what the view's point held.
+        w.recover("vm1", &p1.id.to_string(), false, &mut |_, _| {})
+            .unwrap();
+        let r = view.read_at(&mut b, 8192);
+        assert!(r.is_err(), "the view served {:?}", &b[..4]);
+        w.commit("vm1").unwrap();
+        let r = view.read_at(&mut b, 8192);
+        assert!(r.is_err(), "the view served {:?} after commit", &b[..4]);
+        // A view of the committed point stays exact.
+        let base = w.open(&format!("d0@{}", p1.id), &who(None)).unwrap();
+        d0.write_at(&[4; 4096], 0, false).unwrap();
+        base.read_at(&mut b, 0).unwrap();
+        assert_eq!(b, [1; 4096]);
+    }
+
+    #[test]
+    fn a_commit_sent_during_a_recover_commits_where_the_disks_end_up() {
+        let t = tempfile::tempdir().unwrap();
+        let w = Writer::open(&config(t.path(), &[("d0", "vm1")])).unwrap();
+        let d0 = w.open("d0", &who(None)).unwrap();
+        d0.write_at(&[1; 4096], 0, false).unwrap();
+        let p1 = w.bookmark("vm1", "one").unwrap();
+        d0.write_at(&[2; 4096], 0, false).unwrap();
+        let p2 = w.bookmark("vm1", "two").unwrap();
+        d0.write_at(&[3; 4096], 0, false).unwrap();
+        d0.flush().unwrap();
+        w.recover("vm1", &p1.id.to_string(), false, &mut |_, _| {})
+            .unwrap();
+        // A second recover (to p2) is held half-way while a commit comes in.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
+        let committed = std::thread::scope(|s| {
+            let rec = s.spawn(|| {
+                let mut held = Some(rx);
+                w.recover("vm1", &p2.id.to_string(), false, &mut |_, _| {
+                    if let Some(rx) = held.take() {
+                        in_tx.send(()).unwrap();
+                        rx.recv().unwrap();
+                    }
+                })
+                .unwrap()
+            });
+            in_rx.recv().unwrap();
+            let commit = s.spawn(|| w.commit("vm1"));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            tx.send(()).unwrap();
+            rec.join().unwrap();
+            commit.join().unwrap().unwrap()
+        });
+        // The baseline is the point the disks are at, not the one before the last recover.
+        assert_eq!(committed.id, p2.id);
+        let mut b = [0u8; 4096];
+        d0.read_at(&mut b, 0).unwrap();
+        assert_eq!(b, [2; 4096]);
+        assert_eq!(w.points(Some("vm1")).unwrap()[0].points, [p2]);
     }
 }

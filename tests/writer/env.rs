@@ -21,6 +21,11 @@ pub type DiskDef<'a> = (&'a str, &'a str, u64);
 
 impl Env {
     pub fn new(disks: &[DiskDef]) -> Env {
+        Env::with_writer(disks, "")
+    }
+
+    /// Like [`Env::new`], with more `[writer]` keys (lines of TOML).
+    pub fn with_writer(disks: &[DiskDef], writer: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let free = || {
             std::net::TcpListener::bind("127.0.0.1:0")
@@ -38,6 +43,7 @@ impl Env {
             d.join("run/nbd.sock").display(),
             d.join("run/control.sock").display()
         );
+        cfg += writer;
         for (name, group, size) in disks {
             cfg += &format!(
                 "\n[[writer.disk]]\nname = \"{name}\"\npath = \"{}\"\ngroup = \"{group}\"\nsize = \"{size}B\"\n",
@@ -190,6 +196,29 @@ pub fn point_ids(sock: &Path, group: &str) -> Vec<u64> {
         .collect()
 }
 
+/// A request header: NBD_REQUEST_MAGIC, no flags.
+pub fn header(cmd: u16, handle: u64, offset: u64, len: u32) -> Vec<u8> {
+    let mut r = Vec::with_capacity(28);
+    r.extend_from_slice(&0x2560_9513u32.to_be_bytes());
+    r.extend_from_slice(&0u16.to_be_bytes());
+    r.extend_from_slice(&cmd.to_be_bytes());
+    r.extend_from_slice(&handle.to_be_bytes());
+    r.extend_from_slice(&offset.to_be_bytes());
+    r.extend_from_slice(&len.to_be_bytes());
+    r
+}
+
+/// Reads one simple reply header: (error, handle).
+pub fn reply(s: &mut TcpStream) -> std::io::Result<(u32, u64)> {
+    let mut r = [0u8; 16];
+    s.read_exact(&mut r)?;
+    assert_eq!(u32::from_be_bytes(r[..4].try_into().unwrap()), 0x6744_6698);
+    Ok((
+        u32::from_be_bytes(r[4..8].try_into().unwrap()),
+        u64::from_be_bytes(r[8..].try_into().unwrap()),
+    ))
+}
+
 /// A minimal NBD client: fixed newstyle, NBD_OPT_EXPORT_NAME, one request at a time.
 pub struct Nbd {
     s: TcpStream,
@@ -221,13 +250,7 @@ impl Nbd {
 
     fn request(&mut self, cmd: u16, offset: u64, len: u32, data: &[u8]) -> std::io::Result<u32> {
         self.handle += 1;
-        let mut r = Vec::with_capacity(28 + data.len());
-        r.extend_from_slice(&0x2560_9513u32.to_be_bytes());
-        r.extend_from_slice(&0u16.to_be_bytes());
-        r.extend_from_slice(&cmd.to_be_bytes());
-        r.extend_from_slice(&self.handle.to_be_bytes());
-        r.extend_from_slice(&offset.to_be_bytes());
-        r.extend_from_slice(&len.to_be_bytes());
+        let mut r = header(cmd, self.handle, offset, len);
         r.extend_from_slice(data);
         self.s.write_all(&r)?;
         let mut reply = [0u8; 16];
@@ -241,6 +264,11 @@ impl Nbd {
             self.handle
         );
         Ok(u32::from_be_bytes(reply[4..8].try_into().unwrap()))
+    }
+
+    /// The socket, past negotiation, for hand-made requests.
+    pub fn into_stream(self) -> TcpStream {
+        self.s
     }
 
     /// Ok(()) only when the server acknowledged the write with no error.

@@ -125,7 +125,7 @@ pub fn session(data: &[u8]) {
             max_request: 16 * 1024,
             workers: 2,
             budget: 32 * 1024,
-            idle_timeout: None,
+            ..TransmitOptions::default()
         };
         let _ = transmit::serve(s.input, Vec::new(), &*n.export, &topts);
     }

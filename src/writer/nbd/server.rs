@@ -13,12 +13,15 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::negotiate::{self, NegotiateError, NegotiateOptions, Negotiated, Outcome, TlsState};
-use super::transmit::{self, End, TransmitError, TransmitOptions};
+use super::transmit::{self, BufferPool, End, PoolStats, TransmitError, TransmitOptions};
 use crate::writer::export::{ClientInfo, ExportResolver};
 use crate::writer::tls::{self, TlsStream};
 
 /// Real clients negotiate in milliseconds; this only bounds stalled ones.
 const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client that stops sending inside a request, or leaves replies unread, for this long is
+/// gone: its buffers and workers are released sooner than the idle timeout would.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the accept loops look at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(200);
 
@@ -73,8 +76,13 @@ pub struct ServerOptions {
     pub idle_timeout: Option<Duration>,
     /// Limit for the TLS handshake and option haggling (the idle timeout if shorter).
     pub negotiation_timeout: Option<Duration>,
+    /// Limit for a client that sends nothing inside a request or reads no reply (the idle
+    /// timeout if shorter).
+    pub stall_timeout: Option<Duration>,
     /// Worker threads per connection (requests in flight at once).
     pub workers_per_connection: usize,
+    /// Payload bytes buffered by all connections together (at least one request's worth).
+    pub max_buffer: usize,
     /// FORCEDTLS with client certificates when set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -86,7 +94,9 @@ impl Default for ServerOptions {
             max_request_size: 32 << 20,
             idle_timeout: None,
             negotiation_timeout: Some(NEGOTIATION_TIMEOUT),
+            stall_timeout: Some(STALL_TIMEOUT),
             workers_per_connection: 4,
+            max_buffer: 256 << 20,
             tls: None,
         }
     }
@@ -99,7 +109,9 @@ impl std::fmt::Debug for ServerOptions {
             .field("max_request_size", &self.max_request_size)
             .field("idle_timeout", &self.idle_timeout)
             .field("negotiation_timeout", &self.negotiation_timeout)
+            .field("stall_timeout", &self.stall_timeout)
             .field("workers_per_connection", &self.workers_per_connection)
+            .field("max_buffer", &self.max_buffer)
             .field("tls", &self.tls.is_some())
             .finish()
     }
@@ -123,7 +135,9 @@ impl ServerOptions {
             max_request_size: max as u32,
             idle_timeout: (!idle.is_zero()).then_some(idle),
             negotiation_timeout: Some(NEGOTIATION_TIMEOUT),
+            stall_timeout: Some(STALL_TIMEOUT),
             workers_per_connection: 4,
+            max_buffer: usize::try_from(w.max_buffer.0.max(max)).unwrap_or(usize::MAX),
             tls,
         })
     }
@@ -156,6 +170,7 @@ struct Inner {
     registry: Registry,
     /// Connection threads started by the accept loops and not finished yet.
     accepted: AtomicUsize,
+    pool: Arc<BufferPool>,
 }
 
 /// The NBD server; cheap to clone (clones share state).
@@ -209,6 +224,7 @@ impl Server {
         Server {
             inner: Arc::new(Inner {
                 resolver,
+                pool: Arc::new(BufferPool::new(opts.max_buffer)),
                 opts,
                 shutting_down: AtomicBool::new(false),
                 registry: Registry::default(),
@@ -225,6 +241,21 @@ impl Server {
 
     pub fn options(&self) -> &ServerOptions {
         &self.inner.opts
+    }
+
+    /// The server-wide payload budget: in use, peak, waits.
+    pub fn buffer_stats(&self) -> PoolStats {
+        self.inner.pool.stats()
+    }
+
+    /// The shortest of the stall and idle limits: how long a client may send nothing
+    /// inside a request or leave replies unread.
+    fn stall_limit(&self) -> Option<Duration> {
+        let o = &self.inner.opts;
+        match (o.stall_timeout, o.idle_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Connections being served now.
@@ -363,7 +394,7 @@ impl Server {
         match outcome {
             Outcome::Aborted => Ok(()),
             Outcome::Transmit(n) => {
-                set_timeouts(&stream, inner.opts.idle_timeout).map_err(ConnError::Setup)?;
+                set_timeouts(&stream, self.stall_limit()).map_err(ConnError::Setup)?;
                 let reader = stream.try_clone().map_err(ConnError::Setup)?;
                 self.transmit(reader, stream, n, &client)
             }
@@ -386,8 +417,7 @@ impl Server {
                 let outcome = negotiate::haggle(&mut tls, &opts, no_zeroes)?;
                 match outcome {
                     Outcome::Transmit(n) => {
-                        set_timeouts(tls.socket(), inner.opts.idle_timeout)
-                            .map_err(ConnError::Setup)?;
+                        set_timeouts(tls.socket(), self.stall_limit()).map_err(ConnError::Setup)?;
                         let reader = tls.try_clone().map_err(ConnError::Setup)?;
                         let r = self.transmit(reader, tls.clone_writer(), n, &client);
                         tls.close();
@@ -417,6 +447,8 @@ impl Server {
             workers: inner.opts.workers_per_connection,
             budget: (inner.opts.max_request_size as usize).saturating_mul(2),
             idle_timeout: inner.opts.idle_timeout,
+            stall_timeout: self.stall_limit(),
+            pool: Some(inner.pool.clone()),
         };
         let result = transmit::serve(reader, writer, &*n.export, &opts);
         if inner.shutting_down.load(Ordering::SeqCst) {
@@ -438,7 +470,8 @@ impl Server {
 
 /// Read and write timeouts of a connection (all handles on one socket share them). The
 /// write timeout matters too: a client that stops reading its replies would otherwise pin
-/// the worker threads (and a shutdown waiting for them) forever.
+/// the worker threads, their buffers (and a shutdown waiting for them) forever. In
+/// transmission it is the stall limit; the idle limit is checked between read timeouts.
 fn set_timeouts<S: Connection>(s: &S, t: Option<Duration>) -> io::Result<()> {
     s.set_read_timeout(t)?;
     s.set_write_timeout(t)

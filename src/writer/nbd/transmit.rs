@@ -1,14 +1,15 @@
 //! The transmission phase: a reader parses requests, a small worker pool runs them, and
 //! replies go out, possibly out of order, through one writer under a mutex.
 //!
-//! Memory per connection is bounded by a byte budget: the reader reserves a request's
-//! payload (WRITE data or READ buffer) before allocating it and blocks when the budget is
-//! spent, which also stops it reading from the socket (TCP back-pressure on the client).
+//! Memory is bounded by two byte budgets: one per connection and one for the whole server
+//! ([`BufferPool`]). The reader reserves a request's payload (WRITE data or READ buffer) in
+//! both before allocating it and blocks when either is spent, which also stops it reading
+//! from the socket (TCP back-pressure on the client).
 
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -25,6 +26,11 @@ pub struct TransmitOptions {
     pub budget: usize,
     /// A connection with no request and nothing in flight for this long is closed.
     pub idle_timeout: Option<Duration>,
+    /// A client that sends nothing for this long inside a request (a header or a WRITE
+    /// payload cut off) is closed, whatever is in flight: it holds buffer budget.
+    pub stall_timeout: Option<Duration>,
+    /// The server-wide payload budget shared by all connections.
+    pub pool: Option<Arc<BufferPool>>,
 }
 
 impl Default for TransmitOptions {
@@ -34,6 +40,8 @@ impl Default for TransmitOptions {
             workers: 4,
             budget: 64 << 20,
             idle_timeout: None,
+            stall_timeout: None,
+            pool: None,
         }
     }
 }
@@ -57,6 +65,8 @@ pub enum TransmitError {
     BadMagic(u64),
     #[error("connection closed inside a request")]
     Truncated,
+    #[error("client sent nothing for {0:?} inside a request")]
+    Stalled(Duration),
     #[error("WRITE of {len} bytes exceeds the maximum request size {max}")]
     Oversized { len: u32, max: u32 },
 }
@@ -207,6 +217,88 @@ impl Budget {
     }
 }
 
+/// The server-wide budget of payload bytes buffered by all connections, so that memory
+/// stays bounded whatever the number of clients. Waiters are served first come, first
+/// served: a big request is not starved by a stream of small ones. A reservation is only
+/// held while its request is read, executed and answered, all bounded by the stall limit.
+#[derive(Debug)]
+pub struct BufferPool {
+    limit: usize,
+    st: Mutex<PoolState>,
+    cv: Condvar,
+    waits: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    used: usize,
+    peak: usize,
+    next: u64,
+    serving: u64,
+}
+
+/// What [`BufferPool::stats`] reports (metrics and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub limit: usize,
+    pub used: usize,
+    /// The most ever reserved at once.
+    pub peak: usize,
+    /// Reservations that had to wait for others to be released.
+    pub waits: u64,
+}
+
+impl BufferPool {
+    pub fn new(limit: usize) -> BufferPool {
+        BufferPool {
+            limit: limit.max(1),
+            st: Mutex::new(PoolState::default()),
+            cv: Condvar::new(),
+            waits: AtomicU64::new(0),
+        }
+    }
+
+    /// Reserves `n` bytes (capped at the limit, so one big request always fits), waiting
+    /// behind earlier reservations.
+    pub fn acquire(&self, n: usize) -> usize {
+        let n = n.min(self.limit);
+        let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = st.next;
+        st.next += 1;
+        if st.serving != ticket || st.used + n > self.limit {
+            self.waits.fetch_add(1, Ordering::Relaxed);
+            while st.serving != ticket || st.used + n > self.limit {
+                st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        st.used += n;
+        st.peak = st.peak.max(st.used);
+        st.serving += 1;
+        // The next in line may fit too.
+        self.cv.notify_all();
+        n
+    }
+
+    pub fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
+        st.used -= n;
+        self.cv.notify_all();
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let st = self.st.lock().unwrap_or_else(|p| p.into_inner());
+        PoolStats {
+            limit: self.limit,
+            used: st.used,
+            peak: st.peak,
+            waits: self.waits.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// The reply side: one writer, whole replies written under its lock.
 struct Replies<W> {
     out: Mutex<W>,
@@ -245,13 +337,33 @@ struct Job {
     /// WRITE data, or the READ buffer with room for the reply header in front.
     buf: Vec<u8>,
     reserved: usize,
+    /// Bytes held in the server-wide pool.
+    pooled: usize,
 }
 
 struct Shared<'a, W> {
     export: &'a dyn Export,
     replies: Replies<W>,
     budget: Budget,
+    pool: Option<&'a BufferPool>,
     in_flight: AtomicUsize,
+}
+
+impl<W> Shared<'_, W> {
+    /// Reserves `n` payload bytes: per connection first (only this reader waits there),
+    /// then server-wide. Returns (per connection, pooled).
+    fn reserve(&self, n: usize) -> (usize, usize) {
+        let mine = self.budget.acquire(n);
+        let pooled = self.pool.map_or(0, |p| p.acquire(n));
+        (mine, pooled)
+    }
+
+    fn release(&self, (mine, pooled): (usize, usize)) {
+        if let Some(p) = self.pool {
+            p.release(pooled);
+        }
+        self.budget.release(mine);
+    }
 }
 
 fn run_job<W: Write>(sh: &Shared<'_, W>, mut job: Job) {
@@ -289,7 +401,7 @@ fn run_job<W: Write>(sh: &Shared<'_, W>, mut job: Job) {
         }
     }
     drop(job.buf);
-    sh.budget.release(job.reserved);
+    sh.release((job.reserved, job.pooled));
     sh.in_flight.fetch_sub(1, Ordering::Release);
 }
 
@@ -311,14 +423,17 @@ enum Frame {
     Idle,
 }
 
-/// Reads `buf` fully; a read timeout with nothing in flight (and nothing read yet) past
-/// the idle limit is idleness, otherwise reading goes on.
+/// Reads `buf` fully. Before its first byte, a read timeout with nothing in flight past the
+/// idle limit is idleness; once a frame has begun, no byte for the stall limit ends the
+/// connection (the reservation for it must not be held hostage). Otherwise reading goes on.
 fn read_frame<R: Read>(
     r: &mut R,
     buf: &mut [u8],
     in_flight: &AtomicUsize,
-    idle: Option<Duration>,
+    opts: &TransmitOptions,
+    begun: bool,
 ) -> Result<Frame, TransmitError> {
+    let idle = opts.idle_timeout;
     let mut got = 0;
     let mut since = Instant::now();
     while got < buf.len() {
@@ -336,9 +451,14 @@ fn read_frame<R: Read>(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
+                let quiet = since.elapsed();
+                let stalled = opts.stall_timeout.filter(|&s| quiet >= s);
+                if let Some(stall) = stalled.filter(|_| got > 0 || begun) {
+                    return Err(TransmitError::Stalled(stall));
+                }
                 let limit = idle.unwrap_or(Duration::MAX);
-                if in_flight.load(Ordering::Acquire) == 0 && since.elapsed() >= limit {
-                    if got == 0 {
+                if in_flight.load(Ordering::Acquire) == 0 && quiet >= limit {
+                    if got == 0 && !begun {
                         return Ok(Frame::Idle);
                     }
                     return Err(TransmitError::Truncated);
@@ -367,6 +487,7 @@ pub fn serve<R: Read, W: Write + Send>(
             broken: AtomicBool::new(false),
         },
         budget: Budget::new(budget),
+        pool: opts.pool.as_deref(),
         in_flight: AtomicUsize::new(0),
     };
     let (tx, rx) = sync_channel::<Job>(workers * 2);
@@ -394,7 +515,7 @@ fn read_loop<R: Read, W: Write>(
             return Ok(End::Closed);
         }
         let mut head = [0u8; proto::REQUEST_LEN];
-        match read_frame(&mut reader, &mut head, &sh.in_flight, opts.idle_timeout)? {
+        match read_frame(&mut reader, &mut head, &sh.in_flight, opts, false)? {
             Frame::Full => {}
             Frame::Eof => return Ok(End::Closed),
             Frame::Idle => return Ok(End::Idle),
@@ -415,20 +536,20 @@ fn read_loop<R: Read, W: Write>(
             });
         }
         let checked = check(&req, size, read_only, opts.max_request);
-        let mut reserved = 0;
+        let mut reserved = (0, 0);
         let mut buf = Vec::new();
         if req.command == proto::CMD_WRITE {
             // The payload is on the wire even when the request is refused: consume it.
-            reserved = sh.budget.acquire(req.len as usize);
+            reserved = sh.reserve(req.len as usize);
             buf = vec![0u8; req.len as usize];
-            match read_frame(&mut reader, &mut buf, &sh.in_flight, opts.idle_timeout) {
+            match read_frame(&mut reader, &mut buf, &sh.in_flight, opts, true) {
                 Ok(Frame::Full) => {}
                 Ok(_) | Err(TransmitError::Truncated) => {
-                    sh.budget.release(reserved);
+                    sh.release(reserved);
                     return Err(TransmitError::Truncated);
                 }
                 Err(e) => {
-                    sh.budget.release(reserved);
+                    sh.release(reserved);
                     return Err(e);
                 }
             }
@@ -438,7 +559,7 @@ fn read_loop<R: Read, W: Write>(
             Err(errno) => {
                 tracing::debug!(?req, errno, "NBD request refused");
                 drop(buf);
-                sh.budget.release(reserved);
+                sh.release(reserved);
                 sh.replies.error(req.handle, errno);
                 continue;
             }
@@ -447,7 +568,7 @@ fn read_loop<R: Read, W: Write>(
             return Ok(End::Disconnect);
         }
         if let Command::Read { len, .. } = cmd {
-            reserved = sh.budget.acquire(len as usize);
+            reserved = sh.reserve(len as usize);
             buf = vec![0u8; proto::SIMPLE_REPLY_LEN + len as usize];
         }
         sh.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -455,7 +576,8 @@ fn read_loop<R: Read, W: Write>(
             handle: req.handle,
             cmd,
             buf,
-            reserved,
+            reserved: reserved.0,
+            pooled: reserved.1,
         };
         if let Err(back) = tx.send(job) {
             // Workers only stop when the sender is dropped; run it here to stay correct.
@@ -580,5 +702,39 @@ mod tests {
             proto::EPERM
         );
         assert_eq!(errno_of(&io::Error::other("x")), proto::EIO);
+    }
+
+    #[test]
+    fn pool_caps_bytes_in_use_and_serves_in_order() {
+        let pool = std::sync::Arc::new(BufferPool::new(100));
+        assert_eq!(pool.acquire(60), 60);
+        // Capped at the limit: one request bigger than the pool still gets through alone.
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let spawn = |n: usize, tag: &'static str| {
+            let (p, order) = (pool.clone(), order.clone());
+            let t = std::thread::spawn(move || {
+                let got = p.acquire(n);
+                order.lock().unwrap().push(tag);
+                got
+            });
+            // Let it queue before the next one.
+            while pool.stats().waits < 1 + u64::from(tag == "small") {
+                std::thread::yield_now();
+            }
+            t
+        };
+        let big = spawn(500, "big");
+        let small = spawn(10, "small");
+        // The small one would fit now, but waits behind the big one: first come, first served.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(order.lock().unwrap().is_empty());
+        pool.release(60);
+        assert_eq!(big.join().unwrap(), 100);
+        assert_eq!(pool.stats().used, 100);
+        pool.release(100);
+        assert_eq!(small.join().unwrap(), 10);
+        assert_eq!(*order.lock().unwrap(), ["big", "small"]);
+        let st = pool.stats();
+        assert_eq!((st.used, st.peak, st.limit, st.waits), (10, 100, 100, 2));
     }
 }

@@ -1,6 +1,6 @@
 //! The OS disk's partition layout, with the `auto` sizes resolved from the RAM the config states.
 //!
-//! Rules (also in docs/ks.md):
+//! Rules (also in docs/config-and-kickstart.md):
 //! - `/boot` is a fixed 500 MiB ext4 partition. CentOS 6's grub legacy can boot from an ext4
 //!   root, but anaconda for RHEL 6 expects a separate /boot and a small one keeps the kernel
 //!   out of the (large) root filesystem's fsck and resize path.

@@ -9,7 +9,7 @@
 //! syncs the targets and appends the point record.
 
 use super::journal::format::{self, Header, Kind};
-use super::journal::{Journal, JournalError, Loc, PointRecord};
+use super::journal::{AlignedBuf, Journal, JournalError, Loc, PointRecord};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -24,8 +24,10 @@ use super::extents::{Extents, Index};
 /// Past this many saved extents in one interval the set is dropped: saving a block twice
 /// is only redundant (recovery uses the earliest save after a point), never wrong.
 const MAX_SAVED_EXTENTS: usize = 1 << 20;
-/// Largest record buffer kept between batches; bigger batches use a buffer of their own.
-const MAX_KEPT_BUFFER: usize = 32 << 20;
+/// Bytes of records per journal append: bounds the leader's buffer.
+const CHUNK: usize = 8 << 20;
+/// Largest undo payload per record (a longer job is split), so one fits a chunk.
+const CHUNK_DATA: u64 = 4 << 20;
 
 pub fn now_us() -> i64 {
     SystemTime::now()
@@ -203,7 +205,7 @@ pub struct Group {
     cv: Condvar,
     pub(crate) journal: Mutex<Journal>,
     /// The leader's record buffer, kept between batches.
-    scratch: Mutex<Vec<u8>>,
+    scratch: Mutex<AlignedBuf>,
     _lock: File,
 }
 
@@ -321,7 +323,7 @@ impl Group {
             state: Mutex::new(state),
             cv: Condvar::new(),
             journal: Mutex::new(journal),
-            scratch: Mutex::new(Vec::new()),
+            scratch: Mutex::new(AlignedBuf::default()),
             _lock: lock,
         });
         group
@@ -514,71 +516,68 @@ impl Group {
         max_seq: u64,
     ) -> io::Result<Vec<(usize, u64, u64, BlockSrc)>> {
         let time_us = now_us();
-        let total = jobs
-            .iter()
-            .map(|j| j.3 as usize + format::HEADER_LEN)
-            .sum::<usize>();
-        // The leader's buffer is kept between batches (up to a bound) so that it is not
-        // zero-filled again for every batch: that memset was a visible share of the CPU.
-        let mut kept = self.scratch.lock().unwrap();
-        let mut own = Vec::new();
-        let buf: &mut Vec<u8> = if total <= MAX_KEPT_BUFFER {
-            &mut kept
-        } else {
-            &mut own
-        };
-        if buf.len() < total {
-            buf.resize(total, 0);
-        }
-        let mut used = 0;
-        let mut rel = Vec::new();
-        for &(disk, seq, offset, len) in jobs {
-            let t = &self.disks[disk];
-            // Read the old contents straight into the record's payload place: no copy.
-            let at = used;
-            let data_at = at + format::HEADER_LEN;
-            let payload = &mut buf[data_at..data_at + len as usize];
-            t.read_at(payload, offset)?;
-            let zero = payload.iter().all(|&b| b == 0);
-            let h = Header {
-                kind: if zero { Kind::UndoZero } else { Kind::Undo },
-                seq,
-                disk: t.id,
-                offset,
-                length: len,
-                time_us,
-                payload_len: if zero { 0 } else { len as u32 },
-                payload_crc: crc32c::crc32c(if zero { &[] } else { payload }),
-            };
-            let mut head = Vec::with_capacity(format::HEADER_LEN);
-            h.encode(&mut head);
-            buf[at..data_at].copy_from_slice(&head);
-            used = if zero {
-                data_at
-            } else {
-                data_at + len as usize
-            };
-            rel.push((disk, offset, len, (!zero).then_some(data_at as u64)));
-        }
-        let buf = &buf[..used];
-        let mut j = self.journal.lock().unwrap();
-        let Some((segment, base)) = self.append_or_prune(&mut j, buf, max_seq)? else {
-            return Ok(Vec::new());
-        };
-        Ok(rel
-            .into_iter()
-            .map(|(d, o, l, at)| {
-                (
-                    d,
-                    o,
-                    l,
-                    at.map(|a| Loc {
-                        segment,
-                        data: base + a,
-                    }),
-                )
+        // Records go out in chunks of at most CHUNK bytes (a larger job is split into
+        // several records of the same seq), so the leader's buffer stays bounded whatever
+        // the batch; it is kept between batches so that it is not zero-filled each time.
+        let mut buf = self.scratch.lock().unwrap();
+        let mut out = Vec::new();
+        let mut pieces = jobs.iter().flat_map(|&(disk, seq, offset, len)| {
+            (0..len.div_ceil(CHUNK_DATA)).map(move |i| {
+                let o = i * CHUNK_DATA;
+                (disk, seq, offset + o, (len - o).min(CHUNK_DATA))
             })
-            .collect())
+        });
+        let mut next = pieces.next();
+        let mut j = self.journal.lock().unwrap();
+        while next.is_some() {
+            let room = buf.prepare(CHUNK);
+            let mut used = 0;
+            let mut rel = Vec::new();
+            while let Some((disk, seq, offset, len)) = next {
+                let data_at = used + format::HEADER_LEN;
+                if data_at + len as usize > CHUNK {
+                    break;
+                }
+                let t = &self.disks[disk];
+                // Read the old contents straight into the record's payload place: no copy.
+                let payload = &mut room[data_at..data_at + len as usize];
+                t.read_at(payload, offset)?;
+                let zero = payload.iter().all(|&b| b == 0);
+                let h = Header {
+                    kind: if zero { Kind::UndoZero } else { Kind::Undo },
+                    seq,
+                    disk: t.id,
+                    offset,
+                    length: len,
+                    time_us,
+                    payload_len: if zero { 0 } else { len as u32 },
+                    payload_crc: crc32c::crc32c(if zero { &[] } else { payload }),
+                };
+                let mut head = Vec::with_capacity(format::HEADER_LEN);
+                h.encode(&mut head);
+                room[used..data_at].copy_from_slice(&head);
+                used = if zero {
+                    data_at
+                } else {
+                    data_at + len as usize
+                };
+                rel.push((disk, offset, len, (!zero).then_some(data_at as u64)));
+                next = pieces.next();
+            }
+            buf.set_len(used);
+            let Some((segment, base)) = self.append_or_prune(&mut j, &mut buf, max_seq)? else {
+                // All history was dropped: the group writes through, nothing to index.
+                return Ok(Vec::new());
+            };
+            out.extend(rel.into_iter().map(|(d, o, l, at)| {
+                let src = at.map(|a| Loc {
+                    segment,
+                    data: base + a,
+                });
+                (d, o, l, src)
+            }));
+        }
+        Ok(out)
     }
 
     /// Appends and syncs; when the volume is full, prunes the oldest history (loudly) and
@@ -588,13 +587,14 @@ impl Group {
     fn append_or_prune(
         &self,
         j: &mut Journal,
-        buf: &[u8],
+        buf: &mut AlignedBuf,
         max_seq: u64,
     ) -> io::Result<Option<(u64, u64)>> {
         loop {
-            let at = j.prepare_append(buf.len() as u64).map_err(io::Error::from);
+            let len = buf.as_slice().len() as u64;
+            let at = j.prepare_append(len).map_err(io::Error::from);
             let r = at.and_then(|at| {
-                j.append(buf, max_seq)?;
+                j.append_aligned(buf, max_seq)?;
                 j.sync()?;
                 Ok(at)
             });
@@ -702,10 +702,13 @@ impl Group {
             app,
             label: label.to_string(),
         };
-        let mut buf = Vec::new();
-        encode_point(&rec, &mut buf);
+        let mut enc = Vec::new();
+        encode_point(&rec, &mut enc);
+        let mut buf = AlignedBuf::default();
+        buf.prepare(enc.len())[..enc.len()].copy_from_slice(&enc);
+        buf.set_len(enc.len());
         let mut j = self.journal.lock().unwrap();
-        Ok(self.append_or_prune(&mut j, &buf, seq)?.map(|_| rec))
+        Ok(self.append_or_prune(&mut j, &mut buf, seq)?.map(|_| rec))
     }
 
     /// Registers a view's index so that later saves keep it complete.

@@ -3,6 +3,11 @@
 //! Segments are `seg-<id>.log` in the group's folder. Only the newest segment is written;
 //! older ones were synced before the next one was created, so a torn write can only sit at
 //! the end of the newest. [`Journal::open`] cuts such a tail and keeps everything before it.
+//!
+//! Appends use direct I/O where the filesystem allows it: the records go from the caller's
+//! buffer to the disk without a copy into the page cache, and the sync that follows has no
+//! dirty pages to write back (both were a large share of the overwrite path's CPU). Each
+//! append is padded with a `Pad` record to a 4 KiB boundary, so the next one starts aligned.
 
 pub mod format;
 
@@ -14,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 /// A new segment is started once the current one passes this size.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+/// Direct I/O alignment of appends (offset, length and memory): any disk's logical block.
+pub const ALIGN: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -91,7 +98,86 @@ pub struct Journal {
     dir: PathBuf,
     segments: Vec<SegmentInfo>,
     cur: File,
+    /// `cur` was opened with O_DIRECT.
+    direct: bool,
     segment_size: u64,
+    /// Aligned copy of what [`Journal::append`] is given, for direct I/O.
+    bounce: AlignedBuf,
+}
+
+/// A byte buffer whose start is [`ALIGN`]-aligned in memory, for direct I/O.
+#[derive(Default)]
+pub struct AlignedBuf {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// Empties the buffer and makes room for `n` bytes of records and their padding.
+    /// Returns the room; the contents of kept memory are stale, not zeroed.
+    pub fn prepare(&mut self, n: usize) -> &mut [u8] {
+        let need = n + 2 * ALIGN;
+        if self.raw.len() < need + ALIGN {
+            // Zeroed by the allocator (fresh pages): untouched room costs no memory.
+            self.raw = vec![0; need + ALIGN];
+            self.start = self.raw.as_ptr().align_offset(ALIGN);
+        }
+        self.len = 0;
+        let start = self.start;
+        &mut self.raw[start..start + need]
+    }
+
+    /// Says how many bytes of the room hold records.
+    pub fn set_len(&mut self, n: usize) {
+        assert!(
+            self.start + n + 2 * ALIGN <= self.raw.len(),
+            "beyond prepared room"
+        );
+        self.len = n;
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+
+    /// Bytes of memory held.
+    pub fn capacity(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Pads the records to a multiple of [`ALIGN`] with a `Pad` record.
+    fn pad(&mut self) {
+        let gap = format::pad_len(self.len, ALIGN);
+        if gap > 0 {
+            let h = format::pad_header(gap);
+            let mut head = Vec::with_capacity(HEADER_LEN);
+            h.encode(&mut head);
+            let at = self.start + self.len;
+            self.raw[at..at + HEADER_LEN].copy_from_slice(&head);
+            self.raw[at + HEADER_LEN..at + gap].fill(0);
+            self.len += gap;
+        }
+    }
+}
+
+/// Opens a segment for appending: with O_DIRECT when the filesystem takes it (tmpfs may
+/// not), else buffered. Returns whether it is direct.
+fn open_append(path: &Path, create: bool) -> io::Result<(File, bool)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |flags| {
+        let mut o = OpenOptions::new();
+        o.read(true).write(true).custom_flags(flags);
+        if create {
+            o.create_new(true);
+        }
+        o.open(path)
+    };
+    match open(libc::O_DIRECT) {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(0).map(|f| (f, false)),
+        Err(e) => Err(e),
+    }
 }
 
 pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -257,19 +343,15 @@ impl Journal {
             }
             sync_dir(dir)?;
         }
-        let cur = match segments.last() {
+        let (cur, direct) = match segments.last() {
             Some(s) => {
                 let p = segment_path(dir, s.id);
-                OpenOptions::new()
-                    .read(true)
-                    .append(true)
-                    .open(&p)
-                    .map_err(io_err("opening journal segment", &p))?
+                open_append(&p, false).map_err(io_err("opening journal segment", &p))?
             }
             None => {
-                let (f, info) = Self::create_segment(dir, 1)?;
+                let (f, direct, info) = Self::create_segment(dir, 1)?;
                 segments.push(info);
-                f
+                (f, direct)
             }
         };
         Ok((
@@ -277,23 +359,21 @@ impl Journal {
                 dir: dir.to_path_buf(),
                 segments,
                 cur,
+                direct,
                 segment_size,
+                bounce: AlignedBuf::default(),
             },
             scan,
         ))
     }
 
-    fn create_segment(dir: &Path, id: u64) -> Result<(File, SegmentInfo), JournalError> {
+    fn create_segment(dir: &Path, id: u64) -> Result<(File, bool, SegmentInfo), JournalError> {
         let p = segment_path(dir, id);
-        let f = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .open(&p)
-            .map_err(io_err("creating journal segment", &p))?;
+        let (f, direct) = open_append(&p, true).map_err(io_err("creating journal segment", &p))?;
         sync_dir(dir)?;
         Ok((
             f,
+            direct,
             SegmentInfo {
                 id,
                 bytes: 0,
@@ -321,36 +401,71 @@ impl Journal {
             .segments
             .last()
             .expect("a journal always has a segment");
-        if cur.bytes > 0 && cur.bytes + len > self.segment_size {
+        // A segment written before (buffered, or cut at a torn tail) may end unaligned:
+        // direct appends start a new one rather than rewrite its last block.
+        let unaligned = self.direct && !cur.bytes.is_multiple_of(ALIGN as u64);
+        if cur.bytes > 0 && (cur.bytes + len > self.segment_size || unaligned) {
             // The current segment is synced: every append is followed by a sync before
             // anyone relies on it, and rotation happens only between batches.
             self.cur
                 .sync_data()
                 .map_err(io_err("syncing journal segment", &self.dir))?;
-            let (f, info) = Self::create_segment(&self.dir, cur.id + 1)?;
+            let (f, direct, info) = Self::create_segment(&self.dir, cur.id + 1)?;
             self.cur = f;
+            self.direct = direct;
             self.segments.push(info);
         }
         let cur = self.segments.last().unwrap();
         Ok((cur.id, cur.bytes))
     }
 
-    /// Appends encoded records (not yet durable: call [`Journal::sync`]). On error the
-    /// segment is cut back to where it was, so a failed append leaves no partial record.
+    /// Appends encoded records (not yet durable: call [`Journal::sync`]), after
+    /// [`Journal::prepare_append`]. On error the segment is cut back to where it was, so a
+    /// failed append leaves no partial record. Copies `buf` once; see
+    /// [`Journal::append_aligned`] for the copy-free way.
     pub fn append(&mut self, buf: &[u8], max_seq: u64) -> io::Result<()> {
-        use std::io::Write;
+        let mut b = std::mem::take(&mut self.bounce);
+        b.prepare(buf.len())[..buf.len()].copy_from_slice(buf);
+        b.set_len(buf.len());
+        let r = self.append_aligned(&mut b, max_seq);
+        // Keep the bounce buffer for small appends only (points, commits).
+        if b.capacity() <= 1 << 20 {
+            self.bounce = b;
+        }
+        r
+    }
+
+    /// Appends the records in `buf` (padding them in place to an [`ALIGN`] boundary).
+    pub fn append_aligned(&mut self, buf: &mut AlignedBuf, max_seq: u64) -> io::Result<()> {
+        buf.pad();
         let cur = self.segments.last_mut().unwrap();
-        if let Err(e) = self.cur.write_all(buf) {
+        let mut r = self.cur.write_all_at(buf.as_slice(), cur.bytes);
+        if self.direct
+            && r.as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+        {
+            // The filesystem took O_DIRECT at open but not this write: go buffered.
+            let p = segment_path(&self.dir, cur.id);
+            tracing::info!(segment = %p.display(), "journal: direct I/O refused, writing buffered");
+            let _ = self.cur.set_len(cur.bytes);
+            self.cur = OpenOptions::new().read(true).write(true).open(&p)?;
+            self.direct = false;
+            r = self.cur.write_all_at(buf.as_slice(), cur.bytes);
+        }
+        if let Err(e) = r {
             let _ = self.cur.set_len(cur.bytes);
             return Err(e);
         }
-        cur.bytes += buf.len() as u64;
+        cur.bytes += buf.as_slice().len() as u64;
         cur.max_seq = cur.max_seq.max(max_seq);
         Ok(())
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
         self.cur.sync_data()?;
+        if self.direct {
+            return Ok(());
+        }
         // Synced journal pages are clean and rarely read again (only by a recover): drop
         // them so the journal does not push the targets out of the page cache, and so that
         // appends reuse recycled pages instead of ever new ones (first-touch of new memory
@@ -387,8 +502,9 @@ impl Journal {
     /// finished by the next [`Journal::open`].
     pub fn restart_with(&mut self, records: &[u8], max_seq: u64) -> Result<(), JournalError> {
         let next = self.segments.last().map_or(1, |s| s.id + 1);
-        let (f, info) = Self::create_segment(&self.dir, next)?;
+        let (f, direct, info) = Self::create_segment(&self.dir, next)?;
         self.cur = f;
+        self.direct = direct;
         self.segments.push(info);
         let p = segment_path(&self.dir, next);
         self.append(records, max_seq)

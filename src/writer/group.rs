@@ -9,7 +9,7 @@
 //! syncs the targets and appends the point record.
 
 use super::journal::format::{self, Header, Kind};
-use super::journal::{AlignedBuf, Journal, JournalError, Loc, PointRecord};
+use super::journal::{self, AlignedBuf, Journal, JournalError, Loc, PointRecord};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -165,10 +165,6 @@ struct Pending {
 }
 
 impl State {
-    pub(crate) fn is_leader(&self) -> bool {
-        self.leader
-    }
-
     pub(crate) fn set_leader(&mut self, on: bool) {
         self.leader = on;
     }
@@ -623,17 +619,15 @@ impl Group {
     /// Drops the points whose undo history is no longer complete after pruning.
     pub(crate) fn forget_points_before_journal(&self, j: &Journal) {
         // A point is recoverable when every record after it is present: when it lies in
-        // (or after) the oldest remaining segment. Segments hold increasing seqs.
-        let oldest = j.segments().first().map_or(0, |s| s.id);
-        let mut min_seq = None;
-        let _ = j.scan_after(0, |h, loc| {
-            if loc.segment == oldest && min_seq.is_none() {
-                min_seq = Some(h.seq);
+        // (or after) the oldest remaining segment. Segments hold increasing seqs, so the
+        // first record of the oldest tells (one header read: this runs with the journal
+        // and the commit role held, so it must not scan).
+        match j.oldest_first_seq() {
+            Ok(Some(min)) => self.lock().points.retain(|p| p.seq >= min),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(group = %self.name, error = %e, "reading the oldest journal segment")
             }
-        });
-        let mut st = self.lock();
-        if let Some(min) = min_seq {
-            st.points.retain(|p| p.seq >= min);
         }
     }
 
@@ -716,6 +710,74 @@ impl Group {
         self.lock().views.push(Arc::downgrade(v));
     }
 
+    /// The index of disk `disk` as it was at point `after`, registered so that later saves
+    /// keep it complete. The journal is scanned without the commit role, so writes go on
+    /// meanwhile; then, holding the role (no batch in between), only what was appended
+    /// since is read and the index is registered.
+    pub fn open_view_index(&self, disk: usize, after: u64) -> Result<Arc<ViewIndex>, GroupError> {
+        self.open_view_index_with(disk, after, || {})
+    }
+
+    /// [`Group::open_view_index`], calling `scanned` between the scan and the catch-up.
+    pub(crate) fn open_view_index_with(
+        &self,
+        disk: usize,
+        after: u64,
+        scanned: impl FnOnce(),
+    ) -> Result<Arc<ViewIndex>, GroupError> {
+        let jerr = |source| GroupError::Journal {
+            group: self.name.clone(),
+            source,
+        };
+        let id = self.disks[disk].id;
+        let view = Arc::new(ViewIndex {
+            disk,
+            index: Mutex::new(Index::default()),
+        });
+        let mut index = view.index.lock().unwrap();
+        let mut add = |h: &Header, loc: Loc| {
+            if matches!(h.kind, Kind::Undo | Kind::UndoZero) && h.disk == id {
+                // Undo records start on a block boundary; a disk's last block may be partial.
+                let (start, end) = (h.offset / BLOCK, (h.offset + h.length).div_ceil(BLOCK));
+                index.add(disk, start, end, (h.kind == Kind::Undo).then_some(loc));
+            }
+        };
+        let (dir, snapshot) = {
+            let j = self.journal.lock().unwrap();
+            (j.dir().to_path_buf(), j.segments().to_vec())
+        };
+        let end = journal::scan_segments(&dir, &snapshot, Default::default(), after, &mut add)
+            .map_err(jerr)?;
+        scanned();
+        let mut st = self.lock();
+        while st.leader && !st.recovering {
+            st = self.cv.wait(st).unwrap();
+        }
+        if st.recovering {
+            return Err(GroupError::Io {
+                group: self.name.clone(),
+                action: "opening a point view",
+                source: refused(&self.name),
+            });
+        }
+        st.leader = true;
+        drop(st);
+        let caught_up = {
+            let j = self.journal.lock().unwrap();
+            journal::scan_segments(&dir, j.segments(), end, after, &mut add)
+        };
+        drop(index);
+        let mut st = self.lock();
+        st.leader = false;
+        if caught_up.is_ok() {
+            st.views.push(Arc::downgrade(&view));
+        }
+        self.cv.notify_all();
+        drop(st);
+        caught_up.map_err(jerr)?;
+        Ok(view)
+    }
+
     /// Takes the leader role and waits for writers to finish: the group is quiet and
     /// refuses writes (`recovering` set) until [`Group::release`].
     pub(crate) fn quiesce(&self) -> MutexGuard<'_, State> {
@@ -733,10 +795,6 @@ impl Group {
 
     pub(crate) fn notify(&self) {
         self.cv.notify_all();
-    }
-
-    pub(crate) fn wait<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.cv.wait(st).unwrap()
     }
 }
 
@@ -761,4 +819,78 @@ pub(crate) fn encode_point(p: &PointRecord, out: &mut Vec<u8>) {
         payload_crc: 0,
     };
     format::encode_parts(&h, p.label.as_bytes(), out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::Export;
+    use crate::writer::journal::PayloadReader;
+    use crate::writer::journaled::JournaledDisk;
+
+    /// What the index says block `b` held at the point: its bytes, or `None` when the
+    /// index does not know the block (it was not overwritten since).
+    fn at_point(v: &ViewIndex, r: &mut PayloadReader, b: u64) -> Option<Vec<u8>> {
+        let (_, src) = v.index.lock().unwrap().find(v.disk, b)?;
+        let mut buf = vec![0u8; BLOCK as usize];
+        if let Some(loc) = src {
+            r.read(loc, &mut buf).unwrap();
+        }
+        Some(buf)
+    }
+
+    #[test]
+    fn writes_proceed_while_a_view_scans_the_journal_and_the_view_catches_up() {
+        let t = tempfile::tempdir().unwrap();
+        let spec = DiskSpec {
+            name: "d".into(),
+            path: t.path().join("d.img"),
+            size: Some(4 << 20),
+        };
+        let g = Group::open("g", &t.path().join("j"), &[spec], 256 << 10).unwrap();
+        let d = JournaledDisk::new(g.clone(), 0);
+        let block = |b: u64| vec![b as u8 | 1; BLOCK as usize];
+        for b in 0..1024 {
+            d.write_at(&block(b), b * BLOCK, false).unwrap();
+        }
+        let p = g.point(true, "base").unwrap().unwrap();
+        // A journal of many segments after the point: every block of the first half is
+        // overwritten, a point after each 64.
+        for b in 0..512 {
+            d.write_at(&[0xee; BLOCK as usize], b * BLOCK, false)
+                .unwrap();
+            if b % 64 == 63 {
+                d.flush().unwrap();
+            }
+        }
+        assert!(g.journal.lock().unwrap().segments().len() > 4);
+        let mut during = 0;
+        let v = g
+            .open_view_index_with(0, p.id, || {
+                // Between the scan and the catch-up: the old code held the commit role for
+                // the whole scan, so these writes (and the flush) would wait for it here.
+                for b in 600..664 {
+                    d.write_at(&[0xdd; BLOCK as usize], b * BLOCK, false)
+                        .unwrap();
+                    during += 1;
+                }
+                d.flush().unwrap();
+            })
+            .unwrap();
+        assert_eq!(during, 64);
+        // Written after the view opened: registered, so the view learns it too.
+        d.write_at(&[0xcc; BLOCK as usize], 900 * BLOCK, false)
+            .unwrap();
+        let mut r = PayloadReader::new(&t.path().join("j/journal"));
+        for b in (0..512).chain(600..664).chain([900]) {
+            assert_eq!(at_point(&v, &mut r, b), Some(block(b)), "block {b}");
+        }
+        for b in [512, 599, 664, 899, 1023] {
+            assert_eq!(
+                at_point(&v, &mut r, b),
+                None,
+                "block {b} was never overwritten"
+            );
+        }
+    }
 }

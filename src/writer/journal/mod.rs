@@ -208,20 +208,25 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
         .map_err(io_err("syncing folder", dir))
 }
 
-/// Walks a segment's records by headers, reading payloads only to check them when `verify`.
-/// Calls `f` for each good record with its header, payload location and payload (when
-/// `with_payload`). Returns the offset after the last good record and the error that stopped
-/// the walk before the end, if any.
+/// Walks a segment's records by headers from byte `from` to `limit` (default: the file's
+/// end), reading payloads only to check them when `verify` (and for points' labels).
+/// Calls `f` for each good record with its header, payload location and payload (when read).
+/// Returns the offset after the last good record and the error that stopped the walk
+/// before the end, if any.
 fn walk(
     file: &mut File,
     segment: u64,
+    (from, limit): (u64, Option<u64>),
     verify: bool,
     mut f: impl FnMut(&Header, Loc, Option<&[u8]>),
 ) -> io::Result<(u64, Option<DecodeError>)> {
-    let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(0))?;
+    let len = match limit {
+        Some(l) => l,
+        None => file.metadata()?.len(),
+    };
+    file.seek(SeekFrom::Start(from))?;
     let mut reader = io::BufReader::with_capacity(1 << 20, &mut *file);
-    let mut pos = 0u64;
+    let mut pos = from;
     let mut hbuf = [0u8; HEADER_LEN];
     let mut payload = Vec::new();
     while pos < len {
@@ -277,7 +282,7 @@ impl Journal {
                 max_seq: 0,
             };
             let mut has_commit = false;
-            let (end, err) = walk(&mut file, id, newest, |h, _, payload| {
+            let (end, err) = walk(&mut file, id, (0, None), newest, |h, _, payload| {
                 info.max_seq = info.max_seq.max(h.seq);
                 match h.kind {
                     Kind::Commit => has_commit = true,
@@ -328,7 +333,7 @@ impl Journal {
             for s in &segments {
                 let p = segment_path(dir, s.id);
                 let mut f = File::open(&p).map_err(io_err("opening journal segment", &p))?;
-                walk(&mut f, s.id, false, |h, _, payload| {
+                walk(&mut f, s.id, (0, None), false, |h, _, payload| {
                     if h.kind.is_point() {
                         scan.points.push(PointRecord {
                             seq: h.seq,
@@ -517,33 +522,99 @@ impl Journal {
     }
 
     /// Calls `f` for every record with `seq > after`, oldest first, by headers only.
-    pub fn scan_after(
-        &self,
-        after: u64,
-        mut f: impl FnMut(&Header, Loc),
-    ) -> Result<(), JournalError> {
-        for s in &self.segments {
-            if s.max_seq <= after {
-                continue;
+    pub fn scan_after(&self, after: u64, f: impl FnMut(&Header, Loc)) -> Result<(), JournalError> {
+        scan_segments(&self.dir, &self.segments, Pos::default(), after, f).map(|_| ())
+    }
+
+    /// Where the next append goes: the end of everything appended so far.
+    pub fn end(&self) -> Pos {
+        let s = self
+            .segments
+            .last()
+            .expect("a journal always has a segment");
+        Pos {
+            segment: s.id,
+            offset: s.bytes,
+        }
+    }
+
+    /// The seq of the first record of the oldest segment (one header read, no scan).
+    pub fn oldest_first_seq(&self) -> Result<Option<u64>, JournalError> {
+        let Some(s) = self.segments.first() else {
+            return Ok(None);
+        };
+        let p = segment_path(&self.dir, s.id);
+        let file = File::open(&p).map_err(io_err("opening journal segment", &p))?;
+        let mut pos = 0;
+        let mut hbuf = [0u8; HEADER_LEN];
+        while pos + HEADER_LEN as u64 <= s.bytes {
+            file.read_exact_at(&mut hbuf, pos)
+                .map_err(io_err("reading journal segment", &p))?;
+            let h = Header::decode(&mut &hbuf[..]).map_err(|source| JournalError::Corruption {
+                path: p.clone(),
+                offset: pos,
+                source,
+            })?;
+            if h.kind != Kind::Pad {
+                return Ok(Some(h.seq));
             }
-            let p = segment_path(&self.dir, s.id);
-            let mut file = File::open(&p).map_err(io_err("opening journal segment", &p))?;
-            let (_, err) = walk(&mut file, s.id, false, |h, loc, _| {
+            pos += h.record_len();
+        }
+        Ok(None)
+    }
+}
+
+/// A place in a journal: a segment and a byte offset in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// Calls `f` for every record with `seq > after` from `from` to the end of `segments` (a
+/// snapshot of [`Journal::segments`]), oldest first, by headers only; returns where it
+/// stopped. Needs no lock on the journal: it reads no further than the snapshot's lengths,
+/// and appends never change bytes already written.
+pub fn scan_segments(
+    dir: &Path,
+    segments: &[SegmentInfo],
+    from: Pos,
+    after: u64,
+    mut f: impl FnMut(&Header, Loc),
+) -> Result<Pos, JournalError> {
+    let mut end = from;
+    for s in segments.iter().filter(|s| s.id >= from.segment) {
+        let start = if s.id == from.segment { from.offset } else { 0 };
+        end = Pos {
+            segment: s.id,
+            offset: s.bytes.max(start),
+        };
+        if s.max_seq <= after || start >= s.bytes {
+            continue;
+        }
+        let p = segment_path(dir, s.id);
+        let mut file = File::open(&p).map_err(io_err("opening journal segment", &p))?;
+        let (stop, err) = walk(
+            &mut file,
+            s.id,
+            (start, Some(s.bytes)),
+            false,
+            |h, loc, _| {
                 if h.seq > after {
                     f(h, loc)
                 }
-            })
-            .map_err(io_err("reading journal segment", &p))?;
-            if let Some(source) = err {
-                return Err(JournalError::Corruption {
-                    path: p,
-                    offset: 0,
-                    source,
-                });
-            }
+            },
+        )
+        .map_err(io_err("reading journal segment", &p))?;
+        if let Some(source) = err {
+            return Err(JournalError::Corruption {
+                path: p,
+                offset: stop,
+                source,
+            });
         }
-        Ok(())
     }
+    Ok(end)
 }
 
 /// Reads journal payloads by [`Loc`], keeping segment files open (an open segment stays

@@ -21,9 +21,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use super::extents::{BLOCK, BlockSrc};
 use super::extents::{Extents, Index};
-/// Past this many saved extents in one interval the set is dropped: saving a block twice
-/// is only redundant (recovery uses the earliest save after a point), never wrong.
-const MAX_SAVED_EXTENTS: usize = 1 << 20;
+/// Past this many saved extents in one interval (all disks of the group together, about
+/// 24 bytes each: 6 MiB) the set is dropped: saving a block twice is only redundant
+/// (recovery uses the earliest save after a point), never wrong.
+const MAX_SAVED_EXTENTS: usize = 1 << 18;
 /// Bytes of records per journal append: bounds the leader's buffer.
 const CHUNK: usize = 8 << 20;
 /// Largest undo payload per record (a longer job is split), so one fits a chunk.
@@ -454,10 +455,11 @@ impl Group {
             let (b0, b1) = (p.offset / BLOCK, (p.offset + p.len).div_ceil(BLOCK));
             let seq = st.next_seq;
             st.next_seq += 1;
-            let saved = &mut st.saved[p.disk];
-            let unsaved = saved.take_unsaved(b0, b1);
-            if saved.len() > MAX_SAVED_EXTENTS {
-                saved.clear();
+            let unsaved = st.saved[p.disk].take_unsaved(b0, b1);
+            if !unsaved.is_empty()
+                && st.saved.iter().map(Extents::len).sum::<usize>() > MAX_SAVED_EXTENTS
+            {
+                st.saved.iter_mut().for_each(Extents::clear);
             }
             for (s, e) in unsaved {
                 let start = s * BLOCK;

@@ -762,6 +762,17 @@ impl Group {
                 source: refused(&self.name),
             });
         }
+        // Pruning may have dropped the point (and segments the scan read) meanwhile.
+        if !st.points.iter().any(|p| p.seq == after) {
+            return Err(GroupError::Io {
+                group: self.name.clone(),
+                action: "opening a point view",
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("recovery point {after} was pruned"),
+                ),
+            });
+        }
         st.leader = true;
         drop(st);
         let caught_up = {

@@ -433,10 +433,10 @@ impl Journal {
         b.prepare(buf.len())[..buf.len()].copy_from_slice(buf);
         b.set_len(buf.len());
         let r = self.append_aligned(&mut b, max_seq);
-        // Keep the bounce buffer for small appends only (points, commits).
-        if b.capacity() <= 1 << 20 {
-            self.bounce = b;
-        }
+        // Kept: a group's journal only appends small records this way (points, commits),
+        // and a recover's session log appends steps of one size, so the buffer is
+        // allocated (and its pages faulted in) once.
+        self.bounce = b;
         r
     }
 

@@ -713,6 +713,49 @@ mod tests {
     }
 
     #[test]
+    fn appends_stay_aligned_and_scans_resume_from_a_position() {
+        let t = tempfile::tempdir().unwrap();
+        // A segment left unaligned (written buffered, by an older build or a cut tail).
+        let mut old = undo(1, &[1; 100]);
+        old.extend(point(2, "p2"));
+        fs::write(segment_path(t.path(), 1), &old).unwrap();
+        let (mut j, scan) = Journal::open(t.path(), 1 << 20).unwrap();
+        assert_eq!(scan.max_seq, 2);
+        let mid = j.end();
+        for seq in 3..=5 {
+            let rec = undo(seq, &[seq as u8; 5000]);
+            j.prepare_append(rec.len() as u64).unwrap();
+            j.append(&rec, seq).unwrap();
+            j.sync().unwrap();
+            assert_eq!(j.end().offset % ALIGN as u64, 0, "padded to a block");
+        }
+        // Direct appends did not rewrite the unaligned segment's last block: they began a
+        // new segment (buffered ones, where O_DIRECT is refused, may go on in it).
+        if j.direct {
+            assert_eq!(fs::read(segment_path(t.path(), 1)).unwrap(), old);
+            assert_eq!(j.segments().len(), 2);
+        }
+        let mut all = Vec::new();
+        let end = scan_segments(t.path(), j.segments(), Pos::default(), 0, |h, _| {
+            all.push((h.seq, h.kind))
+        })
+        .unwrap();
+        assert_eq!(end, j.end());
+        assert_eq!(
+            all.iter().filter(|(_, k)| *k != Kind::Pad).count(),
+            5,
+            "{all:?}"
+        );
+        let mut later = Vec::new();
+        scan_segments(t.path(), j.segments(), mid, 0, |h, _| later.push(h.seq)).unwrap();
+        assert_eq!(later, [3, 4, 5], "pads (seq 0) are not after any point");
+        drop(j);
+        let (j, scan) = Journal::open(t.path(), 1 << 20).unwrap();
+        assert_eq!((scan.max_seq, scan.cut_bytes, scan.points.len()), (5, 0, 1));
+        assert_eq!(j.oldest_first_seq().unwrap(), Some(1));
+    }
+
+    #[test]
     fn torn_tail_is_cut_and_nothing_before_is_lost() {
         let t = tempfile::tempdir().unwrap();
         let j = fill(t.path(), 1 << 20);

@@ -72,14 +72,19 @@ fn initial_sync_writes_through_and_makes_no_points() {
     assert_eq!(p.kind, "app");
     assert!(!g.in_initial_sync());
     // Overwriting a zero region saves no data; overwriting data saves it.
+    let at_point = std::fs::metadata(&seg).unwrap().len();
     d.write_at(&[1u8; 4096], 1 << 16, false).unwrap();
     let after_zero = std::fs::metadata(&seg).unwrap().len();
-    assert!(after_zero < 200, "zero undo has no payload: {after_zero}");
+    // (Appends are padded to 4 KiB for direct I/O: a header-only record takes one block.)
+    assert!(
+        after_zero - at_point <= 4096,
+        "zero undo has no payload: {after_zero}"
+    );
     d.write_at(&[2u8; 4096], 0, false).unwrap();
     // Only the first overwrite of a block in an interval is saved.
     d.write_at(&[3u8; 4096], 0, false).unwrap();
     let len = std::fs::metadata(&seg).unwrap().len();
-    assert!((4096..4096 + 300).contains(&(len - after_zero)), "{len}");
+    assert!((4096 + 56..=8192).contains(&(len - after_zero)), "{len}");
     d.flush().unwrap();
     // A flush with nothing written since makes no new point.
     d.flush().unwrap();

@@ -9,7 +9,7 @@
 //! syncs the targets and appends the point record.
 
 use super::journal::format::{self, Header, Kind};
-use super::journal::{Journal, JournalError, Loc, PointRecord};
+use super::journal::{self, AlignedBuf, Journal, JournalError, Loc, PointRecord};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -21,11 +21,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use super::extents::{BLOCK, BlockSrc};
 use super::extents::{Extents, Index};
-/// Past this many saved extents in one interval the set is dropped: saving a block twice
-/// is only redundant (recovery uses the earliest save after a point), never wrong.
-const MAX_SAVED_EXTENTS: usize = 1 << 20;
-/// Largest record buffer kept between batches; bigger batches use a buffer of their own.
-const MAX_KEPT_BUFFER: usize = 32 << 20;
+/// Past this many saved extents in one interval (all disks of the group together, about
+/// 24 bytes each: 6 MiB) the set is dropped: saving a block twice is only redundant
+/// (recovery uses the earliest save after a point), never wrong.
+const MAX_SAVED_EXTENTS: usize = 1 << 18;
+/// Bytes of records per journal append: bounds the leader's buffer.
+const CHUNK: usize = 8 << 20;
+/// Largest undo payload per record (a longer job is split), so one fits a chunk.
+const CHUNK_DATA: u64 = 4 << 20;
 
 pub fn now_us() -> i64 {
     SystemTime::now()
@@ -163,10 +166,6 @@ struct Pending {
 }
 
 impl State {
-    pub(crate) fn is_leader(&self) -> bool {
-        self.leader
-    }
-
     pub(crate) fn set_leader(&mut self, on: bool) {
         self.leader = on;
     }
@@ -203,7 +202,7 @@ pub struct Group {
     cv: Condvar,
     pub(crate) journal: Mutex<Journal>,
     /// The leader's record buffer, kept between batches.
-    scratch: Mutex<Vec<u8>>,
+    scratch: Mutex<AlignedBuf>,
     _lock: File,
 }
 
@@ -321,7 +320,7 @@ impl Group {
             state: Mutex::new(state),
             cv: Condvar::new(),
             journal: Mutex::new(journal),
-            scratch: Mutex::new(Vec::new()),
+            scratch: Mutex::new(AlignedBuf::default()),
             _lock: lock,
         });
         group
@@ -456,10 +455,11 @@ impl Group {
             let (b0, b1) = (p.offset / BLOCK, (p.offset + p.len).div_ceil(BLOCK));
             let seq = st.next_seq;
             st.next_seq += 1;
-            let saved = &mut st.saved[p.disk];
-            let unsaved = saved.take_unsaved(b0, b1);
-            if saved.len() > MAX_SAVED_EXTENTS {
-                saved.clear();
+            let unsaved = st.saved[p.disk].take_unsaved(b0, b1);
+            if !unsaved.is_empty()
+                && st.saved.iter().map(Extents::len).sum::<usize>() > MAX_SAVED_EXTENTS
+            {
+                st.saved.iter_mut().for_each(Extents::clear);
             }
             for (s, e) in unsaved {
                 let start = s * BLOCK;
@@ -514,71 +514,68 @@ impl Group {
         max_seq: u64,
     ) -> io::Result<Vec<(usize, u64, u64, BlockSrc)>> {
         let time_us = now_us();
-        let total = jobs
-            .iter()
-            .map(|j| j.3 as usize + format::HEADER_LEN)
-            .sum::<usize>();
-        // The leader's buffer is kept between batches (up to a bound) so that it is not
-        // zero-filled again for every batch: that memset was a visible share of the CPU.
-        let mut kept = self.scratch.lock().unwrap();
-        let mut own = Vec::new();
-        let buf: &mut Vec<u8> = if total <= MAX_KEPT_BUFFER {
-            &mut kept
-        } else {
-            &mut own
-        };
-        if buf.len() < total {
-            buf.resize(total, 0);
-        }
-        let mut used = 0;
-        let mut rel = Vec::new();
-        for &(disk, seq, offset, len) in jobs {
-            let t = &self.disks[disk];
-            // Read the old contents straight into the record's payload place: no copy.
-            let at = used;
-            let data_at = at + format::HEADER_LEN;
-            let payload = &mut buf[data_at..data_at + len as usize];
-            t.read_at(payload, offset)?;
-            let zero = payload.iter().all(|&b| b == 0);
-            let h = Header {
-                kind: if zero { Kind::UndoZero } else { Kind::Undo },
-                seq,
-                disk: t.id,
-                offset,
-                length: len,
-                time_us,
-                payload_len: if zero { 0 } else { len as u32 },
-                payload_crc: crc32c::crc32c(if zero { &[] } else { payload }),
-            };
-            let mut head = Vec::with_capacity(format::HEADER_LEN);
-            h.encode(&mut head);
-            buf[at..data_at].copy_from_slice(&head);
-            used = if zero {
-                data_at
-            } else {
-                data_at + len as usize
-            };
-            rel.push((disk, offset, len, (!zero).then_some(data_at as u64)));
-        }
-        let buf = &buf[..used];
-        let mut j = self.journal.lock().unwrap();
-        let Some((segment, base)) = self.append_or_prune(&mut j, buf, max_seq)? else {
-            return Ok(Vec::new());
-        };
-        Ok(rel
-            .into_iter()
-            .map(|(d, o, l, at)| {
-                (
-                    d,
-                    o,
-                    l,
-                    at.map(|a| Loc {
-                        segment,
-                        data: base + a,
-                    }),
-                )
+        // Records go out in chunks of at most CHUNK bytes (a larger job is split into
+        // several records of the same seq), so the leader's buffer stays bounded whatever
+        // the batch; it is kept between batches so that it is not zero-filled each time.
+        let mut buf = self.scratch.lock().unwrap();
+        let mut out = Vec::new();
+        let mut pieces = jobs.iter().flat_map(|&(disk, seq, offset, len)| {
+            (0..len.div_ceil(CHUNK_DATA)).map(move |i| {
+                let o = i * CHUNK_DATA;
+                (disk, seq, offset + o, (len - o).min(CHUNK_DATA))
             })
-            .collect())
+        });
+        let mut next = pieces.next();
+        let mut j = self.journal.lock().unwrap();
+        while next.is_some() {
+            let room = buf.prepare(CHUNK);
+            let mut used = 0;
+            let mut rel = Vec::new();
+            while let Some((disk, seq, offset, len)) = next {
+                let data_at = used + format::HEADER_LEN;
+                if data_at + len as usize > CHUNK {
+                    break;
+                }
+                let t = &self.disks[disk];
+                // Read the old contents straight into the record's payload place: no copy.
+                let payload = &mut room[data_at..data_at + len as usize];
+                t.read_at(payload, offset)?;
+                let zero = payload.iter().all(|&b| b == 0);
+                let h = Header {
+                    kind: if zero { Kind::UndoZero } else { Kind::Undo },
+                    seq,
+                    disk: t.id,
+                    offset,
+                    length: len,
+                    time_us,
+                    payload_len: if zero { 0 } else { len as u32 },
+                    payload_crc: crc32c::crc32c(if zero { &[] } else { payload }),
+                };
+                let mut head = Vec::with_capacity(format::HEADER_LEN);
+                h.encode(&mut head);
+                room[used..data_at].copy_from_slice(&head);
+                used = if zero {
+                    data_at
+                } else {
+                    data_at + len as usize
+                };
+                rel.push((disk, offset, len, (!zero).then_some(data_at as u64)));
+                next = pieces.next();
+            }
+            buf.set_len(used);
+            let Some((segment, base)) = self.append_or_prune(&mut j, &mut buf, max_seq)? else {
+                // All history was dropped: the group writes through, nothing to index.
+                return Ok(Vec::new());
+            };
+            out.extend(rel.into_iter().map(|(d, o, l, at)| {
+                let src = at.map(|a| Loc {
+                    segment,
+                    data: base + a,
+                });
+                (d, o, l, src)
+            }));
+        }
+        Ok(out)
     }
 
     /// Appends and syncs; when the volume is full, prunes the oldest history (loudly) and
@@ -588,13 +585,14 @@ impl Group {
     fn append_or_prune(
         &self,
         j: &mut Journal,
-        buf: &[u8],
+        buf: &mut AlignedBuf,
         max_seq: u64,
     ) -> io::Result<Option<(u64, u64)>> {
         loop {
-            let at = j.prepare_append(buf.len() as u64).map_err(io::Error::from);
+            let len = buf.as_slice().len() as u64;
+            let at = j.prepare_append(len).map_err(io::Error::from);
             let r = at.and_then(|at| {
-                j.append(buf, max_seq)?;
+                j.append_aligned(buf, max_seq)?;
                 j.sync()?;
                 Ok(at)
             });
@@ -623,17 +621,15 @@ impl Group {
     /// Drops the points whose undo history is no longer complete after pruning.
     pub(crate) fn forget_points_before_journal(&self, j: &Journal) {
         // A point is recoverable when every record after it is present: when it lies in
-        // (or after) the oldest remaining segment. Segments hold increasing seqs.
-        let oldest = j.segments().first().map_or(0, |s| s.id);
-        let mut min_seq = None;
-        let _ = j.scan_after(0, |h, loc| {
-            if loc.segment == oldest && min_seq.is_none() {
-                min_seq = Some(h.seq);
+        // (or after) the oldest remaining segment. Segments hold increasing seqs, so the
+        // first record of the oldest tells (one header read: this runs with the journal
+        // and the commit role held, so it must not scan).
+        match j.oldest_first_seq() {
+            Ok(Some(min)) => self.lock().points.retain(|p| p.seq >= min),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(group = %self.name, error = %e, "reading the oldest journal segment")
             }
-        });
-        let mut st = self.lock();
-        if let Some(min) = min_seq {
-            st.points.retain(|p| p.seq >= min);
         }
     }
 
@@ -702,15 +698,97 @@ impl Group {
             app,
             label: label.to_string(),
         };
-        let mut buf = Vec::new();
-        encode_point(&rec, &mut buf);
+        let mut enc = Vec::new();
+        encode_point(&rec, &mut enc);
+        let mut buf = AlignedBuf::default();
+        buf.prepare(enc.len())[..enc.len()].copy_from_slice(&enc);
+        buf.set_len(enc.len());
         let mut j = self.journal.lock().unwrap();
-        Ok(self.append_or_prune(&mut j, &buf, seq)?.map(|_| rec))
+        Ok(self.append_or_prune(&mut j, &mut buf, seq)?.map(|_| rec))
     }
 
     /// Registers a view's index so that later saves keep it complete.
     pub fn add_view(&self, v: &Arc<ViewIndex>) {
         self.lock().views.push(Arc::downgrade(v));
+    }
+
+    /// The index of disk `disk` as it was at point `after`, registered so that later saves
+    /// keep it complete. The journal is scanned without the commit role, so writes go on
+    /// meanwhile; then, holding the role (no batch in between), only what was appended
+    /// since is read and the index is registered.
+    pub fn open_view_index(&self, disk: usize, after: u64) -> Result<Arc<ViewIndex>, GroupError> {
+        self.open_view_index_with(disk, after, || {})
+    }
+
+    /// [`Group::open_view_index`], calling `scanned` between the scan and the catch-up.
+    pub(crate) fn open_view_index_with(
+        &self,
+        disk: usize,
+        after: u64,
+        scanned: impl FnOnce(),
+    ) -> Result<Arc<ViewIndex>, GroupError> {
+        let jerr = |source| GroupError::Journal {
+            group: self.name.clone(),
+            source,
+        };
+        let id = self.disks[disk].id;
+        let view = Arc::new(ViewIndex {
+            disk,
+            index: Mutex::new(Index::default()),
+        });
+        let mut index = view.index.lock().unwrap();
+        let mut add = |h: &Header, loc: Loc| {
+            if matches!(h.kind, Kind::Undo | Kind::UndoZero) && h.disk == id {
+                // Undo records start on a block boundary; a disk's last block may be partial.
+                let (start, end) = (h.offset / BLOCK, (h.offset + h.length).div_ceil(BLOCK));
+                index.add(disk, start, end, (h.kind == Kind::Undo).then_some(loc));
+            }
+        };
+        let (dir, snapshot) = {
+            let j = self.journal.lock().unwrap();
+            (j.dir().to_path_buf(), j.segments().to_vec())
+        };
+        let end = journal::scan_segments(&dir, &snapshot, Default::default(), after, &mut add)
+            .map_err(jerr)?;
+        scanned();
+        let mut st = self.lock();
+        while st.leader && !st.recovering {
+            st = self.cv.wait(st).unwrap();
+        }
+        if st.recovering {
+            return Err(GroupError::Io {
+                group: self.name.clone(),
+                action: "opening a point view",
+                source: refused(&self.name),
+            });
+        }
+        // Pruning may have dropped the point (and segments the scan read) meanwhile.
+        if !st.points.iter().any(|p| p.seq == after) {
+            return Err(GroupError::Io {
+                group: self.name.clone(),
+                action: "opening a point view",
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("recovery point {after} was pruned"),
+                ),
+            });
+        }
+        st.leader = true;
+        drop(st);
+        let caught_up = {
+            let j = self.journal.lock().unwrap();
+            journal::scan_segments(&dir, j.segments(), end, after, &mut add)
+        };
+        drop(index);
+        let mut st = self.lock();
+        st.leader = false;
+        if caught_up.is_ok() {
+            st.views.push(Arc::downgrade(&view));
+        }
+        self.cv.notify_all();
+        drop(st);
+        caught_up.map_err(jerr)?;
+        Ok(view)
     }
 
     /// Takes the leader role and waits for writers to finish: the group is quiet and
@@ -730,10 +808,6 @@ impl Group {
 
     pub(crate) fn notify(&self) {
         self.cv.notify_all();
-    }
-
-    pub(crate) fn wait<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.cv.wait(st).unwrap()
     }
 }
 
@@ -758,4 +832,78 @@ pub(crate) fn encode_point(p: &PointRecord, out: &mut Vec<u8>) {
         payload_crc: 0,
     };
     format::encode_parts(&h, p.label.as_bytes(), out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::Export;
+    use crate::writer::journal::PayloadReader;
+    use crate::writer::journaled::JournaledDisk;
+
+    /// What the index says block `b` held at the point: its bytes, or `None` when the
+    /// index does not know the block (it was not overwritten since).
+    fn at_point(v: &ViewIndex, r: &mut PayloadReader, b: u64) -> Option<Vec<u8>> {
+        let (_, src) = v.index.lock().unwrap().find(v.disk, b)?;
+        let mut buf = vec![0u8; BLOCK as usize];
+        if let Some(loc) = src {
+            r.read(loc, &mut buf).unwrap();
+        }
+        Some(buf)
+    }
+
+    #[test]
+    fn writes_proceed_while_a_view_scans_the_journal_and_the_view_catches_up() {
+        let t = tempfile::tempdir().unwrap();
+        let spec = DiskSpec {
+            name: "d".into(),
+            path: t.path().join("d.img"),
+            size: Some(4 << 20),
+        };
+        let g = Group::open("g", &t.path().join("j"), &[spec], 256 << 10).unwrap();
+        let d = JournaledDisk::new(g.clone(), 0);
+        let block = |b: u64| vec![b as u8 | 1; BLOCK as usize];
+        for b in 0..1024 {
+            d.write_at(&block(b), b * BLOCK, false).unwrap();
+        }
+        let p = g.point(true, "base").unwrap().unwrap();
+        // A journal of many segments after the point: every block of the first half is
+        // overwritten, a point after each 64.
+        for b in 0..512 {
+            d.write_at(&[0xee; BLOCK as usize], b * BLOCK, false)
+                .unwrap();
+            if b % 64 == 63 {
+                d.flush().unwrap();
+            }
+        }
+        assert!(g.journal.lock().unwrap().segments().len() > 4);
+        let mut during = 0;
+        let v = g
+            .open_view_index_with(0, p.id, || {
+                // Between the scan and the catch-up: the old code held the commit role for
+                // the whole scan, so these writes (and the flush) would wait for it here.
+                for b in 600..664 {
+                    d.write_at(&[0xdd; BLOCK as usize], b * BLOCK, false)
+                        .unwrap();
+                    during += 1;
+                }
+                d.flush().unwrap();
+            })
+            .unwrap();
+        assert_eq!(during, 64);
+        // Written after the view opened: registered, so the view learns it too.
+        d.write_at(&[0xcc; BLOCK as usize], 900 * BLOCK, false)
+            .unwrap();
+        let mut r = PayloadReader::new(&t.path().join("j/journal"));
+        for b in (0..512).chain(600..664).chain([900]) {
+            assert_eq!(at_point(&v, &mut r, b), Some(block(b)), "block {b}");
+        }
+        for b in [512, 599, 664, 899, 1023] {
+            assert_eq!(
+                at_point(&v, &mut r, b),
+                None,
+                "block {b} was never overwritten"
+            );
+        }
+    }
 }

@@ -429,18 +429,11 @@ impl Group {
         if !self.points().iter().any(|p| p.id == id) {
             anyhow::bail!("no recovery point {id} in group {}", self.name);
         }
-        let view = Arc::new(ViewIndex {
-            disk,
-            index: Mutex::new(Index::default()),
-        });
-        let mut ids = self.disk_ids();
-        ids.retain(|_, &mut i| i == disk);
-        let _quiet = Quiet::writes_only(self)?;
-        let j = self.journal.lock().unwrap();
-        index_records(&j, id, &ids, &mut view.index.lock().unwrap())?;
-        self.add_view(&view);
+        // Writes go on while the journal is indexed (see `open_view_index`).
+        let view = self.open_view_index(disk, id)?;
+        let dir = self.journal.lock().unwrap().dir().to_path_buf();
         Ok(PointView {
-            reader: Mutex::new(PayloadReader::new(j.dir())),
+            reader: Mutex::new(PayloadReader::new(&dir)),
             group: self.clone(),
             disk,
             point: id,
@@ -463,22 +456,6 @@ impl<'a> Quiet<'a> {
             group,
             keep_recovering: true,
         }
-    }
-
-    /// Only pauses the journal (for building a view index); refused during recovery.
-    fn writes_only(group: &'a Group) -> anyhow::Result<Quiet<'a>> {
-        let mut st = group.lock();
-        if st.recovering {
-            anyhow::bail!("group {} is being recovered", group.name);
-        }
-        while st.is_leader() {
-            st = group.wait(st);
-        }
-        st.set_leader(true);
-        Ok(Quiet {
-            group,
-            keep_recovering: false,
-        })
     }
 }
 

@@ -28,6 +28,8 @@ pub enum Kind {
     AppPoint = 4,
     /// A commit: every segment before this one is void (see `Journal::open`).
     Commit = 5,
+    /// Zeros that fill a batch up to the next 4 KiB boundary (direct I/O); seq 0, ignored.
+    Pad = 6,
 }
 
 impl Kind {
@@ -38,6 +40,7 @@ impl Kind {
             3 => Kind::CrashPoint,
             4 => Kind::AppPoint,
             5 => Kind::Commit,
+            6 => Kind::Pad,
             _ => return None,
         })
     }
@@ -226,6 +229,42 @@ impl Record {
     }
 }
 
+/// Appends a `Pad` record that ends `out` on a multiple of `align` (from `out`'s start):
+/// nothing when it ends there already, else at least a header's worth.
+pub fn encode_pad(out: &mut Vec<u8>, align: usize) {
+    let gap = pad_len(out.len(), align);
+    if gap > 0 {
+        let h = pad_header(gap);
+        h.encode(out);
+        out.resize(out.len() + h.payload_len as usize, 0);
+    }
+}
+
+/// Bytes of the `Pad` record that makes `used` a multiple of `align` (0: none needed).
+pub fn pad_len(used: usize, align: usize) -> usize {
+    match (align - used % align) % align {
+        0 => 0,
+        g if g < HEADER_LEN => g + align,
+        g => g,
+    }
+}
+
+/// The header of a `Pad` record of `len` bytes in all (`len >= HEADER_LEN`).
+pub fn pad_header(len: usize) -> Header {
+    static ZEROS: [u8; 8192] = [0; 8192];
+    let payload = len - HEADER_LEN;
+    Header {
+        kind: Kind::Pad,
+        seq: 0,
+        disk: 0,
+        offset: 0,
+        length: 0,
+        time_us: 0,
+        payload_len: payload as u32,
+        payload_crc: crc32c::crc32c(&ZEROS[..payload]),
+    }
+}
+
 /// Encodes a record from a header and a borrowed payload (no copy of the payload first).
 /// `h.payload_len` and `h.payload_crc` are filled in from `payload`.
 pub fn encode_parts(h: &Header, payload: &[u8], out: &mut Vec<u8>) {
@@ -288,6 +327,19 @@ mod tests {
     }
 
     #[test]
+    fn pads_end_on_the_boundary_and_decode() {
+        for used in [0, 1, 100, 4040, 4041, 4095, 4096, 5000] {
+            let mut buf = vec![0xee; used];
+            encode_pad(&mut buf, 4096);
+            assert_eq!(buf.len() % 4096, 0, "{used}");
+            if buf.len() > used {
+                let r = Record::decode(&mut &buf[used..]).unwrap();
+                assert_eq!((r.kind, r.seq), (Kind::Pad, 0));
+            }
+        }
+    }
+
+    #[test]
     fn inconsistent_lengths_are_refused() {
         let mut r = sample();
         r.length = 4096; // claims 4096 bytes, carries 5
@@ -301,7 +353,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn roundtrip_any(kind in 1u8..=5, seq: u64, disk: u32, offset in 0u64..1<<50,
+        fn roundtrip_any(kind in 1u8..=6, seq: u64, disk: u32, offset in 0u64..1<<50,
                          time_us: i64, payload in proptest::collection::vec(any::<u8>(), 0..300)) {
             let kind = Kind::from_u8(kind).unwrap();
             let payload = if kind == Kind::UndoZero { Vec::new() } else { payload };

@@ -3,6 +3,11 @@
 //! Segments are `seg-<id>.log` in the group's folder. Only the newest segment is written;
 //! older ones were synced before the next one was created, so a torn write can only sit at
 //! the end of the newest. [`Journal::open`] cuts such a tail and keeps everything before it.
+//!
+//! Appends use direct I/O where the filesystem allows it: the records go from the caller's
+//! buffer to the disk without a copy into the page cache, and the sync that follows has no
+//! dirty pages to write back (both were a large share of the overwrite path's CPU). Each
+//! append is padded with a `Pad` record to a 4 KiB boundary, so the next one starts aligned.
 
 pub mod format;
 
@@ -14,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 /// A new segment is started once the current one passes this size.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+/// Direct I/O alignment of appends (offset, length and memory): any disk's logical block.
+pub const ALIGN: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -91,7 +98,86 @@ pub struct Journal {
     dir: PathBuf,
     segments: Vec<SegmentInfo>,
     cur: File,
+    /// `cur` was opened with O_DIRECT.
+    direct: bool,
     segment_size: u64,
+    /// Aligned copy of what [`Journal::append`] is given, for direct I/O.
+    bounce: AlignedBuf,
+}
+
+/// A byte buffer whose start is [`ALIGN`]-aligned in memory, for direct I/O.
+#[derive(Default)]
+pub struct AlignedBuf {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// Empties the buffer and makes room for `n` bytes of records and their padding.
+    /// Returns the room; the contents of kept memory are stale, not zeroed.
+    pub fn prepare(&mut self, n: usize) -> &mut [u8] {
+        let need = n + 2 * ALIGN;
+        if self.raw.len() < need + ALIGN {
+            // Zeroed by the allocator (fresh pages): untouched room costs no memory.
+            self.raw = vec![0; need + ALIGN];
+            self.start = self.raw.as_ptr().align_offset(ALIGN);
+        }
+        self.len = 0;
+        let start = self.start;
+        &mut self.raw[start..start + need]
+    }
+
+    /// Says how many bytes of the room hold records.
+    pub fn set_len(&mut self, n: usize) {
+        assert!(
+            self.start + n + 2 * ALIGN <= self.raw.len(),
+            "beyond prepared room"
+        );
+        self.len = n;
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+
+    /// Bytes of memory held.
+    pub fn capacity(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Pads the records to a multiple of [`ALIGN`] with a `Pad` record.
+    fn pad(&mut self) {
+        let gap = format::pad_len(self.len, ALIGN);
+        if gap > 0 {
+            let h = format::pad_header(gap);
+            let mut head = Vec::with_capacity(HEADER_LEN);
+            h.encode(&mut head);
+            let at = self.start + self.len;
+            self.raw[at..at + HEADER_LEN].copy_from_slice(&head);
+            self.raw[at + HEADER_LEN..at + gap].fill(0);
+            self.len += gap;
+        }
+    }
+}
+
+/// Opens a segment for appending: with O_DIRECT when the filesystem takes it (tmpfs may
+/// not), else buffered. Returns whether it is direct.
+fn open_append(path: &Path, create: bool) -> io::Result<(File, bool)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |flags| {
+        let mut o = OpenOptions::new();
+        o.read(true).write(true).custom_flags(flags);
+        if create {
+            o.create_new(true);
+        }
+        o.open(path)
+    };
+    match open(libc::O_DIRECT) {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(0).map(|f| (f, false)),
+        Err(e) => Err(e),
+    }
 }
 
 pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -122,20 +208,25 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
         .map_err(io_err("syncing folder", dir))
 }
 
-/// Walks a segment's records by headers, reading payloads only to check them when `verify`.
-/// Calls `f` for each good record with its header, payload location and payload (when
-/// `with_payload`). Returns the offset after the last good record and the error that stopped
-/// the walk before the end, if any.
+/// Walks a segment's records by headers from byte `from` to `limit` (default: the file's
+/// end), reading payloads only to check them when `verify` (and for points' labels).
+/// Calls `f` for each good record with its header, payload location and payload (when read).
+/// Returns the offset after the last good record and the error that stopped the walk
+/// before the end, if any.
 fn walk(
     file: &mut File,
     segment: u64,
+    (from, limit): (u64, Option<u64>),
     verify: bool,
     mut f: impl FnMut(&Header, Loc, Option<&[u8]>),
 ) -> io::Result<(u64, Option<DecodeError>)> {
-    let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(0))?;
+    let len = match limit {
+        Some(l) => l,
+        None => file.metadata()?.len(),
+    };
+    file.seek(SeekFrom::Start(from))?;
     let mut reader = io::BufReader::with_capacity(1 << 20, &mut *file);
-    let mut pos = 0u64;
+    let mut pos = from;
     let mut hbuf = [0u8; HEADER_LEN];
     let mut payload = Vec::new();
     while pos < len {
@@ -191,7 +282,7 @@ impl Journal {
                 max_seq: 0,
             };
             let mut has_commit = false;
-            let (end, err) = walk(&mut file, id, newest, |h, _, payload| {
+            let (end, err) = walk(&mut file, id, (0, None), newest, |h, _, payload| {
                 info.max_seq = info.max_seq.max(h.seq);
                 match h.kind {
                     Kind::Commit => has_commit = true,
@@ -242,7 +333,7 @@ impl Journal {
             for s in &segments {
                 let p = segment_path(dir, s.id);
                 let mut f = File::open(&p).map_err(io_err("opening journal segment", &p))?;
-                walk(&mut f, s.id, false, |h, _, payload| {
+                walk(&mut f, s.id, (0, None), false, |h, _, payload| {
                     if h.kind.is_point() {
                         scan.points.push(PointRecord {
                             seq: h.seq,
@@ -257,19 +348,15 @@ impl Journal {
             }
             sync_dir(dir)?;
         }
-        let cur = match segments.last() {
+        let (cur, direct) = match segments.last() {
             Some(s) => {
                 let p = segment_path(dir, s.id);
-                OpenOptions::new()
-                    .read(true)
-                    .append(true)
-                    .open(&p)
-                    .map_err(io_err("opening journal segment", &p))?
+                open_append(&p, false).map_err(io_err("opening journal segment", &p))?
             }
             None => {
-                let (f, info) = Self::create_segment(dir, 1)?;
+                let (f, direct, info) = Self::create_segment(dir, 1)?;
                 segments.push(info);
-                f
+                (f, direct)
             }
         };
         Ok((
@@ -277,23 +364,21 @@ impl Journal {
                 dir: dir.to_path_buf(),
                 segments,
                 cur,
+                direct,
                 segment_size,
+                bounce: AlignedBuf::default(),
             },
             scan,
         ))
     }
 
-    fn create_segment(dir: &Path, id: u64) -> Result<(File, SegmentInfo), JournalError> {
+    fn create_segment(dir: &Path, id: u64) -> Result<(File, bool, SegmentInfo), JournalError> {
         let p = segment_path(dir, id);
-        let f = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .open(&p)
-            .map_err(io_err("creating journal segment", &p))?;
+        let (f, direct) = open_append(&p, true).map_err(io_err("creating journal segment", &p))?;
         sync_dir(dir)?;
         Ok((
             f,
+            direct,
             SegmentInfo {
                 id,
                 bytes: 0,
@@ -321,36 +406,71 @@ impl Journal {
             .segments
             .last()
             .expect("a journal always has a segment");
-        if cur.bytes > 0 && cur.bytes + len > self.segment_size {
+        // A segment written before (buffered, or cut at a torn tail) may end unaligned:
+        // direct appends start a new one rather than rewrite its last block.
+        let unaligned = self.direct && !cur.bytes.is_multiple_of(ALIGN as u64);
+        if cur.bytes > 0 && (cur.bytes + len > self.segment_size || unaligned) {
             // The current segment is synced: every append is followed by a sync before
             // anyone relies on it, and rotation happens only between batches.
             self.cur
                 .sync_data()
                 .map_err(io_err("syncing journal segment", &self.dir))?;
-            let (f, info) = Self::create_segment(&self.dir, cur.id + 1)?;
+            let (f, direct, info) = Self::create_segment(&self.dir, cur.id + 1)?;
             self.cur = f;
+            self.direct = direct;
             self.segments.push(info);
         }
         let cur = self.segments.last().unwrap();
         Ok((cur.id, cur.bytes))
     }
 
-    /// Appends encoded records (not yet durable: call [`Journal::sync`]). On error the
-    /// segment is cut back to where it was, so a failed append leaves no partial record.
+    /// Appends encoded records (not yet durable: call [`Journal::sync`]), after
+    /// [`Journal::prepare_append`]. On error the segment is cut back to where it was, so a
+    /// failed append leaves no partial record. Copies `buf` once; see
+    /// [`Journal::append_aligned`] for the copy-free way.
     pub fn append(&mut self, buf: &[u8], max_seq: u64) -> io::Result<()> {
-        use std::io::Write;
+        let mut b = std::mem::take(&mut self.bounce);
+        b.prepare(buf.len())[..buf.len()].copy_from_slice(buf);
+        b.set_len(buf.len());
+        let r = self.append_aligned(&mut b, max_seq);
+        // Kept: a group's journal only appends small records this way (points, commits),
+        // and a recover's session log appends steps of one size, so the buffer is
+        // allocated (and its pages faulted in) once.
+        self.bounce = b;
+        r
+    }
+
+    /// Appends the records in `buf` (padding them in place to an [`ALIGN`] boundary).
+    pub fn append_aligned(&mut self, buf: &mut AlignedBuf, max_seq: u64) -> io::Result<()> {
+        buf.pad();
         let cur = self.segments.last_mut().unwrap();
-        if let Err(e) = self.cur.write_all(buf) {
+        let mut r = self.cur.write_all_at(buf.as_slice(), cur.bytes);
+        if self.direct
+            && r.as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+        {
+            // The filesystem took O_DIRECT at open but not this write: go buffered.
+            let p = segment_path(&self.dir, cur.id);
+            tracing::info!(segment = %p.display(), "journal: direct I/O refused, writing buffered");
+            let _ = self.cur.set_len(cur.bytes);
+            self.cur = OpenOptions::new().read(true).write(true).open(&p)?;
+            self.direct = false;
+            r = self.cur.write_all_at(buf.as_slice(), cur.bytes);
+        }
+        if let Err(e) = r {
             let _ = self.cur.set_len(cur.bytes);
             return Err(e);
         }
-        cur.bytes += buf.len() as u64;
+        cur.bytes += buf.as_slice().len() as u64;
         cur.max_seq = cur.max_seq.max(max_seq);
         Ok(())
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
         self.cur.sync_data()?;
+        if self.direct {
+            return Ok(());
+        }
         // Synced journal pages are clean and rarely read again (only by a recover): drop
         // them so the journal does not push the targets out of the page cache, and so that
         // appends reuse recycled pages instead of ever new ones (first-touch of new memory
@@ -387,8 +507,9 @@ impl Journal {
     /// finished by the next [`Journal::open`].
     pub fn restart_with(&mut self, records: &[u8], max_seq: u64) -> Result<(), JournalError> {
         let next = self.segments.last().map_or(1, |s| s.id + 1);
-        let (f, info) = Self::create_segment(&self.dir, next)?;
+        let (f, direct, info) = Self::create_segment(&self.dir, next)?;
         self.cur = f;
+        self.direct = direct;
         self.segments.push(info);
         let p = segment_path(&self.dir, next);
         self.append(records, max_seq)
@@ -401,33 +522,99 @@ impl Journal {
     }
 
     /// Calls `f` for every record with `seq > after`, oldest first, by headers only.
-    pub fn scan_after(
-        &self,
-        after: u64,
-        mut f: impl FnMut(&Header, Loc),
-    ) -> Result<(), JournalError> {
-        for s in &self.segments {
-            if s.max_seq <= after {
-                continue;
+    pub fn scan_after(&self, after: u64, f: impl FnMut(&Header, Loc)) -> Result<(), JournalError> {
+        scan_segments(&self.dir, &self.segments, Pos::default(), after, f).map(|_| ())
+    }
+
+    /// Where the next append goes: the end of everything appended so far.
+    pub fn end(&self) -> Pos {
+        let s = self
+            .segments
+            .last()
+            .expect("a journal always has a segment");
+        Pos {
+            segment: s.id,
+            offset: s.bytes,
+        }
+    }
+
+    /// The seq of the first record of the oldest segment (one header read, no scan).
+    pub fn oldest_first_seq(&self) -> Result<Option<u64>, JournalError> {
+        let Some(s) = self.segments.first() else {
+            return Ok(None);
+        };
+        let p = segment_path(&self.dir, s.id);
+        let file = File::open(&p).map_err(io_err("opening journal segment", &p))?;
+        let mut pos = 0;
+        let mut hbuf = [0u8; HEADER_LEN];
+        while pos + HEADER_LEN as u64 <= s.bytes {
+            file.read_exact_at(&mut hbuf, pos)
+                .map_err(io_err("reading journal segment", &p))?;
+            let h = Header::decode(&mut &hbuf[..]).map_err(|source| JournalError::Corruption {
+                path: p.clone(),
+                offset: pos,
+                source,
+            })?;
+            if h.kind != Kind::Pad {
+                return Ok(Some(h.seq));
             }
-            let p = segment_path(&self.dir, s.id);
-            let mut file = File::open(&p).map_err(io_err("opening journal segment", &p))?;
-            let (_, err) = walk(&mut file, s.id, false, |h, loc, _| {
+            pos += h.record_len();
+        }
+        Ok(None)
+    }
+}
+
+/// A place in a journal: a segment and a byte offset in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// Calls `f` for every record with `seq > after` from `from` to the end of `segments` (a
+/// snapshot of [`Journal::segments`]), oldest first, by headers only; returns where it
+/// stopped. Needs no lock on the journal: it reads no further than the snapshot's lengths,
+/// and appends never change bytes already written.
+pub fn scan_segments(
+    dir: &Path,
+    segments: &[SegmentInfo],
+    from: Pos,
+    after: u64,
+    mut f: impl FnMut(&Header, Loc),
+) -> Result<Pos, JournalError> {
+    let mut end = from;
+    for s in segments.iter().filter(|s| s.id >= from.segment) {
+        let start = if s.id == from.segment { from.offset } else { 0 };
+        end = Pos {
+            segment: s.id,
+            offset: s.bytes.max(start),
+        };
+        if s.max_seq <= after || start >= s.bytes {
+            continue;
+        }
+        let p = segment_path(dir, s.id);
+        let mut file = File::open(&p).map_err(io_err("opening journal segment", &p))?;
+        let (stop, err) = walk(
+            &mut file,
+            s.id,
+            (start, Some(s.bytes)),
+            false,
+            |h, loc, _| {
                 if h.seq > after {
                     f(h, loc)
                 }
-            })
-            .map_err(io_err("reading journal segment", &p))?;
-            if let Some(source) = err {
-                return Err(JournalError::Corruption {
-                    path: p,
-                    offset: 0,
-                    source,
-                });
-            }
+            },
+        )
+        .map_err(io_err("reading journal segment", &p))?;
+        if let Some(source) = err {
+            return Err(JournalError::Corruption {
+                path: p,
+                offset: stop,
+                source,
+            });
         }
-        Ok(())
     }
+    Ok(end)
 }
 
 /// Reads journal payloads by [`Loc`], keeping segment files open (an open segment stays
@@ -523,6 +710,49 @@ mod tests {
         let mut seen = Vec::new();
         j.scan_after(6, |h, _| seen.push(h.seq)).unwrap();
         assert_eq!(seen, [7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn appends_stay_aligned_and_scans_resume_from_a_position() {
+        let t = tempfile::tempdir().unwrap();
+        // A segment left unaligned (written buffered, by an older build or a cut tail).
+        let mut old = undo(1, &[1; 100]);
+        old.extend(point(2, "p2"));
+        fs::write(segment_path(t.path(), 1), &old).unwrap();
+        let (mut j, scan) = Journal::open(t.path(), 1 << 20).unwrap();
+        assert_eq!(scan.max_seq, 2);
+        let mid = j.end();
+        for seq in 3..=5 {
+            let rec = undo(seq, &[seq as u8; 5000]);
+            j.prepare_append(rec.len() as u64).unwrap();
+            j.append(&rec, seq).unwrap();
+            j.sync().unwrap();
+            assert_eq!(j.end().offset % ALIGN as u64, 0, "padded to a block");
+        }
+        // Direct appends did not rewrite the unaligned segment's last block: they began a
+        // new segment (buffered ones, where O_DIRECT is refused, may go on in it).
+        if j.direct {
+            assert_eq!(fs::read(segment_path(t.path(), 1)).unwrap(), old);
+            assert_eq!(j.segments().len(), 2);
+        }
+        let mut all = Vec::new();
+        let end = scan_segments(t.path(), j.segments(), Pos::default(), 0, |h, _| {
+            all.push((h.seq, h.kind))
+        })
+        .unwrap();
+        assert_eq!(end, j.end());
+        assert_eq!(
+            all.iter().filter(|(_, k)| *k != Kind::Pad).count(),
+            5,
+            "{all:?}"
+        );
+        let mut later = Vec::new();
+        scan_segments(t.path(), j.segments(), mid, 0, |h, _| later.push(h.seq)).unwrap();
+        assert_eq!(later, [3, 4, 5], "pads (seq 0) are not after any point");
+        drop(j);
+        let (j, scan) = Journal::open(t.path(), 1 << 20).unwrap();
+        assert_eq!((scan.max_seq, scan.cut_bytes, scan.points.len()), (5, 0, 1));
+        assert_eq!(j.oldest_first_seq().unwrap(), Some(1));
     }
 
     #[test]

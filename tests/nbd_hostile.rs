@@ -91,22 +91,10 @@ fn past_the_end_and_overflow() {
     // WRITE crossing the end: ENOSPC, payload consumed, nothing written.
     c.request(CMD_WRITE, 0, 1, SIZE as u64 - 256, 512);
     c.s.write_all(&[0u8; 512]).unwrap();
-    assert_eq!(
-        c.simple_reply().unwrap(),
-        SimpleReply {
-            error: ENOSPC,
-            handle: 1
-        }
-    );
+    c.expect_reply(1, ENOSPC);
     // READ past the end: EINVAL, no data follows.
     c.request(CMD_READ, 0, 2, SIZE as u64, 1);
-    assert_eq!(
-        c.simple_reply().unwrap(),
-        SimpleReply {
-            error: EINVAL,
-            handle: 2
-        }
-    );
+    c.expect_reply(2, EINVAL);
     // offset + len wraps around 2^64.
     c.request(CMD_WRITE, 0, 3, u64::MAX - 100, 512);
     c.s.write_all(&[0u8; 512]).unwrap();
@@ -134,13 +122,7 @@ fn oversized_write_gets_einval_and_close() {
     c.request(CMD_WRITE, 0, 9, 0, 64 * 1024 + 1);
     // Some payload follows, which the server must not take as data.
     let _ = c.s.write_all(&[0u8; 4096]);
-    assert_eq!(
-        c.simple_reply().unwrap(),
-        SimpleReply {
-            error: EINVAL,
-            handle: 9
-        }
-    );
+    c.expect_reply(9, EINVAL);
     assert!(c.closed());
     assert!(t.join().unwrap().contains("Oversized"));
     assert!(unchanged(&f.disk));
@@ -153,13 +135,7 @@ fn oversized_read_gets_einval_and_goes_on() {
     c.request(CMD_READ, 0, 1, 0, 64 * 1024 + 1);
     assert_eq!(c.simple_reply().unwrap().error, EINVAL);
     c.request(CMD_FLUSH, 0, 2, 0, 0);
-    assert_eq!(
-        c.simple_reply().unwrap(),
-        SimpleReply {
-            error: 0,
-            handle: 2
-        }
-    );
+    c.expect_reply(2, 0);
 }
 
 #[test]
@@ -184,13 +160,7 @@ fn writes_to_read_only_get_eperm() {
     let (mut c, _t) = connected(&f, "ro");
     c.request(CMD_WRITE, 0, 1, 0, 512);
     c.s.write_all(&[0u8; 512]).unwrap();
-    assert_eq!(
-        c.simple_reply().unwrap(),
-        SimpleReply {
-            error: EPERM,
-            handle: 1
-        }
-    );
+    c.expect_reply(1, EPERM);
     c.request(CMD_TRIM, 0, 2, 0, 512);
     assert_eq!(c.simple_reply().unwrap().error, EPERM);
     c.request(CMD_WRITE_ZEROES, 0, 3, 0, 512);
@@ -358,13 +328,7 @@ fn export_name_with_and_without_zeroes() {
         assert_eq!(u64::from_be_bytes(b[..8].try_into().unwrap()), SIZE as u64);
         // Transmission follows right after: a flush answers.
         c.request(CMD_FLUSH, 0, 5, 0, 0);
-        assert_eq!(
-            c.simple_reply().unwrap(),
-            SimpleReply {
-                error: 0,
-                handle: 5
-            }
-        );
+        c.expect_reply(5, 0);
     }
 }
 
@@ -527,13 +491,7 @@ fn stalled_negotiation_is_closed_but_quiet_transmission_is_not() {
     let (mut c, _t) = connected(&f, "disk");
     std::thread::sleep(Duration::from_millis(700));
     c.request(CMD_FLUSH, 0, 3, 0, 0);
-    assert_eq!(
-        c.simple_reply().unwrap(),
-        SimpleReply {
-            error: 0,
-            handle: 3
-        }
-    );
+    c.expect_reply(3, 0);
 }
 
 #[test]

@@ -203,6 +203,13 @@ impl<S: Read + Write> Raw<S> {
         Some(SimpleReply::decode(&mut &b[..]).unwrap())
     }
 
+    /// Reads one simple reply and asserts its handle and error code.
+    #[track_caller]
+    pub fn expect_reply(&mut self, handle: u64, error: u32) {
+        let got = self.simple_reply().expect("a reply, not EOF");
+        assert_eq!(got, SimpleReply { error, handle });
+    }
+
     /// True when the server closed the connection (EOF or reset) within the read timeout.
     pub fn closed(&mut self) -> bool {
         let mut b = [0u8; 1];

@@ -6,7 +6,7 @@
 //! of dependencies to a binary that must also link statically for CentOS 6.
 
 use super::nbd::Server;
-use super::service::Writer;
+use super::service::{GroupState, Writer};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -192,7 +192,7 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
                 3 => ts(&g.oldest_point),
                 4 => ts(&g.newest_point),
                 5 => g.rpo_lag_secs,
-                _ => u64::from(g.state == "recovering"),
+                _ => u64::from(g.state == GroupState::Recovering),
             };
             let _ = writeln!(o, "{name}{{group=\"{}\"}} {v}", g.name);
         }

@@ -73,7 +73,11 @@ impl Writer {
         let mut groups = BTreeMap::new();
         let mut disks = HashMap::new();
         for (name, specs) in plan {
-            let g = Group::open(&name, &dir.join(&name), &specs, DEFAULT_SEGMENT_SIZE)?;
+            let gdir = dir.join(&name);
+            // Group::open refuses an unusable recovery session too, but under a heading
+            // about interrupted commits: read it first to name the problem plainly.
+            super::recover::read_session(&gdir).with_context(|| format!("group {name}"))?;
+            let g = Group::open(&name, &gdir, &specs, DEFAULT_SEGMENT_SIZE)?;
             for (i, d) in specs.iter().enumerate() {
                 disks.insert(d.name.clone(), (name.clone(), i));
             }
@@ -117,17 +121,26 @@ impl Writer {
                     let j = g.journal.lock().unwrap();
                     (j.total_bytes(), j.segments().len())
                 };
+                let mut warnings = health.warnings;
+                // Status must still answer for a group whose session is unreadable: it is
+                // shown as recovering (it is closed) with the reason among its warnings.
+                let recovered_to = match g.session() {
+                    Ok(s) => s.and_then(|s| s.at),
+                    Err(e) => {
+                        warnings.push(e.to_string());
+                        None
+                    }
+                };
                 GroupStatus {
                     name: g.name.clone(),
                     state: if g.is_recovering() {
-                        "recovering"
+                        GroupState::Recovering
                     } else if g.in_initial_sync() {
-                        "initial-sync"
+                        GroupState::InitialSync
                     } else {
-                        "replicating"
-                    }
-                    .into(),
-                    recovered_to: g.session().and_then(|s| s.at),
+                        GroupState::Replicating
+                    },
+                    recovered_to,
                     points: points.len(),
                     oldest_point: points.first().cloned(),
                     newest_point: points.last().cloned(),
@@ -138,7 +151,7 @@ impl Writer {
                     journal_bytes,
                     journal_segments,
                     rpo_lag_secs: health.rpo_lag_secs,
-                    warnings: health.warnings,
+                    warnings,
                     disks: g
                         .disks
                         .iter()
@@ -217,8 +230,7 @@ pub struct Status {
 #[serde(rename_all = "kebab-case")]
 pub struct GroupStatus {
     pub name: String,
-    /// initial-sync, replicating or recovering
-    pub state: String,
+    pub state: GroupState,
     pub recovered_to: Option<u64>,
     pub points: usize,
     pub oldest_point: Option<Point>,
@@ -231,6 +243,28 @@ pub struct GroupStatus {
     pub rpo_lag_secs: u64,
     pub warnings: Vec<String>,
     pub disks: Vec<DiskStatus>,
+}
+
+/// What a group is doing; `--json` shows it kebab-case, as docs/writer.md documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupState {
+    /// No baseline yet: writes go straight through and make no points.
+    InitialSync,
+    /// Journaling: every flush after writes is a point.
+    Replicating,
+    /// Rolled back (or being rolled) to a point: writes refused until commit.
+    Recovering,
+}
+
+impl std::fmt::Display for GroupState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GroupState::InitialSync => "initial-sync",
+            GroupState::Replicating => "replicating",
+            GroupState::Recovering => "recovering",
+        })
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

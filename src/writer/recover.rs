@@ -18,8 +18,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Which point a recover goes to.
-#[derive(Debug, Clone, PartialEq)]
+/// Which point a recover goes to. On the control socket it is the text the CLI takes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum PointSpec {
     Latest,
     LatestApp,
@@ -44,6 +45,32 @@ impl std::str::FromStr for PointSpec {
                         format!("{s:?} is not a point: use latest, latest-app, a point id (see `mtkit points`) or an RFC 3339 time such as 2026-11-27T10:00:00Z")
                     })
             }
+        }
+    }
+}
+
+impl TryFrom<String> for PointSpec {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<PointSpec> for String {
+    fn from(p: PointSpec) -> String {
+        p.to_string()
+    }
+}
+
+impl std::fmt::Display for PointSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PointSpec::Latest => f.write_str("latest"),
+            PointSpec::LatestApp => f.write_str("latest-app"),
+            PointSpec::Time(t) => {
+                f.write_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            }
+            PointSpec::Id(id) => write!(f, "{id}"),
         }
     }
 }
@@ -226,6 +253,7 @@ impl Group {
         let journal_dir;
         let mut want = Index::default();
         {
+            // Locks unwrap: poisoned only by a panic mid-update, not a state to go on from.
             let j = self.journal.lock().unwrap();
             journal_dir = j.dir().to_path_buf();
             index_records(&j, point.id, &ids, &mut want)?;
@@ -236,7 +264,6 @@ impl Group {
             let (s, _) = Journal::open(&saved_dir, u64::MAX)?;
             index_records(&s, 0, &ids, &mut head)?;
         }
-        // Every block that differs from head or from the point, in steps of whole runs.
         let mut all: BTreeMap<usize, Extents> = BTreeMap::new();
         for (d, ext) in want.cover().chain(head.cover()) {
             for (s, e) in ext.iter() {
@@ -306,7 +333,8 @@ impl Group {
         for &(d, b0, n) in &steps {
             let t = &self.disks[d];
             let (start, end) = (b0 * BLOCK, ((b0 + n) * BLOCK).min(t.size));
-            // Save the head contents of blocks touched for the first time, durably, first.
+            // Head contents are synced to the session log before the disk is overwritten:
+            // after a crash here, every point reachable before is reachable still.
             let gaps = head.gaps(d, b0, b0 + n);
             if !gaps.is_empty() {
                 data.resize((end - start) as usize, 0);
@@ -346,8 +374,6 @@ impl Group {
                     head.add(d, gs, ge, src);
                 }
             }
-            // Then the contents at the point: from the journal where a record after the
-            // point saved them, else the head contents; one read per extent, one write.
             data.resize((end - start) as usize, 0);
             let mut b = b0;
             while b < b0 + n {
@@ -588,7 +614,6 @@ impl Export for PointView {
                         None => break,
                     }
                 };
-                // Blocks b..e come from one record: copy the part inside the request.
                 let (bs, be) = (b * BLOCK, (e * BLOCK).min(t.size));
                 let (s, x) = (bs.max(offset), be.min(end));
                 if s < x {
@@ -704,6 +729,19 @@ mod tests {
             .unwrap();
         assert_eq!(g.session().unwrap().unwrap().at, Some(base.id));
         (dir, spec, base)
+    }
+
+    #[test]
+    fn point_specs_roundtrip_through_their_text() {
+        for text in ["latest", "latest-app", "1234", "2026-11-27T10:00:00Z"] {
+            let spec: PointSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string(), text);
+            let json = serde_json::to_string(&spec).unwrap();
+            assert_eq!(serde_json::from_str::<PointSpec>(&json).unwrap(), spec);
+        }
+        let t: PointSpec = "2026-11-27T12:00:00.5+02:00".parse().unwrap();
+        assert_eq!(t.to_string(), "2026-11-27T10:00:00.500Z");
+        assert!(serde_json::from_str::<PointSpec>("\"yesterday\"").is_err());
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
     let dir = crate::files::parent_dir(path);
     if !dir.exists() {
         // 0700 closes the window between bind (socket made with the umask's mode) and
-        // the chmod to 0600 below, and guards on kernels that ignore a socket's mode.
+        // the chmod to 0600 after it, and guards where connect ignores a socket's mode.
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("setting mode of {}", dir.display()))?;
@@ -137,19 +137,17 @@ fn serve_one(w: &Writer, conn: UnixStream) -> anyhow::Result<()> {
     let cred = getsockopt(&conn, PeerCredentials).context("reading the control peer's uid")?;
     let me = nix::unistd::geteuid().as_raw();
     // Replies go through `&UnixStream`, not a try_clone: a dup can fail (EMFILE).
-    let mut out = &conn;
+    let out = &conn;
     if cred.uid() != 0 && cred.uid() != me {
         tracing::warn!(
             uid = cred.uid(),
             pid = cred.pid(),
             "control socket: refused peer"
         );
-        writeln!(
+        return answer(
             out,
-            "{}",
-            json!({"error": "permission denied", "bad_input": false})
-        )?;
-        return Ok(());
+            &json!({"error": "permission denied", "bad_input": false}),
+        );
     }
     let mut line = String::new();
     BufReader::new((&conn).take(MAX_REQUEST))
@@ -158,12 +156,8 @@ fn serve_one(w: &Writer, conn: UnixStream) -> anyhow::Result<()> {
     let req: Request = match serde_json::from_str(&line) {
         Ok(r) => r,
         Err(e) => {
-            writeln!(
-                out,
-                "{}",
-                json!({"error": format!("bad request: {e}"), "bad_input": true})
-            )?;
-            return Ok(());
+            let e = format!("bad request: {e}");
+            return answer(out, &json!({"error": e, "bad_input": true}));
         }
     };
     tracing::info!(?req, uid = cred.uid(), "control request");
@@ -182,8 +176,12 @@ fn serve_one(w: &Writer, conn: UnixStream) -> anyhow::Result<()> {
             "bad_input": crate::error::exit_code(&e) == 2,
         }),
     };
-    writeln!(out, "{reply}")?;
-    Ok(())
+    answer(out, &reply)
+}
+
+/// Writes the final answer line of a request.
+fn answer(mut out: &UnixStream, v: &Value) -> anyhow::Result<()> {
+    writeln!(out, "{v}").context("answering the control client")
 }
 
 /// Why the CLI could not use the control socket.

@@ -6,7 +6,7 @@ mod common;
 mod env;
 
 use common::have;
-use env::{Env, control, point_ids};
+use env::{Env, Nbd, control, point_ids};
 use std::process::Command;
 
 const MIB: u64 = 1 << 20;
@@ -344,4 +344,63 @@ fn tls_clients_may_open_only_their_groups_disks() {
         "{}",
         env.log()
     );
+}
+
+/// Every file under `dir` with its contents (folders as empty entries).
+fn tree(dir: &std::path::Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.insert(format!("{}/", p.display()), Vec::new());
+            tree(&p, out);
+        } else if p.extension().is_none_or(|x| x != "log") {
+            out.insert(p.display().to_string(), read(&p));
+        }
+    }
+}
+
+#[test]
+fn a_corrupt_recovery_session_stops_service_and_cli_and_changes_nothing() {
+    let env = Env::new(&[("vm1-d0", "vm1", MIB)]);
+    let sock = env.control();
+    let mut svc = env.start();
+    let mut c = Nbd::connect(env.port, "vm1-d0").unwrap();
+    c.write(0, &[1; 4096]).unwrap();
+    let base = control(&sock, r#"{"cmd":"bookmark","group":"vm1","label":"base"}"#).unwrap();
+    c.write(0, &[2; 4096]).unwrap();
+    c.flush().unwrap();
+    drop(c);
+    let to = base["id"].as_u64().unwrap();
+    control(
+        &sock,
+        &format!(r#"{{"cmd":"recover","group":"vm1","to":"{to}","dry_run":false}}"#),
+    )
+    .unwrap();
+    assert!(svc.stop().success(), "{}", env.log());
+    // The session says where the disks are; garbage in it must not read as "no session".
+    let state = env.path("journal/vm1/recover/state.json");
+    std::fs::write(&state, b"{\"at\": 1, \"sta").unwrap();
+    let mut before = Default::default();
+    tree(env.dir.path(), &mut before);
+
+    let run = env.mtkit(&["writer", "run"]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&state.display().to_string()) && err.contains("corrupt"),
+        "{err}"
+    );
+    for args in [
+        &["commit", "--group", "vm1"][..],
+        &["recover", "--group", "vm1", "--to", "latest"],
+        &["writer", "status"],
+    ] {
+        let o = env.mtkit(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("state.json is corrupt"), "{args:?}: {err}");
+    }
+    let mut after = Default::default();
+    tree(env.dir.path(), &mut after);
+    assert!(before == after, "a refused start or command changed files");
 }

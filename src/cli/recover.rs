@@ -2,6 +2,7 @@
 
 use super::Global;
 use crate::writer::control::{Request, request_or_offline};
+use crate::writer::recover::PointSpec;
 
 /// Roll every disk of a group back to a recovery point (changeable until commit)
 #[derive(Debug, clap::Args)]
@@ -23,11 +24,10 @@ impl RecoverArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
         let cfg = g.load_config()?.config;
         // Validate before anything talks to the service.
-        let _: crate::writer::recover::PointSpec =
-            self.to.parse().map_err(crate::error::bad_input)?;
+        let to: PointSpec = self.to.parse().map_err(crate::error::bad_input)?;
         let req = Request::Recover {
             group: self.group.clone(),
-            to: self.to.clone(),
+            to,
             dry_run: self.dry_run,
         };
         let mut last = 0;

@@ -1,11 +1,12 @@
 //! The control socket: JSON lines over a root-only Unix socket (status, points, bookmark,
 //! recover, commit). One request per connection; a recover streams progress lines first.
 
+use super::recover::PointSpec;
 use super::service::Writer;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ pub enum Request {
     },
     Recover {
         group: String,
-        to: String,
+        to: PointSpec,
         dry_run: bool,
     },
     Commit {
@@ -51,10 +52,10 @@ pub fn execute(
 /// Creates the socket's folder (mode 0700 when we create it) and removes a stale socket.
 pub fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-    {
+    let dir = crate::files::parent_dir(path);
+    if !dir.exists() {
+        // 0700 closes the window between bind (socket made with the umask's mode) and
+        // the chmod to 0600 after it, and guards where connect ignores a socket's mode.
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("setting mode of {}", dir.display()))?;
@@ -89,16 +90,38 @@ impl Control {
 
     pub fn serve(self) {
         for conn in self.listener.incoming() {
-            let Ok(conn) = conn else { continue };
-            let w = self.writer.clone();
-            std::thread::spawn(move || {
-                if let Err(e) = serve_one(&w, conn) {
-                    tracing::warn!(error = %format!("{e:#}"), "control connection");
+            let conn = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of fds (EMFILE) accept fails at once again: pause, don't spin.
+                    tracing::warn!(error = %e, "control socket: accept");
+                    std::thread::sleep(ACCEPT_BACKOFF);
+                    continue;
                 }
-            });
+            };
+            let w = self.writer.clone();
+            // Builder, not thread::spawn: out of threads, drop the connection (the client
+            // sees it closed) instead of panicking the accept loop.
+            let spawned = std::thread::Builder::new()
+                .name("control".into())
+                .spawn(move || {
+                    if let Err(e) = serve_one(&w, conn) {
+                        tracing::warn!(error = %format!("{e:#}"), "control connection");
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "control socket: no thread for a connection");
+            }
         }
     }
 }
+
+/// How long an accept loop waits after a failed accept (EMFILE, ENOMEM).
+pub(crate) const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Longest request line read: requests are a few hundred bytes, and a peer must not
+/// make the service buffer without bound before the newline.
+const MAX_REQUEST: u64 = 64 << 10;
 
 /// A control client must send its request within this, and read what it is sent: one that
 /// stalls would otherwise pin a thread, or hold a recover (and its group) at a progress line.
@@ -106,42 +129,41 @@ const CONTROL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn serve_one(w: &Writer, conn: UnixStream) -> anyhow::Result<()> {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-    conn.set_read_timeout(Some(CONTROL_TIMEOUT))?;
-    conn.set_write_timeout(Some(CONTROL_TIMEOUT))?;
-    // Only root (or the service's own user) may steer recovery of the disks.
-    let cred = getsockopt(&conn, PeerCredentials)?;
+    conn.set_read_timeout(Some(CONTROL_TIMEOUT))
+        .and_then(|_| conn.set_write_timeout(Some(CONTROL_TIMEOUT)))
+        .context("setting control connection timeouts")?;
+    // Only root (or the service's own user) may steer recovery of the disks. The file
+    // modes already keep others out; SO_PEERCRED still holds if a mode was loosened.
+    let cred = getsockopt(&conn, PeerCredentials).context("reading the control peer's uid")?;
     let me = nix::unistd::geteuid().as_raw();
-    let mut out = conn.try_clone()?;
+    // Replies go through `&UnixStream`, not a try_clone: a dup can fail (EMFILE).
+    let out = &conn;
     if cred.uid() != 0 && cred.uid() != me {
         tracing::warn!(
             uid = cred.uid(),
             pid = cred.pid(),
             "control socket: refused peer"
         );
-        writeln!(
+        return answer(
             out,
-            "{}",
-            json!({"error": "permission denied", "bad_input": false})
-        )?;
-        return Ok(());
+            &json!({"error": "permission denied", "bad_input": false}),
+        );
     }
     let mut line = String::new();
-    BufReader::new(&conn).read_line(&mut line)?;
+    BufReader::new((&conn).take(MAX_REQUEST))
+        .read_line(&mut line)
+        .context("reading a control request")?;
     let req: Request = match serde_json::from_str(&line) {
         Ok(r) => r,
         Err(e) => {
-            writeln!(
-                out,
-                "{}",
-                json!({"error": format!("bad request: {e}"), "bad_input": true})
-            )?;
-            return Ok(());
+            let e = format!("bad request: {e}");
+            return answer(out, &json!({"error": e, "bad_input": true}));
         }
     };
     tracing::info!(?req, uid = cred.uid(), "control request");
     // Progress is best effort: a client gone (or not reading) must not stop the recover.
     let mut gone = false;
-    let mut progress_out = out.try_clone()?;
+    let mut progress_out = &conn;
     let mut progress = |done: u64, total: u64| {
         if !gone {
             gone = writeln!(progress_out, "{}", json!({"progress": [done, total]})).is_err();
@@ -154,8 +176,12 @@ fn serve_one(w: &Writer, conn: UnixStream) -> anyhow::Result<()> {
             "bad_input": crate::error::exit_code(&e) == 2,
         }),
     };
-    writeln!(out, "{reply}")?;
-    Ok(())
+    answer(out, &reply)
+}
+
+/// Writes the final answer line of a request.
+fn answer(mut out: &UnixStream, v: &Value) -> anyhow::Result<()> {
+    writeln!(out, "{v}").context("answering the control client")
 }
 
 /// Why the CLI could not use the control socket.
@@ -189,16 +215,13 @@ pub fn request(
                 .into());
         }
     };
-    let mut w = conn.try_clone().map_err(anyhow::Error::from)?;
-    writeln!(
-        w,
-        "{}",
-        serde_json::to_string(req).map_err(anyhow::Error::from)?
-    )
-    .map_err(anyhow::Error::from)?;
+    let mut w = &conn;
+    let text = serde_json::to_string(req).context("encoding a control request")?;
+    writeln!(w, "{text}").with_context(|| format!("sending a request to {}", path.display()))?;
     for line in BufReader::new(conn).lines() {
-        let line = line.map_err(anyhow::Error::from)?;
-        let v: Value = serde_json::from_str(&line).map_err(anyhow::Error::from)?;
+        let line = line.with_context(|| format!("reading the answer on {}", path.display()))?;
+        let v: Value = serde_json::from_str(&line)
+            .with_context(|| format!("a bad answer line on {}: {line:?}", path.display()))?;
         if let Some(p) = v.get("progress").and_then(Value::as_array) {
             let n = |i: usize| p.get(i).and_then(Value::as_u64).unwrap_or(0);
             progress(n(0), n(1));
@@ -234,5 +257,94 @@ pub fn request_or_offline(
             execute(&w, req, progress)
         }
         Err(ClientError::Other(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(dir: &Path) -> Arc<Writer> {
+        let text = format!("[writer]\njournal-dir = \"{}\"\n", dir.join("j").display());
+        Arc::new(Writer::open(&toml::from_str(&text).unwrap()).unwrap())
+    }
+
+    /// Sends `req` bytes to `serve_one` over a socket pair; the answer lines.
+    fn exchange(w: &Arc<Writer>, req: Vec<u8>) -> Vec<Value> {
+        let (client, server) = UnixStream::pair().unwrap();
+        let w = w.clone();
+        let t = std::thread::spawn(move || serve_one(&w, server));
+        // A writer thread: an overlong request fills the socket buffer before the answer.
+        let mut c = client.try_clone().unwrap();
+        let sender = std::thread::spawn(move || {
+            let _ = c.write_all(&req);
+        });
+        // After the answer, a reset is fine: the server closed with the request unread.
+        let lines = BufReader::new(&client)
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| serde_json::from_str(&l).unwrap())
+            .collect();
+        t.join().unwrap().unwrap();
+        drop(client);
+        sender.join().unwrap();
+        lines
+    }
+
+    #[test]
+    fn requests_get_one_answer_line_and_bad_ones_are_bad_input() {
+        let t = tempfile::tempdir().unwrap();
+        let w = writer(t.path());
+        let a = exchange(&w, b"{\"cmd\":\"status\"}\n".to_vec());
+        assert_eq!(a, [json!({"ok": {"groups": []}})]);
+        let a = exchange(&w, b"{\"cmd\":\"format-all\"}\n".to_vec());
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0]["bad_input"], true, "{a:?}");
+        // Past MAX_REQUEST without a newline: refused, not buffered until the timeout.
+        let a = exchange(&w, vec![b' '; 2 * MAX_REQUEST as usize]);
+        assert_eq!(a.len(), 1);
+        assert!(
+            a[0]["error"].as_str().unwrap().contains("bad request"),
+            "{a:?}"
+        );
+        let a = exchange(&w, b"{\"cmd\":\"commit\",\"group\":\"nope\"}\n".to_vec());
+        assert_eq!(a[0]["bad_input"], true, "{a:?}");
+        assert!(
+            a[0]["error"].as_str().unwrap().contains("no group"),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn the_client_talks_to_a_bound_socket_and_knows_when_none_runs() {
+        let t = tempfile::tempdir().unwrap();
+        let sock = t.path().join("run/ctl.sock");
+        assert!(matches!(
+            request(&sock, &Request::Status, &mut |_, _| {}),
+            Err(ClientError::NotRunning(_))
+        ));
+        let control = Control::bind(&sock, writer(t.path())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&sock), mode(sock.parent().unwrap())), (0o600, 0o700));
+        std::thread::spawn(move || control.serve());
+        let v = request(&sock, &Request::Status, &mut |_, _| {}).unwrap();
+        assert_eq!(v, json!({"groups": []}));
+        let err = request(
+            &sock,
+            &Request::Points {
+                group: Some("nope".into()),
+            },
+            &mut |_, _| {},
+        )
+        .err()
+        .unwrap();
+        let ClientError::Other(err) = err else {
+            panic!("{err}")
+        };
+        assert_eq!(crate::error::exit_code(&err), 2, "{err:#}");
+        // A second service on the same socket is refused while the first answers.
+        let err = prepare_socket_path(&sock).unwrap_err();
+        assert!(err.to_string().contains("another writer service"), "{err}");
     }
 }

@@ -6,10 +6,10 @@
 //! of dependencies to a binary that must also link statically for CentOS 6.
 
 use super::nbd::Server;
-use super::service::Writer;
+use super::service::{GroupState, Writer};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -67,6 +67,18 @@ impl DiskStats {
     }
 }
 
+/// A label value as the text format wants it: a disk named with `"` or `\` (the config
+/// allows it) would otherwise end the label early and break the whole scrape.
+fn esc(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return v.into();
+    }
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
 /// Renders every metric of `w` (and of the NBD server's buffers, with `server`) in the
 /// Prometheus text format.
 pub fn render(w: &Writer, server: Option<&Server>) -> String {
@@ -101,7 +113,8 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
                     let _ = writeln!(
                         o,
                         "{name}{{group=\"{}\",disk=\"{}\",command=\"{c}\"}} {v}",
-                        g.name, t.name
+                        esc(&g.name),
+                        esc(&t.name)
                     );
                 }
             }
@@ -117,7 +130,11 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
         for t in &g.disks {
             for (i, c) in COMMANDS.iter().enumerate() {
                 let s = &t.stats.commands[i];
-                let labels = format!("group=\"{}\",disk=\"{}\",command=\"{c}\"", g.name, t.name);
+                let labels = format!(
+                    "group=\"{}\",disk=\"{}\",command=\"{c}\"",
+                    esc(&g.name),
+                    esc(&t.name)
+                );
                 let mut cum = 0;
                 for (b, ub) in BUCKETS.iter().enumerate() {
                     cum += s.buckets[b].load(Ordering::Relaxed);
@@ -151,8 +168,8 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
             let _ = writeln!(
                 o,
                 "mtkit_clients{{group=\"{}\",disk=\"{}\"}} {}",
-                g.name,
-                t.name,
+                esc(&g.name),
+                esc(&t.name),
                 t.clients.load(Ordering::Relaxed)
             );
         }
@@ -192,9 +209,9 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
                 3 => ts(&g.oldest_point),
                 4 => ts(&g.newest_point),
                 5 => g.rpo_lag_secs,
-                _ => u64::from(g.state == "recovering"),
+                _ => u64::from(g.state == GroupState::Recovering),
             };
-            let _ = writeln!(o, "{name}{{group=\"{}\"}} {v}", g.name);
+            let _ = writeln!(o, "{name}{{group=\"{}\"}} {v}", esc(&g.name));
         }
     }
     if let Some(b) = server.map(Server::buffer_stats) {
@@ -235,34 +252,65 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
 /// Serves `GET /metrics` on `listener` until the process ends.
 pub fn serve(listener: TcpListener, w: Arc<Writer>, server: Server) {
     for conn in listener.incoming() {
-        let Ok(mut conn) = conn else { continue };
-        let w = w.clone();
-        let server = server.clone();
-        std::thread::spawn(move || {
-            // A scraper that stalls must not pin this thread for good.
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
-            // Read the request head (bounded), then answer and close.
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|x| x == b"\r\n\r\n") && buf.len() < 8192 {
-                match conn.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of fds (EMFILE) accept fails at once again: pause, don't spin.
+                tracing::warn!(error = %e, "metrics: accept");
+                std::thread::sleep(super::control::ACCEPT_BACKOFF);
+                continue;
             }
-            let line = String::from_utf8_lossy(&buf);
-            let path = line.split_whitespace().nth(1).unwrap_or("");
-            let reply = if line.starts_with("GET ") && (path == "/metrics" || path == "/") {
-                let body = render(&w, Some(&server));
-                format!(
-                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
-            };
-            let _ = conn.write_all(reply.as_bytes());
-        });
+        };
+        let (w, server) = (w.clone(), server.clone());
+        // Out of threads, the scraper sees the connection closed; no panic.
+        let spawned = std::thread::Builder::new()
+            .name("metrics-conn".into())
+            .spawn(move || answer(conn, &w, &server));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "metrics: no thread for a connection");
+        }
+    }
+}
+
+/// Largest request head read: a GET is a few hundred bytes, and whatever a client sends
+/// must not grow the service's memory.
+const MAX_HEAD: usize = 8192;
+
+/// Answers one HTTP/1.0 request on `conn` and closes it: no keep-alive, so the body
+/// needs no chunking and a connection never outlives its answer.
+fn answer(mut conn: TcpStream, w: &Writer, server: &Server) {
+    // A scraper that stalls (or a port scanner that never sends) must not pin a thread.
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|x| x == b"\r\n\r\n") && buf.len() < MAX_HEAD {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&buf);
+    let path = line.split_whitespace().nth(1).unwrap_or("");
+    let reply = if line.starts_with("GET ") && (path == "/metrics" || path == "/") {
+        let body = render(w, Some(server));
+        format!(
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+    };
+    let _ = conn.write_all(reply.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(esc("vm1-disk0"), "vm1-disk0");
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -12,13 +12,15 @@ use super::extents::{BLOCK, BlockSrc, Extents, Index};
 use super::group::{Group, Point, ViewIndex, encode_point, now_us};
 use super::journal::format::{self, Header, Kind};
 use super::journal::{Journal, Loc, PayloadReader, PointRecord};
+use anyhow::Context;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Which point a recover goes to.
-#[derive(Debug, Clone, PartialEq)]
+/// Which point a recover goes to. On the control socket it is the text the CLI takes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum PointSpec {
     Latest,
     LatestApp,
@@ -43,6 +45,32 @@ impl std::str::FromStr for PointSpec {
                         format!("{s:?} is not a point: use latest, latest-app, a point id (see `mtkit points`) or an RFC 3339 time such as 2026-11-27T10:00:00Z")
                     })
             }
+        }
+    }
+}
+
+impl TryFrom<String> for PointSpec {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<PointSpec> for String {
+    fn from(p: PointSpec) -> String {
+        p.to_string()
+    }
+}
+
+impl std::fmt::Display for PointSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PointSpec::Latest => f.write_str("latest"),
+            PointSpec::LatestApp => f.write_str("latest-app"),
+            PointSpec::Time(t) => {
+                f.write_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            }
+            PointSpec::Id(id) => write!(f, "{id}"),
         }
     }
 }
@@ -78,19 +106,60 @@ fn session_dir(dir: &Path) -> PathBuf {
     dir.join("recover")
 }
 
-pub fn session_exists(dir: &Path) -> bool {
-    session_dir(dir).join("state.json").exists()
+fn session_path(dir: &Path) -> PathBuf {
+    session_dir(dir).join("state.json")
 }
 
-pub fn read_session(dir: &Path) -> Option<Session> {
-    let text = std::fs::read(session_dir(dir).join("state.json")).ok()?;
-    serde_json::from_slice(&text).ok()
+/// Whether a recovery session file is there (readable or not): the group is then closed
+/// to writes. When even that cannot be told, it counts as there: closed is the safe side.
+pub fn session_exists(dir: &Path) -> bool {
+    session_path(dir).try_exists().unwrap_or(true)
+}
+
+/// A recovery session file that is there but cannot be used. The group stays closed: its
+/// disks may be part-way through a recover or commit, and guessing which could make a
+/// half-rolled disk the baseline.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(
+        "reading the recovery session {}: the group stays closed to writes; make the file readable and retry (nothing was changed)",
+        path.display()
+    )]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "the recovery session {} is corrupt: the group's disks may be part-way through a recover or commit, so the group stays closed to writes; restore the file (JSON: {{\"at\": the point id the disks were recovered to, or null, \"started\": an RFC 3339 time, \"committing\": true only if `mtkit commit` was run}}) and retry (nothing was changed)",
+        path.display()
+    )]
+    Corruption {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The group's recovery session: `None` when no recovery is under way (no file), an
+/// error when the file is there but unreadable or corrupt.
+pub fn read_session(dir: &Path) -> Result<Option<Session>, SessionError> {
+    let path = session_path(dir);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(SessionError::Read { path, source }),
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|source| SessionError::Corruption { path, source })
 }
 
 fn write_session(dir: &Path, s: &Session) -> anyhow::Result<()> {
     let d = session_dir(dir);
-    std::fs::create_dir_all(&d)?;
-    crate::files::write_atomic(&d.join("state.json"), &serde_json::to_vec(s)?, 0o600)
+    std::fs::create_dir_all(&d)
+        .with_context(|| format!("creating recovery session folder {}", d.display()))?;
+    crate::files::write_atomic(&session_path(dir), &serde_json::to_vec(s)?, 0o600)
 }
 
 /// What a recover did (or, dry-run, would do).
@@ -148,8 +217,8 @@ impl Group {
             .collect()
     }
 
-    /// Where the group is, when it is under recovery.
-    pub fn session(&self) -> Option<Session> {
+    /// Where the group is, when it is under recovery (see [`read_session`]).
+    pub fn session(&self) -> Result<Option<Session>, SessionError> {
         read_session(&self.dir)
     }
 
@@ -161,7 +230,7 @@ impl Group {
         dry_run: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> anyhow::Result<RecoverReport> {
-        if self.session().is_some_and(|s| s.committing) {
+        if self.session()?.is_some_and(|s| s.committing) {
             anyhow::bail!(
                 "group {} is being committed: run `mtkit commit` to finish",
                 self.name
@@ -173,7 +242,7 @@ impl Group {
         choose(&self.points(), spec).map_err(crate::error::bad_input)?;
         let _quiet = (!dry_run).then(|| Quiet::new(self));
         // Again now that no other recover or commit runs: one may have begun meanwhile.
-        if self.session().is_some_and(|s| s.committing) {
+        if self.session()?.is_some_and(|s| s.committing) {
             anyhow::bail!(
                 "group {} is being committed: run `mtkit commit` to finish",
                 self.name
@@ -184,6 +253,7 @@ impl Group {
         let journal_dir;
         let mut want = Index::default();
         {
+            // Locks unwrap: poisoned only by a panic mid-update, not a state to go on from.
             let j = self.journal.lock().unwrap();
             journal_dir = j.dir().to_path_buf();
             index_records(&j, point.id, &ids, &mut want)?;
@@ -194,7 +264,6 @@ impl Group {
             let (s, _) = Journal::open(&saved_dir, u64::MAX)?;
             index_records(&s, 0, &ids, &mut head)?;
         }
-        // Every block that differs from head or from the point, in steps of whole runs.
         let mut all: BTreeMap<usize, Extents> = BTreeMap::new();
         for (d, ext) in want.cover().chain(head.cover()) {
             for (s, e) in ext.iter() {
@@ -235,7 +304,7 @@ impl Group {
         let need = unsaved * (BLOCK + format::HEADER_LEN as u64) + (1 << 20);
         let free = nix::sys::statvfs::statvfs(&self.dir)
             .map(|v| v.blocks_available() * v.fragment_size())
-            .unwrap_or(u64::MAX);
+            .with_context(|| format!("measuring free space of {}", self.dir.display()))?;
         if free < need {
             anyhow::bail!(
                 "recovering group {} to point {} must first save {} MiB of current contents on the retention volume ({}), which has {} MiB free: free some space (or shorten [policy] retention) and retry; nothing was changed",
@@ -247,7 +316,7 @@ impl Group {
             );
         }
         tracing::info!(group = %self.name, point = point.id, blocks, "recovering");
-        let started = self.session().map_or_else(chrono::Utc::now, |s| s.started);
+        let started = self.session()?.map_or_else(chrono::Utc::now, |s| s.started);
         write_session(
             &self.dir,
             &Session {
@@ -264,11 +333,13 @@ impl Group {
         for &(d, b0, n) in &steps {
             let t = &self.disks[d];
             let (start, end) = (b0 * BLOCK, ((b0 + n) * BLOCK).min(t.size));
-            // Save the head contents of blocks touched for the first time, durably, first.
+            // Head contents are synced to the session log before the disk is overwritten:
+            // after a crash here, every point reachable before is reachable still.
             let gaps = head.gaps(d, b0, b0 + n);
             if !gaps.is_empty() {
                 data.resize((end - start) as usize, 0);
-                t.read_at(&mut data, start)?;
+                t.read_at(&mut data, start)
+                    .with_context(|| format!("reading disk {}", t.path.display()))?;
                 let mut buf = Vec::new();
                 let mut rel = Vec::new();
                 for (gs, ge) in gaps {
@@ -291,8 +362,10 @@ impl Group {
                     rel.push((gs, ge, (!zero).then_some(at as u64)));
                 }
                 let (seg, base) = saved.prepare_append(buf.len() as u64)?;
-                saved.append(&buf, 1)?;
-                saved.sync()?;
+                saved
+                    .append(&buf, 1)
+                    .and_then(|_| saved.sync())
+                    .with_context(|| format!("saving head contents in {}", saved_dir.display()))?;
                 for (gs, ge, at) in rel {
                     let src = at.map(|a| Loc {
                         segment: seg,
@@ -301,31 +374,33 @@ impl Group {
                     head.add(d, gs, ge, src);
                 }
             }
-            // Then the contents at the point: from the journal where a record after the
-            // point saved them, else the head contents; one read per extent, one write.
             data.resize((end - start) as usize, 0);
             let mut b = b0;
             while b < b0 + n {
-                let (e, src, reader) = match want.find(d, b) {
-                    Some((e, src)) => (e, src, &mut jr),
+                let (e, src, reader, from) = match want.find(d, b) {
+                    Some((e, src)) => (e, src, &mut jr, &journal_dir),
                     None => {
+                        // Every step's gaps were saved into `head` just above.
                         let (e, src) = head.find(d, b).expect("head covers every step");
                         let e = want.next_start(d, b).map_or(e, |w| e.min(w));
-                        (e, src, &mut sr)
+                        (e, src, &mut sr, &saved_dir)
                     }
                 };
                 let e = e.min(b0 + n);
                 let lo = ((b - b0) * BLOCK) as usize;
                 let hi = (((e - b0) * BLOCK) as usize).min(data.len());
-                read_src(reader, src, &mut data[lo..hi])?;
+                read_src(reader, src, &mut data[lo..hi])
+                    .with_context(|| format!("reading saved contents in {}", from.display()))?;
                 b = e;
             }
-            t.write_at(&data, start)?;
+            t.write_at(&data, start)
+                .with_context(|| format!("writing disk {}", t.path.display()))?;
             done += n;
             progress(done, blocks);
         }
         for t in &self.disks {
-            t.sync()?;
+            t.sync()
+                .with_context(|| format!("syncing disk {}", t.path.display()))?;
         }
         write_session(
             &self.dir,
@@ -348,12 +423,12 @@ impl Group {
                 self.name
             ))
         };
-        self.session().ok_or_else(not_recovering)?;
+        self.session()?.ok_or_else(not_recovering)?;
         // Wait for a recover running now, then read where the disks are: a session read
         // before would name the point of the recover before it, and the commit would make
         // that the baseline of disks rolled elsewhere.
         let _quiet = Quiet::new(self);
-        let session = self.session().ok_or_else(not_recovering)?;
+        let session = self.session()?.ok_or_else(not_recovering)?;
         let Some(at) = session.at else {
             return Err(crate::error::bad_input(format!(
                 "the last recover of group {} did not finish: run `mtkit recover` again first",
@@ -373,9 +448,11 @@ impl Group {
         self.finish_commit(at)
     }
 
-    /// Completes a commit that a crash interrupted (called when the group is opened).
+    /// Completes a commit that a crash interrupted (called when the group is opened). A
+    /// session file that cannot be read fails the open: whether a commit must be finished
+    /// cannot be told, and neither finishing nor skipping it is safe on a guess.
     pub(crate) fn finish_interrupted_commit(&self) -> anyhow::Result<()> {
-        match self.session() {
+        match self.session()? {
             Some(Session {
                 at: Some(at),
                 committing: true,
@@ -413,7 +490,9 @@ impl Group {
         };
         format::encode_parts(&h, &[], &mut buf);
         self.journal.lock().unwrap().restart_with(&buf, max_seq)?;
-        std::fs::remove_dir_all(session_dir(&self.dir))?;
+        let session = session_dir(&self.dir);
+        std::fs::remove_dir_all(&session)
+            .with_context(|| format!("removing recovery session {}", session.display()))?;
         let mut st = self.lock();
         st.points = vec![rec.clone()];
         st.initial_sync = false;
@@ -512,7 +591,6 @@ impl Export for PointView {
                         None => break,
                     }
                 };
-                // Blocks b..e come from one record: copy the part inside the request.
                 let (bs, be) = (b * BLOCK, (e * BLOCK).min(t.size));
                 let (s, x) = (bs.max(offset), be.min(end));
                 if s < x {
@@ -583,4 +661,132 @@ impl PointView {
 
 fn read_only() -> io::Error {
     io::Error::new(io::ErrorKind::PermissionDenied, "a point view is read-only")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::group::DiskSpec;
+    use crate::writer::journaled::JournaledDisk;
+
+    /// Every file under `dir` with its contents: equal before and after = nothing changed.
+    fn tree(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.insert(p.clone(), Vec::new());
+                tree(&p, out);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+
+    fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        tree(dir, &mut out);
+        out
+    }
+
+    /// A one-disk group rolled back to its baseline and left under recovery.
+    fn recovered(root: &Path) -> (PathBuf, DiskSpec, Point) {
+        let spec = DiskSpec {
+            name: "d0".into(),
+            path: root.join("d0.img"),
+            size: Some(1 << 20),
+        };
+        let dir = root.join("journal/vm1");
+        let g = Group::open("vm1", &dir, std::slice::from_ref(&spec), 1 << 20).unwrap();
+        let d = JournaledDisk::new(g.clone(), 0);
+        d.write_at(&[1; 4096], 0, false).unwrap();
+        let base = g.point(true, "base").unwrap().unwrap();
+        d.write_at(&[2; 4096], 0, false).unwrap();
+        d.flush().unwrap();
+        g.recover(&PointSpec::Id(base.id), false, &mut |_, _| {})
+            .unwrap();
+        assert_eq!(g.session().unwrap().unwrap().at, Some(base.id));
+        (dir, spec, base)
+    }
+
+    #[test]
+    fn point_specs_roundtrip_through_their_text() {
+        for text in ["latest", "latest-app", "1234", "2026-11-27T10:00:00Z"] {
+            let spec: PointSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string(), text);
+            let json = serde_json::to_string(&spec).unwrap();
+            assert_eq!(serde_json::from_str::<PointSpec>(&json).unwrap(), spec);
+        }
+        let t: PointSpec = "2026-11-27T12:00:00.5+02:00".parse().unwrap();
+        assert_eq!(t.to_string(), "2026-11-27T10:00:00.500Z");
+        assert!(serde_json::from_str::<PointSpec>("\"yesterday\"").is_err());
+    }
+
+    #[test]
+    fn no_session_file_is_no_session() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(read_session(t.path()).unwrap().is_none());
+        assert!(!session_exists(t.path()));
+    }
+
+    #[test]
+    fn an_unusable_session_fails_the_open_and_changes_nothing() {
+        type Spoil = fn(&Path);
+        let cases: [(&str, Spoil); 3] = [
+            ("garbage", |p| std::fs::write(p, b"\x00{not json").unwrap()),
+            ("truncated", |p| {
+                std::fs::write(p, br#"{"at":3,"started":"2026-11-27T10:00:00Z","comm"#).unwrap()
+            }),
+            // Present but unreadable (EISDIR): root reads through file modes.
+            ("unreadable", |p| {
+                std::fs::remove_file(p).unwrap();
+                std::fs::create_dir(p).unwrap();
+            }),
+        ];
+        for (case, spoil) in cases {
+            let t = tempfile::tempdir().unwrap();
+            let (dir, spec, _) = recovered(t.path());
+            let state = dir.join("recover/state.json");
+            spoil(&state);
+            let before = snapshot(t.path());
+            let err = match Group::open("vm1", &dir, std::slice::from_ref(&spec), 1 << 20) {
+                Ok(_) => panic!("{case}: the group opened on an unusable session"),
+                Err(e) => format!("{:#}", anyhow::Error::new(e)),
+            };
+            assert!(
+                err.contains(&state.display().to_string()) && err.contains("retry"),
+                "{case}: {err}"
+            );
+            assert!(
+                snapshot(t.path()) == before,
+                "{case}: the failed open changed files"
+            );
+        }
+    }
+
+    #[test]
+    fn a_session_spoiled_while_open_fails_commit_and_recover_not_as_absent() {
+        let t = tempfile::tempdir().unwrap();
+        let (dir, spec, base) = recovered(t.path());
+        let g = Group::open("vm1", &dir, std::slice::from_ref(&spec), 1 << 20).unwrap();
+        assert!(g.is_recovering());
+        let state = dir.join("recover/state.json");
+        std::fs::write(&state, b"garbage").unwrap();
+        let before = snapshot(t.path());
+        let err = g.commit().unwrap_err();
+        // Not "nothing to commit" (a user mistake, exit 2): the file is named instead.
+        assert_eq!(crate::error::exit_code(&err), 1, "{err:#}");
+        assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
+        let err = g
+            .recover(&PointSpec::Id(base.id), false, &mut |_, _| {})
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&state.display().to_string()),
+            "{err:#}"
+        );
+        assert!(
+            snapshot(t.path()) == before,
+            "a refused commit changed files"
+        );
+        assert!(g.is_recovering(), "the group stays closed");
+    }
 }

@@ -73,7 +73,11 @@ impl Writer {
         let mut groups = BTreeMap::new();
         let mut disks = HashMap::new();
         for (name, specs) in plan {
-            let g = Group::open(&name, &dir.join(&name), &specs, DEFAULT_SEGMENT_SIZE)?;
+            let gdir = dir.join(&name);
+            // Group::open refuses an unusable recovery session too, but under a heading
+            // about interrupted commits: read it first to name the problem plainly.
+            super::recover::read_session(&gdir).with_context(|| format!("group {name}"))?;
+            let g = Group::open(&name, &gdir, &specs, DEFAULT_SEGMENT_SIZE)?;
             for (i, d) in specs.iter().enumerate() {
                 disks.insert(d.name.clone(), (name.clone(), i));
             }
@@ -114,20 +118,30 @@ impl Writer {
                 let points = g.points();
                 let health = policy::health(g, &self.policy, now);
                 let (journal_bytes, journal_segments) = {
+                    // Poisoned only by a panic mid-update of the journal: not to go on from.
                     let j = g.journal.lock().unwrap();
                     (j.total_bytes(), j.segments().len())
+                };
+                let mut warnings = health.warnings;
+                // Status must still answer for a group whose session is unreadable: it is
+                // shown as recovering (it is closed) with the reason among its warnings.
+                let recovered_to = match g.session() {
+                    Ok(s) => s.and_then(|s| s.at),
+                    Err(e) => {
+                        warnings.push(e.to_string());
+                        None
+                    }
                 };
                 GroupStatus {
                     name: g.name.clone(),
                     state: if g.is_recovering() {
-                        "recovering"
+                        GroupState::Recovering
                     } else if g.in_initial_sync() {
-                        "initial-sync"
+                        GroupState::InitialSync
                     } else {
-                        "replicating"
-                    }
-                    .into(),
-                    recovered_to: g.session().and_then(|s| s.at),
+                        GroupState::Replicating
+                    },
+                    recovered_to,
                     points: points.len(),
                     oldest_point: points.first().cloned(),
                     newest_point: points.last().cloned(),
@@ -138,7 +152,7 @@ impl Writer {
                     journal_bytes,
                     journal_segments,
                     rpo_lag_secs: health.rpo_lag_secs,
-                    warnings: health.warnings,
+                    warnings,
                     disks: g
                         .disks
                         .iter()
@@ -183,12 +197,11 @@ impl Writer {
     pub fn recover(
         &self,
         group: &str,
-        to: &str,
+        to: &PointSpec,
         dry_run: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> anyhow::Result<RecoverReport> {
-        let spec: PointSpec = to.parse().map_err(bad_input)?;
-        self.group(group)?.recover(&spec, dry_run, progress)
+        self.group(group)?.recover(to, dry_run, progress)
     }
 
     pub fn commit(&self, group: &str) -> anyhow::Result<Point> {
@@ -217,8 +230,7 @@ pub struct Status {
 #[serde(rename_all = "kebab-case")]
 pub struct GroupStatus {
     pub name: String,
-    /// initial-sync, replicating or recovering
-    pub state: String,
+    pub state: GroupState,
     pub recovered_to: Option<u64>,
     pub points: usize,
     pub oldest_point: Option<Point>,
@@ -231,6 +243,28 @@ pub struct GroupStatus {
     pub rpo_lag_secs: u64,
     pub warnings: Vec<String>,
     pub disks: Vec<DiskStatus>,
+}
+
+/// What a group is doing; `--json` shows it kebab-case, as docs/writer.md documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupState {
+    /// No baseline yet: writes go straight through and make no points.
+    InitialSync,
+    /// Journaling: every flush after writes is a point.
+    Replicating,
+    /// Rolled back (or being rolled) to a point: writes refused until commit.
+    Recovering,
+}
+
+impl std::fmt::Display for GroupState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GroupState::InitialSync => "initial-sync",
+            GroupState::Replicating => "replicating",
+            GroupState::Recovering => "recovering",
+        })
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -338,11 +372,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
             .with_context(|| format!("listening on [writer] listen {}", cfg.writer.listen))?;
         tracing::info!(listen = %l.local_addr()?, "NBD server listening");
         let s = server.clone();
-        threads.push(std::thread::spawn(move || {
+        threads.push(spawn("nbd-tcp", move || {
             if let Err(e) = s.serve_tcp(l) {
                 tracing::error!(error = %e, "NBD TCP listener failed");
             }
-        }));
+        })?);
     }
     let unix = &cfg.writer.unix_socket;
     if !unix.as_os_str().is_empty() {
@@ -350,11 +384,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         let l = std::os::unix::net::UnixListener::bind(unix)
             .with_context(|| format!("listening on [writer] unix-socket {}", unix.display()))?;
         let s = server.clone();
-        threads.push(std::thread::spawn(move || {
+        threads.push(spawn("nbd-unix", move || {
             if let Err(e) = s.serve_unix(l) {
                 tracing::error!(error = %e, "NBD Unix listener failed");
             }
-        }));
+        })?);
     }
     if !cfg.writer.metrics_listen.is_empty() {
         let l = std::net::TcpListener::bind(&cfg.writer.metrics_listen).with_context(|| {
@@ -365,20 +399,20 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         })?;
         tracing::info!(listen = %l.local_addr()?, "metrics on /metrics");
         let (w, s) = (writer.clone(), server.clone());
-        std::thread::spawn(move || super::metrics::serve(l, w, s));
+        spawn("metrics", move || super::metrics::serve(l, w, s))?;
     }
     let control = super::control::Control::bind(&cfg.writer.control_socket, writer.clone())?;
-    std::thread::spawn(move || control.serve());
+    spawn("control", move || control.serve())?;
     {
         let w = writer.clone();
-        std::thread::spawn(move || {
+        spawn("policy", move || {
             let groups: Vec<_> = w.groups.values().cloned().collect();
             let mut seen = Vec::new();
             loop {
                 policy::tick(&groups, &w.policy, &mut seen);
                 std::thread::sleep(std::time::Duration::from_secs(10));
             }
-        });
+        })?;
     }
     tracing::info!(groups = writer.groups.len(), "writer service running");
     let sig = stop.wait().context("waiting for signals")?;
@@ -394,6 +428,18 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     }
     tracing::info!("writer service stopped");
     Ok(())
+}
+
+/// Starts a named service thread; failing to (out of threads or memory) fails the start
+/// with a message instead of the panic of `std::thread::spawn`.
+fn spawn(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .with_context(|| format!("starting the {name} thread"))
 }
 
 #[cfg(test)]
@@ -471,7 +517,7 @@ mod tests {
             Err(OpenError::Unknown(_))
         ));
         d0.flush().unwrap();
-        w.recover("vm1", "latest-app", false, &mut |_, _| {})
+        w.recover("vm1", &PointSpec::LatestApp, false, &mut |_, _| {})
             .unwrap();
         let err = w.open("d0", &who(None)).err().unwrap();
         assert!(err.to_string().contains("recovered"), "{err}");
@@ -514,7 +560,7 @@ mod tests {
         let points = serde_json::to_value(w.points(None).unwrap()).unwrap();
         keys(&points, "", &mut all);
         let report = w
-            .recover("vm1", "latest-app", true, &mut |_, _| {})
+            .recover("vm1", &PointSpec::LatestApp, true, &mut |_, _| {})
             .unwrap();
         keys(&serde_json::to_value(report).unwrap(), "", &mut all);
         for k in &all {
@@ -580,7 +626,7 @@ mod tests {
         view.read_at(&mut b, 8192).unwrap();
         assert_eq!(b, [2; 4096]);
         // Rolled back in place to p1: block 2 is zero now, not what the view's point held.
-        w.recover("vm1", &p1.id.to_string(), false, &mut |_, _| {})
+        w.recover("vm1", &PointSpec::Id(p1.id), false, &mut |_, _| {})
             .unwrap();
         let r = view.read_at(&mut b, 8192);
         assert!(r.is_err(), "the view served {:?}", &b[..4]);
@@ -605,7 +651,7 @@ mod tests {
         let p2 = w.bookmark("vm1", "two").unwrap();
         d0.write_at(&[3; 4096], 0, false).unwrap();
         d0.flush().unwrap();
-        w.recover("vm1", &p1.id.to_string(), false, &mut |_, _| {})
+        w.recover("vm1", &PointSpec::Id(p1.id), false, &mut |_, _| {})
             .unwrap();
         // A second recover (to p2) is held half-way while a commit comes in.
         let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -613,7 +659,7 @@ mod tests {
         let committed = std::thread::scope(|s| {
             let rec = s.spawn(|| {
                 let mut held = Some(rx);
-                w.recover("vm1", &p2.id.to_string(), false, &mut |_, _| {
+                w.recover("vm1", &PointSpec::Id(p2.id), false, &mut |_, _| {
                     if let Some(rx) = held.take() {
                         in_tx.send(()).unwrap();
                         rx.recv().unwrap();

@@ -1,6 +1,10 @@
 //! Mounted filesystems and active swap of a root (`proc/self/mountinfo`, else `proc/mounts`;
 //! `proc/swaps`) and filesystem sizes: statvfs on the live system, the block device's size
 //! from sysfs under a fixture root. The one reader of these files for every module.
+//!
+//! Parsed here rather than with the procfs crate: procfs 0.18 leaves `\040` (a blank) in
+//! mount points undecoded (mountinfo) or unhandled (mounts), and the retention mountpoint may
+//! hold one.
 
 use super::blockdev::{self, DevNum};
 use anyhow::{Context, Result};

@@ -2,7 +2,6 @@
 //! the operations behind the control socket, and the run loop (SIGTERM drains and exits 0).
 
 use super::group::{DiskSpec, Group, Point};
-use super::journal::DEFAULT_SEGMENT_SIZE;
 use super::journal::format::disk_id;
 use super::journaled::JournaledDisk;
 use super::policy;
@@ -77,7 +76,7 @@ impl Writer {
             // Group::open refuses an unusable recovery session too, but under a heading
             // about interrupted commits: read it first to name the problem plainly.
             super::recover::read_session(&gdir).with_context(|| format!("group {name}"))?;
-            let g = Group::open(&name, &gdir, &specs, DEFAULT_SEGMENT_SIZE)?;
+            let g = Group::open(&name, &gdir, &specs, cfg.writer.journal_segment_size.0)?;
             for (i, d) in specs.iter().enumerate() {
                 disks.insert(d.name.clone(), (name.clone(), i));
             }

@@ -409,7 +409,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
             let mut seen = Vec::new();
             loop {
                 policy::tick(&groups, &w.policy, &mut seen);
-                std::thread::sleep(std::time::Duration::from_secs(10));
+                std::thread::sleep(policy::tick_period(&w.policy));
             }
         })?;
     }

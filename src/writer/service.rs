@@ -364,6 +364,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     // sync per batch is the cost of the undo log, so its size sets the throughput.
     opts.workers_per_connection = opts.workers_per_connection.max(16);
     let writer = Arc::new(Writer::open(cfg)?);
+    // The journal still holds the points a pass before the crash or stop had pruned (their
+    // segment stayed for newer records): drop them again before anyone can list them.
+    let now = super::group::now_us();
+    for g in writer.groups.values() {
+        policy::prune(g, &writer.policy, now);
+    }
     let server = super::nbd::Server::new(writer.clone(), opts);
     let mut threads = Vec::new();
     if !cfg.writer.listen.is_empty() {

@@ -45,6 +45,7 @@ fn images_of(read: impl Fn(usize) -> Vec<u8>) -> Vec<Vec<Option<u64>>> {
         .collect()
 }
 
+#[derive(Default)]
 struct Model {
     acked: Images,
     /// Per (disk, block): values written since the last completed flush (any may stick).
@@ -139,32 +140,21 @@ fn read_export(env: &Env, export: &str) -> Vec<u8> {
     buf
 }
 
-#[test]
-fn sigkill_while_pruning_keeps_flushed_writes_and_only_whole_points() {
-    let rounds: usize = std::env::var("MTKIT_CRASH_ROUNDS")
+fn rounds(default: usize) -> usize {
+    std::env::var("MTKIT_CRASH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    let seed: u64 = rand::random();
-    eprintln!("prune crash test: {rounds} rounds, seed {seed}");
-    let mut rng = StdRng::seed_from_u64(seed);
-    let size = (BS * BLOCKS) as u64;
-    let env = Env::with_writer(
-        &[(DISKS[0], "p", size), (DISKS[1], "p", size)],
-        "journal-segment-size = \"1M\"\n\n[policy]\nretention = \"3s\"\n\
-         app-consistent-interval = \"3s\"\nrpo-threshold = \"3s\"\n",
-    );
-    let zero = vec![vec![0u64; BLOCKS]; DISKS.len()];
-    let mut m = Model {
-        acked: zero.clone(),
-        maybe: HashMap::new(),
-        durable: zero.clone(),
-        points: HashMap::new(),
-        pending: None,
-    };
-    let mut counter = 0u64;
+        .unwrap_or(default)
+}
 
-    // The baseline: every block written, then the first bookmark (undo records need data).
+/// Every block written, then the first bookmark (undo records need data to save).
+fn baseline(env: &Env, m: &mut Model, counter: &mut u64) {
+    let zero = vec![vec![0u64; BLOCKS]; DISKS.len()];
+    *m = Model {
+        acked: zero.clone(),
+        durable: zero,
+        ..Model::default()
+    };
     {
         let _svc = env.start();
         let mut conns: Vec<_> = DISKS
@@ -173,9 +163,9 @@ fn sigkill_while_pruning_keeps_flushed_writes_and_only_whole_points() {
             .collect();
         for (d, c) in conns.iter_mut().enumerate() {
             for b in 0..BLOCKS {
-                counter += 1;
-                c.write((b * BS) as u64, &encode(counter)).unwrap();
-                m.acked[d][b] = counter;
+                *counter += 1;
+                c.write((b * BS) as u64, &encode(*counter)).unwrap();
+                m.acked[d][b] = *counter;
             }
             c.flush().unwrap();
         }
@@ -188,14 +178,33 @@ fn sigkill_while_pruning_keeps_flushed_writes_and_only_whole_points() {
         m.points
             .insert(v["id"].as_u64().unwrap(), (m.acked.clone(), Instant::now()));
     }
+}
 
+struct Figures {
+    checked: usize,
+    kills_at_marker: usize,
+    max_listed: usize,
+}
+
+/// SIGKILL rounds under load, half of them as soon as the log shows `marker` anew; after
+/// each, the target and every listed point are checked (and the retention window when
+/// `window`).
+fn crash_rounds(
+    env: &Env,
+    m: &mut Model,
+    rng: &mut StdRng,
+    counter: &mut u64,
+    rounds: usize,
+    marker: &str,
+    window: bool,
+) -> Figures {
     let (mut checked, mut prune_kills, mut max_listed) = (0, 0, 0);
     for round in 0..rounds {
         let mut svc = env.start();
         let pid = svc.child.id() as i32;
         let after_prune = round % 2 == 1;
         let delay = Duration::from_millis(rng.random_range(300..2500));
-        let pruned_before = env.log().matches(PRUNED).count();
+        let pruned_before = env.log().matches(marker).count();
         let killed_at_prune = std::thread::scope(|s| {
             let killer = s.spawn(|| {
                 let start = Instant::now();
@@ -203,7 +212,7 @@ fn sigkill_while_pruning_keeps_flushed_writes_and_only_whole_points() {
                 if after_prune {
                     // Kill as soon as the log shows a new prune (or give up after 6 s).
                     while start.elapsed() < Duration::from_secs(6) {
-                        if env.log().matches(PRUNED).count() > pruned_before {
+                        if env.log().matches(marker).count() > pruned_before {
                             seen = true;
                             break;
                         }
@@ -216,7 +225,7 @@ fn sigkill_while_pruning_keeps_flushed_writes_and_only_whole_points() {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
                 seen
             });
-            load(&env, &mut m, &mut rng, &mut counter);
+            load(env, m, rng, counter);
             killer.join().unwrap()
         });
         prune_kills += killed_at_prune as usize;
@@ -254,13 +263,15 @@ fn sigkill_while_pruning_keeps_flushed_writes_and_only_whole_points() {
             }
         }
         m.pending = None;
-        check_window(&m, &ids, &format!("round {round}, after the restart"));
+        if window {
+            check_window(m, &ids, &format!("round {round}, after the restart"));
+        }
         let mut to: Vec<u64> = ids[1..].to_vec();
-        to.shuffle(&mut rng);
+        to.shuffle(rng);
         to.truncate(3);
         to.push(ids[0]);
         for id in to {
-            let got = images_of(|d| read_export(&env, &format!("{}@{id}", DISKS[d])));
+            let got = images_of(|d| read_export(env, &format!("{}@{id}", DISKS[d])));
             let want = &m.points[&id].0;
             for d in 0..DISKS.len() {
                 for b in 0..BLOCKS {
@@ -275,6 +286,30 @@ fn sigkill_while_pruning_keeps_flushed_writes_and_only_whole_points() {
             checked += 1;
         }
     }
+    Figures {
+        checked,
+        kills_at_marker: prune_kills,
+        max_listed,
+    }
+}
+
+#[test]
+fn sigkill_while_pruning_keeps_flushed_writes_and_only_whole_points() {
+    let rounds = rounds(8);
+    let seed: u64 = rand::random();
+    eprintln!("prune crash test: {rounds} rounds, seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let size = (BS * BLOCKS) as u64;
+    let env = Env::with_writer(
+        &[(DISKS[0], "p", size), (DISKS[1], "p", size)],
+        "journal-segment-size = \"1M\"\n\n[policy]\nretention = \"3s\"\n\
+         app-consistent-interval = \"3s\"\nrpo-threshold = \"3s\"\n",
+    );
+    let mut m = Model::default();
+    let mut counter = 0u64;
+    baseline(&env, &mut m, &mut counter);
+    let f = crash_rounds(&env, &mut m, &mut rng, &mut counter, rounds, PRUNED, true);
+    let (checked, prune_kills, max_listed) = (f.checked, f.kills_at_marker, f.max_listed);
     // Down past the window: the restarted service lists only the newest point, although the
     // journal still holds older ones in the segment it kept for newer records.
     let newest = {
@@ -316,5 +351,58 @@ fn sigkill_while_pruning_keeps_flushed_writes_and_only_whole_points() {
     assert!(
         counter > (BLOCKS * 2 + rounds) as u64,
         "the load hardly ran"
+    );
+}
+
+const FULL: &str = "RETENTION VOLUME FULL: dropped the oldest journal segment";
+
+/// Unmounts the tmpfs when the test ends, however it ends.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn sigkill_while_a_full_retention_volume_prunes_keeps_flushed_writes_and_whole_points() {
+    require!(common::is_root(), "mounting a small tmpfs needs root");
+    let rounds = rounds(6);
+    let seed: u64 = rand::random();
+    eprintln!("full-volume crash test: {rounds} rounds, seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let size = (BS * BLOCKS) as u64;
+    // The default 24 h window: only the full volume prunes here.
+    let env = Env::with_writer(
+        &[(DISKS[0], "p", size), (DISKS[1], "p", size)],
+        "journal-segment-size = \"1M\"\n",
+    );
+    let vol = env.path("journal");
+    std::fs::create_dir_all(&vol).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=5m", "mtkit-test-prune-full"])
+        .arg(&vol)
+        .status()
+        .unwrap();
+    require!(st.success(), "cannot mount tmpfs here");
+    let _mount = Mount(vol);
+    let mut m = Model::default();
+    let mut counter = 0u64;
+    baseline(&env, &mut m, &mut counter);
+    let f = crash_rounds(&env, &mut m, &mut rng, &mut counter, rounds, FULL, false);
+    let log = env.log();
+    eprintln!(
+        "full-volume crash test: {rounds} rounds, {counter} writes, {} point views checked, \
+         {} segments dropped for space, {} kills right after one, at most {} points listed",
+        f.checked,
+        log.matches(FULL).count(),
+        f.kills_at_marker,
+        f.max_listed
+    );
+    assert!(log.contains(FULL), "the volume never filled: {log}");
+    assert!(
+        !log.contains("no journal history left to drop"),
+        "all history was dropped: {log}"
     );
 }

@@ -3,8 +3,9 @@
 //! bookmarks; it is SIGKILLed at random moments (half the rounds just after it logged a
 //! prune), restarted and checked: every write acknowledged before a completed FLUSH is on
 //! the target, every listed point reads back bit-exactly through its `<disk>@<point>` view,
-//! and no point older than the window (bar the newest) is listed. MTKIT_CRASH_ROUNDS sets
-//! the rounds.
+//! and no point older than the window (bar the newest) is listed. The same rounds run on a
+//! full 5 MiB tmpfs journal-dir (root), where the service drops segments for space.
+//! MTKIT_CRASH_ROUNDS sets the rounds.
 
 mod common;
 #[path = "writer/env.rs"]

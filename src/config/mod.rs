@@ -236,6 +236,8 @@ pub struct Writer {
     pub idle_timeout: Span,
     /// Request payload buffered by all connections together (bounds the service's memory).
     pub max_buffer: Size,
+    /// A group's journal starts a new segment file past this size; pruning frees whole segments.
+    pub journal_segment_size: Size,
     pub tls: Option<WriterTls>,
     pub disk: Vec<WriterDisk>,
     /// Consistency groups and who may open their disks (a disk's group need not be listed).
@@ -255,6 +257,7 @@ impl Default for Writer {
             max_request_size: Size(32 * Size::MIB),
             idle_timeout: "15m".parse().unwrap(),
             max_buffer: Size(256 * Size::MIB),
+            journal_segment_size: Size(64 * Size::MIB),
             tls: None,
             disk: Vec::new(),
             group: Vec::new(),

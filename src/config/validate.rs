@@ -865,6 +865,13 @@ fn check_writer(c: &Config, ck: &mut Checker<'_>) {
             ),
         );
     }
+    if w.journal_segment_size < Size(Size::MIB) || w.journal_segment_size > Size(Size::GIB) {
+        ck.report(
+            &path(&["writer", "journal-segment-size"]),
+            q(&w.journal_segment_size.to_string()),
+            "must be from \"1M\" to \"1G\" (the default is \"64M\")",
+        );
+    }
     if w.idle_timeout.secs() == 0 {
         ck.report(
             &path(&["writer", "idle-timeout"]),

@@ -84,6 +84,13 @@ pub fn health(g: &Group, policy: &Policy, now_us: i64) -> Health {
     h
 }
 
+/// How often the policy pass runs: every 10 s, or 4 times per retention window when it is
+/// shorter (so a short window still prunes near its edge), at most once a second.
+pub fn tick_period(policy: &Policy) -> std::time::Duration {
+    let d = std::time::Duration::from_secs(10).min(policy.retention.0 / 4);
+    d.max(std::time::Duration::from_secs(1))
+}
+
 /// One policy pass over every group: prune, then log warnings that are new.
 pub fn tick(groups: &[std::sync::Arc<Group>], policy: &Policy, last: &mut Vec<Vec<String>>) {
     let now = now_us();

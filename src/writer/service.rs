@@ -2,7 +2,6 @@
 //! the operations behind the control socket, and the run loop (SIGTERM drains and exits 0).
 
 use super::group::{DiskSpec, Group, Point};
-use super::journal::DEFAULT_SEGMENT_SIZE;
 use super::journal::format::disk_id;
 use super::journaled::JournaledDisk;
 use super::policy;
@@ -77,7 +76,7 @@ impl Writer {
             // Group::open refuses an unusable recovery session too, but under a heading
             // about interrupted commits: read it first to name the problem plainly.
             super::recover::read_session(&gdir).with_context(|| format!("group {name}"))?;
-            let g = Group::open(&name, &gdir, &specs, DEFAULT_SEGMENT_SIZE)?;
+            let g = Group::open(&name, &gdir, &specs, cfg.writer.journal_segment_size.0)?;
             for (i, d) in specs.iter().enumerate() {
                 disks.insert(d.name.clone(), (name.clone(), i));
             }
@@ -365,6 +364,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     // sync per batch is the cost of the undo log, so its size sets the throughput.
     opts.workers_per_connection = opts.workers_per_connection.max(16);
     let writer = Arc::new(Writer::open(cfg)?);
+    // The journal still holds the points a pass before the crash or stop had pruned (their
+    // segment stayed for newer records): drop them again before anyone can list them.
+    let now = super::group::now_us();
+    for g in writer.groups.values() {
+        policy::prune(g, &writer.policy, now);
+    }
     let server = super::nbd::Server::new(writer.clone(), opts);
     let mut threads = Vec::new();
     if !cfg.writer.listen.is_empty() {
@@ -410,7 +415,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
             let mut seen = Vec::new();
             loop {
                 policy::tick(&groups, &w.policy, &mut seen);
-                std::thread::sleep(std::time::Duration::from_secs(10));
+                std::thread::sleep(policy::tick_period(&w.policy));
             }
         })?;
     }

@@ -339,6 +339,23 @@ impl Root {
         &self.path
     }
 
+    /// The folder `rel` as a root of its own (walked from this one, so it is inside it);
+    /// `None` when it does not exist.
+    pub fn sub(&self, rel: &Path, links: Links) -> Result<Option<Root>> {
+        Ok(self.open_dir(rel, links)?.map(|fd| Root {
+            fd,
+            path: self.path.join(rel),
+        }))
+    }
+
+    /// A second handle on the same root folder.
+    pub fn try_clone(&self) -> Result<Root> {
+        Ok(Root {
+            fd: self.fd.try_clone()?,
+            path: self.path.clone(),
+        })
+    }
+
     /// `rel` as the host shows it, for messages.
     pub fn show(&self, rel: &Path) -> PathBuf {
         self.path.join(rel)

@@ -650,16 +650,23 @@ impl Root {
     /// Creates the missing folders of `rel` (mode 0755, or `mode` for the last); returns
     /// the ones it made, outermost first, as paths relative to the root.
     pub fn create_dirs(&self, rel: &Path, mode: u32) -> Result<Vec<PathBuf>> {
+        self.create_dirs_with(rel, mode, Links::InRoot)
+    }
+
+    /// [`Root::create_dirs`], with links on the way resolved or refused.
+    pub fn create_dirs_with(&self, rel: &Path, mode: u32, links: Links) -> Result<Vec<PathBuf>> {
         check_rel(rel)?;
         let mut made = Vec::new();
         let mut prefix = PathBuf::new();
         let n = rel.components().count();
         for (i, c) in rel.components().enumerate() {
             prefix.push(c);
-            if self.open_dir(&prefix, Links::InRoot)?.is_some() {
+            if self.open_dir(&prefix, links)?.is_some() {
                 continue;
             }
-            let (dir, name, shown) = self.existing_parent(&prefix)?;
+            let Some((dir, name, shown)) = self.parent(&prefix, links)? else {
+                anyhow::bail!("the folder of {} vanished", self.show(&prefix).display());
+            };
             let m = if i + 1 == n { mode } else { 0o755 };
             match mkdirat(dir.as_fd(), name.as_os_str(), Mode::from_bits_truncate(m)) {
                 Ok(()) => {
@@ -674,6 +681,29 @@ impl Root {
             }
         }
         Ok(made)
+    }
+
+    /// Bad input when a component of `rel` that exists is a symbolic link (a missing tail
+    /// is fine): for paths that must be exactly what they say before anything is changed.
+    pub fn check_no_links(&self, rel: &Path) -> Result<()> {
+        let mut prefix = PathBuf::new();
+        for c in rel.components() {
+            prefix.push(c);
+            match self.node(&prefix, Links::Refuse)? {
+                Node::Missing => return Ok(()),
+                Node::Symlink { target } => {
+                    return Err(bad_input(format!(
+                        "{} is a symbolic link (to {}): not followed under --root {}; \
+                         give the real path",
+                        self.show(&prefix).display(),
+                        target.display(),
+                        self.path.display()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Appends `bytes` to the regular file `rel` (created with `mode`); a link or FIFO

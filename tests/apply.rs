@@ -984,3 +984,63 @@ fn nix_mkfifo(p: &Path) {
     // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system node.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
 }
+
+/// The writer's unit names the retention mountpoint exactly, whatever it holds (a blank,
+/// `%`, quotes): systemd's own parser (`systemd-analyze verify`) derives from it the one
+/// mount unit `systemd-escape --path` gives for the path. A newline in the mountpoint
+/// (which would add `[Service]` and `ExecStartPre=` lines) is refused by the config:
+/// exit 2, nothing changed.
+#[test]
+fn writer_unit_paths_are_escaped_for_systemd() {
+    require!(
+        common::have("systemd-analyze") && common::have("systemd-escape"),
+        "systemd-analyze and systemd-escape (Debian systemd) not installed"
+    );
+    let d = tempfile::tempdir().unwrap();
+    for mp in [
+        "/mnt/retention",
+        "/mnt/my retention",
+        "/srv/100%/r",
+        "/srv/q\"uote's",
+    ] {
+        let mut c = mtkit::config::Config::default();
+        c.retention.mountpoint = mp.into();
+        let unit =
+            mtkit::provision::writer_service::render(mtkit::provision::InitSystem::Systemd, &c)
+                .unwrap();
+        assert_eq!(unit.matches("RequiresMountsFor=").count(), 1);
+        let f = d.path().join("mtkit-writer.service");
+        fs::write(&f, &unit).unwrap();
+        let o = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&f)
+            .env("SYSTEMD_LOG_LEVEL", "debug")
+            .output()
+            .unwrap();
+        let said = format!("{}{}", stdout(&o), common::stderr(&o));
+        let want = Command::new("systemd-escape")
+            .args(["--path", "--suffix=mount", mp])
+            .output()
+            .unwrap();
+        let want = String::from_utf8(want.stdout).unwrap().trim().to_string();
+        assert!(
+            said.contains(&format!("{want}: ")),
+            "{mp}: systemd did not read {want} from\n{unit}\n{said}"
+        );
+    }
+
+    let root = d.path().join("r");
+    fs::create_dir_all(root.join("usr/lib/systemd")).unwrap();
+    fs::write(root.join("usr/lib/systemd/systemd"), "").unwrap();
+    let cfg = config(
+        d.path(),
+        &format!(
+            "{CONFIG}[retention]\nmountpoint = \"/mnt/r\\n[Service]\\nExecStartPre=/bin/id\"\n"
+        ),
+    );
+    let before = snapshot(&root);
+    let o = apply_code(&root, &cfg, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    assert!(common::stderr(&o).contains("holds the control character '\\n'"));
+    assert_eq!(snapshot(&root), before);
+}

@@ -61,6 +61,15 @@ pub fn read_input(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// [`read_input`] as UTF-8 text, at most [`root::MAX_READ`] bytes: for facts read through a
+/// root (`/proc`, `/sys`, `etc/` of a fixture or image), where a FIFO must not hang the
+/// command. Errors are `io::Error`s as `fs::read_to_string` gives them, so callers that
+/// treat an unreadable file as missing keep doing so.
+pub fn read_text(path: impl AsRef<Path>) -> std::io::Result<String> {
+    String::from_utf8(read_input(path.as_ref(), root::MAX_READ)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// Checks that `path` can name a file the user asked for (`--out`, `-o`): not a folder,
 /// and in a folder that exists. Bad input (exit 2) otherwise, before anything is written.
 pub fn check_output(path: &Path) -> Result<()> {

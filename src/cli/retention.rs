@@ -141,6 +141,12 @@ impl RetentionArgs {
                 let fs = Fs::parse(fs.as_deref().unwrap_or(&config.retention.filesystem))?;
                 let mut retention = config.retention.clone();
                 if let Some(m) = mountpoint {
+                    if !m.is_absolute() {
+                        return Err(crate::error::bad_input(format!(
+                            "--mountpoint {}: must be an absolute path such as /mnt/retention",
+                            m.display()
+                        )));
+                    }
                     if let Err(e) = crate::files::root::rel_of(&m) {
                         return Err(crate::error::bad_input(format!(
                             "--mountpoint {}: {e:#}",

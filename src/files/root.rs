@@ -118,13 +118,13 @@ pub fn check_rel(rel: &Path) -> Result<()> {
 pub fn rel_of(abs: &Path) -> Result<PathBuf> {
     let rel = abs.strip_prefix("/").map_err(|_| {
         bad_input(format!(
-            "{} is not an absolute path (it starts with /)",
+            "{} is not an absolute path: write it from /, e.g. /mnt/retention",
             abs.display()
         ))
     })?;
     check_rel(rel).map_err(|_| {
         bad_input(format!(
-            "{}: `..` and `.` are not allowed here; write the path plainly, e.g. /mnt/retention",
+            "{}: `..` and `.` are not allowed in it; write the path plainly, e.g. /mnt/retention",
             abs.display()
         ))
     })?;

@@ -540,7 +540,8 @@ fn prepare_under_root_never_leaves_it() {
     lp.mounts.push(outside.clone());
     lp.mounts.push(outside.join("x"));
 
-    let cases: Vec<(&str, Box<dyn Fn()>, Vec<&str>)> = vec![
+    type Setup<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Setup, Vec<&str>)> = vec![
         (
             "mnt/retention is a symbolic link",
             Box::new(|| {

@@ -280,7 +280,7 @@ impl Known {
     }
 
     /// The originals as planners read them (links left out: planners read links as they are).
-    fn texts(&self, overrides: &BTreeMap<PathBuf, String>) -> BTreeMap<PathBuf, Option<String>> {
+    fn texts(&self, overrides: &BTreeMap<PathBuf, String>) -> Originals {
         let mut out = BTreeMap::new();
         for (p, w) in &self.originals {
             match w {
@@ -300,8 +300,11 @@ impl Known {
     }
 }
 
+/// Pre-mtkit texts by path (`None`: the path did not exist), as planners read them.
+pub type Originals = BTreeMap<PathBuf, Option<String>>;
+
 /// The pre-mtkit texts and the recorded paths of an earlier apply, for [`Reader::new`].
-pub fn recorded(root: &Root) -> Result<(BTreeMap<PathBuf, Option<String>>, Vec<PathBuf>)> {
+pub fn recorded(root: &Root) -> Result<(Originals, Vec<PathBuf>)> {
     let sd = StateDir::open(root)?;
     let Some(state) = State::load(&sd)? else {
         return Ok(Default::default());

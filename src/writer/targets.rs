@@ -211,7 +211,15 @@ impl<'a> Host<'a> {
     /// Where the disk with SCSI ID `id` is: its multipath map, else its one SCSI path.
     fn find_id(&self, id: &str) -> Result<PathBuf, String> {
         if let Some(dm) = self.dms.iter().find(|d| d.mpath_wwid() == Some(id)) {
-            return Ok(PathBuf::from("/dev/mapper").join(&dm.name));
+            let mapper = PathBuf::from("/dev/mapper").join(&dm.name);
+            // The mapper name is udev's (or dmsetup's) to make; the kernel's dm-N node is
+            // there without them, and names the same map while it exists.
+            let kernel = PathBuf::from("/dev").join(&dm.kernel);
+            let exists = |p: &Path| std::fs::symlink_metadata(under(self.root, p)).is_ok();
+            if self.live && !exists(&mapper) && exists(&kernel) {
+                return Ok(kernel);
+            }
+            return Ok(mapper);
         }
         let found: Vec<&ScsiDisk> = self
             .scsi

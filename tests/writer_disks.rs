@@ -170,12 +170,24 @@ fn socket_paths_that_are_not_sockets_are_left_alone() {
         assert_ne!(text, original);
         let c = d.join(format!("{key}.toml"));
         std::fs::write(&c, &text).unwrap();
-        let out = mtkit()
+        // A writer that took the path would run on: give it a deadline, not a hang.
+        let mut child = mtkit()
             .arg("--config")
             .arg(&c)
             .args(["writer", "run"])
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("writer run started with {key} = {}", target.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(&format!("[writer] {key}")), "{err}");

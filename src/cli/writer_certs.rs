@@ -140,9 +140,10 @@ fn ca_params(cn: &str) -> CertificateParams {
     p
 }
 
-/// Loads the CA in `dir`, or makes one. Returns its parameters (enough to sign with), key
+/// Loads the CA in `dir`, or makes one (`mtkit firstboot` uses it too, for a clone's server
+/// certificate). Returns its parameters (enough to sign with), key
 /// and certificate PEM.
-fn ca(
+pub fn ca(
     dir: &Path,
     hostname: &str,
     not_after: Expiry,

@@ -1,0 +1,1 @@
+//! The Packer vsphere-iso template (see `mtkit build --packer`).

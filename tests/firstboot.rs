@@ -313,23 +313,59 @@ fn systemd_config_iso_identity_every_file() {
 #[test]
 fn no_identity_keeps_dhcp_and_two_clones_differ() {
     require!(
-        have("ssh-keygen") && have("openssl"),
-        "ssh-keygen and openssl needed"
+        have("ssh-keygen") && have("openssl") && have("xorriso"),
+        "ssh-keygen, openssl and xorriso needed"
     );
     let d = sealed(Kind::CentOs6);
     let template = d.path().join("r");
     let sealed_ifcfg = text(&template, "etc/sysconfig/network-scripts/ifcfg-eth0");
+    // The template's own kickstart ISO left attached: same label, the template's identity.
+    // Taken, it would give every clone the template's static address.
+    let own = d.path().join("own.toml");
+    fs::write(
+        &own,
+        "[appliance]\nhostname = \"mt07.dr.example\"\n[network]\nip = \"192.0.2.77\"\n",
+    )
+    .unwrap();
+    let ks_iso = d.path().join("mt-ks.iso");
+    let o = Command::new("xorriso")
+        .args([
+            "-as",
+            "mkisofs",
+            "-V",
+            "MTKS",
+            "-r",
+            "-o",
+            s(&ks_iso),
+            "-graft-points",
+        ])
+        .arg(format!("mtkit/appliance.toml={}", own.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
     // Two clones of one template: copies of the sealed tree.
     let clones: Vec<PathBuf> = ["c1", "c2"].iter().map(|c| d.path().join(c)).collect();
-    for c in &clones {
+    for (i, c) in clones.iter().enumerate() {
         let st = Command::new("cp")
             .args(["-a", s(&template), s(c)])
             .status()
             .unwrap();
         assert!(st.success());
-        // No vmtoolsd (not a VMware guest), no ISO: the clone keeps DHCP.
-        let o = firstboot(c, None, &[]);
+        // No vmtoolsd (not a VMware guest), no ISO or only the template's own: DHCP kept.
+        let iso: &[&str] = if i == 0 {
+            &["--config-iso", s(&ks_iso)]
+        } else {
+            &[]
+        };
+        let o = firstboot(c, None, iso);
         assert!(o.status.success(), "{}", stderr(&o));
+        if i == 0 {
+            assert!(
+                stderr(&o).contains("names the template itself"),
+                "{}",
+                stderr(&o)
+            );
+        }
         assert!(
             stdout(&o).contains("from none: host name (kept), address (kept: DHCP)"),
             "{}",

@@ -221,6 +221,14 @@ fn centos6_dry_run_then_seal_every_file_then_nothing() {
     assert!(exists(&root, "etc/rc.d/rc3.d/S55sshd"));
     assert!(exists(&root, "etc/rc.d/rc3.d/S95mtkit-writer"));
 
+    // Nothing sealed away is kept in apply's revert record.
+    let state = text(&root, "var/lib/mtkit/apply/state.json");
+    assert!(
+        !state.contains("ssh_host") && !state.contains("tls/"),
+        "{state}"
+    );
+    assert!(!exists(&root, "var/lib/mtkit/apply/orig/etc/ssh"));
+
     // Idempotent: nothing changes, not even an mtime.
     let (snap, times) = (snapshot(&root), mtimes(&root));
     let o = seal(&root, &[]);

@@ -200,10 +200,21 @@ pub fn gather(config: &Config, iso: &IsoSource) -> Result<Identity> {
         IsoSource::Label => medium::read_label(label)?,
         IsoSource::Skip => None,
     };
-    match found {
-        Some(f) => from_config_text(&f.text, &f.origin),
-        None => Ok(Identity::none()),
+    let Some(f) = found else {
+        return Ok(Identity::none());
+    };
+    let id = from_config_text(&f.text, &f.origin)?;
+    // The template's own kickstart ISO left attached carries the same label: taking it
+    // would give every clone the template's name and address.
+    if id.hostname.as_deref() == Some(config.appliance.hostname.as_str()) {
+        tracing::warn!(
+            "{} names the template itself ({}): ignored (is the install's kickstart ISO still attached?); the NIC stays on DHCP",
+            f.origin,
+            config.appliance.hostname
+        );
+        return Ok(Identity::none());
     }
+    Ok(id)
 }
 
 /// appliance.toml text with `hostname` and the address `addr` set (comments and the other

@@ -1,7 +1,7 @@
 //! `mtkit apply`: the master target's custom changes.
 
 use super::Global;
-use crate::provision::executor;
+use crate::provision::{self, executor};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -38,7 +38,11 @@ impl ApplyArgs {
         // so a pipeline can use it as a gate.
         let mut refused: Option<anyhow::Error> = None;
         let outcome = if self.revert {
-            executor::revert(&self.root, self.dry_run, self.force)?
+            let mut outcome = executor::revert(&self.root, self.dry_run, self.force)?;
+            let (tls, notes) = provision::tls::revert(&self.root, self.dry_run)?;
+            outcome.changed.extend(tls);
+            outcome.notes.extend(notes);
+            outcome
         } else {
             let loaded = g.load_config()?;
             if let Err(e) = check_os_disk(&self.root, &loaded.config.disks.os_disk) {
@@ -48,7 +52,13 @@ impl ApplyArgs {
                     (true, false) => refused = Some(e),
                 }
             }
-            executor::apply(&self.root, &loaded.config, self.dry_run, self.force)?
+            let mut outcome =
+                executor::apply(&self.root, &loaded.config, self.dry_run, self.force)?;
+            // The writer's own CA: made once, outside the revertible plan (not when the run
+            // is refused: the error above came first).
+            let tls = provision::tls::apply(&self.root, &loaded.config, self.dry_run)?;
+            outcome.changed.extend(tls);
+            outcome
         };
         if let Some(msg) = &outcome.refused {
             refused.get_or_insert_with(|| crate::error::bad_input(msg.clone()));

@@ -28,6 +28,10 @@ pub struct BuildArgs {
     /// Only ks.cfg, appliance.toml and the summary: no ISO
     #[arg(long, conflicts_with = "source_iso")]
     pub no_media: bool,
+    /// Also write mtkit.pkr.hcl, a Packer template for the vsphere-iso builder (with the
+    /// remastered ISO, or packer-cd/ for its cd_files); see docs/templates.md
+    #[arg(long)]
+    pub packer: bool,
 }
 
 /// How root logs in on the built machine (never the password itself).
@@ -50,6 +54,8 @@ impl BuildArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
         let loaded = g.load_config()?;
         let config = &loaded.config;
+        // A config whose writer would not start makes an appliance without its service.
+        crate::writer::preflight::check(config)?;
 
         // Everything is made in memory first: a bad config or password file leaves
         // --out untouched.
@@ -120,6 +126,58 @@ impl BuildArgs {
             summary.push_str(&m.summary);
         }
         put("SUMMARY.txt", &summary, 0o644, "what to do next")?;
+        if self.packer {
+            use crate::template::packer::{self, Install};
+            let install = match &media {
+                Some(m) if m.boot_argument.is_none() => Install::Remastered {
+                    file: m
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    sha256: packer::sha256_file(&m.path)?,
+                },
+                _ => {
+                    let binary = self
+                        .binary
+                        .clone()
+                        .unwrap_or_else(super::iso::default_binary);
+                    if self.no_media {
+                        crate::media::check_binary(&binary, self.strict)?;
+                    }
+                    let bytes = std::fs::read(&binary)
+                        .with_context(|| format!("reading {}", binary.display()))?;
+                    let cd = self.out.join(packer::CD_DIR);
+                    std::fs::create_dir_all(cd.join("mtkit"))
+                        .with_context(|| format!("creating {}", cd.display()))?;
+                    let files: [(&str, &[u8], u32); 3] = [
+                        ("ks.cfg", ks.as_bytes(), 0o644),
+                        ("mtkit/appliance.toml", resolved.as_bytes(), 0o600),
+                        ("mtkit/mtkit", &bytes, 0o755),
+                    ];
+                    for (name, data, mode) in files {
+                        crate::files::write_atomic(&cd.join(name), data, mode)?;
+                    }
+                    Install::KickstartCd
+                }
+            };
+            for w in packer::warnings(config, &install) {
+                tracing::warn!("{w}");
+            }
+            let text = packer::render(config, &install)?;
+            put(
+                packer::FILE,
+                &text,
+                0o644,
+                "Packer template (vsphere-iso builder)",
+            )?;
+            if matches!(install, Install::KickstartCd) {
+                written.push(Written {
+                    path: self.out.join(packer::CD_DIR),
+                    what: "the Packer template's cd_files: ks.cfg, mtkit/",
+                });
+            }
+        }
         if let Some(m) = &media {
             written.push(Written {
                 path: m.path.clone(),
@@ -168,6 +226,72 @@ impl BuildArgs {
         }
         Ok(())
     }
+}
+
+/// The writer section of the summary: how clients connect, how they get a certificate.
+fn writer_summary(config: &Config) -> String {
+    use crate::writer::certs::{self, ServerIdentity};
+    use crate::writer::preflight::{TlsPlan, tls_plan};
+    let w = &config.writer;
+    let mut s = String::new();
+    let _ = writeln!(s, "Writer service (NBD on {}):", w.listen);
+    match tls_plan(w) {
+        Ok(TlsPlan::Own) => {
+            let id = ServerIdentity::of(config, None);
+            let mut names = id.hostnames.clone();
+            names.extend(id.ips.iter().map(|ip| ip.to_string()));
+            let _ = writeln!(
+                s,
+                "  Forced TLS with client certificates. `mtkit apply` at the install (or the"
+            );
+            let _ = writeln!(
+                s,
+                "  service's first start) makes the appliance's own CA and server certificate in"
+            );
+            let _ = writeln!(
+                s,
+                "  {} (for {} and the machine's host name).",
+                certs::DEFAULT_DIR,
+                names.join(", ")
+            );
+            let _ = writeln!(
+                s,
+                "  For each replication source, run on the appliance: `{}`",
+                certs::ISSUE_CLIENT
+            );
+            let _ = writeln!(
+                s,
+                "  and give the source {}/clients/NAME/ (qemu: --object",
+                certs::DEFAULT_DIR
+            );
+            let _ = writeln!(
+                s,
+                "  tls-creds-x509,dir=...,endpoint=client; libnbd: ?tls-certificates=...)."
+            );
+        }
+        Ok(plan) => {
+            let _ = writeln!(s, "  {}.", plan.describe(config));
+        }
+        Err(e) => {
+            let _ = writeln!(s, "  {e}");
+        }
+    }
+    if w.disk.is_empty() {
+        let _ = writeln!(
+            s,
+            "  No [[writer.disk]] yet: add one per target disk with its scsi-id, as"
+        );
+        let _ = writeln!(s, "  `mtkit scsi-ids` prints it on the appliance.");
+    } else {
+        let by_id = w.disk.iter().filter(|d| !d.scsi_id.is_empty()).count();
+        let _ = writeln!(
+            s,
+            "  {} target disk(s), {by_id} found by SCSI ID at every start.",
+            w.disk.len()
+        );
+    }
+    s.push('\n');
+    s
 }
 
 fn size_note(size: AutoSize) -> &'static str {
@@ -303,6 +427,8 @@ pub fn summary(config: &Config, out: &Path, root: RootLogin, media: Option<&Medi
         "  3. After the reboot: logs in /root/mtkit-post.log and /root/mtkit-post-nochroot.log;"
     );
     let _ = writeln!(s, "     run `mtkit doctor` on the machine.\n");
+
+    s.push_str(&writer_summary(config));
 
     let _ = writeln!(s, "Root password:");
     match root {

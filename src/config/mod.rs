@@ -4,7 +4,9 @@ pub mod units;
 mod validate;
 
 pub use units::{AutoSize, Size, Span};
-pub use validate::{ConfigError, KNOWN_FILESYSTEMS, Problem, is_sha512_crypt};
+pub use validate::{
+    ConfigError, KNOWN_FILESYSTEMS, Problem, is_hostname, is_sd_path, is_sha512_crypt,
+};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ pub struct Config {
     pub retention: Retention,
     pub writer: Writer,
     pub policy: Policy,
+    pub template: Template,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -299,7 +302,11 @@ impl Writer {
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct WriterDisk {
     pub name: String,
+    /// The device or file; may be left out when `scsi_id` names the disk.
     pub path: PathBuf,
+    /// The disk's SCSI ID as `mtkit scsi-ids` prints it: the device is found by it at
+    /// every start, and a `path` whose device carries another ID is not served.
+    pub scsi_id: String,
     pub group: String,
     /// Needed only for a regular file that does not exist yet.
     pub size: Option<Size>,
@@ -325,6 +332,15 @@ impl Default for Policy {
 
 /// The largest config file read (300k package names take ~4 MiB).
 pub const MAX_CONFIG: u64 = 64 << 20;
+/// VM templates (`mtkit seal`, `mtkit firstboot`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Template {
+    /// The writer's CA is the fleet's: seal keeps ca-cert.pem and ca-key.pem, and every clone
+    /// signs its own server certificate with it (clients trust one CA). Else seal removes the
+    /// CA and each clone makes its own at first boot.
+    pub shared_ca: bool,
+}
 
 /// A loaded configuration and where it came from.
 #[derive(Debug, Clone)]
@@ -332,6 +348,8 @@ pub struct Loaded {
     pub config: Config,
     /// `None` for the embedded defaults.
     pub path: Option<PathBuf>,
+    /// What works but is risky (located like problems); commands log them.
+    pub warnings: Vec<Problem>,
 }
 
 impl Loaded {
@@ -350,6 +368,14 @@ impl Config {
         validate::parse(text, name)
     }
 
+    /// Like [`Config::parse`], with the warnings of a valid config.
+    pub fn parse_with_warnings(
+        text: &str,
+        name: &str,
+    ) -> Result<(Config, Vec<Problem>), ConfigError> {
+        validate::parse_with_warnings(text, name)
+    }
+
     /// Loads the config file at `path`, or the embedded defaults for `None` (which file
     /// `--config` defaults to is the command line's business, not the model's).
     pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
@@ -357,6 +383,7 @@ impl Config {
             return Ok(Loaded {
                 config: Config::default(),
                 path: None,
+                warnings: Vec::new(),
             });
         };
         // Only a regular file, at most 64 MiB: a FIFO at the config would hang every
@@ -367,7 +394,7 @@ impl Config {
         })?;
         let name = path.display().to_string();
         let text = validate::utf8(&bytes, &name)?;
-        let mut config = Config::parse(text, &name)?;
+        let (mut config, warnings) = validate::parse_with_warnings(text, &name)?;
         // A relative root-password-file is next to the config, wherever mtkit runs from.
         if let Some(f) = config.appliance.root_password_file.as_mut()
             && f.is_relative()
@@ -378,6 +405,7 @@ impl Config {
         Ok(Loaded {
             config,
             path: Some(path),
+            warnings,
         })
     }
 

@@ -399,6 +399,81 @@ fn planned<'p>(plan: &'p Plan, p: &Path) -> Option<&'p str> {
     plan.planned_text(p)
 }
 
+/// How a run of the executor is recorded: `apply` keeps what it replaces so that `--revert`
+/// can put it back; `seal` and `firstboot` must not (a copy of a sealed-away SSH host key
+/// in the apply state would defeat the seal), and log to their own file.
+#[derive(Debug, Clone, Copy)]
+pub struct Mode {
+    /// The verb in the log lines (`apply`, `seal`, ...).
+    pub what: &'static str,
+    /// The log file under root the run appends to.
+    pub log: &'static str,
+    /// Record originals and the version marker in the apply state (revertible).
+    pub record: bool,
+}
+
+/// `mtkit apply`: revertible, logged to [`LOG`].
+pub const APPLY: Mode = Mode {
+    what: "apply",
+    log: LOG,
+    record: true,
+};
+
+/// Applies `plan` under `root` without recording it (`seal`, `firstboot`): nothing of the
+/// apply state is read or written, the plan is taken as it is, and a failure part way
+/// still puts back what this run changed. Recorded runs go through [`apply`], which makes
+/// its plan itself (it has to, to merge edits made since the last apply).
+pub fn run(root_path: &Path, plan: Plan, dry_run: bool, mode: Mode) -> Result<Outcome> {
+    anyhow::ensure!(!mode.record, "a recorded run is `executor::apply`");
+    let root = Root::open(root_path)?;
+    root.check_writable_file(Path::new(mode.log))?;
+    let Pending { todo, notes } = outstanding(&root, plan, &State::default(), &BTreeMap::new())?;
+    let mut out = Outcome {
+        notes,
+        ..Outcome::default()
+    };
+    for (c, cur) in &todo {
+        out.changed.push(Done {
+            area: c.area.into(),
+            path: c.path.clone(),
+            action: action_name(cur, &c.wanted),
+        });
+        if dry_run {
+            out.diff.push_str(&show(&c.path, cur, &c.wanted));
+        }
+    }
+    if dry_run || todo.is_empty() {
+        return Ok(out);
+    }
+    let mut undo: Vec<(PathBuf, Current)> = Vec::new();
+    let mut created = Vec::new();
+    let result = (|| -> Result<()> {
+        for (c, cur) in &todo {
+            undo.push((c.path.clone(), cur.clone()));
+            put(&root, &c.path, &c.wanted, &mut created)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for (path, cur) in undo.iter().rev() {
+            if let Err(u) = restore_current(&root, path, cur) {
+                tracing::error!("could not undo {}: {u:#}", path.display());
+            }
+        }
+        for d in created.iter().rev() {
+            let _ = root.remove_dir(d);
+        }
+        return Err(e);
+    }
+    let lines: Vec<String> = out
+        .changed
+        .iter()
+        .map(|d| format!("{} {} ({})", d.action, d.path.display(), d.area))
+        .collect();
+    log(&root, mode, &lines)?;
+    Ok(out)
+}
+
 /// Applies the config's plan under `root` (or only describes it with `dry_run`). Edited
 /// files are merged or refused (see the module text); `force` replaces them after a backup.
 pub fn apply(root_path: &Path, config: &Config, dry_run: bool, force: bool) -> Result<Outcome> {
@@ -593,7 +668,7 @@ pub fn apply(root_path: &Path, config: &Config, dry_run: bool, force: bool) -> R
     if lines.is_empty() {
         lines.push(format!("marker updated to {VERSION}"));
     }
-    log(&root, "apply", &lines)?;
+    log(&root, APPLY, &lines)?;
     Ok(out)
 }
 
@@ -736,7 +811,14 @@ pub fn revert(root_path: &Path, dry_run: bool, force: bool) -> Result<Outcome> {
         ));
     }
     lines.push("apply state removed".into());
-    log(&root, "revert", &lines)?;
+    log(
+        &root,
+        Mode {
+            what: "revert",
+            ..APPLY
+        },
+        &lines,
+    )?;
     Ok(out)
 }
 
@@ -786,6 +868,12 @@ fn put(root: &Root, rel: &Path, wanted: &Wanted, created: &mut Vec<PathBuf>) -> 
 
 /// Puts `cur` back at `rel` byte for byte (undoing a failed run).
 fn restore_current(root: &Root, rel: &Path, cur: &Current) -> Result<()> {
+    if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty())
+        && !matches!(cur, Current::Missing)
+    {
+        root.create_dirs(parent, 0o755)?;
+    }
+    // Bytes as they were: a binary file (a wtmp a seal removed) comes back unchanged.
     match cur {
         Current::Missing => root.remove(rel).map(drop),
         Current::Symlink { target } => root.symlink(rel, target),
@@ -815,6 +903,11 @@ fn show(rel: &Path, cur: &Current, wanted: &Wanted) -> String {
         Current::File { .. } => "a file".to_string(),
     };
     match (cur, wanted) {
+        // Logs like wtmp are binary: a line diff of them says nothing.
+        (Current::File { bytes, .. }, _) if std::str::from_utf8(bytes).is_err() => match wanted {
+            Wanted::Absent => format!("remove {shown} (was {} bytes, binary)\n", bytes.len()),
+            _ => format!("write {shown} (was {} bytes, binary)\n", bytes.len()),
+        },
         (Current::File { bytes, .. }, Wanted::File { text, .. }) => diff::unified(
             &String::from_utf8_lossy(bytes),
             text,
@@ -836,15 +929,44 @@ fn show(rel: &Path, cur: &Current, wanted: &Wanted) -> String {
     }
 }
 
-fn log(root: &Root, what: &str, lines: &[String]) -> Result<()> {
-    let p = Path::new(LOG);
+fn log(root: &Root, mode: Mode, lines: &[String]) -> Result<()> {
+    let p = Path::new(mode.log);
     if let Some(parent) = p.parent() {
         root.create_dirs(parent, 0o755)?;
     }
     let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
     let mut text = String::new();
     for l in lines {
-        text.push_str(&format!("{stamp} mtkit {VERSION} {what}: {l}\n"));
+        text.push_str(&format!("{stamp} mtkit {VERSION} {}: {l}\n", mode.what));
     }
     root.append(p, text.as_bytes(), 0o644)
+}
+
+/// Where apply keeps its copy of `rel` as it was before mtkit (relative to the root), when
+/// an earlier apply recorded it as a file. Seal and firstboot edit that copy too: apply
+/// plans from it, so a machine-specific line left there would come back at the next apply.
+pub fn original_backup(root: &Path, rel: &Path) -> Result<Option<PathBuf>> {
+    backup_of(root, rel, |e| Some(&e.original))
+}
+
+/// Where apply keeps its copy of what it last wrote at `rel`. Seal and firstboot edit it
+/// along with the file, so that their edit is not taken for an admin's (drift) by the next
+/// apply.
+pub fn written_backup(root: &Path, rel: &Path) -> Result<Option<PathBuf>> {
+    backup_of(root, rel, |e| e.written.as_ref())
+}
+
+fn backup_of(
+    root: &Path,
+    rel: &Path,
+    pick: impl Fn(&Entry) -> Option<&Original>,
+) -> Result<Option<PathBuf>> {
+    let root = Root::open(root)?;
+    let Some(state) = State::load(&StateDir::open(&root)?)? else {
+        return Ok(None);
+    };
+    Ok(state.entry(rel).and_then(|e| match pick(e) {
+        Some(Original::File { backup, .. }) => Some(Path::new(STATE_DIR).join(backup)),
+        _ => None,
+    }))
 }

@@ -13,6 +13,7 @@ pub mod lvm;
 pub mod multipath;
 pub mod network;
 pub mod services;
+pub mod tls;
 pub mod writer_service;
 
 use crate::config::Config;
@@ -217,8 +218,16 @@ pub enum InitSystem {
 }
 
 impl InitSystem {
+    /// [`InitSystem::detect_in`] for the system at `root`.
+    pub fn detect(root: &Path) -> InitSystem {
+        match Root::open(root) {
+            Ok(r) => InitSystem::detect_in(&r),
+            Err(_) => InitSystem::SysV,
+        }
+    }
+
     /// systemd when its binary is there (CentOS 7+, Debian); else SysV with chkconfig links.
-    pub fn detect(root: &Root) -> InitSystem {
+    pub fn detect_in(root: &Root) -> InitSystem {
         let systemd = ["usr/lib/systemd/systemd", "lib/systemd/systemd"]
             .iter()
             .any(|p| {
@@ -245,7 +254,7 @@ pub fn plan(root: &Path, config: &Config) -> Result<Plan> {
 pub fn plan_with(r: &Reader, config: &Config) -> Result<Plan> {
     let mut plan = Plan::default();
     let root = r.root;
-    let init = InitSystem::detect(root);
+    let init = InitSystem::detect_in(root);
 
     let os_disk = multipath::OsDiskId::read(root.path(), &config.disks.os_disk);
     let cur = r.text(multipath::PATH)?;

@@ -239,7 +239,7 @@ fn follow_link_file(p: PathBuf) -> PathBuf {
 }
 
 fn read_opt(p: &Path) -> Option<Vec<u8>> {
-    fs::read(p).ok()
+    crate::files::read_input(p, crate::files::root::MAX_READ).ok()
 }
 
 fn read_text(p: &Path) -> Option<String> {

@@ -52,7 +52,7 @@ pub fn read(root: &Path, major: u32, minor: u32, name: &str) -> Result<Option<Ud
         root.join(format!("run/udev/data/b{major}:{minor}")),
         root.join(format!("dev/.udev/db/block:{name}")),
     ] {
-        match std::fs::read_to_string(&path) {
+        match crate::files::read_text(&path) {
             Ok(text) => return Ok(Some(UdevProps::from_map(&parse(&text)))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),

@@ -20,3 +20,4 @@ pub mod metrics;
 pub mod policy;
 pub mod recover;
 pub mod service;
+pub mod zeroing;

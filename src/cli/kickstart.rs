@@ -17,6 +17,8 @@ pub struct KickstartArgs {
 impl KickstartArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
         let loaded = g.load_config()?;
+        // The kickstart installs the writer service: refuse a config it would not start with.
+        crate::writer::preflight::check(&loaded.config)?;
         let text = kickstart::render(&loaded.config, &RenderOptions::default())?;
         write_output(&self.output, &text)?;
         if self.output != Path::new("-") {

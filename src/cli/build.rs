@@ -28,6 +28,10 @@ pub struct BuildArgs {
     /// Only ks.cfg, appliance.toml and the summary: no ISO
     #[arg(long, conflicts_with = "source_iso")]
     pub no_media: bool,
+    /// Also write mtkit.pkr.hcl, a Packer template for the vsphere-iso builder (with the
+    /// remastered ISO, or packer-cd/ for its cd_files); see docs/templates.md
+    #[arg(long)]
+    pub packer: bool,
 }
 
 /// How root logs in on the built machine (never the password itself).
@@ -122,6 +126,58 @@ impl BuildArgs {
             summary.push_str(&m.summary);
         }
         put("SUMMARY.txt", &summary, 0o644, "what to do next")?;
+        if self.packer {
+            use crate::template::packer::{self, Install};
+            let install = match &media {
+                Some(m) if m.boot_argument.is_none() => Install::Remastered {
+                    file: m
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    sha256: packer::sha256_file(&m.path)?,
+                },
+                _ => {
+                    let binary = self
+                        .binary
+                        .clone()
+                        .unwrap_or_else(super::iso::default_binary);
+                    if self.no_media {
+                        crate::media::check_binary(&binary, self.strict)?;
+                    }
+                    let bytes = std::fs::read(&binary)
+                        .with_context(|| format!("reading {}", binary.display()))?;
+                    let cd = self.out.join(packer::CD_DIR);
+                    std::fs::create_dir_all(cd.join("mtkit"))
+                        .with_context(|| format!("creating {}", cd.display()))?;
+                    let files: [(&str, &[u8], u32); 3] = [
+                        ("ks.cfg", ks.as_bytes(), 0o644),
+                        ("mtkit/appliance.toml", resolved.as_bytes(), 0o600),
+                        ("mtkit/mtkit", &bytes, 0o755),
+                    ];
+                    for (name, data, mode) in files {
+                        crate::files::write_atomic(&cd.join(name), data, mode)?;
+                    }
+                    Install::KickstartCd
+                }
+            };
+            for w in packer::warnings(config, &install) {
+                tracing::warn!("{w}");
+            }
+            let text = packer::render(config, &install)?;
+            put(
+                packer::FILE,
+                &text,
+                0o644,
+                "Packer template (vsphere-iso builder)",
+            )?;
+            if matches!(install, Install::KickstartCd) {
+                written.push(Written {
+                    path: self.out.join(packer::CD_DIR),
+                    what: "the Packer template's cd_files: ks.cfg, mtkit/",
+                });
+            }
+        }
         if let Some(m) = &media {
             written.push(Written {
                 path: m.path.clone(),

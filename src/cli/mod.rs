@@ -8,6 +8,7 @@ pub mod bookmark;
 pub mod build;
 pub mod commit;
 pub mod doctor;
+pub mod firstboot;
 pub mod init;
 pub mod iso;
 pub mod kickstart;
@@ -15,6 +16,7 @@ pub mod points;
 pub mod recover;
 pub mod retention;
 pub mod scsi_ids;
+pub mod seal;
 pub mod table;
 pub mod vmx;
 pub mod writer;
@@ -114,6 +116,8 @@ pub enum Command {
     Bookmark(bookmark::BookmarkArgs),
     Recover(recover::RecoverArgs),
     Commit(commit::CommitArgs),
+    Seal(seal::SealArgs),
+    Firstboot(firstboot::FirstbootArgs),
 }
 
 impl Cli {
@@ -152,6 +156,8 @@ impl Cli {
             Command::Bookmark(a) => a.run(g),
             Command::Recover(a) => a.run(g),
             Command::Commit(a) => a.run(g),
+            Command::Seal(a) => a.run(g),
+            Command::Firstboot(a) => a.run(g),
         }
     }
 }

@@ -408,7 +408,8 @@ fn deserialize_all(ck: &mut Checker<'_>) -> Config {
     Config::default()
 }
 
-fn is_hostname(s: &str) -> bool {
+/// An RFC 1123 host name (labels of letters, digits and inner hyphens).
+pub fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {

@@ -9,6 +9,7 @@ mod common;
 #[path = "writer/env.rs"]
 mod env;
 mod old_kernel_support;
+mod template_support;
 
 use common::{fixture, have};
 use old_kernel_support::filter::{Fallocate, HIGHEST_LISTED, LAST_2_6_32, OldKernelFilter};
@@ -1052,4 +1053,50 @@ fn scsi_ids_without_vpd_pages_take_the_ids_from_udev_147s_database() {
         }
     }
     // (mixed's vendor-specific and serial-only IDs are "weak" from either source.)
+}
+
+#[test]
+fn static_binary_seals_an_installed_centos6_mt_as_the_host_build_does() {
+    let bin = static_bin!();
+    // One installed, applied CentOS 6.6 master target, copied: the host build seals one
+    // copy, the static binary under the filter the other.
+    let d = template_support::installed(template_support::Kind::CentOs6);
+    let (host_root, old_root) = (d.path().join("r"), d.path().join("old"));
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&host_root)
+        .arg(&old_root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let seal = |root: &Path| {
+        vec![
+            "seal".to_string(),
+            "--root".into(),
+            root.display().to_string(),
+        ]
+    };
+    ok(
+        common::mtkit().args(seal(&host_root)).output().unwrap(),
+        "host seal",
+    );
+    let o = ok(
+        old_mtkit(&bin).args(seal(&old_root)).output().unwrap(),
+        "static seal under the filter",
+    );
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    // Logs carry the time of the run.
+    let untimed = |root: &Path| {
+        let re = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z").unwrap();
+        let mut t = tree(root);
+        for (_, (_, bytes)) in t.iter_mut() {
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                *bytes = re.replace_all(text, "TIME").into_owned().into_bytes();
+            }
+        }
+        t
+    };
+    assert_same_tree(&untimed(&old_root), &untimed(&host_root));
+    // Sealed: the machine's SSH host keys are gone.
+    assert!(!old_root.join("etc/ssh/ssh_host_rsa_key").exists());
 }

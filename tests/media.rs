@@ -253,7 +253,11 @@ fn plain_iso(tree: &Path, volid: &str, out: &Path) {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-const DEV_NULL: &str = "/dev/null";
+/// An empty kickstart file outside the test's folder (a device such as /dev/null is
+/// refused as input); removed when dropped.
+fn empty_ks() -> tempfile::TempPath {
+    tempfile::NamedTempFile::new().unwrap().into_temp_path()
+}
 
 /// The keys of `iso remaster --json`, which `build --json` repeats under "media".
 const REMASTER_KEYS: [&str; 8] = [
@@ -538,7 +542,8 @@ fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
     let d = tempfile::tempdir().unwrap();
     let (_, dynamic) = test_binaries(d.path());
     let out = d.path().join("ks.iso");
-    let iso = Iso::kickstart(&out, &dynamic).ks(Path::new(DEV_NULL));
+    let ks = empty_ks();
+    let iso = Iso::kickstart(&out, &dynamic).ks(&ks);
     let o = iso.run(&["--strict"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let e = stderr(&o);
@@ -575,8 +580,9 @@ fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
         stderr(&o)
     );
     let k2 = d.path().join("k2.iso");
+    let ks = empty_ks();
     let o = Iso::kickstart(&k2, &static_glibc)
-        .ks(Path::new(DEV_NULL))
+        .ks(&ks)
         .run(&["--strict"]);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
@@ -619,7 +625,8 @@ fn non_centos_and_truncated_sources_are_refused_with_nothing_written() {
     let outdir = d.path().join("out");
     std::fs::create_dir(&outdir).unwrap();
     let out = outdir.join("mt.iso");
-    let dev_null = Path::new(DEV_NULL);
+    let dev_null = empty_ks();
+    let dev_null: &Path = &dev_null;
     for (source, expect) in [
         (
             &debian,
@@ -664,7 +671,8 @@ fn missing_xorriso_names_the_package_and_writes_nothing() {
     let outdir = d.path().join("out");
     std::fs::create_dir(&outdir).unwrap();
     let out = outdir.join("x.iso");
-    let dev_null = Path::new(DEV_NULL);
+    let dev_null = empty_ks();
+    let dev_null: &Path = &dev_null;
     for iso in [
         Iso::remaster(&src, &out, &binary).ks(dev_null),
         Iso::kickstart(&out, &binary).ks(dev_null),

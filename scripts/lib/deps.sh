@@ -16,6 +16,8 @@ TEST_DEBS+=(mount bsdutils perl-base)
 TEST_DEBS+=(systemd)
 # seal/firstboot tests: ssh-keygen makes host keys, openssl checks the writer certificates.
 TEST_DEBS+=(openssh-client openssl)
+# apply's --dry-run diff is checked with the tools that apply diffs.
+TEST_DEBS+=(patch git)
 
 _sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -128,8 +128,9 @@ impl ServerIdentity {
 
 /// This machine's host name now (`gethostname`), when it has one.
 pub fn machine_hostname() -> Option<String> {
-    sysinfo::System::host_name()
+    nix::unistd::gethostname()
         .ok()
+        .and_then(|h| h.into_string().ok())
         .filter(|h| !h.is_empty() && h != "(none)")
 }
 

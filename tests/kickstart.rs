@@ -528,3 +528,52 @@ fn post_scripts_copy_from_the_install_disc_and_never_fail() {
     );
     assert_eq!(text.matches("rc=0").count(), 2, "{text}");
 }
+
+/// `[access]` keys reach root's authorized_keys: one line per key, a 0700 folder and a
+/// 0600 file, relabelled for SELinux, readable by OpenSSH's own parser.
+#[test]
+fn post_writes_root_authorized_keys_with_modes_and_selinux_labels() {
+    let keys_toml = fixture("config/good/ssh-keys.toml");
+    let loaded = Config::load(Some(&keys_toml)).unwrap();
+    let mut c = loaded.config;
+    // The file's ECDSA key was added to the inline RSA one; the duplicate RSA was dropped.
+    assert_eq!(c.access.ssh_authorized_keys.len(), 2, "{:?}", c.access);
+    c.network.ntp.clear();
+    let ks = render(&c, &RenderOptions::default()).unwrap();
+    let post = section(&ks, "%post --log=/root/mtkit-post.log");
+    assert!(post.contains("restorecon -R /root/.ssh"), "{post}");
+    // With SELinux disabled there is no policy to label with.
+    let mut off = c.clone();
+    off.appliance.selinux = mtkit::config::SelinuxMode::Disabled;
+    let ks_off = render(&off, &RenderOptions::default()).unwrap();
+    assert!(!ks_off.contains("restorecon"), "{ks_off}");
+    // No keys: no authorized_keys at all.
+    let plain = render(&Config::default(), &RenderOptions::default()).unwrap();
+    assert!(!plain.contains("authorized_keys"), "{plain}");
+
+    require!(
+        is_root() && have("unshare") && have("ssh-keygen"),
+        "needs root, unshare and ssh-keygen (openssh-client)"
+    );
+    let text = in_sandbox(
+        &[("post.sh", post)],
+        "mount -t tmpfs mtkit-test /root\n\
+         printf '#!/bin/sh\\necho \"restorecon $*\" >> /tmp/restorecon.log\\n' > /usr/local/sbin/restorecon\n\
+         chmod 755 /usr/local/sbin/restorecon\n\
+         sh /mnt/post.sh; echo \"rc=$?\"\n\
+         stat -c '%a %n' /root/.ssh /root/.ssh/authorized_keys\n\
+         cat /tmp/restorecon.log\n\
+         ssh-keygen -l -f /root/.ssh/authorized_keys | awk '{print \"fp\", $NF}'\n\
+         echo ---; cat /root/.ssh/authorized_keys\n",
+    );
+    assert!(text.contains("rc=0"), "{text}");
+    assert!(
+        text.contains("700 /root/.ssh\n600 /root/.ssh/authorized_keys\n"),
+        "{text}"
+    );
+    assert!(text.contains("restorecon -R /root/.ssh\n"), "{text}");
+    assert!(text.contains("mtkit: wrote 2 SSH key(s)"), "{text}");
+    assert!(text.contains("fp (RSA)\nfp (ECDSA)\n"), "{text}");
+    let written = text.split("---\n").nth(1).unwrap();
+    assert_eq!(written, c.access.ssh_authorized_keys.join("\n") + "\n");
+}

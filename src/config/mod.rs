@@ -1,5 +1,6 @@
 //! The appliance.toml model: every section and key, their embedded defaults, loading and validation.
 
+pub mod ssh;
 pub mod units;
 mod validate;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Config {
     pub appliance: Appliance,
+    pub access: Access,
     pub network: Network,
     pub disks: Disks,
     pub sources: Sources,
@@ -55,6 +57,37 @@ impl Default for Appliance {
             cpus: 4,
             selinux: SelinuxMode::Permissive,
         }
+    }
+}
+
+/// Ways into the appliance besides root's password: SSH public keys for root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Access {
+    /// OpenSSH public key lines (`TYPE BASE64 [COMMENT]`) for root's authorized_keys.
+    pub ssh_authorized_keys: Vec<String>,
+    /// A file of such lines (`#` comments allowed), relative to the config file's folder.
+    /// Read when the config is loaded: its keys are added to `ssh_authorized_keys`.
+    pub ssh_authorized_keys_file: Option<PathBuf>,
+}
+
+impl Access {
+    /// True when some SSH key lets root in.
+    pub fn has_ssh_keys(&self) -> bool {
+        !self.ssh_authorized_keys.is_empty()
+    }
+
+    /// The keys, checked and normalized (`TYPE BASE64 [COMMENT]`), without duplicates.
+    pub fn keys(&self) -> Result<Vec<ssh::PublicKey>, String> {
+        let mut out: Vec<ssh::PublicKey> = Vec::new();
+        for (i, line) in self.ssh_authorized_keys.iter().enumerate() {
+            let k = ssh::parse_public_key(line.trim())
+                .map_err(|e| format!("[access] ssh-authorized-keys[{i}]: {e}"))?;
+            if !out.iter().any(|o| o.kind == k.kind && o.blob == k.blob) {
+                out.push(k);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -344,7 +377,7 @@ impl Loaded {
 impl Config {
     /// Parses and validates config text; `name` is used in error locations.
     pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
-        validate::parse(text, name)
+        validate::parse(text, name, None)
     }
 
     /// Loads the config file at `path`, or the embedded defaults for `None` (which file
@@ -360,7 +393,9 @@ impl Config {
             path: path.clone(),
             source: e,
         })?;
-        let mut config = Config::parse(&text, &path.display().to_string())?;
+        // Files the config names (the SSH key file) are read from its folder.
+        let base = path.parent().unwrap_or(Path::new(""));
+        let mut config = validate::parse(&text, &path.display().to_string(), Some(base))?;
         // A relative root-password-file is next to the config, wherever mtkit runs from.
         if let Some(f) = config.appliance.root_password_file.as_mut()
             && f.is_relative()
@@ -385,6 +420,8 @@ impl Config {
     pub fn resolved_toml(&self) -> String {
         let mut c = self.clone();
         c.appliance.root_password_file = None;
+        // Its keys were added to ssh-authorized-keys when the config was loaded.
+        c.access.ssh_authorized_keys_file = None;
         format!(
             "# appliance.toml resolved by mtkit {}: every key with its value.\n{}",
             env!("CARGO_PKG_VERSION"),

@@ -280,7 +280,12 @@ fn q(s: &str) -> String {
     format!("{s:?}")
 }
 
-pub(super) fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
+/// `base` is the folder files named by the config are read from (`None`: not read).
+pub(super) fn parse(
+    text: &str,
+    name: &str,
+    base: Option<&std::path::Path>,
+) -> Result<Config, ConfigError> {
     let doc = Document::parse(text).map_err(|e| {
         let location = match e.span() {
             Some(span) => {
@@ -314,8 +319,11 @@ pub(super) fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         doc,
         found: Vec::new(),
     };
-    let config = deserialize_all(&mut ck);
+    let mut config = deserialize_all(&mut ck);
     check(&config, &mut ck);
+    if let Some(base) = base {
+        read_key_file(&mut config, base, &mut ck);
+    }
     let problems = ck.into_problems();
     if problems.is_empty() {
         Ok(config)
@@ -459,6 +467,7 @@ fn is_package_name(s: &str) -> bool {
 
 fn check(c: &Config, ck: &mut Checker<'_>) {
     check_appliance(c, ck);
+    check_access(c, ck);
     check_network(c, ck);
     check_disks(c, ck);
     check_packages(c, ck);
@@ -528,6 +537,71 @@ fn check_appliance(c: &Config, ck: &mut Checker<'_>) {
     }
     if a.cpus == 0 {
         ck.report(&path(&["appliance", "cpus"]), 0, "must be at least 1");
+    }
+}
+
+/// Each inline key is a real OpenSSH public key line (see `super::ssh`).
+fn check_access(c: &Config, ck: &mut Checker<'_>) {
+    for (i, line) in c.access.ssh_authorized_keys.iter().enumerate() {
+        if let Err(e) = super::ssh::parse_public_key(line.trim()) {
+            let mut p = path(&["access", "ssh-authorized-keys"]);
+            p.push(Seg::Index(i));
+            ck.report(&p, q(line), e);
+        }
+    }
+    if c.access
+        .ssh_authorized_keys_file
+        .as_ref()
+        .is_some_and(|f| f.as_os_str().is_empty())
+    {
+        ck.report(
+            &path(&["access", "ssh-authorized-keys-file"]),
+            "\"\"",
+            "empty path: name a file of public key lines (e.g. ~/.ssh/id_rsa.pub), or remove the key",
+        );
+    }
+}
+
+/// Reads `[access] ssh-authorized-keys-file` (relative to `base`), checks every line and
+/// adds its keys to `ssh-authorized-keys`; problems name the file and line.
+fn read_key_file(c: &mut Config, base: &std::path::Path, ck: &mut Checker<'_>) {
+    let Some(file) = c.access.ssh_authorized_keys_file.clone() else {
+        return;
+    };
+    if file.as_os_str().is_empty() {
+        return;
+    }
+    let full = base.join(&file);
+    let at = path(&["access", "ssh-authorized-keys-file"]);
+    let shown = q(&file.display().to_string());
+    let text = match std::fs::read_to_string(&full) {
+        Ok(t) => t,
+        Err(e) => {
+            ck.report(
+                &at,
+                shown,
+                format!(
+                    "cannot read {}: {e} (name a file of public key lines, e.g. ~/.ssh/id_rsa.pub)",
+                    full.display()
+                ),
+            );
+            return;
+        }
+    };
+    match super::ssh::parse_key_file(&text) {
+        Ok(keys) if keys.is_empty() => {
+            ck.report(&at, shown, format!("{} holds no key line", full.display()))
+        }
+        Ok(keys) => {
+            for k in keys {
+                let line = k.to_string();
+                if !c.access.ssh_authorized_keys.contains(&line) {
+                    c.access.ssh_authorized_keys.push(line);
+                }
+            }
+            c.access.ssh_authorized_keys_file = Some(full);
+        }
+        Err((line, e)) => ck.report(&at, shown, format!("{}:{line}: {e}", full.display())),
     }
 }
 

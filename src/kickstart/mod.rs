@@ -147,6 +147,13 @@ pub fn render(config: &Config, opts: &RenderOptions) -> Result<String> {
         SelinuxMode::Disabled => "disabled",
     };
     let port = writer_port(config).context("[writer] listen has no port")?;
+    let ssh_keys: Vec<String> = config
+        .access
+        .keys()
+        .map_err(crate::error::bad_input)?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
 
     let mut env = Environment::new();
     env.set_syntax(
@@ -174,6 +181,8 @@ pub fn render(config: &Config, opts: &RenderOptions) -> Result<String> {
                 root_hash,
                 root_locked,
                 selinux,
+                selinux_on => a.selinux != SelinuxMode::Disabled,
+                ssh_keys,
                 writer_port => port,
                 static => n.bootproto == BootProto::Static,
                 device => &n.device,

@@ -227,9 +227,15 @@ impl<'a> Iso<'a> {
     }
 }
 
-/// `mtkit build --out OUT --binary BIN EXTRA...`.
+/// `mtkit --config KEYED build --out OUT --binary BIN EXTRA...`, with a config that gives
+/// root an SSH key (build refuses an appliance nobody can log into).
 fn build(out: &Path, binary: &Path, extra: &[&str]) -> std::process::Output {
+    let dir = out.with_extension("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = config_with_key(&dir, "");
     mtkit()
+        .arg("--config")
+        .arg(cfg)
         .arg("build")
         .arg("--out")
         .arg(out)
@@ -533,25 +539,32 @@ fn kickstart_iso_has_label_joliet_rock_ridge_payload_and_repo() {
 }
 
 #[test]
-fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
+fn a_binary_that_cannot_run_on_centos6_is_refused_unless_allowed() {
     require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
     let d = tempfile::tempdir().unwrap();
     let (_, dynamic) = test_binaries(d.path());
     let out = d.path().join("ks.iso");
     let iso = Iso::kickstart(&out, &dynamic).ks(Path::new(DEV_NULL));
-    let o = iso.run(&["--strict"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let e = stderr(&o);
-    // Debian 12's glibc binds __libc_start_main at GLIBC_2.34.
-    assert!(e.contains("GLIBC_2.") && e.contains("--strict"), "{e}");
-    assert!(e.contains("@GLIBC_2."), "no symbol named: {e}");
-    assert!(!out.exists());
-    assert_eq!(
-        names(d.path()),
-        ["hello-dynamic", "hello-static", "hello.c"]
-    );
+    // Refused by default (--strict is still accepted, and changes nothing).
+    for extra in [&[][..], &["--strict"]] {
+        let o = iso.run(extra);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let e = stderr(&o);
+        // Debian 12's glibc binds __libc_start_main at GLIBC_2.34.
+        assert!(
+            e.contains("GLIBC_2.") && e.contains("refusing to embed it"),
+            "{e}"
+        );
+        assert!(e.contains("@GLIBC_2."), "no symbol named: {e}");
+        assert!(e.contains("--allow-incompatible-binary"), "{e}");
+        assert!(!out.exists());
+        assert_eq!(
+            names(d.path()),
+            ["hello-dynamic", "hello-static", "hello.c"]
+        );
+    }
 
-    let o = iso.run(&[]);
+    let o = iso.run(&["--allow-incompatible-binary"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(
@@ -559,6 +572,21 @@ fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
         "{e}"
     );
     assert!(out.is_file());
+
+    // `build` the same: refused (exit 2, --out left as it was) unless --force.
+    let bout = d.path().join("out");
+    let o = build(&bout, &dynamic, &[]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("refusing to embed it") && e.contains("pass --force"),
+        "{e}"
+    );
+    assert!(!bout.exists());
+    let o = build(&bout, &dynamic, &["--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("embedding it anyway (--force)"));
+    assert!(bout.join("mt-ks.iso").is_file());
 
     // Static glibc has no symbol versions but refuses kernels older than its ABI tag
     // (Debian 12: 3.2.0), and CentOS 6 runs 2.6.32.
@@ -577,7 +605,7 @@ fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
     let k2 = d.path().join("k2.iso");
     let o = Iso::kickstart(&k2, &static_glibc)
         .ks(Path::new(DEV_NULL))
-        .run(&["--strict"]);
+        .run(&[]);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(
@@ -749,4 +777,97 @@ fn build_makes_the_media_beside_the_kickstart() {
     let o = build(&out, &binary, &["--source-iso", binary.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!out.exists());
+}
+
+/// A static x86-64 program (musl) whose bytes carry the build-id mark `id`.
+fn static_with_build_id(dir: &Path, name: &str, id: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(
+        &src,
+        format!(
+            "__attribute__((used)) const char mark[] = \"MTKIT-BUILD-ID:{id};\";\n\
+             int main(void) {{ return mark[0] == 0; }}\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.join(name);
+    let o = Command::new("musl-gcc")
+        .args(["-static", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "musl-gcc: {}", stderr(&o));
+    out
+}
+
+/// The media carry the static build found beside the running mtkit; whether it is stale
+/// is told by the build id both carry (version + a hash of the sources), not by file
+/// dates, which say nothing when one command builds both.
+#[test]
+fn the_static_build_beside_mtkit_is_judged_by_its_build_id_not_its_date() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    let d = tempfile::tempdir().unwrap();
+    // A target folder of our own: this mtkit in debug/, a "static build" beside it.
+    let debug = d.path().join("target/debug");
+    let musl = d.path().join("target/x86_64-unknown-linux-musl/release");
+    std::fs::create_dir_all(&debug).unwrap();
+    std::fs::create_dir_all(&musl).unwrap();
+    let exe = debug.join("mtkit");
+    std::fs::copy(env!("CARGO_BIN_EXE_mtkit"), &exe).unwrap();
+    let version = stdout(&run(&["--version"]));
+    // "mtkit 0.1.0 (build 0123456789abcdef)"
+    let (v, rest) = version
+        .trim()
+        .trim_start_matches("mtkit ")
+        .split_once(" (build ")
+        .unwrap();
+    let own = format!("{v}+{}", rest.trim_end_matches(')'));
+    let same = static_with_build_id(d.path(), "same", &own);
+    let other = static_with_build_id(d.path(), "other", &format!("{v}+00000000deadbeef"));
+    let set_mtime = |p: &Path, secs: u64| {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+            .unwrap();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // (static build, its mtime, whether a warning is due)
+    for (i, (bin, mtime, stale)) in [(&same, 1_000_000_000, false), (&other, now + 86400, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let placed = musl.join("mtkit");
+        std::fs::copy(bin, &placed).unwrap();
+        set_mtime(&placed, mtime);
+        let iso = d.path().join(format!("k{i}.iso"));
+        let o = Command::new(&exe)
+            .args(["iso", "kickstart", "--ks", DEV_NULL, "-o"])
+            .arg(&iso)
+            .output()
+            .unwrap();
+        let e = stderr(&o);
+        assert!(o.status.success(), "{e}");
+        assert_eq!(
+            e.contains("the static build comes from other sources than this mtkit"),
+            stale,
+            "{e}"
+        );
+        if stale {
+            assert!(
+                e.contains(&format!(
+                    "it is build {v}+00000000deadbeef, this one is build {own}"
+                )),
+                "{e}"
+            );
+        }
+        assert!(!e.contains("older"), "{e}");
+        let img = pycdlib(&iso, &["/mtkit/mtkit"]);
+        assert_carries(&img, "/mtkit/mtkit", bin);
+    }
 }

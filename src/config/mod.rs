@@ -1,5 +1,6 @@
 //! The appliance.toml model: every section and key, their embedded defaults, loading and validation.
 
+pub mod reach;
 pub mod ssh;
 pub mod units;
 mod validate;
@@ -29,6 +30,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Appliance {
+    /// RFC 1123 host name; empty (the default) takes the one DHCP gives. Static
+    /// networks need one.
     pub hostname: String,
     pub timezone: String,
     pub lang: String,
@@ -47,7 +50,7 @@ pub struct Appliance {
 impl Default for Appliance {
     fn default() -> Self {
         Appliance {
-            hostname: "mt01.example.local".into(),
+            hostname: String::new(),
             timezone: "UTC".into(),
             lang: "en_US.UTF-8".into(),
             keyboard: "us".into(),
@@ -119,15 +122,17 @@ pub struct Network {
     pub ntp: Vec<String>,
 }
 
+/// DHCP by default: the only setting that reaches the VM on a network mtkit knows nothing
+/// about (a static example address would leave it unreachable).
 impl Default for Network {
     fn default() -> Self {
         Network {
             device: "eth0".into(),
-            bootproto: BootProto::Static,
-            ip: "192.0.2.10".into(),
+            bootproto: BootProto::Dhcp,
+            ip: String::new(),
             prefix: 24,
-            gateway: "192.0.2.1".into(),
-            dns: vec!["192.0.2.53".into()],
+            gateway: String::new(),
+            dns: Vec::new(),
             ntp: vec!["0.centos.pool.ntp.org".into()],
         }
     }

@@ -478,7 +478,8 @@ fn check(c: &Config, ck: &mut Checker<'_>) {
 
 fn check_appliance(c: &Config, ck: &mut Checker<'_>) {
     let a = &c.appliance;
-    if !is_hostname(&a.hostname) {
+    // Empty: the name DHCP gives (a static network needs one, see check_network).
+    if !a.hostname.is_empty() && !is_hostname(&a.hostname) {
         ck.report(
             &path(&["appliance", "hostname"]),
             q(&a.hostname),
@@ -620,6 +621,13 @@ fn check_network(c: &Config, ck: &mut Checker<'_>) {
         );
     }
     let is_static = n.bootproto == BootProto::Static;
+    if is_static && c.appliance.hostname.is_empty() {
+        ck.report(
+            &path(&["appliance", "hostname"]),
+            "\"\"",
+            "bootproto = \"static\" needs a host name (with DHCP, \"\" takes the one DHCP gives), e.g. \"mt01.dr.example.com\"",
+        );
+    }
     if n.ip.is_empty() {
         if is_static {
             ck.report(
@@ -1151,9 +1159,11 @@ mod tests {
     fn semantic_problem_shows_line_and_default() {
         let p = problems("[network]\nip = \"10.0.0.5\"\nprefix = 33\n");
         assert_eq!(p[0], "t.toml:3:10: [network] prefix = 33: must be 0..=32");
-        let p = problems("[network]\nip = \"10.0.0.5\"\n");
+        let p = problems(
+            "[appliance]\ntimezone = \"UTC\"\n[network]\nbootproto = \"static\"\nip = \"10.0.0.5\"\n",
+        );
         assert!(
-            p[0].starts_with("t.toml:1:1: [network] gateway = \"192.0.2.1\" (default): outside the network 10.0.0.0/24"),
+            p[0].starts_with("t.toml:1:1: [appliance] hostname = \"\" (default): bootproto = \"static\" needs a host name"),
             "{p:#?}"
         );
     }

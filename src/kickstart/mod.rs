@@ -114,6 +114,33 @@ pub fn packages(config: &Config) -> Vec<String> {
     out
 }
 
+/// Why the install needs network access, if it does: an install tree URL, or the reiserfs
+/// packages from a network repository (ELRepo by default). `None`: it installs from the
+/// media alone.
+pub fn needs_network(config: &Config) -> Option<String> {
+    let p = &config.packages;
+    let mut why = Vec::new();
+    if !p.mirror.is_empty() {
+        why.push(format!(
+            "it installs from [packages] mirror = {:?}",
+            p.mirror
+        ));
+    }
+    if config.sources.uses_reiserfs() && p.reiserfs_repo != REISERFS_FROM_OFFLINE {
+        let url = if p.reiserfs_repo.is_empty() {
+            DEFAULT_REISERFS_REPO
+        } else {
+            &p.reiserfs_repo
+        };
+        why.push(format!(
+            "kmod-reiserfs and reiserfs-utils come from {url} ([packages] reiserfs-repo); to \
+             install without network, carry them in [packages] offline-repo and set \
+             reiserfs-repo = \"offline\""
+        ));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
 fn netmask(prefix: u8) -> Ipv4Addr {
     let bits = if prefix == 0 {
         0

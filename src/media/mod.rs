@@ -5,6 +5,7 @@
 //! repository at `/mtkit/repo/`. How ks.cfg is made is not this module's business.
 
 pub mod bootcfg;
+pub mod build_id;
 pub mod elf;
 pub mod remaster;
 pub mod xorriso;
@@ -77,21 +78,21 @@ impl Progress {
     }
 }
 
-/// Checks that `path` can run on CentOS 6 (see [`elf`]): logs the verdict, warns when it
-/// will not (a glibc newer than 2.12, a kernel newer than 2.6.32), and refuses that (exit
-/// 2) when `strict`.
-pub fn check_binary(path: &Path, strict: bool) -> Result<elf::Binary> {
+/// Checks that `path` can run on CentOS 6 (see [`elf`]) and logs the verdict. A binary
+/// that will not (a glibc newer than 2.12, a kernel newer than 2.6.32) is refused (exit 2)
+/// unless `allow`, when it is only warned about; `flag` is the option that allows it.
+pub fn check_binary(path: &Path, allow: bool, flag: &str) -> Result<elf::Binary> {
     let binary = elf::inspect(path)?;
     let verdict = binary.describe();
     if binary.blocker().is_some() {
-        let hint = "build the static one: cargo build --release --target x86_64-unknown-linux-musl --no-default-features, or pass --binary";
-        if strict {
+        let hint = "build the static one with scripts/build (or cargo build --release --target x86_64-unknown-linux-musl --no-default-features) and pass it with --binary";
+        if !allow {
             return Err(bad_input(format!(
-                "{} is {verdict}; refusing under --strict ({hint})",
+                "{} is {verdict}; refusing to embed it: {hint}, or pass {flag} to embed it anyway",
                 path.display()
             )));
         }
-        tracing::warn!(binary = %path.display(), "embedded binary is {verdict}; {hint}");
+        tracing::warn!(binary = %path.display(), "embedding it anyway ({flag}): the binary is {verdict}; {hint}");
     } else {
         tracing::info!(binary = %path.display(), "embedded binary is {verdict}");
     }

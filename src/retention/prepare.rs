@@ -48,6 +48,7 @@ pub struct Options {
 
 /// What prepare did (empty `steps`: the device was already prepared).
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Prepared {
     pub device: PathBuf,
     pub steps: Vec<String>,

@@ -11,9 +11,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use common::have;
-use mtkit::cli::writer_certs::{Expiry, leaf};
 use mtkit::config::WriterTls;
 use mtkit::writer::FileExport;
+use mtkit::writer::certs::{Expiry, leaf};
 use mtkit::writer::export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
 use mtkit::writer::nbd::proto::*;
 use mtkit::writer::nbd::{ServerOptions, StaticResolver};

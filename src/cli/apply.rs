@@ -34,7 +34,11 @@ impl ApplyArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
         super::check_root(&self.root)?;
         let outcome = if self.revert {
-            executor::revert(&self.root, self.dry_run)?
+            let mut outcome = executor::revert(&self.root, self.dry_run)?;
+            let (tls, notes) = provision::tls::revert(&self.root, self.dry_run)?;
+            outcome.changed.extend(tls);
+            outcome.notes.extend(notes);
+            outcome
         } else {
             let loaded = g.load_config()?;
             if let Err(e) = check_os_disk(&self.root, &loaded.config.disks.os_disk) {
@@ -44,7 +48,11 @@ impl ApplyArgs {
                 }
             }
             let plan = provision::plan(&self.root, &loaded.config)?;
-            executor::apply(&self.root, plan, self.dry_run)?
+            let mut outcome = executor::apply(&self.root, plan, self.dry_run)?;
+            // The writer's own CA: made once, outside the revertible plan.
+            let tls = provision::tls::apply(&self.root, &loaded.config, self.dry_run)?;
+            outcome.changed.extend(tls);
+            outcome
         };
         for n in &outcome.notes {
             tracing::warn!("{n}");

@@ -58,6 +58,8 @@ impl BuildArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
         let loaded = g.load_config()?;
         let config = &loaded.config;
+        // A config whose writer would not start makes an appliance without its service.
+        crate::writer::preflight::check(config)?;
 
         if self.out.exists() && !self.out.is_dir() {
             return Err(crate::error::bad_input(format!(
@@ -199,6 +201,72 @@ impl BuildArgs {
         }
         Ok(())
     }
+}
+
+/// The writer section of the summary: how clients connect, how they get a certificate.
+fn writer_summary(config: &Config) -> String {
+    use crate::writer::certs::{self, ServerIdentity};
+    use crate::writer::preflight::{TlsPlan, tls_plan};
+    let w = &config.writer;
+    let mut s = String::new();
+    let _ = writeln!(s, "Writer service (NBD on {}):", w.listen);
+    match tls_plan(w) {
+        Ok(TlsPlan::Own) => {
+            let id = ServerIdentity::of(config, None);
+            let mut names = id.hostnames.clone();
+            names.extend(id.ips.iter().map(|ip| ip.to_string()));
+            let _ = writeln!(
+                s,
+                "  Forced TLS with client certificates. `mtkit apply` at the install (or the"
+            );
+            let _ = writeln!(
+                s,
+                "  service's first start) makes the appliance's own CA and server certificate in"
+            );
+            let _ = writeln!(
+                s,
+                "  {} (for {} and the machine's host name).",
+                certs::DEFAULT_DIR,
+                names.join(", ")
+            );
+            let _ = writeln!(
+                s,
+                "  For each replication source, run on the appliance: `{}`",
+                certs::ISSUE_CLIENT
+            );
+            let _ = writeln!(
+                s,
+                "  and give the source {}/clients/NAME/ (qemu: --object",
+                certs::DEFAULT_DIR
+            );
+            let _ = writeln!(
+                s,
+                "  tls-creds-x509,dir=...,endpoint=client; libnbd: ?tls-certificates=...)."
+            );
+        }
+        Ok(plan) => {
+            let _ = writeln!(s, "  {}.", plan.describe(config));
+        }
+        Err(e) => {
+            let _ = writeln!(s, "  {e}");
+        }
+    }
+    if w.disk.is_empty() {
+        let _ = writeln!(
+            s,
+            "  No [[writer.disk]] yet: add one per target disk with its scsi-id, as"
+        );
+        let _ = writeln!(s, "  `mtkit scsi-ids` prints it on the appliance.");
+    } else {
+        let by_id = w.disk.iter().filter(|d| !d.scsi_id.is_empty()).count();
+        let _ = writeln!(
+            s,
+            "  {} target disk(s), {by_id} found by SCSI ID at every start.",
+            w.disk.len()
+        );
+    }
+    s.push('\n');
+    s
 }
 
 fn size_note(size: AutoSize) -> &'static str {
@@ -409,6 +477,8 @@ pub fn summary(config: &Config, out: &Path, root: RootLogin, media: Option<&Medi
         }
         s.push('\n');
     }
+
+    s.push_str(&writer_summary(config));
 
     let _ = writeln!(s, "Root password:");
     match root {

@@ -23,6 +23,8 @@ impl KickstartArgs {
             crate::files::check_new_output(&self.output, self.force)?;
         }
         let loaded = g.load_config()?;
+        // The kickstart installs the writer service: refuse a config it would not start with.
+        crate::writer::preflight::check(&loaded.config)?;
         let text = kickstart::render(&loaded.config, &RenderOptions::default())?;
         // Not refused here (pipelines render kickstarts for other uses), but said.
         for b in crate::config::reach::blockers(&loaded.config) {

@@ -83,6 +83,9 @@ impl Global {
         };
         let loaded = crate::config::Config::load(path)?;
         tracing::debug!(origin = %loaded.origin(), "config loaded");
+        for w in &loaded.warnings {
+            tracing::warn!("{w}");
+        }
         Ok(loaded)
     }
 }

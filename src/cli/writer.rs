@@ -14,7 +14,12 @@ pub struct WriterArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum WriterCommand {
     /// Run the service in the foreground (SIGTERM drains and exits 0)
-    Run,
+    Run {
+        /// The system is here: disks, journal, sockets, /etc/mtkit/tls, /sys and /proc are
+        /// read under DIR (tests, images)
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: std::path::PathBuf,
+    },
     /// Groups, disks, clients, journal and RPO of the running service
     Status {
         /// JSON output
@@ -28,7 +33,10 @@ impl WriterArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
         match self.command {
             WriterCommand::Certs(a) => a.run(g),
-            WriterCommand::Run => crate::writer::service::run(&g.load_config()?.config),
+            WriterCommand::Run { root } => {
+                super::check_root(&root)?;
+                crate::writer::service::run_at(&g.load_config()?.config, &root)
+            }
             WriterCommand::Status { json } => {
                 let cfg = g.load_config()?.config;
                 let v = request_or_offline(&cfg, &Request::Status, &mut |_, _| {})?;
@@ -38,6 +46,10 @@ impl WriterArgs {
                 }
                 let s: Status = serde_json::from_value(v)?;
                 print!("{}", render_status(&s));
+                // How clients connect, from the same rules the service starts with.
+                if let Ok(plan) = crate::writer::preflight::tls_plan(&cfg.writer) {
+                    println!("TLS: {}", plan.describe(&cfg));
+                }
                 Ok(())
             }
         }
@@ -83,7 +95,13 @@ pub fn render_status(s: &Status) -> String {
             out += &format!("  WARNING: {w}\n");
         }
     }
-    if s.groups.is_empty() {
+    for r in &s.refused {
+        out += &format!(
+            "disk {} (group {}) NOT SERVED: {} {}\n",
+            r.name, r.group, r.path, r.reason
+        );
+    }
+    if s.groups.is_empty() && s.refused.is_empty() {
         out += "no [[writer.disk]] configured\n";
     }
     out

@@ -6,7 +6,7 @@ pub mod units;
 mod validate;
 
 pub use units::{AutoSize, Size, Span};
-pub use validate::{ConfigError, KNOWN_FILESYSTEMS, Problem, is_sha512_crypt};
+pub use validate::{ConfigError, KNOWN_FILESYSTEMS, Problem, is_sd_path, is_sha512_crypt};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -337,7 +337,11 @@ impl Writer {
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct WriterDisk {
     pub name: String,
+    /// The device or file; may be left out when `scsi_id` names the disk.
     pub path: PathBuf,
+    /// The disk's SCSI ID as `mtkit scsi-ids` prints it: the device is found by it at
+    /// every start, and a `path` whose device carries another ID is not served.
+    pub scsi_id: String,
     pub group: String,
     /// Needed only for a regular file that does not exist yet.
     pub size: Option<Size>,
@@ -367,6 +371,8 @@ pub struct Loaded {
     pub config: Config,
     /// `None` for the embedded defaults.
     pub path: Option<PathBuf>,
+    /// What works but is risky (located like problems); commands log them.
+    pub warnings: Vec<Problem>,
 }
 
 impl Loaded {
@@ -382,7 +388,15 @@ impl Loaded {
 impl Config {
     /// Parses and validates config text; `name` is used in error locations.
     pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
-        validate::parse(text, name, None)
+        validate::parse(text, name)
+    }
+
+    /// Like [`Config::parse`], with the warnings of a valid config.
+    pub fn parse_with_warnings(
+        text: &str,
+        name: &str,
+    ) -> Result<(Config, Vec<Problem>), ConfigError> {
+        validate::parse_with_warnings(text, name, None)
     }
 
     /// Loads the config file at `path`, or the embedded defaults for `None` (which file
@@ -392,6 +406,7 @@ impl Config {
             return Ok(Loaded {
                 config: Config::default(),
                 path: None,
+                warnings: Vec::new(),
             });
         };
         let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
@@ -400,7 +415,8 @@ impl Config {
         })?;
         // Files the config names (the SSH key file) are read from its folder.
         let base = path.parent().unwrap_or(Path::new(""));
-        let mut config = validate::parse(&text, &path.display().to_string(), Some(base))?;
+        let (mut config, warnings) =
+            validate::parse_with_warnings(&text, &path.display().to_string(), Some(base))?;
         // A relative root-password-file is next to the config, wherever mtkit runs from.
         if let Some(f) = config.appliance.root_password_file.as_mut()
             && f.is_relative()
@@ -411,6 +427,7 @@ impl Config {
         Ok(Loaded {
             config,
             path: Some(path),
+            warnings,
         })
     }
 

@@ -184,6 +184,8 @@ struct Checker<'a> {
     name: &'a str,
     doc: Document<&'a str>,
     found: Vec<(Option<usize>, Problem)>,
+    /// Things that work but are risky (a disk named by its kernel name): shown, not refused.
+    warnings: Vec<(Option<usize>, Problem)>,
 }
 
 impl<'a> Checker<'a> {
@@ -220,6 +222,14 @@ impl<'a> Checker<'a> {
     /// Records a problem at `p`; `shown` is the value as TOML, used when the file lacks it.
     fn report(&mut self, p: &[Seg], shown: impl fmt::Display, message: impl Into<String>) {
         self.report_inner(p, shown, message.into(), false)
+    }
+
+    /// Records a warning at `p`, located like a problem.
+    fn warn(&mut self, p: &[Seg], shown: impl fmt::Display, message: impl Into<String>) {
+        let before = self.found.len();
+        self.report_inner(p, shown, message.into(), false);
+        let w = self.found.split_off(before);
+        self.warnings.extend(w);
     }
 
     fn report_inner(&mut self, p: &[Seg], shown: impl fmt::Display, message: String, at_key: bool) {
@@ -267,11 +277,13 @@ impl<'a> Checker<'a> {
         ));
     }
 
-    fn into_problems(mut self) -> Vec<Problem> {
+    fn into_problems(self) -> (Vec<Problem>, Vec<Problem>) {
         // File order, then problems without a location (defaults the file does not set).
-        self.found
-            .sort_by_key(|(o, _)| (o.is_none(), o.unwrap_or(usize::MAX)));
-        self.found.into_iter().map(|(_, p)| p).collect()
+        let sorted = |mut v: Vec<(Option<usize>, Problem)>| {
+            v.sort_by_key(|(o, _)| (o.is_none(), o.unwrap_or(usize::MAX)));
+            v.into_iter().map(|(_, p)| p).collect::<Vec<_>>()
+        };
+        (sorted(self.found), sorted(self.warnings))
     }
 }
 
@@ -280,12 +292,17 @@ fn q(s: &str) -> String {
     format!("{s:?}")
 }
 
-/// `base` is the folder files named by the config are read from (`None`: not read).
-pub(super) fn parse(
+pub(super) fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
+    parse_with_warnings(text, name, None).map(|(c, _)| c)
+}
+
+/// Like [`parse`], and the warnings of a valid config (located like problems). `base` is
+/// the folder files named by the config are read from (`None`: not read).
+pub(super) fn parse_with_warnings(
     text: &str,
     name: &str,
     base: Option<&std::path::Path>,
-) -> Result<Config, ConfigError> {
+) -> Result<(Config, Vec<Problem>), ConfigError> {
     let doc = Document::parse(text).map_err(|e| {
         let location = match e.span() {
             Some(span) => {
@@ -318,15 +335,16 @@ pub(super) fn parse(
         name,
         doc,
         found: Vec::new(),
+        warnings: Vec::new(),
     };
     let mut config = deserialize_all(&mut ck);
     check(&config, &mut ck);
     if let Some(base) = base {
         read_key_file(&mut config, base, &mut ck);
     }
-    let problems = ck.into_problems();
+    let (problems, warnings) = ck.into_problems();
     if problems.is_empty() {
-        Ok(config)
+        Ok((config, warnings))
     } else {
         Err(ConfigError::Invalid { problems })
     }
@@ -996,6 +1014,7 @@ fn check_writer(c: &Config, ck: &mut Checker<'_>) {
     }
     let mut names: Vec<(&str, usize)> = Vec::new();
     let mut paths: Vec<(&std::path::Path, usize)> = Vec::new();
+    let mut ids: Vec<(&str, usize)> = Vec::new();
     for (i, d) in w.disk.iter().enumerate() {
         let at = |key: &str| {
             vec![
@@ -1023,7 +1042,17 @@ fn check_writer(c: &Config, ck: &mut Checker<'_>) {
         } else {
             names.push((&d.name, i));
         }
-        if !d.path.is_absolute() {
+        let has_id = !d.scsi_id.is_empty();
+        if d.path.as_os_str().is_empty() {
+            if !has_id {
+                ck.report(
+                    &at("path"),
+                    "\"\"",
+                    "a disk needs a path or a scsi-id (as `mtkit scsi-ids` prints it), e.g. \
+                     scsi-id = \"36000c29a1b2c3d4e5f60718293a4b5c6\"",
+                );
+            }
+        } else if !d.path.is_absolute() {
             ck.report(
                 &at("path"),
                 q(&d.path.display().to_string()),
@@ -1040,6 +1069,31 @@ fn check_writer(c: &Config, ck: &mut Checker<'_>) {
             );
         } else {
             paths.push((&d.path, i));
+        }
+        if !has_id && is_sd_path(&d.path) {
+            ck.warn(
+                &at("path"),
+                q(&d.path.display().to_string()),
+                "a kernel disk name can change between boots (SCSI scan order): add \
+                 scsi-id = \"...\" as `mtkit scsi-ids` prints it, so the writer finds the \
+                 disk by its ID and refuses another disk at that name",
+            );
+        }
+        if has_id {
+            if let Some(msg) = scsi_id_problem(&d.scsi_id) {
+                ck.report(&at("scsi-id"), q(&d.scsi_id), msg);
+            } else if let Some((_, first)) = ids.iter().find(|(id, _)| *id == d.scsi_id) {
+                ck.report(
+                    &at("scsi-id"),
+                    q(&d.scsi_id),
+                    format!(
+                        "disk #{} has the same scsi-id: two exports would write one disk",
+                        first + 1
+                    ),
+                );
+            } else {
+                ids.push((&d.scsi_id, i));
+            }
         }
         if d.group.trim().is_empty() {
             ck.report(
@@ -1078,6 +1132,51 @@ fn check_writer(c: &Config, ck: &mut Checker<'_>) {
         }
         seen.push(&g.name);
     }
+}
+
+/// `/dev/sdb`, `/dev/sdaa`: a SCSI disk by its kernel name, which follows scan order.
+pub fn is_sd_path(p: &std::path::Path) -> bool {
+    p.to_str()
+        .and_then(|s| s.strip_prefix("/dev/sd"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_lowercase()))
+}
+
+/// What is wrong with a `scsi-id`, if anything. It is compared as written with what
+/// `mtkit scsi-ids` (udev's `scsi_id --whitelisted --replace-whitespace`) prints, so the
+/// forms people copy from elsewhere (the kernel's `naa.` wwid, vSphere's bare NAA in
+/// capitals) are refused with the form that would match.
+fn scsi_id_problem(id: &str) -> Option<String> {
+    // udev keeps these characters in IDs and replaces every other one with '_'.
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"#+-.:=@_".contains(&b);
+    if id.len() > 256 || !id.bytes().all(allowed) {
+        return Some(
+            "not a SCSI ID as `mtkit scsi-ids` prints it (letters, digits and #+-.:=@_), \
+             e.g. \"36000c29a1b2c3d4e5f60718293a4b5c6\""
+                .into(),
+        );
+    }
+    let lower = id.to_ascii_lowercase();
+    if let Some(form) = crate::host::scsi::id_from_sysfs_wwid(&lower) {
+        return Some(format!(
+            "this is the kernel's wwid form: write {} as `mtkit scsi-ids` prints it",
+            q(&form)
+        ));
+    }
+    let hex = id.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex && matches!(id.len(), 16 | 32) && (id.starts_with('5') || id.starts_with('6')) {
+        return Some(format!(
+            "an NAA identifier without scsi_id's type digit: write {} as `mtkit scsi-ids` \
+             prints it",
+            q(&format!("3{lower}"))
+        ));
+    }
+    if id.starts_with(['2', '3']) && id.len() > 1 && hex && id != lower {
+        return Some(format!(
+            "`mtkit scsi-ids` prints the hex digits in lowercase: write {}",
+            q(&lower)
+        ));
+    }
+    None
 }
 
 fn check_policy(c: &Config, ck: &mut Checker<'_>) {
@@ -1201,6 +1300,71 @@ mod tests {
     }
 
     #[test]
+    fn writer_disks_take_a_path_or_a_scsi_id_as_scsi_ids_prints_it() {
+        let disk = |body: &str| format!("[[writer.disk]]\nname = \"d0\"\ngroup = \"g\"\n{body}");
+        // Either is enough; both is fine.
+        for ok in [
+            "scsi-id = \"36000c29a1b2c3d4e5f60718293a4b5c6\"\n",
+            "path = \"/dev/mapper/x\"\n",
+            "path = \"/dev/sdb\"\nscsi-id = \"SQEMU_QEMU_HARDDISK_drive-scsi0\"\n",
+        ] {
+            assert_eq!(problems(&disk(ok)), Vec::<String>::new(), "{ok}");
+        }
+        let p = problems(&disk(""));
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(p[0].contains("a path or a scsi-id"), "{}", p[0]);
+        for (bad, want) in [
+            ("naa.6000C29A1B2C3D4E", "write \"36000c29a1b2c3d4e\""),
+            (
+                "6000C29A1B2C3D4E5F60718293A4B5C6",
+                "write \"36000c29a1b2c3d4e5f60718293a4b5c6\"",
+            ),
+            (
+                "36000C29A1B2C3D4E",
+                "lowercase: write \"36000c29a1b2c3d4e\"",
+            ),
+            ("3600 0c29", "letters, digits"),
+        ] {
+            let p = problems(&disk(&format!("scsi-id = \"{bad}\"\n")));
+            assert_eq!(p.len(), 1, "{bad}: {p:#?}");
+            assert!(
+                p[0].starts_with(&format!(
+                    "t.toml:4:11: [[writer.disk]] #1 scsi-id = \"{bad}\": "
+                )),
+                "{}",
+                p[0]
+            );
+            assert!(p[0].contains(want), "{}", p[0]);
+        }
+        let two = format!(
+            "{}{}",
+            disk("scsi-id = \"36000c29a\"\n"),
+            disk("scsi-id = \"36000c29a\"\n").replace("d0", "d1")
+        );
+        let p = problems(&two);
+        assert!(
+            p.len() == 1 && p[0].contains("disk #1 has the same scsi-id"),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn a_kernel_disk_name_without_an_id_is_a_located_warning() {
+        let text = "[[writer.disk]]\nname = \"d0\"\ngroup = \"g\"\npath = \"/dev/sdb\"\n\
+                    [[writer.disk]]\nname = \"d1\"\ngroup = \"g\"\npath = \"/dev/sdc\"\n\
+                    scsi-id = \"36000c29a\"\n\
+                    [[writer.disk]]\nname = \"d2\"\ngroup = \"g\"\npath = \"/dev/mapper/x\"\n";
+        let (_, w) = Config::parse_with_warnings(text, "t.toml").unwrap();
+        assert_eq!(w.len(), 1, "{w:#?}");
+        let w = w[0].to_string();
+        assert!(
+            w.starts_with("t.toml:4:8: [[writer.disk]] #1 path = \"/dev/sdb\": a kernel disk name"),
+            "{w}"
+        );
+        assert!(w.contains("scsi-id"), "{w}");
+    }
+
+    #[test]
     fn crypt_shapes() {
         let h = format!("$6$saltsalt${}", "a".repeat(86));
         assert!(is_sha512_crypt(&h));
@@ -1224,6 +1388,7 @@ mod tests {
         c.writer.disk.push(super::super::WriterDisk {
             name: "d0".into(),
             path: "/dev/sdb".into(),
+            scsi_id: "36000c29a1b2c3d4e5f60718293a4b5c6".into(),
             group: "g".into(),
             size: None,
         });

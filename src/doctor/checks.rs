@@ -47,6 +47,7 @@ pub fn run_all(cx: &Context) -> Vec<Finding> {
     out.extend(network(cx));
     out.push(kdump(cx));
     out.push(writer(cx));
+    out.extend(super::writer::findings(cx));
     out
 }
 

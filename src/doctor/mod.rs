@@ -2,5 +2,6 @@
 
 pub mod checks;
 mod finding;
+pub mod writer;
 
 pub use finding::{Finding, Status, any_failed};

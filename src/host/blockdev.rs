@@ -28,11 +28,17 @@ impl DevNum {
         })
     }
 
-    /// The device's sysfs folder under `root` (`sys/dev/block/M:m`, links resolved).
+    /// The device's sysfs folder under `root` (`sys/dev/block/M:m`, links resolved; a tree
+    /// without `sys/dev`, as some captures are, is searched through `sys/class/block`).
     pub fn sysfs(self, root: &Path) -> Option<PathBuf> {
-        root.join(format!("sys/dev/block/{self}"))
-            .canonicalize()
-            .ok()
+        if let Ok(p) = root.join(format!("sys/dev/block/{self}")).canonicalize() {
+            return Some(p);
+        }
+        let class = root.join("sys/class/block");
+        names(&class)
+            .into_iter()
+            .filter_map(|n| class.join(n).canonicalize().ok())
+            .find(|p| devnum_at(p) == Some(self))
     }
 }
 
@@ -147,4 +153,91 @@ pub fn holders_of<'a>(root: &Path, dms: &'a [DmDevice], disk: &str) -> Vec<&'a D
     dms.iter()
         .filter(|d| d.slaves.iter().any(|s| parts.contains(s)))
         .collect()
+}
+
+/// One bottom device a block device's data lies on: a whole disk or a partition of one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Piece {
+    /// Kernel name ("sdb", "sdb1").
+    pub name: String,
+    /// Its whole disk's kernel name ("sdb" for both).
+    pub disk: String,
+}
+
+/// The disks and partitions under the block device whose sysfs folder is `sysfs`,
+/// following device-mapper and md `slaves/` down: an LVM volume on sda2 gives sda2, a
+/// multipath map its paths, a partition map of a multipath map the map's paths.
+pub fn footprint(root: &Path, sysfs: &Path) -> Vec<Piece> {
+    let mut out = Vec::new();
+    footprint_into(root, sysfs, 0, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn footprint_into(root: &Path, sysfs: &Path, depth: u32, out: &mut Vec<Piece>) {
+    let slaves = names(&sysfs.join("slaves"));
+    // Stacks are a few levels deep; the bound only guards against a looping fixture.
+    if !slaves.is_empty() && depth < 16 {
+        for s in slaves {
+            let found = ["sys/class/block", "sys/block"]
+                .iter()
+                .find_map(|d| root.join(d).join(&s).canonicalize().ok())
+                .or_else(|| sysfs.join("slaves").join(&s).canonicalize().ok());
+            if let Some(p) = found {
+                footprint_into(root, &p, depth + 1, out);
+            }
+        }
+        return;
+    }
+    let name_of = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let Some(name) = name_of(sysfs) else {
+        return;
+    };
+    let disk = if sysfs.join("partition").exists() {
+        sysfs
+            .parent()
+            .and_then(name_of)
+            .unwrap_or_else(|| name.clone())
+    } else {
+        name.clone()
+    };
+    out.push(Piece { name, disk });
+}
+
+/// True when two footprints share storage: a common device, or a disk and one of its
+/// partitions. Two partitions of one disk do not overlap.
+pub fn overlaps(a: &[Piece], b: &[Piece]) -> bool {
+    a.iter().any(|x| {
+        b.iter()
+            .any(|y| x.name == y.name || x.name == y.disk || x.disk == y.name)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots/healthy")
+    }
+
+    #[test]
+    fn footprints_follow_maps_down_to_disks_and_partitions() {
+        let root = healthy();
+        let fp = |name: &str| footprint(&root, &sysfs_by_name(&root, name).unwrap());
+        let piece = |n: &str, d: &str| Piece {
+            name: n.into(),
+            disk: d.into(),
+        };
+        // A multipath map lies on its path; a partition on its disk.
+        let map = fp("/dev/mapper/36000c29a1b2c3d4e5f60718293a4b5c6d7e8f90");
+        assert_eq!(map, [piece("sdb", "sdb")]);
+        assert_eq!(fp("/dev/sda2"), [piece("sda2", "sda")]);
+        assert!(overlaps(&map, &fp("/dev/sdb")));
+        assert!(!overlaps(&map, &fp("/dev/sdc")));
+        assert!(overlaps(&fp("/dev/sda"), &fp("/dev/sda2")));
+        assert!(overlaps(&fp("/dev/sda2"), &fp("/dev/sda")));
+        assert!(!overlaps(&fp("/dev/sda1"), &fp("/dev/sda2")));
+    }
 }

@@ -13,6 +13,7 @@ pub mod lvm;
 pub mod multipath;
 pub mod network;
 pub mod services;
+pub mod tls;
 pub mod writer_service;
 
 use crate::config::Config;

@@ -118,12 +118,14 @@ mod tests {
                 path: f,
                 group: "g".into(),
                 size: None,
+                ..WriterDisk::default()
             },
             WriterDisk {
                 name: "b".into(),
                 path: "/nonexistent/b".into(),
                 group: "g".into(),
                 size: Some(Size::from_mib(1)),
+                ..WriterDisk::default()
             },
         ];
         let cx = Scope {

@@ -50,8 +50,10 @@ pub fn execute(
 }
 
 /// Creates the socket's folder (mode 0700 when we create it) and removes a stale socket.
-pub fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+/// Only a socket is ever removed: anything else at the path (a file, a folder, a link) is
+/// a mistake in `[writer] key` that must not cost what is there, and is bad input.
+pub fn prepare_socket_path(path: &Path, key: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let dir = crate::files::parent_dir(path);
     if !dir.exists() {
         // 0700 closes the window between bind (socket made with the umask's mode) and
@@ -60,15 +62,42 @@ pub fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("setting mode of {}", dir.display()))?;
     }
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            anyhow::bail!(
-                "{} answers: another writer service is running",
-                path.display()
-            );
-        }
-        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    // lstat: a link is judged itself, never the file it points at.
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let ty = meta.file_type();
+    if !ty.is_socket() {
+        let what = if ty.is_symlink() {
+            "a symbolic link"
+        } else if ty.is_dir() {
+            "a folder"
+        } else if ty.is_file() {
+            "a regular file"
+        } else {
+            "not a socket"
+        };
+        return Err(crate::error::bad_input(format!(
+            "[writer] {key} = {:?}: {} is {what}, not a socket, and is left alone; point \
+             {key} at a free path for the socket, e.g. \"/run/mtkit/{}\"",
+            path.display().to_string(),
+            path.display(),
+            if key == "unix-socket" {
+                "nbd.sock"
+            } else {
+                "writer.sock"
+            }
+        )));
     }
+    if UnixStream::connect(path).is_ok() {
+        anyhow::bail!(
+            "{} answers: another writer service is running",
+            path.display()
+        );
+    }
+    std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
     Ok(())
 }
 
@@ -80,7 +109,7 @@ pub struct Control {
 impl Control {
     pub fn bind(path: &Path, writer: Arc<Writer>) -> anyhow::Result<Control> {
         use std::os::unix::fs::PermissionsExt;
-        prepare_socket_path(path)?;
+        prepare_socket_path(path, "control-socket")?;
         let listener = UnixListener::bind(path)
             .with_context(|| format!("binding control socket {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
@@ -344,7 +373,39 @@ mod tests {
         };
         assert_eq!(crate::error::exit_code(&err), 2, "{err:#}");
         // A second service on the same socket is refused while the first answers.
-        let err = prepare_socket_path(&sock).unwrap_err();
+        let err = prepare_socket_path(&sock, "control-socket").unwrap_err();
         assert!(err.to_string().contains("another writer service"), "{err}");
+    }
+
+    #[test]
+    fn only_sockets_are_removed_from_a_socket_path() {
+        let t = tempfile::tempdir().unwrap();
+        let file = t.path().join("appliance.toml");
+        std::fs::write(&file, "[writer]\n").unwrap();
+        let folder = t.path().join("run");
+        std::fs::create_dir(&folder).unwrap();
+        let link = t.path().join("link.sock");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        for (p, kind) in [
+            (&file, "a regular file"),
+            (&folder, "a folder"),
+            (&link, "a symbolic link"),
+        ] {
+            let e = prepare_socket_path(p, "unix-socket").unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2, "{e:#}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("[writer] unix-socket") && msg.contains(&p.display().to_string()),
+                "{msg}"
+            );
+            assert!(msg.contains(kind), "{msg}");
+        }
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "[writer]\n");
+        assert!(folder.is_dir() && link.is_symlink());
+        // A stale socket (nobody answers) is removed.
+        let sock = t.path().join("stale.sock");
+        drop(UnixListener::bind(&sock).unwrap());
+        prepare_socket_path(&sock, "control-socket").unwrap();
+        assert!(!sock.exists());
     }
 }

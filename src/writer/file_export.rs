@@ -26,9 +26,17 @@ pub struct FileExport {
 }
 
 impl FileExport {
-    /// Opens an existing file or block device; its size is its current length.
+    /// Opens an existing file or block device; its size is its current length. A block
+    /// device opened for writing is held with O_EXCL (EBUSY when mounted or held), so mkfs
+    /// cannot format it while it is served.
     pub fn open(path: &Path, read_only: bool) -> io::Result<FileExport> {
-        let mut file = OpenOptions::new().read(true).write(!read_only).open(path)?;
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(!read_only);
+        if !read_only && std::fs::metadata(path)?.file_type().is_block_device() {
+            opts.custom_flags(libc::O_EXCL);
+        }
+        let mut file = opts.open(path)?;
         // Block devices report a zero metadata length; the end offset is their size.
         let size = file.seek(SeekFrom::End(0))?;
         Ok(FileExport {

@@ -11,6 +11,7 @@ pub mod tls;
 
 pub use export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
 pub use file_export::FileExport;
+pub mod certs;
 pub mod control;
 pub mod extents;
 pub mod group;
@@ -18,5 +19,7 @@ pub mod journal;
 pub mod journaled;
 pub mod metrics;
 pub mod policy;
+pub mod preflight;
 pub mod recover;
 pub mod service;
+pub mod targets;

@@ -6,11 +6,14 @@ use super::journal::format::disk_id;
 use super::journaled::JournaledDisk;
 use super::policy;
 use super::recover::{PointSpec, RecoverReport};
+pub use super::targets::Refused;
 use super::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
 use crate::config::{Config, Policy};
 use crate::error::bad_input;
+use crate::host::under;
 use anyhow::Context;
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 
 /// The groups of a config, opened (their journals locked by this process).
@@ -20,42 +23,17 @@ pub struct Writer {
     disks: HashMap<String, (String, usize)>,
     clients: HashMap<String, Vec<String>>,
     pub policy: Policy,
+    /// Disks not served (a group with one is not served at all), and why.
+    pub refused: Vec<Refused>,
+    /// The O_EXCL descriptors of block-device targets, held while the writer lives.
+    _claims: Vec<std::fs::File>,
 }
 
 /// Checks `[[writer.disk]]` and returns the disks by group, in config order.
 pub fn plan_groups(cfg: &Config) -> anyhow::Result<BTreeMap<String, Vec<DiskSpec>>> {
-    let mut groups: BTreeMap<String, Vec<DiskSpec>> = BTreeMap::new();
-    let mut names = HashMap::new();
-    for (i, d) in cfg.writer.disk.iter().enumerate() {
-        let at = format!("[[writer.disk]] #{} ({:?})", i + 1, d.name);
-        if d.name.is_empty() || d.name.contains(['@', '/']) || d.name.len() > 200 {
-            return Err(bad_input(format!(
-                "{at}: name must be non-empty, without '@' or '/' (it is the NBD export name)"
-            )));
-        }
-        if d.group.is_empty() || d.group.contains(['/', '.']) {
-            return Err(bad_input(format!(
-                "{at}: group must be a non-empty name without '/' or '.'"
-            )));
-        }
-        if d.path.as_os_str().is_empty() {
-            return Err(bad_input(format!("{at}: path is empty")));
-        }
-        if names.insert(d.name.clone(), i).is_some() {
-            return Err(bad_input(format!("{at}: disk name used twice")));
-        }
-        let list = groups.entry(d.group.clone()).or_default();
-        if list.iter().any(|o| disk_id(&o.name) == disk_id(&d.name)) {
-            return Err(bad_input(format!(
-                "{at}: its journal id collides with another disk of group {:?}: rename it",
-                d.group
-            )));
-        }
-        list.push(DiskSpec {
-            name: d.name.clone(),
-            path: d.path.clone(),
-            size: d.size.map(|s| s.bytes()),
-        });
+    let (groups, problems) = disk_plan(cfg);
+    if !problems.is_empty() {
+        return Err(bad_input(problems.join("\n")));
     }
     for g in &cfg.writer.group {
         if !groups.contains_key(&g.name) {
@@ -65,10 +43,99 @@ pub fn plan_groups(cfg: &Config) -> anyhow::Result<BTreeMap<String, Vec<DiskSpec
     Ok(groups)
 }
 
+/// The disks by group, and every reason the writer would refuse `[[writer.disk]]`.
+pub(crate) fn disk_plan(cfg: &Config) -> (BTreeMap<String, Vec<DiskSpec>>, Vec<String>) {
+    let mut groups: BTreeMap<String, Vec<DiskSpec>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut names = HashMap::new();
+    for (i, d) in cfg.writer.disk.iter().enumerate() {
+        let at = format!("[[writer.disk]] #{} ({:?})", i + 1, d.name);
+        let mut bad = |p: String| problems.push(format!("{at}: {p}"));
+        if d.name.is_empty() || d.name.contains(['@', '/']) || d.name.len() > 200 {
+            bad("name must be non-empty, without '@' or '/' (it is the NBD export name)".into());
+            continue;
+        }
+        if d.group.is_empty() || d.group.contains(['/', '.']) {
+            bad("group must be a non-empty name without '/' or '.'".into());
+            continue;
+        }
+        if d.path.as_os_str().is_empty() && d.scsi_id.is_empty() {
+            bad("give its path or its scsi-id".into());
+            continue;
+        }
+        if names.insert(d.name.clone(), i).is_some() {
+            bad("disk name used twice".into());
+            continue;
+        }
+        let list = groups.entry(d.group.clone()).or_default();
+        if list.iter().any(|o| disk_id(&o.name) == disk_id(&d.name)) {
+            bad(format!(
+                "its journal id collides with another disk of group {:?}: rename it",
+                d.group
+            ));
+            continue;
+        }
+        list.push(DiskSpec {
+            name: d.name.clone(),
+            path: d.path.clone(),
+            size: d.size.map(|s| s.bytes()),
+        });
+    }
+    (groups, problems)
+}
+
 impl Writer {
     pub fn open(cfg: &Config) -> anyhow::Result<Writer> {
-        let plan = plan_groups(cfg)?;
-        let dir = cfg.writer.journal_dir(&cfg.retention);
+        Writer::open_at(cfg, Path::new("/"))
+    }
+
+    /// Opens the groups of `cfg` on the system under `root` (`/` but in tests): every disk
+    /// found and checked as `super::targets` says; a group with a refused disk is not
+    /// served, and is reported in the log and in status.
+    pub fn open_at(cfg: &Config, root: &Path) -> anyhow::Result<Writer> {
+        let mut plan = plan_groups(cfg)?;
+        let dir = under(root, &cfg.writer.journal_dir(&cfg.retention));
+        let host = super::targets::Host::read(root, cfg);
+        let mut refused = Vec::new();
+        let mut claims = Vec::new();
+        plan.retain(|gname, specs| {
+            let mut held = Vec::new();
+            let mut bad = Vec::new();
+            for spec in specs.iter_mut() {
+                let Some(d) = cfg.writer.disk.iter().find(|d| d.name == spec.name) else {
+                    continue;
+                };
+                let checked = host
+                    .check(d)
+                    .and_then(|mut t| match host.claim(&mut t) {
+                        Ok(()) => Ok(t),
+                        Err(e) => Err((t.path.display().to_string(), e)),
+                    });
+                match checked {
+                    Ok(t) => {
+                        spec.path = t.node;
+                        held.extend(t.claim);
+                    }
+                    Err((path, reason)) => bad.push(Refused {
+                        name: d.name.clone(),
+                        group: gname.clone(),
+                        path,
+                        reason,
+                    }),
+                }
+            }
+            for r in &bad {
+                tracing::error!(disk = %r.name, group = %r.group, path = %r.path, "disk not served: {}", r.reason);
+            }
+            if bad.is_empty() {
+                claims.extend(held);
+                true
+            } else {
+                tracing::error!(group = %gname, "group not served: a disk of it was refused (its points stay in the journal)");
+                refused.extend(bad);
+                false
+            }
+        });
         let mut groups = BTreeMap::new();
         let mut disks = HashMap::new();
         for (name, specs) in plan {
@@ -96,10 +163,24 @@ impl Writer {
             disks,
             clients,
             policy: cfg.policy.clone(),
+            refused,
+            _claims: claims,
         })
     }
 
     pub fn group(&self, name: &str) -> anyhow::Result<&Arc<Group>> {
+        let not_served: Vec<String> = self
+            .refused
+            .iter()
+            .filter(|r| r.group == name)
+            .map(|r| format!("disk {} ({}): {}", r.name, r.path, r.reason))
+            .collect();
+        if !not_served.is_empty() {
+            return Err(bad_input(format!(
+                "group {name:?} is not served: {}",
+                not_served.join("; ")
+            )));
+        }
         self.groups.get(name).ok_or_else(|| {
             bad_input(format!(
                 "no group {name:?} in [[writer.disk]] (groups: {})",
@@ -168,7 +249,10 @@ impl Writer {
                 }
             })
             .collect();
-        Status { groups }
+        Status {
+            groups,
+            refused: self.refused.clone(),
+        }
     }
 
     pub fn points(&self, group: Option<&str>) -> anyhow::Result<Vec<GroupPoints>> {
@@ -223,6 +307,9 @@ impl Writer {
 #[serde(rename_all = "kebab-case")]
 pub struct Status {
     pub groups: Vec<GroupStatus>,
+    /// Disks not served: their ID, device or use did not pass the start checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refused>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -351,8 +438,26 @@ impl Writer {
 /// Runs the service until SIGTERM or SIGINT: NBD on TCP and the Unix socket, the control
 /// socket, and the policy pass every `tick`.
 pub fn run(cfg: &Config) -> anyhow::Result<()> {
+    run_at(cfg, Path::new("/"))
+}
+
+/// [`run`] on the system under `root`: disks, journal, sockets, TLS files, sysfs and the
+/// mount table are all read under it (tests and images; the service itself runs at `/`).
+pub fn run_at(written: &Config, root: &Path) -> anyhow::Result<()> {
     use nix::sys::signal::{SigSet, Signal};
-    super::tls::check_listen_policy(&cfg.writer)?;
+    // The checks `kickstart`, `build` and `doctor` make too: they cannot disagree.
+    let tls = super::preflight::check(written)?;
+    let mut rebased = written.clone();
+    rebased.writer.tls = super::preflight::tls_for_start(written, &tls, root)?;
+    for p in [
+        &mut rebased.writer.unix_socket,
+        &mut rebased.writer.control_socket,
+    ] {
+        if !p.as_os_str().is_empty() {
+            *p = under(root, p);
+        }
+    }
+    let cfg = &rebased;
     // Block the stop signals before any thread starts, so that only sigwait sees them.
     let mut stop = SigSet::empty();
     stop.add(Signal::SIGTERM);
@@ -363,7 +468,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     // More requests in flight per connection make bigger group-commit batches: one journal
     // sync per batch is the cost of the undo log, so its size sets the throughput.
     opts.workers_per_connection = opts.workers_per_connection.max(16);
-    let writer = Arc::new(Writer::open(cfg)?);
+    let writer = Arc::new(Writer::open_at(written, root)?);
     // The journal still holds the points a pass before the crash or stop had pruned (their
     // segment stayed for newer records): drop them again before anyone can list them.
     let now = super::group::now_us();
@@ -385,7 +490,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     }
     let unix = &cfg.writer.unix_socket;
     if !unix.as_os_str().is_empty() {
-        super::control::prepare_socket_path(unix)?;
+        super::control::prepare_socket_path(unix, "unix-socket")?;
         let l = std::os::unix::net::UnixListener::bind(unix)
             .with_context(|| format!("listening on [writer] unix-socket {}", unix.display()))?;
         let s = server.clone();
@@ -419,7 +524,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
             }
         })?;
     }
-    tracing::info!(groups = writer.groups.len(), "writer service running");
+    tracing::info!(
+        groups = writer.groups.len(),
+        refused = writer.refused.len(),
+        tls = tls.forced(),
+        "writer service running"
+    );
     let sig = stop.wait().context("waiting for signals")?;
     tracing::info!(signal = ?sig, "stopping: draining connections");
     server.shutdown_handle().shutdown();

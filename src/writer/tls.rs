@@ -8,7 +8,7 @@
 //! and sends the records unlocked but in order under a second lock.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::Shutdown;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -20,7 +20,7 @@ use rustls::{RootCertStore, ServerConfig, ServerConnection};
 
 use super::export::ClientInfo;
 use super::nbd::server::Connection;
-use crate::config::{Writer, WriterTls};
+use crate::config::WriterTls;
 
 /// Plaintext is encrypted in pieces of this size, so a 32 MiB READ reply never needs a
 /// second 32 MiB buffer.
@@ -96,37 +96,6 @@ pub fn server_config(t: &WriterTls) -> anyhow::Result<Arc<ServerConfig>> {
         .with_single_cert(certs, key)
         .with_context(|| format!("server certificate {}", files.cert.display()))?;
     Ok(Arc::new(config))
-}
-
-/// Start-up policy: a non-loopback listen address needs TLS, or `insecure = true` (which
-/// is then logged as a warning at every start).
-pub fn check_listen_policy(w: &Writer) -> anyhow::Result<()> {
-    if w.listen.is_empty() || w.tls.is_some() {
-        return Ok(());
-    }
-    let addrs: Vec<SocketAddr> = w
-        .listen
-        .to_socket_addrs()
-        .map_err(|e| crate::error::bad_input(format!("[writer] listen {:?}: {e}", w.listen)))?
-        .collect();
-    let exposed = addrs.iter().any(|a| !a.ip().is_loopback());
-    if !exposed {
-        return Ok(());
-    }
-    if w.insecure {
-        tracing::warn!(
-            listen = %w.listen,
-            "NBD server listens on a non-loopback address WITHOUT TLS ([writer] insecure = true): \
-             anyone who can connect can overwrite the target disks"
-        );
-        return Ok(());
-    }
-    Err(crate::error::bad_input(format!(
-        "[writer] listen = {:?} is reachable from the network but [writer.tls] is not set; \
-         configure TLS (`mtkit writer certs --out DIR`, then [writer.tls] dir = DIR), listen on \
-         127.0.0.1, or set [writer] insecure = true",
-        w.listen
-    )))
 }
 
 /// Whether `client` may open a disk of a group whose `[[writer.group]] clients` list is
@@ -518,27 +487,6 @@ mod tests {
         assert!(!allowed(&list, &c(Some("ps-azure-02"))));
         assert!(!allowed(&list, &c(None)));
         assert!(allowed(&[], &c(None)));
-    }
-
-    #[test]
-    fn listen_policy() {
-        let mut w = Writer {
-            listen: "127.0.0.1:10809".into(),
-            ..Writer::default()
-        };
-        assert!(check_listen_policy(&w).is_ok());
-        w.listen = "0.0.0.0:10809".into();
-        let e = check_listen_policy(&w).unwrap_err();
-        assert_eq!(crate::error::exit_code(&e), 2);
-        assert!(e.to_string().contains("insecure"), "{e}");
-        w.insecure = true;
-        assert!(check_listen_policy(&w).is_ok());
-        w.insecure = false;
-        w.tls = Some(WriterTls {
-            dir: Some("/x".into()),
-            ..WriterTls::default()
-        });
-        assert!(check_listen_policy(&w).is_ok());
     }
 
     #[test]

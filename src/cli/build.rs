@@ -192,7 +192,7 @@ impl BuildArgs {
                 Some(m) => print!("{}", m.summary),
                 None => println!("boot argument: {}", crate::media::BOOT_ARG),
             }
-            if root == RootLogin::Locked {
+            if root == RootLogin::Locked && !config.access.has_ssh_keys() {
                 println!(
                     "root is locked: see {} to set a password",
                     self.out.join("SUMMARY.txt").display()
@@ -223,12 +223,21 @@ fn writer_summary(config: &Config) -> String {
                 s,
                 "  service's first start) makes the appliance's own CA and server certificate in"
             );
-            let _ = writeln!(
-                s,
-                "  {} (for {} and the machine's host name).",
-                certs::DEFAULT_DIR,
-                names.join(", ")
-            );
+            let _ = if names.is_empty() {
+                // Host name and address from DHCP: the certificate takes the machine's.
+                writeln!(
+                    s,
+                    "  {} (for the machine's host name and addresses).",
+                    certs::DEFAULT_DIR
+                )
+            } else {
+                writeln!(
+                    s,
+                    "  {} (for {} and the machine's host name).",
+                    certs::DEFAULT_DIR,
+                    names.join(", ")
+                )
+            };
             let _ = writeln!(
                 s,
                 "  For each replication source, run on the appliance: `{}`",
@@ -498,13 +507,14 @@ pub fn summary(config: &Config, out: &Path, root: RootLogin, media: Option<&Medi
         RootLogin::Locked => {
             let _ = writeln!(
                 s,
-                "  none configured: root's password is LOCKED on the installed machine{}. To set one, either",
+                "  none configured: root's password is LOCKED on the installed machine{}.",
                 if keys.is_empty() {
                     ""
                 } else {
                     " (SSH keys still work)"
                 }
             );
+            let _ = writeln!(s, "  To set one, either");
             let _ = writeln!(
                 s,
                 "  - put a hash in [appliance] root-password-hash: `openssl passwd -6`, or"

@@ -610,3 +610,83 @@ fn completions_and_man_pages_come_from_the_clap_definitions() {
     let o = run(&["manpage", "--out-dir", "/no/such/folder"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// reiserfs sources take kmod-reiserfs and reiserfs-utils from ELRepo by default: the
+/// install then needs the network, and the build log and SUMMARY.txt say so (not with
+/// the packages carried in the offline repo).
+#[test]
+fn an_install_that_needs_the_network_is_said_to() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config_with_key(
+        d.path(),
+        "[sources]\nfilesystems = [\"ext4\", \"reiserfs\"]\n",
+    );
+    let out = d.path().join("out");
+    let o = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "build",
+        "--no-media",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    let want = "the install needs network access: kmod-reiserfs and reiserfs-utils come from \
+                http://elrepo.org/linux/elrepo/el6/x86_64/";
+    assert!(e.contains("WARN") && e.contains(want), "{e}");
+    let summary = read(&out.join("SUMMARY.txt"));
+    let flat = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("The install needs network access: kmod-reiserfs and reiserfs-utils come from http://elrepo.org/linux/elrepo/el6/x86_64/")
+            && flat.contains("reiserfs-repo = \"offline\""),
+        "{summary}"
+    );
+
+    std::fs::create_dir(d.path().join("rpms")).unwrap();
+    let cfg = config_with_key(
+        d.path(),
+        "[sources]\nfilesystems = [\"reiserfs\"]\n[packages]\noffline-repo = \"rpms\"\n\
+         reiserfs-repo = \"offline\"\n",
+    );
+    let o = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "build",
+        "--no-media",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("needs network"), "{}", stderr(&o));
+    assert!(read(&out.join("SUMMARY.txt")).contains("The install needs no network"));
+}
+
+/// A DEVICE that is a regular file (or a folder) is called that, also when given
+/// relative to the current folder (it used to be looked up under / and "not exist").
+#[test]
+fn retention_names_what_a_non_device_is() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("vol.img"), vec![0u8; 4096]).unwrap();
+    std::fs::create_dir(d.path().join("vol.d")).unwrap();
+    for (dev, what) in [("vol.img", "a regular file"), ("vol.d", "a folder")] {
+        for sub in ["prepare", "check"] {
+            let o = mtkit()
+                .current_dir(d.path())
+                .args(["retention", sub, dev])
+                .output()
+                .unwrap();
+            let e = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{sub} {dev}: {e}");
+            assert!(
+                e.contains(&format!("{dev} is {what}, not a block device")),
+                "{sub} {dev}: {e}"
+            );
+            assert!(!e.contains("does not exist"), "{e}");
+        }
+    }
+    assert_eq!(
+        std::fs::read(d.path().join("vol.img")).unwrap(),
+        vec![0u8; 4096]
+    );
+}

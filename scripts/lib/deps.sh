@@ -12,8 +12,9 @@ TEST_DEBS=(isolinux syslinux-common syslinux-utils mtools dosfstools e2fsprogs x
   reiserfsprogs lvm2 libnbd-bin nbdkit python3-venv util-linux fdisk qemu-utils)
 # losetup, mount, swapon (mount); chattr (e2fsprogs); logger (bsdutils); perl (perl-base).
 TEST_DEBS+=(mount bsdutils perl-base)
-# ssh-keygen reads the authorized_keys the kickstart writes (openssh-client).
-TEST_DEBS+=(openssh-client)
+# ssh-keygen reads the authorized_keys the kickstart writes (openssh-client); rpmbuild
+# (rpm) makes the stand-in RPMs of the offline-repo tests; groff renders the man pages.
+TEST_DEBS+=(openssh-client rpm groff-base)
 
 _sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

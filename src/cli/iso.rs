@@ -195,11 +195,14 @@ pub fn payload(loaded: &Loaded, embed: &EmbedArgs) -> anyhow::Result<(Payload, B
         "--allow-incompatible-binary",
     )?;
     let repo = &config.packages.offline_repo;
+    let (repo_required, repo_wanted) = kickstart::offline_repo_packages(config);
     let payload = Payload {
         ks_cfg,
         appliance_toml: config.resolved_toml(),
         binary,
         offline_repo: (!repo.is_empty()).then(|| beside_config(loaded, repo)),
+        repo_required,
+        repo_wanted,
     };
     Ok((payload, verdict))
 }
@@ -262,11 +265,14 @@ pub fn build_media(
     let binary = binary.unwrap_or_else(default_binary);
     let verdict = media::check_binary(&binary, force, "--force")?;
     let repo = &config.packages.offline_repo;
+    let (repo_required, repo_wanted) = crate::kickstart::offline_repo_packages(config);
     let payload = Payload {
         ks_cfg: ks_cfg.to_string(),
         appliance_toml: resolved.to_string(),
         binary,
         offline_repo: (!repo.is_empty()).then(|| beside_config(loaded, repo)),
+        repo_required,
+        repo_wanted,
     };
     let configured = (!config.media.source_iso.is_empty())
         .then(|| beside_config(loaded, &config.media.source_iso));

@@ -141,6 +141,29 @@ pub fn needs_network(config: &Config) -> Option<String> {
     (!why.is_empty()).then(|| why.join("; "))
 }
 
+/// The packages the kickstart takes from `[packages] offline-repo`: those it must find
+/// there (kmod-reiserfs and reiserfs-utils with `reiserfs-repo = "offline"`), and those it
+/// may find there or on the install source (the plain names of `[packages] extra`).
+pub fn offline_repo_packages(config: &Config) -> (Vec<String>, Vec<String>) {
+    let p = &config.packages;
+    if p.offline_repo.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let required = if config.sources.uses_reiserfs() && p.reiserfs_repo == REISERFS_FROM_OFFLINE {
+        REISERFS_PACKAGES.iter().map(|s| s.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let wanted = p
+        .extra
+        .iter()
+        .filter(|n| !n.starts_with('@') && !n.starts_with('-'))
+        .filter(|n| !required.contains(*n))
+        .cloned()
+        .collect();
+    (required, wanted)
+}
+
 fn netmask(prefix: u8) -> Ipv4Addr {
     let bits = if prefix == 0 {
         0

@@ -15,5 +15,6 @@ pub mod kickstart;
 pub mod media;
 pub mod provision;
 pub mod retention;
+pub mod template;
 pub mod vmx;
 pub mod writer;

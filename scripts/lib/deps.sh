@@ -12,9 +12,11 @@ TEST_DEBS=(isolinux syslinux-common syslinux-utils mtools dosfstools e2fsprogs x
   reiserfsprogs lvm2 libnbd-bin nbdkit python3-venv util-linux fdisk qemu-utils)
 # losetup, mount, swapon (mount); chattr (e2fsprogs); logger (bsdutils); perl (perl-base).
 TEST_DEBS+=(mount bsdutils perl-base)
-# ssh-keygen reads the authorized_keys the kickstart writes (openssh-client); rpmbuild
-# (rpm) makes the stand-in RPMs of the offline-repo tests; groff renders the man pages.
-TEST_DEBS+=(openssh-client rpm groff-base)
+# seal/firstboot tests: ssh-keygen makes host keys, openssl checks the writer certificates.
+TEST_DEBS+=(openssh-client openssl)
+# rpmbuild (rpm) makes the stand-in RPMs of the offline-repo tests; ssh-keygen also reads
+# the authorized_keys the kickstart writes; groff renders the man pages.
+TEST_DEBS+=(rpm groff-base)
 
 _sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -69,12 +71,13 @@ need_musl_target() {
   fi
 }
 
-# A venv with pykickstart (ksvalidator) and pycdlib for the tests.
+# A venv with pykickstart (ksvalidator), pycdlib and python-hcl2 (the Packer template
+# test parses HCL2 with it) for the tests.
 need_venv() {
   local venv="$1"
-  if [ ! -x "$venv/bin/ksvalidator" ] || ! "$venv/bin/python" -c 'import pycdlib' 2>/dev/null; then
-    echo "creating Python venv $venv (pykickstart, pycdlib)" >&2
+  if [ ! -x "$venv/bin/ksvalidator" ] || ! "$venv/bin/python" -c 'import pycdlib, hcl2' 2>/dev/null; then
+    echo "creating Python venv $venv (pykickstart, pycdlib, python-hcl2)" >&2
     python3 -m venv "$venv" >&2
-    "$venv/bin/pip" install -q --disable-pip-version-check pykickstart pycdlib >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check pykickstart pycdlib python-hcl2 >&2
   fi
 }

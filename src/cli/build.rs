@@ -36,6 +36,10 @@ pub struct BuildArgs {
     /// Only ks.cfg, appliance.toml and the summary: no ISO
     #[arg(long, conflicts_with = "source_iso")]
     pub no_media: bool,
+    /// Also write mtkit.pkr.hcl, a Packer template for the vsphere-iso builder (with the
+    /// remastered ISO, or packer-cd/ for its cd_files); see docs/templates.md
+    #[arg(long)]
+    pub packer: bool,
 }
 
 /// How root logs in on the built machine (never the password itself).
@@ -106,6 +110,14 @@ impl BuildArgs {
         let ks = kickstart::render(config, &opts)?;
         let resolved = config.resolved_toml();
 
+        // The Packer CD carries the binary without media: checked here, before writing.
+        if self.packer && self.no_media {
+            let binary = self
+                .binary
+                .clone()
+                .unwrap_or_else(super::iso::default_binary);
+            crate::media::check_binary(&binary, self.force, "--force")?;
+        }
         let created = !self.out.exists();
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("creating {}", self.out.display()))?;
@@ -153,6 +165,56 @@ impl BuildArgs {
             summary.push_str(&m.summary);
         }
         put("SUMMARY.txt", &summary, 0o644, "what to do next")?;
+        if self.packer {
+            use crate::template::packer::{self, Install};
+            let install = match &media {
+                Some(m) if m.boot_argument.is_none() => Install::Remastered {
+                    file: m
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    sha256: packer::sha256_file(&m.path)?,
+                },
+                _ => {
+                    let binary = self
+                        .binary
+                        .clone()
+                        .unwrap_or_else(super::iso::default_binary);
+                    // Checked (and refused) before anything was written, see above.
+                    let bytes = std::fs::read(&binary)
+                        .with_context(|| format!("reading {}", binary.display()))?;
+                    let cd = self.out.join(packer::CD_DIR);
+                    std::fs::create_dir_all(cd.join("mtkit"))
+                        .with_context(|| format!("creating {}", cd.display()))?;
+                    let files: [(&str, &[u8], u32); 3] = [
+                        ("ks.cfg", ks.as_bytes(), 0o644),
+                        ("mtkit/appliance.toml", resolved.as_bytes(), 0o600),
+                        ("mtkit/mtkit", &bytes, 0o755),
+                    ];
+                    for (name, data, mode) in files {
+                        crate::files::write_atomic(&cd.join(name), data, mode)?;
+                    }
+                    Install::KickstartCd
+                }
+            };
+            for w in packer::warnings(config, &install) {
+                tracing::warn!("{w}");
+            }
+            let text = packer::render(config, &install)?;
+            put(
+                packer::FILE,
+                &text,
+                0o644,
+                "Packer template (vsphere-iso builder)",
+            )?;
+            if matches!(install, Install::KickstartCd) {
+                written.push(Written {
+                    path: self.out.join(packer::CD_DIR),
+                    what: "the Packer template's cd_files: ks.cfg, mtkit/",
+                });
+            }
+        }
         if let Some(m) = &media {
             written.push(Written {
                 path: m.path.clone(),

@@ -9,6 +9,7 @@ pub mod build;
 pub mod commit;
 pub mod completions;
 pub mod doctor;
+pub mod firstboot;
 pub mod init;
 pub mod iso;
 pub mod kickstart;
@@ -17,6 +18,7 @@ pub mod points;
 pub mod recover;
 pub mod retention;
 pub mod scsi_ids;
+pub mod seal;
 pub mod table;
 pub mod vmx;
 pub mod writer;
@@ -117,6 +119,8 @@ pub enum Command {
     Bookmark(bookmark::BookmarkArgs),
     Recover(recover::RecoverArgs),
     Commit(commit::CommitArgs),
+    Seal(seal::SealArgs),
+    Firstboot(firstboot::FirstbootArgs),
     Completions(completions::CompletionsArgs),
     Manpage(manpage::ManpageArgs),
 }
@@ -157,6 +161,8 @@ impl Cli {
             Command::Bookmark(a) => a.run(g),
             Command::Recover(a) => a.run(g),
             Command::Commit(a) => a.run(g),
+            Command::Seal(a) => a.run(g),
+            Command::Firstboot(a) => a.run(g),
             Command::Completions(a) => a.run(g),
             Command::Manpage(a) => a.run(g),
         }

@@ -23,6 +23,10 @@ pub enum VmxCommand {
         /// JSON output
         #[arg(long)]
         json: bool,
+        /// Check as a VM template: no uuid.action = "keep", no static MAC, only the OS disk,
+        /// no ISO connected, besides disk.EnableUUID, LSI Logic and no snapshots
+        #[arg(long)]
+        template: bool,
     },
     /// Set disk.EnableUUID = "TRUE" (VM powered off; a backup is kept)
     ///
@@ -44,7 +48,11 @@ struct Report<'a> {
 impl VmxArgs {
     pub fn run(self, _g: &Global) -> anyhow::Result<()> {
         match self.command {
-            VmxCommand::Check { files, json } => check_files(&files, json),
+            VmxCommand::Check {
+                files,
+                json,
+                template,
+            } => check_files(&files, json, template),
             VmxCommand::Patch { file } => {
                 let f = VmxFile::read(&file)?;
                 match patch::patch(&f)? {
@@ -67,7 +75,7 @@ impl VmxArgs {
     }
 }
 
-fn check_files(paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
+fn check_files(paths: &[PathBuf], json: bool, template: bool) -> anyhow::Result<()> {
     let files = paths
         .iter()
         .map(|p| VmxFile::read(p))
@@ -82,7 +90,12 @@ fn check_files(paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
                 .filter(|(j, _)| *j != i)
                 .map(|(_, o)| o)
                 .collect();
-            (f.path.display().to_string(), check::check(f, &others))
+            let findings = if template {
+                check::check_template(f)
+            } else {
+                check::check(f, &others)
+            };
+            (f.path.display().to_string(), findings)
         })
         .collect();
     if json {

@@ -6,7 +6,9 @@ pub mod units;
 mod validate;
 
 pub use units::{AutoSize, Size, Span};
-pub use validate::{ConfigError, KNOWN_FILESYSTEMS, Problem, is_sd_path, is_sha512_crypt};
+pub use validate::{
+    ConfigError, KNOWN_FILESYSTEMS, Problem, is_hostname, is_sd_path, is_sha512_crypt,
+};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ pub struct Config {
     pub retention: Retention,
     pub writer: Writer,
     pub policy: Policy,
+    pub template: Template,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -363,6 +366,16 @@ impl Default for Policy {
             app_consistent_interval: "60m".parse().unwrap(),
         }
     }
+}
+
+/// VM templates (`mtkit seal`, `mtkit firstboot`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Template {
+    /// The writer's CA is the fleet's: seal keeps ca-cert.pem and ca-key.pem, and every clone
+    /// signs its own server certificate with it (clients trust one CA). Else seal removes the
+    /// CA and each clone makes its own at first boot.
+    pub shared_ca: bool,
 }
 
 /// A loaded configuration and where it came from.

@@ -413,7 +413,8 @@ fn deserialize_all(ck: &mut Checker<'_>) -> Config {
     Config::default()
 }
 
-fn is_hostname(s: &str) -> bool {
+/// An RFC 1123 host name (labels of letters, digits and inner hyphens).
+pub fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
@@ -639,11 +640,42 @@ fn check_network(c: &Config, ck: &mut Checker<'_>) {
         );
     }
     let is_static = n.bootproto == BootProto::Static;
+    // DHCP is the default: an address given without bootproto = "static" would be
+    // silently unused. (A malformed one gets its own message below.)
+    if !is_static {
+        let unused: Vec<(&str, String)> = [
+            ("ip", is_ipv4(&n.ip).then(|| q(&n.ip))),
+            ("gateway", is_ipv4(&n.gateway).then(|| q(&n.gateway))),
+            (
+                "dns",
+                (!n.dns.is_empty() && n.dns.iter().all(|d| is_ipv4(d))).then(|| {
+                    format!(
+                        "[{}]",
+                        n.dns.iter().map(|d| q(d)).collect::<Vec<_>>().join(", ")
+                    )
+                }),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
+        for (key, shown) in unused {
+            ck.report(
+                &path(&["network", key]),
+                shown,
+                "not used with bootproto = \"dhcp\" (the default): set bootproto = \"static\" \
+                 to use it, or remove it",
+            );
+        }
+    }
+    // A warning, not an error: the machine is reachable, only named localhost.localdomain
+    // (and a firstboot config ISO may give an address alone).
     if is_static && c.appliance.hostname.is_empty() {
-        ck.report(
+        ck.warn(
             &path(&["appliance", "hostname"]),
             "\"\"",
-            "bootproto = \"static\" needs a host name (with DHCP, \"\" takes the one DHCP gives), e.g. \"mt01.dr.example.com\"",
+            "with bootproto = \"static\" nothing names the machine (\"\" takes the name DHCP \
+             gives): it will be localhost.localdomain; set one, e.g. \"mt01.dr.example.com\"",
         );
     }
     if n.ip.is_empty() {
@@ -1257,13 +1289,27 @@ mod tests {
     #[test]
     fn semantic_problem_shows_line_and_default() {
         let p = problems("[network]\nip = \"10.0.0.5\"\nprefix = 33\n");
-        assert_eq!(p[0], "t.toml:3:10: [network] prefix = 33: must be 0..=32");
-        let p = problems(
-            "[appliance]\ntimezone = \"UTC\"\n[network]\nbootproto = \"static\"\nip = \"10.0.0.5\"\n",
+        assert_eq!(
+            p[0],
+            "t.toml:2:6: [network] ip = \"10.0.0.5\": not used with bootproto = \"dhcp\" (the \
+             default): set bootproto = \"static\" to use it, or remove it"
         );
+        assert_eq!(p[1], "t.toml:3:10: [network] prefix = 33: must be 0..=32");
+        let p = problems("[disks]\nroot-size = \"95G\"\n");
         assert!(
-            p[0].starts_with("t.toml:1:1: [appliance] hostname = \"\" (default): bootproto = \"static\" needs a host name"),
+            p[0].starts_with(
+                "t.toml:1:1: [disks] os-disk-size = \"100G\" (default): the partitions need"
+            ),
             "{p:#?}"
+        );
+        let (_, w) = Config::parse_with_warnings(
+            "[appliance]\ntimezone = \"UTC\"\n[network]\nbootproto = \"static\"\nip = \"10.0.0.5\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(
+            w[0].to_string().starts_with("t.toml:1:1: [appliance] hostname = \"\" (default): with bootproto = \"static\" nothing names the machine"),
+            "{w:#?}"
         );
     }
 

@@ -48,6 +48,8 @@ pub fn run_all(cx: &Context) -> Vec<Finding> {
     out.push(kdump(cx));
     out.push(writer(cx));
     out.extend(super::writer::findings(cx));
+    // Only on templates and clones: a sealed system, or a first boot that failed.
+    out.extend(crate::template::firstboot::doctor_finding(cx.root));
     out
 }
 

@@ -89,8 +89,38 @@ pub struct Outcome {
     pub upgraded_from: Option<String>,
 }
 
+/// How a run of the executor is recorded: `apply` keeps what it replaces so that `--revert`
+/// can put it back; `seal` and `firstboot` must not (a copy of a sealed-away SSH host key
+/// in the apply state would defeat the seal), and log to their own file.
+#[derive(Debug, Clone, Copy)]
+pub struct Mode {
+    /// The verb in the log lines (`apply`, `seal`, ...).
+    pub what: &'static str,
+    /// The log file under root the run appends to.
+    pub log: &'static str,
+    /// Record originals and the version marker in the apply state (revertible).
+    pub record: bool,
+}
+
+/// `mtkit apply`: revertible, logged to [`LOG`].
+pub const APPLY: Mode = Mode {
+    what: "apply",
+    log: LOG,
+    record: true,
+};
+
 /// Applies `plan` under `root` (or only describes it with `dry_run`).
 pub fn apply(root: &Path, plan: Plan, dry_run: bool) -> Result<Outcome> {
+    run(root, plan, dry_run, APPLY)
+}
+
+/// Applies `plan` under `root` as `mode` says (or only describes it with `dry_run`). Without
+/// recording, nothing of the apply state is read or written: the plan is taken as it is,
+/// and a failure part way still puts back what this run changed.
+pub fn run(root: &Path, plan: Plan, dry_run: bool, mode: Mode) -> Result<Outcome> {
+    if !mode.record {
+        return run_unrecorded(root, plan, dry_run, mode);
+    }
     let mut state = State::load(root)?.unwrap_or_default();
     let marker = read_marker(root)?;
     let Pending { todo, notes } = outstanding(root, plan, &state)?;
@@ -169,7 +199,55 @@ pub fn apply(root: &Path, plan: Plan, dry_run: bool) -> Result<Outcome> {
     if lines.is_empty() {
         lines.push(format!("marker updated to {VERSION}"));
     }
-    log(root, "apply", &lines)?;
+    log(root, mode, &lines)?;
+    Ok(out)
+}
+
+fn run_unrecorded(root: &Path, plan: Plan, dry_run: bool, mode: Mode) -> Result<Outcome> {
+    let Pending { todo, notes } = outstanding(root, plan, &State::default())?;
+    let mut out = Outcome {
+        notes,
+        ..Outcome::default()
+    };
+    for (c, cur) in &todo {
+        out.changed.push(Done {
+            area: c.area.into(),
+            path: c.path.clone(),
+            action: action_name(cur, &c.wanted),
+        });
+        if dry_run {
+            out.diff.push_str(&show(&c.path, cur, &c.wanted));
+        }
+    }
+    if dry_run || todo.is_empty() {
+        return Ok(out);
+    }
+    let mut undo: Vec<(PathBuf, Current)> = Vec::new();
+    let mut created = Vec::new();
+    let result = (|| -> Result<()> {
+        for (c, cur) in &todo {
+            undo.push((c.path.clone(), cur.clone()));
+            put(root, &c.path, &c.wanted, &mut created)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for (path, cur) in undo.iter().rev() {
+            if let Err(u) = restore_current(root, path, cur) {
+                tracing::error!("could not undo {}: {u:#}", path.display());
+            }
+        }
+        for d in created.iter().rev() {
+            let _ = fs::remove_dir(root.join(d));
+        }
+        return Err(e);
+    }
+    let lines: Vec<String> = out
+        .changed
+        .iter()
+        .map(|d| format!("{} {} ({})", d.action, d.path.display(), d.area))
+        .collect();
+    log(root, mode, &lines)?;
     Ok(out)
 }
 
@@ -264,7 +342,14 @@ pub fn revert(root: &Path, dry_run: bool) -> Result<Outcome> {
         .map(|d| format!("{} {}", d.action, d.path.display()))
         .collect();
     lines.push("apply state removed".into());
-    log(root, "revert", &lines)?;
+    log(
+        root,
+        Mode {
+            what: "revert",
+            ..APPLY
+        },
+        &lines,
+    )?;
     Ok(out)
 }
 
@@ -351,6 +436,15 @@ fn put(root: &Path, rel: &Path, wanted: &Wanted, created: &mut Vec<PathBuf>) -> 
 }
 
 fn restore_current(root: &Path, rel: &Path, cur: &Current) -> Result<()> {
+    // Bytes as they were: a binary file (a wtmp a seal removed) must come back unchanged.
+    if let Current::File { bytes, mode } = cur {
+        let p = root.join(rel);
+        make_parents(root, rel, &mut Vec::new())?;
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+        return write_atomic(&p, bytes, *mode);
+    }
     let wanted = match cur {
         Current::Missing => Wanted::Absent,
         Current::Symlink { target } => Wanted::Symlink {
@@ -403,6 +497,11 @@ fn show(rel: &Path, cur: &Current, wanted: &Wanted) -> String {
         Current::File { .. } => "a file".to_string(),
     };
     match (cur, wanted) {
+        // Logs like wtmp are binary: a line diff of them says nothing.
+        (Current::File { bytes, .. }, _) if std::str::from_utf8(bytes).is_err() => match wanted {
+            Wanted::Absent => format!("remove {shown} (was {} bytes, binary)\n", bytes.len()),
+            _ => format!("write {shown} (was {} bytes, binary)\n", bytes.len()),
+        },
         (Current::File { bytes, .. }, Wanted::File { text, .. }) => diff::unified(
             &String::from_utf8_lossy(bytes),
             text,
@@ -424,8 +523,9 @@ fn show(rel: &Path, cur: &Current, wanted: &Wanted) -> String {
     }
 }
 
-fn log(root: &Path, what: &str, lines: &[String]) -> Result<()> {
-    let p = root.join(LOG);
+fn log(root: &Path, mode: Mode, lines: &[String]) -> Result<()> {
+    let what = mode.what;
+    let p = root.join(mode.log);
     if let Some(parent) = p.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
@@ -462,6 +562,19 @@ pub fn original_texts(root: &Path) -> Result<std::collections::BTreeMap<PathBuf,
         }
     }
     Ok(out)
+}
+
+/// Where apply keeps its copy of `rel` as it was before mtkit (relative to the root), when
+/// an earlier apply recorded it as a file. Seal and firstboot edit that copy too: apply
+/// plans from it, so a machine-specific line left there would come back at the next apply.
+pub fn original_backup(root: &Path, rel: &Path) -> Result<Option<PathBuf>> {
+    let Some(state) = State::load(root)? else {
+        return Ok(None);
+    };
+    Ok(state.entry(rel).and_then(|e| match &e.original {
+        Original::File { backup, .. } => Some(Path::new(STATE_DIR).join(backup)),
+        _ => None,
+    }))
 }
 
 /// Every path an earlier apply recorded.

@@ -273,3 +273,117 @@ fn snapshot_names(vmsd: &Vmx) -> Vec<String> {
     }
     names
 }
+
+/// What a VM template's .vmx must and must not have (`vmx check --template`): the master
+/// target's checks (disk.EnableUUID, LSI Logic, no snapshots) without those that only a
+/// running MT has (the disk count, a uuid.bios of its own), plus what would make every
+/// clone share one identity: `uuid.action = "keep"` (clones keep the template's BIOS UUID,
+/// which `vmx check` then flags across clones), a static MAC, target disks carried along
+/// beside the OS disk, an ISO still connected at power-on.
+pub fn check_template(f: &VmxFile) -> Vec<Finding> {
+    let v = &f.vmx;
+    let mut out: Vec<Finding> = check(f, &[])
+        .into_iter()
+        .filter(|x| x.id != "uuid-bios" && x.id != "disk-count")
+        .collect();
+
+    match v.get("uuid.action") {
+        Some(a) if a.eq_ignore_ascii_case("keep") => out.push(Finding::fail(
+            "template-uuid-action",
+            format!("uuid.action = \"{a}\": clones keep the template's uuid.bios"),
+            "power off and delete the uuid.action line (or set it to \"create\") so each clone \
+             gets a BIOS UUID of its own",
+        )),
+        found => out.push(Finding::pass(
+            "template-uuid-action",
+            match found {
+                Some(a) => format!("uuid.action = \"{a}\""),
+                None => "no uuid.action: clones get a BIOS UUID of their own".into(),
+            },
+        )),
+    }
+
+    static NIC: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?i)^(ethernet\d+)\.present$").unwrap());
+    let mut nics: Vec<String> = v
+        .entries()
+        .filter_map(|e| NIC.captures(&e.key).map(|c| c[1].to_ascii_lowercase()))
+        .filter(|n| is_true(v.get(&format!("{n}.present"))))
+        .collect();
+    nics.sort();
+    nics.dedup();
+    let fixed: Vec<String> = nics
+        .iter()
+        .filter(|n| {
+            v.get(&format!("{n}.addressType"))
+                .is_some_and(|t| t.eq_ignore_ascii_case("static"))
+        })
+        .map(|n| {
+            let mac = v.get(&format!("{n}.address")).unwrap_or("?");
+            format!("{n}.address = \"{mac}\"")
+        })
+        .collect();
+    if fixed.is_empty() {
+        out.push(Finding::pass(
+            "template-mac",
+            format!(
+                "{} NIC(s), MAC addresses assigned by ESXi/vCenter",
+                nics.len()
+            ),
+        ));
+    } else {
+        out.push(Finding::fail(
+            "template-mac",
+            format!("static MAC: {}", fixed.join(", ")),
+            "set the adapter's MAC address to Automatic: every clone would share it",
+        ));
+    }
+
+    let ds = disks(v);
+    if ds.len() > 1 {
+        let extra: Vec<String> = ds
+            .iter()
+            .skip(1)
+            .map(|d| format!("{} = {}", d.slot, d.file))
+            .collect();
+        out.push(Finding::warn(
+            "template-disks",
+            format!("{} disks: {}", ds.len(), extra.join(", ")),
+            "a template carries only the OS disk: detach the retention and target disks, each \
+             clone gets its own",
+        ));
+    } else {
+        out.push(Finding::pass(
+            "template-disks",
+            format!("{} disk", ds.len()),
+        ));
+    }
+
+    static CD: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?i)^((?:ide|sata)\d+:\d+)\.fileName$").unwrap());
+    let isos: Vec<String> = v
+        .entries()
+        .filter_map(|e| {
+            let slot = CD.captures(&e.key)?[1].to_ascii_lowercase();
+            let connected = is_true(v.get(&format!("{slot}.startConnected")))
+                || v.get(&format!("{slot}.startConnected")).is_none();
+            (connected
+                && is_true(v.get(&format!("{slot}.present")))
+                && e.value.to_ascii_lowercase().ends_with(".iso"))
+            .then(|| format!("{slot} = {}", e.value))
+        })
+        .collect();
+    if isos.is_empty() {
+        out.push(Finding::pass(
+            "template-cdrom",
+            "no ISO connected at power-on",
+        ));
+    } else {
+        out.push(Finding::warn(
+            "template-cdrom",
+            format!("ISO connected at power-on: {}", isos.join(", ")),
+            "disconnect the install ISO (a config ISO is attached to each clone, not the template)",
+        ));
+    }
+    out
+}

@@ -105,6 +105,8 @@ impl IsoArgs {
                 embed,
             } => {
                 crate::files::check_new_output(&output, force)?;
+                // The source first: a wrong one is said before anything else is judged.
+                media::remaster::read_volume_header(&source)?;
                 let (payload, binary) = payload(&loaded, &embed)?;
                 let report = media::remaster(
                     &source,
@@ -183,7 +185,7 @@ fn print_summary(embed: &EmbedArgs, json: &serde_json::Value, text: &str) -> any
 pub fn payload(loaded: &Loaded, embed: &EmbedArgs) -> anyhow::Result<(Payload, Binary)> {
     let config = &loaded.config;
     let ks_cfg = match &embed.ks {
-        Some(p) => std::fs::read_to_string(p).map_err(|e| {
+        Some(p) => crate::files::read_text(p).map_err(|e| {
             crate::error::bad_input(format!("cannot read the kickstart {}: {e}", p.display()))
         })?,
         None => kickstart::render(config, &RenderOptions::default())?,
@@ -262,6 +264,13 @@ pub fn build_media(
     force: bool,
 ) -> anyhow::Result<BuiltMedia> {
     let config = &loaded.config;
+    let configured = (!config.media.source_iso.is_empty())
+        .then(|| beside_config(loaded, &config.media.source_iso));
+    let source = source.map(Path::to_path_buf).or(configured);
+    // The source first: a wrong one is said before the binary is judged.
+    if let Some(s) = &source {
+        media::remaster::read_volume_header(s)?;
+    }
     let binary = binary.unwrap_or_else(default_binary);
     let verdict = media::check_binary(&binary, force, "--force")?;
     let repo = &config.packages.offline_repo;
@@ -274,9 +283,6 @@ pub fn build_media(
         repo_required,
         repo_wanted,
     };
-    let configured = (!config.media.source_iso.is_empty())
-        .then(|| beside_config(loaded, &config.media.source_iso));
-    let source = source.map(Path::to_path_buf).or(configured);
     let verdict = verdict.describe();
     match source {
         Some(source) => {

@@ -79,11 +79,10 @@ impl Tool {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        let (exe, args, shown) = self.prepare(args)?;
+        let (cmd, shown) = self.command(args)?;
         // stderr into the pipe read here, stdout to /dev/null (duct applies the outer
         // redirection first); unchecked: the exit status is returned, not an error.
-        let reader = self
-            .command(exe, &args)
+        let reader = cmd
             .stdin_null()
             .stdout_null()
             .stderr_to_stdout()
@@ -101,14 +100,10 @@ impl Tool {
         Ok(out.status)
     }
 
-    /// The program and its arguments with the tool's environment: every run starts here.
-    fn command(&self, exe: PathBuf, args: &[OsString]) -> duct::Expression {
-        self.env
-            .iter()
-            .fold(duct::cmd(exe, args), |cmd, (k, v)| cmd.env(k, v))
-    }
-
-    fn prepare<I, S>(&self, args: I) -> Result<(PathBuf, Vec<OsString>, String)>
+    /// The program (found on PATH, else an error naming its package) with its arguments and
+    /// the tool's environment, and its command line for messages, logged: every run starts
+    /// here.
+    fn command<I, S>(&self, args: I) -> Result<(duct::Expression, String)>
     where
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
@@ -120,7 +115,11 @@ impl Tool {
             .collect::<Vec<_>>()
             .join(" ");
         tracing::debug!(command = %shown, "running");
-        Ok((exe, args, shown))
+        let cmd = self
+            .env
+            .iter()
+            .fold(duct::cmd(exe, args), |cmd, (k, v)| cmd.env(k, v));
+        Ok((cmd, shown))
     }
 
     fn run_any<I, S>(&self, args: I) -> Result<(String, Output)>
@@ -128,10 +127,9 @@ impl Tool {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        let (exe, args, shown) = self.prepare(args)?;
+        let (cmd, shown) = self.command(args)?;
         // unchecked: a non-zero exit is the caller's to judge (see `output`), with stderr.
-        let out = self
-            .command(exe, &args)
+        let out = cmd
             .stdout_capture()
             .stderr_capture()
             .unchecked()

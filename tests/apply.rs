@@ -305,36 +305,29 @@ fn patched(dir: &Path, diff: &str, tag: &str) -> [PathBuf; 2] {
             .unwrap();
         assert!(st.success());
     }
-    let feed = |mut cmd: Command, what: &str| {
-        use std::io::Write;
-        let mut child = cmd
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(diff.as_bytes())
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
+    let file = dir.with_extension(format!("{tag}.diff"));
+    fs::write(&file, diff).unwrap();
+    let patch = Command::new("patch")
+        .args(["-p1", "--quiet", "--batch", "--no-backup-if-mismatch", "-i"])
+        .arg(&file)
+        .arg("-d")
+        .arg(&copies[0])
+        .output()
+        .unwrap();
+    let git = Command::new("git")
+        .args(["apply", "-p1", "--whitespace=nowarn"])
+        .arg(&file)
+        .current_dir(&copies[1])
+        .output()
+        .unwrap();
+    for (what, o) in [("patch -p1", patch), ("git apply", git)] {
         assert!(
             o.status.success(),
             "{what} refused the diff: {}{}\n{diff}",
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
-    };
-    let mut p = Command::new("patch");
-    p.args(["-p1", "--quiet", "--batch", "--no-backup-if-mismatch", "-d"])
-        .arg(&copies[0]);
-    feed(p, "patch -p1");
-    let mut g = Command::new("git");
-    g.args(["apply", "-p1", "--whitespace=nowarn"])
-        .current_dir(&copies[1]);
-    feed(g, "git apply");
+    }
     copies
 }
 

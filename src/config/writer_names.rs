@@ -94,45 +94,61 @@ pub fn disk_problems(disks: &[WriterDisk]) -> Vec<DiskProblem> {
     out
 }
 
+/// What one kind of name must be.
+struct NameRule {
+    /// "disk" or "group", for the length message.
+    what: &'static str,
+    /// One word (a disk's export name), or any text but blank (a group's folder).
+    one_word: bool,
+    /// The message for a missing (or blank) name.
+    missing: &'static str,
+    forbidden: [char; 2],
+    /// The message for a forbidden character.
+    why: &'static str,
+}
+
+const DISK_NAME: NameRule = NameRule {
+    what: "disk",
+    one_word: true,
+    missing: "a disk needs a name (its NBD export name): one word, e.g. \"vm1-disk0\"",
+    forbidden: ['@', '/'],
+    why: "no '@' or '/' in a disk name: it is the NBD export name, and NAME@POINT names a \
+          view of the disk at a point; e.g. \"vm1-disk0\"",
+};
+
+const GROUP_NAME: NameRule = NameRule {
+    what: "group",
+    one_word: false,
+    missing: "every disk belongs to a consistency group: name it, e.g. the protected machine \
+              \"vm1\"",
+    forbidden: ['/', '.'],
+    why: "no '/' or '.' in a group name: it names the group's folder in the journal; e.g. \
+          \"vm1\"",
+};
+
 fn name_problem(name: &str) -> Option<String> {
-    if name.is_empty() || name.contains(char::is_whitespace) {
-        Some("a disk needs a name (its NBD export name): one word, e.g. \"vm1-disk0\"".into())
-    } else if name.contains(['@', '/']) {
-        Some(
-            "no '@' or '/' in a disk name: it is the NBD export name, and NAME@POINT names a \
-             view of the disk at a point; e.g. \"vm1-disk0\""
-                .into(),
-        )
-    } else if name.len() > MAX_NAME {
-        Some(format!(
-            "{} bytes: a disk name is at most {MAX_NAME} bytes",
-            name.len()
-        ))
-    } else {
-        None
-    }
+    DISK_NAME.problem(name)
 }
 
 fn group_problem(group: &str) -> Option<String> {
-    if group.trim().is_empty() {
-        Some(
-            "every disk belongs to a consistency group: name it, e.g. the protected machine \
-             \"vm1\""
-                .into(),
-        )
-    } else if group.contains(['/', '.']) {
-        Some(
-            "no '/' or '.' in a group name: it names the group's folder in the journal; \
-             e.g. \"vm1\""
-                .into(),
-        )
-    } else if group.len() > MAX_NAME {
-        Some(format!(
-            "{} bytes: a group name is at most {MAX_NAME} bytes",
-            group.len()
-        ))
-    } else {
-        None
+    GROUP_NAME.problem(group)
+}
+
+impl NameRule {
+    fn problem(&self, s: &str) -> Option<String> {
+        if s.trim().is_empty() || (self.one_word && s.contains(char::is_whitespace)) {
+            Some(self.missing.into())
+        } else if s.contains(self.forbidden) {
+            Some(self.why.into())
+        } else if s.len() > MAX_NAME {
+            Some(format!(
+                "{} bytes: a {} name is at most {MAX_NAME} bytes",
+                s.len(),
+                self.what
+            ))
+        } else {
+            None
+        }
     }
 }
 

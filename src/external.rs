@@ -81,12 +81,11 @@ impl Tool {
     {
         let (cmd, shown) = self.command(args)?;
         // stderr into the pipe read here, stdout to /dev/null (duct applies the outer
-        // redirection first); unchecked: the exit status is returned, not an error.
+        // redirection first).
         let reader = cmd
             .stdin_null()
             .stdout_null()
             .stderr_to_stdout()
-            .unchecked()
             .reader()
             .with_context(|| format!("starting {shown}"))?;
         for line in BufReader::new(&reader).lines() {
@@ -102,7 +101,8 @@ impl Tool {
 
     /// The program (found on PATH, else an error naming its package) with its arguments and
     /// the tool's environment, and its command line for messages, logged: every run starts
-    /// here.
+    /// here. Unchecked: a non-zero exit is the caller's to judge (`run` makes it an error
+    /// with the program's stderr, `output` and `stream_stderr` return it).
     fn command<I, S>(&self, args: I) -> Result<(duct::Expression, String)>
     where
         I: IntoIterator<Item = S>,
@@ -119,7 +119,7 @@ impl Tool {
             .env
             .iter()
             .fold(duct::cmd(exe, args), |cmd, (k, v)| cmd.env(k, v));
-        Ok((cmd, shown))
+        Ok((cmd.unchecked(), shown))
     }
 
     fn run_any<I, S>(&self, args: I) -> Result<(String, Output)>
@@ -128,11 +128,9 @@ impl Tool {
         S: Into<OsString>,
     {
         let (cmd, shown) = self.command(args)?;
-        // unchecked: a non-zero exit is the caller's to judge (see `output`), with stderr.
         let out = cmd
             .stdout_capture()
             .stderr_capture()
-            .unchecked()
             .run()
             .with_context(|| format!("starting {shown}"))?;
         let output = Output {

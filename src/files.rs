@@ -1,49 +1,73 @@
 //! Writing files safely: build in memory, write a temp file, fsync, rename; keep backups.
 
+pub mod root;
+
+pub use root::{Links, Node, Root};
+
 use anyhow::{Context, Result};
 use std::fs;
-use std::io::Write;
+use std::io::Read;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-/// Replaces `path` with `contents` atomically (temp file in the same folder, fsync, rename,
-/// fsync of the folder). The mode of an existing file is kept, else `mode` is used.
+/// Replaces `path` with `contents` atomically (temp file made with O_EXCL|O_NOFOLLOW in the
+/// same folder, fsync, rename, fsync of the folder). The mode of an existing file is kept,
+/// else `mode` is used. A link at `path` is replaced, not followed: resolve it first when
+/// the file it points at is meant (`vmx patch` does).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = parent_dir(path);
     let name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
-    let mode = fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(mode);
     // Same folder, so the rename stays on one filesystem and is atomic.
-    let tmp = dir.join(format!(".{}.mtkit-tmp", name.to_string_lossy()));
-    let result = (|| -> Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(contents)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .with_context(|| format!("setting mode of {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        // The rename is durable only once the folder is synced. The file itself already
-        // is, and some filesystems refuse to sync a folder: not worth failing over.
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let dir = root::open_dir(parent_dir(path))?;
+    root::write_atomic_at(dir.as_fd(), name, path, contents, mode)
+}
+
+/// Reads a file the user named (`--config`, `root-password-file`, a .vmx): only a regular
+/// file, checked before it is opened so that a FIFO cannot hang the command and a device
+/// is never read, and at most `max` bytes. The error is `InvalidInput` for anything else.
+pub fn read_input(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        let kind = root::kind_name(meta.mode());
+        let what = if meta.file_type().is_fifo() || meta.file_type().is_char_device() {
+            format!("{kind}: give a regular file (a FIFO or device would be read without end)")
+        } else {
+            format!("{kind}, not a regular file")
+        };
+        return Err(Error::new(ErrorKind::InvalidInput, what));
     }
-    result
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let now = f.metadata()?;
+    if !now.is_file() || now.ino() != meta.ino() || now.dev() != meta.dev() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "changed while it was opened",
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("larger than {} KiB: not a file mtkit reads", max >> 10),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// [`read_input`] as UTF-8 text, at most [`root::MAX_READ`] bytes: for facts read through a
+/// root (`/proc`, `/sys`, `etc/` of a fixture or image), where a FIFO must not hang the
+/// command. Errors are `io::Error`s as `fs::read_to_string` gives them, so callers that
+/// treat an unreadable file as missing keep doing so.
+pub fn read_text(path: impl AsRef<Path>) -> std::io::Result<String> {
+    String::from_utf8(read_input(path.as_ref(), root::MAX_READ)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// Checks that `path` can name a file the user asked for (`--out`, `-o`): not a folder,
@@ -74,16 +98,15 @@ pub fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Copies `path` to `path.mtkit-bak` (or `.mtkit-bak.N` when that exists) and returns it.
+/// The backup is created with O_EXCL|O_NOFOLLOW, so a link planted at the backup's name is
+/// never written through; `path` itself is not followed either (resolve it first).
 pub fn backup(path: &Path) -> Result<PathBuf> {
-    let mut target = PathBuf::from(format!("{}.mtkit-bak", path.display()));
-    let mut n = 1;
-    while target.exists() {
-        target = PathBuf::from(format!("{}.mtkit-bak.{n}", path.display()));
-        n += 1;
-    }
-    fs::copy(path, &target)
-        .with_context(|| format!("backing up {} to {}", path.display(), target.display()))?;
-    Ok(target)
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let dir = root::open_dir(parent_dir(path))?;
+    let bak = root::backup_at(dir.as_fd(), name, path)?;
+    Ok(path.with_file_name(bak))
 }
 
 #[cfg(test)]
@@ -117,6 +140,31 @@ mod tests {
             0o640
         );
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temp left");
+    }
+
+    #[test]
+    fn inputs_must_be_regular_files_of_bounded_size() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        for p in [fifo.as_path(), Path::new("/dev/zero"), d.path()] {
+            let e = read_input(p, 1 << 20).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput,
+                "{}",
+                p.display()
+            );
+        }
+        let big = d.path().join("big");
+        fs::write(&big, vec![b'x'; 2048]).unwrap();
+        assert!(
+            read_input(&big, 1024)
+                .unwrap_err()
+                .to_string()
+                .contains("larger")
+        );
+        assert_eq!(read_input(&big, 2048).unwrap().len(), 2048);
     }
 
     #[test]

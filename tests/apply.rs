@@ -29,6 +29,8 @@ enum Node {
     Dir(u32),
     File(Vec<u8>, u32),
     Link(PathBuf),
+    /// A FIFO or device: never opened.
+    Other(u32),
 }
 
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
@@ -43,8 +45,10 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
             } else if m.is_dir() {
                 out.insert(rel, Node::Dir(mode));
                 walk(root, &p, out);
-            } else {
+            } else if m.is_file() {
                 out.insert(rel, Node::File(fs::read(&p).unwrap(), mode));
+            } else {
+                out.insert(rel, Node::Other(m.mode()));
             }
         }
     }
@@ -617,15 +621,426 @@ fn os_disk_that_is_not_a_disk_of_the_system_is_refused() {
     );
     assert_eq!(snapshot(&root), before);
 
-    let o = apply(&root, &cfg, &["--dry-run"]);
-    assert!(
-        common::stderr(&o).contains("WARN"),
-        "{}",
-        common::stderr(&o)
-    );
+    // The dry run shows the plan and exits as the real run would: 2.
+    let o = run(&[&args[..], &[cfg.to_str().unwrap(), "--dry-run"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    assert!(common::stderr(&o).contains("is not a disk of this system"));
     assert!(stdout(&o).contains("would "), "{}", stdout(&o));
     assert_eq!(snapshot(&root), before);
 
     apply(&root, &cfg, &["--force"]);
     assert_ne!(snapshot(&root), before);
+}
+
+/// Every entry under the test's temp folder: the root and everything beside it ("outside").
+fn everything(d: &Path) -> BTreeMap<PathBuf, Node> {
+    snapshot(d)
+}
+
+fn apply_code(root: &Path, cfg: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "apply",
+        "--root",
+        root.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// Lines an admin adds after the first apply (an /etc/hosts entry, an iptables rule, an
+/// LVM setting) survive the next apply, even one that changes mtkit's own lines (a new
+/// writer port), and `--revert` keeps them too: the files go back to the originals plus
+/// the admin's lines.
+#[test]
+fn admin_lines_survive_apply_and_revert() {
+    let d = centos66();
+    let root = d.path().join("r");
+    let before = snapshot(&root);
+    let cfg = config(d.path(), CONFIG);
+    apply(&root, &cfg, &[]);
+    let hosts = root.join("etc/hosts");
+    let ipt = root.join("etc/sysconfig/iptables");
+    let lvm = root.join("etc/lvm/lvm.conf");
+    let admin_host = "10.1.2.3\tbackup-server\n";
+    let admin_rule = "-A INPUT -s 10.1.2.0/24 -p tcp --dport 5666 -j ACCEPT";
+    fs::write(&hosts, format!("{}{admin_host}", read(&hosts))).unwrap();
+    let edited_ipt = read(&ipt).replace(
+        "-A INPUT -j REJECT",
+        &format!("{admin_rule}\n-A INPUT -j REJECT"),
+    );
+    fs::write(&ipt, edited_ipt).unwrap();
+    let lvm_text = read(&lvm);
+    fs::write(&lvm, format!("{lvm_text}# admin: keep this\n")).unwrap();
+
+    // Same config: the edits are kept, nothing of mtkit's is missing, nothing to write.
+    // (mtkit's line may move after the admin's: the file is made again from the original
+    // with the admin's lines in it.)
+    let o = apply(&root, &cfg, &[]);
+    assert!(read(&hosts).contains(admin_host), "{}", read(&hosts));
+    assert!(read(&hosts).contains("192.0.2.77\tmt07.dr.example mt07\n"));
+    // A new writer port: mtkit's rule is replaced, the admin's stays.
+    let cfg2 = config(d.path(), &CONFIG.replace("10809", "10900"));
+    let o2 = apply(&root, &cfg2, &[]);
+    let text = read(&ipt);
+    assert!(text.contains(admin_rule), "{text}");
+    assert!(
+        text.contains("--dport 10900 -j ACCEPT") && !text.contains("10809"),
+        "{text}"
+    );
+    assert!(read(&hosts).contains(admin_host));
+    assert!(read(&hosts).contains("192.0.2.77\tmt07.dr.example mt07\n"));
+    assert!(read(&lvm).ends_with("# admin: keep this\n"));
+    assert!(
+        read(&lvm).contains("filter = [ \"a|^/dev/sda[0-9]*$|\", \"r|.*|\" ]"),
+        "mtkit's filter still there"
+    );
+    let said = format!("{}{}", common::stderr(&o), common::stderr(&o2));
+    assert!(said.contains("the edits are kept"), "{said}");
+    // Applying again changes nothing.
+    let settled = snapshot(&root);
+    assert_eq!(stdout(&apply(&root, &cfg2, &[])), "nothing to change\n");
+    assert_eq!(snapshot(&root), settled);
+
+    // Revert: the originals plus the admin's lines; every other file as before.
+    apply(&root, &cfg2, &["--revert"]);
+    let mut after = snapshot(&root);
+    after.remove(Path::new("var/log/mtkit-apply.log"));
+    let file = |m: &BTreeMap<PathBuf, Node>, p: &str| match &m[Path::new(p)] {
+        Node::File(b, _) => String::from_utf8(b.clone()).unwrap(),
+        n => panic!("{p}: {n:?}"),
+    };
+    assert_eq!(
+        file(&after, "etc/hosts"),
+        format!("{}{admin_host}", file(&before, "etc/hosts"))
+    );
+    let ipt_after = file(&after, "etc/sysconfig/iptables");
+    assert!(
+        ipt_after.contains(admin_rule) && !ipt_after.contains("10900"),
+        "{ipt_after}"
+    );
+    assert_eq!(
+        file(&after, "etc/lvm/lvm.conf"),
+        format!("{}# admin: keep this\n", file(&before, "etc/lvm/lvm.conf"))
+    );
+    for p in ["etc/hosts", "etc/sysconfig/iptables", "etc/lvm/lvm.conf"] {
+        after.remove(Path::new(p));
+    }
+    let mut rest = before;
+    for p in ["etc/hosts", "etc/sysconfig/iptables", "etc/lvm/lvm.conf"] {
+        rest.remove(Path::new(p));
+    }
+    assert_eq!(after, rest);
+}
+
+/// An edit of mtkit's own lines (the LVM filter), or of a file mtkit wrote whole
+/// (multipath.conf), cannot be merged: apply refuses with the diff, exit 2, nothing
+/// changed, and its dry run says the same; `--force` keeps the edited files as
+/// `.mtkit-bak` and writes mtkit's versions.
+#[test]
+fn edits_of_mtkit_lines_are_refused_with_the_diff_unless_force() {
+    let d = centos66();
+    let root = d.path().join("r");
+    let cfg = config(d.path(), CONFIG);
+    apply(&root, &cfg, &[]);
+    let lvm = root.join("etc/lvm/lvm.conf");
+    let mp = root.join("etc/multipath.conf");
+    let admin_lvm = read(&lvm).replace("\"r|.*|\" ]", "\"a|^/dev/sdz$|\", \"r|.*|\" ]");
+    fs::write(&lvm, &admin_lvm).unwrap();
+    let admin_mp = format!("{}# admin: wwid 3600aa\n", read(&mp));
+    fs::write(&mp, &admin_mp).unwrap();
+    let before = everything(d.path());
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let o = apply_code(&root, &cfg, extra);
+        let e = common::stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {e}");
+        assert!(
+            e.contains("etc/lvm/lvm.conf: the edit changes lines mtkit wrote"),
+            "{e}"
+        );
+        assert!(
+            e.contains("etc/multipath.conf: mtkit wrote the whole file"),
+            "{e}"
+        );
+        assert!(
+            e.contains("+    filter = [ \"a|^/dev/sda[0-9]*$|\", \"a|^/dev/sdz$|\""),
+            "{e}"
+        );
+        assert!(e.contains("+# admin: wwid 3600aa"), "{e}");
+        assert!(
+            e.contains("--force") && e.contains("nothing was changed"),
+            "{e}"
+        );
+        assert_eq!(everything(d.path()), before, "{extra:?}");
+    }
+    let o = apply(&root, &cfg, &["--force"]);
+    assert!(common::stderr(&o).contains("etc/lvm/lvm.conf.mtkit-bak"));
+    assert_eq!(read(&root.join("etc/lvm/lvm.conf.mtkit-bak")), admin_lvm);
+    assert_eq!(read(&root.join("etc/multipath.conf.mtkit-bak")), admin_mp);
+    assert!(!read(&lvm).contains("sdz") && !read(&mp).contains("admin"));
+    assert_eq!(stdout(&apply(&root, &cfg, &[])), "nothing to change\n");
+}
+
+/// `--revert` never deletes a file mtkit created once the admin edited it: refused (exit
+/// 2, nothing changed) unless `--force`, which keeps the edited file as `.mtkit-bak`.
+#[test]
+fn revert_keeps_an_edited_file_mtkit_created() {
+    let d = centos66();
+    let root = d.path().join("r");
+    let cfg = config(d.path(), CONFIG);
+    apply(&root, &cfg, &[]);
+    let mp = root.join("etc/multipath.conf");
+    let admin = format!("{}blacklist {{\n    wwid \"3600bb\"\n}}\n", read(&mp));
+    fs::write(&mp, &admin).unwrap();
+    let before = everything(d.path());
+    for extra in [&["--revert"][..], &["--revert", "--dry-run"][..]] {
+        let o = apply_code(&root, &cfg, extra);
+        let e = common::stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {e}");
+        assert!(
+            e.contains("etc/multipath.conf: mtkit wrote the whole file"),
+            "{e}"
+        );
+        assert_eq!(everything(d.path()), before);
+    }
+    apply(&root, &cfg, &["--revert", "--force"]);
+    assert!(!mp.exists());
+    assert_eq!(read(&root.join("etc/multipath.conf.mtkit-bak")), admin);
+    assert!(!root.join("var/lib/mtkit/apply").exists());
+}
+
+/// Under `--root`, no link in the system takes apply outside it: folder links (absolute,
+/// and relative with more `..` than the depth) resolve inside the root as a chroot would,
+/// a planted temp-file name is never opened, an absolute link at a managed file is read
+/// inside the root, and a linked log refuses the run (exit 2, nothing changed).
+#[test]
+fn links_under_root_never_lead_outside_it() {
+    let d = centos66();
+    let root = d.path().join("r");
+    let outside = d.path().join("outside");
+    fs::create_dir_all(outside.join("lvm")).unwrap();
+    fs::create_dir_all(d.path().join("x")).unwrap();
+    fs::write(
+        outside.join("lvm/lvm.conf"),
+        "devices {\n    filter = [ \"a/.*/\" ]\n}\n",
+    )
+    .unwrap();
+    fs::write(outside.join("hosts"), "10.9.9.9 host-only\n").unwrap();
+    fs::write(d.path().join("x/iptables"), "*filter\nCOMMIT\n").unwrap();
+    fs::remove_dir_all(root.join("etc/lvm")).unwrap();
+    std::os::unix::fs::symlink(outside.join("lvm"), root.join("etc/lvm")).unwrap();
+    fs::rename(root.join("etc/sysconfig"), root.join("sysconfig-real")).unwrap();
+    std::os::unix::fs::symlink("../../sysconfig-real", root.join("etc/sysconfig")).unwrap();
+    fs::remove_file(root.join("etc/hosts")).unwrap();
+    std::os::unix::fs::symlink(outside.join("hosts"), root.join("etc/hosts")).unwrap();
+    std::os::unix::fs::symlink(outside.join("hosts"), root.join("etc/.hosts.mtkit-tmp")).unwrap();
+    let cfg = config(d.path(), CONFIG);
+    let outside_before = (snapshot(&outside), snapshot(&d.path().join("x")));
+
+    // A linked log: refused before anything changes.
+    fs::create_dir_all(root.join("var/log")).unwrap();
+    std::os::unix::fs::symlink(outside.join("hosts"), root.join("var/log/mtkit-apply.log"))
+        .unwrap();
+    let before = everything(d.path());
+    let o = apply_code(&root, &cfg, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    assert!(common::stderr(&o).contains("mtkit-apply.log is a symbolic link"));
+    assert_eq!(everything(d.path()), before);
+    fs::remove_file(root.join("var/log/mtkit-apply.log")).unwrap();
+
+    apply(&root, &cfg, &[]);
+    assert_eq!(
+        (snapshot(&outside), snapshot(&d.path().join("x"))),
+        outside_before,
+        "nothing outside the root changed"
+    );
+    // etc/lvm -> /outside/lvm is `<root>/outside/lvm` seen from inside: not there.
+    assert!(!root.join("outside").exists());
+    // etc/sysconfig -> ../../sysconfig-real is `<root>/sysconfig-real`: edited there.
+    let ipt = read(&root.join("sysconfig-real/iptables"));
+    assert!(ipt.contains("--dport 10809 -j ACCEPT"), "{ipt}");
+    // etc/hosts (a link to the host's file) read as missing inside, replaced by a file.
+    let hosts = fs::symlink_metadata(root.join("etc/hosts")).unwrap();
+    assert!(hosts.is_file());
+    assert_eq!(
+        read(&root.join("etc/hosts")),
+        "192.0.2.77\tmt07.dr.example mt07\n"
+    );
+    assert!(
+        fs::symlink_metadata(root.join("etc/.hosts.mtkit-tmp"))
+            .unwrap()
+            .is_symlink()
+    );
+    apply(&root, &cfg, &["--revert"]);
+    assert_eq!(
+        (snapshot(&outside), snapshot(&d.path().join("x"))),
+        outside_before
+    );
+    assert!(
+        fs::symlink_metadata(root.join("etc/hosts"))
+            .unwrap()
+            .is_symlink(),
+        "link restored"
+    );
+}
+
+/// The apply state is input like any file under the root: an entry whose path, copy or
+/// created folder is absolute or holds `..`, or a saved original that is a link, refuses
+/// the run (exit 2) with nothing changed inside or outside the root.
+#[test]
+fn forged_apply_state_is_refused() {
+    let d = centos66();
+    let root = d.path().join("r");
+    let cfg = config(d.path(), CONFIG);
+    apply(&root, &cfg, &[]);
+    let victim = d.path().join("victim");
+    fs::create_dir_all(victim.join("dir")).unwrap();
+    fs::write(victim.join("file"), "keep me\n").unwrap();
+    let state_p = root.join("var/lib/mtkit/apply/state.json");
+    let good = read(&state_p);
+    let v = victim.display().to_string();
+    let forged = [
+        good.replacen(
+            "\"path\": \"etc/multipath.conf\"",
+            &format!("\"path\": \"{v}/file\""),
+            1,
+        ),
+        good.replacen(
+            "\"path\": \"etc/multipath.conf\"",
+            "\"path\": \"etc/../../victim/file\"",
+            1,
+        ),
+        good.replacen(
+            "\"backup\": \"orig/etc/hosts\"",
+            &format!("\"backup\": \"{v}/file\""),
+            1,
+        ),
+        good.replacen(
+            "\"backup\": \"orig/etc/hosts\"",
+            "\"backup\": \"orig/../../../../../victim/file\"",
+            1,
+        ),
+        good.replacen(
+            "\"created-dirs\": [",
+            &format!("\"created-dirs\": [\n    \"{v}/dir\","),
+            1,
+        ),
+    ];
+    for (i, text) in forged.iter().enumerate() {
+        assert_ne!(text, &good, "case {i} changed nothing");
+        fs::write(&state_p, text).unwrap();
+        let before = everything(d.path());
+        for extra in [&[][..], &["--revert"][..], &["--dry-run"][..]] {
+            let o = apply_code(&root, &cfg, extra);
+            let e = common::stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "case {i} {extra:?}: {e}");
+            assert!(e.contains("the apply state is damaged or forged"), "{e}");
+            assert_eq!(everything(d.path()), before, "case {i} {extra:?}");
+        }
+    }
+    fs::write(&state_p, &good).unwrap();
+    // A saved original replaced by a link to a file outside: never followed.
+    let orig = root.join("var/lib/mtkit/apply/orig/etc/hosts");
+    fs::remove_file(&orig).unwrap();
+    std::os::unix::fs::symlink(victim.join("file"), &orig).unwrap();
+    let before = everything(d.path());
+    let o = apply_code(&root, &cfg, &["--revert"]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("is a symbolic link"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert_eq!(everything(d.path()), before);
+}
+
+/// A FIFO where apply reads a file does not hang it: refused (exit 2), nothing changed.
+#[test]
+fn fifo_under_root_is_refused_not_read() {
+    let d = centos66();
+    let root = d.path().join("r");
+    let cfg = config(d.path(), CONFIG);
+    fs::remove_file(root.join("etc/kdump.conf")).unwrap();
+    nix_mkfifo(&root.join("etc/kdump.conf"));
+    let before = everything(d.path());
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let mut args = vec!["apply", "--root", root.to_str().unwrap(), "--config"];
+        args.push(cfg.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let o = common::run_or_kill(&args, std::time::Duration::from_secs(120));
+        assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+        assert!(
+            common::stderr(&o).contains("kdump.conf is a FIFO"),
+            "{}",
+            common::stderr(&o)
+        );
+    }
+    assert_eq!(everything(d.path()), before);
+}
+
+fn nix_mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// The writer's unit names the retention mountpoint exactly, whatever it holds (a blank,
+/// `%`, quotes): systemd's own parser (`systemd-analyze verify`) derives from it the one
+/// mount unit `systemd-escape --path` gives for the path. A newline in the mountpoint
+/// (which would add `[Service]` and `ExecStartPre=` lines) is refused by the config:
+/// exit 2, nothing changed.
+#[test]
+fn writer_unit_paths_are_escaped_for_systemd() {
+    require!(
+        common::have("systemd-analyze") && common::have("systemd-escape"),
+        "systemd-analyze and systemd-escape (Debian systemd) not installed"
+    );
+    let d = tempfile::tempdir().unwrap();
+    for mp in [
+        "/mnt/retention",
+        "/mnt/my retention",
+        "/srv/100%/r",
+        "/srv/q\"uote's",
+    ] {
+        let mut c = mtkit::config::Config::default();
+        c.retention.mountpoint = mp.into();
+        let unit =
+            mtkit::provision::writer_service::render(mtkit::provision::InitSystem::Systemd, &c)
+                .unwrap();
+        assert_eq!(unit.matches("RequiresMountsFor=").count(), 1);
+        let f = d.path().join("mtkit-writer.service");
+        fs::write(&f, &unit).unwrap();
+        let o = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&f)
+            .env("SYSTEMD_LOG_LEVEL", "debug")
+            .output()
+            .unwrap();
+        let said = format!("{}{}", stdout(&o), common::stderr(&o));
+        let want = Command::new("systemd-escape")
+            .args(["--path", "--suffix=mount", mp])
+            .output()
+            .unwrap();
+        let want = String::from_utf8(want.stdout).unwrap().trim().to_string();
+        assert!(
+            said.contains(&format!("{want}: ")),
+            "{mp}: systemd did not read {want} from\n{unit}\n{said}"
+        );
+    }
+
+    let root = d.path().join("r");
+    fs::create_dir_all(root.join("usr/lib/systemd")).unwrap();
+    fs::write(root.join("usr/lib/systemd/systemd"), "").unwrap();
+    let cfg = config(
+        d.path(),
+        &format!(
+            "{CONFIG}[retention]\nmountpoint = \"/mnt/r\\n[Service]\\nExecStartPre=/bin/id\"\n"
+        ),
+    );
+    let before = snapshot(&root);
+    let o = apply_code(&root, &cfg, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    assert!(common::stderr(&o).contains("holds the control character '\\n'"));
+    assert_eq!(snapshot(&root), before);
 }

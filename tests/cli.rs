@@ -332,3 +332,88 @@ fn an_iso_into_a_missing_folder_is_refused_before_any_work() {
     assert!(err.contains("does not exist (create it first)"), "{err}");
     assert!(!d.path().join("missing").exists());
 }
+
+fn mkfifo(p: &std::path::Path) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// FIFOs where doctor reads files under `--root` (/etc/hosts, redhat-release, /proc files)
+/// do not hang it: each is reported as unreadable, the run ends, nothing is changed.
+#[test]
+fn fifos_under_root_do_not_hang_doctor() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("r");
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(fixture("roots/healthy"))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for f in [
+        "etc/hosts",
+        "etc/redhat-release",
+        "proc/meminfo",
+        "proc/mounts",
+        "proc/swaps",
+    ] {
+        std::fs::remove_file(root.join(f)).unwrap();
+        mkfifo(&root.join(f));
+    }
+    let out = run_or_kill(
+        &["doctor", "--offline", "--root", root.to_str().unwrap()],
+        std::time::Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        said.contains("etc/hosts is a") && said.contains("FIFO"),
+        "{said}"
+    );
+    for f in ["etc/hosts", "etc/redhat-release", "proc/meminfo"] {
+        let m = std::fs::symlink_metadata(root.join(f)).unwrap();
+        assert!(
+            std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()),
+            "{f}"
+        );
+    }
+}
+
+/// `iso remaster --source` (and `build --source-iso`) on a FIFO is refused at once
+/// (exit 2), nothing written: opening it would block until a writer came.
+#[test]
+fn a_fifo_as_the_source_iso_is_refused_without_hanging() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("centos.iso");
+    mkfifo(&fifo);
+    let out_iso = d.path().join("mt.iso");
+    let out_dir = d.path().join("out");
+    for args in [
+        vec![
+            "iso",
+            "remaster",
+            "--source",
+            fifo.to_str().unwrap(),
+            "-o",
+            out_iso.to_str().unwrap(),
+        ],
+        vec![
+            "build",
+            "--source-iso",
+            fifo.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    ] {
+        let out = run_or_kill(&args, std::time::Duration::from_secs(120));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("is a FIFO"), "{}", stderr(&out));
+    }
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "only the FIFO"
+    );
+}

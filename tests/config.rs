@@ -201,3 +201,158 @@ fn relative_password_file_is_next_to_the_config() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("\nrootpw --iscrypted $6$"));
 }
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// Every file under `dir`: "nothing written" means this is the same after the run.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A config that is not valid UTF-8 is located: line and column of the first bad byte.
+#[test]
+fn invalid_utf8_config_is_located() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("latin1.toml");
+    std::fs::write(&f, b"[appliance]\n# caf\xe9\nhostname = \"mt01\"\n").unwrap();
+    let out = run(&["kickstart", "-o", "-", "--config", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("latin1.toml:2:6: byte 0xe9 is not UTF-8"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty());
+}
+
+/// A FIFO or a device as the config, or as root-password-file, is refused (exit 2) at
+/// once instead of hanging or reading without end; nothing is written.
+#[test]
+fn config_and_password_file_must_be_regular_files() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("fifo.toml");
+    mkfifo(&fifo);
+    let pw_fifo = d.path().join("pw");
+    mkfifo(&pw_fifo);
+    std::fs::write(
+        d.path().join("a.toml"),
+        "[appliance]\nroot-password-file = \"pw\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("zero.toml"),
+        "[appliance]\nroot-password-file = \"/dev/zero\"\n",
+    )
+    .unwrap();
+    let a = d.path().join("a.toml");
+    let zero = d.path().join("zero.toml");
+    let out_dir = d.path().join("out");
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["kickstart", "-o", "-", "--config", fifo.to_str().unwrap()],
+            "a FIFO",
+        ),
+        (
+            &["kickstart", "-o", "-", "--config", "/dev/zero"],
+            "a character device",
+        ),
+        (
+            &["doctor", "--offline", "--config", fifo.to_str().unwrap()],
+            "a FIFO",
+        ),
+        (
+            &["kickstart", "-o", "-", "--config", a.to_str().unwrap()],
+            "a FIFO",
+        ),
+        (
+            &[
+                "build",
+                "--out",
+                out_dir.to_str().unwrap(),
+                "--config",
+                zero.to_str().unwrap(),
+            ],
+            "a character device",
+        ),
+    ];
+    let before = listing(d.path());
+    for (args, want) in cases {
+        let out = run_or_kill(args, std::time::Duration::from_secs(120));
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(want), "{args:?}: {e}");
+        assert!(stdout(&out).is_empty(), "{args:?}");
+        assert_eq!(listing(d.path()), before, "{args:?}");
+    }
+}
+
+/// A root password with a NUL (crypt would hash less than the admin typed) or only blanks
+/// is refused: exit 2, no kickstart.
+#[test]
+fn root_password_with_nul_or_only_blanks_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("a.toml"),
+        "[appliance]\nroot-password-file = \"pw\"\n",
+    )
+    .unwrap();
+    for (pw, want) in [
+        (&b"abc\0def\n"[..], "NUL"),
+        (b"   \t \n", "only blanks"),
+        (b"\n", "is empty"),
+    ] {
+        std::fs::write(d.path().join("pw"), pw).unwrap();
+        let ks = d.path().join("ks.cfg");
+        let out = mtkit()
+            .current_dir(d.path())
+            .args(["kickstart", "-o", "ks.cfg", "--config", "a.toml"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{want}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{}", stderr(&out));
+        assert!(!ks.exists());
+    }
+}
+
+/// 300 000 `[packages] extra` entries (half of them repeated): validated and rendered in
+/// seconds, not the minutes a per-entry regex and quadratic de-duplication took; each
+/// package appears once, in order.
+#[test]
+fn hundreds_of_thousands_of_packages_are_fast() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("big.toml");
+    let names: Vec<String> = (0..300_000)
+        .map(|i| format!("\"pkg{}\"", i % 150_000))
+        .collect();
+    std::fs::write(&f, format!("[packages]\nextra = [{}]\n", names.join(","))).unwrap();
+    let ks = d.path().join("ks.cfg");
+    let start = std::time::Instant::now();
+    let out = run_or_kill(
+        &[
+            "kickstart",
+            "-o",
+            ks.to_str().unwrap(),
+            "--config",
+            f.to_str().unwrap(),
+        ],
+        std::time::Duration::from_secs(300),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    eprintln!("300k packages: {:?} (debug build)", start.elapsed());
+    let text = read(&ks);
+    let pkgs: Vec<&str> = text.lines().filter(|l| l.starts_with("pkg")).collect();
+    assert_eq!(pkgs.len(), 150_000);
+    assert_eq!((pkgs[0], pkgs[149_999]), ("pkg0", "pkg149999"));
+}

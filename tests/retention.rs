@@ -290,6 +290,7 @@ fn existing_filesystem_needs_force() {
     assert_refused(&lp, "no-data", "holds a ext4 filesystem labelled userdata");
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("root");
+    fs::create_dir(&root).unwrap();
     let cfg = config(t.path());
     lp.mounts.push(root.join("srv/ret"));
     let o = retention(
@@ -377,4 +378,203 @@ fn windows_facts_not_json_is_bad_input() {
     let o = run(&["retention", "check", "--windows", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("facts.json:1:"), "{}", stderr(&o));
+}
+
+/// Every entry under `dir` (kind, bytes, link target): "nothing changed" means this is equal.
+fn tree(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("link {}", fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                "dir".into()
+            } else if m.is_file() {
+                format!("file {:x}", crc32c::crc32c(&fs::read(&p).unwrap()))
+            } else {
+                "other".into()
+            };
+            out.push((p, what));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn mounted_dev_at(p: &Path) -> Option<String> {
+    read(Path::new("/proc/self/mountinfo"))
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (left.split(' ').nth(4) == Some(p.to_str().unwrap()))
+                .then(|| right.split(' ').nth(1).unwrap().to_string())
+        })
+}
+
+/// The live retention volume mounted at the mountpoint is never mounted over, and an fstab
+/// line naming another device for the mountpoint is never replaced, without `--replace`:
+/// exit 2, nothing changed (device, tree, mounts), and `--dry-run` says the same. With
+/// `--replace` the old volume is unmounted and the new one takes its place.
+#[test]
+fn the_mounted_retention_volume_is_not_replaced_without_replace() {
+    require!(can_loop(), "needs root, losetup, mkfs.ext4, blkid");
+    let mut live = Loop::new(64 << 20);
+    let mut new = Loop::new(64 << 20);
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    let cfg = config(t.path());
+    let target = root.join("mnt/retention");
+    live.mounts.push(target.clone());
+    new.mounts.push(target.clone());
+    let o = retention("prepare", Some(&live.dev), &root, &cfg, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    fs::write(target.join("mtkit/journal"), "history").unwrap();
+    let fstab = read(&root.join("etc/fstab"));
+
+    let before = (tree(t.path()), new.head(), mounted_dev_at(&target));
+    for extra in [&[][..], &["--dry-run"][..], &["--force"][..]] {
+        let o = retention("prepare", Some(&new.dev), &root, &cfg, extra);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {e}");
+        assert!(
+            e.contains(&format!(
+                "{} (ext4) is mounted at {}",
+                live.dev,
+                target.display()
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains("--replace") && e.contains("nothing was changed"),
+            "{e}"
+        );
+        assert_eq!(
+            (tree(t.path()), new.head(), mounted_dev_at(&target)),
+            before,
+            "{extra:?}"
+        );
+    }
+    // Nothing mounted, but fstab still names the old volume: refused too.
+    sh("umount", &[target.to_str().unwrap()]);
+    let before = (tree(t.path()), new.head());
+    let o = retention("prepare", Some(&new.dev), &root, &cfg, &[]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("etc/fstab mounts UUID="), "{e}");
+    assert_eq!((tree(t.path()), new.head()), before);
+    sh("mount", &[&live.dev, target.to_str().unwrap()]);
+
+    let o = retention("prepare", Some(&new.dev), &root, &cfg, &["--replace"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("unmounted {} from /mnt/retention", live.dev)));
+    assert_eq!(mounted_dev_at(&target).as_deref(), Some(new.dev.as_str()));
+    let now = read(&root.join("etc/fstab"));
+    assert_ne!(now, fstab);
+    assert_eq!(read(&root.join("etc/fstab.mtkit-bak")), fstab);
+    assert_eq!(now.matches(" /mnt/retention ").count(), 1, "{now}");
+}
+
+/// `prepare --dry-run` says what would be formatted, mounted and written, and changes
+/// nothing: the device, the root and the mounts are as they were.
+#[test]
+fn prepare_dry_run_changes_nothing() {
+    require!(can_loop(), "needs root, losetup, mkfs.ext4, blkid");
+    let mut lp = Loop::new(64 << 20);
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(
+        root.join("etc/fstab"),
+        "UUID=0b6bd5a2 / ext4 defaults 1 1\n",
+    )
+    .unwrap();
+    let cfg = config(t.path());
+    lp.mounts.push(root.join("mnt/retention"));
+    let before = (tree(t.path()), lp.head());
+    let o = retention("prepare", Some(&lp.dev), &root, &cfg, &["--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for want in [
+        format!("would format {} as ext4 labelled mt-retention", lp.dev),
+        "would mount at /mnt/retention".to_string(),
+        "fstab (would write): UUID=<the new filesystem's> /mnt/retention ext4 defaults,noatime,nofail 0 2".into(),
+        "would create journal folder /mnt/retention/mtkit".into(),
+    ] {
+        assert!(out.contains(&want), "{want}: {out}");
+    }
+    assert_eq!((tree(t.path()), lp.head()), before);
+    assert!(!is_mounted_at(&root.join("mnt/retention")));
+    let o = retention(
+        "prepare",
+        Some(&lp.dev),
+        &root,
+        &cfg,
+        &["--dry-run", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dry-run"], true);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 4);
+}
+
+/// Under `--root`, a mountpoint that is a link out of the root, `--mountpoint /../x`, and an
+/// `etc` that is a link out of the root are refused: exit 2, nothing formatted, mounted or
+/// written, inside or outside the root.
+#[test]
+fn prepare_under_root_never_leaves_it() {
+    require!(can_loop(), "needs root, losetup, mkfs.ext4, blkid");
+    let mut lp = Loop::new(64 << 20);
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let outside = t.path().join("outside");
+    fs::create_dir_all(outside.join("etc")).unwrap();
+    fs::write(outside.join("etc/fstab"), "host fstab\n").unwrap();
+    fs::create_dir_all(root.join("mnt")).unwrap();
+    let cfg = config(t.path());
+    lp.mounts.push(outside.clone());
+    lp.mounts.push(outside.join("x"));
+
+    type Setup<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Setup, Vec<&str>)> = vec![
+        (
+            "mnt/retention is a symbolic link",
+            Box::new(|| {
+                fs::create_dir_all(root.join("etc")).unwrap();
+                std::os::unix::fs::symlink(&outside, root.join("mnt/retention")).unwrap();
+            }),
+            vec![],
+        ),
+        (
+            "`..` and `.` are not allowed",
+            Box::new(|| {}),
+            vec!["--mountpoint", "/../x"],
+        ),
+        (
+            "root/etc is a symbolic link",
+            Box::new(|| {
+                let _ = fs::remove_file(root.join("mnt/retention"));
+                let _ = fs::remove_dir_all(root.join("etc"));
+                std::os::unix::fs::symlink(outside.join("etc"), root.join("etc")).unwrap();
+            }),
+            vec![],
+        ),
+    ];
+    for (want, setup, extra) in cases {
+        setup();
+        let before = (tree(t.path()), lp.head());
+        let o = retention("prepare", Some(&lp.dev), &root, &cfg, &extra);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{want}: {e}");
+        assert!(e.contains(want), "{want}: {e}");
+        assert_eq!((tree(t.path()), lp.head()), before, "{want}");
+        assert!(!is_mounted_at(&outside) && !is_mounted_at(&outside.join("x")));
+        assert!(!is_mounted_at(&t.path().join("x")));
+    }
+    assert_eq!(read(&outside.join("etc/fstab")), "host fstab\n");
 }

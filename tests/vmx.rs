@@ -218,3 +218,108 @@ fn patch_refuses_while_the_vm_is_running() {
     let (_, r) = check(&[p.to_str().unwrap()]);
     assert_eq!(finding(&r[0], "powered-on")["status"], "warn");
 }
+
+/// A .vmx reached through a symlink (a datastore browser's link, a template folder): the
+/// real file is patched and the link stays a link; the lock is looked for beside the real
+/// file; the backup is beside the real file.
+#[test]
+fn patch_through_a_symlink_edits_the_real_file() {
+    let d = tempfile::tempdir().unwrap();
+    let vm = d.path().join("vm");
+    fs::create_dir(&vm).unwrap();
+    let real = copy_vm("no-uuid/mt02.vmx", &vm);
+    let link = d.path().join("mt02-link.vmx");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let before = fs::read(&real).unwrap();
+    // The VM runs: its lock is beside the real file, not beside the link.
+    fs::create_dir(vm.join("mt02.vmx.lck")).unwrap();
+    let out = run(&["vmx", "patch", link.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("powered on"), "{}", stderr(&out));
+    assert_eq!(fs::read(&real).unwrap(), before);
+    fs::remove_dir(vm.join("mt02.vmx.lck")).unwrap();
+
+    let out = run(&["vmx", "patch", link.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read_link(&link).unwrap(), real);
+    assert!(
+        fs::read_to_string(&real)
+            .unwrap()
+            .ends_with("disk.EnableUUID = \"TRUE\"\n")
+    );
+    assert_eq!(fs::read(vm.join("mt02.vmx.mtkit-bak")).unwrap(), before);
+    assert!(!d.path().join("mt02-link.vmx.mtkit-bak").exists());
+}
+
+/// In a folder another user can write, links planted at the backup's name and at the old
+/// temp-file name are never written through: root's patch leaves their targets alone.
+#[test]
+fn patch_never_writes_through_planted_links() {
+    let d = tempfile::tempdir().unwrap();
+    let p = copy_vm("no-uuid/mt02.vmx", d.path());
+    let victim = d.path().join("victim");
+    fs::write(&victim, "root's file\n").unwrap();
+    std::os::unix::fs::symlink(&victim, d.path().join("mt02.vmx.mtkit-bak")).unwrap();
+    std::os::unix::fs::symlink(&victim, d.path().join(".mt02.vmx.mtkit-tmp")).unwrap();
+    let before = fs::read(&p).unwrap();
+    let out = run(&["vmx", "patch", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root's file\n");
+    // The planted backup name is taken: the backup goes to the next free one.
+    assert_eq!(
+        fs::read(d.path().join("mt02.vmx.mtkit-bak.1")).unwrap(),
+        before
+    );
+    assert!(
+        stdout(&out).contains("mt02.vmx.mtkit-bak.1"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        fs::read_to_string(&p)
+            .unwrap()
+            .contains("disk.EnableUUID = \"TRUE\"")
+    );
+}
+
+/// A text file with a `key = "value"` line is not a .vmx: without config.version and
+/// virtualHW.version it is refused (exit 2) and left as it was; a FIFO is refused
+/// without hanging.
+#[test]
+fn patch_refuses_what_is_not_a_vmx() {
+    let d = tempfile::tempdir().unwrap();
+    let readme = d.path().join("README.md");
+    fs::write(&readme, "# Notes\ntitle = \"my vm\"\n").unwrap();
+    let out = run(&["vmx", "patch", readme.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a VMware .vmx file"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read_to_string(&readme).unwrap(),
+        "# Notes\ntitle = \"my vm\"\n"
+    );
+    assert_eq!(
+        fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "no backup, no temp"
+    );
+    let fifo = d.path().join("fifo.vmx");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let out = run_or_kill(
+        &["vmx", "patch", fifo.to_str().unwrap()],
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("FIFO"), "{}", stderr(&out));
+}

@@ -12,6 +12,8 @@ TEST_DEBS=(isolinux syslinux-common syslinux-utils mtools dosfstools e2fsprogs x
   reiserfsprogs lvm2 libnbd-bin nbdkit python3-venv util-linux fdisk qemu-utils)
 # losetup, mount, swapon (mount); chattr (e2fsprogs); logger (bsdutils); perl (perl-base).
 TEST_DEBS+=(mount bsdutils perl-base)
+# systemd-analyze verify parses the rendered writer unit (systemd-escape names its mounts).
+TEST_DEBS+=(systemd)
 # seal/firstboot tests: ssh-keygen makes host keys, openssl checks the writer certificates.
 TEST_DEBS+=(openssh-client openssl)
 

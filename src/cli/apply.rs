@@ -25,7 +25,8 @@ pub struct ApplyArgs {
     /// JSON output (what changed, notes)
     #[arg(long)]
     pub json: bool,
-    /// Apply even though `[disks] os-disk` is not a disk of this system
+    /// Apply even though `[disks] os-disk` is not a disk of this system, and replace files
+    /// edited since the last apply in ways mtkit cannot merge (each kept as FILE.mtkit-bak)
     #[arg(long)]
     pub force: bool,
 }
@@ -33,8 +34,11 @@ pub struct ApplyArgs {
 impl ApplyArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
         super::check_root(&self.root)?;
+        // A dry run ends with the error the real run would give, after showing the plan,
+        // so a pipeline can use it as a gate.
+        let mut refused: Option<anyhow::Error> = None;
         let outcome = if self.revert {
-            let mut outcome = executor::revert(&self.root, self.dry_run)?;
+            let mut outcome = executor::revert(&self.root, self.dry_run, self.force)?;
             let (tls, notes) = provision::tls::revert(&self.root, self.dry_run)?;
             outcome.changed.extend(tls);
             outcome.notes.extend(notes);
@@ -43,51 +47,73 @@ impl ApplyArgs {
             let loaded = g.load_config()?;
             if let Err(e) = check_os_disk(&self.root, &loaded.config.disks.os_disk) {
                 match (self.dry_run, self.force) {
+                    (_, true) => tracing::warn!("{e}"),
                     (false, false) => return Err(e),
-                    _ => tracing::warn!("{e}"),
+                    (true, false) => refused = Some(e),
                 }
             }
-            let plan = provision::plan(&self.root, &loaded.config)?;
-            let mut outcome = executor::apply(&self.root, plan, self.dry_run)?;
-            // The writer's own CA: made once, outside the revertible plan.
+            let mut outcome =
+                executor::apply(&self.root, &loaded.config, self.dry_run, self.force)?;
+            // The writer's own CA: made once, outside the revertible plan (not when the run
+            // is refused: the error above came first).
             let tls = provision::tls::apply(&self.root, &loaded.config, self.dry_run)?;
             outcome.changed.extend(tls);
             outcome
         };
+        if let Some(msg) = &outcome.refused {
+            refused.get_or_insert_with(|| crate::error::bad_input(msg.clone()));
+        }
         for n in &outcome.notes {
             tracing::warn!("{n}");
         }
-        let mut out = std::io::stdout().lock();
-        if self.json {
-            serde_json::to_writer_pretty(&mut out, &outcome)?;
-            writeln!(out)?;
-            return Ok(());
+        for p in &outcome.kept_edits {
+            tracing::info!(
+                "{}: edited since the last apply; the edits are kept",
+                p.display()
+            );
         }
-        if let Some(old) = &outcome.upgraded_from {
-            writeln!(
-                out,
-                "upgrading changes applied by mtkit {old} to {}",
-                executor::VERSION
-            )?;
+        for b in &outcome.backups {
+            tracing::warn!("--force: the edited version is kept as {}", b.display());
         }
-        if outcome.changed.is_empty() {
-            let what = if self.revert {
-                "nothing to revert"
-            } else {
-                "nothing to change"
-            };
-            writeln!(out, "{what}")?;
-            return Ok(());
+        print(&self, &outcome)?;
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        if self.dry_run {
-            write!(out, "{}", outcome.diff)?;
-        }
-        let verb = if self.dry_run { "would" } else { "did" };
-        for d in &outcome.changed {
-            writeln!(out, "{verb} {} {} ({})", d.action, d.path.display(), d.area)?;
-        }
-        Ok(())
     }
+}
+
+fn print(args: &ApplyArgs, outcome: &executor::Outcome) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, outcome)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if let Some(old) = &outcome.upgraded_from {
+        writeln!(
+            out,
+            "upgrading changes applied by mtkit {old} to {}",
+            executor::VERSION
+        )?;
+    }
+    if outcome.changed.is_empty() {
+        let what = if args.revert {
+            "nothing to revert"
+        } else {
+            "nothing to change"
+        };
+        writeln!(out, "{what}")?;
+        return Ok(());
+    }
+    if args.dry_run {
+        write!(out, "{}", outcome.diff)?;
+    }
+    let verb = if args.dry_run { "would" } else { "did" };
+    for d in &outcome.changed {
+        writeln!(out, "{verb} {} {} ({})", d.action, d.path.display(), d.area)?;
+    }
+    Ok(())
 }
 
 /// On a running system (a `sys/block` under `root`), `os-disk` must be one of its disks:

@@ -165,7 +165,7 @@ fn print_summary(embed: &EmbedArgs, json: &serde_json::Value, text: &str) -> any
 pub fn payload(loaded: &Loaded, embed: &EmbedArgs) -> anyhow::Result<(Payload, Binary)> {
     let config = &loaded.config;
     let ks_cfg = match &embed.ks {
-        Some(p) => std::fs::read_to_string(p).map_err(|e| {
+        Some(p) => crate::files::read_text(p).map_err(|e| {
             crate::error::bad_input(format!("cannot read the kickstart {}: {e}", p.display()))
         })?,
         None => kickstart::render(config, &RenderOptions::default())?,

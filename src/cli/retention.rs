@@ -57,6 +57,14 @@ pub enum RetentionCommand {
         /// Format even when the device holds a partition table or a filesystem
         #[arg(long)]
         force: bool,
+        /// Unmount another volume mounted at the mountpoint and replace another device's
+        /// fstab line for it (without this, either refuses: exit 2, nothing changed)
+        #[arg(long)]
+        replace: bool,
+        /// Say what would be formatted, mounted and written; change nothing (the exit code
+        /// is the real run's)
+        #[arg(long)]
+        dry_run: bool,
         /// JSON output
         #[arg(long)]
         json: bool,
@@ -126,6 +134,8 @@ impl RetentionArgs {
                 mountpoint,
                 root,
                 force,
+                replace,
+                dry_run,
                 json,
             } => {
                 let fs = Fs::parse(fs.as_deref().unwrap_or(&config.retention.filesystem))?;
@@ -137,6 +147,22 @@ impl RetentionArgs {
                             m.display()
                         )));
                     }
+                    if let Err(e) = crate::files::root::rel_of(&m) {
+                        return Err(crate::error::bad_input(format!(
+                            "--mountpoint {}: {e:#}",
+                            m.display()
+                        )));
+                    }
+                    if m.as_os_str()
+                        .as_encoded_bytes()
+                        .iter()
+                        .any(|b| b.is_ascii_control())
+                    {
+                        return Err(crate::error::bad_input(format!(
+                            "--mountpoint {:?}: control characters are not allowed in a path",
+                            m
+                        )));
+                    }
                     retention.mountpoint = m;
                 }
                 let opts = Options {
@@ -144,6 +170,8 @@ impl RetentionArgs {
                     journal_dir: config.writer.journal_dir(&retention),
                     mountpoint: retention.mountpoint,
                     force,
+                    replace,
+                    dry_run,
                 };
                 let cx = Scope {
                     host: Path::new(HOST),
@@ -155,6 +183,12 @@ impl RetentionArgs {
                 if json {
                     serde_json::to_writer_pretty(&mut out, &done)?;
                     writeln!(out)?;
+                } else if done.steps.is_empty() && dry_run {
+                    writeln!(
+                        out,
+                        "{}: already prepared, nothing would change",
+                        device.display()
+                    )?;
                 } else if done.steps.is_empty() {
                     writeln!(
                         out,

@@ -65,13 +65,23 @@ impl VmxArgs {
                     Outcome::Patched { backup } => println!(
                         "{}: disk.EnableUUID = \"TRUE\" set (backup: {}); power the VM on for \
                          the disks to expose their UUIDs",
-                        file.display(),
+                        shown(&file, &f.real),
                         backup.display()
                     ),
                 }
                 Ok(())
             }
         }
+    }
+}
+
+/// The file as named, with the file it links to when that is another.
+fn shown(named: &std::path::Path, real: &std::path::Path) -> String {
+    match std::fs::symlink_metadata(named) {
+        Ok(m) if m.file_type().is_symlink() => {
+            format!("{} (the link's file {})", named.display(), real.display())
+        }
+        _ => named.display().to_string(),
     }
 }
 

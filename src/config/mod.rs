@@ -330,6 +330,8 @@ impl Default for Policy {
     }
 }
 
+/// The largest config file read (300k package names take ~4 MiB).
+pub const MAX_CONFIG: u64 = 64 << 20;
 /// VM templates (`mtkit seal`, `mtkit firstboot`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -384,12 +386,15 @@ impl Config {
                 warnings: Vec::new(),
             });
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
+        // Only a regular file, at most 64 MiB: a FIFO at the config would hang every
+        // command, /dev/zero would be read until memory runs out.
+        let bytes = crate::files::read_input(&path, MAX_CONFIG).map_err(|e| ConfigError::Read {
             path: path.clone(),
             source: e,
         })?;
-        let (mut config, warnings) =
-            validate::parse_with_warnings(&text, &path.display().to_string())?;
+        let name = path.display().to_string();
+        let text = validate::utf8(&bytes, &name)?;
+        let (mut config, warnings) = validate::parse_with_warnings(text, &name)?;
         // A relative root-password-file is next to the config, wherever mtkit runs from.
         if let Some(f) = config.appliance.root_password_file.as_mut()
             && f.is_relative()

@@ -41,11 +41,12 @@ impl Size {
     pub fn mib(self) -> u64 {
         self.0 / Self::MIB
     }
+    /// Saturates at u64::MAX bytes rather than wrapping to a small size.
     pub fn from_mib(mib: u64) -> Self {
-        Size(mib * Self::MIB)
+        Size(mib.saturating_mul(Self::MIB))
     }
     pub fn from_gib(gib: u64) -> Self {
-        Size(gib * Self::GIB)
+        Size(gib.saturating_mul(Self::GIB))
     }
 }
 

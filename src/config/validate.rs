@@ -6,9 +6,11 @@
 //! original text; a key the file does not set is shown with its default value.
 
 use super::{BootProto, Config, Size};
+use regex::Regex;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use toml_edit::{Document, DocumentMut, Item};
 
 /// Filesystem names `[sources] filesystems` accepts: what protected Linux and Windows
@@ -292,6 +294,25 @@ fn q(s: &str) -> String {
     format!("{s:?}")
 }
 
+/// The config's bytes as text, or a problem located at the first byte that is not UTF-8
+/// (line and column counted in the valid text before it).
+pub(super) fn utf8<'a>(bytes: &'a [u8], name: &str) -> Result<&'a str, ConfigError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid prefix");
+        let (l, c) = line_col(good, good.len());
+        ConfigError::Invalid {
+            problems: vec![Problem {
+                location: format!("{name}:{l}:{c}"),
+                key: String::new(),
+                message: format!(
+                    "byte 0x{:02x} is not UTF-8: save the file as UTF-8 (TOML is UTF-8 only)",
+                    bytes[e.valid_up_to()]
+                ),
+            }],
+        }
+    })
+}
+
 pub(super) fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
     parse_with_warnings(text, name).map(|(c, _)| c)
 }
@@ -408,7 +429,9 @@ fn deserialize_all(ck: &mut Checker<'_>) -> Config {
     Config::default()
 }
 
-/// An RFC 1123 host name (labels of letters, digits and inner hyphens).
+/// A DNS name (RFC 1123): dot-separated labels of 1-63 letters, digits and inner hyphens,
+/// at most 253 characters in all (RFC 1035's 255 octets on the wire, less the length
+/// bytes). For names mtkit only resolves (NTP servers, the configuration server).
 pub fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
@@ -420,6 +443,12 @@ pub fn is_hostname(s: &str) -> bool {
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
+
+/// The longest name a Linux machine can carry: `sethostname(2)` takes at most
+/// HOST_NAME_MAX = 64 bytes (the kernel's `__NEW_UTS_LEN`), and the appliance's
+/// `[appliance] hostname` is set as it is written (anaconda's `network --hostname`),
+/// fully qualified. Shorter than DNS's 253, so this is the limit that applies here.
+pub const MACHINE_HOSTNAME_MAX: usize = 64;
 
 fn is_ipv4(s: &str) -> bool {
     s.parse::<Ipv4Addr>().is_ok()
@@ -454,8 +483,10 @@ pub fn is_sha512_crypt(s: &str) -> bool {
 
 /// A kernel disk name the kickstart can use: `sda`, `vdb`, `xvda`, `hda`, `nvme0n1`.
 fn is_disk_name(s: &str) -> bool {
-    let re = regex::Regex::new(r"^(?:(?:s|v|xv|h)d[a-z]{1,3}|nvme[0-9]+n[0-9]+)$").expect("regex");
-    re.is_match(s)
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^(?:(?:s|v|xv|h)d[a-z]{1,3}|nvme[0-9]+n[0-9]+)$").expect("regex")
+    });
+    RE.is_match(s)
 }
 
 fn in_network(addr: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
@@ -467,19 +498,135 @@ fn in_network(addr: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
     u32::from(addr) & mask == u32::from(net) & mask
 }
 
-fn is_url(s: &str) -> bool {
-    ["http://", "https://", "ftp://"]
-        .iter()
-        .any(|p| s.strip_prefix(p).is_some_and(|r| !r.is_empty()))
-        && !s.contains(char::is_whitespace)
+/// An http, https or ftp URL that lands in the kickstart (`url --url=`, `repo --baseurl=`)
+/// as one word: host and port, then a path of RFC 3986 characters with well-formed `%XX`
+/// escapes. No quote, `#` (a kickstart comment, cutting the URL), backslash, blank or
+/// control byte can get through: pykickstart splits the line shell-style, so any of those
+/// would change what anaconda reads. `$basearch`-style yum variables stay allowed.
+pub fn is_url(s: &str) -> bool {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r"^(?:https?|ftp)://",
+            r"(?:[A-Za-z0-9._~!$&()*+,;=:%-]+@)?",
+            r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?",
+            r"|\[[0-9A-Fa-f:.]+\])",
+            r"(?::[0-9]{1,5})?",
+            r"(?:[/?][A-Za-z0-9._~!$&()*+,;=:@/?%-]*)?$",
+        ))
+        .expect("regex")
+    });
+    static PCT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"%(?:[0-9A-Fa-f]{2})?").expect("regex"));
+    s.len() <= 2048 && RE.is_match(s) && PCT.find_iter(s).all(|m| m.len() == 3)
+}
+
+/// A locale name as RHEL 6 anaconda's `lang` takes it: `en_US.UTF-8`, `de_DE@euro`, `ja_JP`.
+pub fn is_locale(s: &str) -> bool {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^[a-z]{2,3}(?:_[A-Z]{2})?(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,15})?(?:@[a-z][a-z0-9]{0,15})?$")
+            .expect("regex")
+    });
+    RE.is_match(s)
+}
+
+/// A console keymap name as system-config-keyboard lists them: `us`, `de-latin1-nodeadkeys`,
+/// `fr_CH-latin1`, `jp106`, `ru.map`. Starts with a letter (so never an option like `--help`).
+pub fn is_keymap(s: &str) -> bool {
+    static RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$").expect("regex"));
+    RE.is_match(s)
 }
 
 fn is_package_name(s: &str) -> bool {
-    let re = regex::Regex::new(r"^[-@]?[A-Za-z0-9_+][A-Za-z0-9_+.:-]*$").expect("regex");
-    re.is_match(s)
+    // Compiled once: a config may list hundreds of thousands of packages.
+    static RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^[-@]?[A-Za-z0-9_+][A-Za-z0-9_+.:-]*$").expect("regex"));
+    RE.is_match(s)
+}
+
+/// A control character (C0, DEL, C1) in a value: a newline in a path would add lines to a
+/// systemd unit or fstab, a NUL would cut it.
+fn control_char(s: &str) -> Option<char> {
+    s.chars().find(|c| c.is_control())
+}
+
+/// Reports a path (or path-like) value holding a control character.
+fn check_path_chars(ck: &mut Checker<'_>, at: &[Seg], value: &str) {
+    if let Some(c) = control_char(value) {
+        ck.report(
+            at,
+            q(value),
+            format!(
+                "holds the control character {:?}: a path is one line of printable characters",
+                c
+            ),
+        );
+    }
+}
+
+/// Every path-like value of the config, for the control-character check.
+fn check_paths(c: &Config, ck: &mut Checker<'_>) {
+    let mut vals: Vec<(Vec<Seg>, String)> = vec![
+        (
+            path(&["packages", "offline-repo"]),
+            c.packages.offline_repo.clone(),
+        ),
+        (path(&["media", "source-iso"]), c.media.source_iso.clone()),
+        (path(&["retention", "device"]), c.retention.device.clone()),
+        (
+            path(&["retention", "mountpoint"]),
+            c.retention.mountpoint.to_string_lossy().into_owned(),
+        ),
+        (
+            path(&["writer", "journal-dir"]),
+            c.writer.journal_dir.clone(),
+        ),
+        (
+            path(&["writer", "unix-socket"]),
+            c.writer.unix_socket.to_string_lossy().into_owned(),
+        ),
+        (
+            path(&["writer", "control-socket"]),
+            c.writer.control_socket.to_string_lossy().into_owned(),
+        ),
+    ];
+    if let Some(f) = &c.appliance.root_password_file {
+        vals.push((
+            path(&["appliance", "root-password-file"]),
+            f.to_string_lossy().into_owned(),
+        ));
+    }
+    if let Some(t) = &c.writer.tls {
+        for (k, v) in [
+            ("dir", &t.dir),
+            ("cert", &t.cert),
+            ("key", &t.key),
+            ("ca", &t.ca),
+        ] {
+            if let Some(v) = v {
+                vals.push((
+                    path(&["writer", "tls", k]),
+                    v.to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+    for (i, d) in c.writer.disk.iter().enumerate() {
+        let at = vec![
+            Seg::Key("writer".into()),
+            Seg::Key("disk".into()),
+            Seg::Index(i),
+            Seg::Key("path".into()),
+        ];
+        vals.push((at, d.path.to_string_lossy().into_owned()));
+    }
+    for (at, v) in vals {
+        check_path_chars(ck, &at, &v);
+    }
 }
 
 fn check(c: &Config, ck: &mut Checker<'_>) {
+    check_paths(c, ck);
     check_appliance(c, ck);
     check_network(c, ck);
     check_disks(c, ck);
@@ -498,6 +645,16 @@ fn check_appliance(c: &Config, ck: &mut Checker<'_>) {
             "not an RFC 1123 host name: dot-separated labels of 1-63 letters, digits and \
              inner hyphens, e.g. \"mt01.example.local\"",
         );
+    } else if a.hostname.len() > MACHINE_HOSTNAME_MAX {
+        ck.report(
+            &path(&["appliance", "hostname"]),
+            q(&a.hostname),
+            format!(
+                "{} characters: a Linux host name is at most {MACHINE_HOSTNAME_MAX} \
+                 (HOST_NAME_MAX; DNS allows 253, the kernel does not); shorten the domain",
+                a.hostname.len()
+            ),
+        );
     }
     if a.timezone.parse::<chrono_tz::Tz>().is_err() {
         ck.report(
@@ -506,17 +663,21 @@ fn check_appliance(c: &Config, ck: &mut Checker<'_>) {
             "not a known Olson time zone: write e.g. \"UTC\", \"Europe/Berlin\", \"America/New_York\"",
         );
     }
-    for (key, v, example) in [
-        ("lang", &a.lang, "\"en_US.UTF-8\""),
-        ("keyboard", &a.keyboard, "\"us\""),
-    ] {
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) {
-            ck.report(
-                &path(&["appliance", key]),
-                q(v),
-                format!("must be one word of printable ASCII, e.g. {example}"),
-            );
-        }
+    if !is_locale(&a.lang) {
+        ck.report(
+            &path(&["appliance", "lang"]),
+            q(&a.lang),
+            "not a locale name: language_TERRITORY[.codeset][@modifier], e.g. \"en_US.UTF-8\", \
+             \"de_DE@euro\"",
+        );
+    }
+    if !is_keymap(&a.keyboard) {
+        ck.report(
+            &path(&["appliance", "keyboard"]),
+            q(&a.keyboard),
+            "not a keymap name: a letter, then letters, digits, '.', '_' or '-', e.g. \"us\", \
+             \"de-latin1-nodeadkeys\"",
+        );
     }
     if !a.root_password_hash.is_empty() && !is_sha512_crypt(&a.root_password_hash) {
         ck.report(
@@ -706,23 +867,34 @@ fn check_disks(c: &Config, ck: &mut Checker<'_>) {
             ),
         );
     }
-    let need = crate::kickstart::layout::required(c);
-    if need > d.os_disk_size {
-        let parts = crate::kickstart::layout::partitions(c)
+    let parts = || {
+        crate::kickstart::layout::partitions(c)
             .iter()
             .map(|p| format!("{} {}", p.mountpoint, Size::from_mib(p.size_mib)))
             .collect::<Vec<_>>()
-            .join(" + ");
-        ck.report(
+            .join(" + ")
+    };
+    match crate::kickstart::layout::required(c) {
+        None => ck.report(
             &path(&["disks", "os-disk-size"]),
             q(&d.os_disk_size.to_string()),
             format!(
-                "the partitions need {need} ({parts} + {} for the partition table) but the OS \
+                "the partitions ({}) add up to more than 16E, more than any disk: shrink them",
+                parts()
+            ),
+        ),
+        Some(need) if need > d.os_disk_size => ck.report(
+            &path(&["disks", "os-disk-size"]),
+            q(&d.os_disk_size.to_string()),
+            format!(
+                "the partitions need {need} ({} + {} for the partition table) but the OS \
                  disk is only {}: raise os-disk-size or shrink the partitions",
+                parts(),
                 crate::kickstart::layout::SLACK,
                 d.os_disk_size
             ),
-        );
+        ),
+        Some(_) => {}
     }
     for (i, fs) in c.sources.filesystems.iter().enumerate() {
         if !KNOWN_FILESYSTEMS.contains(&fs.as_str()) {
@@ -762,7 +934,9 @@ fn check_packages(c: &Config, ck: &mut Checker<'_>) {
              which is not set: set it, or give an ELRepo URL",
         );
     }
-    let url_hint = "not an http://, https:// or ftp:// URL (what RHEL 6 anaconda can fetch from)";
+    let url_hint = "not an http://, https:// or ftp:// URL that anaconda can fetch from: a host, \
+                    then a path of letters, digits and -._~!$&()*+,;=:@/?% (no blanks, quotes, \
+                    '#' or backslash; write others as %XX)";
     if !p.mirror.is_empty() && !is_url(&p.mirror) {
         ck.report(&path(&["packages", "mirror"]), q(&p.mirror), url_hint);
     }

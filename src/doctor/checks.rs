@@ -485,7 +485,7 @@ fn network(cx: &Context) -> Vec<Finding> {
     let ifcfg = cx
         .at(provision::network::SCRIPTS)
         .join(format!("ifcfg-{dev}"));
-    let text = std::fs::read_to_string(&ifcfg).ok();
+    let text = crate::files::read_text(&ifcfg).ok();
     let mut addresses: Vec<String> = Vec::new();
     match &text {
         None => out.push(Finding::fail(
@@ -547,7 +547,7 @@ fn hosts(cx: &Context, addresses: &[String]) -> Finding {
     const ID: &str = "hosts";
     let name = &cx.config.appliance.hostname;
     let short = name.split('.').next().unwrap_or(name);
-    let text = std::fs::read_to_string(cx.at(provision::hosts::PATH)).unwrap_or_default();
+    let text = crate::files::read_text(cx.at(provision::hosts::PATH)).unwrap_or_default();
     let mapped: Vec<String> = text
         .lines()
         .map(|l| l.split('#').next().unwrap_or(""))
@@ -675,7 +675,7 @@ fn writer(cx: &Context) -> Finding {
         );
     };
     let pidfile = cx.at(writer_service::PIDFILE);
-    let running = std::fs::read_to_string(&pidfile)
+    let running = crate::files::read_text(&pidfile)
         .ok()
         .and_then(|p| p.trim().parse::<u32>().ok())
         .is_some_and(|pid| cx.root.join(format!("proc/{pid}")).is_dir());

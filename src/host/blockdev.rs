@@ -76,7 +76,7 @@ pub fn size_at(sysfs: &Path) -> Option<u64> {
 }
 
 fn read_trim(p: &Path) -> Option<String> {
-    std::fs::read_to_string(p)
+    crate::files::read_text(p)
         .ok()
         .map(|s| s.trim().to_string())
 }

@@ -88,10 +88,10 @@ fn unescape(s: &str) -> String {
 /// The mounts of `root`: mountinfo when there (it has device numbers), else proc/mounts;
 /// empty when it has neither.
 pub fn read(root: &Path) -> Vec<Mount> {
-    if let Ok(t) = std::fs::read_to_string(root.join("proc/self/mountinfo")) {
+    if let Ok(t) = crate::files::read_text(root.join("proc/self/mountinfo")) {
         return parse_mountinfo(&t);
     }
-    std::fs::read_to_string(root.join("proc/mounts"))
+    crate::files::read_text(root.join("proc/mounts"))
         .map(|t| parse(&t))
         .unwrap_or_default()
 }
@@ -99,7 +99,7 @@ pub fn read(root: &Path) -> Vec<Mount> {
 /// Active swap areas of `root` (`proc/swaps`: device or file names as written there).
 pub fn swaps(root: &Path) -> Result<Vec<String>> {
     let p = root.join("proc/swaps");
-    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    let text = crate::files::read_text(&p).with_context(|| format!("reading {}", p.display()))?;
     Ok(text
         .lines()
         .skip(1)

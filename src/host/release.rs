@@ -41,12 +41,12 @@ pub fn parse_redhat(line: &str) -> Option<Release> {
 
 /// Reads the release under `root`; `None` when neither file says anything usable.
 pub fn read(root: &Path) -> Option<Release> {
-    if let Ok(t) = std::fs::read_to_string(root.join("etc/redhat-release"))
+    if let Ok(t) = crate::files::read_text(root.join("etc/redhat-release"))
         && let Some(r) = t.lines().next().and_then(parse_redhat)
     {
         return Some(r);
     }
-    let t = std::fs::read_to_string(root.join("etc/os-release")).ok()?;
+    let t = crate::files::read_text(root.join("etc/os-release")).ok()?;
     let field = |k: &str| {
         t.lines()
             .find_map(|l| l.strip_prefix(&format!("{k}=")))

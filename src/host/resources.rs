@@ -35,8 +35,8 @@ pub fn read(root: &Path) -> Option<Resources> {
             mem_bytes: s.total_memory(),
         });
     }
-    let cpuinfo = std::fs::read_to_string(root.join("proc/cpuinfo")).ok()?;
-    let meminfo = std::fs::read_to_string(root.join("proc/meminfo")).ok()?;
+    let cpuinfo = crate::files::read_text(root.join("proc/cpuinfo")).ok()?;
+    let meminfo = crate::files::read_text(root.join("proc/meminfo")).ok()?;
     Some(Resources {
         cpus: cpus_from_cpuinfo(&cpuinfo),
         mem_bytes: mem_from_meminfo(&meminfo)?,

@@ -239,7 +239,7 @@ fn follow_link_file(p: PathBuf) -> PathBuf {
 }
 
 fn read_opt(p: &Path) -> Option<Vec<u8>> {
-    fs::read(p).ok()
+    crate::files::read_input(p, crate::files::root::MAX_READ).ok()
 }
 
 fn read_text(p: &Path) -> Option<String> {
@@ -351,6 +351,10 @@ fn read_disk(root: &Path, dir: &Path) -> Result<Option<ScsiDisk>> {
             .trim_end_matches(['\0', ' '])
             .to_string()
     };
+    // An ID from udev's database keeps scsi_id's type prefix: '0' (vendor-specific
+    // designator) and 'S' (page 0x80 serial) are as weak as when decoded from VPD here.
+    let weak = id_source.is_weak()
+        || (id_source == IdSource::Udev && id.as_ref().is_some_and(|i| i.starts_with(['0', 'S'])));
     Ok(Some(ScsiDisk {
         hctl,
         name,
@@ -367,7 +371,7 @@ fn read_disk(root: &Path, dir: &Path) -> Result<Option<ScsiDisk>> {
             .to_string(),
         size_bytes,
         serial,
-        weak: id_source.is_weak(),
+        weak,
         id,
         id_source,
         wwid: read_text(&dir.join("wwid")).filter(|w| !w.is_empty()),

@@ -52,7 +52,13 @@ pub fn read(root: &Path, major: u32, minor: u32, name: &str) -> Result<Option<Ud
         root.join(format!("run/udev/data/b{major}:{minor}")),
         root.join(format!("dev/.udev/db/block:{name}")),
     ] {
-        match std::fs::read_to_string(&path) {
+        // udev 147 stores an entry without properties as a symlink whose target is
+        // "<node> <link>..." (libudev-device-private.c, udev_device_update_db): known to
+        // udev, no IDs. Never followed: under --root it could lead out of the root.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Ok(Some(UdevProps::default()));
+        }
+        match crate::files::read_text(&path) {
             Ok(text) => return Ok(Some(UdevProps::from_map(&parse(&text)))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -134,5 +140,15 @@ V:1
         .unwrap();
         let p = read(d.path(), 8, 32, "sdc").unwrap().unwrap();
         assert_eq!(p.id_serial.as_deref(), Some("3600a"));
+        // udev 147's link form: a device with no stored property; its target is not a path.
+        std::os::unix::fs::symlink(
+            "sdd disk/by-path/x",
+            d.path().join("dev/.udev/db/block:sdd"),
+        )
+        .unwrap();
+        assert_eq!(
+            read(d.path(), 8, 48, "sdd").unwrap(),
+            Some(UdevProps::default())
+        );
     }
 }

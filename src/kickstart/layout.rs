@@ -81,15 +81,32 @@ pub fn partitions(config: &Config) -> Vec<Part> {
     ]
 }
 
-/// Total space the layout needs on the OS disk, slack included.
-pub fn required(config: &Config) -> Size {
-    let mib: u64 = partitions(config).iter().map(|p| p.size_mib).sum();
-    Size(Size::from_mib(mib).bytes() + SLACK.bytes())
+/// Total space the layout needs on the OS disk, slack included; `None` when the sizes add
+/// up to more than a u64 of bytes (16 EiB), which no disk is: every step is checked, so
+/// `root-size = "16777215T"` plus a `/home` cannot wrap around to a small total.
+pub fn required(config: &Config) -> Option<Size> {
+    let mib = partitions(config)
+        .iter()
+        .try_fold(0u64, |acc, p| acc.checked_add(p.size_mib))?;
+    mib.checked_mul(Size::MIB)?
+        .checked_add(SLACK.bytes())
+        .map(Size)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_that_overflow_are_not_a_small_total() {
+        let mut c = Config::default();
+        c.disks.root_size = "16777215T".parse().unwrap();
+        c.disks.home_size = "1T".parse().unwrap();
+        assert_eq!(required(&c), None);
+        // Just under 16E: a (huge) total, larger than any disk, still compared honestly.
+        c.disks.home_size = "4G".parse().unwrap();
+        assert!(required(&c).unwrap() > Size(16_777_214 * Size::TIB));
+    }
 
     #[test]
     fn auto_rules() {
@@ -118,6 +135,6 @@ mod tests {
                 ("swap", 8 * 1024)
             ]
         );
-        assert!(required(&c) <= c.disks.os_disk_size);
+        assert!(required(&c).unwrap() <= c.disks.os_disk_size);
     }
 }

@@ -65,22 +65,54 @@ pub fn resolve_root_hash(config: &Config) -> Result<Option<String>> {
     }
 }
 
+/// The most a password file may hold: one line, a generous one.
+const MAX_PASSWORD_FILE: u64 = 64 << 10;
+
+/// The password on the first line of a password file's text (no line ending), refused
+/// when it is empty, only blanks, or holds a NUL or another control character (crypt(3)
+/// stops at a NUL: the hash would be of a shorter password than the admin typed).
+pub fn password_from(text: &str, path: &Path) -> Result<String> {
+    let password = text.lines().next().unwrap_or("");
+    let bad = |why: &str| {
+        crate::error::bad_input(format!(
+            "root-password-file {}: the first line {why}; write the password on it",
+            path.display()
+        ))
+    };
+    if password.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if password.trim().is_empty() {
+        return Err(bad("holds only blanks"));
+    }
+    if password.contains('\0') {
+        return Err(bad(
+            "holds a NUL byte, where crypt(3) would cut the password",
+        ));
+    }
+    if password.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(bad("holds a control character"));
+    }
+    Ok(password.to_string())
+}
+
 /// Reads the first line of `path` (no trailing newline) and hashes it with SHA-512 crypt.
+/// Only a regular file is read (a FIFO would hang the build), at most 64 KiB.
 pub fn hash_password_file(path: &Path) -> Result<String> {
     use sha_crypt::{CustomizedPasswordHasher, Params, ShaCrypt};
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = crate::files::read_input(path, MAX_PASSWORD_FILE).map_err(|e| {
         crate::error::bad_input(format!(
             "reading [appliance] root-password-file {}: {e}",
             path.display()
         ))
     })?;
-    let password = text.lines().next().unwrap_or("");
-    if password.is_empty() {
-        return Err(crate::error::bad_input(format!(
-            "root-password-file {}: the first line is empty; write the password on it",
+    let text = String::from_utf8(bytes).map_err(|_| {
+        crate::error::bad_input(format!(
+            "root-password-file {}: not UTF-8 text",
             path.display()
-        )));
-    }
+        ))
+    })?;
+    let password = password_from(&text, path)?;
     // 12 random bytes encode to exactly 16 salt characters, the most glibc's crypt uses:
     // a longer salt would be cut when CentOS checks the password, and looks malformed.
     let salt: [u8; 12] = rand::random();
@@ -100,17 +132,21 @@ pub fn writer_port(config: &Config) -> Option<u16> {
         .and_then(|(_, p)| p.parse().ok())
 }
 
-/// Every package the kickstart installs, in a stable order without duplicates.
+/// Every package the kickstart installs, in a stable order without duplicates (a set
+/// beside the list: linear in the number of packages, which may be hundreds of thousands).
 pub fn packages(config: &Config) -> Vec<String> {
     let mut out: Vec<String> = BASE_PACKAGES.iter().map(|s| s.to_string()).collect();
     if config.sources.uses_reiserfs() {
         out.extend(REISERFS_PACKAGES.iter().map(|s| s.to_string()));
     }
+    let mut seen: std::collections::HashSet<&str> = out.iter().map(String::as_str).collect();
+    let mut extra = Vec::new();
     for p in &config.packages.extra {
-        if !out.contains(p) {
-            out.push(p.clone());
+        if seen.insert(p.as_str()) {
+            extra.push(p.clone());
         }
     }
+    out.extend(extra);
     out
 }
 
@@ -158,6 +194,7 @@ pub fn render(config: &Config, opts: &RenderOptions) -> Result<String> {
             .expect("static syntax config"),
     );
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_filter("word", word);
     env.add_template("ks.cfg", TEMPLATE)
         .context("loading the kickstart template")?;
     let text = env
@@ -190,8 +227,44 @@ pub fn render(config: &Config, opts: &RenderOptions) -> Result<String> {
                 ntp => &n.ntp,
             })
         })
-        .context("rendering the kickstart")?;
+        .map_err(|e| match e.kind() {
+            minijinja::ErrorKind::InvalidOperation => crate::error::bad_input(format!(
+                "the kickstart cannot be rendered: {}",
+                e.detail().unwrap_or("a value is not one plain word")
+            )),
+            _ => anyhow::Error::new(e).context("rendering the kickstart"),
+        })?;
+    // The template itself holds none: anything else came from a value.
+    if let Some(c) = text.chars().find(|&c| c.is_control() && c != '\n') {
+        return Err(crate::error::bad_input(format!(
+            "the kickstart would hold the control character {c:?}: refused"
+        )));
+    }
     Ok(text)
+}
+
+/// Characters a kickstart value may have: those pykickstart's shell-style split, anaconda's
+/// option parser and the %post shell (`echo "server {{ s }} iburst"`) all take literally.
+/// No blank, quote, `#`, backslash, backquote, `<`, `>`, `|`, or anything not ASCII.
+fn is_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~!$&()*+,;=:@/?%+-[]".contains(&b))
+}
+
+/// The `word` filter of templates/ks.cfg.j2: the value as is, or an error naming it. The
+/// config checks keep every value to its own strict pattern; this is the last line, so a
+/// value that slipped past them cannot change what the kickstart says.
+fn word(v: minijinja::Value) -> Result<String, minijinja::Error> {
+    let s = v.to_string();
+    if is_word(&s) {
+        Ok(s)
+    } else {
+        Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("{s:?} is not one plain word (letters, digits and ._~!$&()*+,;=:@/?%-)"),
+        ))
+    }
 }
 
 #[cfg(test)]

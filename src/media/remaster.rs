@@ -62,6 +62,18 @@ pub struct VolumeHeader {
 /// Reads the primary volume descriptor at sector 16 and checks the file holds the whole
 /// volume (a truncated download fails here, before xorriso reads garbage).
 pub fn read_volume_header(path: &Path) -> Result<VolumeHeader> {
+    // Checked before the open: opening a FIFO blocks until a writer comes.
+    if let Ok(m) = std::fs::metadata(path) {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let t = m.file_type();
+        if t.is_fifo() || t.is_socket() || t.is_char_device() {
+            return Err(bad_input(format!(
+                "the source ISO {} is {}: give an ISO file or the block device holding the disc",
+                path.display(),
+                crate::files::root::kind_name(m.mode())
+            )));
+        }
+    }
     let mut f = std::fs::File::open(path).map_err(|e| {
         bad_input(format!(
             "cannot open the source ISO {}: {e}",

@@ -1,4 +1,5 @@
-//! A small line-based unified diff for showing plans (`apply --dry-run`).
+//! A small line-based unified diff for showing plans (`apply --dry-run`), and the
+//! three-way merge that keeps an admin's edits of a file mtkit manages.
 
 /// One line of an edit script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,9 +131,169 @@ fn edit_script(x: &[&str], y: &[&str]) -> Vec<Op> {
     ops
 }
 
+/// Where two sides insert lines at the same place of the base (neither order is right in
+/// general, so a plain merge calls it a conflict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ties {
+    Conflict,
+    AFirst,
+    BFirst,
+}
+
+/// The two sides changed the same lines of the base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// 1-based line of the base where the clash starts.
+    pub line: usize,
+}
+
+/// One change of a side against the base: base lines `start..end` become `lines`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hunk<'a> {
+    start: usize,
+    end: usize,
+    lines: Vec<&'a str>,
+}
+
+fn hunks<'a>(base: &[&'a str], side: &[&'a str]) -> Vec<Hunk<'a>> {
+    let mut out: Vec<Hunk<'a>> = Vec::new();
+    let mut at = 0; // base position
+    let mut open: Option<Hunk<'a>> = None;
+    for op in edit_script(base, side) {
+        match op {
+            Op::Same(i, _) => {
+                if let Some(h) = open.take() {
+                    out.push(h);
+                }
+                at = i + 1;
+            }
+            Op::Del(i) => {
+                let h = open.get_or_insert(Hunk {
+                    start: i,
+                    end: i,
+                    lines: Vec::new(),
+                });
+                h.end = i + 1;
+                at = i + 1;
+            }
+            Op::Add(j) => {
+                open.get_or_insert(Hunk {
+                    start: at,
+                    end: at,
+                    lines: Vec::new(),
+                })
+                .lines
+                .push(side[j]);
+            }
+        }
+    }
+    out.extend(open);
+    out
+}
+
+/// Three-way line merge: the changes `base → a` and `base → b` together, as diff3 and git
+/// do it. Changes to the same base lines conflict unless they are the same change; a
+/// change right next to another does not (an admin's line appended after mtkit's). Line
+/// endings are kept as they are, so a file without a final newline stays without one.
+pub fn merge3(base: &str, a: &str, b: &str, ties: Ties) -> Result<String, Conflict> {
+    let base_l: Vec<&str> = base.split_inclusive('\n').collect();
+    let a_l: Vec<&str> = a.split_inclusive('\n').collect();
+    let b_l: Vec<&str> = b.split_inclusive('\n').collect();
+    let ha = hunks(&base_l, &a_l);
+    let hb = hunks(&base_l, &b_l);
+    let clash = |x: &Hunk, y: &Hunk| {
+        let (xi, yi) = (x.start == x.end, y.start == y.end);
+        if x == y {
+            return false;
+        }
+        match (xi, yi) {
+            (true, true) => x.start == y.start && ties == Ties::Conflict,
+            (true, false) => y.start < x.start && x.start < y.end,
+            (false, true) => x.start < y.start && y.start < x.end,
+            (false, false) => x.start < y.end && y.start < x.end,
+        }
+    };
+    for x in &ha {
+        if let Some(y) = hb.iter().find(|y| clash(x, y)) {
+            return Err(Conflict {
+                line: x.start.min(y.start) + 1,
+            });
+        }
+    }
+    // Every hunk once (a change both sides made is taken once), in base order: insertions
+    // before a change starting at the same line, ties in the order asked for.
+    let mut all: Vec<(usize, &Hunk)> = ha.iter().map(|h| (0, h)).collect();
+    for h in &hb {
+        if !ha.contains(h) {
+            all.push((1, h));
+        }
+    }
+    let first = if ties == Ties::BFirst { 1 } else { 0 };
+    all.sort_by_key(|(side, h)| (h.start, h.start != h.end, *side != first));
+    let mut out = String::with_capacity(base.len().max(a.len()).max(b.len()));
+    let mut at = 0;
+    for (_, h) in all {
+        for l in &base_l[at..h.start.max(at)] {
+            out.push_str(l);
+        }
+        for l in &h.lines {
+            out.push_str(l);
+        }
+        at = at.max(h.end);
+    }
+    for l in &base_l[at.min(base_l.len())..] {
+        out.push_str(l);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_keeps_both_sides_and_refuses_clashes() {
+        let base = "a\nb\nc\nd\n";
+        // a changes b, b appends after d: both kept
+        assert_eq!(
+            merge3(base, "a\nB\nc\nd\n", "a\nb\nc\nd\ne\n", Ties::Conflict).unwrap(),
+            "a\nB\nc\nd\ne\n"
+        );
+        // a line deleted by one side, a line added right after it by the other
+        assert_eq!(
+            merge3(base, "a\nb\nc\n", "a\nb\nc\nd\ne\n", Ties::Conflict).unwrap(),
+            "a\nb\nc\ne\n"
+        );
+        // the same line changed two ways
+        assert_eq!(
+            merge3(base, "a\nX\nc\nd\n", "a\nY\nc\nd\n", Ties::Conflict),
+            Err(Conflict { line: 2 })
+        );
+        // the same change on both sides is taken once
+        assert_eq!(
+            merge3(base, "a\nX\nc\nd\n", "a\nX\nc\nd\n", Ties::Conflict).unwrap(),
+            "a\nX\nc\nd\n"
+        );
+        // two insertions at one place: a conflict unless an order is given
+        let (x, y) = ("a\nb\nx\nc\nd\n", "a\nb\ny\nc\nd\n");
+        assert!(merge3(base, x, y, Ties::Conflict).is_err());
+        assert_eq!(
+            merge3(base, x, y, Ties::AFirst).unwrap(),
+            "a\nb\nx\ny\nc\nd\n"
+        );
+        assert_eq!(
+            merge3(base, x, y, Ties::BFirst).unwrap(),
+            "a\nb\ny\nx\nc\nd\n"
+        );
+        // an insertion inside a changed range clashes
+        assert!(merge3(base, "a\nd\n", "a\nb\nz\nc\nd\n", Ties::AFirst).is_err());
+        // no final newline is kept
+        assert_eq!(
+            merge3("a\nb", "A\nb", "a\nb", Ties::Conflict).unwrap(),
+            "A\nb"
+        );
+        assert_eq!(merge3("", "x\n", "", Ties::Conflict).unwrap(), "x\n");
+    }
 
     #[test]
     fn equal_texts_give_no_diff() {

@@ -17,10 +17,10 @@ pub mod tls;
 pub mod writer_service;
 
 use crate::config::Config;
-use anyhow::{Context, Result};
+use crate::error::bad_input;
+use crate::files::{Links, Node, Root};
+use anyhow::Result;
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 /// What a path should end up as.
@@ -119,22 +119,26 @@ pub enum Current {
 }
 
 impl Current {
-    pub fn read(path: &Path) -> Result<Current> {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = match fs::symlink_metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Current::Missing),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        if meta.file_type().is_symlink() {
-            let target =
-                fs::read_link(path).with_context(|| format!("reading {}", path.display()))?;
-            return Ok(Current::Symlink { target });
-        }
-        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        Ok(Current::File {
-            bytes,
-            mode: meta.permissions().mode() & 0o7777,
+    /// `rel` under `root`: folders on the way resolved inside the root, the path itself not
+    /// followed. A folder, FIFO or device where apply manages a file or link is bad input.
+    pub fn read(root: &Root, rel: &Path) -> Result<Current> {
+        Ok(match root.node(rel, Links::InRoot)? {
+            Node::Missing => Current::Missing,
+            Node::File { bytes, mode } => Current::File { bytes, mode },
+            Node::Symlink { target } => Current::Symlink { target },
+            Node::Dir => {
+                return Err(bad_input(format!(
+                    "{} is a folder where mtkit apply manages a file or link: move it away",
+                    root.show(rel).display()
+                )));
+            }
+            Node::Other(kind) => {
+                return Err(bad_input(format!(
+                    "{} is {} where mtkit apply manages a file or link: move it away",
+                    root.show(rel).display(),
+                    kind
+                )));
+            }
         })
     }
 
@@ -150,24 +154,35 @@ impl Current {
 }
 
 /// What planners read: the system under root, except that a file an earlier apply changed
-/// is read as it was before mtkit (from the apply state). Plans are thus always computed
-/// from the original system, so a newer mtkit replaces the older one's edits instead of
-/// stacking on them, and a config change (a new writer port) leaves no stale lines.
+/// is read as it was before mtkit (from the apply state, with the admin's later edits
+/// merged in). Plans are thus always computed from the original system, so a newer mtkit
+/// replaces the older one's edits instead of stacking on them, and a config change (a new
+/// writer port) leaves no stale lines.
 #[derive(Debug)]
-pub struct Reader {
-    pub root: PathBuf,
+pub struct Reader<'a> {
+    pub root: &'a Root,
     originals: BTreeMap<PathBuf, Option<String>>,
     /// Every path an earlier apply changed (links included).
     pub recorded: Vec<PathBuf>,
 }
 
-impl Reader {
-    pub fn new(root: &Path) -> Result<Reader> {
-        Ok(Reader {
-            root: root.to_path_buf(),
-            originals: executor::original_texts(root)?,
-            recorded: executor::recorded_paths(root)?,
-        })
+impl<'a> Reader<'a> {
+    pub fn new(root: &'a Root) -> Result<Reader<'a>> {
+        let (originals, recorded) = executor::recorded(root)?;
+        Ok(Reader::with(root, originals, recorded))
+    }
+
+    /// A reader with these originals (`None`: the path did not exist before mtkit).
+    pub fn with(
+        root: &'a Root,
+        originals: BTreeMap<PathBuf, Option<String>>,
+        recorded: Vec<PathBuf>,
+    ) -> Reader<'a> {
+        Reader {
+            root,
+            originals,
+            recorded,
+        }
     }
 
     /// The text of `rel` (original when recorded); `None` when it does not exist.
@@ -175,12 +190,23 @@ impl Reader {
         if let Some(o) = self.originals.get(Path::new(rel)) {
             return Ok(o.clone());
         }
-        let p = self.root.join(rel);
-        match fs::read_to_string(&p) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
-        }
+        self.root.read_text(Path::new(rel), Links::InRoot)
+    }
+
+    /// True when `rel` is a folder of the system.
+    pub fn is_dir(&self, rel: &str) -> Result<bool> {
+        self.root.is_dir(Path::new(rel), Links::InRoot)
+    }
+
+    /// The names in the folder `rel` (empty when it does not exist).
+    pub fn list(&self, rel: &str) -> Result<Vec<String>> {
+        Ok(self
+            .root
+            .list(Path::new(rel), Links::InRoot)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect())
     }
 }
 
@@ -192,11 +218,24 @@ pub enum InitSystem {
 }
 
 impl InitSystem {
-    /// systemd when its binary is there (CentOS 7+, Debian); else SysV with chkconfig links.
+    /// [`InitSystem::detect_in`] for the system at `root`.
     pub fn detect(root: &Path) -> InitSystem {
+        match Root::open(root) {
+            Ok(r) => InitSystem::detect_in(&r),
+            Err(_) => InitSystem::SysV,
+        }
+    }
+
+    /// systemd when its binary is there (CentOS 7+, Debian); else SysV with chkconfig links.
+    pub fn detect_in(root: &Root) -> InitSystem {
         let systemd = ["usr/lib/systemd/systemd", "lib/systemd/systemd"]
             .iter()
-            .any(|p| root.join(p).exists());
+            .any(|p| {
+                !matches!(
+                    root.node(Path::new(p), Links::InRoot),
+                    Ok(Node::Missing) | Err(_)
+                )
+            });
         if systemd {
             InitSystem::Systemd
         } else {
@@ -207,11 +246,17 @@ impl InitSystem {
 
 /// The whole plan for the system under `root`: every planner, reading only.
 pub fn plan(root: &Path, config: &Config) -> Result<Plan> {
-    let mut plan = Plan::default();
-    let init = InitSystem::detect(root);
-    let r = Reader::new(root)?;
+    let root = Root::open(root)?;
+    plan_with(&Reader::new(&root)?, config)
+}
 
-    let os_disk = multipath::OsDiskId::read(root, &config.disks.os_disk);
+/// The plan computed from what `r` reads.
+pub fn plan_with(r: &Reader, config: &Config) -> Result<Plan> {
+    let mut plan = Plan::default();
+    let root = r.root;
+    let init = InitSystem::detect_in(root);
+
+    let os_disk = multipath::OsDiskId::read(root.path(), &config.disks.os_disk);
     let cur = r.text(multipath::PATH)?;
     let new = multipath::plan(cur.as_deref(), &os_disk);
     plan.edit("multipath", multipath::PATH, cur.as_deref(), new, 0o600);
@@ -219,7 +264,7 @@ pub fn plan(root: &Path, config: &Config) -> Result<Plan> {
     let os = &config.disks.os_disk;
     let lvm_plan = |t: &str| lvm::plan(t, os);
     plan.edit_shipped(
-        &r,
+        r,
         "lvm",
         lvm::PATH,
         0o644,
@@ -227,18 +272,18 @@ pub fn plan(root: &Path, config: &Config) -> Result<Plan> {
         "lvm2 not installed, no LVM filter set",
     )?;
     let missing = "install kexec-tools for kdump";
-    plan.edit_shipped(&r, "kdump", kdump::CONF, 0o644, kdump::plan_conf, missing)?;
+    plan.edit_shipped(r, "kdump", kdump::CONF, 0o644, kdump::plan_conf, missing)?;
     let missing = "not grub legacy, add crashkernel=auto to the kernel command line by hand";
-    plan.edit_shipped(&r, "kdump", kdump::GRUB, 0o600, kdump::plan_grub, missing)?;
-    network::plan(&r, &config.network, &mut plan)?;
+    plan.edit_shipped(r, "kdump", kdump::GRUB, 0o600, kdump::plan_grub, missing)?;
+    network::plan(r, &config.network, &mut plan)?;
     let cur = r.text(hosts::PATH)?;
     let new = hosts::plan(cur.as_deref(), &config.appliance.hostname, &config.network);
     plan.edit("hosts", hosts::PATH, cur.as_deref(), new, 0o644);
     if let Some(note) = hosts::note(&config.network) {
         plan.notes.push(note);
     }
-    firewall::plan(&r, init, config, &mut plan)?;
-    writer_service::plan(&r, init, config, &mut plan)?;
-    services::plan(&r, init, &mut plan)?;
+    firewall::plan(r, init, config, &mut plan)?;
+    writer_service::plan(r, init, config, &mut plan)?;
+    services::plan(r, init, &mut plan)?;
     Ok(plan)
 }

@@ -8,7 +8,7 @@ pub const SCRIPTS: &str = "etc/sysconfig/network-scripts";
 
 /// Adds the ifcfg change to `plan` (or a note when the system has no network-scripts).
 pub fn plan(r: &Reader, net: &Network, plan: &mut Plan) -> Result<()> {
-    if !r.root.join(SCRIPTS).is_dir() {
+    if !r.is_dir(SCRIPTS)? {
         plan.notes.push(format!(
             "no {SCRIPTS}: set {} unmanaged by NetworkManager by hand",
             net.device

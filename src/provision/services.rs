@@ -3,8 +3,7 @@
 //! with no chkconfig to run); systemd systems get the unit's enablement symlinks.
 
 use super::{InitSystem, Plan, Reader, Wanted, writer_service};
-use anyhow::{Context, Result};
-use std::fs;
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 
 /// Services turned on, with the package that provides each.
@@ -108,19 +107,11 @@ pub fn wanted_by(unit: &str) -> Vec<String> {
 /// Adds the enablement changes of every service to `plan` (after the writer's files are in
 /// it: the writer's header or unit is read from the plan).
 pub fn plan(r: &Reader, init: InitSystem, plan: &mut Plan) -> Result<()> {
-    let root = r.root.as_path();
     match init {
         InitSystem::SysV => {
             let mut existing = Vec::new();
             for level in 0..=6u8 {
-                let d = root.join(format!("etc/rc.d/rc{level}.d"));
-                let mut names = Vec::new();
-                if d.is_dir() {
-                    for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-                        let e = e.with_context(|| format!("reading {}", d.display()))?;
-                        names.push(e.file_name().to_string_lossy().into_owned());
-                    }
-                }
+                let mut names = r.list(&format!("etc/rc.d/rc{level}.d"))?;
                 // Links an earlier apply removed still belong to the plan (as absent).
                 let rel_dir = PathBuf::from(format!("etc/rc.d/rc{level}.d"));
                 for p in &r.recorded {

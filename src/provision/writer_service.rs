@@ -37,7 +37,7 @@ pub fn render(init: InitSystem, config: &Config) -> Result<String> {
         minijinja::context! {
             bin => BIN,
             config => CONFIG,
-            mountpoint => config.retention.mountpoint.display().to_string(),
+            mountpoint => systemd_path(&config.retention.mountpoint.to_string_lossy()),
         },
     )
     .map(|mut t| {
@@ -48,6 +48,26 @@ pub fn render(init: InitSystem, config: &Config) -> Result<String> {
         t
     })
     .context("rendering the writer service template")
+}
+
+/// A path as one value of a systemd list setting (`RequiresMountsFor=`): `%` doubled (a
+/// specifier otherwise), and, when it has a blank, quote or backslash, double-quoted with
+/// `\` and `"` escaped, so "/mnt/my retention" stays one path. Control characters never
+/// get here (the config refuses them in paths), so no value can start a new line.
+pub fn systemd_path(p: &str) -> String {
+    let p = p.replace('%', "%%");
+    if !p.contains([' ', '"', '\'', '\\']) {
+        return p;
+    }
+    let mut out = String::from("\"");
+    for c in p.chars() {
+        if c == '\\' || c == '"' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// Adds the service files to `plan`.
@@ -113,6 +133,14 @@ mod tests {
         assert!(t.contains("Restart=always\n"));
         assert!(t.contains("RequiresMountsFor=/mnt/retention\n"));
         assert!(t.contains("WantedBy=multi-user.target\n"));
+    }
+
+    #[test]
+    fn paths_are_escaped_for_systemd() {
+        assert_eq!(systemd_path("/mnt/retention"), "/mnt/retention");
+        assert_eq!(systemd_path("/mnt/my retention"), "\"/mnt/my retention\"");
+        assert_eq!(systemd_path("/mnt/100%"), "/mnt/100%%");
+        assert_eq!(systemd_path("/mnt/a\"b\\c"), "\"/mnt/a\\\"b\\\\c\"");
     }
 
     #[test]

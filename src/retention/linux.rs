@@ -94,7 +94,7 @@ impl Device {
             }
         }
         partitions.sort();
-        let multipath = fs::read_to_string(sysfs.join("dm/uuid"))
+        let multipath = crate::files::read_text(sysfs.join("dm/uuid"))
             .map(|u| u.starts_with("mpath-"))
             .unwrap_or(false);
         Device {

@@ -5,10 +5,13 @@ use super::linux::{self, Device, Scope, under};
 use super::rules::{self, LABEL, Requirements, Verdict};
 use crate::error::bad_input;
 use crate::external::{MKFS_EXT4, MKFS_XFS};
-use crate::files::{backup, write_atomic};
+use crate::files::root::rel_of;
+use crate::files::{Links, Root};
+use crate::host::mounts;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,24 +47,37 @@ pub struct Options {
     /// The journal folder as the system sees it.
     pub journal_dir: PathBuf,
     pub force: bool,
+    /// Unmount another volume mounted at the mountpoint and replace another device's fstab
+    /// line for it (the old retention volume is being retired).
+    pub replace: bool,
+    /// Say what would be formatted, mounted and written; change nothing.
+    pub dry_run: bool,
 }
 
-/// What prepare did (empty `steps`: the device was already prepared).
+/// What prepare did, or would do with `--dry-run` (empty `steps`: already prepared).
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Prepared {
     pub device: PathBuf,
     pub steps: Vec<String>,
     pub fstab_line: String,
+    pub dry_run: bool,
 }
 
 /// Checks `device` against the rules and prepares it; refuses (bad input, exit 2) and
-/// touches nothing when a rule fails.
+/// touches nothing when a rule fails, when another volume is mounted at the mountpoint or
+/// fstab mounts another device there (unless `replace`), or when a path under the root
+/// (the mountpoint, `etc/fstab`, the journal folder) goes through a symbolic link.
 pub fn prepare(cx: &Scope, device: &Path, opts: &Options) -> Result<Prepared> {
-    if !opts.mountpoint.is_absolute() {
-        return Err(bad_input(format!(
-            "mountpoint {} must be an absolute path",
-            opts.mountpoint.display()
-        )));
+    let rel_mp = rel_of(&opts.mountpoint).map_err(|e| bad_input(format!("mountpoint: {e}")))?;
+    let rel_journal =
+        rel_of(&opts.journal_dir).map_err(|e| bad_input(format!("journal folder: {e}")))?;
+    let fstab_rel = Path::new("etc/fstab");
+    let root = Root::open(cx.root)?;
+    // A link here would take the mount or a write outside the root (R/mnt/retention ->
+    // /srv, R/etc -> /etc): refused before any step, not resolved.
+    for rel in [rel_mp.as_path(), fstab_rel, rel_journal.as_path()] {
+        root.check_no_links(rel)?;
     }
     let target = under(cx.root, &opts.mountpoint);
     let (facts, dev) = linux::collect(cx, device)?;
@@ -75,7 +91,59 @@ pub fn prepare(cx: &Scope, device: &Path, opts: &Options) -> Result<Prepared> {
         return Err(bad_input(refusal(&verdict)));
     }
     let dev = dev.expect("an existing device passed the rules");
+    let nums = dev.nums();
+    // Another volume at the mountpoint is most likely the live retention volume with the
+    // only copy of the recovery history: never mounted over without --replace.
+    let others: Vec<mounts::Mount> = mounts::read(cx.host)
+        .into_iter()
+        .filter(|m| m.mountpoint == target)
+        .filter(|m| !m.devnum(cx.host).is_some_and(|n| nums.contains(&n)))
+        .collect();
+    let current_fstab = root.read_text(fstab_rel, Links::Refuse)?;
+    let other_lines: Vec<String> = current_fstab
+        .as_deref()
+        .map(|t| entries_for(t, &opts.mountpoint))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|spec| !names_device(spec, &dev, facts.uuid.as_deref(), device))
+        .collect();
+    if !opts.replace && (!others.is_empty() || !other_lines.is_empty()) {
+        let mut msg = format!(
+            "{} cannot be prepared at {}: the mountpoint is taken",
+            device.display(),
+            opts.mountpoint.display()
+        );
+        for m in &others {
+            msg.push_str(&format!(
+                "\n  - {} ({}) is mounted at {}: the retention volume in use? its journal \
+                 would be hidden and its fstab line replaced",
+                m.device,
+                m.fstype,
+                target.display()
+            ));
+        }
+        for spec in &other_lines {
+            msg.push_str(&format!(
+                "\n  - {} mounts {spec} at {}",
+                root.show(fstab_rel).display(),
+                opts.mountpoint.display()
+            ));
+        }
+        msg.push_str(
+            "\nchoose another --mountpoint, or give --replace to unmount the other volume and \
+             put this device in its place (stop the writer first)\nnothing was changed",
+        );
+        return Err(bad_input(msg));
+    }
+
     let mut steps = Vec::new();
+    let verb = |done: &str, would: &str| {
+        if opts.dry_run {
+            would.to_string()
+        } else {
+            done.to_string()
+        }
+    };
     let mut fs_name = facts.filesystem.clone().unwrap_or_default();
     let mut uuid = facts.uuid.clone();
     if verdict.prepared {
@@ -87,55 +155,78 @@ pub fn prepare(cx: &Scope, device: &Path, opts: &Options) -> Result<Prepared> {
             )));
         }
     } else {
-        mkfs(&dev, opts)?;
+        if !opts.dry_run {
+            mkfs(&dev, opts)?;
+            uuid = linux::probe(&dev.node)?.uuid;
+        }
+        fs_name = opts.fs.name().into();
         steps.push(format!(
-            "formatted {} as {} labelled {LABEL}",
+            "{} {} as {} labelled {LABEL}",
+            verb("formatted", "would format"),
             device.display(),
             opts.fs.name()
         ));
-        let p = linux::probe(&dev.node)?;
-        fs_name = opts.fs.name().into();
-        uuid = p.uuid;
     }
     if !facts.mounts.contains(&target) || !verdict.prepared {
-        fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
-        nix::mount::mount(
-            Some(&dev.node),
-            &target,
-            Some(fs_name.as_str()),
-            nix::mount::MsFlags::MS_NOATIME,
-            None::<&str>,
-        )
-        .with_context(|| format!("mounting {} at {}", device.display(), target.display()))?;
-        steps.push(format!("mounted at {}", opts.mountpoint.display()));
-    }
-    let spec = fstab_spec(&dev, uuid.as_deref())?;
-    let line = fstab_line(&spec, &opts.mountpoint, &fs_name);
-    let fstab = cx.root.join("etc/fstab");
-    let current = match fs::read_to_string(&fstab) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", fstab.display())),
-    };
-    if let Some(new) = plan_fstab(current.as_deref().unwrap_or(""), &line, &opts.mountpoint) {
-        if current.is_some() {
-            backup(&fstab)?;
-        } else if let Some(d) = fstab.parent() {
-            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        for m in &others {
+            if !opts.dry_run {
+                nix::mount::umount(&target).with_context(|| {
+                    format!(
+                        "unmounting {} from {} (--replace; stop the writer first)",
+                        m.device,
+                        target.display()
+                    )
+                })?;
+            }
+            steps.push(format!(
+                "{} {} from {}",
+                verb("unmounted", "would unmount"),
+                m.device,
+                opts.mountpoint.display()
+            ));
         }
-        write_atomic(&fstab, new.as_bytes(), 0o644)?;
-        steps.push(format!("fstab: {line}"));
-    }
-    let journal = under(cx.root, &opts.journal_dir);
-    if !journal.is_dir() {
-        use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&journal)
-            .with_context(|| format!("creating {}", journal.display()))?;
+        if !opts.dry_run {
+            root.create_dirs_with(&rel_mp, 0o755, Links::Refuse)?;
+            mount(&root, &rel_mp, &dev, &fs_name, &target).with_context(|| {
+                format!("mounting {} at {}", device.display(), target.display())
+            })?;
+        }
         steps.push(format!(
-            "created journal folder {}",
+            "{} at {}",
+            verb("mounted", "would mount"),
+            opts.mountpoint.display()
+        ));
+    }
+    let spec = match (&uuid, opts.dry_run) {
+        (None, true) if !dev.multipath => "UUID=<the new filesystem's>".to_string(),
+        _ => fstab_spec(&dev, uuid.as_deref())?,
+    };
+    let line = fstab_line(&spec, &opts.mountpoint, &fs_name);
+    if let Some(new) = plan_fstab(
+        current_fstab.as_deref().unwrap_or(""),
+        &line,
+        &opts.mountpoint,
+    ) {
+        if !opts.dry_run {
+            if current_fstab.is_some() {
+                root.backup(fstab_rel)?;
+            } else {
+                root.create_dirs_with(Path::new("etc"), 0o755, Links::Refuse)?;
+            }
+            root.write_atomic(fstab_rel, new.as_bytes(), 0o644)?;
+        }
+        steps.push(format!(
+            "fstab{}: {line}",
+            if opts.dry_run { " (would write)" } else { "" }
+        ));
+    }
+    if !root.is_dir(&rel_journal, Links::Refuse).unwrap_or(false) {
+        if !opts.dry_run {
+            root.create_dirs_with(&rel_journal, 0o700, Links::Refuse)?;
+        }
+        steps.push(format!(
+            "{} journal folder {}",
+            verb("created", "would create"),
             opts.journal_dir.display()
         ));
     }
@@ -143,7 +234,60 @@ pub fn prepare(cx: &Scope, device: &Path, opts: &Options) -> Result<Prepared> {
         device: device.to_path_buf(),
         steps,
         fstab_line: line,
+        dry_run: opts.dry_run,
     })
+}
+
+/// Mounts `dev` on the folder `rel` of the root, reached through a descriptor opened with
+/// no link on the way: `/proc/self/fd/N` names exactly that folder, so nothing swapped in
+/// since the check can redirect the mount. Without /proc, the checked path is used.
+fn mount(root: &Root, rel: &Path, dev: &Device, fs_name: &str, target: &Path) -> Result<()> {
+    let fd = root
+        .open_dir(rel, Links::Refuse)?
+        .with_context(|| format!("{} vanished", target.display()))?;
+    let via_fd = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let at = if via_fd.exists() {
+        via_fd.as_path()
+    } else {
+        target
+    };
+    nix::mount::mount(
+        Some(&dev.node),
+        at,
+        Some(fs_name),
+        nix::mount::MsFlags::MS_NOATIME,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
+/// The devices fstab mounts at `mountpoint` (their first field).
+fn entries_for(fstab: &str, mountpoint: &Path) -> Vec<String> {
+    let mp = fstab_escape(mountpoint);
+    fstab
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let spec = f.next()?;
+            (f.next() == Some(mp.as_str())).then(|| spec.to_string())
+        })
+        .collect()
+}
+
+/// True when an fstab `spec` names `dev`: its filesystem UUID, its node or the path given,
+/// or its multipath map.
+fn names_device(spec: &str, dev: &Device, uuid: Option<&str>, given: &Path) -> bool {
+    if let Some(u) = spec.strip_prefix("UUID=") {
+        return uuid.is_some_and(|x| x.eq_ignore_ascii_case(u.trim_matches('"')));
+    }
+    let p = Path::new(spec);
+    if p == given || p == dev.path || p == dev.node {
+        return true;
+    }
+    dev.multipath
+        && fs::read_to_string(dev.sysfs.join("dm/name"))
+            .is_ok_and(|n| spec == format!("/dev/mapper/{}", n.trim()))
 }
 
 /// The message of a refused device: every failed rule with its reason.

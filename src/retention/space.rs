@@ -47,7 +47,8 @@ pub fn targets_total(cx: &Scope) -> u64 {
                 .and_then(|n| n.sysfs(cx.host))
                 .and_then(|s| blockdev::size_at(&s)),
         };
-        total += size.or(d.size.map(|s| s.bytes())).unwrap_or(0);
+        // Sizes come from the config too: saturate, never wrap to a small total.
+        total = total.saturating_add(size.or(d.size.map(|s| s.bytes())).unwrap_or(0));
     }
     total
 }
@@ -63,7 +64,7 @@ pub fn used_under(dir: &Path) -> u64 {
             Ok(m) => m.len(),
             Err(_) => 0,
         })
-        .sum()
+        .fold(0u64, u64::saturating_add)
 }
 
 /// Space on the filesystem mounted at `mountpoint` against the policy.

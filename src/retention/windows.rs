@@ -12,7 +12,7 @@ use std::path::Path;
 /// Reads a facts file; malformed JSON is bad input naming the file and position.
 pub fn load(path: &Path) -> Result<Value> {
     // The facts file is the user's input: a wrong path is bad input (exit 2).
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::files::read_text(path).map_err(|e| {
         crate::error::bad_input(format!(
             "cannot read {}: {e} (give the JSON file Get-RetentionFacts.ps1 wrote)",
             path.display()

@@ -14,7 +14,7 @@ use crate::doctor::Finding;
 use crate::error::bad_input;
 use crate::external::Tool;
 use crate::provision::executor::{self, Done, Mode};
-use crate::provision::{self, InitSystem, Plan, Wanted};
+use crate::provision::{InitSystem, Plan, Wanted};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -458,7 +458,7 @@ fn steps(
 
     // 5. apply with the clone's config.
     *step = "apply";
-    let out = executor::apply(root, provision::plan(root, &config)?, dry)?;
+    let out = executor::apply(root, &config, dry, false)?;
     let n = out.changed.len();
     merge(report, out);
     note(report, "apply", format!("{n} change(s)"));

@@ -144,6 +144,11 @@ pub fn edit_with_original(
     if let Some(orig) = executor::original_backup(root, rel)? {
         paths.push(inroot::resolve(root, orig)?);
     }
+    // And apply's copy of what it last wrote there: else the edit reads as an admin's
+    // (drift) at the next apply.
+    if let Some(last) = executor::written_backup(root, rel)? {
+        paths.push(inroot::resolve(root, last)?);
+    }
     for p in paths {
         if let Some(cur) = inroot::read_text(root, &p)? {
             let new = edit(&cur);

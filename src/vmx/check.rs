@@ -10,23 +10,45 @@ use std::sync::LazyLock;
 /// More disks than this on a master target is unsupported.
 pub const MAX_DISKS: usize = 60;
 
+/// The most a .vmx may hold (ESXi's are a few KiB): a device or a huge file is refused.
+pub const MAX_VMX: u64 = 4 << 20;
+
 /// A .vmx read from disk, with the .vmsd beside it.
 #[derive(Debug)]
 pub struct VmxFile {
+    /// As the user named it.
     pub path: PathBuf,
+    /// The file itself, links resolved: what `vmx patch` edits, and where its `.lck` is.
+    pub real: PathBuf,
     pub vmx: Vmx,
     /// `<name>.vmsd` (the snapshot list) when it exists
     pub vmsd: Option<Vmx>,
 }
 
 impl VmxFile {
+    /// Reads `path` (a symlink is followed to the real file, a FIFO or device refused) and
+    /// refuses what is not a VM's configuration: a .vmx always has `config.version` and
+    /// `virtualHW.version`, a README with one `key = "value"` line does not.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| {
+        let bad = |e: &dyn std::fmt::Display| {
             crate::error::bad_input(format!(
                 "reading {}: {e} (give a .vmx file)",
                 path.display()
             ))
-        })?;
+        };
+        let real = std::fs::canonicalize(path).map_err(|e| bad(&e))?;
+        let name = real.file_name().ok_or_else(|| bad(&"no file name"))?;
+        let dir = crate::files::root::open_dir(crate::files::parent_dir(&real))?;
+        // The final name is opened without following it: swapped for a link since it was
+        // resolved, it is refused, not read.
+        let bytes = crate::files::root::read_regular_at(
+            std::os::fd::AsFd::as_fd(&dir),
+            name,
+            &real,
+            MAX_VMX,
+        )?
+        .ok_or_else(|| bad(&"it vanished"))?
+        .0;
         let vmx = Vmx::parse(&bytes);
         if !vmx.entries().any(|_| true) {
             return Err(crate::error::bad_input(format!(
@@ -34,18 +56,34 @@ impl VmxFile {
                 path.display()
             )));
         }
-        let vmsd_path = sibling(path, "vmsd");
-        let vmsd = std::fs::read(&vmsd_path).ok().map(|b| Vmx::parse(&b));
+        let missing: Vec<&str> = ["config.version", "virtualHW.version"]
+            .into_iter()
+            .filter(|k| vmx.get(k).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(crate::error::bad_input(format!(
+                "{}: no {} line: not a VMware .vmx file (ESXi writes config.version and \
+                 virtualHW.version in every one)",
+                path.display(),
+                missing.join(" or ")
+            )));
+        }
+        let vmsd_path = sibling(&real, "vmsd");
+        let vmsd = crate::files::read_input(&vmsd_path, MAX_VMX)
+            .ok()
+            .map(|b| Vmx::parse(&b));
         Ok(VmxFile {
             path: path.to_path_buf(),
+            real,
             vmx,
             vmsd,
         })
     }
 
-    /// The `<name>.vmx.lck` folder ESXi holds while the VM is powered on.
+    /// The `<name>.vmx.lck` folder ESXi holds while the VM is powered on, beside the real
+    /// file (a link to the .vmx elsewhere does not move the lock).
     pub fn lock_dir(&self) -> PathBuf {
-        let mut p = self.path.clone().into_os_string();
+        let mut p = self.real.clone().into_os_string();
         p.push(".lck");
         PathBuf::from(p)
     }

@@ -82,8 +82,12 @@ impl FileExport {
         Ok(())
     }
 
-    /// Tries fallocate with `flags`; `Ok(false)` when this kernel/file cannot do it.
+    /// Tries fallocate with `flags`; `Ok(false)` when this kernel/file cannot do it, or
+    /// would "do" it without zeroing (a vanilla 2.6.32: see [`super::zeroing`]).
     fn try_fallocate(&self, flags: FallocateFlags, offset: u64, len: u64) -> io::Result<bool> {
+        if !super::zeroing::mode_zeroes(&self.file, &self.path, flags.bits()) {
+            return Ok(false);
+        }
         match fallocate(&self.file, flags, offset as i64, len as i64) {
             Ok(()) => Ok(true),
             Err(

@@ -23,3 +23,4 @@ pub mod preflight;
 pub mod recover;
 pub mod service;
 pub mod targets;
+pub mod zeroing;

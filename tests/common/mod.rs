@@ -17,6 +17,46 @@ pub fn run(args: &[&str]) -> Output {
     mtkit().args(args).output().expect("running mtkit")
 }
 
+/// Runs mtkit with `args`; a run still going after `deadline` (blocked on a FIFO, say) is
+/// killed and the test fails saying so, instead of hanging the suite.
+pub fn run_or_kill(args: &[&str], deadline: std::time::Duration) -> Output {
+    use std::process::Stdio;
+    let mut child = mtkit()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running mtkit");
+    // Drain both pipes meanwhile: a full pipe must not look like a hang.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("waiting for mtkit") {
+            break st;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mtkit {args:?} still running after {deadline:?}: it hangs");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -90,6 +90,25 @@ pub fn check_output(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The one rule for a file the user names (`-o`, `--out`): [`check_output`], and an
+/// existing regular file is replaced only with `force`. A device or FIFO (`/dev/null`) is
+/// written into, not replaced, so it needs no `--force`.
+pub fn check_new_output(path: &Path, force: bool) -> Result<()> {
+    check_output(path)?;
+    let taken = match fs::metadata(path) {
+        Ok(m) => m.is_file(),
+        // A dangling symlink: writing would follow it or replace it.
+        Err(_) => fs::symlink_metadata(path).is_ok(),
+    };
+    if taken && !force {
+        return Err(crate::error::bad_input(format!(
+            "{} exists: pass --force to overwrite it, or choose another output",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The folder `path` is in; `.` for a bare file name (whose `parent()` is empty).
 pub fn parent_dir(path: &Path) -> &Path {
     path.parent()

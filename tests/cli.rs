@@ -111,7 +111,7 @@ fn logs_are_plain_on_stderr_and_quiet_silences_them() {
     );
     assert!(read(&ks).contains("ignoredisk --only-use=sda"));
 
-    let out = run(&["-q", "kickstart", "-o", ks.to_str().unwrap()]);
+    let out = run(&["-q", "kickstart", "--force", "-o", ks.to_str().unwrap()]);
     assert!(out.status.success());
     assert!(out.stderr.is_empty(), "-q: {}", stderr(&out));
     let out = run(&["-q", "kickstart", "--config", "/no/such.toml"]);
@@ -221,6 +221,14 @@ fn build_without_media_is_deterministic_and_its_json_lists_the_files() {
     let cfg = d.path().join("my appliance.toml");
     let out = run(&["init", "--out", cfg.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The starter has no way in; give root a key, as a user must before build.
+    let starter = read(&cfg);
+    let keyed = starter.replace(
+        "ssh-authorized-keys = []",
+        &format!("ssh-authorized-keys = [\"{SSH_KEY}\"]"),
+    );
+    assert_ne!(keyed, starter);
+    std::fs::write(&cfg, keyed).unwrap();
     let dir = d.path().join("out dir");
     let build = || {
         let o = run(&[
@@ -288,8 +296,17 @@ fn a_closed_stdout_pipe_ends_quietly() {
 #[test]
 fn build_warns_about_media_left_from_an_earlier_build() {
     let d = tempfile::tempdir().unwrap();
+    let c = tempfile::tempdir().unwrap();
+    let cfg = config_with_key(c.path(), "");
     std::fs::write(d.path().join("mt-install.iso"), "old").unwrap();
-    let o = run(&["build", "--no-media", "--out", d.path().to_str().unwrap()]);
+    let o = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "build",
+        "--no-media",
+        "--out",
+        d.path().to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
@@ -331,6 +348,347 @@ fn an_iso_into_a_missing_folder_is_refused_before_any_work() {
     let err = stderr(&out);
     assert!(err.contains("does not exist (create it first)"), "{err}");
     assert!(!d.path().join("missing").exists());
+}
+
+/// One rule for every file a command writes at a path the user names: an existing file is
+/// refused (exit 2, untouched) unless --force, like `init`; a device is written into.
+#[test]
+fn outputs_are_never_replaced_without_force() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("taken");
+    let f_s = f.to_str().unwrap();
+    let src = d.path().join("source.iso");
+    std::fs::write(&src, "not looked at").unwrap();
+    for args in [
+        vec!["init", "--out", f_s],
+        vec!["kickstart", "-o", f_s],
+        vec!["iso", "kickstart", "-o", f_s],
+        vec![
+            "iso",
+            "remaster",
+            "--source",
+            src.to_str().unwrap(),
+            "-o",
+            f_s,
+        ],
+    ] {
+        std::fs::write(&f, "keep me").unwrap();
+        let o = run(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(
+            e.contains(&format!("{f_s} exists: pass --force to overwrite it")),
+            "{args:?}: {e}"
+        );
+        assert_eq!(read(&f), "keep me", "{args:?}");
+    }
+    for args in [
+        vec!["init", "--force", "--out", f_s],
+        vec!["kickstart", "--force", "-o", f_s],
+    ] {
+        std::fs::write(&f, "keep me").unwrap();
+        let o = run(&args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert_ne!(read(&f), "keep me", "{args:?}");
+    }
+    // A device is written into, not replaced: no --force needed.
+    let o = run(&["kickstart", "-o", "/dev/null"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+}
+
+/// With --log-format json every line on stderr is JSON, the fatal error too (a config
+/// error, and a command line clap rejects), with the exit code.
+#[test]
+fn a_fatal_error_is_a_json_line_under_log_format_json() {
+    for (args, words) in [
+        (
+            vec![
+                "--log-format",
+                "json",
+                "kickstart",
+                "--config",
+                "/no/such.toml",
+            ],
+            "/no/such.toml",
+        ),
+        (
+            vec!["--log-format=json", "kickstart", "--no-such-flag"],
+            "--no-such-flag",
+        ),
+        (
+            vec!["--log-format", "json", "doctor", "--root", "/no/such/root"],
+            "--root /no/such/root: not a folder",
+        ),
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = stderr(&o);
+        let lines: Vec<serde_json::Value> = err
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("{args:?}: not a JSON line ({e}): {l}"))
+            })
+            .collect();
+        let fatal = lines
+            .iter()
+            .find(|v| v["level"] == "ERROR")
+            .unwrap_or_else(|| panic!("{args:?}: no ERROR line in {err}"));
+        assert!(
+            fatal["fields"]["message"].as_str().unwrap().contains(words),
+            "{args:?}: {fatal}"
+        );
+        assert_eq!(fatal["fields"]["exit-code"], 2, "{fatal}");
+    }
+}
+
+/// `init` reads no config, so it does not offer --config: not in its help, and refused
+/// when given (a config set for every command through MTKIT_CONFIG is not an error).
+#[test]
+fn init_does_not_offer_a_config_it_would_ignore() {
+    let help = stdout(&run(&["init", "--help"]));
+    assert!(!help.contains("--config"), "{help}");
+    assert!(stdout(&run(&["kickstart", "--help"])).contains("--config"));
+    for args in [
+        &["init", "--config", "x.toml"][..],
+        &["--config", "x.toml", "init"],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains("init writes a starter config and reads none"));
+    }
+    let o = mtkit()
+        .env("MTKIT_CONFIG", "/etc/elsewhere.toml")
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("# appliance.toml"));
+}
+
+/// `build` on the defaults gives a VM on DHCP (reachable on any network that has it) but
+/// no way to log in: it refuses, naming the keys, and writes nothing. A static network in
+/// a documentation range is refused too; --force builds anyway with warnings; a key makes
+/// a buildable appliance whose summary says how to reach and log into it.
+#[test]
+fn build_refuses_an_appliance_nobody_can_reach_or_log_into() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let out_s = out.to_str().unwrap();
+    let o = run(&["build", "--no-media", "--out", out_s]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    for want in [
+        "nobody could log in",
+        "[access] ssh-authorized-keys-file",
+        "[appliance] root-password-hash",
+        "--force",
+    ] {
+        assert!(e.contains(want), "{want:?} not in: {e}");
+    }
+    assert!(!e.contains("the network is an example"), "{e}");
+    assert!(!out.exists());
+
+    let example = config_with_key(
+        d.path(),
+        "[appliance]\nhostname = \"mt01.example.local\"\n[network]\nbootproto = \"static\"\n\
+         ip = \"192.0.2.10\"\ngateway = \"192.0.2.1\"\ndns = [\"192.0.2.53\"]\n",
+    );
+    let cfg = example.to_str().unwrap();
+    let o = run(&["--config", cfg, "build", "--no-media", "--out", out_s]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("[network] ip = \"192.0.2.10\", gateway = \"192.0.2.1\", dns = \"192.0.2.53\" are in a documentation range")
+            && e.contains("bootproto = \"dhcp\""),
+        "{e}"
+    );
+    assert!(!e.contains("nobody could log in"), "{e}");
+    assert!(!out.exists());
+    let o = run(&[
+        "--config",
+        cfg,
+        "build",
+        "--no-media",
+        "--force",
+        "--out",
+        out_s,
+    ]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains("WARN") && e.contains("building anyway (--force): the network is an example"),
+        "{e}"
+    );
+    assert!(e.contains("is an example name (RFC 2606)"), "{e}");
+
+    let keyed = config_with_key(d.path(), "");
+    let o = run(&[
+        "--config",
+        keyed.to_str().unwrap(),
+        "build",
+        "--no-media",
+        "--out",
+        out_s,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = read(&out.join("SUMMARY.txt"));
+    for want in [
+        "master target (host name from DHCP)",
+        "eth0 by DHCP: the address and the host name come from your DHCP server",
+        "root logs in over SSH (ssh root@ADDRESS) with 1 key(s):\n  - ssh-rsa admin@example\n",
+        "root's password is LOCKED on the installed machine (SSH keys still work)",
+        "The install needs no network",
+    ] {
+        assert!(summary.contains(want), "{want:?} not in:\n{summary}");
+    }
+    let ks = read(&out.join("ks.cfg"));
+    assert!(
+        ks.contains("\nnetwork --device=eth0 --bootproto=dhcp --onboot=yes\n"),
+        "{ks}"
+    );
+    assert!(ks.contains(&format!("\n{SSH_KEY}\n")), "{ks}");
+}
+
+/// Shell completions and man pages are generated from the clap definitions: every
+/// command and option is in them, the bash script parses, the pages render cleanly.
+#[test]
+fn completions_and_man_pages_come_from_the_clap_definitions() {
+    for (shell, marker) in [
+        ("bash", "complete -F _mtkit"),
+        ("zsh", "#compdef mtkit"),
+        ("fish", "complete -c mtkit"),
+    ] {
+        let o = run(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let text = stdout(&o);
+        for want in [
+            marker,
+            "source-iso",
+            "remaster",
+            "allow-incompatible-binary",
+        ] {
+            assert!(text.contains(want), "{shell}: no {want:?}");
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    let bash = d.path().join("mtkit.bash");
+    std::fs::write(&bash, run(&["completions", "bash"]).stdout).unwrap();
+    let o = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&bash)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "bash -n: {}", stderr(&o));
+
+    let o = run(&["manpage"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = stdout(&o);
+    assert!(page.contains("\n.TH mtkit 1 "), "{page}");
+    assert!(page.contains("log\\-format"), "{page}");
+    let o = run(&["manpage", "--out-dir", d.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let build = read(&d.path().join("mtkit-build.1"));
+    assert!(build.contains(".TH mtkit-build 1"), "{build}");
+    assert!(build.contains("documentation range"), "{build}");
+    assert!(d.path().join("mtkit-retention-prepare.1").is_file());
+    if have("groff") {
+        for page in ["mtkit.1", "mtkit-build.1", "mtkit-doctor.1"] {
+            let o = std::process::Command::new("groff")
+                .args(["-man", "-Tutf8", "-ww", "-z"])
+                .arg(d.path().join(page))
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success() && o.stderr.is_empty(),
+                "{page}: {}",
+                stderr(&o)
+            );
+        }
+    }
+    let o = run(&["manpage", "--out-dir", "/no/such/folder"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// reiserfs sources take kmod-reiserfs and reiserfs-utils from ELRepo by default: the
+/// install then needs the network, and the build log and SUMMARY.txt say so (not with
+/// the packages carried in the offline repo).
+#[test]
+fn an_install_that_needs_the_network_is_said_to() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config_with_key(
+        d.path(),
+        "[sources]\nfilesystems = [\"ext4\", \"reiserfs\"]\n",
+    );
+    let out = d.path().join("out");
+    let o = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "build",
+        "--no-media",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    let want = "the install needs network access: kmod-reiserfs and reiserfs-utils come from \
+                http://elrepo.org/linux/elrepo/el6/x86_64/";
+    assert!(e.contains("WARN") && e.contains(want), "{e}");
+    let summary = read(&out.join("SUMMARY.txt"));
+    let flat = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("The install needs network access: kmod-reiserfs and reiserfs-utils come from http://elrepo.org/linux/elrepo/el6/x86_64/")
+            && flat.contains("reiserfs-repo = \"offline\""),
+        "{summary}"
+    );
+
+    std::fs::create_dir(d.path().join("rpms")).unwrap();
+    let cfg = config_with_key(
+        d.path(),
+        "[sources]\nfilesystems = [\"reiserfs\"]\n[packages]\noffline-repo = \"rpms\"\n\
+         reiserfs-repo = \"offline\"\n",
+    );
+    let o = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "build",
+        "--no-media",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("needs network"), "{}", stderr(&o));
+    assert!(read(&out.join("SUMMARY.txt")).contains("The install needs no network"));
+}
+
+/// A DEVICE that is a regular file (or a folder) is called that, also when given
+/// relative to the current folder (it used to be looked up under / and "not exist").
+#[test]
+fn retention_names_what_a_non_device_is() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("vol.img"), vec![0u8; 4096]).unwrap();
+    std::fs::create_dir(d.path().join("vol.d")).unwrap();
+    for (dev, what) in [("vol.img", "a regular file"), ("vol.d", "a folder")] {
+        for sub in ["prepare", "check"] {
+            let o = mtkit()
+                .current_dir(d.path())
+                .args(["retention", sub, dev])
+                .output()
+                .unwrap();
+            let e = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{sub} {dev}: {e}");
+            assert!(
+                e.contains(&format!("{dev} is {what}, not a block device")),
+                "{sub} {dev}: {e}"
+            );
+            assert!(!e.contains("does not exist"), "{e}");
+        }
+    }
+    assert_eq!(
+        std::fs::read(d.path().join("vol.img")).unwrap(),
+        vec![0u8; 4096]
+    );
 }
 
 fn mkfifo(p: &std::path::Path) {
@@ -390,6 +748,9 @@ fn a_fifo_as_the_source_iso_is_refused_without_hanging() {
     mkfifo(&fifo);
     let out_iso = d.path().join("mt.iso");
     let out_dir = d.path().join("out");
+    // A way in, without which build refuses before it looks at the source.
+    let c = tempfile::tempdir().unwrap();
+    let cfg = config_with_key(c.path(), "");
     for args in [
         vec![
             "iso",
@@ -400,6 +761,8 @@ fn a_fifo_as_the_source_iso_is_refused_without_hanging() {
             out_iso.to_str().unwrap(),
         ],
         vec![
+            "--config",
+            cfg.to_str().unwrap(),
             "build",
             "--source-iso",
             fifo.to_str().unwrap(),

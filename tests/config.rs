@@ -166,15 +166,22 @@ fn resolved_config_in_build_parses_back_and_never_holds_a_plain_password() {
     let good = fixture("config/good");
     let out = mtkit()
         .current_dir(&good)
-        .args(["build", "--json", "--config", "password-file.toml", "--out"])
+        .args([
+            "build",
+            "--no-media",
+            "--json",
+            "--config",
+            "password-file.toml",
+            "--out",
+        ])
         .arg(d.path())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json["root"], "password-file");
-    // ks.cfg, appliance.toml, SUMMARY.txt and the kickstart ISO.
-    assert_eq!(json["files"].as_array().unwrap().len(), 4);
+    // ks.cfg, appliance.toml, SUMMARY.txt.
+    assert_eq!(json["files"].as_array().unwrap().len(), 3);
     let resolved = read(&d.path().join("appliance.toml"));
     let back = Config::parse(&resolved, "appliance.toml").unwrap();
     assert_eq!(back.appliance.root_password_file, None);
@@ -200,6 +207,55 @@ fn relative_password_file_is_next_to_the_config() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("\nrootpw --iscrypted $6$"));
+}
+
+/// `[access] ssh-authorized-keys-file`: relative to the config, every line checked (the
+/// error names the key file's line), its keys inlined into the resolved appliance.toml.
+#[test]
+fn ssh_key_file_is_read_checked_and_inlined() {
+    let d = tempfile::tempdir().unwrap();
+    let good = read(&fixture("config/good/admin.pub"));
+    std::fs::write(d.path().join("keys.pub"), &good).unwrap();
+    let cfg = d.path().join("appliance.toml");
+    std::fs::write(&cfg, "[access]\nssh-authorized-keys-file = \"keys.pub\"\n").unwrap();
+    let out = d.path().join("out");
+    let o = mtkit()
+        .current_dir("/")
+        .arg("--config")
+        .arg(&cfg)
+        .args(["build", "--no-media", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resolved = Config::parse(&read(&out.join("appliance.toml")), "r.toml").unwrap();
+    assert_eq!(resolved.access.ssh_authorized_keys_file, None);
+    let keys: Vec<&str> = good
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(resolved.access.ssh_authorized_keys, keys);
+    assert!(read(&out.join("ks.cfg")).contains(keys[0]));
+
+    // An ed25519 key on line 3: CentOS 6's sshd would ignore it.
+    let ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICXJWPfzbWIXvdh+dzSN9Bw7vgeIG2lMqYFH/Oz3JiqY ed";
+    std::fs::write(d.path().join("keys.pub"), format!("{}\n\n{ed}\n", keys[0])).unwrap();
+    let out2 = d.path().join("out2");
+    let o = mtkit()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["build", "--no-media", "--out"])
+        .arg(&out2)
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    let want = format!(
+        "[access] ssh-authorized-keys-file = \"keys.pub\": {}:3: ssh-ed25519 keys are not accepted",
+        d.path().join("keys.pub").display()
+    );
+    assert!(e.contains(&want), "{want}\nnot in: {e}");
+    assert!(!out2.exists());
 }
 
 fn mkfifo(p: &Path) {

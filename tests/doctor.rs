@@ -156,7 +156,16 @@ fn every_fixture_root_has_exactly_its_findings() {
                 "sda holds LVM volumes VolGroup-lv_root; / is on /dev/mapper/VolGroup-lv_root",
             )],
         ),
-        ("no-multipath", 1, &[("multipath", "fail", "mtkit apply")]),
+        (
+            "no-multipath",
+            1,
+            &[(
+                "multipath",
+                "fail",
+                "mtkit apply (writes /etc/multipath.conf and turns multipathd on at boot), then \
+                 start it now: service multipathd start",
+            )],
+        ),
         (
             "os-multipathed",
             1,
@@ -164,7 +173,8 @@ fn every_fixture_root_has_exactly_its_findings() {
                 "multipath",
                 "fail",
                 "the OS disk sda (36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0) is mapped by \
-                 multipath as dm-0 | mtkit apply (blacklists the OS disk by its ID)",
+                 multipath as dm-0 | mtkit apply (blacklists the OS disk by its ID in \
+                 /etc/multipath.conf), then service multipathd reload and multipath -f the map",
             )],
         ),
         (
@@ -303,7 +313,14 @@ fn config_server_is_reached_over_tcp_on_the_live_root() {
     let (_, v, _) = doctor(&["--config", cfg.to_str().unwrap()]);
     let f = v.iter().find(|f| f["id"] == "config-server").unwrap();
     assert_eq!(f["status"], "fail", "{f}");
-    assert!(f["remedy"].as_str().unwrap().contains("TCP 443"));
+    // The remedy names the configured port, not a fixed one.
+    assert!(
+        f["remedy"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("open TCP {port} ")),
+        "{f}"
+    );
     let (_, v, _) = doctor(&["--offline", "--config", cfg.to_str().unwrap()]);
     let f = v.iter().find(|f| f["id"] == "config-server").unwrap();
     assert_eq!(f["status"], "skip");
@@ -401,6 +418,17 @@ fn fresh_centos66_root_reports_the_pending_changes() {
         .unwrap();
     assert!(st.success());
     let r = r.to_str().unwrap();
+    // A static network: apply then also maps the host name in /etc/hosts.
+    let cfg = d.path().join("static.toml");
+    std::fs::write(
+        &cfg,
+        "[appliance]\nhostname = \"mt01.example.local\"\n[network]\nbootproto = \"static\"\n\
+         ip = \"192.0.2.10\"\ngateway = \"192.0.2.1\"\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let doctor = |args: &[&str]| doctor(&[&["--config", cfg][..], args].concat());
+    let run = |args: &[&str]| run(&[&["--config", cfg][..], args].concat());
     let (code, v, _) = doctor(&["--root", r]);
     assert_eq!(code, Some(1));
     let cc = finding(&v, "custom-changes");
@@ -537,4 +565,154 @@ fn doctor_and_retention_check_agree_on_a_real_volume() {
         }
         assert_eq!(rep["needed"], if ok { 16u64 << 20 } else { 1u64 << 40 });
     }
+}
+
+/// A config naming an OS disk the machine does not have: os-disk-lvm cannot vouch for a
+/// layout it cannot see (it used to pass).
+#[test]
+fn os_disk_lvm_does_not_pass_for_a_missing_disk() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("a.toml");
+    std::fs::write(&cfg, "[disks]\nos-disk = \"sdz\"\n").unwrap();
+    let (code, v, _) = doctor(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--root",
+        &root("healthy"),
+    ]);
+    assert_eq!(code, Some(1));
+    let f = finding(&v, "os-disk-lvm");
+    assert_eq!(f["status"], "fail", "{f}");
+    assert!(
+        f["found"]
+            .as_str()
+            .unwrap()
+            .starts_with("no OS disk sdz (sys/block/sdz)"),
+        "{f}"
+    );
+    assert!(
+        f["remedy"].as_str().unwrap().contains("[disks] os-disk"),
+        "{f}"
+    );
+}
+
+/// Remedies say what the fix really does: apply installs the writer (no "once the writer
+/// lands") and turns services on at boot; starting them now is a separate step.
+#[test]
+fn remedies_say_what_apply_really_does() {
+    let d = copy_root("healthy");
+    let r = d.path().join("r");
+    std::fs::remove_file(r.join("etc/init.d/mtkit-writer")).unwrap();
+    let (_, v, _) = doctor(&["--root", r.to_str().unwrap()]);
+    let w = finding(&v, "writer");
+    assert_eq!(w["status"], "warn", "{w}");
+    let remedy = w["remedy"].as_str().unwrap();
+    assert!(!remedy.contains("lands"), "{w}");
+    assert_eq!(
+        remedy,
+        "mtkit apply (installs the mtkit-writer service and turns it on at boot), then service \
+         mtkit-writer start"
+    );
+    let (_, v, _) = doctor(&["--root", &root("no-multipath")]);
+    let m = finding(&v, "multipath");
+    assert!(
+        !m["remedy"].as_str().unwrap().contains("starts multipathd"),
+        "{m}"
+    );
+}
+
+/// With DHCP, apply never maps the host name in /etc/hosts (the address can change): a
+/// missing or loopback line is a warning whose remedy is DNS or a line by hand, not apply.
+/// The name checked is the machine's own when the config leaves it to DHCP.
+#[test]
+fn hosts_under_dhcp_warns_without_sending_the_admin_to_apply() {
+    let dhcp = fixture("config/good/dhcp.toml");
+    let dhcp = dhcp.to_str().unwrap();
+    for name in ["hosts-missing", "hosts-loopback"] {
+        let (code, v, err) = doctor(&["--config", dhcp, "--root", &root(name)]);
+        let h = finding(&v, "hosts");
+        assert_eq!(h["status"], "warn", "{name}: {h}");
+        let remedy = h["remedy"].as_str().unwrap();
+        assert!(
+            remedy.starts_with("with DHCP mtkit apply leaves /etc/hosts alone")
+                && remedy.contains("make DNS resolve mt01.example.local")
+                && remedy.contains("by hand"),
+            "{name}: {h}"
+        );
+        assert!(
+            h["found"]
+                .as_str()
+                .unwrap()
+                .starts_with("mt01.example.local"),
+            "{name}: {h}"
+        );
+        assert_eq!(code, Some(0), "{name}: {v:#?} {err}");
+    }
+    // The same root with its static config: apply adds the line, so it is a failure.
+    let (_, v, _) = doctor(&["--root", &root("hosts-missing")]);
+    let h = finding(&v, "hosts");
+    assert_eq!(h["status"], "fail", "{h}");
+    assert!(
+        h["remedy"].as_str().unwrap().contains("(mtkit apply does)"),
+        "{h}"
+    );
+}
+
+/// The configuration-server check never waits longer than it says, even when DNS does not
+/// answer (getaddrinfo alone would wait resolv.conf's timeout x attempts): run in a mount
+/// namespace whose resolv.conf names a server that never replies.
+#[test]
+fn config_server_check_is_bounded_and_says_its_timeout() {
+    require!(
+        is_root() && have("unshare"),
+        "needs root and unshare for a private resolv.conf"
+    );
+    // A name server that never answers: a bound UDP socket nobody reads.
+    let silent = std::net::UdpSocket::bind("127.0.0.77:53").unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let resolv = d.path().join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.77\noptions timeout:20 attempts:1\n",
+    )
+    .unwrap();
+    let cfg = d.path().join("a.toml");
+    std::fs::write(
+        &cfg,
+        "[configuration-server]\naddress = \"cs.mtkit-test.example\"\n",
+    )
+    .unwrap();
+    let script = format!(
+        "mount --bind {} /etc/resolv.conf && exec {} doctor --json --config {}",
+        resolv.display(),
+        env!("CARGO_BIN_EXE_mtkit"),
+        cfg.display()
+    );
+    let started = std::time::Instant::now();
+    let o = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .env_remove("MTKIT_CONFIG")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    drop(silent);
+    let v: Vec<Value> =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    let f = finding(&v, "config-server");
+    assert_eq!(f["status"], "fail", "{f}");
+    assert!(
+        f["found"].as_str().unwrap().contains(
+            "cannot resolve cs.mtkit-test.example:443: no answer from DNS within 3 s (doctor \
+             waits at most 3 s; --offline skips this check)"
+        ),
+        "{f}"
+    );
+    // 3 s for the check, the rest of doctor on a loaded machine; DNS alone would take 20.
+    assert!(
+        took < std::time::Duration::from_secs(12),
+        "doctor took {took:?}"
+    );
+    let help = stdout(&run(&["doctor", "--help"]));
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("waits at most 3 s"), "{help}");
 }

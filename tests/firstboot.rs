@@ -252,7 +252,7 @@ fn systemd_config_iso_identity_every_file() {
     let clone = d.path().join("clone.toml");
     fs::write(
         &clone,
-        "[appliance]\nhostname = \"mt22.dr.example\"\n[network]\nip = \"198.51.100.22\"\nprefix = 24\n\
+        "[appliance]\nhostname = \"mt22.dr.example\"\n[network]\nbootproto = \"static\"\nip = \"198.51.100.22\"\nprefix = 24\n\
          gateway = \"198.51.100.1\"\ndns = [\"198.51.100.53\"]\n",
     )
     .unwrap();
@@ -324,7 +324,7 @@ fn no_identity_keeps_dhcp_and_two_clones_differ() {
     let own = d.path().join("own.toml");
     fs::write(
         &own,
-        "[appliance]\nhostname = \"mt07.dr.example\"\n[network]\nip = \"192.0.2.77\"\n",
+        "[appliance]\nhostname = \"mt07.dr.example\"\n[network]\nbootproto = \"static\"\nip = \"192.0.2.77\"\n",
     )
     .unwrap();
     let ks_iso = d.path().join("mt-ks.iso");

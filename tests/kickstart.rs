@@ -175,10 +175,16 @@ fn ksvalidator_accepts_a_generated_matrix() {
             for offline in [false, true] {
                 for mirror in [false, true] {
                     let mut c = Config::default();
-                    if dhcp {
-                        c.network.bootproto = mtkit::config::BootProto::Dhcp;
-                        c.network.gateway.clear();
-                        c.network.dns.clear();
+                    if !dhcp {
+                        c.appliance.hostname = "mt01.dr.corp.example".into();
+                        c.network.bootproto = mtkit::config::BootProto::Static;
+                        c.network.ip = "10.1.2.10".into();
+                        c.network.gateway = "10.1.2.1".into();
+                        c.network.dns = vec!["10.1.2.53".into()];
+                    }
+                    // And with an SSH key on every other static/DHCP pair.
+                    if n % 4 < 2 {
+                        c.access.ssh_authorized_keys = vec![SSH_KEY.to_string()];
                     }
                     if reiserfs {
                         c.sources.filesystems.push("reiserfs".into());
@@ -249,9 +255,11 @@ fn content_follows_the_config() {
     );
 
     let ks = kickstart_cli(Some("dhcp.toml"));
-    assert!(ks.contains(
-        "\nnetwork --device=eth0 --bootproto=dhcp --hostname=mt01.example.local --onboot=yes\n"
-    ));
+    // No host name set: the installed system takes the one DHCP gives.
+    assert!(
+        ks.contains("\nnetwork --device=eth0 --bootproto=dhcp --onboot=yes\n"),
+        "{ks}"
+    );
 
     let ks = kickstart_cli(Some("odd-sizes.toml"));
     assert_lines(
@@ -338,8 +346,9 @@ fn root_is_locked_without_a_password() {
         "{ks}"
     );
     let d = tempfile::tempdir().unwrap();
+    // No key and no password: build refuses (tests/cli.rs); --force builds it anyway.
     let out = mtkit()
-        .args(["build", "--out"])
+        .args(["build", "--no-media", "--force", "--out"])
         .arg(d.path())
         .output()
         .unwrap();
@@ -410,9 +419,9 @@ fn section<'a>(ks: &'a str, header: &str) -> &'a str {
     &ks[start..start + len + 1]
 }
 
-/// Runs `script` as root in a private mount namespace, with fresh tmpfs over /mnt, /tmp
-/// and /usr/local/sbin, so the kickstart's shell runs on its real paths without touching
-/// this machine. `setup` prepares the scene; the sandbox must succeed, and what the
+/// Runs `script` as root in a private mount namespace, with fresh tmpfs over /mnt, /tmp,
+/// /usr/local/sbin and /usr/local/share and a tmpfs-backed overlay over /etc, so the
+/// kickstart's shell runs on its real paths without touching this machine. `setup` prepares the scene; the sandbox must succeed, and what the
 /// scripts printed is returned.
 fn in_sandbox(scripts: &[(&str, &str)], setup_and_run: &str) -> String {
     let d = tempfile::tempdir().unwrap();
@@ -421,7 +430,11 @@ fn in_sandbox(scripts: &[(&str, &str)], setup_and_run: &str) -> String {
     }
     let program = format!(
         "set -e\nmount -t tmpfs mtkit-test /mnt\ncp -r {src}/. /mnt/\n\
-         mount -t tmpfs mtkit-test /tmp\nmount -t tmpfs mtkit-test /usr/local/sbin\n{setup_and_run}",
+         mount -t tmpfs mtkit-test /tmp\nmount -t tmpfs mtkit-test /usr/local/sbin\n\
+         mkdir -p /usr/local/share\nmount -t tmpfs mtkit-test /usr/local/share\n\
+         mkdir /tmp/.etc-upper /tmp/.etc-work\n\
+         mount -t overlay mtkit-test -o lowerdir=/etc,upperdir=/tmp/.etc-upper,workdir=/tmp/.etc-work /etc\n\
+         {setup_and_run}",
         src = d.path().display()
     );
     let out = Command::new("unshare")
@@ -527,6 +540,103 @@ fn post_scripts_copy_from_the_install_disc_and_never_fail() {
         "{text}"
     );
     assert_eq!(text.matches("rc=0").count(), 2, "{text}");
+}
+
+/// `[access]` keys reach root's authorized_keys: one line per key, a 0700 folder and a
+/// 0600 file, relabelled for SELinux, readable by OpenSSH's own parser.
+#[test]
+fn post_writes_root_authorized_keys_with_modes_and_selinux_labels() {
+    let keys_toml = fixture("config/good/ssh-keys.toml");
+    let loaded = Config::load(Some(&keys_toml)).unwrap();
+    let mut c = loaded.config;
+    // The file's ECDSA key was added to the inline RSA one; the duplicate RSA was dropped.
+    assert_eq!(c.access.ssh_authorized_keys.len(), 2, "{:?}", c.access);
+    c.network.ntp.clear();
+    let ks = render(&c, &RenderOptions::default()).unwrap();
+    let post = section(&ks, "%post --log=/root/mtkit-post.log");
+    assert!(post.contains("restorecon -R /root/.ssh"), "{post}");
+    // With SELinux disabled there is no policy to label with.
+    let mut off = c.clone();
+    off.appliance.selinux = mtkit::config::SelinuxMode::Disabled;
+    let ks_off = render(&off, &RenderOptions::default()).unwrap();
+    assert!(!ks_off.contains("restorecon"), "{ks_off}");
+    // No keys: no authorized_keys at all.
+    let plain = render(&Config::default(), &RenderOptions::default()).unwrap();
+    assert!(!plain.contains("authorized_keys"), "{plain}");
+
+    require!(
+        is_root() && have("unshare") && have("ssh-keygen"),
+        "needs root, unshare and ssh-keygen (openssh-client)"
+    );
+    let text = in_sandbox(
+        &[("post.sh", post)],
+        "mount -t tmpfs mtkit-test /root\n\
+         printf '#!/bin/sh\\necho \"restorecon $*\" >> /tmp/restorecon.log\\n' > /usr/local/sbin/restorecon\n\
+         chmod 755 /usr/local/sbin/restorecon\n\
+         sh /mnt/post.sh; echo \"rc=$?\"\n\
+         stat -c '%a %n' /root/.ssh /root/.ssh/authorized_keys\n\
+         cat /tmp/restorecon.log\n\
+         ssh-keygen -l -f /root/.ssh/authorized_keys | awk '{print \"fp\", $NF}'\n\
+         echo ---; cat /root/.ssh/authorized_keys\n",
+    );
+    assert!(text.contains("rc=0"), "{text}");
+    assert!(
+        text.contains("700 /root/.ssh\n600 /root/.ssh/authorized_keys\n"),
+        "{text}"
+    );
+    assert!(text.contains("restorecon -R /root/.ssh\n"), "{text}");
+    assert!(text.contains("mtkit: wrote 2 SSH key(s)"), "{text}");
+    assert!(text.contains("fp (RSA)\nfp (ECDSA)\n"), "{text}");
+    let written = text.split("---\n").nth(1).unwrap();
+    assert_eq!(written, c.access.ssh_authorized_keys.join("\n") + "\n");
+}
+
+/// The chroot %post installs bash completion and man pages made by the embedded mtkit
+/// itself (`mtkit completions bash`, `mtkit manpage --out-dir`), before apply.
+#[test]
+fn post_installs_completions_and_man_pages_from_the_binary() {
+    require!(
+        is_root() && have("unshare"),
+        "needs root and unshare for a mount namespace"
+    );
+    let mut c = Config::default();
+    c.network.ntp.clear();
+    let ks = render(&c, &RenderOptions::default()).unwrap();
+    let post = section(&ks, "%post --log=/root/mtkit-post.log");
+    let exe = env!("CARGO_BIN_EXE_mtkit");
+    // The real binary for everything but apply, which must not touch this machine.
+    let wrapper = format!(
+        "#!/bin/sh\nif [ \"$1\" = apply ]; then echo \"apply args: $*\"; exit 0; fi\nexec {exe} \"$@\"\n"
+    );
+    let text = in_sandbox(
+        &[("post.sh", post), ("wrapper.sh", &wrapper)],
+        "cp /mnt/wrapper.sh /usr/local/sbin/mtkit\nchmod 755 /usr/local/sbin/mtkit\n\
+         sh /mnt/post.sh; echo \"rc=$?\"\n\
+         grep -c 'complete -F _mtkit' /etc/bash_completion.d/mtkit\n\
+         ls /usr/local/share/man/man1\n\
+         bash -c '. /etc/bash_completion.d/mtkit; COMP_WORDS=(mtkit bui); COMP_CWORD=1; _mtkit mtkit bui mtkit; echo \"reply: ${COMPREPLY[*]}\"'\n",
+    );
+    assert!(text.contains("rc=0"), "{text}");
+    assert!(
+        text.contains("apply args: apply --config /etc/mtkit/appliance.toml"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("no bash completion") && !text.contains("no man pages"),
+        "{text}"
+    );
+    for page in [
+        "mtkit.1",
+        "mtkit-build.1",
+        "mtkit-iso-remaster.1",
+        "mtkit-writer-status.1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == page),
+            "{page} not installed: {text}"
+        );
+    }
+    assert!(text.contains("reply: build"), "{text}");
 }
 
 /// What pykickstart (RHEL6 syntax) reads back from a kickstart: the values mtkit put in.

@@ -227,9 +227,15 @@ impl<'a> Iso<'a> {
     }
 }
 
-/// `mtkit build --out OUT --binary BIN EXTRA...`.
+/// `mtkit --config KEYED build --out OUT --binary BIN EXTRA...`, with a config that gives
+/// root an SSH key (build refuses an appliance nobody can log into).
 fn build(out: &Path, binary: &Path, extra: &[&str]) -> std::process::Output {
+    let dir = out.with_extension("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = config_with_key(&dir, "");
     mtkit()
+        .arg("--config")
+        .arg(cfg)
         .arg("build")
         .arg("--out")
         .arg(out)
@@ -253,7 +259,11 @@ fn plain_iso(tree: &Path, volid: &str, out: &Path) {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-const DEV_NULL: &str = "/dev/null";
+/// An empty kickstart file outside the test's folder (a device such as /dev/null is
+/// refused as input); removed when dropped.
+fn empty_ks() -> tempfile::TempPath {
+    tempfile::NamedTempFile::new().unwrap().into_temp_path()
+}
 
 /// The keys of `iso remaster --json`, which `build --json` repeats under "media".
 const REMASTER_KEYS: [&str; 8] = [
@@ -468,7 +478,7 @@ fn kickstart_iso_has_label_joliet_rock_ridge_payload_and_repo() {
     require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
     let d = tempfile::tempdir().unwrap();
     let (binary, _) = test_binaries(d.path());
-    // An empty offline repo: createrepo_c still writes valid metadata (no rpmbuild here).
+    // An offline repo without RPMs: createrepo_c still writes valid, empty metadata.
     let repo = d.path().join("rpms");
     std::fs::create_dir(&repo).unwrap();
     std::fs::write(repo.join("README"), "RPMs for the appliance\n").unwrap();
@@ -522,7 +532,8 @@ fn kickstart_iso_has_label_joliet_rock_ridge_payload_and_repo() {
     let ks = run(&["--config", config.to_str().unwrap(), "kickstart"]);
     assert!(ks.status.success(), "{}", stderr(&ks));
     assert_eq!(file_sha(&v, "/ks.cfg"), sha256(&ks.stdout));
-    assert!(v["files"]["/mtkit/repo/README"].is_object());
+    // Only RPMs (none here) and the metadata are carried, not the folder's other files.
+    assert!(v["files"]["/mtkit/repo/README"].is_null(), "{v:#}");
     let x = d.path().join("repomd.xml");
     xorriso_extract(&out, "/mtkit/repo/repodata/repomd.xml", &x);
     let repomd = read(&x);
@@ -533,25 +544,33 @@ fn kickstart_iso_has_label_joliet_rock_ridge_payload_and_repo() {
 }
 
 #[test]
-fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
+fn a_binary_that_cannot_run_on_centos6_is_refused_unless_allowed() {
     require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
     let d = tempfile::tempdir().unwrap();
     let (_, dynamic) = test_binaries(d.path());
     let out = d.path().join("ks.iso");
-    let iso = Iso::kickstart(&out, &dynamic).ks(Path::new(DEV_NULL));
-    let o = iso.run(&["--strict"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let e = stderr(&o);
-    // Debian 12's glibc binds __libc_start_main at GLIBC_2.34.
-    assert!(e.contains("GLIBC_2.") && e.contains("--strict"), "{e}");
-    assert!(e.contains("@GLIBC_2."), "no symbol named: {e}");
-    assert!(!out.exists());
-    assert_eq!(
-        names(d.path()),
-        ["hello-dynamic", "hello-static", "hello.c"]
-    );
+    let ks = empty_ks();
+    let iso = Iso::kickstart(&out, &dynamic).ks(&ks);
+    // Refused by default (--strict is still accepted, and changes nothing).
+    for extra in [&[][..], &["--strict"]] {
+        let o = iso.run(extra);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let e = stderr(&o);
+        // Debian 12's glibc binds __libc_start_main at GLIBC_2.34.
+        assert!(
+            e.contains("GLIBC_2.") && e.contains("refusing to embed it"),
+            "{e}"
+        );
+        assert!(e.contains("@GLIBC_2."), "no symbol named: {e}");
+        assert!(e.contains("--allow-incompatible-binary"), "{e}");
+        assert!(!out.exists());
+        assert_eq!(
+            names(d.path()),
+            ["hello-dynamic", "hello-static", "hello.c"]
+        );
+    }
 
-    let o = iso.run(&[]);
+    let o = iso.run(&["--allow-incompatible-binary"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(
@@ -559,6 +578,21 @@ fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
         "{e}"
     );
     assert!(out.is_file());
+
+    // `build` the same: refused (exit 2, --out left as it was) unless --force.
+    let bout = d.path().join("out");
+    let o = build(&bout, &dynamic, &[]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("refusing to embed it") && e.contains("pass --force"),
+        "{e}"
+    );
+    assert!(!bout.exists());
+    let o = build(&bout, &dynamic, &["--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("embedding it anyway (--force)"));
+    assert!(bout.join("mt-ks.iso").is_file());
 
     // Static glibc has no symbol versions but refuses kernels older than its ABI tag
     // (Debian 12: 3.2.0), and CentOS 6 runs 2.6.32.
@@ -575,9 +609,7 @@ fn dynamic_glibc_binary_is_warned_about_and_refused_under_strict() {
         stderr(&o)
     );
     let k2 = d.path().join("k2.iso");
-    let o = Iso::kickstart(&k2, &static_glibc)
-        .ks(Path::new(DEV_NULL))
-        .run(&["--strict"]);
+    let o = Iso::kickstart(&k2, &static_glibc).ks(&ks).run(&[]);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(
@@ -619,7 +651,8 @@ fn non_centos_and_truncated_sources_are_refused_with_nothing_written() {
     let outdir = d.path().join("out");
     std::fs::create_dir(&outdir).unwrap();
     let out = outdir.join("mt.iso");
-    let dev_null = Path::new(DEV_NULL);
+    let dev_null = empty_ks();
+    let dev_null: &Path = &dev_null;
     for (source, expect) in [
         (
             &debian,
@@ -664,7 +697,8 @@ fn missing_xorriso_names_the_package_and_writes_nothing() {
     let outdir = d.path().join("out");
     std::fs::create_dir(&outdir).unwrap();
     let out = outdir.join("x.iso");
-    let dev_null = Path::new(DEV_NULL);
+    let dev_null = empty_ks();
+    let dev_null: &Path = &dev_null;
     for iso in [
         Iso::remaster(&src, &out, &binary).ks(dev_null),
         Iso::kickstart(&out, &binary).ks(dev_null),
@@ -749,4 +783,462 @@ fn build_makes_the_media_beside_the_kickstart() {
     let o = build(&out, &binary, &["--source-iso", binary.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!out.exists());
+}
+
+/// A static x86-64 program (musl) whose bytes carry the build-id mark `id`.
+fn static_with_build_id(dir: &Path, name: &str, id: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(
+        &src,
+        format!(
+            "__attribute__((used)) const char mark[] = \"MTKIT-BUILD-ID:{id};\";\n\
+             int main(void) {{ return mark[0] == 0; }}\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.join(name);
+    let o = Command::new("musl-gcc")
+        .args(["-static", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "musl-gcc: {}", stderr(&o));
+    out
+}
+
+/// The media carry the static build found beside the running mtkit; whether it is stale
+/// is told by the build id both carry (version + a hash of the sources), not by file
+/// dates, which say nothing when one command builds both.
+#[test]
+fn the_static_build_beside_mtkit_is_judged_by_its_build_id_not_its_date() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    let d = tempfile::tempdir().unwrap();
+    // A target folder of our own: this mtkit in debug/, a "static build" beside it.
+    let debug = d.path().join("target/debug");
+    let musl = d.path().join("target/x86_64-unknown-linux-musl/release");
+    std::fs::create_dir_all(&debug).unwrap();
+    std::fs::create_dir_all(&musl).unwrap();
+    let exe = debug.join("mtkit");
+    std::fs::copy(env!("CARGO_BIN_EXE_mtkit"), &exe).unwrap();
+    let ks = empty_ks();
+    let version = stdout(&run(&["--version"]));
+    // "mtkit 0.1.0 (build 0123456789abcdef)"
+    let (v, rest) = version
+        .trim()
+        .trim_start_matches("mtkit ")
+        .split_once(" (build ")
+        .unwrap();
+    let own = format!("{v}+{}", rest.trim_end_matches(')'));
+    let same = static_with_build_id(d.path(), "same", &own);
+    let other = static_with_build_id(d.path(), "other", &format!("{v}+00000000deadbeef"));
+    let set_mtime = |p: &Path, secs: u64| {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+            .unwrap();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // (static build, its mtime, whether a warning is due)
+    for (i, (bin, mtime, stale)) in [(&same, 1_000_000_000, false), (&other, now + 86400, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let placed = musl.join("mtkit");
+        std::fs::copy(bin, &placed).unwrap();
+        set_mtime(&placed, mtime);
+        let iso = d.path().join(format!("k{i}.iso"));
+        let o = Command::new(&exe)
+            .args(["iso", "kickstart", "--ks"])
+            .arg(&ks)
+            .arg("-o")
+            .arg(&iso)
+            .output()
+            .unwrap();
+        let e = stderr(&o);
+        assert!(o.status.success(), "{e}");
+        assert_eq!(
+            e.contains("the static build comes from other sources than this mtkit"),
+            stale,
+            "{e}"
+        );
+        if stale {
+            assert!(
+                e.contains(&format!(
+                    "it is build {v}+00000000deadbeef, this one is build {own}"
+                )),
+                "{e}"
+            );
+        }
+        assert!(!e.contains("older"), "{e}");
+        let img = pycdlib(&iso, &["/mtkit/mtkit"]);
+        assert_carries(&img, "/mtkit/mtkit", bin);
+    }
+}
+
+/// Every file of `iso` under `dir`, as xorriso lists them.
+fn iso_files(iso: &Path, dir: &str) -> Vec<String> {
+    let o = Command::new("xorriso")
+        .args(["-no_rc", "-indev"])
+        .arg(iso)
+        .args(["-find", dir, "-type", "f"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut v: Vec<String> = stdout(&o)
+        .lines()
+        .filter_map(|l| l.strip_prefix('\'')?.strip_suffix('\''))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Stand-in RPMs from tests/fixtures/rpms/make-rpms.sh.
+fn make_rpms(dir: &Path, specs: &[&str]) {
+    let o = Command::new(fixture("rpms/make-rpms.sh"))
+        .arg(dir)
+        .args(specs)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "make-rpms.sh: {}", stderr(&o));
+}
+
+/// The packages the medium's offline repo metadata lists (name.arch), read from its
+/// primary.xml.gz.
+fn repo_packages(iso: &Path, scratch: &Path) -> Vec<String> {
+    let gz = scratch.join("primary.xml.gz");
+    xorriso_extract(iso, "/mtkit/repo/repodata/primary.xml.gz", &gz);
+    let o = Command::new("zcat").arg(&gz).output().unwrap();
+    let xml = stdout(&o);
+    let mut names = Vec::new();
+    for pkg in xml.split("<package ").skip(1) {
+        let field = |tag: &str| {
+            let open = format!("<{tag}>");
+            let start = pkg.find(&open).unwrap() + open.len();
+            pkg[start..start + pkg[start..].find('<').unwrap()].to_string()
+        };
+        names.push(format!("{}.{}", field("name"), field("arch")));
+    }
+    names.sort();
+    names
+}
+
+/// The offline repo carries RPMs only, read without following links (no files from
+/// outside its folder, a `loop -> .` not twice), counts what createrepo_c could index
+/// (not a corrupt .rpm), and a build whose kickstart takes kmod-reiserfs and
+/// reiserfs-utils from it is refused when its metadata lacks one.
+#[test]
+fn offline_repo_carries_only_indexed_rpms_and_must_hold_the_reiserfs_packages() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    require!(
+        have("rpmbuild"),
+        "rpmbuild not installed (Debian package rpm)"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let (binary, _) = test_binaries(d.path());
+    let repo = d.path().join("rpms");
+    make_rpms(&repo, &["kmod-reiserfs"]);
+    make_rpms(&repo.join("sub"), &["reiserfs-utils.noarch"]);
+    let outside = d.path().join("elsewhere");
+    make_rpms(&outside, &["secret"]);
+    std::fs::write(repo.join("corrupt.rpm"), "not an rpm\n").unwrap();
+    std::fs::write(repo.join("README"), "notes\n").unwrap();
+    std::os::unix::fs::symlink(".", repo.join("loop")).unwrap();
+    std::os::unix::fs::symlink(&outside, repo.join("outside")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.join("secret-1.0-1.el6.x86_64.rpm"),
+        repo.join("link.rpm"),
+    )
+    .unwrap();
+    let config = d.path().join("appliance.toml");
+    std::fs::write(
+        &config,
+        "[sources]\nfilesystems = [\"ext4\", \"reiserfs\"]\n[packages]\noffline-repo = \"rpms\"\n\
+         reiserfs-repo = \"offline\"\nextra = [\"sg3_utils\"]\n",
+    )
+    .unwrap();
+    let out = d.path().join("ks.iso");
+    let iso = Iso {
+        config: Some(&config),
+        ..Iso::kickstart(&out, &binary)
+    };
+    let o = iso.run(&[]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert_eq!(
+        iso_files(&out, "/mtkit/repo")
+            .into_iter()
+            .filter(|f| !f.starts_with("/mtkit/repo/repodata/"))
+            .collect::<Vec<_>>(),
+        [
+            "/mtkit/repo/kmod-reiserfs-1.0-1.el6.x86_64.rpm",
+            "/mtkit/repo/sub/reiserfs-utils-1.0-1.el6.noarch.rpm",
+        ]
+    );
+    assert_eq!(
+        repo_packages(&out, d.path()),
+        ["kmod-reiserfs.x86_64", "reiserfs-utils.noarch"]
+    );
+    for want in [
+        "not readable as RPMs (createrepo_c skipped them; not carried): corrupt.rpm",
+        "README (not an RPM)",
+        "loop (a symlink",
+        "outside (a symlink",
+        "link.rpm (a symlink",
+        "packages=2",
+        "expected from the install source: sg3_utils",
+    ] {
+        assert!(e.contains(want), "{want:?} not in: {e}");
+    }
+
+    // Without reiserfs-utils the install would stop at it: refused, nothing written.
+    std::fs::remove_dir_all(repo.join("sub")).unwrap();
+    let out2 = d.path().join("ks2.iso");
+    let o = Iso {
+        config: Some(&config),
+        ..Iso::kickstart(&out2, &binary)
+    }
+    .run(&[]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains(
+            "does not carry reiserfs-utils (x86_64 or noarch), which the kickstart installs from it"
+        ) && e.contains("its metadata lists kmod-reiserfs.x86_64"),
+        "{e}"
+    );
+    assert!(!out2.exists());
+    // An i686 build does not count for a CentOS 6 x86_64 install.
+    make_rpms(&repo, &["reiserfs-utils.i686"]);
+    let o = Iso {
+        config: Some(&config),
+        ..Iso::kickstart(&out2, &binary)
+    }
+    .run(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("reiserfs-utils.i686"));
+}
+
+/// Remastering a disc with its own package metadata: `[packages] extra` must be on the
+/// disc or in the offline repo, or the install would stop at it.
+#[test]
+fn remaster_refuses_extras_that_neither_the_disc_nor_the_offline_repo_carry() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    require!(
+        have("rpmbuild"),
+        "rpmbuild not installed (Debian package rpm)"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let (binary, _) = test_binaries(d.path());
+    let disc_rpms = d.path().join("disc");
+    make_rpms(&disc_rpms, &["sg3_utils"]);
+    let src = d.path().join("c6.iso");
+    make_centos6(&src, &["--packages", disc_rpms.to_str().unwrap()]);
+    let repo = d.path().join("rpms");
+    make_rpms(&repo, &["iotop.noarch"]);
+    let config = d.path().join("appliance.toml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!("[packages]\noffline-repo = \"rpms\"\nextra = [{extra}]\n"),
+        )
+        .unwrap()
+    };
+    write("\"sg3_utils\", \"iotop\", \"@base\", \"-postfix\"");
+    let out = d.path().join("out.iso");
+    let iso = Iso {
+        config: Some(&config),
+        ..Iso::remaster(&src, &out, &binary)
+    };
+    let o = iso.run(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    write("\"sg3_utils\", \"no-such-tool\"");
+    let out2 = d.path().join("out2.iso");
+    let o = Iso {
+        config: Some(&config),
+        ..Iso::remaster(&src, &out2, &binary)
+    }
+    .run(&[]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("[packages] extra no-such-tool is in neither the offline repo"),
+        "{e}"
+    );
+    assert!(!out2.exists());
+}
+
+/// A Latin-1 isolinux.cfg (any byte that is not UTF-8) is edited with its bytes kept, and
+/// `timeout`/`ontimeout` written after the labels are global: the output waits 5 s and
+/// boots the mtkit entry, not the local disk after 60 s.
+#[test]
+fn remaster_keeps_a_latin1_menu_and_takes_trailing_timeouts_as_global() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    let d = tempfile::tempdir().unwrap();
+    let (binary, _) = test_binaries(d.path());
+    let cfg = d.path().join("isolinux.cfg");
+    let mut text = b"default vesamenu.c32\n#prompt 1\ndisplay boot.msg\nmenu title Bienvenue \xe0 CentOS 6.6\n\
+label linux\n  menu label ^Installer ou mettre \xe0 jour\n  menu default\n  kernel vmlinuz\n  append initrd=initrd.img\n\
+label local\n  menu label D\xe9marrer le disque ^local\n  localboot 0xffff\n"
+        .to_vec();
+    text.extend_from_slice(b"timeout 600\nontimeout local\n");
+    std::fs::write(&cfg, &text).unwrap();
+    let src = d.path().join("c6-latin1.iso");
+    make_centos6(&src, &["--isolinux-cfg", cfg.to_str().unwrap()]);
+    let out = d.path().join("out.iso");
+    let o = Iso::remaster(&src, &out, &binary).run(&[]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        !e.contains("mtkit-remaster-"),
+        "a temp path in the log: {e}"
+    );
+    let got_path = d.path().join("got.cfg");
+    xorriso_extract(&out, "/isolinux/isolinux.cfg", &got_path);
+    let got = std::fs::read(&got_path).unwrap();
+    let has = |needle: &[u8]| got.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"menu title Bienvenue \xe0 CentOS 6.6\n"), "{got:?}");
+    assert!(has(b"menu label D\xe9marrer le disque ^local\n"), "{got:?}");
+    let latin = String::from_utf8_lossy(&got);
+    let globals: Vec<&str> = latin
+        .lines()
+        .take_while(|l| !l.starts_with("label"))
+        .collect();
+    assert!(globals.contains(&"timeout 50"), "{latin}");
+    assert!(globals.contains(&"ontimeout mtkit"), "{latin}");
+    assert!(
+        !latin.contains("timeout 600") && !latin.contains("ontimeout local"),
+        "{latin}"
+    );
+    let local = &latin[latin.find("label local").unwrap()..];
+    assert_eq!(
+        local,
+        "label local\n  menu label D\u{fffd}marrer le disque ^local\n  localboot 0xffff\n"
+    );
+}
+
+/// A source ISO on a block device (an optical drive, here a loop device holding the
+/// fixture ISO) is read with the device's size, not refused as truncated.
+#[test]
+fn remaster_reads_a_source_on_a_block_device() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    require!(is_root() && have("losetup"), "needs root and losetup");
+    let d = tempfile::tempdir().unwrap();
+    let (binary, _) = test_binaries(d.path());
+    let src = d.path().join("c6.iso");
+    make_centos6(&src, &[]);
+    let o = Command::new("losetup")
+        .args(["-f", "--show", "-r"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dev = stdout(&o).trim().to_string();
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").args(["-d", &self.0]).status();
+        }
+    }
+    let _detach = Detach(dev.clone());
+    let out = d.path().join("from-device.iso");
+    let ks = empty_ks();
+    let from_file = d.path().join("from-file.iso");
+    // Dates pinned, so that the two images can be compared byte for byte.
+    let o = Iso::remaster(Path::new(&dev), &out, &binary)
+        .ks(&ks)
+        .command(&["--json"])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(o.status.success(), "{dev}: {e}");
+    let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(j["source"], dev);
+    assert_eq!(j["report"]["volume-id"], "CentOS_6.6_Final");
+    let o = Iso::remaster(&src, &from_file, &binary)
+        .ks(&ks)
+        .command(&[])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The same disc read through the device or the file: the same image.
+    assert!(
+        std::fs::read(&out).unwrap() == std::fs::read(&from_file).unwrap(),
+        "the images differ"
+    );
+    let v = pycdlib(&out, &["/isolinux/isolinux.cfg"]);
+    assert_eq!(v["el_torito"].as_array().unwrap().len(), 2);
+}
+
+/// With SOURCE_DATE_EPOCH, two builds of the same inputs are byte-identical ISOs: the
+/// kickstart ISO with an offline repo, and the remastered install ISO.
+#[test]
+fn source_date_epoch_makes_identical_isos() {
+    require!(missing_tools().is_none(), "{}", missing_tools().unwrap());
+    require!(
+        have("rpmbuild"),
+        "rpmbuild not installed (Debian package rpm)"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let (binary, _) = test_binaries(d.path());
+    let src = d.path().join("c6.iso");
+    make_centos6(&src, &[]);
+    let repo = d.path().join("rpms");
+    make_rpms(&repo, &["kmod-reiserfs", "reiserfs-utils"]);
+    let config = config_with_key(
+        d.path(),
+        "[sources]\nfilesystems = [\"reiserfs\"]\n[packages]\noffline-repo = \"rpms\"\n\
+         reiserfs-repo = \"offline\"\n",
+    );
+    let run_build = |out: &Path, extra: &[&str], epoch: &str| {
+        let o = mtkit()
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .arg("--config")
+            .arg(&config)
+            .arg("build")
+            .arg("--out")
+            .arg(out)
+            .arg("--binary")
+            .arg(&binary)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    for (iso, extra) in [
+        ("mt-ks.iso", vec![]),
+        (
+            "mt-install.iso",
+            vec!["--source-iso", src.to_str().unwrap()],
+        ),
+    ] {
+        let a = d.path().join(format!("a-{iso}"));
+        let b = d.path().join(format!("b-{iso}"));
+        run_build(&a, &extra, "1700000000");
+        // A second later, as a second build would be.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        run_build(&b, &extra, "1700000000");
+        let (x, y) = (
+            std::fs::read(a.join(iso)).unwrap(),
+            std::fs::read(b.join(iso)).unwrap(),
+        );
+        assert_eq!(x.len(), y.len(), "{iso}");
+        let first = x.iter().zip(&y).position(|(p, q)| p != q);
+        assert_eq!(first, None, "{iso}: first difference at byte {first:?}");
+        for f in ["ks.cfg", "appliance.toml"] {
+            assert!(read(&a.join(f)) == read(&b.join(f)), "{f} differs");
+        }
+        // The date is the one given.
+        let c = d.path().join(format!("c-{iso}"));
+        run_build(&c, &extra, "1600000000");
+        assert_ne!(std::fs::read(c.join(iso)).unwrap(), x, "{iso}");
+    }
 }

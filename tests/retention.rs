@@ -380,6 +380,55 @@ fn windows_facts_not_json_is_bad_input() {
     assert!(stderr(&o).contains("facts.json:1:"), "{}", stderr(&o));
 }
 
+/// Every key, at any depth.
+fn json_keys(v: &serde_json::Value, into: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| {
+            into.push(k.clone());
+            json_keys(x, into)
+        }),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| json_keys(x, into)),
+        _ => {}
+    }
+}
+
+/// `--json` keys are kebab-case like appliance.toml's: `fstab-line` of prepare (it was
+/// `fstab_line`), and every key of check.
+#[test]
+fn retention_json_keys_are_kebab_case() {
+    require!(
+        can_loop() && have("mkfs.vfat"),
+        "needs root, losetup, mkfs.ext4, blkid, mkfs.vfat"
+    );
+    let mut lp = Loop::new(64 << 20);
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    let cfg = config(t.path());
+    lp.mounts.push(root.join("mnt/retention"));
+    let o = retention("prepare", Some(&lp.dev), &root, &cfg, &["--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["fstab-line"]
+            .as_str()
+            .unwrap()
+            .contains(" /mnt/retention ext4 "),
+        "{v}"
+    );
+    let fat = Loop::new(64 << 20);
+    sh("mkfs.vfat", &["-F", "32", &fat.dev]);
+    let o = retention("check", Some(&fat.dev), &root, &cfg, &["--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let w: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(w["ok"], false, "{w}");
+    let mut keys = Vec::new();
+    json_keys(&v, &mut keys);
+    json_keys(&w, &mut keys);
+    let snake: Vec<_> = keys.iter().filter(|k| k.contains('_')).collect();
+    assert!(snake.is_empty(), "snake_case keys: {snake:?}");
+}
+
 /// Every entry under `dir` (kind, bytes, link target): "nothing changed" means this is equal.
 fn tree(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();

@@ -217,7 +217,8 @@ fn udev_database_is_read_under_the_root() {
     assert_eq!(code, Some(0));
     assert_eq!(v[0]["id"], "36000c29aaaabbbbccccddddeeeeffff");
     assert_eq!(v[0]["id-source"], "udev");
-    assert_eq!(v[0]["udev"]["id_wwn"], "0x6000c29aaaabbbbc");
+    // kebab-case like every --json key (it was id_wwn).
+    assert_eq!(v[0]["udev"]["id-wwn"], "0x6000c29aaaabbbbc");
 }
 
 #[test]

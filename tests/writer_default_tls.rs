@@ -63,6 +63,11 @@ fn starter(dir: &Path, port: u16) -> PathBuf {
         .replace(
             "\nmetrics-listen = \"127.0.0.1:9810\"\n",
             "\nmetrics-listen = \"\"\n",
+        )
+        // A way to log in, without which `build` refuses the appliance.
+        .replace(
+            "\nssh-authorized-keys = []\n",
+            &format!("\nssh-authorized-keys = [\"{}\"]\n", common::SSH_KEY),
         );
     let text = format!(
         "{text}\n[[writer.disk]]\nname = \"vm1-disk0\"\npath = \"/srv/vm1-disk0.img\"\ngroup = \"vm1\"\nsize = \"8M\"\n"

@@ -16,6 +16,9 @@ TEST_DEBS+=(mount bsdutils perl-base)
 TEST_DEBS+=(systemd)
 # seal/firstboot tests: ssh-keygen makes host keys, openssl checks the writer certificates.
 TEST_DEBS+=(openssh-client openssl)
+# rpmbuild (rpm) makes the stand-in RPMs of the offline-repo tests; ssh-keygen also reads
+# the authorized_keys the kickstart writes; groff renders the man pages.
+TEST_DEBS+=(rpm groff-base)
 
 _sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

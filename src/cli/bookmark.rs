@@ -7,6 +7,7 @@ use crate::writer::group::Point;
 /// Make an app-consistent recovery point (after the source quiesced its applications)
 #[derive(Debug, clap::Args)]
 pub struct BookmarkArgs {
+    /// The consistency group to mark (every disk of the group shares the point)
     #[arg(long, short, value_name = "G")]
     pub group: String,
     /// A label to find the point by

@@ -8,12 +8,16 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The main job: write ks.cfg, the resolved appliance.toml, install media and a summary
+///
+/// Refuses (exit 2, nothing written) an appliance nobody could use: no way to log in (no
+/// root password, no SSH key), a static network in a documentation range, or an embedded
+/// binary that cannot run on CentOS 6. `--force` builds it anyway, with warnings.
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// Output folder
+    /// Output folder (its ks.cfg, appliance.toml, SUMMARY.txt and ISO are replaced)
     #[arg(long, short, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
-    /// A CentOS 6 install ISO to remaster (else only the kickstart ISO is made)
+    /// A CentOS 6 install ISO (or its device, e.g. /dev/sr0) to remaster; else only the kickstart ISO is made
     #[arg(long, value_name = "ISO")]
     pub source_iso: Option<PathBuf>,
     /// Print what was written as JSON on stdout
@@ -22,8 +26,12 @@ pub struct BuildArgs {
     /// The mtkit binary the media carry [default: the static musl build when it exists]
     #[arg(long, value_name = "PATH")]
     pub binary: Option<PathBuf>,
-    /// Refuse (exit 2) a binary that needs a newer glibc than CentOS 6's 2.12
+    /// Build even when a check says the appliance would not work (no way to log in, an
+    /// example network, a binary that cannot run on CentOS 6); each is logged as a warning
     #[arg(long)]
+    pub force: bool,
+    /// Kept for old scripts: refusing a binary that cannot run on CentOS 6 is the default
+    #[arg(long, hide = true)]
     pub strict: bool,
     /// Only ks.cfg, appliance.toml and the summary: no ISO
     #[arg(long, conflicts_with = "source_iso")]
@@ -57,6 +65,35 @@ impl BuildArgs {
         // A config whose writer would not start makes an appliance without its service.
         crate::writer::preflight::check(config)?;
 
+        if self.out.exists() && !self.out.is_dir() {
+            return Err(crate::error::bad_input(format!(
+                "--out {} exists and is not a folder: give a folder for ks.cfg, appliance.toml and the media",
+                self.out.display()
+            )));
+        }
+        // An appliance nobody can reach or log into is refused before anything is made.
+        let blockers = crate::config::reach::blockers(config);
+        if !blockers.is_empty() && !self.force {
+            return Err(crate::error::bad_input(format!(
+                "refusing to build an appliance that could not be used (nothing was written):\n{}\n\
+                 (pass --force to build it anyway)",
+                blockers
+                    .iter()
+                    .map(|b| format!("  - {b}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )));
+        }
+        for b in &blockers {
+            tracing::warn!("building anyway (--force): {b}");
+        }
+        for d in crate::config::reach::doubts(config) {
+            tracing::warn!("{d}");
+        }
+        if let Some(why) = kickstart::needs_network(config) {
+            tracing::warn!("the install needs network access: {why}");
+        }
+
         // Everything is made in memory first: a bad config or password file leaves
         // --out untouched.
         let root_hash = kickstart::resolve_root_hash(config)?;
@@ -73,11 +110,13 @@ impl BuildArgs {
         let ks = kickstart::render(config, &opts)?;
         let resolved = config.resolved_toml();
 
-        if self.out.exists() && !self.out.is_dir() {
-            return Err(crate::error::bad_input(format!(
-                "--out {} exists and is not a folder: give a folder for ks.cfg, appliance.toml and the media",
-                self.out.display()
-            )));
+        // The Packer CD carries the binary without media: checked here, before writing.
+        if self.packer && self.no_media {
+            let binary = self
+                .binary
+                .clone()
+                .unwrap_or_else(super::iso::default_binary);
+            crate::media::check_binary(&binary, self.force, "--force")?;
         }
         let created = !self.out.exists();
         std::fs::create_dir_all(&self.out)
@@ -93,7 +132,7 @@ impl BuildArgs {
                 &self.out,
                 self.source_iso.as_deref(),
                 self.binary.clone(),
-                self.strict,
+                self.force,
             );
             if built.is_err() && created {
                 let _ = std::fs::remove_dir(&self.out);
@@ -142,9 +181,7 @@ impl BuildArgs {
                         .binary
                         .clone()
                         .unwrap_or_else(super::iso::default_binary);
-                    if self.no_media {
-                        crate::media::check_binary(&binary, self.strict)?;
-                    }
+                    // Checked (and refused) before anything was written, see above.
                     let bytes = std::fs::read(&binary)
                         .with_context(|| format!("reading {}", binary.display()))?;
                     let cd = self.out.join(packer::CD_DIR);
@@ -217,7 +254,7 @@ impl BuildArgs {
                 Some(m) => print!("{}", m.summary),
                 None => println!("boot argument: {}", crate::media::BOOT_ARG),
             }
-            if root == RootLogin::Locked {
+            if root == RootLogin::Locked && !config.access.has_ssh_keys() {
                 println!(
                     "root is locked: see {} to set a password",
                     self.out.join("SUMMARY.txt").display()
@@ -248,12 +285,21 @@ fn writer_summary(config: &Config) -> String {
                 s,
                 "  service's first start) makes the appliance's own CA and server certificate in"
             );
-            let _ = writeln!(
-                s,
-                "  {} (for {} and the machine's host name).",
-                certs::DEFAULT_DIR,
-                names.join(", ")
-            );
+            let _ = if names.is_empty() {
+                // Host name and address from DHCP: the certificate takes the machine's.
+                writeln!(
+                    s,
+                    "  {} (for the machine's host name and addresses).",
+                    certs::DEFAULT_DIR
+                )
+            } else {
+                writeln!(
+                    s,
+                    "  {} (for {} and the machine's host name).",
+                    certs::DEFAULT_DIR,
+                    names.join(", ")
+                )
+            };
             let _ = writeln!(
                 s,
                 "  For each replication source, run on the appliance: `{}`",
@@ -314,7 +360,12 @@ pub fn summary(config: &Config, out: &Path, root: RootLogin, media: Option<&Medi
     let a = &config.appliance;
     let d = &config.disks;
     let mut s = String::new();
-    let _ = writeln!(s, "mtkit build: master target {}\n", a.hostname);
+    let name = if a.hostname.is_empty() {
+        "(host name from DHCP)"
+    } else {
+        &a.hostname
+    };
+    let _ = writeln!(s, "mtkit build: master target {name}\n");
     let _ = writeln!(s, "Files in {}:", out.display());
     let _ = writeln!(s, "  ks.cfg          kickstart for CentOS 6.6 minimal");
     let _ = writeln!(
@@ -359,6 +410,41 @@ pub fn summary(config: &Config, out: &Path, root: RootLogin, media: Option<&Medi
         "  Only {} is touched; every other disk is left alone.\n",
         d.os_disk
     );
+
+    let n = &config.network;
+    let _ = writeln!(s, "Network:");
+    match n.bootproto {
+        crate::config::BootProto::Dhcp => {
+            let _ = writeln!(
+                s,
+                "  {} by DHCP: the address{} come from your DHCP server; find the VM's",
+                n.device,
+                if a.hostname.is_empty() {
+                    " and the host name"
+                } else {
+                    ""
+                }
+            );
+            let _ = writeln!(s, "  address in vSphere or in the DHCP server's leases.\n");
+        }
+        crate::config::BootProto::Static => {
+            let gw = if n.gateway.is_empty() {
+                "no gateway".to_string()
+            } else {
+                format!("gateway {}", n.gateway)
+            };
+            let dns = if n.dns.is_empty() {
+                "no DNS".to_string()
+            } else {
+                format!("DNS {}", n.dns.join(", "))
+            };
+            let _ = writeln!(
+                s,
+                "  {} static {}/{}, {gw}, {dns}.\n",
+                n.device, n.ip, n.prefix
+            );
+        }
+    }
 
     let _ = writeln!(s, "Install:");
     let label = &config.media.volume_label;
@@ -426,7 +512,42 @@ pub fn summary(config: &Config, out: &Path, root: RootLogin, media: Option<&Medi
         s,
         "  3. After the reboot: logs in /root/mtkit-post.log and /root/mtkit-post-nochroot.log;"
     );
-    let _ = writeln!(s, "     run `mtkit doctor` on the machine.\n");
+    let _ = writeln!(s, "     run `mtkit doctor` on the machine.");
+    match kickstart::needs_network(config) {
+        Some(why) => {
+            let _ = writeln!(s, "  The install needs network access: {why}.\n");
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  The install needs no network: everything is on the media.\n"
+            );
+        }
+    }
+
+    let keys = config.access.keys().unwrap_or_default();
+    let _ = writeln!(s, "SSH keys:");
+    if keys.is_empty() {
+        let _ = writeln!(
+            s,
+            "  none: set [access] ssh-authorized-keys or ssh-authorized-keys-file to log in by key.\n"
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "  root logs in over SSH (ssh root@ADDRESS) with {} key(s):",
+            keys.len()
+        );
+        for k in &keys {
+            let comment = if k.comment.is_empty() {
+                "(no comment)"
+            } else {
+                &k.comment
+            };
+            let _ = writeln!(s, "  - {} {comment}", k.kind);
+        }
+        s.push('\n');
+    }
 
     s.push_str(&writer_summary(config));
 
@@ -448,8 +569,14 @@ pub fn summary(config: &Config, out: &Path, root: RootLogin, media: Option<&Medi
         RootLogin::Locked => {
             let _ = writeln!(
                 s,
-                "  none configured: root is LOCKED on the installed machine. To set one, either"
+                "  none configured: root's password is LOCKED on the installed machine{}.",
+                if keys.is_empty() {
+                    ""
+                } else {
+                    " (SSH keys still work)"
+                }
             );
+            let _ = writeln!(s, "  To set one, either");
             let _ = writeln!(
                 s,
                 "  - put a hash in [appliance] root-password-hash: `openssl passwd -6`, or"

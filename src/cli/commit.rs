@@ -7,6 +7,7 @@ use crate::writer::group::Point;
 /// Make the recovered point the new baseline and let replication resume
 #[derive(Debug, clap::Args)]
 pub struct CommitArgs {
+    /// The consistency group whose recovered point becomes the baseline
     #[arg(long, short, value_name = "G")]
     pub group: String,
 }

@@ -18,7 +18,8 @@ pub struct DoctorArgs {
     /// JSON output
     #[arg(long)]
     pub json: bool,
-    /// Skip checks that need the network (the configuration server)
+    /// Skip checks that need the network (the configuration server, which otherwise waits
+    /// at most 3 s for its name and an answer)
     #[arg(long)]
     pub offline: bool,
 }

@@ -16,10 +16,34 @@ pub struct InitArgs {
     /// Overwrite an existing file
     #[arg(long)]
     pub force: bool,
+    /// Not offered: init reads no config. This hidden local option takes the place of the
+    /// global --config (clap skips a global whose id a subcommand has) so that init's help
+    /// does not list it and a given one is refused rather than ignored.
+    #[arg(
+        long = "config",
+        short = 'c',
+        id = "config",
+        hide = true,
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
 }
 
 impl InitArgs {
     pub fn run(self, _g: &Global) -> anyhow::Result<()> {
+        // The global's value reaches this one too, MTKIT_CONFIG's included: a config set
+        // for every command in the environment is not a mistake made here.
+        let from_env = std::env::var_os("MTKIT_CONFIG").map(PathBuf::from);
+        if let Some(c) = self
+            .config
+            .as_ref()
+            .filter(|c| Some(*c) != from_env.as_ref())
+        {
+            return Err(bad_input(format!(
+                "init writes a starter config and reads none: drop --config {} (write the starter with --out FILE)",
+                c.display()
+            )));
+        }
         let out = self.out.unwrap_or_else(|| PathBuf::from("-"));
         if out != Path::new("-") && out.is_dir() {
             return Err(bad_input(format!(
@@ -28,11 +52,8 @@ impl InitArgs {
                 out.join("appliance.toml").display()
             )));
         }
-        if out != Path::new("-") && out.exists() && !self.force {
-            return Err(bad_input(format!(
-                "{} exists: pass --force to overwrite it, or choose another --out",
-                out.display()
-            )));
+        if out != Path::new("-") {
+            crate::files::check_new_output(&out, self.force)?;
         }
         super::kickstart::write_output(&out, STARTER)?;
         if out != Path::new("-") {

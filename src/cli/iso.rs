@@ -25,6 +25,9 @@ pub enum IsoCommand {
         /// The ISO to write
         #[arg(long, short, value_name = "FILE.iso")]
         output: PathBuf,
+        /// Replace the output file if it exists
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         embed: EmbedArgs,
     },
@@ -34,12 +37,16 @@ pub enum IsoCommand {
     /// boot entry with a 5 s timeout, keeps the other entries, the volume ID and the boot
     /// records, and makes the image bootable from a USB stick (isohybrid).
     Remaster {
-        /// The CentOS/RHEL 6 install ISO to start from (never modified)
+        /// The CentOS/RHEL 6 install ISO to start from, a file or a device such as /dev/sr0
+        /// (never modified)
         #[arg(long, value_name = "ISO")]
         source: PathBuf,
         /// The ISO to write
         #[arg(long, short, value_name = "FILE.iso")]
         output: PathBuf,
+        /// Replace the output file if it exists
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         embed: EmbedArgs,
     },
@@ -52,8 +59,12 @@ pub struct EmbedArgs {
     /// folder when it exists, else this executable]
     #[arg(long, value_name = "PATH")]
     pub binary: Option<PathBuf>,
-    /// Refuse (exit 2) a binary that needs a newer glibc than CentOS 6's 2.12
+    /// Embed the binary even when its ELF says it cannot run on CentOS 6 (a glibc newer
+    /// than 2.12, or a kernel newer than 2.6.32); such a binary is refused by default
     #[arg(long)]
+    pub allow_incompatible_binary: bool,
+    /// Kept for old scripts: refusing such a binary is the default
+    #[arg(long, hide = true)]
     pub strict: bool,
     /// Use this kickstart instead of rendering one from the config
     #[arg(long, value_name = "FILE")]
@@ -67,7 +78,12 @@ impl IsoArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
         let loaded = g.load_config()?;
         match self.command {
-            IsoCommand::Kickstart { output, embed } => {
+            IsoCommand::Kickstart {
+                output,
+                force,
+                embed,
+            } => {
+                crate::files::check_new_output(&output, force)?;
                 let (payload, binary) = payload(&loaded, &embed)?;
                 let label = &loaded.config.media.volume_label;
                 media::kickstart_iso(&payload, label, &output, &Progress::log("kickstart ISO"))?;
@@ -85,8 +101,12 @@ impl IsoArgs {
             IsoCommand::Remaster {
                 source,
                 output,
+                force,
                 embed,
             } => {
+                crate::files::check_new_output(&output, force)?;
+                // The source first: a wrong one is said before anything else is judged.
+                media::remaster::read_volume_header(&source)?;
                 let (payload, binary) = payload(&loaded, &embed)?;
                 let report = media::remaster(
                     &source,
@@ -171,19 +191,28 @@ pub fn payload(loaded: &Loaded, embed: &EmbedArgs) -> anyhow::Result<(Payload, B
         None => kickstart::render(config, &RenderOptions::default())?,
     };
     let binary = embed.binary.clone().unwrap_or_else(default_binary);
-    let verdict = media::check_binary(&binary, embed.strict)?;
+    let verdict = media::check_binary(
+        &binary,
+        embed.allow_incompatible_binary,
+        "--allow-incompatible-binary",
+    )?;
     let repo = &config.packages.offline_repo;
+    let (repo_required, repo_wanted) = kickstart::offline_repo_packages(config);
     let payload = Payload {
         ks_cfg,
         appliance_toml: config.resolved_toml(),
         binary,
         offline_repo: (!repo.is_empty()).then(|| beside_config(loaded, repo)),
+        repo_required,
+        repo_wanted,
     };
     Ok((payload, verdict))
 }
 
 /// The static musl build in the same target folder as the running executable (what
-/// scripts/build makes), else the running executable itself.
+/// scripts/build makes), else the running executable itself. The static build is checked
+/// to come from the same sources as this mtkit (their build ids, not file dates: both are
+/// made by one command, in either order).
 pub fn default_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("mtkit"));
     // .../target/{debug,release}/mtkit → .../target/x86_64-unknown-linux-musl/release/mtkit
@@ -193,11 +222,17 @@ pub fn default_binary() -> PathBuf {
         .map(|target| target.join("x86_64-unknown-linux-musl/release/mtkit"));
     match musl {
         Some(m) if m.is_file() && m != exe => {
-            let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-            if let (Some(static_built), Some(running)) = (modified(&m), modified(&exe))
-                && static_built < running
-            {
-                tracing::warn!(binary = %m.display(), "the static build is older than this mtkit: rebuild it (scripts/build) or pass --binary");
+            let own = media::build_id::own();
+            match media::build_id::of_file(&m) {
+                Ok(Some(id)) if id == own => {
+                    tracing::debug!(binary = %m.display(), build = own, "static build matches")
+                }
+                Ok(found) => tracing::warn!(
+                    binary = %m.display(),
+                    "the static build comes from other sources than this mtkit ({}, this one is build {own}): rebuild it with scripts/build, or pass --binary",
+                    found.map_or("it has no build id".to_string(), |id| format!("it is build {id}"))
+                ),
+                Err(e) => tracing::warn!("{e:#}"),
             }
             m
         }
@@ -226,21 +261,28 @@ pub fn build_media(
     out: &Path,
     source: Option<&Path>,
     binary: Option<PathBuf>,
-    strict: bool,
+    force: bool,
 ) -> anyhow::Result<BuiltMedia> {
     let config = &loaded.config;
+    let configured = (!config.media.source_iso.is_empty())
+        .then(|| beside_config(loaded, &config.media.source_iso));
+    let source = source.map(Path::to_path_buf).or(configured);
+    // The source first: a wrong one is said before the binary is judged.
+    if let Some(s) = &source {
+        media::remaster::read_volume_header(s)?;
+    }
     let binary = binary.unwrap_or_else(default_binary);
-    let verdict = media::check_binary(&binary, strict)?;
+    let verdict = media::check_binary(&binary, force, "--force")?;
     let repo = &config.packages.offline_repo;
+    let (repo_required, repo_wanted) = crate::kickstart::offline_repo_packages(config);
     let payload = Payload {
         ks_cfg: ks_cfg.to_string(),
         appliance_toml: resolved.to_string(),
         binary,
         offline_repo: (!repo.is_empty()).then(|| beside_config(loaded, repo)),
+        repo_required,
+        repo_wanted,
     };
-    let configured = (!config.media.source_iso.is_empty())
-        .then(|| beside_config(loaded, &config.media.source_iso));
-    let source = source.map(Path::to_path_buf).or(configured);
     let verdict = verdict.describe();
     match source {
         Some(source) => {

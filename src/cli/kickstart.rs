@@ -12,14 +12,24 @@ pub struct KickstartArgs {
     /// Where to write it; `-` prints to stdout
     #[arg(long, short, value_name = "FILE", default_value = "-")]
     pub output: PathBuf,
+    /// Replace the output file if it exists
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl KickstartArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
+        if self.output != Path::new("-") {
+            crate::files::check_new_output(&self.output, self.force)?;
+        }
         let loaded = g.load_config()?;
         // The kickstart installs the writer service: refuse a config it would not start with.
         crate::writer::preflight::check(&loaded.config)?;
         let text = kickstart::render(&loaded.config, &RenderOptions::default())?;
+        // Not refused here (pipelines render kickstarts for other uses), but said.
+        for b in crate::config::reach::blockers(&loaded.config) {
+            tracing::warn!("{b} (`mtkit build` refuses this)");
+        }
         write_output(&self.output, &text)?;
         if self.output != Path::new("-") {
             tracing::info!(path = %self.output.display(), origin = %loaded.origin(), "kickstart written");

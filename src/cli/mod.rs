@@ -7,11 +7,13 @@ pub mod apply;
 pub mod bookmark;
 pub mod build;
 pub mod commit;
+pub mod completions;
 pub mod doctor;
 pub mod firstboot;
 pub mod init;
 pub mod iso;
 pub mod kickstart;
+pub mod manpage;
 pub mod points;
 pub mod recover;
 pub mod retention;
@@ -30,6 +32,7 @@ pub mod writer_certs;
 #[command(
     name = "mtkit",
     version,
+    long_version = crate::media::build_id::LONG_VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -118,6 +121,8 @@ pub enum Command {
     Commit(commit::CommitArgs),
     Seal(seal::SealArgs),
     Firstboot(firstboot::FirstbootArgs),
+    Completions(completions::CompletionsArgs),
+    Manpage(manpage::ManpageArgs),
 }
 
 impl Cli {
@@ -158,6 +163,8 @@ impl Cli {
             Command::Commit(a) => a.run(g),
             Command::Seal(a) => a.run(g),
             Command::Firstboot(a) => a.run(g),
+            Command::Completions(a) => a.run(g),
+            Command::Manpage(a) => a.run(g),
         }
     }
 }
@@ -194,5 +201,30 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// Every subcommand says what it does and every option has help text.
+    #[test]
+    fn every_command_and_option_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && path != " mtkit" {
+                missing.push(format!("{path}: no about"));
+            }
+            for a in cmd.get_arguments() {
+                let builtin = matches!(a.get_id().as_str(), "help" | "version");
+                if !builtin && a.get_help().is_none() {
+                    missing.push(format!("{path} {}: no help", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cmd = Cli::command();
+        cmd.build();
+        walk(&cmd, "", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
     }
 }

@@ -7,6 +7,7 @@ use crate::writer::recover::PointSpec;
 /// Roll every disk of a group back to a recovery point (changeable until commit)
 #[derive(Debug, clap::Args)]
 pub struct RecoverArgs {
+    /// The consistency group to roll back (all its disks, to one point)
     #[arg(long, short, value_name = "G")]
     pub group: String,
     /// latest, latest-app, a time (RFC 3339) or a point id

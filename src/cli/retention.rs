@@ -123,7 +123,7 @@ impl RetentionArgs {
                     config: &config,
                 };
                 let device = match device {
-                    Some(d) => d,
+                    Some(d) => from_cwd(d)?,
                     None => configured_device(&cx)?,
                 };
                 report(check::check(&cx, &device)?, json)
@@ -178,6 +178,7 @@ impl RetentionArgs {
                     root: &root,
                     config: &config,
                 };
+                let device = from_cwd(device)?;
                 let done = prepare::prepare(&cx, &device, &opts)?;
                 let mut out = std::io::stdout().lock();
                 if json {
@@ -230,6 +231,15 @@ fn report(r: check::Report, json: bool) -> anyhow::Result<()> {
     } else {
         Err(ChecksFailed.into())
     }
+}
+
+/// A DEVICE given on the command line is a path like any other: a relative one is taken
+/// from the current folder (the retention code reads every path under the host's `/`).
+fn from_cwd(device: PathBuf) -> anyhow::Result<PathBuf> {
+    if device.is_absolute() {
+        return Ok(device);
+    }
+    std::path::absolute(&device).map_err(|e| bad_input(format!("DEVICE {}: {e}", device.display())))
 }
 
 /// `[retention] device`: a path, a SCSI ID (`/dev/mapper/<ID>`), or `auto` (what is

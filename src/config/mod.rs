@@ -1,5 +1,7 @@
 //! The appliance.toml model: every section and key, their embedded defaults, loading and validation.
 
+pub mod reach;
+pub mod ssh;
 pub mod units;
 mod validate;
 
@@ -15,6 +17,7 @@ use std::path::{Path, PathBuf};
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Config {
     pub appliance: Appliance,
+    pub access: Access,
     pub network: Network,
     pub disks: Disks,
     pub sources: Sources,
@@ -30,6 +33,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Appliance {
+    /// RFC 1123 host name; empty (the default) takes the one DHCP gives. Static
+    /// networks need one.
     pub hostname: String,
     pub timezone: String,
     pub lang: String,
@@ -48,7 +53,7 @@ pub struct Appliance {
 impl Default for Appliance {
     fn default() -> Self {
         Appliance {
-            hostname: "mt01.example.local".into(),
+            hostname: String::new(),
             timezone: "UTC".into(),
             lang: "en_US.UTF-8".into(),
             keyboard: "us".into(),
@@ -58,6 +63,37 @@ impl Default for Appliance {
             cpus: 4,
             selinux: SelinuxMode::Permissive,
         }
+    }
+}
+
+/// Ways into the appliance besides root's password: SSH public keys for root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Access {
+    /// OpenSSH public key lines (`TYPE BASE64 [COMMENT]`) for root's authorized_keys.
+    pub ssh_authorized_keys: Vec<String>,
+    /// A file of such lines (`#` comments allowed), relative to the config file's folder.
+    /// Read when the config is loaded: its keys are added to `ssh_authorized_keys`.
+    pub ssh_authorized_keys_file: Option<PathBuf>,
+}
+
+impl Access {
+    /// True when some SSH key lets root in.
+    pub fn has_ssh_keys(&self) -> bool {
+        !self.ssh_authorized_keys.is_empty()
+    }
+
+    /// The keys, checked and normalized (`TYPE BASE64 [COMMENT]`), without duplicates.
+    pub fn keys(&self) -> Result<Vec<ssh::PublicKey>, String> {
+        let mut out: Vec<ssh::PublicKey> = Vec::new();
+        for (i, line) in self.ssh_authorized_keys.iter().enumerate() {
+            let k = ssh::parse_public_key(line.trim())
+                .map_err(|e| format!("[access] ssh-authorized-keys[{i}]: {e}"))?;
+            if !out.iter().any(|o| o.kind == k.kind && o.blob == k.blob) {
+                out.push(k);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -89,15 +125,17 @@ pub struct Network {
     pub ntp: Vec<String>,
 }
 
+/// DHCP by default: the only setting that reaches the VM on a network mtkit knows nothing
+/// about (a static example address would leave it unreachable).
 impl Default for Network {
     fn default() -> Self {
         Network {
             device: "eth0".into(),
-            bootproto: BootProto::Static,
-            ip: "192.0.2.10".into(),
+            bootproto: BootProto::Dhcp,
+            ip: String::new(),
             prefix: 24,
-            gateway: "192.0.2.1".into(),
-            dns: vec!["192.0.2.53".into()],
+            gateway: String::new(),
+            dns: Vec::new(),
             ntp: vec!["0.centos.pool.ntp.org".into()],
         }
     }
@@ -373,7 +411,7 @@ impl Config {
         text: &str,
         name: &str,
     ) -> Result<(Config, Vec<Problem>), ConfigError> {
-        validate::parse_with_warnings(text, name)
+        validate::parse_with_warnings(text, name, None)
     }
 
     /// Loads the config file at `path`, or the embedded defaults for `None` (which file
@@ -394,7 +432,9 @@ impl Config {
         })?;
         let name = path.display().to_string();
         let text = validate::utf8(&bytes, &name)?;
-        let (mut config, warnings) = validate::parse_with_warnings(text, &name)?;
+        // Files the config names (the SSH key file) are read from its folder.
+        let base = path.parent().unwrap_or(Path::new(""));
+        let (mut config, warnings) = validate::parse_with_warnings(text, &name, Some(base))?;
         // A relative root-password-file is next to the config, wherever mtkit runs from.
         if let Some(f) = config.appliance.root_password_file.as_mut()
             && f.is_relative()
@@ -420,6 +460,8 @@ impl Config {
     pub fn resolved_toml(&self) -> String {
         let mut c = self.clone();
         c.appliance.root_password_file = None;
+        // Its keys were added to ssh-authorized-keys when the config was loaded.
+        c.access.ssh_authorized_keys_file = None;
         format!(
             "# appliance.toml resolved by mtkit {}: every key with its value.\n{}",
             env!("CARGO_PKG_VERSION"),

@@ -314,13 +314,15 @@ pub(super) fn utf8<'a>(bytes: &'a [u8], name: &str) -> Result<&'a str, ConfigErr
 }
 
 pub(super) fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
-    parse_with_warnings(text, name).map(|(c, _)| c)
+    parse_with_warnings(text, name, None).map(|(c, _)| c)
 }
 
-/// Like [`parse`], and the warnings of a valid config (located like problems).
+/// Like [`parse`], and the warnings of a valid config (located like problems). `base` is
+/// the folder files named by the config are read from (`None`: not read).
 pub(super) fn parse_with_warnings(
     text: &str,
     name: &str,
+    base: Option<&std::path::Path>,
 ) -> Result<(Config, Vec<Problem>), ConfigError> {
     let doc = Document::parse(text).map_err(|e| {
         let location = match e.span() {
@@ -356,8 +358,11 @@ pub(super) fn parse_with_warnings(
         found: Vec::new(),
         warnings: Vec::new(),
     };
-    let config = deserialize_all(&mut ck);
+    let mut config = deserialize_all(&mut ck);
     check(&config, &mut ck);
+    if let Some(base) = base {
+        read_key_file(&mut config, base, &mut ck);
+    }
     let (problems, warnings) = ck.into_problems();
     if problems.is_empty() {
         Ok((config, warnings))
@@ -628,6 +633,7 @@ fn check_paths(c: &Config, ck: &mut Checker<'_>) {
 fn check(c: &Config, ck: &mut Checker<'_>) {
     check_paths(c, ck);
     check_appliance(c, ck);
+    check_access(c, ck);
     check_network(c, ck);
     check_disks(c, ck);
     check_packages(c, ck);
@@ -638,7 +644,8 @@ fn check(c: &Config, ck: &mut Checker<'_>) {
 
 fn check_appliance(c: &Config, ck: &mut Checker<'_>) {
     let a = &c.appliance;
-    if !is_hostname(&a.hostname) {
+    // Empty: the name DHCP gives (a static network needs one, see check_network).
+    if !a.hostname.is_empty() && !is_hostname(&a.hostname) {
         ck.report(
             &path(&["appliance", "hostname"]),
             q(&a.hostname),
@@ -714,6 +721,76 @@ fn check_appliance(c: &Config, ck: &mut Checker<'_>) {
     }
 }
 
+/// Each inline key is a real OpenSSH public key line (see `super::ssh`).
+fn check_access(c: &Config, ck: &mut Checker<'_>) {
+    for (i, line) in c.access.ssh_authorized_keys.iter().enumerate() {
+        if let Err(e) = super::ssh::parse_public_key(line.trim()) {
+            let mut p = path(&["access", "ssh-authorized-keys"]);
+            p.push(Seg::Index(i));
+            ck.report(&p, q(line), e);
+        }
+    }
+    if c.access
+        .ssh_authorized_keys_file
+        .as_ref()
+        .is_some_and(|f| f.as_os_str().is_empty())
+    {
+        ck.report(
+            &path(&["access", "ssh-authorized-keys-file"]),
+            "\"\"",
+            "empty path: name a file of public key lines (e.g. ~/.ssh/id_rsa.pub), or remove the key",
+        );
+    }
+}
+
+/// Reads `[access] ssh-authorized-keys-file` (relative to `base`), checks every line and
+/// adds its keys to `ssh-authorized-keys`; problems name the file and line.
+fn read_key_file(c: &mut Config, base: &std::path::Path, ck: &mut Checker<'_>) {
+    let Some(file) = c.access.ssh_authorized_keys_file.clone() else {
+        return;
+    };
+    if file.as_os_str().is_empty() {
+        return;
+    }
+    let full = base.join(&file);
+    let at = path(&["access", "ssh-authorized-keys-file"]);
+    let shown = q(&file.display().to_string());
+    // A regular file of at most 1 MiB (a FIFO would hang the command), as UTF-8.
+    let read = crate::files::read_input(&full, 1 << 20).and_then(|b| {
+        String::from_utf8(b)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+    });
+    let text = match read {
+        Ok(t) => t,
+        Err(e) => {
+            ck.report(
+                &at,
+                shown,
+                format!(
+                    "cannot read {}: {e} (name a file of public key lines, e.g. ~/.ssh/id_rsa.pub)",
+                    full.display()
+                ),
+            );
+            return;
+        }
+    };
+    match super::ssh::parse_key_file(&text) {
+        Ok(keys) if keys.is_empty() => {
+            ck.report(&at, shown, format!("{} holds no key line", full.display()))
+        }
+        Ok(keys) => {
+            for k in keys {
+                let line = k.to_string();
+                if !c.access.ssh_authorized_keys.contains(&line) {
+                    c.access.ssh_authorized_keys.push(line);
+                }
+            }
+            c.access.ssh_authorized_keys_file = Some(full);
+        }
+        Err((line, e)) => ck.report(&at, shown, format!("{}:{line}: {e}", full.display())),
+    }
+}
+
 fn check_network(c: &Config, ck: &mut Checker<'_>) {
     let n = &c.network;
     let valid_ifname = !n.device.is_empty()
@@ -729,6 +806,44 @@ fn check_network(c: &Config, ck: &mut Checker<'_>) {
         );
     }
     let is_static = n.bootproto == BootProto::Static;
+    // DHCP is the default: an address given without bootproto = "static" would be
+    // silently unused. (A malformed one gets its own message below.)
+    if !is_static {
+        let unused: Vec<(&str, String)> = [
+            ("ip", is_ipv4(&n.ip).then(|| q(&n.ip))),
+            ("gateway", is_ipv4(&n.gateway).then(|| q(&n.gateway))),
+            (
+                "dns",
+                (!n.dns.is_empty() && n.dns.iter().all(|d| is_ipv4(d))).then(|| {
+                    format!(
+                        "[{}]",
+                        n.dns.iter().map(|d| q(d)).collect::<Vec<_>>().join(", ")
+                    )
+                }),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
+        for (key, shown) in unused {
+            ck.report(
+                &path(&["network", key]),
+                shown,
+                "not used with bootproto = \"dhcp\" (the default): set bootproto = \"static\" \
+                 to use it, or remove it",
+            );
+        }
+    }
+    // A warning, not an error: the machine is reachable, only named localhost.localdomain
+    // (and a firstboot config ISO may give an address alone).
+    if is_static && c.appliance.hostname.is_empty() {
+        ck.warn(
+            &path(&["appliance", "hostname"]),
+            "\"\"",
+            "with bootproto = \"static\" nothing names the machine (\"\" takes the name DHCP \
+             gives): it will be localhost.localdomain; set one, e.g. \"mt01.dr.example.com\"",
+        );
+    }
     if n.ip.is_empty() {
         if is_static {
             ck.report(
@@ -1353,11 +1468,27 @@ mod tests {
     #[test]
     fn semantic_problem_shows_line_and_default() {
         let p = problems("[network]\nip = \"10.0.0.5\"\nprefix = 33\n");
-        assert_eq!(p[0], "t.toml:3:10: [network] prefix = 33: must be 0..=32");
-        let p = problems("[network]\nip = \"10.0.0.5\"\n");
+        assert_eq!(
+            p[0],
+            "t.toml:2:6: [network] ip = \"10.0.0.5\": not used with bootproto = \"dhcp\" (the \
+             default): set bootproto = \"static\" to use it, or remove it"
+        );
+        assert_eq!(p[1], "t.toml:3:10: [network] prefix = 33: must be 0..=32");
+        let p = problems("[disks]\nroot-size = \"95G\"\n");
         assert!(
-            p[0].starts_with("t.toml:1:1: [network] gateway = \"192.0.2.1\" (default): outside the network 10.0.0.0/24"),
+            p[0].starts_with(
+                "t.toml:1:1: [disks] os-disk-size = \"100G\" (default): the partitions need"
+            ),
             "{p:#?}"
+        );
+        let (_, w) = Config::parse_with_warnings(
+            "[appliance]\ntimezone = \"UTC\"\n[network]\nbootproto = \"static\"\nip = \"10.0.0.5\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(
+            w[0].to_string().starts_with("t.toml:1:1: [appliance] hostname = \"\" (default): with bootproto = \"static\" nothing names the machine"),
+            "{w:#?}"
         );
     }
 

@@ -254,6 +254,19 @@ fn disks(cx: &Context) -> Vec<Finding> {
         .as_deref()
         // Text from proc/mounts, not a path mtkit opens.
         .is_some_and(|d| d.starts_with("/dev/mapper/") || d.starts_with("/dev/dm-"));
+    // A disk that is not there holds no LVM, but that proves nothing about the real one.
+    if !cx.at("sys/block").join(os).exists() {
+        let mut found = format!("no OS disk {os} (sys/block/{os}): its layout cannot be checked");
+        if root_on_dm {
+            found.push_str(&format!("; / is on {}", root_dev.unwrap_or_default()));
+        }
+        out.push(Finding::fail(
+            "os-disk-lvm",
+            found,
+            "set [disks] os-disk in appliance.toml to the OS disk's kernel name (lsblk shows it)",
+        ));
+        return out;
+    }
     out.push(if lvm_on_os.is_empty() && !root_on_dm {
         Finding::pass(
             "os-disk-lvm",
@@ -285,7 +298,8 @@ fn multipath(cx: &Context, os: &OsDisk, data: &[&scsi::ScsiDisk]) -> Finding {
         return Finding::fail(
             ID,
             "no /etc/multipath.conf",
-            "mtkit apply (writes multipath.conf, starts multipathd)",
+            "mtkit apply (writes /etc/multipath.conf and turns multipathd on at boot), then \
+             start it now: service multipathd start",
         );
     }
     let dms = blockdev::dm_devices(cx.root);
@@ -309,7 +323,8 @@ fn multipath(cx: &Context, os: &OsDisk, data: &[&scsi::ScsiDisk]) -> Finding {
                 "the OS disk {} ({id}) is mapped by multipath as {dm}",
                 os.name
             ),
-            "mtkit apply (blacklists the OS disk by its ID), then multipath -f the map or reboot",
+            "mtkit apply (blacklists the OS disk by its ID in /etc/multipath.conf), then \
+             service multipathd reload and multipath -f the map, or reboot",
         );
     }
     let unmapped: Vec<String> = data
@@ -543,9 +558,37 @@ fn network(cx: &Context) -> Vec<Finding> {
     out
 }
 
+/// The name the machine itself has (CentOS 6 `HOSTNAME=` in /etc/sysconfig/network, else
+/// /etc/hostname): what doctor checks when the config leaves the name to DHCP.
+fn machine_hostname(cx: &Context) -> Option<String> {
+    let network = std::fs::read_to_string(cx.at("etc/sysconfig/network")).ok();
+    network
+        .as_deref()
+        .and_then(|t| get_key(t, "HOSTNAME"))
+        .or_else(|| {
+            std::fs::read_to_string(cx.at("etc/hostname"))
+                .ok()
+                .map(|t| t.trim().to_string())
+        })
+        .filter(|h| !h.is_empty() && !h.starts_with("localhost"))
+}
+
+/// The host name resolves to the MT's address. `mtkit apply` maps it in /etc/hosts only
+/// for a static `[network] ip` (a DHCP address can change): with DHCP a missing line is a
+/// warning whose remedy is DNS or a line added by hand, never apply.
 fn hosts(cx: &Context, addresses: &[String]) -> Finding {
     const ID: &str = "hosts";
-    let name = &cx.config.appliance.hostname;
+    let configured = &cx.config.appliance.hostname;
+    let Some(name) = Some(configured.clone())
+        .filter(|h| !h.is_empty())
+        .or_else(|| machine_hostname(cx))
+    else {
+        return Finding::skip(
+            ID,
+            "no host name: none in [appliance] hostname (DHCP gives it) and none set on the machine",
+        );
+    };
+    let name = name.as_str();
     let short = name.split('.').next().unwrap_or(name);
     let text = crate::files::read_text(cx.at(provision::hosts::PATH)).unwrap_or_default();
     let mapped: Vec<String> = text
@@ -557,28 +600,47 @@ fn hosts(cx: &Context, addresses: &[String]) -> Finding {
             f.any(|n| n == name || n == short).then(|| ip.to_string())
         })
         .collect();
-    let remedy = format!(
-        "add \"{} {name} {short}\" to /etc/hosts (mtkit apply)",
-        addresses.first().map(String::as_str).unwrap_or("ADDRESS")
-    );
+    let net = &cx.config.network;
+    let managed =
+        net.bootproto == BootProto::Static && !net.ip.is_empty() && !configured.is_empty();
+    let address = addresses.first().map(String::as_str).unwrap_or("ADDRESS");
+    let remedy = if managed {
+        format!(
+            "add \"{} {name} {short}\" to /etc/hosts (mtkit apply does)",
+            net.ip
+        )
+    } else {
+        format!(
+            "with DHCP mtkit apply leaves /etc/hosts alone (the address can change): make DNS \
+             resolve {name}, or add \"{address} {name} {short}\" to /etc/hosts by hand"
+        )
+    };
+    let loopback_only = !mapped.is_empty()
+        && mapped
+            .iter()
+            .all(|ip| ip.starts_with("127.") || ip == "::1");
+    let status = |found: String| {
+        if managed {
+            Finding::fail(ID, found, remedy.clone())
+        } else {
+            Finding::warn(ID, found, remedy.clone())
+        }
+    };
     if mapped.is_empty() {
-        return Finding::fail(ID, format!("{name} is not in /etc/hosts"), remedy);
+        return status(format!("{name} is not in /etc/hosts"));
     }
-    let loopback_only = mapped
-        .iter()
-        .all(|ip| ip.starts_with("127.") || ip == "::1");
     if addresses.iter().any(|a| mapped.contains(a)) {
         Finding::pass(ID, format!("{name} -> {}", mapped.join(", ")))
     } else if loopback_only || !addresses.is_empty() {
-        Finding::fail(
-            ID,
-            format!(
-                "{name} -> {} (the MT's address is {})",
-                mapped.join(", "),
-                addresses.join(", ")
-            ),
-            remedy,
-        )
+        let the = if addresses.is_empty() {
+            "unknown: DHCP".to_string()
+        } else {
+            addresses.join(", ")
+        };
+        status(format!(
+            "{name} -> {} (the MT's address is {the})",
+            mapped.join(", ")
+        ))
     } else {
         Finding::warn(
             ID,
@@ -587,6 +649,9 @@ fn hosts(cx: &Context, addresses: &[String]) -> Finding {
         )
     }
 }
+
+/// How long the configuration-server check may take in all: name lookup and connects.
+pub const CONFIG_SERVER_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn config_server(cx: &Context) -> Finding {
     const ID: &str = "config-server";
@@ -598,26 +663,53 @@ fn config_server(cx: &Context) -> Finding {
         return Finding::skip(ID, format!("skipped under --root {}", cx.root.display()));
     }
     let target = format!("{}:{}", c.address, c.port);
-    let addrs: Vec<std::net::SocketAddr> = match std::net::ToSocketAddrs::to_socket_addrs(&target) {
-        Ok(a) => a.collect(),
-        Err(e) => {
+    let limit = CONFIG_SERVER_TIMEOUT.as_secs();
+    let deadline = std::time::Instant::now() + CONFIG_SERVER_TIMEOUT;
+    // getaddrinfo has no timeout of its own (resolv.conf's timeout x attempts x servers
+    // can add up to minutes): resolve on a thread and stop waiting for it at the deadline.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = target.clone();
+    std::thread::spawn(move || {
+        let _ =
+            tx.send(std::net::ToSocketAddrs::to_socket_addrs(&name).map(|a| a.collect::<Vec<_>>()));
+    });
+    let addrs: Vec<std::net::SocketAddr> = match rx.recv_timeout(CONFIG_SERVER_TIMEOUT) {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
             return Finding::fail(
                 ID,
                 format!("cannot resolve {target}: {e}"),
                 "check DNS in /etc/resolv.conf, or set [configuration-server] address",
             );
         }
+        Err(_) => {
+            return Finding::fail(
+                ID,
+                format!(
+                    "cannot resolve {target}: no answer from DNS within {limit} s (doctor waits at most {limit} s; --offline skips this check)"
+                ),
+                "check the name servers in /etc/resolv.conf, or set [configuration-server] address to an IP address",
+            );
+        }
     };
-    let timeout = Duration::from_secs(3);
     for a in &addrs {
-        if std::net::TcpStream::connect_timeout(a, timeout).is_ok() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        if std::net::TcpStream::connect_timeout(a, left).is_ok() {
             return Finding::pass(ID, format!("{target} answers"));
         }
     }
     Finding::fail(
         ID,
-        format!("{target}: no answer within {}s", timeout.as_secs()),
-        "open TCP 443 from the master target to the configuration server (firewall, route)",
+        format!(
+            "{target}: no answer within {limit} s (doctor waits at most {limit} s; --offline skips this check)"
+        ),
+        format!(
+            "open TCP {} from the master target to the configuration server (firewall, route)",
+            c.port
+        ),
     )
 }
 
@@ -671,7 +763,8 @@ fn writer(cx: &Context) -> Finding {
         return Finding::warn(
             ID,
             "mtkit writer service not installed",
-            "install the writer service (mtkit apply, once the writer lands)",
+            "mtkit apply (installs the mtkit-writer service and turns it on at boot), then \
+             service mtkit-writer start",
         );
     };
     let pidfile = cx.at(writer_service::PIDFILE);

@@ -9,6 +9,7 @@ use std::path::Path;
 
 /// The properties mtkit uses from udev's database.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct UdevProps {
     pub id_serial: Option<String>,
     pub id_serial_short: Option<String>,

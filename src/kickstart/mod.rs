@@ -150,6 +150,56 @@ pub fn packages(config: &Config) -> Vec<String> {
     out
 }
 
+/// Why the install needs network access, if it does: an install tree URL, or the reiserfs
+/// packages from a network repository (ELRepo by default). `None`: it installs from the
+/// media alone.
+pub fn needs_network(config: &Config) -> Option<String> {
+    let p = &config.packages;
+    let mut why = Vec::new();
+    if !p.mirror.is_empty() {
+        why.push(format!(
+            "it installs from [packages] mirror = {:?}",
+            p.mirror
+        ));
+    }
+    if config.sources.uses_reiserfs() && p.reiserfs_repo != REISERFS_FROM_OFFLINE {
+        let url = if p.reiserfs_repo.is_empty() {
+            DEFAULT_REISERFS_REPO
+        } else {
+            &p.reiserfs_repo
+        };
+        why.push(format!(
+            "kmod-reiserfs and reiserfs-utils come from {url} ([packages] reiserfs-repo); to \
+             install without network, carry them in [packages] offline-repo and set \
+             reiserfs-repo = \"offline\""
+        ));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// The packages the kickstart takes from `[packages] offline-repo`: those it must find
+/// there (kmod-reiserfs and reiserfs-utils with `reiserfs-repo = "offline"`), and those it
+/// may find there or on the install source (the plain names of `[packages] extra`).
+pub fn offline_repo_packages(config: &Config) -> (Vec<String>, Vec<String>) {
+    let p = &config.packages;
+    if p.offline_repo.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let required = if config.sources.uses_reiserfs() && p.reiserfs_repo == REISERFS_FROM_OFFLINE {
+        REISERFS_PACKAGES.iter().map(|s| s.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let wanted = p
+        .extra
+        .iter()
+        .filter(|n| !n.starts_with('@') && !n.starts_with('-'))
+        .filter(|n| !required.contains(*n))
+        .cloned()
+        .collect();
+    (required, wanted)
+}
+
 fn netmask(prefix: u8) -> Ipv4Addr {
     let bits = if prefix == 0 {
         0
@@ -183,6 +233,13 @@ pub fn render(config: &Config, opts: &RenderOptions) -> Result<String> {
         SelinuxMode::Disabled => "disabled",
     };
     let port = writer_port(config).context("[writer] listen has no port")?;
+    let ssh_keys: Vec<String> = config
+        .access
+        .keys()
+        .map_err(crate::error::bad_input)?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
 
     let mut env = Environment::new();
     env.set_syntax(
@@ -211,6 +268,8 @@ pub fn render(config: &Config, opts: &RenderOptions) -> Result<String> {
                 root_hash,
                 root_locked,
                 selinux,
+                selinux_on => a.selinux != SelinuxMode::Disabled,
+                ssh_keys,
                 writer_port => port,
                 static => n.bootproto == BootProto::Static,
                 device => &n.device,

@@ -13,6 +13,21 @@ pub const ISOLINUX_TIMEOUT: u32 = 50;
 /// grub legacy counts in seconds.
 pub const GRUB_TIMEOUT: u32 = 5;
 
+/// Config file bytes as text, one char per byte (Latin-1). Every byte sequence maps to a
+/// string and back unchanged, whatever the file's real encoding (Latin-1, UTF-8, CP437):
+/// the edits only touch ASCII keywords and add ASCII lines.
+pub fn from_latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+/// The inverse of [`from_latin1`]; a char above U+00FF (never produced by the edits)
+/// becomes `?`.
+pub fn to_latin1(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect()
+}
+
 /// The first word of a config line, lowercased, and the rest trimmed.
 fn keyword(line: &str) -> (String, &str) {
     let t = line.trim_start();
@@ -63,10 +78,19 @@ fn join(lines: &[String], trailing_newline: bool) -> String {
 /// first, made the menu default, with a 5 s timeout. An mtkit entry from an earlier
 /// remaster is replaced. Errors say what the file lacks.
 pub fn edit_isolinux(text: &str) -> Result<String, String> {
-    let (global, blocks) = blocks(text, "label");
+    let (mut global, blocks) = blocks(text, "label");
+    // Global directives written after a label still apply to the whole menu: take them
+    // out of the label so that they are edited like the others (a `timeout 600` and an
+    // `ontimeout local` at the end of the file would otherwise win over ours).
     let blocks: Vec<Vec<&str>> = blocks
         .into_iter()
         .filter(|b| keyword(b[0]).1 != ISOLINUX_LABEL)
+        .map(|b| {
+            let (moved, kept): (Vec<&str>, Vec<&str>) =
+                b[1..].iter().partition(|l| is_isolinux_global(l));
+            global.extend(moved);
+            std::iter::once(b[0]).chain(kept).collect()
+        })
         .collect();
     let boots_kernel = |b: &Vec<&str>| {
         b.iter()
@@ -107,13 +131,21 @@ pub fn edit_isolinux(text: &str) -> Result<String, String> {
     }
 
     let mut out: Vec<String> = Vec::new();
-    let mut saw_timeout = false;
+    let (mut saw_timeout, mut saw_ontimeout) = (false, false);
     for line in &global {
         let (kw, rest) = keyword(line);
         match kw.as_str() {
+            // One of each: syslinux takes the last one it reads.
+            "timeout" if saw_timeout => {}
             "timeout" => {
                 saw_timeout = true;
                 out.push(format!("timeout {ISOLINUX_TIMEOUT}"));
+            }
+            // What boots when the timeout runs out: ours, not `local`.
+            "ontimeout" if saw_ontimeout => {}
+            "ontimeout" => {
+                saw_ontimeout = true;
+                out.push(format!("ontimeout {ISOLINUX_LABEL}"));
             }
             // `default vesamenu.c32` starts the menu (which picks `menu default`);
             // `default LABEL` boots a label directly: point it at ours.
@@ -137,6 +169,57 @@ pub fn edit_isolinux(text: &str) -> Result<String, String> {
         );
     }
     Ok(join(&out, text.ends_with('\n')))
+}
+
+/// isolinux directives that act on the whole menu wherever they appear (syslinux's
+/// doc/syslinux.txt and doc/menu.txt): everything but what describes one label.
+fn is_isolinux_global(line: &str) -> bool {
+    let (kw, rest) = keyword(line);
+    match kw.as_str() {
+        "timeout" | "totaltimeout" | "ontimeout" | "onerror" | "default" | "prompt" | "display"
+        | "ui" | "implicit" | "allowoptions" | "noescape" | "nocomplete" | "serial" | "console"
+        | "font" | "kbdmap" | "say" => true,
+        // F1 ... F12 help screens.
+        k if k.len() > 1 && k.starts_with('f') && k[1..].parse::<u8>().is_ok() => true,
+        "menu" => {
+            let sub = rest.split_whitespace().next().unwrap_or("");
+            [
+                "title",
+                "background",
+                "color",
+                "msgcolor",
+                "hidden",
+                "clear",
+                "shiftkey",
+                "resolution",
+                "margin",
+                "width",
+                "rows",
+                "vshift",
+                "hshift",
+                "tabmsg",
+                "tabmsgrow",
+                "cmdlinerow",
+                "endrow",
+                "passwordrow",
+                "timeoutrow",
+                "helpmsgrow",
+                "helpmsgendrow",
+                "hiddenrow",
+                "autoboot",
+                "notabmsg",
+                "passprompt",
+                "save",
+                "nosave",
+                "immediate",
+                "noimmediate",
+                "master",
+            ]
+            .iter()
+            .any(|g| sub.eq_ignore_ascii_case(g))
+        }
+        _ => false,
+    }
 }
 
 fn is_menu_default(line: &str) -> bool {
@@ -306,6 +389,50 @@ label linux
             out.contains(" append initrd=initrd.img ks=http://x/ks.cfg\n"),
             "original kept"
         );
+    }
+
+    #[test]
+    fn global_directives_after_the_labels_are_global_and_edited() {
+        // timeout/ontimeout written after the labels (as some respins do): they would
+        // keep the 60 s wait and boot the local disk.
+        let cfg = "default vesamenu.c32\nlabel linux\n  menu label ^Install\n  kernel vmlinuz\n  append initrd=initrd.img\nlabel local\n  menu label Boot from ^local drive\n  localboot 0xffff\ntimeout 600\nontimeout local\nmenu title Welcome\n";
+        let out = edit_isolinux(cfg).unwrap();
+        assert_eq!(
+            out,
+            "default vesamenu.c32\ntimeout 50\nontimeout mtkit\nmenu title Welcome\nlabel mtkit\n  menu label Install mtkit master target\n  menu default\n  kernel vmlinuz\n  append initrd=initrd.img ks=cdrom:/ks.cfg\nlabel linux\n  menu label ^Install\n  kernel vmlinuz\n  append initrd=initrd.img\nlabel local\n  menu label Boot from ^local drive\n  localboot 0xffff\n"
+        );
+        assert_eq!(edit_isolinux(&out).unwrap(), out, "stable");
+        // Duplicates: one of each is left.
+        let twice = edit_isolinux(&format!("timeout 10\n{cfg}timeout 300\n")).unwrap();
+        let globals: Vec<&str> = twice
+            .lines()
+            .take_while(|l| !l.starts_with("label"))
+            .collect();
+        assert_eq!(
+            globals,
+            [
+                "timeout 50",
+                "default vesamenu.c32",
+                "ontimeout mtkit",
+                "menu title Welcome"
+            ]
+        );
+    }
+
+    #[test]
+    fn latin1_bytes_survive_the_edit() {
+        let mut cfg = b"default vesamenu.c32\nmenu title Bienvenue \xe0 CentOS\nlabel linux\n  menu label ^Install\xe9\n  kernel vmlinuz\n  append initrd=initrd.img\n".to_vec();
+        let out = to_latin1(&edit_isolinux(&from_latin1(&cfg)).unwrap());
+        let has = |needle: &[u8]| out.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"menu title Bienvenue \xe0 CentOS\n"), "{out:?}");
+        assert!(has(b"  menu label ^Install\xe9\n  kernel"), "{out:?}");
+        // UTF-8 goes through byte for byte as well.
+        cfg = "menu title Willkommen \u{2013} CentOS\nlabel linux\n kernel vmlinuz\n"
+            .as_bytes()
+            .to_vec();
+        let out = to_latin1(&edit_isolinux(&from_latin1(&cfg)).unwrap());
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Willkommen \u{2013} CentOS"), "{text}");
     }
 
     #[test]

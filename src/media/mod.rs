@@ -5,14 +5,15 @@
 //! repository at `/mtkit/repo/`. How ks.cfg is made is not this module's business.
 
 pub mod bootcfg;
+pub mod build_id;
 pub mod elf;
 pub mod remaster;
+pub mod repo;
 pub mod xorriso;
 
 pub use remaster::{RemasterOptions, RemasterReport, remaster};
 
 use crate::error::bad_input;
-use crate::external::CREATEREPO;
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,35 @@ pub struct Payload {
     pub binary: PathBuf,
     /// A folder of RPMs carried as a yum repository at `/mtkit/repo/`.
     pub offline_repo: Option<PathBuf>,
+    /// Packages the kickstart installs from the offline repo: refused when it lacks one.
+    pub repo_required: Vec<String>,
+    /// Packages from the offline repo or the install disc (`[packages] extra`).
+    pub repo_wanted: Vec<String>,
+}
+
+/// `SOURCE_DATE_EPOCH` (reproducible-builds.org): when set, every date on the media is
+/// this time and two builds of the same inputs are byte-identical.
+pub fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(None),
+        Ok(v) => v.trim().parse().map(Some).map_err(|_| {
+            bad_input(format!(
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970 (see reproducible-builds.org), e.g. $(git log -1 --format=%ct)"
+            ))
+        }),
+    }
+}
+
+/// xorriso arguments that date every ISO path in `paths` (and what is below) at `epoch`.
+fn dated(epoch: u64, paths: &[&str]) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec![
+        "-alter_date_r".into(),
+        "b".into(),
+        format!("={epoch}").into(),
+    ];
+    a.extend(paths.iter().map(OsString::from));
+    a.push("--".into());
+    a
 }
 
 /// Where long xorriso runs report how far they are (percent of the image written).
@@ -77,21 +107,21 @@ impl Progress {
     }
 }
 
-/// Checks that `path` can run on CentOS 6 (see [`elf`]): logs the verdict, warns when it
-/// will not (a glibc newer than 2.12, a kernel newer than 2.6.32), and refuses that (exit
-/// 2) when `strict`.
-pub fn check_binary(path: &Path, strict: bool) -> Result<elf::Binary> {
+/// Checks that `path` can run on CentOS 6 (see [`elf`]) and logs the verdict. A binary
+/// that will not (a glibc newer than 2.12, a kernel newer than 2.6.32) is refused (exit 2)
+/// unless `allow`, when it is only warned about; `flag` is the option that allows it.
+pub fn check_binary(path: &Path, allow: bool, flag: &str) -> Result<elf::Binary> {
     let binary = elf::inspect(path)?;
     let verdict = binary.describe();
     if binary.blocker().is_some() {
-        let hint = "build the static one: cargo build --release --target x86_64-unknown-linux-musl --no-default-features, or pass --binary";
-        if strict {
+        let hint = "build the static one with scripts/build (or cargo build --release --target x86_64-unknown-linux-musl --no-default-features) and pass it with --binary";
+        if !allow {
             return Err(bad_input(format!(
-                "{} is {verdict}; refusing under --strict ({hint})",
+                "{} is {verdict}; refusing to embed it: {hint}, or pass {flag} to embed it anyway",
                 path.display()
             )));
         }
-        tracing::warn!(binary = %path.display(), "embedded binary is {verdict}; {hint}");
+        tracing::warn!(binary = %path.display(), "embedding it anyway ({flag}): the binary is {verdict}; {hint}");
     } else {
         tracing::info!(binary = %path.display(), "embedded binary is {verdict}");
     }
@@ -121,15 +151,17 @@ struct Staged {
     args: Vec<OsString>,
 }
 
-/// Writes the payload's text files (and repo metadata) to a scratch folder and returns
-/// the `-map` arguments that put everything at its media path.
-fn stage(payload: &Payload) -> Result<Staged> {
+/// Writes the payload's text files (and the offline repo's metadata) to a scratch folder
+/// and returns the `-map` arguments that put everything at its media path. `source` lists
+/// the packages of the install disc being remastered, when it has readable metadata.
+fn stage(payload: &Payload, source: Option<&[repo::Package]>) -> Result<Staged> {
     if !payload.binary.is_file() {
         return Err(bad_input(format!(
             "the binary to embed {} is not a file (give it with --binary)",
             payload.binary.display()
         )));
     }
+    let epoch = source_date_epoch()?;
     let dir = tempfile::Builder::new()
         .prefix("mtkit-media-")
         .tempdir()
@@ -139,7 +171,8 @@ fn stage(payload: &Payload) -> Result<Staged> {
     std::fs::write(&ks, &payload.ks_cfg).with_context(|| format!("writing {}", ks.display()))?;
     std::fs::write(&toml, &payload.appliance_toml)
         .with_context(|| format!("writing {}", toml.display()))?;
-    // A symlinked binary or RPM must land on the disc as the file it points at.
+    // A symlinked binary, or the staged repo's links to the RPMs, must land on the disc as
+    // the files they point at.
     let mut args: Vec<OsString> = vec!["-follow".into(), "link".into()];
     let mut map = |from: &Path, to: &str| {
         args.extend(["-map".into(), from.into(), OsString::from(to)]);
@@ -147,26 +180,16 @@ fn stage(payload: &Payload) -> Result<Staged> {
     map(&ks, KS_PATH);
     map(&toml, CONFIG_PATH);
     map(&payload.binary, BINARY_PATH);
-    let mut had_repodata = false;
-    if let Some(repo) = &payload.offline_repo {
-        let repodata = repo_metadata(repo, dir.path())?;
-        had_repodata = repo.join("repodata").exists();
-        map(repo, REPO_PATH);
-        if had_repodata {
-            args.extend([
-                "-rm_r".into(),
-                format!("{REPO_PATH}/repodata").into(),
-                "--".into(),
-            ]);
-        }
-        args.extend([
-            "-map".into(),
-            repodata.into(),
-            format!("{REPO_PATH}/repodata").into(),
-        ]);
-    }
-    if had_repodata {
-        tracing::info!("the offline repo's own repodata/ is replaced by fresh metadata");
+    if let Some(src) = &payload.offline_repo {
+        let staged = repo::stage(src, dir.path(), epoch)?;
+        repo::check_packages(
+            src,
+            &staged.packages,
+            &payload.repo_required,
+            &payload.repo_wanted,
+            source,
+        )?;
+        map(&staged.dir, REPO_PATH);
     }
     // Modes on the disc come from Rock Ridge: make them right whatever the sources had.
     let modes = [
@@ -178,40 +201,11 @@ fn stage(payload: &Payload) -> Result<Staged> {
         &["-chmod", "0644", KS_PATH, CONFIG_PATH, "--"],
     ];
     args.extend(modes.concat().into_iter().map(OsString::from));
+    if let Some(e) = epoch {
+        // The staged files are new and the binary's date is its build's: pin them all.
+        args.extend(dated(e, &["/mtkit", KS_PATH]));
+    }
     Ok(Staged { _dir: dir, args })
-}
-
-/// Runs createrepo_c on `repo` with the metadata written under `scratch` (the user's
-/// folder is only read), and returns the new `repodata` folder.
-fn repo_metadata(repo: &Path, scratch: &Path) -> Result<PathBuf> {
-    if !repo.is_dir() {
-        return Err(bad_input(format!(
-            "offline repo {} is not a folder ([packages] offline-repo should name a folder of RPMs)",
-            repo.display()
-        )));
-    }
-    let rpms = std::fs::read_dir(repo)
-        .with_context(|| format!("reading {}", repo.display()))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "rpm"))
-        .count();
-    if rpms == 0 {
-        tracing::warn!(repo = %repo.display(), "offline repo has no .rpm files: the media carry an empty repository");
-    }
-    let out = scratch.join("repo-meta");
-    std::fs::create_dir(&out).with_context(|| format!("creating {}", out.display()))?;
-    // --simple-md-filenames: names the %post and humans can predict; no database files,
-    // CentOS 6 yum builds its own cache.
-    CREATEREPO.run([
-        OsString::from("--quiet"),
-        "--simple-md-filenames".into(),
-        "--no-database".into(),
-        "--outputdir".into(),
-        out.clone().into(),
-        repo.into(),
-    ])?;
-    tracing::info!(repo = %repo.display(), rpms, "offline repo metadata made");
-    Ok(out.join("repodata"))
 }
 
 /// A file being written beside its final path, renamed over it only when complete, so a
@@ -281,7 +275,7 @@ pub fn kickstart_iso(
     check_volume_label(label)?;
     crate::external::XORRISO.locate()?;
     let pending = PendingOutput::new(out)?;
-    let staged = stage(payload)?;
+    let staged = stage(payload, None)?;
     let mut args: Vec<OsString> = ["-outdev"].map(OsString::from).to_vec();
     args.push(pending.path().into());
     args.extend(["-volid", label, "-joliet", "on", "-rockridge", "on"].map(OsString::from));

@@ -6,10 +6,11 @@
 use super::xorriso::{self, BootReport};
 use super::{Payload, PendingOutput, Progress, bootcfg, stage};
 use crate::error::bad_input;
-use crate::external::{MCOPY, MTYPE};
+use crate::external::MCOPY;
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 /// Where syslinux's isohybrid MBR template lives on Debian, CentOS/Fedora and others.
@@ -24,6 +25,8 @@ const ISOHDPFX_PATHS: &[&str] = &[
 const REQUIRED: &[&str] = &["/.discinfo", "/.treeinfo", "/isolinux/isolinux.cfg"];
 const ISOLINUX_CFG: &str = "/isolinux/isolinux.cfg";
 const EFI_GRUB_CONF: &str = "/EFI/BOOT/BOOTX64.conf";
+/// The install disc's own package metadata (what `[packages] extra` may come from).
+const REPOMD: &str = "/repodata/repomd.xml";
 /// Where CentOS 6 keeps the FAT image of its EFI El Torito entry.
 const USUAL_EFI_IMAGE: &str = "/images/efiboot.img";
 /// The same file inside the FAT image of the EFI El Torito entry.
@@ -90,7 +93,14 @@ pub fn read_volume_header(path: &Path) -> Result<VolumeHeader> {
             path.display()
         )));
     }
-    let len = meta.len();
+    // A block device (/dev/sr0, a loop device) has no file length: its size is where a
+    // seek to the end lands.
+    let len = if meta.file_type().is_block_device() {
+        f.seek(SeekFrom::End(0))
+            .with_context(|| format!("reading the size of {}", path.display()))?
+    } else {
+        meta.len()
+    };
     let mut pvd = [0u8; 2048];
     let read = f
         .seek(SeekFrom::Start(16 * 2048))
@@ -204,6 +214,7 @@ pub fn remaster(
         (ISOLINUX_CFG, s("isolinux.cfg")),
         (EFI_GRUB_CONF, s("BOOTX64.conf")),
         (USUAL_EFI_IMAGE, s("efiboot.img")),
+        (REPOMD, s("repomd.xml")),
     ];
     let mut args: Vec<OsString> = [
         "-report_el_torito",
@@ -275,11 +286,22 @@ pub fn remaster(
         xorriso::extract(source, &[(img, &s("efiboot.img"))])?;
     }
 
-    let read =
-        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    // Files extracted from the source, named by their ISO path in errors (the scratch
+    // copy's path means nothing to the user). Config files are Latin-1 as often as UTF-8:
+    // their bytes are edited as Latin-1 text, which keeps every byte as it was.
+    let read = |local: &Path, iso_path: &str| {
+        std::fs::read(local)
+            .map(|b| bootcfg::from_latin1(&b))
+            .map_err(|e| {
+                bad_input(format!(
+                    "{}: cannot read {iso_path} from it: {e}",
+                    source.display()
+                ))
+            })
+    };
     let release = check_release(
-        &parse_treeinfo(&read(&s("treeinfo"))?),
-        &read(&s("discinfo"))?,
+        &parse_treeinfo(&read(&s("treeinfo"), "/.treeinfo")?),
+        &read(&s("discinfo"), "/.discinfo")?,
     )
     .map_err(|e| bad_input(format!("{}: {e}", source.display())))?;
     let bios_image = boot.bios_image.clone().ok_or_else(|| {
@@ -293,15 +315,17 @@ pub fn remaster(
 
     let mut edits: Vec<(PathBuf, String)> = Vec::new();
     let mut boot_configs = Vec::new();
-    let isolinux = bootcfg::edit_isolinux(&read(&s("isolinux.cfg"))?)
+    let isolinux = bootcfg::edit_isolinux(&read(&s("isolinux.cfg"), ISOLINUX_CFG)?)
         .map_err(|e| bad_input(format!("{}: {ISOLINUX_CFG}: {e}", source.display())))?;
-    std::fs::write(s("isolinux.cfg.new"), isolinux).context("writing the new isolinux.cfg")?;
+    std::fs::write(s("isolinux.cfg.new"), bootcfg::to_latin1(&isolinux))
+        .context("writing the new isolinux.cfg")?;
     edits.push((s("isolinux.cfg.new"), ISOLINUX_CFG.into()));
     boot_configs.push(ISOLINUX_CFG.to_string());
     if has_efi_conf {
-        let grub = bootcfg::edit_grub_legacy(&read(&s("BOOTX64.conf"))?)
+        let grub = bootcfg::edit_grub_legacy(&read(&s("BOOTX64.conf"), EFI_GRUB_CONF)?)
             .map_err(|e| bad_input(format!("{}: {EFI_GRUB_CONF}: {e}", source.display())))?;
-        std::fs::write(s("BOOTX64.conf.new"), grub).context("writing the new BOOTX64.conf")?;
+        std::fs::write(s("BOOTX64.conf.new"), bootcfg::to_latin1(&grub))
+            .context("writing the new BOOTX64.conf")?;
         edits.push((s("BOOTX64.conf.new"), EFI_GRUB_CONF.into()));
         boot_configs.push(EFI_GRUB_CONF.to_string());
     }
@@ -314,7 +338,8 @@ pub fn remaster(
         }
     }
 
-    let mut args: Vec<OsString> = vec!["-indev".into(), source.into()];
+    let source_packages = source_packages(source, &s("repomd.xml"), scratch.path());
+    let mut args: Vec<OsString> = vec!["-indev".into(), xorriso::drive(source)];
     let pending = PendingOutput::new(out)?;
     args.extend(["-outdev".into(), pending.path().into()]);
     // Re-creates the El Torito entries, boot-info table and system area of the source
@@ -344,8 +369,13 @@ pub fn remaster(
         tracing::info!("source already carries /mtkit: replacing it");
         args.extend(["-rm_r", "/mtkit", "--"].map(OsString::from));
     }
-    let staged = stage(payload)?;
+    let staged = stage(payload, source_packages.as_deref())?;
     args.extend(staged.args.iter().cloned());
+    if let Some(e) = super::source_date_epoch()? {
+        // The edited files were written just now.
+        let paths: Vec<&str> = edits.iter().map(|(_, to)| to.as_str()).collect();
+        args.extend(super::dated(e, &paths));
+    }
 
     xorriso::write(args, opts.progress)?;
     let written = xorriso::boot_report(pending.path())?;
@@ -360,6 +390,30 @@ pub fn remaster(
         isohybrid_added,
         boot_configs,
     })
+}
+
+/// The packages of the source disc's own repository (`/repodata`), for the offline repo
+/// check of `[packages] extra`; `None` (with a note) when it has no readable metadata.
+fn source_packages(
+    source: &Path,
+    repomd: &Path,
+    scratch: &Path,
+) -> Option<Vec<super::repo::Package>> {
+    let text = std::fs::read(repomd).ok()?;
+    let fetched = super::repo::packages_via(&bootcfg::from_latin1(&text), |href| {
+        let local = scratch.join("source-primary");
+        xorriso::extract(source, &[(&format!("/{href}"), &local)])?;
+        std::fs::read(&local).with_context(|| format!("reading /{href} of the source"))
+    });
+    match fetched {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(
+                "the source's package metadata is not readable ({e:#}): [packages] extra is not checked against it"
+            );
+            None
+        }
+    }
 }
 
 /// The written image must still boot the way the source did.
@@ -383,25 +437,40 @@ fn edit_efi_image(img: &Path) -> Result<bool> {
     std::fs::set_permissions(img, std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("making {} writable", img.display()))?;
     MCOPY.locate()?;
-    let current = MTYPE.output([
-        OsString::from("-i"),
+    // Copied out as bytes (mtype's text would not keep a Latin-1 file as it is).
+    let current_file = img.with_extension("conf");
+    let current = MCOPY.output([
+        OsString::from("-n"),
+        "-i".into(),
         img.into(),
         EFI_GRUB_CONF_IN_FAT.into(),
+        current_file.clone().into(),
     ])?;
-    if current.status != 0 {
+    if current.status != 0 || !current_file.is_file() {
         tracing::warn!(
-            image = %img.display(),
             "the EFI boot image has no EFI/BOOT/BOOTX64.conf: its menu is left as it is ({})",
             current.stderr.trim()
         );
         return Ok(false);
     }
-    let new = bootcfg::edit_grub_legacy(&current.stdout)
+    let text = std::fs::read(&current_file).context("reading the EFI boot image's BOOTX64.conf")?;
+    let new = bootcfg::edit_grub_legacy(&bootcfg::from_latin1(&text))
         .map_err(|e| bad_input(format!("EFI boot image's EFI/BOOT/BOOTX64.conf: {e}")))?;
     let local = img.with_extension("conf.new");
-    std::fs::write(&local, new).with_context(|| format!("writing {}", local.display()))?;
+    std::fs::write(&local, bootcfg::to_latin1(&new))
+        .context("writing the new BOOTX64.conf for the EFI boot image")?;
+    if let Some(e) = super::source_date_epoch()? {
+        // mcopy -m keeps this date in the FAT entry instead of the time of the copy.
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(e);
+        std::fs::File::options()
+            .write(true)
+            .open(&local)
+            .and_then(|f| f.set_modified(when))
+            .context("dating the new BOOTX64.conf")?;
+    }
     MCOPY.run([
         OsString::from("-o"),
+        "-m".into(),
         "-i".into(),
         img.into(),
         local.into(),

@@ -17,6 +17,21 @@ fn base_args() -> Vec<OsString> {
         .collect()
 }
 
+/// The drive address of `iso` for `-indev`: a block device (an optical drive `/dev/sr0`,
+/// a loop device) is read as a plain file through `stdio:`, which xorriso otherwise
+/// refuses for anything in /dev that is not an MMC burner (`-drive_class caution`).
+pub fn drive(iso: &Path) -> OsString {
+    use std::os::unix::fs::FileTypeExt;
+    let is_block = std::fs::metadata(iso).is_ok_and(|m| m.file_type().is_block_device());
+    if is_block {
+        let mut a = OsString::from("stdio:");
+        a.push(iso);
+        a
+    } else {
+        iso.into()
+    }
+}
+
 /// Runs a read-only query on `iso` (`-indev ISO` then `args`): results are on stdout,
 /// what xorriso says about the loaded image (volume id, boot record) on stderr.
 pub fn query<I, S>(iso: &Path, args: I) -> Result<Output>
@@ -26,7 +41,7 @@ where
 {
     let mut all = base_args();
     all.push("-indev".into());
-    all.push(iso.into());
+    all.push(drive(iso));
     all.extend(args.into_iter().map(Into::into));
     XORRISO.run(all)
 }
@@ -44,7 +59,7 @@ pub fn query_tolerant(iso: &Path, args: Vec<OsString>) -> Result<Output> {
     ]
     .map(OsString::from)
     .to_vec();
-    all.extend(["-indev".into(), iso.into()]);
+    all.extend(["-indev".into(), drive(iso)]);
     all.extend(args);
     XORRISO.run(all)
 }

@@ -76,22 +76,30 @@ pub fn note(net: &Network) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// The static network these tests were written for (the default is DHCP).
+    fn static_net() -> Network {
+        Network {
+            bootproto: crate::config::BootProto::Static,
+            ip: "192.0.2.10".into(),
+            gateway: "192.0.2.1".into(),
+            dns: vec!["192.0.2.53".into()],
+            ..Network::default()
+        }
+    }
+
     const STOCK: &str = "127.0.0.1   localhost localhost.localdomain localhost4 localhost4.localdomain4\n::1         localhost localhost.localdomain localhost6 localhost6.localdomain6\n";
 
     #[test]
     fn adds_the_mt_address_once() {
-        let new = plan(Some(STOCK), "mt01.example.local", &Network::default()).unwrap();
+        let new = plan(Some(STOCK), "mt01.example.local", &static_net()).unwrap();
         assert_eq!(new, format!("{STOCK}192.0.2.10\tmt01.example.local mt01\n"));
-        assert_eq!(
-            plan(Some(&new), "mt01.example.local", &Network::default()),
-            None
-        );
+        assert_eq!(plan(Some(&new), "mt01.example.local", &static_net()), None);
     }
 
     #[test]
     fn name_moves_off_other_addresses() {
         let cur = "127.0.0.1 localhost mt01.example.local mt01\n10.0.0.9 mt01.example.local\n";
-        let new = plan(Some(cur), "mt01.example.local", &Network::default()).unwrap();
+        let new = plan(Some(cur), "mt01.example.local", &static_net()).unwrap();
         assert_eq!(
             new,
             "127.0.0.1\tlocalhost\n192.0.2.10\tmt01.example.local mt01\n"

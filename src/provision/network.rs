@@ -96,15 +96,26 @@ pub fn set_key(text: &str, key: &str, value: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The static network these tests were written for (the default is DHCP).
+    fn static_net() -> Network {
+        Network {
+            bootproto: crate::config::BootProto::Static,
+            ip: "192.0.2.10".into(),
+            gateway: "192.0.2.1".into(),
+            dns: vec!["192.0.2.53".into()],
+            ..Network::default()
+        }
+    }
+
     #[test]
     fn stock_minimal_ifcfg_gets_onboot_and_nm_off() {
         let cur = "DEVICE=eth0\nHWADDR=00:0C:29:AA:BB:CC\nTYPE=Ethernet\nONBOOT=no\nNM_CONTROLLED=yes\nBOOTPROTO=dhcp\n";
-        let new = plan_ifcfg(Some(cur), &Network::default()).unwrap();
+        let new = plan_ifcfg(Some(cur), &static_net()).unwrap();
         assert_eq!(
             new,
             "DEVICE=eth0\nHWADDR=00:0C:29:AA:BB:CC\nTYPE=Ethernet\nONBOOT=yes\nNM_CONTROLLED=no\nBOOTPROTO=dhcp\n"
         );
-        assert_eq!(plan_ifcfg(Some(&new), &Network::default()), None);
+        assert_eq!(plan_ifcfg(Some(&new), &static_net()), None);
     }
 
     #[test]
@@ -121,13 +132,13 @@ mod tests {
 
     #[test]
     fn quoted_and_missing_keys() {
-        let new = plan_ifcfg(Some("DEVICE=eth1\nONBOOT=\"no\"\n"), &Network::default()).unwrap();
+        let new = plan_ifcfg(Some("DEVICE=eth1\nONBOOT=\"no\"\n"), &static_net()).unwrap();
         assert_eq!(new, "DEVICE=eth1\nONBOOT=yes\nNM_CONTROLLED=no\n");
     }
 
     #[test]
     fn missing_file_is_written_from_config() {
-        let t = plan_ifcfg(None, &Network::default()).unwrap();
+        let t = plan_ifcfg(None, &static_net()).unwrap();
         assert!(
             t.contains("IPADDR=192.0.2.10\nPREFIX=24\nGATEWAY=192.0.2.1\n"),
             "{t}"

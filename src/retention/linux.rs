@@ -48,8 +48,18 @@ impl Device {
         };
         let meta = fs::metadata(&node).with_context(|| format!("reading {}", node.display()))?;
         if !meta.file_type().is_block_device() {
+            let t = meta.file_type();
+            let what = if t.is_file() {
+                "a regular file"
+            } else if t.is_dir() {
+                "a folder"
+            } else if t.is_char_device() {
+                "a character device"
+            } else {
+                "a special file"
+            };
             return Err(crate::error::bad_input(format!(
-                "{} is not a block device (give a disk such as /dev/sdb or /dev/mapper/<SCSI ID>)",
+                "{} is {what}, not a block device (give a disk such as /dev/sdb or /dev/mapper/<SCSI ID>)",
                 path.display()
             )));
         }

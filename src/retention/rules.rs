@@ -9,6 +9,7 @@ pub const LABEL: &str = "mt-retention";
 
 /// What is known about a candidate volume.
 #[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct VolumeFacts {
     /// `/dev/loop3`, `R:`.
     pub name: String,

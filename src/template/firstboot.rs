@@ -688,7 +688,7 @@ mod tests {
         assert_eq!(id.hostname.as_deref(), Some("mt02.dr.example"));
         assert_eq!(id.address, None);
         let id = from_config_text(
-            "[network]\nip = \"198.51.100.7\"\nprefix = 25\ngateway = \"198.51.100.1\"\ndns = [\"198.51.100.53\"]\n",
+            "[network]\nbootproto = \"static\"\nip = \"198.51.100.7\"\nprefix = 25\ngateway = \"198.51.100.1\"\ndns = [\"198.51.100.53\"]\n",
             "t",
         )
         .unwrap();

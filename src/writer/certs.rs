@@ -769,7 +769,11 @@ mod tests {
 
     #[test]
     fn server_names_cover_config_machine_ip_and_loopback() {
-        let cfg = Config::default();
+        // A static network with a host name (the defaults are DHCP with the name it gives).
+        let mut cfg = Config::default();
+        cfg.appliance.hostname = "mt01.example.local".into();
+        cfg.network.bootproto = BootProto::Static;
+        cfg.network.ip = "192.0.2.10".into();
         let id = ServerIdentity::of(&cfg, Some("build-host.lab"));
         assert_eq!(
             id.hostnames,
@@ -784,7 +788,7 @@ mod tests {
             assert!(s.contains(ip), "{ip} in {s}");
         }
         // DHCP: no configured IP; an installer's "localhost" is no name of the appliance.
-        let mut dhcp = Config::default();
+        let mut dhcp = cfg.clone();
         dhcp.network.bootproto = BootProto::Dhcp;
         let id = ServerIdentity::of(&dhcp, Some("localhost.localdomain"));
         assert!(id.ips.is_empty());

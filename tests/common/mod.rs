@@ -114,3 +114,16 @@ pub fn ksvalidator() -> Option<PathBuf> {
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
 }
+
+/// A real RSA public key line (ssh-keygen -t rsa -b 2048), for configs that `build` must
+/// accept: without a root password or an SSH key it refuses (nobody could log in).
+pub const SSH_KEY: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDM3Xac5sOfXb/BVmfbg+1onCQEZWX+1/dtKdA8eMgDgadVB4eFHXXLAvEmYrKehB+ln6+h0/oSGzdU/3zFS34TbIGAr54NbM07nqFuHAKl2MryWR+rfGDzN7D/hD4Bv512jQTGHw36vBULuJttWmLowSpl+VCx2vN5xCTg0CVpmZuxWQvuVXsmpVeh2sM2epMyioO2FPUsNakAQO15997iPF02hLFQYW4Z3Aj8pEgeybuTGBH+z4QSAe4xojm9dtKYkuzVkCUWOLjhtoyDefnB7vsU5fYypcnOkYDVvZ0Z0SLjWa79U5O2Al0kJrYLWaiBvdM0v1JCDgtE2bkDy1+H admin@example";
+
+/// Writes `dir/appliance.toml`: `extra` (TOML tables) plus `[access]` with [`SSH_KEY`], so
+/// that `build` has a way in; returns its path.
+pub fn config_with_key(dir: &Path, extra: &str) -> PathBuf {
+    let p = dir.join("appliance.toml");
+    let text = format!("{extra}\n[access]\nssh-authorized-keys = [\"{SSH_KEY}\"]\n");
+    std::fs::write(&p, text).unwrap();
+    p
+}

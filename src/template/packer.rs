@@ -143,6 +143,14 @@ pub fn warnings(config: &Config, install: &Install) -> Vec<String> {
                 .to_string(),
         );
     }
+    if config.access.ssh_authorized_keys.is_empty() {
+        out.push(format!(
+            "[access] has no ssh-authorized-keys: {FILE} logs in as root with \
+             var.ssh_private_key_file, which only works when its public key is in \
+             [access] ssh-authorized-keys (or ssh-authorized-keys-file); without it Packer \
+             waits for SSH until ssh_timeout and fails"
+        ));
+    }
     if matches!(install, Install::KickstartCd) && !config.packages.offline_repo.is_empty() {
         out.push(format!(
             "[packages] offline-repo is not on the cd_files CD of {FILE}: build with \
@@ -179,5 +187,18 @@ mod tests {
             assert!(t.contains("\"disk.EnableUUID\" = \"TRUE\""));
             assert!(t.contains("version = \">= 1.4.1\""));
         }
+    }
+
+    #[test]
+    fn a_template_nobody_can_log_into_is_warned_about() {
+        let mut c = Config::default();
+        let w = warnings(&c, &Install::KickstartCd);
+        assert!(w.iter().any(|w| w.contains("ssh-authorized-keys")), "{w:?}");
+        c.access.ssh_authorized_keys = vec!["ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ x".into()];
+        let w = warnings(&c, &Install::KickstartCd);
+        assert!(
+            !w.iter().any(|w| w.contains("ssh-authorized-keys")),
+            "{w:?}"
+        );
     }
 }

@@ -1,4 +1,7 @@
 //! Error kinds that decide the process exit code (see ARCHITECTURE.md, "Exit codes").
+//!
+//! Near the bottom of the crate: it names only leaf error types (`config::error`), so every
+//! module may use it without an import loop.
 
 use std::fmt;
 
@@ -34,7 +37,7 @@ impl std::error::Error for ChecksFailed {}
 /// The exit code an error maps to: 2 for bad input, 1 for everything else.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
-        if cause.is::<BadInput>() || cause.is::<crate::config::ConfigError>() {
+        if cause.is::<BadInput>() || cause.is::<crate::config::error::ConfigError>() {
             return 2;
         }
     }

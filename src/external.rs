@@ -1,11 +1,11 @@
 //! Running external programs (xorriso, mkfs, blkid, ...): one wrapper that logs the
 //! command line, captures stderr, and names the package that provides a missing program.
+//! Every run goes through duct (pipes, waiting, no shell); nothing else in mtkit spawns.
 
 use anyhow::{Context, Result, bail};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 /// A program mtkit drives, and the packages that provide it.
 #[derive(Debug, Clone, Copy)]
@@ -79,25 +79,31 @@ impl Tool {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        let (exe, args, shown) = self.prepare(args)?;
-        let mut child = Command::new(&exe)
-            .args(&args)
-            .envs(self.env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
+        let (cmd, shown) = self.command(args)?;
+        // stderr into the pipe read here, stdout to /dev/null (duct applies the outer
+        // redirection first).
+        let reader = cmd
+            .stdin_null()
+            .stdout_null()
+            .stderr_to_stdout()
+            .reader()
             .with_context(|| format!("starting {shown}"))?;
-        let stderr = child.stderr.take().expect("stderr is piped");
-        for line in BufReader::new(stderr).lines() {
+        for line in BufReader::new(&reader).lines() {
             each_line(line.with_context(|| format!("reading the messages of {}", self.name))?);
         }
-        child
-            .wait()
-            .with_context(|| format!("waiting for {}", self.name))
+        // The reader waited for the program when it saw the end of its output.
+        let out = reader
+            .try_wait()
+            .with_context(|| format!("waiting for {}", self.name))?
+            .with_context(|| format!("{} closed its stderr but did not exit", self.name))?;
+        Ok(out.status)
     }
 
-    fn prepare<I, S>(&self, args: I) -> Result<(PathBuf, Vec<OsString>, String)>
+    /// The program (found on PATH, else an error naming its package) with its arguments and
+    /// the tool's environment, and its command line for messages, logged: every run starts
+    /// here. Unchecked: a non-zero exit is the caller's to judge (`run` makes it an error
+    /// with the program's stderr, `output` and `stream_stderr` return it).
+    fn command<I, S>(&self, args: I) -> Result<(duct::Expression, String)>
     where
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
@@ -109,7 +115,11 @@ impl Tool {
             .collect::<Vec<_>>()
             .join(" ");
         tracing::debug!(command = %shown, "running");
-        Ok((exe, args, shown))
+        let cmd = self
+            .env
+            .iter()
+            .fold(duct::cmd(exe, args), |cmd, (k, v)| cmd.env(k, v));
+        Ok((cmd.unchecked(), shown))
     }
 
     fn run_any<I, S>(&self, args: I) -> Result<(String, Output)>
@@ -117,16 +127,12 @@ impl Tool {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        let (exe, args, shown) = self.prepare(args)?;
-        // unchecked: a non-zero exit is the caller's to judge (see `output`), with stderr.
-        let mut cmd = duct::cmd(exe, &args)
+        let (cmd, shown) = self.command(args)?;
+        let out = cmd
             .stdout_capture()
             .stderr_capture()
-            .unchecked();
-        for (k, v) in self.env {
-            cmd = cmd.env(k, v);
-        }
-        let out = cmd.run().with_context(|| format!("starting {shown}"))?;
+            .run()
+            .with_context(|| format!("starting {shown}"))?;
         let output = Output {
             status: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -20,7 +20,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .with_context(|| format!("{} has no file name", path.display()))?;
     // Same folder, so the rename stays on one filesystem and is atomic.
     let dir = root::open_dir(parent_dir(path))?;
-    root::write_atomic_at(dir.as_fd(), name, path, contents, mode)
+    root::write_atomic_at(dir.as_fd(), name, path, contents, mode, true)
 }
 
 /// Reads a file the user named (`--config`, `root-password-file`, a .vmx): only a regular

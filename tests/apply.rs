@@ -289,6 +289,106 @@ fn dry_run_shows_diffs_and_writes_nothing() {
     assert_eq!(snapshot(&root), applied);
 }
 
+/// Applies the unified diff `diff` in `dir` with `patch -p1` and with `git apply`, each on
+/// its own copy; returns the two copies.
+fn patched(dir: &Path, diff: &str, tag: &str) -> [PathBuf; 2] {
+    let copies = [
+        dir.with_extension(format!("{tag}-patch")),
+        dir.with_extension(format!("{tag}-git")),
+    ];
+    for c in &copies {
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(dir)
+            .arg(c)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let file = dir.with_extension(format!("{tag}.diff"));
+    fs::write(&file, diff).unwrap();
+    let patch = Command::new("patch")
+        .args(["-p1", "--quiet", "--batch", "--no-backup-if-mismatch", "-i"])
+        .arg(&file)
+        .arg("-d")
+        .arg(&copies[0])
+        .output()
+        .unwrap();
+    let git = Command::new("git")
+        .args(["apply", "-p1", "--whitespace=nowarn"])
+        .arg(&file)
+        .current_dir(&copies[1])
+        .output()
+        .unwrap();
+    for (what, o) in [("patch -p1", patch), ("git apply", git)] {
+        assert!(
+            o.status.success(),
+            "{what} refused the diff: {}{}\n{diff}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    copies
+}
+
+/// `apply --dry-run` prints a real unified diff: patch(1) and git apply take it, and the
+/// files they make are the files `apply` writes. Texts without a final newline too (the
+/// diff marks them, as diff(1) does).
+#[test]
+fn the_dry_run_diff_is_a_patch_that_patch_and_git_apply_take() {
+    require!(common::have("patch"), "patch (Debian patch) not installed");
+    require!(common::have("git"), "git not installed");
+    let d = centos66();
+    let root = d.path().join("r");
+    let cfg = config(d.path(), CONFIG);
+    let o = apply(&root, &cfg, &["--dry-run", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let diff = v["diff"].as_str().unwrap().to_string();
+    let copies = patched(&root, &diff, "all");
+    apply(&root, &cfg, &[]);
+    let files: Vec<&str> = diff
+        .lines()
+        .filter_map(|l| l.strip_prefix("+++ b/"))
+        .collect();
+    assert!(
+        files.contains(&"etc/lvm/lvm.conf") && files.contains(&"etc/multipath.conf"),
+        "{files:?}"
+    );
+    for c in &copies {
+        for f in &files {
+            assert_eq!(
+                read(&c.join(f)),
+                read(&root.join(f)),
+                "{f} as {} made it",
+                c.display()
+            );
+        }
+    }
+    // Edge cases of the format, through the library function apply prints with.
+    let cases = [
+        ("a\nb", "a\nc"),
+        ("a\nb\n", "a\nb"),
+        ("a\nb", "a\nb\n"),
+        (
+            "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n",
+            "1\nTWO\n3\n4\n5\n6\n7\n8\n9\n10\n11\nTWELVE\n",
+        ),
+    ];
+    for (i, (old, new)) in cases.iter().enumerate() {
+        let dir = d.path().join(format!("case{i}"));
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("f"), old).unwrap();
+        let diff = mtkit::provision::diff::unified(old, new, "a/f", "b/f");
+        for c in patched(&dir, &diff, "one") {
+            assert_eq!(
+                fs::read_to_string(c.join("f")).unwrap(),
+                *new,
+                "case {i}:\n{diff}"
+            );
+        }
+    }
+}
+
 #[test]
 fn edited_lvm_conf_passes_real_lvmconfig_validate() {
     require!(

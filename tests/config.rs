@@ -87,6 +87,41 @@ fn build_with_a_bad_config_writes_nothing() {
     assert!(!out_dir.exists(), "build created {}", out_dir.display());
 }
 
+/// The rules the writer service checks before it opens a journal (export names, group
+/// folders, journal ids, request sizes) are config rules: `build` refuses a config that
+/// breaks one, located, before it writes anything, so it never ships one the service
+/// would refuse at its first start.
+#[test]
+fn build_refuses_what_the_writer_service_would_refuse() {
+    for name in [
+        "disk-name-at",
+        "disk-name-slash",
+        "disk-name-long",
+        "group-slash",
+        "group-dot",
+        "journal-id-clash",
+        "max-request-size-big",
+    ] {
+        let f = fixture("config/bad").join(format!("{name}.toml"));
+        let want = expectations(&f);
+        let d = tempfile::tempdir().unwrap();
+        let out = mtkit()
+            .current_dir(f.parent().unwrap())
+            .args(["build", "--no-media", "--out"])
+            .arg(d.path().join("out"))
+            .arg("--config")
+            .arg(f.file_name().unwrap())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        for w in &want {
+            assert!(err.contains(w.as_str()), "{name}: want {w:?} in:\n{err}");
+        }
+        assert!(!d.path().join("out").exists(), "{name}: build wrote out/");
+    }
+}
+
 #[test]
 fn missing_password_file_exits_2_and_writes_nothing() {
     let d = tempfile::tempdir().unwrap();

@@ -19,6 +19,8 @@ TEST_DEBS+=(openssh-client openssl)
 # rpmbuild (rpm) makes the stand-in RPMs of the offline-repo tests; ssh-keygen also reads
 # the authorized_keys the kickstart writes; groff renders the man pages.
 TEST_DEBS+=(rpm groff-base)
+# apply's --dry-run diff is checked with the tools that apply diffs.
+TEST_DEBS+=(patch git)
 
 _sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

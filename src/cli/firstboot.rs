@@ -39,7 +39,7 @@ pub fn load_config(g: &Global, root: &Path) -> anyhow::Result<Loaded> {
     if g.config.is_some() || root == Path::new("/") {
         return g.load_config();
     }
-    let installed = root.join(template::inroot::resolve(root, template::CONFIG)?);
+    let installed = root.join(crate::files::Root::open(root)?.resolve(template::CONFIG)?);
     let path = installed.is_file().then_some(installed.as_path());
     Ok(Config::load(path)?)
 }

@@ -137,11 +137,10 @@ impl Cli {
         ) {
             return;
         }
+        use nix::sys::signal::{SigHandler, Signal, signal};
         // SAFETY: called from main before any thread is started; SIG_DFL is a valid
-        // disposition for SIGPIPE.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        // disposition for SIGPIPE (and cannot fail for it).
+        let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     }
 
     pub fn run(self) -> anyhow::Result<()> {

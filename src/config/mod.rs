@@ -1,14 +1,15 @@
 //! The appliance.toml model: every section and key, their embedded defaults, loading and validation.
 
+pub mod error;
 pub mod reach;
 pub mod ssh;
 pub mod units;
 mod validate;
+pub mod writer_names;
 
+pub use error::{ConfigError, Problem};
 pub use units::{AutoSize, Size, Span};
-pub use validate::{
-    ConfigError, KNOWN_FILESYSTEMS, Problem, is_hostname, is_sd_path, is_sha512_crypt,
-};
+pub use validate::{KNOWN_FILESYSTEMS, is_hostname, is_sd_path, is_sha512_crypt};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -5,11 +5,11 @@
 //! typed model. Each problem is located with the spans of a `toml_edit` parse of the
 //! original text; a key the file does not set is shown with its default value.
 
+use super::error::{ConfigError, Problem};
 use super::{BootProto, Config, Size};
 use regex::Regex;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::LazyLock;
 use toml_edit::{Document, DocumentMut, Item};
 
@@ -21,38 +21,6 @@ pub const KNOWN_FILESYSTEMS: &[&str] = &[
 
 /// Filesystems a retention volume can be made with.
 pub const RETENTION_FILESYSTEMS: &[&str] = &["ext4", "xfs"];
-
-/// One thing wrong with a config, located at a key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    /// `file:line:column` of the offending value (or key).
-    pub location: String,
-    /// `[network] prefix = 33`
-    pub key: String,
-    /// What is wrong and what would be right.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.location, self.message)
-        } else {
-            write!(f, "{}: {}: {}", self.location, self.key, self.message)
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading config {}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
-    Invalid { problems: Vec<Problem> },
-}
 
 /// 1-based line and column of a byte offset.
 pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -1165,6 +1133,12 @@ fn check_writer(c: &Config, ck: &mut Checker<'_>) {
             q(&w.max_request_size.to_string()),
             "must be at least \"4K\" (the default is \"32M\")",
         );
+    } else if w.max_request_size.bytes() > u64::from(u32::MAX) {
+        ck.report(
+            &path(&["writer", "max-request-size"]),
+            q(&w.max_request_size.to_string()),
+            "must be below \"4G\": an NBD request length is 32 bits (the default is \"32M\")",
+        );
     }
     if w.max_buffer < w.max_request_size {
         ck.report(
@@ -1223,7 +1197,6 @@ fn check_writer(c: &Config, ck: &mut Checker<'_>) {
             );
         }
     }
-    let mut names: Vec<(&str, usize)> = Vec::new();
     let mut paths: Vec<(&std::path::Path, usize)> = Vec::new();
     let mut ids: Vec<(&str, usize)> = Vec::new();
     for (i, d) in w.disk.iter().enumerate() {
@@ -1235,34 +1208,9 @@ fn check_writer(c: &Config, ck: &mut Checker<'_>) {
                 Seg::Key(key.into()),
             ]
         };
-        if d.name.is_empty() || d.name.len() > 4096 || d.name.contains(char::is_whitespace) {
-            ck.report(
-                &at("name"),
-                q(&d.name),
-                "a disk needs a name (its NBD export name): one word, e.g. \"vm1-disk0\"",
-            );
-        } else if let Some((_, first)) = names.iter().find(|(n, _)| *n == d.name) {
-            ck.report(
-                &at("name"),
-                q(&d.name),
-                format!(
-                    "disk #{} has the same name: export names must be unique",
-                    first + 1
-                ),
-            );
-        } else {
-            names.push((&d.name, i));
-        }
         let has_id = !d.scsi_id.is_empty();
         if d.path.as_os_str().is_empty() {
-            if !has_id {
-                ck.report(
-                    &at("path"),
-                    "\"\"",
-                    "a disk needs a path or a scsi-id (as `mtkit scsi-ids` prints it), e.g. \
-                     scsi-id = \"36000c29a1b2c3d4e5f60718293a4b5c6\"",
-                );
-            }
+            // Neither path nor scsi-id: a rule of writer_names, reported below.
         } else if !d.path.is_absolute() {
             ck.report(
                 &at("path"),
@@ -1306,13 +1254,23 @@ fn check_writer(c: &Config, ck: &mut Checker<'_>) {
                 ids.push((&d.scsi_id, i));
             }
         }
-        if d.group.trim().is_empty() {
-            ck.report(
-                &at("group"),
-                q(&d.group),
-                "every disk belongs to a consistency group: name it, e.g. the protected machine \"vm1\"",
-            );
-        }
+    }
+    // Names, groups and journal ids: the rules the service checks again before it opens a
+    // journal, from one function.
+    for p in super::writer_names::disk_problems(&w.disk) {
+        let d = &w.disk[p.index];
+        let shown = match p.key {
+            "name" => q(&d.name),
+            "group" => q(&d.group),
+            _ => q(&d.path.display().to_string()),
+        };
+        let at = vec![
+            Seg::Key("writer".into()),
+            Seg::Key("disk".into()),
+            Seg::Index(p.index),
+            Seg::Key(p.key.into()),
+        ];
+        ck.report(&at, shown, p.message);
     }
     let mut seen: Vec<&str> = Vec::new();
     for (i, g) in w.group.iter().enumerate() {

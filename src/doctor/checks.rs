@@ -1,14 +1,15 @@
 //! Every prerequisite of a master target, read through a root folder.
 
 use super::Finding;
-use crate::config::{BootProto, Config, Size};
+pub use super::context::Context;
+use crate::config::{BootProto, Size};
 use crate::host::scsi::{self, IdStatus, OsDisk};
 use crate::host::{blockdev, mounts, release, resources};
 use crate::provision::network::get_key;
 use crate::provision::{self, executor, multipath, writer_service};
 use crate::retention::linux::{self as retention_linux, Scope};
 use crate::retention::{check as retention_check, rules};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// The sizing guide of a master target.
@@ -17,24 +18,6 @@ pub const MIN_MEM_GIB: u64 = 6;
 /// A VM with 6 GiB shows a MemTotal a little lower (kernel and firmware reservations):
 /// accept down to 95 %.
 const MEM_SLACK_PERCENT: u64 = 95;
-
-/// Where and how the checks run.
-pub struct Context<'a> {
-    pub root: &'a Path,
-    pub config: &'a Config,
-    /// Skip checks that need the network
-    pub offline: bool,
-}
-
-impl Context<'_> {
-    fn live(&self) -> bool {
-        self.root == Path::new("/")
-    }
-    /// A path of the target system (given relative to its `/`) under the root.
-    fn at(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
-    }
-}
 
 /// Runs every check, in a fixed order.
 pub fn run_all(cx: &Context) -> Vec<Finding> {

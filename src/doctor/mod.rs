@@ -1,6 +1,7 @@
 //! Checks over host facts: findings with a status and a remedy (`mtkit doctor`).
 
 pub mod checks;
+mod context;
 mod finding;
 pub mod writer;
 

@@ -3,7 +3,7 @@
 //! same resolution and refusals the service applies at start). Nothing is changed.
 
 use super::Finding;
-use super::checks::Context;
+use super::context::Context;
 use crate::config::WriterTls;
 use crate::writer::certs;
 use crate::writer::preflight::{self, TlsPlan};

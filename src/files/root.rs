@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
-use nix::unistd::{UnlinkatFlags, fchown, fsync, symlinkat, unlinkat};
+use nix::unistd::{UnlinkatFlags, fchown, fsync, linkat, symlinkat, unlinkat};
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
@@ -75,6 +75,12 @@ enum Walked {
     Dir {
         fd: OwnedFd,
         shown: PathBuf,
+    },
+    /// A folder on the way does not exist: `shown` ends with it, `rest` is what came after
+    /// it (link targets included, `..` and all).
+    Missing {
+        shown: PathBuf,
+        rest: VecDeque<OsString>,
     },
 }
 
@@ -194,17 +200,19 @@ pub(crate) fn read_bounded(f: impl Read, shown: &Path, max: u64) -> Result<Vec<u
 
 /// Writes `bytes` as `name` in `dir`: a temp file made with O_EXCL|O_NOFOLLOW under a random
 /// name, fsync, rename over `name` (a link there is replaced, never followed), fsync of the
-/// folder. An existing regular file's mode and owner are kept, else `mode` is used.
+/// folder. With `keep`, an existing regular file's mode and owner are kept, else `mode` is
+/// used (and the caller owns the file).
 pub(crate) fn write_atomic_at(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     shown: &Path,
     bytes: &[u8],
     mode: u32,
+    keep: bool,
 ) -> Result<()> {
     let old = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
         .ok()
-        .filter(|st| is(st, SFlag::S_IFREG));
+        .filter(|st| keep && is(st, SFlag::S_IFREG));
     let mode = old.map(|st| st.st_mode & 0o7777).unwrap_or(mode);
     let (tmp, fd) = create_temp(dir, name, shown)?;
     let result = (|| -> Result<()> {
@@ -361,9 +369,110 @@ impl Root {
         self.path.join(rel)
     }
 
+    /// A folder the user named (a TLS folder): links in its path are theirs to make and
+    /// are followed; bad input when it is not a folder.
+    pub fn open_folder(path: &Path) -> Result<Root> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::ENOTDIR => bad_input(format!("{} is not a folder", path.display())),
+            e => anyhow::Error::new(e).context(format!("opening folder {}", path.display())),
+        })?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// `path`, a path of the system under the root (`/` in front or not), with the links in
+    /// its folders resolved as that system sees them (never leaving the root), relative to
+    /// the root. The final component is kept as it is: a link there is the thing to read or
+    /// change, not a way elsewhere. Past a folder that does not exist, the rest is kept as
+    /// written. For plans, whose paths the executor walks again with its own checks.
+    pub fn resolve(&self, path: impl AsRef<Path>) -> Result<PathBuf> {
+        let path = path.as_ref();
+        let rel = if path.has_root() {
+            rel_of(path)?
+        } else {
+            path.to_path_buf()
+        };
+        let (shown, rest) = match self.walk(&rel, Links::InRoot, false)? {
+            Walked::In { shown, .. } | Walked::Dir { shown, .. } => (shown, VecDeque::new()),
+            Walked::Missing { shown, rest } => (shown, rest),
+        };
+        let mut out = shown
+            .strip_prefix(&self.path)
+            .expect("a walk stays under the root")
+            .to_path_buf();
+        for c in rest {
+            if c == ".." {
+                out.pop();
+            } else if c != "." {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether anything is at `rel` (a final link counts, and is not followed).
+    pub fn exists(&self, rel: &Path) -> Result<bool> {
+        Ok(self.lstat(rel)?.is_some())
+    }
+
+    /// Whether `rel` is a regular file (a final link is not one).
+    pub fn is_file(&self, rel: &Path) -> Result<bool> {
+        Ok(self.lstat(rel)?.is_some_and(|st| is(&st, SFlag::S_IFREG)))
+    }
+
+    fn lstat(&self, rel: &Path) -> Result<Option<FileStat>> {
+        let Some((dir, name, shown)) = self.parent(rel, Links::InRoot)? else {
+            return Ok(None);
+        };
+        match fstatat(dir.as_fd(), name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", shown.display())),
+        }
+    }
+
+    /// The text of `rel` when it is a regular file, at most [`MAX_READ`] bytes; `None` when
+    /// it is missing or anything else: a final link is not followed, a FIFO never opened.
+    pub fn file_text(&self, rel: &Path) -> Result<Option<String>> {
+        match self.node(rel, Links::InRoot)? {
+            Node::File { bytes, .. } => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| bad_input(format!("{} is not UTF-8 text", self.show(rel).display()))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The regular files under the folder `path` (resolved as [`Root::resolve`] does),
+    /// relative to the root, sorted; with `recursive`, of its sub-folders too. Links are
+    /// neither followed nor listed (a link in var/log is not a log of this system), and a
+    /// `path` that is itself a link lists nothing. Empty when the folder is missing.
+    pub fn files(&self, path: impl AsRef<Path>, recursive: bool) -> Result<Vec<PathBuf>> {
+        let rel = self.resolve(path)?;
+        let Some((dir, name, shown)) = self.parent(&rel, Links::InRoot)? else {
+            return Ok(Vec::new());
+        };
+        let fd = match openat(dir.as_fd(), name.as_os_str(), dir_flags(), Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("opening {}", shown.display())),
+        };
+        let mut out = Vec::new();
+        files_at(fd, &rel, &shown, recursive, &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+
     /// Walks `rel` from the root. The final component is followed only with `follow_last`
-    /// (and only when it is a link); `None` when a folder on the way does not exist.
-    fn walk(&self, rel: &Path, links: Links, follow_last: bool) -> Result<Option<Walked>> {
+    /// (and only when it is a link); [`Walked::Missing`] when a folder on the way does not
+    /// exist.
+    fn walk(&self, rel: &Path, links: Links, follow_last: bool) -> Result<Walked> {
         check_rel(rel)?;
         let mut stack: Vec<(OwnedFd, OsString)> = Vec::new();
         let mut queue: VecDeque<OsString> = rel
@@ -386,10 +495,10 @@ impl Root {
                     Some((fd, _)) => fd.try_clone()?,
                     None => self.fd.try_clone()?,
                 };
-                return Ok(Some(Walked::Dir {
+                return Ok(Walked::Dir {
                     fd,
                     shown: shown(&stack, None),
-                }));
+                });
             };
             if c == "." {
                 continue;
@@ -407,22 +516,27 @@ impl Root {
             };
             let here = shown(&stack, Some(&c));
             if last && !follow_last {
-                return Ok(Some(Walked::In {
+                return Ok(Walked::In {
                     dir: cur.try_clone_to_owned()?,
                     name: c,
                     shown: here,
-                }));
+                });
             }
             let st = match fstatat(cur, c.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 Err(Errno::ENOENT) if last => {
-                    return Ok(Some(Walked::In {
+                    return Ok(Walked::In {
                         dir: cur.try_clone_to_owned()?,
                         name: c,
                         shown: here,
-                    }));
+                    });
                 }
-                Err(Errno::ENOENT) => return Ok(None),
+                Err(Errno::ENOENT) => {
+                    return Ok(Walked::Missing {
+                        shown: here,
+                        rest: queue,
+                    });
+                }
                 Err(e) => return Err(e).with_context(|| format!("reading {}", here.display())),
             };
             if is(&st, SFlag::S_IFLNK) {
@@ -457,11 +571,11 @@ impl Root {
                 continue;
             }
             if last {
-                return Ok(Some(Walked::In {
+                return Ok(Walked::In {
                     dir: cur.try_clone_to_owned()?,
                     name: c,
                     shown: here,
-                }));
+                });
             }
             if !is(&st, SFlag::S_IFDIR) {
                 return Err(bad_input(format!(
@@ -481,12 +595,12 @@ impl Root {
     /// folder on the way is missing.
     fn parent(&self, rel: &Path, links: Links) -> Result<Option<(OwnedFd, OsString, PathBuf)>> {
         match self.walk(rel, links, false)? {
-            Some(Walked::In { dir, name, shown }) => Ok(Some((dir, name, shown))),
-            Some(Walked::Dir { shown, .. }) => Err(bad_input(format!(
+            Walked::In { dir, name, shown } => Ok(Some((dir, name, shown))),
+            Walked::Dir { shown, .. } => Err(bad_input(format!(
                 "{} names a folder, not a file",
                 shown.display()
             ))),
-            None => Ok(None),
+            Walked::Missing { .. } => Ok(None),
         }
     }
 
@@ -495,12 +609,12 @@ impl Root {
     /// bad input: it is never opened.
     pub fn read(&self, rel: &Path, links: Links) -> Result<Option<Vec<u8>>> {
         match self.walk(rel, links, true)? {
-            None => Ok(None),
-            Some(Walked::Dir { shown, .. }) => Err(bad_input(format!(
+            Walked::Missing { .. } => Ok(None),
+            Walked::Dir { shown, .. } => Err(bad_input(format!(
                 "{} is a folder, not a file",
                 shown.display()
             ))),
-            Some(Walked::In { dir, name, shown }) => {
+            Walked::In { dir, name, shown } => {
                 Ok(read_regular_at(dir.as_fd(), &name, &shown, MAX_READ)?.map(|(b, _)| b))
             }
         }
@@ -551,9 +665,9 @@ impl Root {
     /// `rel` as an open folder (links followed inside the root), `None` when missing.
     pub fn open_dir(&self, rel: &Path, links: Links) -> Result<Option<OwnedFd>> {
         match self.walk(rel, links, true)? {
-            None => Ok(None),
-            Some(Walked::Dir { fd, .. }) => Ok(Some(fd)),
-            Some(Walked::In { dir, name, shown }) => {
+            Walked::Missing { .. } => Ok(None),
+            Walked::Dir { fd, .. } => Ok(Some(fd)),
+            Walked::In { dir, name, shown } => {
                 match openat(dir.as_fd(), name.as_os_str(), dir_flags(), Mode::empty()) {
                     Ok(fd) => Ok(Some(fd)),
                     Err(Errno::ENOENT) => Ok(None),
@@ -571,16 +685,7 @@ impl Root {
         let Some(fd) = self.open_dir(rel, links)? else {
             return Ok(None);
         };
-        let dir = nix::dir::Dir::from_fd(fd)
-            .with_context(|| format!("reading {}", self.show(rel).display()))?;
-        let mut names = Vec::new();
-        for e in dir {
-            let e = e.with_context(|| format!("reading {}", self.show(rel).display()))?;
-            let n = OsStr::from_bytes(e.file_name().to_bytes());
-            if n != "." && n != ".." {
-                names.push(n.to_os_string());
-            }
-        }
+        let mut names = names_at(fd, &self.show(rel))?;
         names.sort();
         Ok(Some(names))
     }
@@ -588,7 +693,47 @@ impl Root {
     /// Replaces `rel` with `bytes` atomically (see [`write_atomic_at`]); its folder must exist.
     pub fn write_atomic(&self, rel: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         let (dir, name, shown) = self.existing_parent(rel)?;
-        write_atomic_at(dir.as_fd(), &name, &shown, bytes, mode)
+        write_atomic_at(dir.as_fd(), &name, &shown, bytes, mode, true)
+    }
+
+    /// [`Root::write_atomic`] with exactly `mode`, whatever the file there had (keys must
+    /// stay private even when someone widened the old one's mode).
+    pub fn replace(&self, rel: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+        let (dir, name, shown) = self.existing_parent(rel)?;
+        write_atomic_at(dir.as_fd(), &name, &shown, bytes, mode, false)
+    }
+
+    /// Makes the file `rel` with `bytes` and exactly `mode` unless something is there
+    /// already: `false` then, and nothing changed. The file is whole when it appears: a
+    /// synced temp file linked into place (link(2) never replaces: the O_EXCL of a whole
+    /// file).
+    pub fn create_new(&self, rel: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
+        let (dir, name, shown) = self.existing_parent(rel)?;
+        let (tmp, fd) = create_temp(dir.as_fd(), &name, &shown)?;
+        let mut f = std::fs::File::from(fd);
+        let linked = fchmod(&f, Mode::from_bits_truncate(mode))
+            .map_err(std::io::Error::from)
+            .and_then(|_| f.write_all(bytes))
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("writing {}", shown.display()))
+            .map(|_| {
+                linkat(
+                    dir.as_fd(),
+                    tmp.as_os_str(),
+                    dir.as_fd(),
+                    name.as_os_str(),
+                    AtFlags::empty(),
+                )
+            });
+        let _ = unlinkat(dir.as_fd(), tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        match linked? {
+            Ok(()) => {
+                let _ = fsync(dir.as_fd());
+                Ok(true)
+            }
+            Err(Errno::EEXIST) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("creating {}", shown.display())),
+        }
     }
 
     /// Makes `rel` a symlink to `target`, atomically (a temp link renamed over it).
@@ -636,7 +781,11 @@ impl Root {
         let Some((dir, name, _)) = self.parent(rel, Links::InRoot)? else {
             return Ok(false);
         };
-        Ok(unlinkat(dir.as_fd(), name.as_os_str(), UnlinkatFlags::RemoveDir).is_ok())
+        let removed = unlinkat(dir.as_fd(), name.as_os_str(), UnlinkatFlags::RemoveDir).is_ok();
+        if removed {
+            let _ = fsync(dir.as_fd());
+        }
+        Ok(removed)
     }
 
     /// Removes the folder `rel` with everything in it, links removed and never followed.
@@ -670,6 +819,11 @@ impl Root {
             let m = if i + 1 == n { mode } else { 0o755 };
             match mkdirat(dir.as_fd(), name.as_os_str(), Mode::from_bits_truncate(m)) {
                 Ok(()) => {
+                    // mkdir applied the umask: the mode asked for, exactly.
+                    let fd = openat(dir.as_fd(), name.as_os_str(), dir_flags(), Mode::empty())
+                        .with_context(|| format!("opening {}", shown.display()))?;
+                    fchmod(&fd, Mode::from_bits_truncate(m))
+                        .with_context(|| format!("setting the mode of {}", shown.display()))?;
                     let _ = fsync(dir.as_fd());
                     made.push(prefix.clone());
                 }
@@ -785,6 +939,51 @@ impl Root {
     }
 }
 
+/// The names in the open folder `fd`, without `.` and `..`.
+fn names_at(fd: OwnedFd, shown: &Path) -> Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for e in nix::dir::Dir::from_fd(fd).with_context(|| format!("reading {}", shown.display()))? {
+        let e = e.with_context(|| format!("reading {}", shown.display()))?;
+        let n = OsStr::from_bytes(e.file_name().to_bytes());
+        if n != "." && n != ".." {
+            names.push(n.to_os_string());
+        }
+    }
+    Ok(names)
+}
+
+/// [`Root::files`] below the open folder `fd` (at `rel`): every entry is looked at without
+/// following it, and sub-folders are opened with O_NOFOLLOW.
+fn files_at(
+    fd: OwnedFd,
+    rel: &Path,
+    shown: &Path,
+    recursive: bool,
+    out: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let dir = fd.try_clone()?;
+    for n in names_at(fd, shown)? {
+        let here = shown.join(&n);
+        let st = match fstatat(dir.as_fd(), n.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", here.display())),
+        };
+        if is(&st, SFlag::S_IFREG) {
+            out.push(rel.join(&n));
+        } else if recursive && is(&st, SFlag::S_IFDIR) {
+            let sub = match openat(dir.as_fd(), n.as_os_str(), dir_flags(), Mode::empty()) {
+                Ok(fd) => fd,
+                // Gone, or swapped for a link since the fstatat: not listed.
+                Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => continue,
+                Err(e) => return Err(e).with_context(|| format!("opening {}", here.display())),
+            };
+            files_at(sub, &rel.join(&n), &here, recursive, out)?;
+        }
+    }
+    Ok(())
+}
+
 fn remove_tree_at(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Result<()> {
     let st = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
@@ -798,15 +997,7 @@ fn remove_tree_at(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Result<()>
     let fd = openat(dir, name, dir_flags(), Mode::empty())
         .with_context(|| format!("opening {}", shown.display()))?;
     let sub = fd.try_clone()?;
-    let mut names = Vec::new();
-    for e in nix::dir::Dir::from_fd(fd).with_context(|| format!("reading {}", shown.display()))? {
-        let e = e.with_context(|| format!("reading {}", shown.display()))?;
-        let n = OsStr::from_bytes(e.file_name().to_bytes());
-        if n != "." && n != ".." {
-            names.push(n.to_os_string());
-        }
-    }
-    for n in names {
+    for n in names_at(fd, shown)? {
         remove_tree_at(sub.as_fd(), &n, &shown.join(&n))?;
     }
     unlinkat(dir, name, UnlinkatFlags::RemoveDir)
@@ -902,6 +1093,93 @@ mod tests {
             rel_of(Path::new("/mnt/retention")).unwrap(),
             Path::new("mnt/retention")
         );
+    }
+
+    #[test]
+    fn paths_resolve_as_the_system_under_the_root_sees_them() {
+        let (_d, root, outside) = tree();
+        fs::create_dir_all(root.join("etc/rc.d/init.d")).unwrap();
+        symlink("rc.d/init.d", root.join("etc/init.d")).unwrap();
+        // An absolute link and a climbing one both stay under the root.
+        symlink("/etc", root.join("abs")).unwrap();
+        symlink("../../../../..", root.join("etc/rc.d/up")).unwrap();
+        symlink(&outside, root.join("etc/out")).unwrap();
+        let r = Root::open(&root).unwrap();
+        let res = |p: &str| r.resolve(p).unwrap();
+        assert_eq!(res("/etc/init.d/sshd"), Path::new("etc/rc.d/init.d/sshd"));
+        assert_eq!(res("abs/init.d/x"), Path::new("etc/rc.d/init.d/x"));
+        assert_eq!(res("etc/rc.d/up/etc/hosts"), Path::new("etc/hosts"));
+        // The host folder a link names is a folder of the root, here missing.
+        let out = outside.strip_prefix("/").unwrap();
+        assert_eq!(res("etc/out/secret"), out.join("secret"));
+        // The final link is the object itself, not followed; a missing folder ends it.
+        assert_eq!(res("etc/init.d"), Path::new("etc/init.d"));
+        assert_eq!(res("no/such/x"), Path::new("no/such/x"));
+        // `..` in a path given (not in a link) is refused, not resolved.
+        assert!(r.resolve("../../x").is_err());
+        symlink("b", root.join("a")).unwrap();
+        symlink("a", root.join("b")).unwrap();
+        let e = r.resolve("a/x").unwrap_err();
+        assert!(e.to_string().contains("too many levels"), "{e}");
+        assert!(r.is_file(Path::new("etc/real/f")).unwrap());
+        assert!(!r.is_file(Path::new("etc/init.d")).unwrap());
+        assert!(r.exists(Path::new("etc/init.d")).unwrap());
+        assert!(!r.exists(Path::new("etc/nope")).unwrap());
+        assert_eq!(r.file_text(Path::new("etc/init.d")).unwrap(), None);
+        assert_eq!(
+            r.file_text(Path::new("abs/real/f")).unwrap().as_deref(),
+            Some("inside\n")
+        );
+    }
+
+    #[test]
+    fn files_lists_regular_files_and_never_follows_links() {
+        let (_d, root, outside) = tree();
+        fs::create_dir_all(root.join("var/log/audit")).unwrap();
+        fs::write(root.join("var/log/messages"), "x").unwrap();
+        fs::write(root.join("var/log/audit/audit.log"), "x").unwrap();
+        symlink(&outside, root.join("var/log/out")).unwrap();
+        symlink(outside.join("secret"), root.join("var/log/s")).unwrap();
+        nix::unistd::mkfifo(&root.join("var/log/fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        symlink("/var/log", root.join("logs")).unwrap();
+        let r = Root::open(&root).unwrap();
+        assert_eq!(
+            r.files("/var/log", true).unwrap(),
+            [
+                PathBuf::from("var/log/audit/audit.log"),
+                PathBuf::from("var/log/messages")
+            ]
+        );
+        assert_eq!(r.files("var/log", false).unwrap().len(), 1);
+        assert!(
+            r.files("logs", true).unwrap().is_empty(),
+            "a link lists nothing"
+        );
+        assert!(r.files("var/nothing", true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn create_new_never_replaces_and_replace_sets_the_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_d, root, outside) = tree();
+        let r = Root::open(&root).unwrap();
+        let mode = |p: &str| fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o777;
+        assert!(r.create_new(Path::new("etc/key"), b"one", 0o600).unwrap());
+        assert_eq!(mode("etc/key"), 0o600);
+        assert!(!r.create_new(Path::new("etc/key"), b"two", 0o600).unwrap());
+        assert_eq!(fs::read(root.join("etc/key")).unwrap(), b"one");
+        // A planted link is not written through either.
+        symlink(outside.join("k"), root.join("etc/planted")).unwrap();
+        assert!(!r.create_new(Path::new("etc/planted"), b"x", 0o600).unwrap());
+        assert!(!outside.join("k").exists());
+        fs::set_permissions(root.join("etc/key"), fs::Permissions::from_mode(0o644)).unwrap();
+        r.replace(Path::new("etc/key"), b"three", 0o600).unwrap();
+        assert_eq!(mode("etc/key"), 0o600);
+        r.write_atomic(Path::new("etc/real/f"), b"kept", 0o600)
+            .unwrap();
+        assert_eq!(mode("etc/real/f"), 0o644, "write_atomic keeps the mode");
+        let names = fs::read_dir(root.join("etc")).unwrap().count();
+        assert_eq!(names, 3, "no temp files left");
     }
 
     #[test]

@@ -14,8 +14,8 @@ impl DevNum {
     /// From a `st_rdev` / `st_dev`.
     pub fn of(rdev: u64) -> DevNum {
         DevNum {
-            major: libc::major(rdev) as u64,
-            minor: libc::minor(rdev) as u64,
+            major: nix::sys::stat::major(rdev),
+            minor: nix::sys::stat::minor(rdev),
         }
     }
 

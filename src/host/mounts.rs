@@ -2,12 +2,15 @@
 //! `proc/swaps`) and filesystem sizes: statvfs on the live system, the block device's size
 //! from sysfs under a fixture root. The one reader of these files for every module.
 //!
-//! Parsed here rather than with the procfs crate: procfs 0.18 leaves `\040` (a blank) in
-//! mount points undecoded (mountinfo) or unhandled (mounts), and the retention mountpoint may
-//! hold one.
+//! The mount tables are parsed by procfs-core, which reads any text (so `--root` works),
+//! line by line so that one line it cannot read does not lose the others. It leaves `\040`
+//! (a blank, which a retention mountpoint may hold) undecoded, and mountinfo's paths not
+//! decoded at all: [`unescape`] decodes what is left on top.
 
 use super::blockdev::{self, DevNum};
 use anyhow::{Context, Result};
+use procfs_core::process::MountInfo;
+use procfs_core::{FromBufRead, MountEntry};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +19,6 @@ pub struct Mount {
     pub device: String,
     pub mountpoint: PathBuf,
     pub fstype: String,
-    pub options: String,
     /// The device number (mountinfo has it; proc/mounts does not)
     pub devnum: Option<DevNum>,
 }
@@ -33,17 +35,13 @@ impl Mount {
 /// source superoptions`.
 pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
     text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let a: Vec<&str> = left.split(' ').collect();
-            let b: Vec<&str> = right.split(' ').collect();
-            (a.len() >= 6 && b.len() >= 2).then(|| Mount {
-                device: unescape(b[1]),
-                mountpoint: PathBuf::from(unescape(a[4])),
-                fstype: b[0].to_string(),
-                options: a[5].to_string(),
-                devnum: DevNum::parse(a[2]),
-            })
+        .filter_map(|l| MountInfo::from_line(l).ok())
+        .map(|m| Mount {
+            // procfs-core reads a source of "none" (or none at all) as None.
+            device: unescape(m.mount_source.as_deref().unwrap_or("none")),
+            mountpoint: PathBuf::from(unescape(&m.mount_point.to_string_lossy())),
+            fstype: m.fs_type,
+            devnum: DevNum::parse(&m.majmin),
         })
         .collect()
 }
@@ -51,20 +49,21 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
 /// Parses /proc/mounts text (octal escapes like `\040` in paths decoded).
 pub fn parse(text: &str) -> Vec<Mount> {
     text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 4).then(|| Mount {
-                device: unescape(f[0]),
-                mountpoint: PathBuf::from(unescape(f[1])),
-                fstype: f[2].to_string(),
-                options: f[3].to_string(),
-                devnum: None,
-            })
+        .filter_map(|l| Vec::<MountEntry>::from_buf_read(l.as_bytes()).ok())
+        .flatten()
+        .map(|m| Mount {
+            device: unescape(&m.fs_spec),
+            mountpoint: PathBuf::from(unescape(&m.fs_file)),
+            fstype: m.fs_vfstype,
+            devnum: None,
         })
         .collect()
 }
 
-/// mounts, mountinfo and swaps write space, tab, newline and backslash as `\ooo`.
+/// mounts, mountinfo and swaps write space, tab, newline and backslash as `\ooo`: decodes
+/// every such escape procfs-core left (it decodes `\011 \012 \134 \043` in proc/mounts,
+/// nothing in mountinfo). A name that itself holds a backslash before three octal digits
+/// (written `\134ooo`) is decoded once too often; no mountpoint mtkit cares about has one.
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -97,6 +96,7 @@ pub fn read(root: &Path) -> Vec<Mount> {
 }
 
 /// Active swap areas of `root` (`proc/swaps`: device or file names as written there).
+/// By hand: procfs-core 0.18 has no reader for proc/swaps (procfs has none either).
 pub fn swaps(root: &Path) -> Result<Vec<String>> {
     let p = root.join("proc/swaps");
     let text = crate::files::read_text(&p).with_context(|| format!("reading {}", p.display()))?;
@@ -167,6 +167,43 @@ mod tests {
         assert_eq!(
             (m[0].device.as_str(), m[0].fstype.as_str()),
             ("/dev/sda1", "ext4")
+        );
+    }
+
+    /// The kernel writes a blank as `\040` and a tab as `\011` (proc_namespace.c,
+    /// mangle()): both tables give the mountpoint back as it is, and a line that is not a
+    /// mount does not lose the others.
+    #[test]
+    fn a_mountpoint_with_a_blank_and_a_tab() {
+        let want = Path::new("/mnt/ret vol\tA");
+        let m = parse(
+            "garbage\n/dev/sdc1 /mnt/ret\\040vol\\011A xfs rw,relatime 0 0\n\
+             none /run tmpfs rw 0 0\n",
+        );
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m[0].mountpoint, want);
+        assert_eq!(
+            (m[0].device.as_str(), m[0].fstype.as_str()),
+            ("/dev/sdc1", "xfs")
+        );
+        let m = parse_mountinfo(
+            "not a mount\n\
+             41 22 8:33 / /mnt/ret\\040vol\\011A rw,relatime shared:9 - xfs /dev/sdc1 rw,attr2\n\
+             42 22 0:40 / /run rw - tmpfs none rw\n",
+        );
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m[0].mountpoint, want);
+        assert_eq!(
+            m[0].devnum,
+            Some(DevNum {
+                major: 8,
+                minor: 33
+            })
+        );
+        assert_eq!(m[1].device, "none");
+        assert_eq!(
+            containing(&m, &want.join("mtkit")).unwrap().device,
+            "/dev/sdc1"
         );
     }
 }

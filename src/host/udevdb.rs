@@ -71,7 +71,7 @@ pub fn read(root: &Path, major: u32, minor: u32, name: &str) -> Result<Option<Ud
 /// libudev's view of the device on the running system.
 #[cfg(feature = "udev")]
 fn live(major: u32, minor: u32) -> Option<UdevProps> {
-    let devnum = libc::makedev(major, minor);
+    let devnum = nix::sys::stat::makedev(major.into(), minor.into());
     let dev = udev::Device::from_devnum(udev::DeviceType::Block, devnum).ok()?;
     let m: BTreeMap<String, String> = dev
         .properties()

@@ -8,16 +8,16 @@
 //! idempotent; a failure leaves the seal mark and the service in place for the next boot
 //! and is recorded for `mtkit doctor`.
 
-use super::{Address, CONFIG, FIRSTBOOT_LOG, SEAL_MARK, inroot, medium, service, tls};
+use super::{Address, CONFIG, FIRSTBOOT_LOG, SEAL_MARK, medium, service, tls};
 use crate::config::{BootProto, Config};
 use crate::doctor::Finding;
 use crate::error::bad_input;
 use crate::external::Tool;
+use crate::files::{Links, Root};
 use crate::provision::executor::{self, Done, Mode};
 use crate::provision::{InitSystem, Plan, Wanted};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -300,8 +300,8 @@ pub struct Status {
 /// stays enabled.
 pub fn run(root: &Path, base: &Config, opts: &Options) -> Result<Report> {
     let mut report = Report::default();
-    let mark = inroot::resolve(root, SEAL_MARK)?;
-    if !inroot::is_file(root, &mark) {
+    let r = Root::open(root)?;
+    if !r.is_file(&r.resolve(SEAL_MARK)?)? {
         report.source = "none".into();
         report.steps.push(Step {
             step: "check",
@@ -373,12 +373,13 @@ fn steps(
     // 2. The identity written: appliance.toml, host name, the NIC's ifcfg.
     *step = "network";
     let init = InitSystem::detect(root);
+    let r = &Root::open(root)?;
     let mut plan = Plan::default();
-    let cfg_rel = inroot::resolve(root, CONFIG)?;
-    let config = match inroot::read_text(root, &cfg_rel)? {
+    let cfg_rel = r.resolve(CONFIG)?;
+    let config = match r.file_text(&cfg_rel)? {
         Some(text) => {
             let new = config_with(&text, id.hostname.as_deref(), id.address.as_ref())?;
-            let shown = root.join(&cfg_rel).display().to_string();
+            let shown = r.show(&cfg_rel).display().to_string();
             let config = Config::parse(&new, &shown)?;
             plan.edit(
                 "config",
@@ -401,11 +402,11 @@ fn steps(
         }
     };
     if let Some(h) = &id.hostname {
-        plan_hostname(root, init, h, &mut plan)?;
+        plan_hostname(r, init, h, &mut plan)?;
     }
     if let Some(addr) = &id.address {
-        match super::ifcfg(root, &config)? {
-            Some(rel) => super::edit_with_original(root, &mut plan, "network", &rel, |t| {
+        match super::ifcfg(r, &config)? {
+            Some(rel) => super::edit_with_original(r, &mut plan, "network", &rel, |t| {
                 super::ifcfg_text(t, Some(addr))
             })?,
             None => plan.notes.push(format!(
@@ -466,12 +467,8 @@ fn steps(
     // 6. Done: the service disabled, the seal mark removed.
     *step = "disable";
     let mut plan = Plan::default();
-    service::plan_disabled(root, &mut plan)?;
-    plan.want(
-        "firstboot",
-        inroot::resolve(root, SEAL_MARK)?,
-        Wanted::Absent,
-    );
+    service::plan_disabled(r, &mut plan)?;
+    plan.want("firstboot", r.resolve(SEAL_MARK)?, Wanted::Absent);
     let out = executor::run(root, plan, dry, MODE)?;
     merge(report, out);
     note(
@@ -513,11 +510,11 @@ pub fn describe(a: &Address) -> String {
 
 /// The host name where the system reads it at boot: `/etc/sysconfig/network` on CentOS 6,
 /// `/etc/hostname` on systemd.
-fn plan_hostname(root: &Path, init: InitSystem, name: &str, plan: &mut Plan) -> Result<()> {
+fn plan_hostname(root: &Root, init: InitSystem, name: &str, plan: &mut Plan) -> Result<()> {
     match init {
         InitSystem::SysV => {
-            let rel = inroot::resolve(root, "etc/sysconfig/network")?;
-            let cur = inroot::read_text(root, &rel)?;
+            let rel = root.resolve("etc/sysconfig/network")?;
+            let cur = root.file_text(&rel)?;
             let base = cur.clone().unwrap_or_else(|| "NETWORKING=yes\n".into());
             let new = crate::provision::network::set_key(&base, "HOSTNAME", name);
             plan.edit(
@@ -529,8 +526,8 @@ fn plan_hostname(root: &Path, init: InitSystem, name: &str, plan: &mut Plan) -> 
             );
         }
         InitSystem::Systemd => {
-            let rel = inroot::resolve(root, "etc/hostname")?;
-            let cur = inroot::read_text(root, &rel)?;
+            let rel = root.resolve("etc/hostname")?;
+            let cur = root.file_text(&rel)?;
             plan.edit(
                 "hostname",
                 &rel.to_string_lossy(),
@@ -546,10 +543,10 @@ fn plan_hostname(root: &Path, init: InitSystem, name: &str, plan: &mut Plan) -> 
 /// The host keys sshd loads: its `HostKey` lines, else the defaults of the OpenSSH the
 /// system has (5.3 on CentOS 6: RSA and DSA; newer: RSA, ECDSA, Ed25519). Protocol 1's
 /// `ssh_host_key` is left out.
-pub fn host_keys(root: &Path, init: InitSystem) -> Result<Vec<(String, PathBuf)>> {
-    let conf = inroot::resolve(root, "etc/ssh/sshd_config")?;
+pub fn host_keys(root: &Root, init: InitSystem) -> Result<Vec<(String, PathBuf)>> {
+    let conf = root.resolve("etc/ssh/sshd_config")?;
     let mut listed = Vec::new();
-    for line in inroot::read_text(root, &conf)?.unwrap_or_default().lines() {
+    for line in root.file_text(&conf)?.unwrap_or_default().lines() {
         let mut f = line.split_whitespace();
         if f.next().is_some_and(|k| k.eq_ignore_ascii_case("HostKey"))
             && let Some(p) = f.next()
@@ -582,17 +579,19 @@ pub fn host_keys(root: &Path, init: InitSystem) -> Result<Vec<(String, PathBuf)>
 
 /// Makes each missing host key with ssh-keygen; returns the types made (or to make).
 fn ensure_host_keys(root: &Path, init: InitSystem, dry_run: bool) -> Result<Vec<String>> {
-    if !root.join(inroot::resolve(root, "etc/ssh")?).is_dir() {
+    let r = Root::open(root)?;
+    if !r.is_dir(Path::new("etc/ssh"), Links::InRoot)? {
         tracing::warn!("no /etc/ssh: openssh-server is not installed, no host keys made");
         return Ok(Vec::new());
     }
     let mut made = Vec::new();
-    for (t, path) in host_keys(root, init)? {
-        let rel = inroot::resolve(root, &path)?;
-        let full = root.join(&rel);
-        if std::fs::symlink_metadata(&full).is_ok() {
+    for (t, path) in host_keys(&r, init)? {
+        let rel = r.resolve(&path)?;
+        if r.exists(&rel)? {
             continue;
         }
+        // ssh-keygen writes by path: the folders on the way were resolved inside the root.
+        let full = root.join(&rel);
         if !dry_run {
             let mut args: Vec<std::ffi::OsString> =
                 vec!["-q".into(), "-t".into(), t.clone().into()];
@@ -613,42 +612,37 @@ fn ensure_host_keys(root: &Path, init: InitSystem, dry_run: bool) -> Result<Vec<
 }
 
 fn write_status(root: &Path, status: &Status) -> Result<()> {
-    let rel = inroot::resolve(root, STATUS)?;
-    let p = root.join(&rel);
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
+    let r = Root::open(root)?;
+    let rel = Path::new(STATUS);
+    r.create_dirs(crate::files::parent_dir(rel), 0o755)?;
     let text = serde_json::to_string_pretty(status).expect("status serializes") + "\n";
-    crate::files::write_atomic(&p, text.as_bytes(), 0o644)
+    r.write_atomic(rel, text.as_bytes(), 0o644)
 }
 
 /// The last first-boot record, when there is one.
 pub fn read_status(root: &Path) -> Option<Status> {
-    let rel = inroot::resolve(root, STATUS).ok()?;
-    let text = inroot::read_text(root, &rel).ok()??;
+    let text = Root::open(root).ok()?.file_text(Path::new(STATUS)).ok()??;
     serde_json::from_str(&text).ok()
 }
 
 fn log(root: &Path, line: &str) -> Result<()> {
-    let p = root.join(inroot::resolve(root, FIRSTBOOT_LOG)?);
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
+    let r = Root::open(root)?;
+    let rel = Path::new(FIRSTBOOT_LOG);
+    r.create_dirs(crate::files::parent_dir(rel), 0o755)?;
     let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&p)
-        .with_context(|| format!("opening {}", p.display()))?;
-    writeln!(f, "{stamp} mtkit {} firstboot: {line}", executor::VERSION)
-        .with_context(|| format!("writing {}", p.display()))
+    let line = format!("{stamp} mtkit {} firstboot: {line}\n", executor::VERSION);
+    r.append(rel, line.as_bytes(), 0o644)
 }
 
 /// What `mtkit doctor` says about templates: a failed first boot fails, a pending one (a
 /// sealed template, or a clone before its first boot) warns; nothing otherwise.
 pub fn doctor_finding(root: &Path) -> Option<Finding> {
     const ID: &str = "firstboot";
-    let sealed = inroot::resolve(root, SEAL_MARK).is_ok_and(|m| inroot::is_file(root, &m));
+    let r = Root::open(root).ok()?;
+    let sealed = r
+        .resolve(SEAL_MARK)
+        .and_then(|m| r.is_file(&m))
+        .unwrap_or(false);
     let status = read_status(root);
     match status {
         Some(s) if s.state == "failed" && sealed => Some(Finding::fail(
@@ -662,7 +656,7 @@ pub fn doctor_finding(root: &Path) -> Option<Finding> {
             format!(
                 "fix the cause, then run `mtkit firstboot` or reboot (the service is still {}); \
                  steps are in /{FIRSTBOOT_LOG}",
-                if service::enabled(root) {
+                if service::enabled(&r) {
                     "enabled"
                 } else {
                     "NOT enabled: enable it"
@@ -726,7 +720,7 @@ mod tests {
     fn host_keys_from_sshd_config_or_defaults() {
         let d = tempfile::tempdir().unwrap();
         let keys = |init| {
-            host_keys(d.path(), init)
+            host_keys(&Root::open(d.path()).unwrap(), init)
                 .unwrap()
                 .into_iter()
                 .map(|(t, _)| t)

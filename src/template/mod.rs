@@ -3,10 +3,10 @@
 //!
 //! Seal and firstboot are planned like `apply` and run through its executor (without its
 //! revert record): every change shows as a diff with `--dry-run`, a second run changes
-//! nothing, and every path is resolved inside `--root` ([`inroot`]).
+//! nothing, and every path is resolved inside `--root` ([`crate::files::Root`]: links in
+//! its folders are followed as the system under the root sees them, never out of it).
 
 pub mod firstboot;
-pub mod inroot;
 pub mod medium;
 pub mod packer;
 pub mod seal;
@@ -14,6 +14,7 @@ pub mod service;
 pub mod tls;
 
 use crate::config::Config;
+use crate::files::{Links, Root};
 use crate::provision::network::{SCRIPTS, set_key};
 use crate::provision::{Plan, executor};
 use anyhow::Result;
@@ -60,12 +61,12 @@ impl TlsPaths {
 }
 
 /// The MT NIC's ifcfg file (relative to the root), when the system has network-scripts.
-pub fn ifcfg(root: &Path, config: &Config) -> Result<Option<PathBuf>> {
-    if !root.join(inroot::resolve(root, SCRIPTS)?).is_dir() {
+pub fn ifcfg(root: &Root, config: &Config) -> Result<Option<PathBuf>> {
+    if !root.is_dir(Path::new(SCRIPTS), Links::InRoot)? {
         return Ok(None);
     }
     let rel = format!("{SCRIPTS}/ifcfg-{}", config.network.device);
-    Ok(Some(inroot::resolve(root, rel)?))
+    Ok(Some(root.resolve(rel)?))
 }
 
 /// Keys of an ifcfg file that tie it to one machine's NIC.
@@ -134,23 +135,23 @@ pub fn ifcfg_text(text: &str, addr: Option<&Address>) -> String {
 /// Plans `edit` on the file `rel` and on apply's copy of it as it was before mtkit, when
 /// apply recorded one (see [`executor::original_backup`]). Missing files are left alone.
 pub fn edit_with_original(
-    root: &Path,
+    root: &Root,
     plan: &mut Plan,
     area: &'static str,
     rel: &Path,
     edit: impl Fn(&str) -> String,
 ) -> Result<()> {
     let mut paths = vec![rel.to_path_buf()];
-    if let Some(orig) = executor::original_backup(root, rel)? {
-        paths.push(inroot::resolve(root, orig)?);
+    if let Some(orig) = executor::original_backup(root.path(), rel)? {
+        paths.push(root.resolve(orig)?);
     }
     // And apply's copy of what it last wrote there: else the edit reads as an admin's
     // (drift) at the next apply.
-    if let Some(last) = executor::written_backup(root, rel)? {
-        paths.push(inroot::resolve(root, last)?);
+    if let Some(last) = executor::written_backup(root.path(), rel)? {
+        paths.push(root.resolve(last)?);
     }
     for p in paths {
-        if let Some(cur) = inroot::read_text(root, &p)? {
+        if let Some(cur) = root.file_text(&p)? {
             let new = edit(&cur);
             plan.edit(area, &p.to_string_lossy(), Some(&cur), Some(new), 0o644);
         }

@@ -8,8 +8,9 @@
 //! one), logs, shell history, yum caches, the random seed, DHCP leases, the retention
 //! volume's fstab line. Installed: the first-boot service, enabled, and the seal mark.
 
-use super::{Address, CONFIG, SEAL_MARK, TlsPaths, inroot, service};
+use super::{Address, CONFIG, SEAL_MARK, TlsPaths, service};
 use crate::config::Config;
+use crate::files::{Links, Root};
 use crate::host::mounts;
 use crate::provision::{InitSystem, Plan, Wanted};
 use anyhow::{Context, Result};
@@ -29,7 +30,7 @@ pub fn refusals(root: &Path, config: &Config) -> Result<Vec<String>> {
         ));
     }
     let journal = config.writer.journal_dir(&config.retention);
-    let files = inroot::files(root, &journal.to_string_lossy(), true)?;
+    let files = Root::open(root)?.files(&journal, true)?;
     if !files.is_empty() {
         out.push(format!(
             "the writer's journal folder {} holds {} file(s) (recovery points of this machine's \
@@ -65,23 +66,22 @@ fn absent(plan: &mut Plan, area: &'static str, paths: impl IntoIterator<Item = P
 }
 
 /// Paths of `rel` in root when it is a regular file.
-fn file_at(root: &Path, rel: impl AsRef<Path>) -> Result<Option<PathBuf>> {
-    let p = inroot::resolve(root, rel)?;
-    Ok(inroot::is_file(root, &p).then_some(p))
+fn file_at(root: &Root, rel: impl AsRef<Path>) -> Result<Option<PathBuf>> {
+    let p = root.resolve(rel)?;
+    Ok(root.is_file(&p)?.then_some(p))
 }
 
 /// Everything seal would change under `root`, reading only.
 pub fn plan(root: &Path, config: &Config) -> Result<Plan> {
     let mut plan = Plan::default();
     let init = InitSystem::detect(root);
+    let root = &Root::open(root)?;
 
-    let host_keys = inroot::files(root, "etc/ssh", false)?
-        .into_iter()
-        .filter(|p| {
-            p.file_name().map(|n| n.to_string_lossy()).is_some_and(|n| {
-                n.starts_with("ssh_host_") && (n.ends_with("_key") || n.ends_with("_key.pub"))
-            })
-        });
+    let host_keys = root.files("etc/ssh", false)?.into_iter().filter(|p| {
+        p.file_name().map(|n| n.to_string_lossy()).is_some_and(|n| {
+            n.starts_with("ssh_host_") && (n.ends_with("_key") || n.ends_with("_key.pub"))
+        })
+    });
     absent(&mut plan, "ssh", host_keys);
 
     let udev = file_at(root, "etc/udev/rules.d/70-persistent-net.rules")?;
@@ -96,10 +96,10 @@ pub fn plan(root: &Path, config: &Config) -> Result<Plan> {
             config.network.device
         )),
     }
-    let cfg = inroot::resolve(root, CONFIG)?;
-    if let Some(text) = inroot::read_text(root, &cfg)? {
+    let cfg = root.resolve(CONFIG)?;
+    if let Some(text) = root.file_text(&cfg)? {
         let new =
-            config_dhcp(&text).with_context(|| format!("editing {}", root.join(&cfg).display()))?;
+            config_dhcp(&text).with_context(|| format!("editing {}", root.show(&cfg).display()))?;
         plan.edit(
             "config",
             &cfg.to_string_lossy(),
@@ -119,7 +119,7 @@ pub fn plan(root: &Path, config: &Config) -> Result<Plan> {
     }
     if !config.template.shared_ca {
         // Client keys issued by a CA that is gone are of no use to anyone.
-        let clients = inroot::files(root, &tls.clients.to_string_lossy(), true)?;
+        let clients = root.files(&tls.clients, true)?;
         absent(&mut plan, "writer-tls", clients);
     }
 
@@ -143,47 +143,43 @@ pub fn plan(root: &Path, config: &Config) -> Result<Plan> {
         file_at(root, "var/lib/dbus/machine-id")?,
     );
 
-    let logs = inroot::files(root, "var/log", true)?
-        .into_iter()
-        .filter(|p| {
-            // mtkit's own logs tell how the template was made (and seal logs there itself).
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("mtkit-"))
-        });
+    let logs = root.files("var/log", true)?.into_iter().filter(|p| {
+        // mtkit's own logs tell how the template was made (and seal logs there itself).
+        !p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("mtkit-"))
+    });
     absent(&mut plan, "logs", logs);
 
     let mut history = vec![file_at(root, "root/.bash_history")?];
-    let home = root.join(inroot::resolve(root, "home")?);
-    if let Ok(entries) = std::fs::read_dir(&home) {
-        let mut users: Vec<_> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name())
-            .collect();
-        users.sort();
-        for u in users {
-            history.push(file_at(
-                root,
-                Path::new("home").join(u).join(".bash_history"),
-            )?);
-        }
+    let users = root
+        .list(Path::new("home"), Links::InRoot)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    for u in users {
+        history.push(file_at(
+            root,
+            Path::new("home").join(u).join(".bash_history"),
+        )?);
     }
     absent(&mut plan, "history", history.into_iter().flatten());
 
     for dir in ["var/cache/yum", "var/cache/dnf"] {
-        absent(&mut plan, "package-cache", inroot::files(root, dir, true)?);
+        absent(&mut plan, "package-cache", root.files(dir, true)?);
     }
     for seed in ["var/lib/random-seed", "var/lib/systemd/random-seed"] {
         absent(&mut plan, "random-seed", file_at(root, seed)?);
     }
     for dir in ["var/lib/dhclient", "var/lib/dhcp", "var/lib/NetworkManager"] {
-        let leases = inroot::files(root, dir, false)?
+        let leases = root
+            .files(dir, false)?
             .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "lease" || e == "leases"));
         absent(&mut plan, "dhcp", leases);
     }
 
-    let fstab = inroot::resolve(root, "etc/fstab")?;
-    if let Some(text) = inroot::read_text(root, &fstab)? {
+    let fstab = root.resolve("etc/fstab")?;
+    if let Some(text) = root.file_text(&fstab)? {
         let new = fstab_without(&text, &config.retention.mountpoint);
         plan.edit(
             "retention",
@@ -203,7 +199,7 @@ pub fn plan(root: &Path, config: &Config) -> Result<Plan> {
     service::plan_enabled(root, init, &mut plan)?;
     plan.want(
         "firstboot",
-        inroot::resolve(root, SEAL_MARK)?,
+        root.resolve(SEAL_MARK)?,
         Wanted::File {
             text: mark_text(),
             mode: 0o644,

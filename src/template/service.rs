@@ -2,12 +2,13 @@
 //! systemd unit with its `multi-user.target.wants` link, installed and enabled by seal and
 //! disabled by firstboot once it has succeeded.
 
-use super::{SEAL_MARK, inroot};
+use super::SEAL_MARK;
+use crate::files::{Links, Root};
 use crate::provision::services::{parse_header, sysv_on};
 use crate::provision::writer_service::{BIN, CONFIG};
 use crate::provision::{InitSystem, Plan, Wanted};
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub const NAME: &str = "mtkit-firstboot";
 pub const INIT_SCRIPT: &str = "etc/rc.d/init.d/mtkit-firstboot";
@@ -37,47 +38,44 @@ pub fn render(init: InitSystem) -> Result<String> {
 }
 
 /// The entries of each `etc/rc.d/rcN.d` folder (resolved in root).
-fn rc_entries(root: &Path) -> Result<Vec<(u8, Vec<String>)>> {
+fn rc_entries(root: &Root) -> Result<Vec<(u8, Vec<String>)>> {
     let mut out = Vec::new();
     for level in 0..=6u8 {
-        let d = root.join(inroot::resolve(root, format!("etc/rc.d/rc{level}.d"))?);
-        let mut names = Vec::new();
-        if d.is_dir() {
-            for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-                let e = e.with_context(|| format!("reading {}", d.display()))?;
-                names.push(e.file_name().to_string_lossy().into_owned());
-            }
-        }
-        names.sort();
+        let d = PathBuf::from(format!("etc/rc.d/rc{level}.d"));
+        let names = root.list(&d, Links::InRoot)?.unwrap_or_default();
+        let names = names
+            .into_iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
         out.push((level, names));
     }
     Ok(out)
 }
 
 /// Plans the service installed and enabled (seal).
-pub fn plan_enabled(root: &Path, init: InitSystem, plan: &mut Plan) -> Result<()> {
+pub fn plan_enabled(root: &Root, init: InitSystem, plan: &mut Plan) -> Result<()> {
     let text = render(init)?;
     match init {
         InitSystem::SysV => {
             let header = parse_header(&text).context("the first-boot init script has a header")?;
             plan.want(
                 "firstboot",
-                inroot::resolve(root, INIT_SCRIPT)?,
+                root.resolve(INIT_SCRIPT)?,
                 Wanted::File { text, mode: 0o755 },
             );
             for (path, wanted) in sysv_on(NAME, header, &rc_entries(root)?) {
-                plan.want("firstboot", inroot::resolve(root, path)?, wanted);
+                plan.want("firstboot", root.resolve(path)?, wanted);
             }
         }
         InitSystem::Systemd => {
             plan.want(
                 "firstboot",
-                inroot::resolve(root, UNIT)?,
+                root.resolve(UNIT)?,
                 Wanted::File { text, mode: 0o644 },
             );
             plan.want(
                 "firstboot",
-                inroot::resolve(root, WANTS)?,
+                root.resolve(WANTS)?,
                 Wanted::Symlink {
                     target: PathBuf::from(format!("/{UNIT}")),
                 },
@@ -89,24 +87,24 @@ pub fn plan_enabled(root: &Path, init: InitSystem, plan: &mut Plan) -> Result<()
 
 /// Plans every enablement link of the service removed (firstboot, once done). The script or
 /// unit stays: without its links it never runs.
-pub fn plan_disabled(root: &Path, plan: &mut Plan) -> Result<()> {
+pub fn plan_disabled(root: &Root, plan: &mut Plan) -> Result<()> {
     for (level, names) in rc_entries(root)? {
         for n in names {
             if n.len() == 3 + NAME.len() && n.ends_with(NAME) && n.starts_with(['S', 'K']) {
-                let p = inroot::resolve(root, format!("etc/rc.d/rc{level}.d/{n}"))?;
+                let p = root.resolve(format!("etc/rc.d/rc{level}.d/{n}"))?;
                 plan.want("firstboot", p, Wanted::Absent);
             }
         }
     }
-    let wants = inroot::resolve(root, WANTS)?;
-    if std::fs::symlink_metadata(root.join(&wants)).is_ok() {
+    let wants = root.resolve(WANTS)?;
+    if root.exists(&wants)? {
         plan.want("firstboot", wants, Wanted::Absent);
     }
     Ok(())
 }
 
 /// True when the service would run at the next boot (an S link or the wants link).
-pub fn enabled(root: &Path) -> bool {
+pub fn enabled(root: &Root) -> bool {
     let sysv = rc_entries(root).is_ok_and(|levels| {
         levels.iter().any(|(_, names)| {
             names
@@ -114,8 +112,10 @@ pub fn enabled(root: &Path) -> bool {
                 .any(|n| n.starts_with('S') && n.ends_with(NAME))
         })
     });
-    sysv || inroot::resolve(root, WANTS)
-        .is_ok_and(|w| std::fs::symlink_metadata(root.join(w)).is_ok())
+    sysv || root
+        .resolve(WANTS)
+        .and_then(|w| root.exists(&w))
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The writer's server key and certificate of a clone, signed by the kept (fleet) CA or by
 //! a CA the clone makes for itself when seal removed the template's.
 
-use super::{TlsPaths, inroot};
+use super::TlsPaths;
 use crate::config::Config;
+use crate::files::Root;
 use crate::writer::certs;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -23,11 +24,9 @@ pub enum Done {
 /// are missing, signing with the CA in the TLS folder (made when missing). Everything is
 /// written under `root`.
 pub fn ensure_server_cert(root: &Path, config: &Config) -> Result<Done> {
+    let r = Root::open(root)?;
     let p = TlsPaths::of(config);
-    let under =
-        |abs: &Path| -> Result<std::path::PathBuf> { Ok(root.join(inroot::resolve(root, abs)?)) };
-    let (cert, key) = (under(&p.server_cert)?, under(&p.server_key)?);
-    if cert.is_file() && key.is_file() {
+    if r.is_file(&r.resolve(&p.server_cert)?)? && r.is_file(&r.resolve(&p.server_key)?)? {
         return Ok(Done::Kept);
     }
     if p.ca_cert.file_name().is_none_or(|n| n != "ca-cert.pem") {
@@ -37,14 +36,15 @@ pub fn ensure_server_cert(root: &Path, config: &Config) -> Result<Done> {
             p.ca_cert.display()
         );
     }
-    let ca_dir = inroot::resolve(root, crate::files::parent_dir(&p.ca_cert))?;
-    let new_ca = !root.join(&ca_dir).join("ca-cert.pem").exists();
-    if !new_ca && !root.join(&ca_dir).join("ca-key.pem").exists() {
+    let ca_dir = r.resolve(crate::files::parent_dir(&p.ca_cert))?;
+    let (ca_cert, ca_key) = (ca_dir.join("ca-cert.pem"), ca_dir.join("ca-key.pem"));
+    let new_ca = !r.exists(&ca_cert)?;
+    if !new_ca && !r.exists(&ca_key)? {
         bail!(
             "{} is there without its key {}: the shared CA's key must be on the machine to sign \
              this clone's server certificate (or remove ca-cert.pem to let the clone make its own CA)",
-            root.join(&ca_dir).join("ca-cert.pem").display(),
-            root.join(&ca_dir).join("ca-key.pem").display()
+            r.show(&ca_cert).display(),
+            r.show(&ca_key).display()
         );
     }
     // The clone's names are the ones firstboot just wrote into the config, not the

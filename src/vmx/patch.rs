@@ -59,7 +59,7 @@ pub fn patch(f: &VmxFile) -> Result<Outcome> {
         );
     }
     let bak = root::backup_at(dir.as_fd(), name, &f.real)?;
-    root::write_atomic_at(dir.as_fd(), name, &f.real, &bytes, 0o644)?;
+    root::write_atomic_at(dir.as_fd(), name, &f.real, &bytes, 0o644, true)?;
     Ok(Outcome::Patched {
         backup: f.real.with_file_name(bak),
     })

@@ -6,21 +6,14 @@
 //! Every file is written to a temp file (O_EXCL), synced, then linked to its name, which
 //! fails when the name exists: two runs at once, or a crash half-way, never truncate or
 //! replace a CA; only an explicit `--force` replaces server and client certificates. Under
-//! a root (apply, the service) each folder is opened by descriptor with O_NOFOLLOW, so a
+//! a root (apply, the service) the folders are walked by [`Root`] with links refused, so a
 //! planted link cannot send a key out of the root.
 
-use std::fs::File;
-use std::io::{Read, Write};
 use std::net::IpAddr;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::{Datelike, Utc};
-use nix::errno::Errno;
-use nix::fcntl::{OFlag, open, openat, renameat};
-use nix::sys::stat::{Mode, fchmod, fstatat, mkdirat};
-use nix::unistd::{UnlinkatFlags, linkat, unlinkat};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
@@ -28,6 +21,7 @@ use rcgen::{
 
 use crate::config::{BootProto, Config};
 use crate::error::bad_input;
+use crate::files::{Links, Root};
 
 /// Where the appliance keeps its own CA and server certificate (`[writer.tls]` unset).
 pub const DEFAULT_DIR: &str = "/etc/mtkit/tls";
@@ -128,8 +122,9 @@ impl ServerIdentity {
 
 /// This machine's host name now (`gethostname`), when it has one.
 pub fn machine_hostname() -> Option<String> {
-    sysinfo::System::host_name()
+    nix::unistd::gethostname()
         .ok()
+        .and_then(|h| h.into_string().ok())
         .filter(|h| !h.is_empty() && h != "(none)")
 }
 
@@ -191,7 +186,7 @@ pub fn leaf(
 
 /// A folder of TLS material: the CA, the server pair, `clients/NAME/`.
 pub struct Pki {
-    dir: Folder,
+    dir: Root,
     /// Folders `open_under` made (relative to the root), outermost first.
     made_dirs: Vec<PathBuf>,
 }
@@ -208,8 +203,21 @@ impl Pki {
     /// The folder at `path` (a path the user gave: links in it are theirs to make); made
     /// with mode 0700 when missing.
     pub fn open(path: &Path) -> Result<Pki> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if !path.exists() {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            match std::fs::DirBuilder::new().mode(0o700).create(path) {
+                Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("setting mode of {}", path.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            }
+        }
         Ok(Pki {
-            dir: Folder::open_path(path)?,
+            dir: Root::open_folder(path)?,
             made_dirs: Vec::new(),
         })
     }
@@ -218,15 +226,26 @@ impl Pki {
     /// mode 0700), every component opened without following links: a link on the way is
     /// bad input, never followed out of the root.
     pub fn open_under(root: &Path, rel: &Path) -> Result<Pki> {
+        let root = Root::open(root)?;
+        // Intermediate folders as any tool makes them; the TLS folder itself private.
         let mut made_dirs = Vec::new();
-        Ok(Pki {
-            dir: Folder::open_under(root, rel, Some(&mut made_dirs))?,
-            made_dirs,
-        })
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            made_dirs = root.create_dirs_with(parent, 0o755, Links::Refuse)?;
+        }
+        made_dirs.extend(root.create_dirs_with(rel, 0o700, Links::Refuse)?);
+        let dir = root
+            .sub(rel, Links::Refuse)?
+            .with_context(|| format!("{} vanished", root.show(rel).display()))?;
+        Ok(Pki { dir, made_dirs })
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir.path
+        self.dir.path()
+    }
+
+    /// `name` in the folder, for messages.
+    fn at(&self, name: &str) -> PathBuf {
+        self.dir.show(Path::new(name))
     }
 
     /// Makes what is missing of the CA and the server certificate; an existing CA is never
@@ -240,39 +259,45 @@ impl Pki {
     ) -> Result<Vec<PathBuf>> {
         let mut made = Vec::new();
         let ca = self.ca(id.cn(), not_after, &mut made)?;
-        let has_cert = self.dir.exists(SERVER_CERT)?;
-        let has_key = self.dir.exists(SERVER_KEY)?;
+        let has_cert = self.dir.exists(Path::new(SERVER_CERT))?;
+        let has_key = self.dir.exists(Path::new(SERVER_KEY))?;
         if has_cert && !has_key && !replace_server {
             return Err(bad_input(format!(
                 "{} exists without {SERVER_KEY}: the server cannot use it; run `mtkit writer \
                  certs --force` to make a new server certificate",
-                self.dir.path.join(SERVER_CERT).display()
+                self.at(SERVER_CERT).display()
             )));
         }
         // A CA made now did not sign an older server certificate: replace that one.
         if has_cert && ca.made && !replace_server {
-            tracing::warn!(dir = %self.dir.path.display(), "a new CA was made: replacing the server certificate it did not sign");
+            tracing::warn!(dir = %self.dir.path().display(), "a new CA was made: replacing the server certificate it did not sign");
         }
         if has_cert && !replace_server && !ca.made {
             return Ok(made);
         }
         let (cert, key) = leaf(id.cn(), id.sans(), true, not_after, &ca.issuer)?;
         if has_cert || has_key {
-            self.dir.replace(SERVER_KEY, key.as_bytes(), 0o600)?;
-            self.dir.replace(SERVER_CERT, cert.as_bytes(), 0o644)?;
+            self.dir
+                .replace(Path::new(SERVER_KEY), key.as_bytes(), 0o600)?;
+            self.dir
+                .replace(Path::new(SERVER_CERT), cert.as_bytes(), 0o644)?;
         } else {
             // Key first: a certificate is never there without its key.
-            self.dir.create_new(SERVER_KEY, key.as_bytes(), 0o600)?;
-            if !self.dir.create_new(SERVER_CERT, cert.as_bytes(), 0o644)? {
+            self.dir
+                .create_new(Path::new(SERVER_KEY), key.as_bytes(), 0o600)?;
+            if !self
+                .dir
+                .create_new(Path::new(SERVER_CERT), cert.as_bytes(), 0o644)?
+            {
                 anyhow::bail!(
                     "{} appeared while it was being made: another mtkit made it; run again",
-                    self.dir.path.join(SERVER_CERT).display()
+                    self.at(SERVER_CERT).display()
                 );
             }
         }
-        made.push(self.dir.path.join(SERVER_KEY));
-        made.push(self.dir.path.join(SERVER_CERT));
-        tracing::info!(path = %self.dir.path.join(SERVER_CERT).display(), names = ?id.hostnames, ips = ?id.ips, "server certificate written");
+        made.push(self.at(SERVER_KEY));
+        made.push(self.at(SERVER_CERT));
+        tracing::info!(path = %self.at(SERVER_CERT).display(), names = ?id.hostnames, ips = ?id.ips, "server certificate written");
         Ok(made)
     }
 
@@ -281,26 +306,25 @@ impl Pki {
     pub fn issue_client(&self, name: &str, not_after: Expiry, force: bool) -> Result<PathBuf> {
         check_client_name(name)?;
         let ca = self.existing_ca()?;
-        let clients = self.dir.sub(CLIENTS)?;
-        let dir = clients.sub(name)?;
-        let cert_path = dir.path.join("client-cert.pem");
-        if dir.exists("client-cert.pem")? && !force {
+        let dir = private_sub(&private_sub(&self.dir, CLIENTS)?, name)?;
+        let cert_path = dir.show(Path::new("client-cert.pem"));
+        if dir.exists(Path::new("client-cert.pem"))? && !force {
             return Err(bad_input(format!(
                 "{} exists; use --force to replace it",
                 cert_path.display()
             )));
         }
         let (cert, key) = leaf(name, Vec::new(), false, not_after, &ca.issuer)?;
-        dir.replace("ca-cert.pem", ca.pem.as_bytes(), 0o644)?;
-        dir.replace("client-key.pem", key.as_bytes(), 0o600)?;
-        dir.replace("client-cert.pem", cert.as_bytes(), 0o644)?;
-        tracing::info!(client = %name, dir = %dir.path.display(), "client certificate written");
-        Ok(dir.path)
+        dir.replace(Path::new("ca-cert.pem"), ca.pem.as_bytes(), 0o644)?;
+        dir.replace(Path::new("client-key.pem"), key.as_bytes(), 0o600)?;
+        dir.replace(Path::new("client-cert.pem"), cert.as_bytes(), 0o644)?;
+        tracing::info!(client = %name, dir = %dir.path().display(), "client certificate written");
+        Ok(dir.path().to_path_buf())
     }
 
     /// The clients that have a certificate here.
     pub fn clients(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.dir.path.join(CLIENTS))
+        let mut v: Vec<String> = std::fs::read_dir(self.at(CLIENTS))
             .map(|rd| {
                 rd.flatten()
                     .filter(|e| e.path().join("client-cert.pem").is_file())
@@ -314,24 +338,24 @@ impl Pki {
 
     /// The CA to sign with: loaded, or made when neither file exists.
     fn ca(&self, hostname: &str, not_after: Expiry, made: &mut Vec<PathBuf>) -> Result<Ca> {
-        if self.dir.exists(CA_CERT)? {
+        if self.dir.exists(Path::new(CA_CERT))? {
             return self.existing_ca();
         }
         // A key without its certificate (a crash between the two) is reused: nobody can
         // hold a certificate of it yet.
-        let key = match self.dir.read(CA_KEY)? {
+        let key = match read_pem(&self.dir, CA_KEY)? {
             Some(pem) => KeyPair::from_pem(&pem)
-                .map_err(|e| bad_input(format!("{}: {e}", self.dir.path.join(CA_KEY).display())))?,
+                .map_err(|e| bad_input(format!("{}: {e}", self.at(CA_KEY).display())))?,
             None => {
                 let key = KeyPair::generate().context("generating the CA key")?;
                 if !self
                     .dir
-                    .create_new(CA_KEY, key.serialize_pem().as_bytes(), 0o600)?
+                    .create_new(Path::new(CA_KEY), key.serialize_pem().as_bytes(), 0o600)?
                 {
                     // Another run made it just now: use that CA.
                     return self.existing_ca();
                 }
-                made.push(self.dir.path.join(CA_KEY));
+                made.push(self.at(CA_KEY));
                 key
             }
         };
@@ -339,11 +363,14 @@ impl Pki {
         params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
         let cert = params.self_signed(&key).context("signing the CA")?;
         let pem = cert.pem();
-        if !self.dir.create_new(CA_CERT, pem.as_bytes(), 0o644)? {
+        if !self
+            .dir
+            .create_new(Path::new(CA_CERT), pem.as_bytes(), 0o644)?
+        {
             return self.existing_ca();
         }
-        made.push(self.dir.path.join(CA_CERT));
-        tracing::info!(path = %self.dir.path.join(CA_CERT).display(), "CA written");
+        made.push(self.at(CA_CERT));
+        tracing::info!(path = %self.at(CA_CERT).display(), "CA written");
         Ok(Ca {
             issuer: Issuer::new(params, key),
             pem,
@@ -352,15 +379,15 @@ impl Pki {
     }
 
     fn existing_ca(&self) -> Result<Ca> {
-        let cert_path = self.dir.path.join(CA_CERT);
-        let key_path = self.dir.path.join(CA_KEY);
-        let pem = self.dir.read(CA_CERT)?.ok_or_else(|| {
+        let cert_path = self.at(CA_CERT);
+        let key_path = self.at(CA_KEY);
+        let pem = read_pem(&self.dir, CA_CERT)?.ok_or_else(|| {
             bad_input(format!(
                 "{} missing: make the CA first (`mtkit writer certs`)",
                 cert_path.display()
             ))
         })?;
-        let key_pem = self.dir.read(CA_KEY)?.ok_or_else(|| {
+        let key_pem = read_pem(&self.dir, CA_KEY)?.ok_or_else(|| {
             bad_input(format!(
                 "{} missing: the CA key is needed to sign (copy it back, or sign elsewhere)",
                 key_path.display()
@@ -433,17 +460,22 @@ pub fn ensure_default(root: &Path, cfg: &Config) -> Result<Made> {
 /// A small note mtkit keeps in the TLS folder under `root` (apply's record of what it
 /// made); `None` when the folder or the note is not there.
 pub fn read_note(root: &Path, name: &str) -> Result<Option<String>> {
-    match Folder::open_existing_under(root, default_rel())? {
-        Some(dir) => dir.read(name),
+    match existing_default(root)? {
+        Some(dir) => read_pem(&dir, name),
         None => Ok(None),
     }
 }
 
 /// Writes (or replaces) a note in the TLS folder under `root` (which must exist).
 pub fn write_note(root: &Path, name: &str, text: &str) -> Result<()> {
-    let dir = Folder::open_existing_under(root, default_rel())?
+    let dir = existing_default(root)?
         .ok_or_else(|| anyhow::anyhow!("{} does not exist", default_dir(root).display()))?;
-    dir.replace(name, text.as_bytes(), 0o600)
+    dir.replace(Path::new(name), text.as_bytes(), 0o600)
+}
+
+/// The TLS folder under `root` when every folder of it exists (links refused).
+fn existing_default(root: &Path) -> Result<Option<Root>> {
+    Root::open(root)?.sub(default_rel(), Links::Refuse)
 }
 
 /// `etc/mtkit/tls`: the default folder relative to a root.
@@ -456,7 +488,7 @@ pub fn default_rel() -> &'static Path {
 /// come from a record on disk: only plain names are taken. Returns what was removed.
 pub fn remove_under(root: &Path, names: &[String], dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
-    let Some(dir) = Folder::open_existing_under(root, default_rel())? else {
+    let Some(dir) = existing_default(root)? else {
         return Ok(removed);
     };
     for n in names {
@@ -464,289 +496,56 @@ pub fn remove_under(root: &Path, names: &[String], dirs: &[PathBuf]) -> Result<V
         if !plain {
             return Err(bad_input(format!(
                 "{}: {n:?} is not a file name of it",
-                dir.path.display()
+                dir.path().display()
             )));
         }
-        match unlinkat(dir.fd.as_fd(), n.as_str(), UnlinkatFlags::NoRemoveDir) {
-            Ok(()) => removed.push(dir.path.join(n)),
-            Err(Errno::ENOENT) => {}
-            Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("removing {}", dir.path.join(n).display())));
-            }
+        if dir.remove(Path::new(n))? {
+            removed.push(dir.show(Path::new(n)));
         }
     }
-    dir.sync();
     drop(dir);
+    let root_dir = Root::open(root)?;
     for d in dirs {
         let (Some(parent), Some(name)) = (d.parent(), d.file_name()) else {
             continue;
         };
-        let Some(p) = Folder::open_existing_under(root, parent)? else {
-            continue;
+        let p = if parent.as_os_str().is_empty() {
+            Some(root_dir.try_clone()?)
+        } else {
+            root_dir.sub(parent, Links::Refuse)?
         };
-        match unlinkat(p.fd.as_fd(), name, UnlinkatFlags::RemoveDir) {
-            Ok(()) => {
-                p.sync();
-                removed.push(root.join(d));
-            }
-            // Something else is in it now: it stays.
-            Err(Errno::ENOENT | Errno::ENOTEMPTY | Errno::EEXIST) => {}
-            Err(e) => {
-                return Err(
-                    anyhow::Error::new(e).context(format!("removing {}", root.join(d).display()))
-                );
-            }
+        // Something else is in it now (or it is gone): it stays.
+        if let Some(p) = p
+            && p.remove_dir(Path::new(name))?
+        {
+            removed.push(root.join(d));
         }
     }
     Ok(removed)
 }
 
-/// A folder opened by descriptor; files in it are read and made without following links.
-///
-/// By hand on nix's *at calls: std has no openat, and the crates that wrap it (cap-std)
-/// would be a large dependency for the few calls needed here.
-struct Folder {
-    fd: OwnedFd,
-    path: PathBuf,
+/// The text of the PEM file (or note) `name` in `dir`; `None` when it does not exist. A
+/// link there is refused, never followed; so is anything but a regular file under 1 MiB.
+fn read_pem(dir: &Root, name: &str) -> Result<Option<String>> {
+    let Some(text) = dir.read_text(Path::new(name), Links::Refuse)? else {
+        return Ok(None);
+    };
+    if text.len() as u64 > MAX_PEM {
+        return Err(bad_input(format!(
+            "{} is not a PEM file (a regular file under 1 MiB)",
+            dir.show(Path::new(name)).display()
+        )));
+    }
+    Ok(Some(text))
 }
 
-fn dir_flags() -> OFlag {
-    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC
-}
-
-impl Folder {
-    fn open_path(path: &Path) -> Result<Folder> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        if !path.exists() {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            match std::fs::DirBuilder::new().mode(0o700).create(path) {
-                Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-                    .with_context(|| format!("setting mode of {}", path.display()))?,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-            }
-        }
-        let fd = open(path, dir_flags(), Mode::empty()).map_err(|e| match e {
-            Errno::ENOTDIR => bad_input(format!("{} is not a folder", path.display())),
-            e => anyhow::Error::new(e).context(format!("opening {}", path.display())),
-        })?;
-        Ok(Folder {
-            fd,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// `rel` under `root`, made as needed; the folders made are added to `made` (relative
-    /// to the root).
-    fn open_under(root: &Path, rel: &Path, mut made: Option<&mut Vec<PathBuf>>) -> Result<Folder> {
-        let mut folder = Folder {
-            fd: open(root, dir_flags(), Mode::empty())
-                .with_context(|| format!("opening {}", root.display()))?,
-            path: root.to_path_buf(),
-        };
-        let parts: Vec<_> = rel.components().collect();
-        let mut at = PathBuf::new();
-        for (i, c) in parts.iter().enumerate() {
-            let Component::Normal(name) = c else {
-                return Err(bad_input(format!(
-                    "{}: only plain folder names can be made under a root",
-                    rel.display()
-                )));
-            };
-            let name = Path::new(name);
-            at.push(name);
-            // Intermediate folders as any tool makes them; the TLS folder itself private.
-            let last = i + 1 == parts.len();
-            let (child, new) = folder.child(name, Some(if last { 0o700 } else { 0o755 }))?;
-            if let (true, Some(m)) = (new, made.as_deref_mut()) {
-                m.push(at.clone());
-            }
-            folder = child;
-        }
-        Ok(folder)
-    }
-
-    /// `rel` under `root` when every folder of it exists (links are refused).
-    fn open_existing_under(root: &Path, rel: &Path) -> Result<Option<Folder>> {
-        let mut folder = Folder {
-            fd: open(root, dir_flags(), Mode::empty())
-                .with_context(|| format!("opening {}", root.display()))?,
-            path: root.to_path_buf(),
-        };
-        for c in rel.components() {
-            let Component::Normal(name) = c else {
-                return Err(bad_input(format!(
-                    "{}: not a plain folder path",
-                    rel.display()
-                )));
-            };
-            if !folder.exists(&name.to_string_lossy())? {
-                return Ok(None);
-            }
-            folder = folder.child(Path::new(name), None)?.0;
-        }
-        Ok(Some(folder))
-    }
-
-    /// The sub-folder `name`, made (0700) when missing.
-    fn sub(&self, name: &str) -> Result<Folder> {
-        Ok(self.child(Path::new(name), Some(0o700))?.0)
-    }
-
-    /// The sub-folder `name`, made with `mode` when missing (when a mode is given), and
-    /// whether it was made now.
-    fn child(&self, name: &Path, mode: Option<u32>) -> Result<(Folder, bool)> {
-        let path = self.path.join(name);
-        let made = match mode.map(|m| mkdirat(self.fd.as_fd(), name, Mode::from_bits_truncate(m))) {
-            None => false,
-            Some(Ok(())) => true,
-            Some(Err(Errno::EEXIST)) => false,
-            Some(Err(e)) => {
-                return Err(anyhow::Error::new(e).context(format!("creating {}", path.display())));
-            }
-        };
-        let fd = openat(
-            self.fd.as_fd(),
-            name,
-            dir_flags() | OFlag::O_NOFOLLOW,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
-            Errno::ELOOP | Errno::ENOTDIR => bad_input(format!(
-                "{} is a link or not a folder: refusing to follow it",
-                path.display()
-            )),
-            e => anyhow::Error::new(e).context(format!("opening {}", path.display())),
-        })?;
-        if let (true, Some(mode)) = (made, mode) {
-            // mkdir applied the umask: set the mode asked for.
-            fchmod(fd.as_fd(), Mode::from_bits_truncate(mode))
-                .with_context(|| format!("setting mode of {}", path.display()))?;
-            self.sync();
-        }
-        Ok((Folder { fd, path }, made))
-    }
-
-    /// True when `name` exists (a link counts: it is never followed nor replaced).
-    fn exists(&self, name: &str) -> Result<bool> {
-        match fstatat(
-            self.fd.as_fd(),
-            name,
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
-            Ok(_) => Ok(true),
-            Err(Errno::ENOENT) => Ok(false),
-            Err(e) => Err(anyhow::Error::new(e)
-                .context(format!("reading {}", self.path.join(name).display()))),
-        }
-    }
-
-    /// The text of regular file `name`; `None` when it does not exist.
-    fn read(&self, name: &str) -> Result<Option<String>> {
-        let path = self.path.join(name);
-        let fd = match openat(
-            self.fd.as_fd(),
-            name,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(Errno::ELOOP) => {
-                return Err(bad_input(format!(
-                    "{} is a link: refusing to follow it",
-                    path.display()
-                )));
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("opening {}", path.display())));
-            }
-        };
-        let f = File::from(fd);
-        let meta = f
-            .metadata()
-            .with_context(|| format!("reading {}", path.display()))?;
-        if !meta.is_file() || meta.len() > MAX_PEM {
-            return Err(bad_input(format!(
-                "{} is not a PEM file (a regular file under 1 MiB)",
-                path.display()
-            )));
-        }
-        let mut text = String::new();
-        f.take(MAX_PEM)
-            .read_to_string(&mut text)
-            .with_context(|| format!("reading {}", path.display()))?;
-        Ok(Some(text))
-    }
-
-    /// Writes `bytes` to a new temp file beside `name` (O_EXCL, synced); returns its name.
-    fn temp(&self, name: &str, bytes: &[u8], mode: u32) -> Result<String> {
-        let tmp = format!(".{name}.{:016x}.tmp", rand::random::<u64>());
-        let fd = openat(
-            self.fd.as_fd(),
-            tmp.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(mode),
-        )
-        .with_context(|| format!("creating a temp file in {}", self.path.display()))?;
-        let mut f = File::from(fd);
-        let written = (|| {
-            fchmod(f.as_fd(), Mode::from_bits_truncate(mode))?;
-            f.write_all(bytes)?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = unlinkat(self.fd.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-            return Err(anyhow::Error::new(e)
-                .context(format!("writing {}", self.path.join(name).display())));
-        }
-        Ok(tmp)
-    }
-
-    /// Makes `name` with `bytes` unless it exists: `false` then, and nothing changed.
-    fn create_new(&self, name: &str, bytes: &[u8], mode: u32) -> Result<bool> {
-        let tmp = self.temp(name, bytes, mode)?;
-        // link(2) never replaces: the O_EXCL of a whole, synced file.
-        let linked = linkat(
-            self.fd.as_fd(),
-            tmp.as_str(),
-            self.fd.as_fd(),
-            name,
-            nix::fcntl::AtFlags::empty(),
-        );
-        let _ = unlinkat(self.fd.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-        match linked {
-            Ok(()) => {
-                self.sync();
-                Ok(true)
-            }
-            Err(Errno::EEXIST) => Ok(false),
-            Err(e) => Err(anyhow::Error::new(e)
-                .context(format!("creating {}", self.path.join(name).display()))),
-        }
-    }
-
-    /// Replaces (or makes) `name` with `bytes` atomically.
-    fn replace(&self, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
-        let tmp = self.temp(name, bytes, mode)?;
-        if let Err(e) = renameat(self.fd.as_fd(), tmp.as_str(), self.fd.as_fd(), name) {
-            let _ = unlinkat(self.fd.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-            return Err(anyhow::Error::new(e)
-                .context(format!("replacing {}", self.path.join(name).display())));
-        }
-        self.sync();
-        Ok(())
-    }
-
-    /// Makes a new entry durable. Some filesystems refuse to sync a folder: the files
-    /// themselves are synced already, so that is not worth failing over.
-    fn sync(&self) {
-        let _ = nix::unistd::fsync(self.fd.as_fd());
-    }
+/// The sub-folder `name` of `dir`, made with mode 0700 when missing; a link there is
+/// refused.
+fn private_sub(dir: &Root, name: &str) -> Result<Root> {
+    let name = Path::new(name);
+    dir.create_dirs_with(name, 0o700, Links::Refuse)?;
+    dir.sub(name, Links::Refuse)?
+        .with_context(|| format!("{} vanished", dir.show(name).display()))
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! the operations behind the control socket, and the run loop (SIGTERM drains and exits 0).
 
 use super::group::{DiskSpec, Group, Point};
-use super::journal::format::disk_id;
 use super::journaled::JournaledDisk;
 use super::policy;
 use super::recover::{PointSpec, RecoverReport};
@@ -29,11 +28,35 @@ pub struct Writer {
     _claims: Vec<std::fs::File>,
 }
 
-/// Checks `[[writer.disk]]` and returns the disks by group, in config order.
+/// The disks of `[[writer.disk]]` by group, in config order. Config validation has
+/// checked their names already; the same rules are checked again here, from the same
+/// function, because a wrong group name or journal id would write outside the journal
+/// folder or mix two disks' undo records.
 pub fn plan_groups(cfg: &Config) -> anyhow::Result<BTreeMap<String, Vec<DiskSpec>>> {
-    let (groups, problems) = disk_plan(cfg);
+    let problems = crate::config::writer_names::disk_problems(&cfg.writer.disk);
     if !problems.is_empty() {
-        return Err(bad_input(problems.join("\n")));
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| {
+                let d = &cfg.writer.disk[p.index];
+                format!(
+                    "[[writer.disk]] #{} ({:?}) {}: {}",
+                    p.index + 1,
+                    d.name,
+                    p.key,
+                    p.message
+                )
+            })
+            .collect();
+        return Err(bad_input(lines.join("\n")));
+    }
+    let mut groups: BTreeMap<String, Vec<DiskSpec>> = BTreeMap::new();
+    for d in &cfg.writer.disk {
+        groups.entry(d.group.clone()).or_default().push(DiskSpec {
+            name: d.name.clone(),
+            path: d.path.clone(),
+            size: d.size.map(|s| s.bytes()),
+        });
     }
     for g in &cfg.writer.group {
         if !groups.contains_key(&g.name) {
@@ -41,47 +64,6 @@ pub fn plan_groups(cfg: &Config) -> anyhow::Result<BTreeMap<String, Vec<DiskSpec
         }
     }
     Ok(groups)
-}
-
-/// The disks by group, and every reason the writer would refuse `[[writer.disk]]`.
-pub(crate) fn disk_plan(cfg: &Config) -> (BTreeMap<String, Vec<DiskSpec>>, Vec<String>) {
-    let mut groups: BTreeMap<String, Vec<DiskSpec>> = BTreeMap::new();
-    let mut problems = Vec::new();
-    let mut names = HashMap::new();
-    for (i, d) in cfg.writer.disk.iter().enumerate() {
-        let at = format!("[[writer.disk]] #{} ({:?})", i + 1, d.name);
-        let mut bad = |p: String| problems.push(format!("{at}: {p}"));
-        if d.name.is_empty() || d.name.contains(['@', '/']) || d.name.len() > 200 {
-            bad("name must be non-empty, without '@' or '/' (it is the NBD export name)".into());
-            continue;
-        }
-        if d.group.is_empty() || d.group.contains(['/', '.']) {
-            bad("group must be a non-empty name without '/' or '.'".into());
-            continue;
-        }
-        if d.path.as_os_str().is_empty() && d.scsi_id.is_empty() {
-            bad("give its path or its scsi-id".into());
-            continue;
-        }
-        if names.insert(d.name.clone(), i).is_some() {
-            bad("disk name used twice".into());
-            continue;
-        }
-        let list = groups.entry(d.group.clone()).or_default();
-        if list.iter().any(|o| disk_id(&o.name) == disk_id(&d.name)) {
-            bad(format!(
-                "its journal id collides with another disk of group {:?}: rename it",
-                d.group
-            ));
-            continue;
-        }
-        list.push(DiskSpec {
-            name: d.name.clone(),
-            path: d.path.clone(),
-            size: d.size.map(|s| s.bytes()),
-        });
-    }
-    (groups, problems)
 }
 
 impl Writer {

@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Mutex;
@@ -59,10 +58,9 @@ pub fn mode_zeroes(file: &File, path: &Path, mode: i32) -> bool {
 fn scratch_zeroes(dir: &Path, mode: i32) -> std::io::Result<bool> {
     let f = tempfile::tempfile_in(dir)?;
     f.write_all_at(&[0xa5; 8192], 0)?;
-    // SAFETY: fallocate on a file we own; no memory is passed.
-    if unsafe { libc::fallocate(f.as_raw_fd(), mode, 0, 4096) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    // Any bits: an unknown mode must fail here, as it would on the target.
+    let flags = nix::fcntl::FallocateFlags::from_bits_retain(mode);
+    nix::fcntl::fallocate(&f, flags, 0, 4096)?;
     let mut b = [0u8; 8192];
     f.read_exact_at(&mut b, 0)?;
     Ok(b[..4096].iter().all(|&x| x == 0) && b[4096..].iter().all(|&x| x == 0xa5))

@@ -5,6 +5,8 @@
 //! storage: it serves whatever [`crate::writer::ExportResolver`] hands it.
 
 pub mod exports;
+// Only for the fuzz target and the tests: its export panics where the server failed.
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 pub mod negotiate;
 pub mod proto;

@@ -271,7 +271,16 @@ pub struct Writer {
     pub metrics_listen: String,
     /// Allow listening on a non-loopback address without TLS (logged at every start).
     pub insecure: bool,
+    /// NBD connections in transmission at once.
     pub max_connections: u32,
+    /// NBD connections still negotiating at once (a cap of their own: a client that never
+    /// finishes negotiating cannot take the slot of one replicating).
+    pub max_negotiating: u32,
+    /// Deadline for a connection's whole negotiation, TLS handshake included.
+    pub negotiation_timeout: Span,
+    /// A request's header and payload must arrive within this (plus time for the payload
+    /// at 64 KiB/s), and a client must read its replies within it.
+    pub request_timeout: Span,
     /// Largest READ/WRITE payload a client may send.
     pub max_request_size: Size,
     /// A connection with no request for this long is closed.
@@ -296,6 +305,9 @@ impl Default for Writer {
             metrics_listen: "127.0.0.1:9810".into(),
             insecure: false,
             max_connections: 64,
+            max_negotiating: 16,
+            negotiation_timeout: "30s".parse().unwrap(),
+            request_timeout: "30s".parse().unwrap(),
             max_request_size: Size(32 * Size::MIB),
             idle_timeout: "15m".parse().unwrap(),
             max_buffer: Size(256 * Size::MIB),

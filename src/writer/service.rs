@@ -409,8 +409,8 @@ impl ExportResolver for Writer {
         };
         if !self.may_open(gname, client) {
             // The log names the group; the client's answer does not name what it cannot see.
-            tracing::warn!(export = name, group = %gname, peer = ?client.peer,
-                identity = ?client.identity, "client not allowed for the export's group");
+            tracing::warn!(export = name, peer = ?client.peer, identity = ?client.identity,
+                "client not allowed for group {gname}");
             return Err(OpenError::Refused {
                 name: name.to_string(),
                 reason: match client.identity {

@@ -16,8 +16,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
@@ -53,9 +53,15 @@ fn is_closed(s: &mut TcpStream) -> bool {
 
 /// Sends `bytes` one every `every` on each socket until all are closed or `total` has
 /// passed; returns, per socket, how long after the start the server closed it.
-fn trickle(socks: Vec<TcpStream>, bytes: &[u8], every: Duration, total: Duration) -> Vec<Option<Duration>> {
+fn trickle(
+    socks: Vec<TcpStream>,
+    bytes: &[u8],
+    every: Duration,
+    total: Duration,
+) -> Vec<Option<Duration>> {
     let t0 = Instant::now();
-    let mut socks: Vec<(TcpStream, Option<Duration>)> = socks.into_iter().map(|s| (s, None)).collect();
+    let mut socks: Vec<(TcpStream, Option<Duration>)> =
+        socks.into_iter().map(|s| (s, None)).collect();
     let mut i = 0;
     while t0.elapsed() < total && socks.iter().any(|(_, c)| c.is_none()) {
         for (s, closed) in socks.iter_mut().filter(|(_, c)| c.is_none()) {
@@ -115,7 +121,10 @@ fn slowloris_negotiations_are_cut_at_the_deadline_and_take_no_working_slot() {
     late.write(8192, &[3; 4096]).unwrap();
     let waited = t.elapsed();
     let closed = attack.join().unwrap();
-    assert!(waited < Duration::from_secs(5), "the new client waited {waited:?}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "the new client waited {waited:?}"
+    );
     // Every slowloris socket was closed, none later than the 2 s deadline plus the time it
     // waited in the backlog for a slot and the accept loop's poll.
     for (i, c) in closed.iter().enumerate() {
@@ -146,7 +155,8 @@ fn a_trickled_write_payload_is_cut_and_starves_no_other_group() {
     let mut attackers = Vec::new();
     for i in 0..4u64 {
         let mut s = Nbd::connect(env.port, "d0").unwrap().into_stream();
-        s.write_all(&header(NBD_WRITE, i, i * 65536, 65536)).unwrap();
+        s.write_all(&header(NBD_WRITE, i, i * 65536, 65536))
+            .unwrap();
         s.write_all(&[0xee; 16]).unwrap();
         attackers.push(s);
     }
@@ -169,7 +179,10 @@ fn a_trickled_write_payload_is_cut_and_starves_no_other_group() {
         std::thread::sleep(Duration::from_millis(50));
     }
     victim.flush().unwrap();
-    assert!(worst < Duration::from_millis(500), "vm2's write took {worst:?}");
+    assert!(
+        worst < Duration::from_millis(500),
+        "vm2's write took {worst:?}"
+    );
     // The payloads have a deadline: 1 s plus 1 s for 64 KiB at 64 KiB/s, counted from when
     // the server starts reading them. vm1's share (half the budget while alone: room is
     // kept for one more group, a third once vm2 is in) holds two, then one at a time: they
@@ -179,12 +192,17 @@ fn a_trickled_write_payload_is_cut_and_starves_no_other_group() {
         .unwrap()
         .iter()
         .enumerate()
-        .map(|(i, c)| c.unwrap_or_else(|| panic!("attacker {i} still open after 10 s: {}", env.log())))
+        .map(|(i, c)| {
+            c.unwrap_or_else(|| panic!("attacker {i} still open after 10 s: {}", env.log()))
+        })
         .collect();
     closed.sort();
     for (k, c) in closed.iter().enumerate() {
         let bound = Duration::from_millis(2000 * (k as u64).max(1) + 1500);
-        assert!(*c < bound, "attacker {k} (by closing order) closed after {c:?}: {closed:?}");
+        assert!(
+            *c < bound,
+            "attacker {k} (by closing order) closed after {c:?}: {closed:?}"
+        );
     }
     // Nothing of the cut WRITEs reached the disk.
     let d0 = std::fs::read(env.disk("d0")).unwrap();
@@ -204,13 +222,28 @@ fn metrics_connections_are_capped_and_cut_at_their_deadline() {
         s.write_all(b"G").unwrap();
     }
     std::thread::sleep(Duration::from_millis(500));
-    let open: Vec<TcpStream> = socks.into_iter().filter_map(|mut s| (!is_closed(&mut s)).then_some(s)).collect();
-    assert!(open.len() <= 8, "{} metrics connections held open", open.len());
+    let open: Vec<TcpStream> = socks
+        .into_iter()
+        .filter_map(|mut s| (!is_closed(&mut s)).then_some(s))
+        .collect();
+    assert!(
+        open.len() <= 8,
+        "{} metrics connections held open",
+        open.len()
+    );
     // The held ones trickle a request: the 5 s deadline is for the whole request.
-    let closed = trickle(open, b"ET /metrics", Duration::from_millis(500), Duration::from_secs(9));
+    let closed = trickle(
+        open,
+        b"ET /metrics",
+        Duration::from_millis(500),
+        Duration::from_secs(9),
+    );
     for (i, c) in closed.iter().enumerate() {
         let c = c.unwrap_or_else(|| panic!("metrics connection {i} still open after 9 s"));
-        assert!(c < Duration::from_secs(7), "metrics connection {i} closed after {c:?}");
+        assert!(
+            c < Duration::from_secs(7),
+            "metrics connection {i} closed after {c:?}"
+        );
     }
     assert!(metrics(env.metrics_port).contains("mtkit_buffer_limit_bytes"));
 }
@@ -225,44 +258,57 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn a_descriptor_flood_leaves_the_journal_working_and_nothing_spinning() {
-    // 1 MiB segments: replication below creates new segment files during the flood.
+    // 1 MiB segments: the overwrite below needs new segment files during the flood.
     let env = Env::with_writer(&[("d0", "vm1", 4 * MIB)], "journal-segment-size = \"1M\"\n");
     let svc = env.start_with_nofile(Some(256));
+    let mut working = Nbd::connect(env.port, "d0").unwrap();
+    // Initial sync writes 2 MiB straight through; after the baseline, overwriting them
+    // saves 2 MiB of old data in the journal.
+    let old: Vec<u8> = (0..65536u32).map(|i| (i % 253) as u8).collect();
+    let new: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+    for k in 0..32u64 {
+        working.write(k * 65536, &old).unwrap();
+    }
+    working.flush().unwrap();
     control(
         &env.control(),
         r#"{"cmd":"bookmark","group":"vm1","label":"base"}"#,
     )
     .unwrap();
-    let mut working = Nbd::connect(env.port, "d0").unwrap();
-    // More connections than the service has descriptors, on the metrics port (each
-    // sending a byte, as in the report) and on the NBD port (sending nothing).
+    // More metrics connections than the service has descriptors, each sending a byte now
+    // and then (as in the report), and NBD clients connecting while they are held.
+    let connect = |port: u16| {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+    };
+    let mut held: Vec<TcpStream> = (0..300).filter_map(|_| connect(env.metrics_port)).collect();
+    held.extend((0..20).filter_map(|_| connect(env.port)));
+    let flooded = held.len();
+    assert!(flooded > 256, "only {flooded} connections made");
     let stop = Arc::new(AtomicBool::new(false));
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let flood = {
-        let (stop, held, m, n) = (stop.clone(), held.clone(), env.metrics_port, env.port);
+    let keep = {
+        let stop = stop.clone();
         std::thread::spawn(move || {
-            for i in 0..600 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let port = if i % 2 == 0 { m } else { n };
-                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-                if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            while !stop.load(Ordering::Relaxed) {
+                for s in &mut held {
                     let _ = s.write_all(b"G");
-                    held.lock().unwrap().push(s);
                 }
+                std::thread::sleep(Duration::from_millis(500));
             }
         })
     };
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(500));
     let before = cpu_ticks(svc.child.id());
     let t = Instant::now();
-    // Replication goes on: 2 MiB over two new journal segments, and a point.
-    let data: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+    // Replication goes on: 2 MiB overwritten (two new journal segments), and a point.
     for k in 0..32u64 {
-        working.write(k * 65536, &data).unwrap_or_else(|e| panic!("write {k}: {e}: {}", env.log()));
+        working
+            .write(k * 65536, &new)
+            .unwrap_or_else(|e| panic!("write {k}: {e}: {}", env.log()));
     }
-    working.flush().unwrap();
+    working
+        .flush()
+        .unwrap_or_else(|e| panic!("flush: {e}: {}", env.log()));
     std::thread::sleep(Duration::from_secs(2).saturating_sub(t.elapsed()));
     let ticks = cpu_ticks(svc.child.id()) - before;
     // SAFETY: sysconf has no preconditions.
@@ -273,15 +319,12 @@ fn a_descriptor_flood_leaves_the_journal_working_and_nothing_spinning() {
         "the service used {ticks} ticks in {secs:.1} s under the flood"
     );
     stop.store(true, Ordering::Relaxed);
-    flood.join().unwrap();
-    let flooded = held.lock().unwrap().len();
-    assert!(flooded > 256, "only {flooded} connections made");
-    held.lock().unwrap().clear();
+    keep.join().unwrap();
     // Everything answers again: a new client, the control socket, metrics.
     let mut fresh = Nbd::connect(env.port, "d0").unwrap();
     let mut b = vec![0u8; 65536];
     fresh.read(31 * 65536, &mut b).unwrap();
-    assert_eq!(b, data);
+    assert_eq!(b, new);
     assert_eq!(point_ids(&env.control(), "vm1").len(), 2, "{}", env.log());
     assert!(metrics(env.metrics_port).contains("mtkit_points{group=\"vm1\"} 2"));
     assert!(env.log().contains("open-file limit"), "{}", env.log());
@@ -296,7 +339,10 @@ fn a_label_with_control_characters_is_refused_and_changes_nothing() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("control character"), "{err}");
     }
-    assert!(!env.path("journal").exists(), "a refused bookmark touched the journal");
+    assert!(
+        !env.path("journal").exists(),
+        "a refused bookmark touched the journal"
+    );
     let out = env.mtkit(&["bookmark", "--group", "vm1", "--label", "vor-Änderung 1"]);
     assert!(out.status.success(), "{out:?}");
 }
@@ -385,8 +431,8 @@ fn client_cert(
 
 fn nbdinfo(args: &[&str]) -> (bool, String) {
     let out = Command::new("nbdinfo").args(args).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -397,7 +443,14 @@ fn a_certificate_without_a_usable_identity_opens_no_listed_group() {
     let keys = tempfile::tempdir().unwrap();
     let pki = keys.path().join("pki");
     let made = Command::new(env!("CARGO_BIN_EXE_mtkit"))
-        .args(["writer", "certs", "--out", pki.to_str().unwrap(), "--client", "alice"])
+        .args([
+            "writer",
+            "certs",
+            "--out",
+            pki.to_str().unwrap(),
+            "--client",
+            "alice",
+        ])
         .output()
         .unwrap();
     assert!(made.status.success(), "{made:?}");
@@ -409,10 +462,18 @@ fn a_certificate_without_a_usable_identity_opens_no_listed_group() {
         ),
     );
     let _svc = env.start();
-    let org = (DnType::OrganizationName, DnValue::Utf8String("Contoso".into()));
+    let org = (
+        DnType::OrganizationName,
+        DnValue::Utf8String("Contoso".into()),
+    );
     // As in the report: O= only and an IP SAN.
     let nameless = keys.path().join("nameless");
-    client_cert(&pki, &nameless, &[org.clone()], vec![SanType::IpAddress("127.0.0.1".parse().unwrap())]);
+    client_cert(
+        &pki,
+        &nameless,
+        &[org.clone()],
+        vec![SanType::IpAddress("127.0.0.1".parse().unwrap())],
+    );
     // A CN that is not UTF-8 (a BMPString "ÿa": bytes 00 ff 00 61), beside a DNS SAN
     // naming the listed client: the SAN must not stand in for the unusable CN.
     let bad_cn = keys.path().join("bad-cn");
@@ -433,13 +494,22 @@ fn a_certificate_without_a_usable_identity_opens_no_listed_group() {
     for certs in [&nameless, &bad_cn] {
         let (ok, text) = nbdinfo(&["--list", &uri("", certs)]);
         assert!(ok, "{text}");
-        assert!(text.contains("d1") && !text.contains("d0"), "{certs:?} lists: {text}");
-        assert!(!text.contains(env.dir.path().to_str().unwrap()), "a target path: {text}");
+        assert!(
+            text.contains("d1") && !text.contains("d0"),
+            "{certs:?} lists: {text}"
+        );
+        assert!(
+            !text.contains(env.dir.path().to_str().unwrap()),
+            "a target path: {text}"
+        );
         let (ok, text) = nbdinfo(&[&uri("d0", certs)]);
         assert!(!ok, "{certs:?} opened vm1's disk: {text}");
         assert!(!text.contains("vm1"), "the refusal names the group: {text}");
         let (ok, text) = nbdinfo(&[&uri("d1", certs)]);
-        assert!(ok, "an unlisted group stays open to the CA's clients: {text}");
+        assert!(
+            ok,
+            "an unlisted group stays open to the CA's clients: {text}"
+        );
     }
     let alice = pki.join("clients/alice");
     let (ok, text) = nbdinfo(&["--list", &uri("", &alice)]);

@@ -145,7 +145,6 @@ impl Control {
     }
 }
 
-
 /// Longest request line read: requests are a few hundred bytes, and a peer must not
 /// make the service buffer without bound before the newline.
 const MAX_REQUEST: u64 = 64 << 10;

@@ -321,7 +321,11 @@ const MAX_HEAD: usize = 8192;
 /// needs no chunking and a connection never outlives its answer.
 fn answer(mut conn: TcpStream, w: &Writer, server: &Server) {
     let deadline = Instant::now() + REQUEST_DEADLINE;
-    let left = || deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero());
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    };
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|x| x == b"\r\n\r\n") && buf.len() < MAX_HEAD {

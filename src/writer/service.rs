@@ -636,7 +636,11 @@ mod tests {
         let err = w.open("d0", &nameless).err().unwrap();
         assert!(matches!(err, OpenError::Refused { .. }));
         assert!(!err.to_string().contains("vm1"), "{err}");
-        assert!(w.list(&nameless).iter().all(|e| !e.description.contains('/')));
+        assert!(
+            w.list(&nameless)
+                .iter()
+                .all(|e| !e.description.contains('/'))
+        );
         assert!(matches!(
             w.open("d0", &who(Some("other"))),
             Err(OpenError::Refused { .. })

@@ -515,17 +515,31 @@ mod tests {
         use rcgen::{DnType, DnValue, SanType};
         let dns = || vec![SanType::DnsName("ps-02.example".try_into().unwrap())];
         let ip = vec![SanType::IpAddress("192.0.2.7".parse().unwrap())];
-        let org = (DnType::OrganizationName, DnValue::Utf8String("Contoso".into()));
+        let org = (
+            DnType::OrganizationName,
+            DnValue::Utf8String("Contoso".into()),
+        );
         // O and an IP SAN only: nothing names the client.
         assert_eq!(cert_identity(&cert_with(&[org.clone()], ip)), None);
         // A CN that is not UTF-8 text: no identity, and the DNS SAN does not stand in.
         // BMPString "ÿa": the bytes 00 ff 00 61 are not UTF-8.
-        let bmp = DnValue::BmpString(rcgen::string::BmpString::from_utf16be(vec![0, 0xff, 0, 0x61]).unwrap());
-        assert_eq!(cert_identity(&cert_with(&[(DnType::CommonName, bmp)], dns())), None);
+        let bmp = DnValue::BmpString(
+            rcgen::string::BmpString::from_utf16be(vec![0, 0xff, 0, 0x61]).unwrap(),
+        );
+        assert_eq!(
+            cert_identity(&cert_with(&[(DnType::CommonName, bmp)], dns())),
+            None
+        );
         let teletex = DnValue::TeletexString("ps-01".try_into().unwrap());
-        assert_eq!(cert_identity(&cert_with(&[(DnType::CommonName, teletex)], dns())), None);
+        assert_eq!(
+            cert_identity(&cert_with(&[(DnType::CommonName, teletex)], dns())),
+            None
+        );
         let ctl = DnValue::Utf8String("ps-01\n[ok]".into());
-        assert_eq!(cert_identity(&cert_with(&[(DnType::CommonName, ctl)], dns())), None);
+        assert_eq!(
+            cert_identity(&cert_with(&[(DnType::CommonName, ctl)], dns())),
+            None
+        );
         // No CN at all: the DNS SAN, and O beside it changes nothing.
         assert_eq!(
             cert_identity(&cert_with(&[org.clone()], dns())).as_deref(),

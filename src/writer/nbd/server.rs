@@ -219,9 +219,7 @@ impl Registry {
     /// Marks connection `id` as past negotiation; false if it was closed for being late.
     fn negotiated(&self, id: u64) -> bool {
         let mut conns = self.lock();
-        conns
-            .get_mut(&id)
-            .is_some_and(|e| self.end_negotiation(e))
+        conns.get_mut(&id).is_some_and(|e| self.end_negotiation(e))
     }
 
     /// Closes every connection negotiating for longer than `limit`.

@@ -471,7 +471,7 @@ fn a_certificate_without_a_usable_identity_opens_no_listed_group() {
     client_cert(
         &pki,
         &nameless,
-        &[org.clone()],
+        std::slice::from_ref(&org),
         vec![SanType::IpAddress("127.0.0.1".parse().unwrap())],
     );
     // A CN that is not UTF-8 (a BMPString "ÿa": bytes 00 ff 00 61), beside a DNS SAN

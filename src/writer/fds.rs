@@ -41,7 +41,7 @@ pub fn raise_nofile_limit() -> u64 {
             }
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// Descriptors that client connections may hold together.
@@ -154,6 +154,6 @@ mod tests {
         };
         // SAFETY: getrlimit writes only the struct passed.
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut before) };
-        assert!(raise_nofile_limit() >= before.rlim_cur as u64);
+        assert!(raise_nofile_limit() >= before.rlim_cur);
     }
 }

@@ -520,7 +520,10 @@ mod tests {
             DnValue::Utf8String("Contoso".into()),
         );
         // O and an IP SAN only: nothing names the client.
-        assert_eq!(cert_identity(&cert_with(&[org.clone()], ip)), None);
+        assert_eq!(
+            cert_identity(&cert_with(std::slice::from_ref(&org), ip)),
+            None
+        );
         // A CN that is not UTF-8 text: no identity, and the DNS SAN does not stand in.
         // BMPString "ÿa": the bytes 00 ff 00 61 are not UTF-8.
         let bmp = DnValue::BmpString(
@@ -542,7 +545,7 @@ mod tests {
         );
         // No CN at all: the DNS SAN, and O beside it changes nothing.
         assert_eq!(
-            cert_identity(&cert_with(&[org.clone()], dns())).as_deref(),
+            cert_identity(&cert_with(std::slice::from_ref(&org), dns())).as_deref(),
             Some("ps-02.example")
         );
         let printable = DnValue::PrintableString("ps-03".try_into().unwrap());

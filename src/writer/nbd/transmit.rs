@@ -549,10 +549,10 @@ fn read_frame<R: Read>(
             Ok(n) => {
                 got += n;
                 since = Instant::now();
-                if let Some(l) = limit.filter(|_| got < buf.len()) {
-                    if since >= *deadline.get_or_insert(since + l) {
-                        return Err(TransmitError::Late(l));
-                    }
+                if let Some(l) = limit.filter(|_| got < buf.len())
+                    && since >= *deadline.get_or_insert(since + l)
+                {
+                    return Err(TransmitError::Late(l));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

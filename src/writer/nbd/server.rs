@@ -311,12 +311,41 @@ impl Drop for Registered<'_> {
     }
 }
 
-/// A connection counted in `serving` until dropped.
-struct Serving<'a>(&'a AtomicUsize);
+/// A connection's transmission slot, taken when it chooses an export (before the reply,
+/// so that a client cannot connect again before it counts) and given back when dropped.
+struct Slot<'a> {
+    inner: &'a Inner,
+    id: u64,
+    taken: AtomicBool,
+}
 
-impl Drop for Serving<'_> {
+impl Slot<'_> {
+    /// Takes a slot in `serving` and ends the negotiating state; the reason otherwise.
+    fn take(&self) -> Result<(), String> {
+        if self.taken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let inner = self.inner;
+        let max = inner.opts.max_connections;
+        if inner.serving.fetch_add(1, Ordering::SeqCst) >= max {
+            inner.serving.fetch_sub(1, Ordering::SeqCst);
+            return Err(format!("server busy: {max} connections"));
+        }
+        // Only now: a client refused above stays under the negotiation deadline.
+        if !inner.registry.negotiated(self.id) {
+            inner.serving.fetch_sub(1, Ordering::SeqCst);
+            return Err("negotiation took too long".into());
+        }
+        self.taken.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        if self.taken.load(Ordering::Acquire) {
+            self.inner.serving.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -523,29 +552,23 @@ impl Server {
         self.negotiate_and_serve(stream, client, id)
     }
 
-    /// Leaves the negotiating state and takes a transmission slot; `None` when the
-    /// negotiation was closed as late or every slot is taken.
-    fn admit(&self, id: u64, client: &ClientInfo) -> Option<Serving<'_>> {
-        let inner = &*self.inner;
-        if !inner.registry.negotiated(id) {
-            return None;
-        }
-        let max = inner.opts.max_connections;
-        let serving = Serving(&inner.serving);
-        if inner.serving.fetch_add(1, Ordering::SeqCst) >= max {
-            tracing::warn!(peer = ?client.peer, max, "NBD connection closed after negotiation: too many connections");
-            return None;
-        }
-        Some(serving)
-    }
-
     fn negotiate_and_serve<S: Connection>(
         &self,
         mut stream: S,
-        mut client: ClientInfo,
+        client: ClientInfo,
         id: u64,
     ) -> Result<(), ConnError> {
         let inner = &*self.inner;
+        let slot = Slot {
+            inner,
+            id,
+            taken: AtomicBool::new(false),
+        };
+        let admit = || {
+            slot.take().inspect_err(|reason| {
+                tracing::warn!(peer = ?client.peer, "NBD export refused: {reason}");
+            })
+        };
         let no_zeroes = negotiate::greet(&mut stream)?;
         let tls_state = if inner.opts.tls.is_some() {
             TlsState::Required
@@ -559,15 +582,13 @@ impl Server {
                 tls: tls_state,
                 max_request: inner.opts.max_request_size,
                 shutting_down: &inner.shutting_down,
+                admit: &admit,
             };
             negotiate::haggle(&mut stream, &opts, no_zeroes)?
         };
         match outcome {
             Outcome::Aborted => Ok(()),
             Outcome::Transmit(n) => {
-                let Some(_serving) = self.admit(id, &client) else {
-                    return Ok(());
-                };
                 set_timeouts(&stream, self.stall_limit()).map_err(ConnError::Setup)?;
                 let reader = stream.try_clone().map_err(ConnError::Setup)?;
                 self.transmit(reader, stream, n, &client)
@@ -579,23 +600,28 @@ impl Server {
                     .clone()
                     .expect("STARTTLS only when configured");
                 let mut tls = TlsStream::accept(config, stream).map_err(ConnError::Tls)?;
-                client.tls = true;
-                client.identity = tls.identity();
+                let client = ClientInfo {
+                    tls: true,
+                    identity: tls.identity(),
+                    ..client
+                };
                 tracing::debug!(peer = ?client.peer, identity = ?client.identity, "TLS client");
+                let admit = || {
+                    slot.take().inspect_err(|reason| {
+                        tracing::warn!(peer = ?client.peer, "NBD export refused: {reason}");
+                    })
+                };
                 let opts = NegotiateOptions {
                     resolver: &*inner.resolver,
                     client: &client,
                     tls: TlsState::Active,
                     max_request: inner.opts.max_request_size,
                     shutting_down: &inner.shutting_down,
+                    admit: &admit,
                 };
                 let outcome = negotiate::haggle(&mut tls, &opts, no_zeroes)?;
                 match outcome {
                     Outcome::Transmit(n) => {
-                        let Some(_serving) = self.admit(id, &client) else {
-                            tls.close();
-                            return Ok(());
-                        };
                         set_timeouts(tls.socket(), self.stall_limit()).map_err(ConnError::Setup)?;
                         let reader = tls.try_clone().map_err(ConnError::Setup)?;
                         let r = self.transmit(reader, tls.clone_writer(), n, &client);

@@ -30,7 +30,8 @@ fn free_port() -> u16 {
 fn config(dir: &Path, journal: &Path, disks: &str) -> (PathBuf, u16) {
     let port = free_port();
     let text = format!(
-        "[writer]\nlisten = \"127.0.0.1:{port}\"\nmetrics-listen = \"\"\njournal-dir = \"{}\"\n\
+        // allow-unsafe-journal: the journal is in a temp folder, on whatever / is.
+        "[writer]\nlisten = \"127.0.0.1:{port}\"\nmetrics-listen = \"\"\nallow-unsafe-journal = true\njournal-dir = \"{}\"\n\
          unix-socket = \"{}\"\ncontrol-socket = \"{}\"\n{disks}",
         journal.display(),
         dir.join("run/nbd.sock").display(),

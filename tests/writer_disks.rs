@@ -338,7 +338,7 @@ fn a_kernel_name_without_an_id_is_warned_about_with_its_location() {
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     let at = format!(
-        "{}:9:8: [[writer.disk]] #1 path = \"/dev/sdc\"",
+        "{}:10:8: [[writer.disk]] #1 path = \"/dev/sdc\"",
         cfg.display()
     );
     assert!(err.contains(&at) && err.contains("scsi-id"), "{err}");

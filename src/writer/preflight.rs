@@ -160,7 +160,7 @@ pub fn check_journal_filesystem(cfg: &Config, root: &Path) -> anyhow::Result<()>
     if cfg.writer.allow_unsafe_journal {
         tracing::warn!(
             "{why}. STARTING ANYWAY ([writer] allow-unsafe-journal = true): a power cut can \
-             lose recovery points or make a recover write the wrong data. {}",
+             lose recovery points or make a recover write the wrong data; on an appliance, {}",
             crashsafe::REMEDY
         );
         return Ok(());

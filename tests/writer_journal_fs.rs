@@ -26,6 +26,9 @@ fn sh(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// The program and arguments that make a filesystem; `None`: a tmpfs.
+type Mkfs<'a> = Option<(&'a str, &'a [&'a str])>;
+
 /// A filesystem mounted at `at` (on a loop device over a sparse file, or a tmpfs); unmounted
 /// and detached on drop, however the test ends.
 struct Volume {
@@ -34,7 +37,7 @@ struct Volume {
 }
 
 impl Volume {
-    fn new(dir: &Path, mkfs: Option<(&str, &[&str])>, size: u64) -> Volume {
+    fn new(dir: &Path, mkfs: Mkfs, size: u64) -> Volume {
         let at = dir.join("mnt");
         std::fs::create_dir_all(&at).unwrap();
         let Some((prog, args)) = mkfs else {
@@ -174,7 +177,7 @@ fn the_writer_keeps_its_journal_only_on_a_crash_safe_filesystem() {
     );
     const MIB: u64 = 1 << 20;
     // (case, mkfs (none: tmpfs), image size, crash-safe, how the filesystem is named)
-    let cases: [(&str, Option<(&str, &[&str])>, u64, bool, &str); 6] = [
+    let cases: [(&str, Mkfs, u64, bool, &str); 6] = [
         (
             "ext2",
             Some(("mkfs.ext2", &["-q", "-F"])),

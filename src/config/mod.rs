@@ -271,6 +271,10 @@ pub struct Writer {
     pub metrics_listen: String,
     /// Allow listening on a non-loopback address without TLS (logged at every start).
     pub insecure: bool,
+    /// Start with the journal on a filesystem that a power cut can corrupt or empty (ext2,
+    /// ext4 without a journal, tmpfs, vfat, or one mtkit cannot judge): tests and labs only,
+    /// warned at every start.
+    pub allow_unsafe_journal: bool,
     /// NBD connections in transmission at once.
     pub max_connections: u32,
     /// NBD connections still negotiating at once (a cap of their own: a client that never
@@ -304,6 +308,7 @@ impl Default for Writer {
             control_socket: PathBuf::from("/run/mtkit/writer.sock"),
             metrics_listen: "127.0.0.1:9810".into(),
             insecure: false,
+            allow_unsafe_journal: false,
             max_connections: 64,
             max_negotiating: 16,
             negotiation_timeout: "30s".parse().unwrap(),

@@ -396,6 +396,33 @@ struct Replies<W> {
     out: Mutex<W>,
     /// Set after a failed send; atomic so the reader can check it without the lock.
     broken: AtomicBool,
+    /// The stall limit: a reply not taken by the client within its frame deadline fails.
+    stall: Option<Duration>,
+}
+
+/// Writes all of `buf`, failing once `limit` has passed since the first write that did not
+/// take everything: a client reading its replies a few bytes at a time holds their buffers
+/// no longer than one sending a request that way. (A write taking all at once, the usual
+/// case, reads no clock.)
+fn write_within<W: Write>(w: &mut W, mut buf: &[u8], limit: Option<Duration>) -> io::Result<()> {
+    let mut since = None;
+    while !buf.is_empty() {
+        match w.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(l) = limit.filter(|_| !buf.is_empty())
+            && since.get_or_insert_with(Instant::now).elapsed() >= l
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("reply not read within {l:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl<W: Write> Replies<W> {
@@ -406,7 +433,8 @@ impl<W: Write> Replies<W> {
         if self.broken() {
             return;
         }
-        if let Err(e) = w.write_all(buf).and_then(|()| w.flush()) {
+        let limit = self.stall.map(|l| frame_deadline(l, buf.len()));
+        if let Err(e) = write_within(&mut *w, buf, limit).and_then(|()| w.flush()) {
             tracing::debug!(error = %e, "NBD reply failed");
             self.broken.store(true, Ordering::Release);
         }
@@ -599,6 +627,7 @@ pub fn serve<R: Read, W: Write + Send>(
         replies: Replies {
             out: Mutex::new(writer),
             broken: AtomicBool::new(false),
+            stall: opts.stall_timeout,
         },
         budget: Budget::new(budget),
         pool: opts.pool.as_ref().map(|p| p.join(export.group())),
@@ -816,6 +845,66 @@ mod tests {
             proto::EPERM
         );
         assert_eq!(errno_of(&io::Error::other("x")), proto::EIO);
+    }
+
+    /// A client that takes `per_call` bytes of a reply every 5 ms.
+    struct SlowReader {
+        per_call: usize,
+        taken: usize,
+    }
+
+    impl Write for SlowReader {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(5));
+            let n = buf.len().min(self.per_call);
+            self.taken += n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_reply_read_byte_by_byte_fails_at_its_deadline() {
+        let reply = vec![0u8; 4096];
+        let mut slow = SlowReader {
+            per_call: 1,
+            taken: 0,
+        };
+        // 50 ms + 4 KiB at 64 KiB/s = 112 ms; at 200 B/s the reply would take 20 s.
+        let t = Instant::now();
+        let err = write_within(
+            &mut slow,
+            &reply,
+            Some(frame_deadline(Duration::from_millis(50), 4096)),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(slow.taken < 4096);
+        // A reader that keeps up gets it all, and without a limit anyone does.
+        let mut fast = SlowReader {
+            per_call: 1024,
+            taken: 0,
+        };
+        write_within(
+            &mut fast,
+            &reply,
+            Some(frame_deadline(Duration::from_millis(50), 4096)),
+        )
+        .unwrap();
+        assert_eq!(fast.taken, 4096);
+        let mut slow = SlowReader {
+            per_call: 512,
+            taken: 0,
+        };
+        write_within(&mut slow, &reply, None).unwrap();
+        assert_eq!(slow.taken, 4096);
     }
 
     #[test]

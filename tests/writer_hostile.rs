@@ -113,7 +113,10 @@ fn slowloris_negotiations_are_cut_at_the_deadline_and_take_no_working_slot() {
         worst = worst.max(t.elapsed());
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(worst < Duration::from_millis(500), "a write took {worst:?}");
+    assert!(
+        worst < Duration::from_millis(1500),
+        "a write took {worst:?}"
+    );
     // A new client gets in while the attack goes on: negotiating sockets past their grace
     // make room, and they never count against the 8 replicating slots.
     let t = Instant::now();
@@ -180,7 +183,7 @@ fn a_trickled_write_payload_is_cut_and_starves_no_other_group() {
     }
     victim.flush().unwrap();
     assert!(
-        worst < Duration::from_millis(500),
+        worst < Duration::from_millis(1500),
         "vm2's write took {worst:?}"
     );
     // The payloads have a deadline: 1 s plus 1 s for 64 KiB at 64 KiB/s, counted from when

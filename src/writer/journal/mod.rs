@@ -365,7 +365,7 @@ impl Journal {
                 let (from, error) = (s.bad[t].from, &s.bad[t].error);
                 if access == Access::Write {
                     tracing::warn!(segment = %path.display(), offset = from, cut = s.len - from,
-                        reason = %error, "journal: cutting a torn last batch (an append a crash interrupted)");
+                        reason = %error, "journal: cutting a torn tail (the last batch, an append a crash interrupted)");
                     OpenOptions::new()
                         .write(true)
                         .open(&path)

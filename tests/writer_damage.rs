@@ -15,8 +15,10 @@ use std::process::{Command, Output};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
-/// Header bytes of a journal record (format version 2).
-const HEADER: u64 = 64;
+/// Header bytes of a journal record of format version 1 and 2.
+fn header_len(version: u8) -> u64 {
+    if version == 1 { 56 } else { 64 }
+}
 const KIND_UNDO: u8 = 1;
 
 fn text(o: &Output) -> String {
@@ -53,17 +55,19 @@ fn segments(env: &Env, group: &str) -> Vec<PathBuf> {
     v
 }
 
-/// A record of a segment as the test reads it: (file offset, kind, seq, disk offset).
+/// A record of a segment as the test reads it: (offset of its payload in the file, kind,
+/// seq, disk offset). (Either format version: the test also runs against older builds.)
 fn records(seg: &Path) -> Vec<(u64, u8, u64, u64)> {
     let b = std::fs::read(seg).unwrap();
     let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
     let mut out = Vec::new();
     let mut pos = 0usize;
-    while pos + HEADER as usize <= b.len() {
+    while pos + 56 <= b.len() {
         assert_eq!(&b[pos..pos + 4], b"MTJR", "{} at {pos}", seg.display());
+        let head = header_len(b[pos + 4]) as usize;
         let len = u32::from_le_bytes(b[pos + 20..pos + 24].try_into().unwrap()) as usize;
-        out.push((pos as u64, b[pos + 5], u64_at(pos + 8), u64_at(pos + 24)));
-        pos += HEADER as usize + len;
+        out.push(((pos + head) as u64, b[pos + 5], u64_at(pos + 8), u64_at(pos + 24)));
+        pos += head + len;
     }
     out
 }
@@ -135,7 +139,7 @@ fn a_flipped_payload_byte_in_the_newest_segment_loses_only_the_points_that_need_
         .iter()
         .find(|r| r.1 == KIND_UNDO && r.3 == 0 && r.2 > p1 && r.2 < p2)
         .expect("the undo record of the first overwrite");
-    flip(&seg, at + HEADER + 1000);
+    flip(&seg, at + 1000);
     let journal = env.path("journal");
     let before = tree(&journal);
     let disk = std::fs::read(env.disk("d0")).unwrap();
@@ -216,7 +220,7 @@ fn a_flipped_payload_byte_in_segment_1_of_5_is_never_written_to_the_disk() {
         .find(|r| r.1 == KIND_UNDO && r.3 == 0)
         .expect("the first overwrite's undo is in segment 1");
     assert!(seq > p1 && seq < ids[1]);
-    flip(&segs[0], at + HEADER + 5000);
+    flip(&segs[0], at + 5000);
     let disk = std::fs::read(env.disk("d0")).unwrap();
     let before = tree(&env.path("journal"));
 
@@ -295,7 +299,8 @@ fn a_damaged_group_leaves_the_other_groups_serving() {
         .iter()
         .find(|r| r.1 == KIND_UNDO)
         .unwrap();
-    flip(&segs[0], undo + 10);
+    flip(&segs[0], undo - 20); // in the header, before the payload
+
     let session = env.path("journal/vm2/recover/state.json");
     std::fs::create_dir_all(session.parent().unwrap()).unwrap();
     std::fs::write(&session, b"\x00{garbage").unwrap();

@@ -41,7 +41,9 @@ fn qemu_io_ok(uri: &str, cmds: &[&str]) {
 
 fn bookmark(env: &Env, group: &str) -> u64 {
     let req = format!(r#"{{"cmd":"bookmark","group":"{group}","label":"base"}}"#);
-    control(&env.control(), &req).unwrap()["id"].as_u64().unwrap()
+    control(&env.control(), &req).unwrap()["id"]
+        .as_u64()
+        .unwrap()
 }
 
 fn segments(env: &Env, group: &str) -> Vec<PathBuf> {
@@ -66,7 +68,12 @@ fn records(seg: &Path) -> Vec<(u64, u8, u64, u64)> {
         assert_eq!(&b[pos..pos + 4], b"MTJR", "{} at {pos}", seg.display());
         let head = header_len(b[pos + 4]) as usize;
         let len = u32::from_le_bytes(b[pos + 20..pos + 24].try_into().unwrap()) as usize;
-        out.push(((pos + head) as u64, b[pos + 5], u64_at(pos + 8), u64_at(pos + 24)));
+        out.push((
+            (pos + head) as u64,
+            b[pos + 5],
+            u64_at(pos + 8),
+            u64_at(pos + 24),
+        ));
         pos += head + len;
     }
     out
@@ -153,7 +160,10 @@ fn a_flipped_payload_byte_in_the_newest_segment_loses_only_the_points_that_need_
         lost.contains("damaged") && lost.contains(&seg.display().to_string()),
         "{points:?}"
     );
-    assert!(points[1..].iter().all(|p| p.get("lost").is_none()), "{points:?}");
+    assert!(
+        points[1..].iter().all(|p| p.get("lost").is_none()),
+        "{points:?}"
+    );
     let o = env.mtkit(&["writer", "status", "--json"]);
     let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(st["groups"][0]["lost-points"], 1, "{st}");
@@ -163,7 +173,10 @@ fn a_flipped_payload_byte_in_the_newest_segment_loses_only_the_points_that_need_
     let o = env.mtkit(&["recover", "--group", "vm1", "--to", &p1.to_string()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("cannot be recovered"), "{}", text(&o));
-    assert!(tree(&journal) == before, "a refused recover changed the journal");
+    assert!(
+        tree(&journal) == before,
+        "a refused recover changed the journal"
+    );
     assert_eq!(std::fs::read(env.disk("d0")).unwrap(), disk);
 
     // The service says the same, serves a view of a point after the damage, refuses one
@@ -226,7 +239,10 @@ fn a_flipped_payload_byte_in_segment_1_of_5_is_never_written_to_the_disk() {
 
     let o = env.mtkit(&["recover", "--group", "vm1", "--to", &p1.to_string()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(std::fs::read(env.disk("d0")).unwrap() == disk, "the disk changed");
+    assert!(
+        std::fs::read(env.disk("d0")).unwrap() == disk,
+        "the disk changed"
+    );
     assert!(tree(&env.path("journal")) == before, "the journal changed");
     // Every later point is whole: a recover to the second point is byte-exact.
     let p2 = ids[1];
@@ -263,11 +279,17 @@ fn a_torn_tail_is_cut_only_when_the_writer_opens_the_journal() {
     ] {
         let o = env.mtkit(args);
         assert!(o.status.success(), "{args:?}: {}", text(&o));
-        assert!(std::fs::read(&seg).unwrap() == torn, "{args:?} cut the journal");
+        assert!(
+            std::fs::read(&seg).unwrap() == torn,
+            "{args:?} cut the journal"
+        );
     }
     let _svc = env.start();
     assert!(env.log().contains("cutting a torn tail"), "{}", env.log());
-    assert!(std::fs::read(&seg).unwrap() == good, "the torn batch was not cut");
+    assert!(
+        std::fs::read(&seg).unwrap() == good,
+        "the torn batch was not cut"
+    );
     assert_eq!(point_ids(&env.control(), "vm1"), ids);
 }
 
@@ -275,7 +297,11 @@ fn a_torn_tail_is_cut_only_when_the_writer_opens_the_journal() {
 fn a_damaged_group_leaves_the_other_groups_serving() {
     require!(have("qemu-io"), "qemu-utils is needed");
     let env = Env::with_writer(
-        &[("a0", "vm1", 2 * MIB), ("b0", "vm2", 2 * MIB), ("c0", "vm3", 2 * MIB)],
+        &[
+            ("a0", "vm1", 2 * MIB),
+            ("b0", "vm2", 2 * MIB),
+            ("c0", "vm3", 2 * MIB),
+        ],
         "journal-segment-size = \"1M\"\n",
     );
     let mut svc = env.start();
@@ -295,10 +321,7 @@ fn a_damaged_group_leaves_the_other_groups_serving() {
     // vm1: a record header in the oldest of its segments; vm2: a garbage session file.
     let segs = segments(&env, "vm1");
     assert!(segs.len() >= 3, "{segs:?}");
-    let (undo, ..) = *records(&segs[0])
-        .iter()
-        .find(|r| r.1 == KIND_UNDO)
-        .unwrap();
+    let (undo, ..) = *records(&segs[0]).iter().find(|r| r.1 == KIND_UNDO).unwrap();
     flip(&segs[0], undo - 20); // in the header, before the payload
 
     let session = env.path("journal/vm2/recover/state.json");
@@ -326,7 +349,11 @@ fn a_damaged_group_leaves_the_other_groups_serving() {
     assert!(reason.contains(&session.display().to_string()), "{reason}");
     let vm1 = &st["groups"][0];
     assert!(vm1["lost-points"].as_u64().unwrap() >= 1, "{vm1}");
-    assert_eq!(vm1["points"].as_u64().unwrap() as usize, vm1_points, "{vm1}");
+    assert_eq!(
+        vm1["points"].as_u64().unwrap() as usize,
+        vm1_points,
+        "{vm1}"
+    );
     assert!(vm1["warnings"].to_string().contains("damaged"), "{vm1}");
     let m = metrics(env.metrics_port);
     assert_eq!(metric(&m, "mtkit_group_closed{group=\"vm2\"}"), 1.0, "{m}");

@@ -38,7 +38,9 @@ impl PointsArgs {
                     p.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                     p.kind,
                     p.label,
-                    p.lost.as_ref().map_or(String::new(), |why| format!("  [{why}]"))
+                    p.lost
+                        .as_ref()
+                        .map_or(String::new(), |why| format!("  [{why}]"))
                 );
             }
         }

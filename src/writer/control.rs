@@ -284,7 +284,9 @@ pub fn request_or_offline(
             tracing::debug!(socket = %sock, "service not running: using the journal directly");
             // Listings change nothing: no torn batch cut, no interrupted commit finished.
             let access = match req {
-                Request::Status | Request::Points { .. } => crate::writer::journal::Access::ReadOnly,
+                Request::Status | Request::Points { .. } => {
+                    crate::writer::journal::Access::ReadOnly
+                }
                 _ => crate::writer::journal::Access::Write,
             };
             let w = Writer::open_with(cfg, Path::new("/"), access)?;

@@ -322,12 +322,10 @@ impl Group {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (journal, scan) =
-            Journal::open_with(&dir.join("journal"), segment_size, access).map_err(|source| {
-                GroupError::Journal {
-                    group: name.to_string(),
-                    source,
-                }
+        let (journal, scan) = Journal::open_with(&dir.join("journal"), segment_size, access)
+            .map_err(|source| GroupError::Journal {
+                group: name.to_string(),
+                source,
             })?;
         let recovering = super::recover::session_exists(dir);
         let state = State {

@@ -271,7 +271,10 @@ impl Group {
         // A wrong point is refused before anything stops. Then writes stop (and pruning
         // keeps off) before the point is chosen for good and indexed; a failure before the
         // session is written lets writes in again (see `Quiet`).
-        usable(&self.name, &choose(&self.points(), spec).map_err(crate::error::bad_input)?)?;
+        usable(
+            &self.name,
+            &choose(&self.points(), spec).map_err(crate::error::bad_input)?,
+        )?;
         let _quiet = (!dry_run).then(|| Quiet::new(self));
         // Again now that no other recover or commit runs: one may have begun meanwhile.
         if self.session()?.is_some_and(|s| s.committing) {
@@ -294,7 +297,15 @@ impl Group {
         let saved_dir = session_dir(&self.dir).join("saved");
         let mut head = Index::default();
         if saved_dir.exists() {
-            let (s, _) = Journal::open(&saved_dir, u64::MAX)?;
+            let (s, scan) = Journal::open(&saved_dir, u64::MAX)?;
+            // Head contents are needed for every point: damage there refuses them all.
+            if let Some(d) = scan.damage.first() {
+                anyhow::bail!(
+                    "the contents saved by the last recover of group {} are damaged, so no point can be recovered exactly; nothing was changed: {}",
+                    self.name,
+                    d.reason
+                );
+            }
             index_records(&s, 0, &ids, &mut head)?;
         }
         let mut all: BTreeMap<usize, Extents> = BTreeMap::new();

@@ -224,7 +224,10 @@ impl Writer {
                 let mut warnings = health.warnings;
                 let lost_points = points.iter().filter(|p| p.lost.is_some()).count();
                 warnings.extend(g.damage().into_iter().map(|d| {
-                    format!("journal damaged, points before {} lost: {}", d.before_seq, d.reason)
+                    format!(
+                        "journal damaged, points before {} lost: {}",
+                        d.before_seq, d.reason
+                    )
                 }));
                 // Status must still answer for a group whose session is unreadable: it is
                 // shown as recovering (it is closed) with the reason among its warnings.
@@ -438,7 +441,9 @@ impl ExportResolver for Writer {
         if let Some(g) = self.closed_disks.get(disk)
             && self.may_open(g, client)
         {
-            return Err(refuse(format!("group {g} is closed: its journal or recovery session could not be opened (see `mtkit writer status`)")));
+            return Err(refuse(format!(
+                "group {g} is closed: its journal or recovery session could not be opened (see `mtkit writer status`)"
+            )));
         }
         let (gname, idx) = self
             .disks

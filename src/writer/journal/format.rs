@@ -459,7 +459,10 @@ mod tests {
         let (_, a) = Header::decode_meta(&mut s).unwrap();
         s = &s[5..];
         let (_, b) = Header::decode_meta(&mut s).unwrap();
-        assert_eq!((a.batch, a.flags, b.batch, b.flags), (77, 0, 77, LAST_IN_BATCH));
+        assert_eq!(
+            (a.batch, a.flags, b.batch, b.flags),
+            (77, 0, 77, LAST_IN_BATCH)
+        );
         assert!(Record::decode(&mut &buf[..]).is_ok());
     }
 
@@ -470,7 +473,10 @@ mod tests {
         encode_v1(&r.header(), &r.payload, &mut buf);
         assert_eq!(buf.len(), V1_HEADER_LEN + 5);
         let (h, m) = Header::decode_meta(&mut &buf[..]).unwrap();
-        assert_eq!((m.version, m.batch, m.record_len(&h)), (1, 0, buf.len() as u64));
+        assert_eq!(
+            (m.version, m.batch, m.record_len(&h)),
+            (1, 0, buf.len() as u64)
+        );
         assert_eq!(Record::decode(&mut &buf[..]).unwrap(), r);
         for i in 0..buf.len() {
             let mut bad = buf.clone();

@@ -419,8 +419,12 @@ impl Journal {
                     ),
                 });
             }
-            scan.points
-                .extend(s.points.iter().filter(|(at, _)| *at < bytes).map(|(_, p)| p.clone()));
+            scan.points.extend(
+                s.points
+                    .iter()
+                    .filter(|(at, _)| *at < bytes)
+                    .map(|(_, p)| p.clone()),
+            );
             scan.max_seq = scan.max_seq.max(s.max_seq);
             segments.push(SegmentInfo {
                 id: *id,
@@ -436,7 +440,10 @@ impl Journal {
         let (cur, direct) = match segments.last() {
             Some(s) if access == Access::ReadOnly => {
                 let p = segment_path(dir, s.id);
-                (File::open(&p).map_err(io_err("opening journal segment", &p))?, false)
+                (
+                    File::open(&p).map_err(io_err("opening journal segment", &p))?,
+                    false,
+                )
             }
             Some(s) => {
                 let p = segment_path(dir, s.id);
@@ -643,11 +650,14 @@ impl Journal {
         let mut pos = s.damaged.first().filter(|d| d.0 == 0).map_or(0, |d| d.1);
         let mut hbuf = [0u8; HEADER_LEN];
         while pos < s.bytes {
-            let n = read_up_to(&file, &mut hbuf, pos).map_err(io_err("reading journal segment", &p))?;
-            let (h, m) = Header::decode_meta(&mut &hbuf[..n]).map_err(|source| JournalError::Corruption {
-                path: p.clone(),
-                offset: pos,
-                source,
+            let n =
+                read_up_to(&file, &mut hbuf, pos).map_err(io_err("reading journal segment", &p))?;
+            let (h, m) = Header::decode_meta(&mut &hbuf[..n]).map_err(|source| {
+                JournalError::Corruption {
+                    path: p.clone(),
+                    offset: pos,
+                    source,
+                }
             })?;
             if h.kind != Kind::Pad {
                 return Ok(Some(h.seq));
@@ -767,7 +777,8 @@ impl PayloadReader {
         let (h, m) = Header::decode_meta(&mut &head[..n]).map_err(corrupt)?;
         let mut payload = vec![0u8; h.payload_len as usize];
         let at = loc.record + m.header_len() as u64;
-        let got = read_up_to(f, &mut payload, at).map_err(io_err("reading journal segment", &path))?;
+        let got =
+            read_up_to(f, &mut payload, at).map_err(io_err("reading journal segment", &path))?;
         if got < payload.len() {
             return Err(corrupt(DecodeError::Truncated {
                 need: m.header_len() + payload.len(),
@@ -985,7 +996,11 @@ mod tests {
         assert_eq!(d.before_seq, 2, "{d:?}");
         assert_eq!(scan.points.len(), 2);
         assert_eq!(scan.cut_bytes, 0);
-        assert_eq!(fs::read(&first).unwrap(), before, "nothing cut or rewritten");
+        assert_eq!(
+            fs::read(&first).unwrap(),
+            before,
+            "nothing cut or rewritten"
+        );
         // Scans skip the damaged range and see every other record.
         let mut seen = Vec::new();
         j.scan_after(0, |h, _| seen.push(h.seq)).unwrap();
@@ -1009,7 +1024,11 @@ mod tests {
             assert_eq!(scan.damage[0].before_seq, 7);
             assert!(scan.damage[0].reason.contains("seq 7"), "{:?}", scan.damage);
             assert_eq!(scan.points.len(), 2, "p10 after the damage is kept");
-            assert_eq!(fs::read(&seg).unwrap(), before, "{access:?} changed the segment");
+            assert_eq!(
+                fs::read(&seg).unwrap(),
+                before,
+                "{access:?} changed the segment"
+            );
             if access == Access::Write {
                 // New records go to a new segment: the damaged one stays as found.
                 let (id, _) = j.prepare_append(100).unwrap();

@@ -88,7 +88,7 @@ impl Window<'_> {
     }
 
     /// The record at `at`, its header checked and its payload verified.
-    fn record(&mut self, at: u64) -> io::Result<Result<(Header, Meta, Vec<u8>), BadRecord>> {
+    fn record(&mut self, at: u64) -> io::Result<Result<GoodRecord, BadRecord>> {
         let head = self.get(at, HEADER_LEN)?;
         let (h, m) = match Header::decode_meta(&mut &head[..]) {
             Ok(hm) => hm,
@@ -144,6 +144,11 @@ impl Window<'_> {
     }
 }
 
+/// A checked record: its header, what the header says of its batch, and its payload when
+/// it is a point's label.
+type GoodRecord = (Header, Meta, Vec<u8>);
+
+/// Why a record is not good, with its header when only the payload is bad.
 struct BadRecord(DecodeError, Option<(Header, Meta)>);
 
 /// Reads and verifies every record of a segment. `prev_batch`: the highest batch of the

@@ -270,7 +270,6 @@ impl Record {
             time_us: self.time_us,
             payload_len: self.payload.len() as u32,
             payload_crc: crc32c::crc32c(&self.payload),
-            ..Header::new(self.kind, self.seq)
         }
     }
 

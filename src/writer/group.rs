@@ -206,7 +206,7 @@ impl State {
     pub(crate) fn lost(&self, seq: u64) -> Option<String> {
         self.damage
             .iter()
-            .find(|d| seq < d.before_seq)
+            .find(|d| (d.from_seq..d.before_seq).contains(&seq))
             .map(|d| format!("lost: {}", d.reason))
     }
 
@@ -412,6 +412,7 @@ impl Group {
                 st.damage.push(Damage {
                     segment: *segment,
                     offset: *offset,
+                    from_seq: 0,
                     before_seq: *seq,
                     reason: e.to_string(),
                 });

@@ -121,7 +121,9 @@ pub struct PointRecord {
 pub struct Damage {
     pub segment: u64,
     pub offset: u64,
-    /// Points with a smaller seq may need the damaged records to be recovered: lost.
+    /// Points with a seq in `from_seq..before_seq` need the damaged records to be
+    /// recovered: they are lost.
+    pub from_seq: u64,
     pub before_seq: u64,
     pub reason: String,
 }
@@ -351,6 +353,8 @@ impl Journal {
         }
         let mut scan = Scan::default();
         let mut segments = Vec::new();
+        // Damaged undo records whose header held: which points need them can be told.
+        let mut known = Vec::new();
         let newest = scans.len().saturating_sub(1);
         // Past every seq read: what a damaged range with nothing good after it may hold.
         let after_all = scans.iter().map(|(_, s)| s.max_seq).max().unwrap_or(0) + 1;
@@ -388,9 +392,13 @@ impl Journal {
                     Some(h) => format!("a record of seq {} ({:?})", h.seq, h.kind),
                     None => format!("{} bytes", b.to - b.from),
                 };
+                if let Some(h) = b.header.filter(|h| h.kind == Kind::Undo) {
+                    known.push((scan.damage.len(), h));
+                }
                 scan.damage.push(Damage {
                     segment: *id,
                     offset: b.from,
+                    from_seq: 0,
                     before_seq,
                     reason: format!(
                         "journal segment {} is damaged at byte {}: {what}: {}",
@@ -407,6 +415,7 @@ impl Journal {
                 scan.damage.push(Damage {
                     segment: prev + 1,
                     offset: 0,
+                    from_seq: 0,
                     before_seq: scans[i..]
                         .iter()
                         .find_map(|(_, s)| s.first_seq)
@@ -433,6 +442,9 @@ impl Journal {
                 appendable: !s.has_v1 && corrupt.is_empty(),
                 damaged: corrupt.iter().map(|b| (b.from, b.to)).collect(),
             });
+        }
+        if !known.is_empty() {
+            narrow_lost(dir, &segments, &known, &mut scan.damage)?;
         }
         for d in &scan.damage {
             tracing::error!(journal = %dir.display(), "{}", d.reason);
@@ -727,6 +739,47 @@ pub fn scan_segments(
         }
     }
     Ok(end)
+}
+
+/// Narrows the points a damaged undo record costs to those that need it. A recover to
+/// point P takes each block from the earliest record after P that saved it: the damaged
+/// record (seq s) is used for block b only when no record saved b between P and s. So P
+/// needs it when P < s and P is at or after the last save of some block of it before s.
+fn narrow_lost(
+    dir: &Path,
+    segments: &[SegmentInfo],
+    known: &[(usize, Header)],
+    damage: &mut [Damage],
+) -> Result<(), JournalError> {
+    use crate::writer::extents::BLOCK;
+    let blocks = |h: &Header| (h.offset / BLOCK, (h.offset + h.length).div_ceil(BLOCK));
+    // Per damaged record, per block: the seq of the last earlier save (0: none).
+    let mut last: Vec<Vec<u64>> = known
+        .iter()
+        .map(|(_, h)| {
+            let (b0, b1) = blocks(h);
+            vec![0; (b1 - b0) as usize]
+        })
+        .collect();
+    scan_segments(dir, segments, Pos::default(), 0, |h, _| {
+        if !matches!(h.kind, Kind::Undo | Kind::UndoZero) {
+            return;
+        }
+        for ((_, d), saves) in known.iter().zip(last.iter_mut()) {
+            let ((b0, b1), (c0, c1)) = (blocks(d), blocks(h));
+            if h.disk != d.disk || h.seq >= d.seq || c1 <= b0 || c0 >= b1 {
+                continue;
+            }
+            for b in c0.max(b0)..c1.min(b1) {
+                let at = &mut saves[(b - b0) as usize];
+                *at = (*at).max(h.seq);
+            }
+        }
+    })?;
+    for ((i, _), saves) in known.iter().zip(&last) {
+        damage[*i].from_seq = saves.iter().copied().min().unwrap_or(0);
+    }
+    Ok(())
 }
 
 /// Reads journal payloads by [`Loc`], keeping segment files open (an open segment stays
@@ -1045,6 +1098,47 @@ mod tests {
         };
         let err = r.read(loc, &mut [0u8; 10]).unwrap_err();
         assert!(err.to_string().contains("seq 7"), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_record_costs_only_the_points_that_need_it() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();
+        let at = |seq: u64, offset: u64, fill: u8| {
+            let mut b = Vec::new();
+            Record {
+                kind: Kind::Undo,
+                seq,
+                disk: 7,
+                offset,
+                length: 8192,
+                time_us: 1,
+                payload: vec![fill; 8192],
+            }
+            .encode(&mut b);
+            b
+        };
+        // Blocks 0-1 saved at 1 and again at 3 (after point 2); blocks 4-5 at 5.
+        let recs = [
+            at(1, 0, 1),
+            point(2, "p2"),
+            at(3, 0, 3),
+            point(4, "p4"),
+            at(5, 4 << 12, 5),
+            point(6, "p6"),
+        ];
+        for (i, r) in recs.iter().enumerate() {
+            j.prepare_append(r.len() as u64).unwrap();
+            j.append(r, i as u64 + 1).unwrap();
+            j.sync().unwrap();
+        }
+        drop(j);
+        let seg = segment_path(t.path(), 1);
+        flip(&seg, record_at(&seg, 3) + HEADER_LEN as u64 + 10);
+        let (_, scan) = Journal::open_with(t.path(), 1 << 20, Access::ReadOnly).unwrap();
+        let d = &scan.damage[0];
+        // Point 2 needs seq 3 for blocks 0-1; a point before 1 would take seq 1's save.
+        assert_eq!((d.from_seq, d.before_seq), (1, 3), "{d:?}");
     }
 
     #[test]

@@ -230,7 +230,8 @@ fn open_append(path: &Path, create: bool) -> io::Result<(File, bool)> {
         let mut o = OpenOptions::new();
         o.read(true).write(true).custom_flags(flags);
         if create {
-            o.create_new(true);
+            // Old disk contents: the service's alone, whatever the umask.
+            o.create_new(true).mode(0o600);
         }
         o.open(path)
     };
@@ -325,7 +326,7 @@ impl Journal {
         segment_size: u64,
         access: Access,
     ) -> Result<(Journal, Scan), JournalError> {
-        fs::create_dir_all(dir).map_err(io_err("creating journal folder", dir))?;
+        crate::files::create_private_dirs(dir).map_err(io_err("creating journal folder", dir))?;
         let mut scans = Vec::new();
         let mut prev_batch = 0;
         for id in list_segments(dir)? {

@@ -124,7 +124,7 @@ impl Control {
                 Err(e) => {
                     // Out of fds (EMFILE) accept fails at once again: pause, don't spin.
                     tracing::warn!(error = %e, "control socket: accept");
-                    std::thread::sleep(ACCEPT_BACKOFF);
+                    std::thread::sleep(super::fds::ACCEPT_BACKOFF);
                     continue;
                 }
             };
@@ -144,9 +144,6 @@ impl Control {
         }
     }
 }
-
-/// How long an accept loop waits after a failed accept (EMFILE, ENOMEM).
-pub(crate) const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Longest request line read: requests are a few hundred bytes, and a peer must not
 /// make the service buffer without bound before the newline.

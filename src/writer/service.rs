@@ -298,6 +298,7 @@ impl Writer {
     }
 
     pub fn bookmark(&self, group: &str, label: &str) -> anyhow::Result<Point> {
+        check_label(label)?;
         let g = self.group(group)?;
         let p = g
             .point(true, label)
@@ -329,6 +330,27 @@ impl Writer {
             }
         }
     }
+}
+
+/// Longest point label, in bytes: a label is a note to find a point by, not a document.
+pub const MAX_LABEL: usize = 512;
+
+/// A bookmark label is printed by `points` and `status` on an operator's terminal: control
+/// characters (escape sequences, newlines that fake a row) are refused, as bad input.
+pub fn check_label(label: &str) -> anyhow::Result<()> {
+    if let Some(c) = label.chars().find(|c| c.is_control()) {
+        return Err(bad_input(format!(
+            "label {label:?} holds the control character {c:?}: a label is one line of \
+             printable text, e.g. \"before-upgrade\""
+        )));
+    }
+    if label.len() > MAX_LABEL {
+        return Err(bad_input(format!(
+            "label of {} bytes: a label is at most {MAX_LABEL} bytes",
+            label.len()
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -417,9 +439,11 @@ impl ExportResolver for Writer {
             .disks
             .iter()
             .filter(|(_, (g, _))| self.may_open(g, client))
-            .map(|(name, (g, i))| ExportInfo {
+            // The export name and its group only: where a target lives on the appliance is
+            // nothing a client needs (docs/nbd-server.md).
+            .map(|(name, (g, _))| ExportInfo {
                 name: name.clone(),
-                description: format!("group {g}, {}", self.groups[g].disks[*i].path.display()),
+                description: format!("group {g}"),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -450,7 +474,16 @@ impl ExportResolver for Writer {
             .get(disk)
             .ok_or_else(|| OpenError::Unknown(name.to_string()))?;
         if !self.may_open(gname, client) {
-            return Err(refuse(format!("client not allowed for group {gname}")));
+            // The log names the group; the client's answer does not name what it cannot see.
+            tracing::warn!(export = name, peer = ?client.peer, identity = ?client.identity,
+                "client not allowed for group {gname}");
+            return Err(OpenError::Refused {
+                name: name.to_string(),
+                reason: match client.identity {
+                    Some(_) => "this client's certificate is not allowed to open it".into(),
+                    None => "this client's certificate names no identity (CN or DNS SAN)".into(),
+                },
+            });
         }
         let g = &self.groups[gname];
         if g.is_recovering() {
@@ -471,13 +504,9 @@ impl ExportResolver for Writer {
 }
 
 impl Writer {
-    /// `[[writer.group]] clients` restricts TLS clients by certificate identity. Without TLS
-    /// there is no identity to check (the listen policy keeps such a server on loopback
-    /// unless `insecure`), so the list does not apply.
+    /// `[[writer.group]] clients` restricts TLS clients by certificate identity; a TLS client
+    /// without a usable identity opens only groups that list nobody ([`super::tls::allowed`]).
     fn may_open(&self, group: &str, client: &ClientInfo) -> bool {
-        if client.identity.is_none() {
-            return true;
-        }
         let list = self.clients.get(group).map_or(&[][..], |v| v.as_slice());
         super::tls::allowed(list, client)
     }
@@ -513,6 +542,9 @@ pub fn run_at(written: &Config, root: &Path) -> anyhow::Result<()> {
     stop.add(Signal::SIGINT);
     stop.thread_block().context("blocking signals")?;
 
+    // Many clients and the journal's files need more than a shell's soft limit of 1024;
+    // the unit and the init script raise the hard limit.
+    let nofile = super::fds::raise_nofile_limit();
     let mut opts = super::nbd::ServerOptions::from_config(&cfg.writer)?;
     // More requests in flight per connection make bigger group-commit batches: one journal
     // sync per batch is the cost of the undo log, so its size sets the throughput.
@@ -524,6 +556,14 @@ pub fn run_at(written: &Config, root: &Path) -> anyhow::Result<()> {
     for g in writer.groups.values() {
         policy::prune(g, &writer.policy, now);
     }
+    let disks = writer.groups.values().map(|g| g.disks.len()).sum();
+    let fds = super::fds::FdBudget::new(nofile, disks);
+    tracing::info!(
+        open_files = nofile,
+        for_clients = fds.limit(),
+        "open-file limit"
+    );
+    opts.fds = Some(fds);
     let server = super::nbd::Server::new(writer.clone(), opts);
     let mut threads = Vec::new();
     if !cfg.writer.listen.is_empty() {
@@ -627,6 +667,7 @@ mod tests {
     fn who(id: Option<&str>) -> ClientInfo {
         ClientInfo {
             peer: None,
+            tls: id.is_some(),
             identity: id.map(String::from),
         }
     }
@@ -653,6 +694,20 @@ mod tests {
         let names = |c| w.list(&c).into_iter().map(|e| e.name).collect::<Vec<_>>();
         assert_eq!(names(who(Some("src-vm1"))), ["d0", "d1"]);
         assert_eq!(names(who(Some("other"))), ["d1"]);
+        // A TLS client whose certificate names nobody sees and opens only unlisted groups.
+        let nameless = ClientInfo {
+            tls: true,
+            ..ClientInfo::default()
+        };
+        assert_eq!(names(nameless.clone()), ["d1"]);
+        let err = w.open("d0", &nameless).err().unwrap();
+        assert!(matches!(err, OpenError::Refused { .. }));
+        assert!(!err.to_string().contains("vm1"), "{err}");
+        assert!(
+            w.list(&nameless)
+                .iter()
+                .all(|e| !e.description.contains('/'))
+        );
         assert!(matches!(
             w.open("d0", &who(Some("other"))),
             Err(OpenError::Refused { .. })

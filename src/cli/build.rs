@@ -3,6 +3,7 @@
 use super::Global;
 use crate::config::{AutoSize, Config};
 use crate::kickstart::{self, RenderOptions, layout};
+use crate::media::build::{self, Job, Kickstart};
 use anyhow::Context;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -112,10 +113,7 @@ impl BuildArgs {
 
         // The Packer CD carries the binary without media: checked here, before writing.
         if self.packer && self.no_media {
-            let binary = self
-                .binary
-                .clone()
-                .unwrap_or_else(super::iso::default_binary);
+            let binary = self.binary.clone().unwrap_or_else(build::default_binary);
             crate::media::check_binary(&binary, self.force, "--force")?;
         }
         let created = !self.out.exists();
@@ -125,15 +123,20 @@ impl BuildArgs {
         let media = if self.no_media {
             None
         } else {
-            let built = super::iso::build_media(
-                &loaded,
-                &ks,
-                &resolved,
-                &self.out,
-                self.source_iso.as_deref(),
-                self.binary.clone(),
-                self.force,
-            );
+            let source = build::source_iso(&loaded, self.source_iso.as_deref());
+            let name = match source {
+                Some(_) => build::INSTALL_ISO,
+                None => build::KICKSTART_ISO,
+            };
+            let built = build::make(Job {
+                loaded: &loaded,
+                kickstart: Kickstart::Text(ks.clone()),
+                source,
+                output: self.out.join(name),
+                binary: self.binary.clone(),
+                allow_incompatible: self.force,
+                allow_flag: "--force",
+            });
             if built.is_err() && created {
                 let _ = std::fs::remove_dir(&self.out);
             }
@@ -156,31 +159,31 @@ impl BuildArgs {
         )?;
 
         let made = media.as_ref().map(|m| Media {
-            file: m.path.file_name().map(|n| n.to_string_lossy().into_owned()),
-            boot_argument: m.boot_argument,
+            file: m
+                .output
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned()),
+            boot_argument: m.prompt_argument(),
         });
         let mut summary = summary(config, &self.out, root, made.as_ref());
         if let Some(m) = &media {
             summary.push_str("\nMedia:\n");
-            summary.push_str(&m.summary);
+            summary.push_str(&m.summary());
         }
         put("SUMMARY.txt", &summary, 0o644, "what to do next")?;
         if self.packer {
             use crate::template::packer::{self, Install};
             let install = match &media {
-                Some(m) if m.boot_argument.is_none() => Install::Remastered {
+                Some(m) if m.prompt_argument().is_none() => Install::Remastered {
                     file: m
-                        .path
+                        .output
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
-                    sha256: packer::sha256_file(&m.path)?,
+                    sha256: packer::sha256_file(&m.output)?,
                 },
                 _ => {
-                    let binary = self
-                        .binary
-                        .clone()
-                        .unwrap_or_else(super::iso::default_binary);
+                    let binary = self.binary.clone().unwrap_or_else(build::default_binary);
                     // Checked (and refused) before anything was written, see above.
                     let bytes = std::fs::read(&binary)
                         .with_context(|| format!("reading {}", binary.display()))?;
@@ -217,14 +220,14 @@ impl BuildArgs {
         }
         if let Some(m) = &media {
             written.push(Written {
-                path: m.path.clone(),
-                what: m.what,
+                path: m.output.clone(),
+                what: m.what(),
             });
         }
 
         // An ISO left by an earlier build of the other kind still carries the old
         // kickstart: say so rather than let it be booted by mistake.
-        for stale in ["mt-ks.iso", "mt-install.iso"] {
+        for stale in [build::KICKSTART_ISO, build::INSTALL_ISO] {
             let p = self.out.join(stale);
             if p.exists() && !written.iter().any(|w| w.path == p) {
                 tracing::warn!(
@@ -242,8 +245,8 @@ impl BuildArgs {
                 // kickstart by default, its entry carrying ks=cdrom:/ks.cfg.
                 "boot-argument": media
                     .as_ref()
-                    .map_or(crate::media::BOOT_ARG, |m| m.boot_argument.unwrap_or(crate::media::BOOT_ARG)),
-                "media": media.as_ref().map(|m| &m.json),
+                    .map_or(crate::media::BOOT_ARG, |m| m.boot_argument),
+                "media": media,
             });
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
@@ -251,7 +254,7 @@ impl BuildArgs {
                 println!("{:<28} {}", w.path.display(), w.what);
             }
             match &media {
-                Some(m) => print!("{}", m.summary),
+                Some(m) => print!("{}", m.summary()),
                 None => println!("boot argument: {}", crate::media::BOOT_ARG),
             }
             if root == RootLogin::Locked && !config.access.has_ssh_keys() {

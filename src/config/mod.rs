@@ -399,6 +399,16 @@ impl Loaded {
             None => "embedded defaults".into(),
         }
     }
+
+    /// A path the config names: a relative one is next to the config file (like
+    /// `root-password-file`), wherever mtkit runs from.
+    pub fn beside(&self, value: &str) -> PathBuf {
+        let p = PathBuf::from(value);
+        match self.path.as_deref().and_then(Path::parent) {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p,
+        }
+    }
 }
 
 impl Config {

@@ -5,6 +5,7 @@
 //! repository at `/mtkit/repo/`. How ks.cfg is made is not this module's business.
 
 pub mod bootcfg;
+pub mod build;
 pub mod build_id;
 pub mod elf;
 pub mod remaster;

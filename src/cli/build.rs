@@ -245,7 +245,7 @@ impl BuildArgs {
                 // kickstart by default, its entry carrying ks=cdrom:/ks.cfg.
                 "boot-argument": media
                     .as_ref()
-                    .map_or(crate::media::BOOT_ARG, |m| m.boot_argument),
+                    .map_or(crate::media::boot_arg(), |m| m.boot_argument),
                 "media": media,
             });
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -255,7 +255,7 @@ impl BuildArgs {
             }
             match &media {
                 Some(m) => print!("{}", m.summary()),
-                None => println!("boot argument: {}", crate::media::BOOT_ARG),
+                None => println!("boot argument: {}", crate::media::boot_arg()),
             }
             if root == RootLogin::Locked && !config.access.has_ssh_keys() {
                 println!(
@@ -484,7 +484,7 @@ pub fn summary(config: &Config, out: &Path, root: RootLogin, media: Option<&Medi
             let _ = writeln!(
                 s,
                 "     ({} when {file} is in the first drive and the install disc in the second).",
-                crate::media::BOOT_ARG
+                crate::media::boot_arg()
             );
         }
         None => {
@@ -500,7 +500,7 @@ pub fn summary(config: &Config, out: &Path, root: RootLogin, media: Option<&Medi
                 s,
                 "  2. Boot the CentOS 6.6 install ISO; at the boot prompt press Tab and add:"
             );
-            let _ = writeln!(s, "         {}", crate::media::BOOT_ARG);
+            let _ = writeln!(s, "         {}", crate::media::boot_arg());
             let _ = writeln!(
                 s,
                 "     (RHEL 6 anaconda does not look for a kickstart by volume label; with the"

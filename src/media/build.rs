@@ -114,7 +114,7 @@ pub fn make(job: Job) -> Result<Built> {
                     mbr_template: None,
                 },
             )?;
-            (Kind::Remaster { source, report }, super::BOOT_ARG)
+            (Kind::Remaster { source, report }, super::boot_arg())
         }
         None => {
             let label = &config.media.volume_label;
@@ -127,7 +127,7 @@ pub fn make(job: Job) -> Result<Built> {
             let kind = Kind::Kickstart {
                 volume_label: label.clone(),
             };
-            (kind, super::BOOT_ARG_SECOND_DRIVE)
+            (kind, super::boot_arg_second_drive())
         }
     };
     Ok(Built {
@@ -168,8 +168,8 @@ impl Built {
                  {} when this ISO is in the first CD drive and the install disc in the second\n\
                  (RHEL 6 anaconda does not find a kickstart by volume label by itself)\n",
                 self.output.display(),
-                super::BOOT_ARG_SECOND_DRIVE,
-                super::BOOT_ARG,
+                super::boot_arg_second_drive(),
+                super::boot_arg(),
             ),
             Kind::Remaster { report: r, .. } => format!(
                 "remastered ISO: {} ({}, volume {})\n\
@@ -179,8 +179,8 @@ impl Built {
                 self.output.display(),
                 r.release,
                 r.volume_id,
-                super::bootcfg::ENTRY_TITLE,
-                super::BOOT_ARG,
+                super::layout::boot_menu().title,
+                super::boot_arg(),
                 r.boot_configs.join(", "),
                 if r.isohybrid_added {
                     "isohybrid MBR added: the image can be written to a USB stick as is"
@@ -261,7 +261,7 @@ mod tests {
             Kind::Kickstart {
                 volume_label: "MTKS".into(),
             },
-            super::super::BOOT_ARG_SECOND_DRIVE,
+            super::super::boot_arg_second_drive(),
         );
         assert_eq!(
             keys(&ks),
@@ -285,7 +285,7 @@ mod tests {
                 source: "/src.iso".into(),
                 report: report(),
             },
-            super::super::BOOT_ARG,
+            super::super::boot_arg(),
         );
         assert_eq!(
             keys(&re),

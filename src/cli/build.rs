@@ -1,8 +1,9 @@
 //! `mtkit build`: the main job, kickstart + media + summary into one folder.
 
 use super::Global;
+use crate::config::partitions;
 use crate::config::{AutoSize, Config};
-use crate::kickstart::{self, RenderOptions, layout};
+use crate::kickstart::{self, RenderOptions};
 use crate::media::build::{self, Job, Kickstart};
 use anyhow::Context;
 use std::fmt::Write as _;
@@ -391,7 +392,7 @@ pub fn summary(config: &Config, out: &Path, root: RootLogin, media: Option<&Medi
         s,
         "  (`mtkit vmx check FILE.vmx`, `mtkit vmx patch FILE.vmx`)."
     );
-    let parts = layout::partitions(config)
+    let parts = partitions::partitions(config)
         .iter()
         .map(|p| {
             let note = match p.mountpoint {

@@ -15,12 +15,12 @@ pub mod repo;
 pub mod xorriso;
 
 pub use remaster::{RemasterOptions, RemasterReport, remaster};
+pub use xorriso::Progress;
 
 use crate::error::bad_input;
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// The kernel argument for the remastered disc, or for the kickstart ISO in the first CD drive.
 pub fn boot_arg() -> &'static str {
@@ -72,42 +72,6 @@ fn dated(epoch: u64, paths: &[&str]) -> Vec<OsString> {
     a.extend(paths.iter().map(OsString::from));
     a.push("--".into());
     a
-}
-
-/// Where long xorriso runs report how far they are (percent of the image written).
-pub struct Progress {
-    sink: Box<dyn Fn(f64) + Send + Sync>,
-    last: Mutex<Option<u32>>,
-}
-
-impl Progress {
-    /// Logs progress on stderr (tracing, info level), at most once per whole percent.
-    pub fn log(what: &str) -> Progress {
-        let what = what.to_string();
-        Progress::with(move |p| tracing::info!("{what}: {p:.0}% written"))
-    }
-
-    /// Calls `f` with each new percentage (for tests and other front ends).
-    pub fn with(f: impl Fn(f64) + Send + Sync + 'static) -> Progress {
-        Progress {
-            sink: Box::new(f),
-            last: Mutex::new(None),
-        }
-    }
-
-    /// Drops every report.
-    pub fn none() -> Progress {
-        Progress::with(|_| {})
-    }
-
-    fn report(&self, percent: f64) {
-        let whole = percent.clamp(0.0, 100.0) as u32;
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if *last != Some(whole) {
-            *last = Some(whole);
-            (self.sink)(percent);
-        }
-    }
 }
 
 /// Checks that `path` can run on CentOS 6 (see [`elf`]) and logs the verdict. A binary
@@ -324,16 +288,5 @@ mod tests {
             1,
             "no temp left"
         );
-    }
-
-    #[test]
-    fn progress_reports_each_whole_percent_once() {
-        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        let p = Progress::with(move |v| s.lock().unwrap().push(v));
-        for v in [1.0, 1.4, 2.0, 2.9, 57.0, 100.0, 100.0] {
-            p.report(v);
-        }
-        assert_eq!(*seen.lock().unwrap(), vec![1.0, 2.0, 57.0, 100.0]);
     }
 }

@@ -249,65 +249,61 @@ mod tests {
         }
     }
 
-    fn keys(b: &Built) -> Vec<String> {
-        let v = serde_json::to_value(b).unwrap();
-        v.as_object().unwrap().keys().cloned().collect()
-    }
-
-    /// The key sets scripts read from `mtkit iso … --json` and `mtkit build --json`.
+    /// One struct, two key sets: what only a kind has is flattened beside the rest.
     #[test]
     fn json_keys_per_kind() {
-        let ks = built(
+        let keys = |kind: Kind, arg| {
+            let v = serde_json::to_value(built(kind, arg)).unwrap();
+            v.as_object().unwrap().keys().cloned().collect::<Vec<_>>()
+        };
+        let common = [
+            "binary",
+            "binary-linkage",
+            "boot-argument",
+            "kind",
+            "offline-repo",
+            "output",
+        ];
+        let label = "MTKS".to_string();
+        let ks = keys(
             Kind::Kickstart {
-                volume_label: "MTKS".into(),
+                volume_label: label,
             },
-            super::super::boot_arg_second_drive(),
+            "ks=hd:sr1:/ks.cfg",
         );
-        assert_eq!(
-            keys(&ks),
-            [
-                "binary",
-                "binary-linkage",
-                "boot-argument",
-                "kind",
-                "offline-repo",
-                "output",
-                "volume-label"
-            ]
+        assert_eq!(ks, [&common[..], &["volume-label"]].concat());
+        let report = report();
+        let re = keys(
+            Kind::Remaster {
+                source: "/s.iso".into(),
+                report,
+            },
+            "ks=cdrom:/ks.cfg",
         );
-        let v = serde_json::to_value(&ks).unwrap();
-        assert_eq!(v["kind"], "kickstart");
-        assert_eq!(v["volume-label"], "MTKS");
-        assert_eq!(ks.prompt_argument(), Some("ks=hd:sr1:/ks.cfg"));
+        assert_eq!(re, [&common[..], &["report", "source"]].concat());
+    }
 
+    #[test]
+    fn a_remastered_disc_needs_no_prompt_argument() {
         let re = built(
             Kind::Remaster {
-                source: "/src.iso".into(),
+                source: "/s.iso".into(),
                 report: report(),
             },
-            super::super::boot_arg(),
+            "ks=cdrom:/ks.cfg",
         );
-        assert_eq!(
-            keys(&re),
-            [
-                "binary",
-                "binary-linkage",
-                "boot-argument",
-                "kind",
-                "offline-repo",
-                "output",
-                "report",
-                "source"
-            ]
-        );
-        let v = serde_json::to_value(&re).unwrap();
-        assert_eq!(v["kind"], "remaster");
-        assert_eq!(v["report"]["volume-id"], "CentOS_6.6_Final");
         assert_eq!(re.prompt_argument(), None);
         assert!(
             re.summary().contains("isohybrid MBR added"),
             "{}",
             re.summary()
         );
+        let ks = built(
+            Kind::Kickstart {
+                volume_label: "MTKS".into(),
+            },
+            "ks=hd:sr1:/ks.cfg",
+        );
+        assert_eq!(ks.prompt_argument(), Some("ks=hd:sr1:/ks.cfg"));
     }
 }

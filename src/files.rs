@@ -116,6 +116,30 @@ pub fn parent_dir(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
+/// Makes the creation or removal of entries in `dir` durable: fsync of the folder itself
+/// (a synced file is not found again after a power cut if its name was never synced).
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// `fs::create_dir_all` whose new folders survive a power cut: after each folder it makes,
+/// the folder holding it is synced.
+pub fn create_dir_all_synced(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = parent_dir(dir);
+    if parent != dir {
+        create_dir_all_synced(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => sync_dir(parent),
+        // Made meanwhile by someone else, who syncs it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Copies `path` to `path.mtkit-bak` (or `.mtkit-bak.N` when that exists) and returns it.
 /// The backup is created with O_EXCL|O_NOFOLLOW, so a link planted at the backup's name is
 /// never written through; `path` itself is not followed either (resolve it first).

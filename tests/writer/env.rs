@@ -88,6 +88,11 @@ impl Env {
 
     /// Starts `mtkit writer run` and waits until its control socket answers.
     pub fn start(&self) -> Service {
+        self.start_with(&[])
+    }
+
+    /// [`Env::start`] with more environment variables (test hooks).
+    pub fn start_with(&self, vars: &[(&str, &str)]) -> Service {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -98,6 +103,7 @@ impl Env {
             .arg("--config")
             .arg(&self.config)
             .args(["writer", "run"])
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -263,7 +263,7 @@ impl Journal {
     /// Opens (creating) the journal in `dir`: finishes an interrupted commit, checks every
     /// record of the newest segment and cuts a torn tail, and collects the points.
     pub fn open(dir: &Path, segment_size: u64) -> Result<(Journal, Scan), JournalError> {
-        fs::create_dir_all(dir).map_err(io_err("creating journal folder", dir))?;
+        crate::files::create_dir_all_synced(dir).map_err(io_err("creating journal folder", dir))?;
         let mut ids = list_segments(dir)?;
         let mut scan = Scan::default();
         let mut segments = Vec::new();
@@ -499,6 +499,8 @@ impl Journal {
         let s = self.segments.remove(0);
         let p = segment_path(&self.dir, s.id);
         fs::remove_file(&p).map_err(io_err("removing journal segment", &p))?;
+        // Synced, so that a power cut cannot bring back a segment whose points are gone.
+        sync_dir(&self.dir)?;
         Ok(Some(s))
     }
 

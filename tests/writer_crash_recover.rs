@@ -173,22 +173,25 @@ enum When {
 /// Runs `args` and SIGKILLs the worker at `when`: the service (`offline` false: the CLI
 /// asks the service) or the CLI itself (`offline`: the service is stopped first). Online,
 /// a CLI still running after the service died went on offline (it found no service): it
-/// is killed too, inside its own work. Returns whether the kill landed as aimed.
+/// is killed too, inside its own work.
 fn crash_during(
     env: &Env,
     svc: &mut Option<Service>,
     args: &[&str],
     offline: bool,
     when: When,
-) -> bool {
+) -> Landed {
     if offline {
         svc.take().unwrap().stop();
     }
-    let log = env.path(if offline { "cli.log" } else { "service.log" });
-    let paused_before = crash::count_in(&log, crash::PAUSED);
+    let (service_log, cli_log) = (env.path("service.log"), env.path("cli.log"));
+    let paused_before = [&service_log, &cli_log].map(|l| crash::count_in(l, crash::PAUSED));
     let mut c = cli(env, args);
-    let mut landed = true;
-    let mut aim = |c: &mut Child| match &when {
+    let mut landed = Landed {
+        aimed: true,
+        cli_outlived_service: false,
+    };
+    let mut aim = |c: &mut Child, by_cli: bool| match &when {
         When::Delay(d) => std::thread::sleep(*d),
         When::Session(text, d) => {
             let session = env.path("journal/r/recover/state.json");
@@ -202,16 +205,17 @@ fn crash_during(
             std::thread::sleep(*d);
         }
         When::RemovalStep(n) => {
-            landed = crash::wait_for(
-                &log,
+            let log = if by_cli { &cli_log } else { &service_log };
+            landed.aimed = crash::wait_for(
+                log,
                 crash::PAUSED,
-                paused_before + n - 1,
+                paused_before[by_cli as usize] + n - 1,
                 Duration::from_secs(10),
                 || c.try_wait().unwrap().is_some(),
             );
         }
     };
-    aim(&mut c);
+    aim(&mut c, offline);
     match svc.take() {
         Some(mut s) if !offline => {
             kill(s.child.id());
@@ -220,7 +224,8 @@ fn crash_during(
             // busy found no service and runs the command itself: kill it mid-way too.
             std::thread::sleep(Duration::from_millis(20));
             if c.try_wait().unwrap().is_none() {
-                aim(&mut c);
+                landed.cli_outlived_service = true;
+                aim(&mut c, true);
                 kill(c.id());
             }
         }
@@ -228,6 +233,14 @@ fn crash_during(
     }
     let _ = c.wait();
     landed
+}
+
+/// Where a kill of [`crash_during`] landed.
+struct Landed {
+    /// At the step it aimed at (a removal step that the work never reached: not).
+    aimed: bool,
+    /// Online, the CLI was still running after the service was killed (it went offline).
+    cli_outlived_service: bool,
 }
 
 #[test]
@@ -292,13 +305,18 @@ fn sigkill_during_recover_and_commit_keeps_every_point_and_flushed_writes() {
                 s.spawn(move || other_load(env.port, stop, other))
             });
             let to = to.to_string();
-            crash_during(
+            let landed = crash_during(
                 &env,
                 &mut svc,
                 &["recover", "--group", "r", "--to", &to],
                 offline,
                 when,
             );
+            if landed.cli_outlived_service {
+                *seen
+                    .entry("online recover went offline, killed too")
+                    .or_default() += 1;
+            }
             stop.store(true, Ordering::Relaxed);
             load.map_or_else(|| (other.clone(), HashMap::new()), |h| h.join().unwrap())
         });
@@ -354,7 +372,12 @@ fn sigkill_during_recover_and_commit_keeps_every_point_and_flushed_writes() {
             _ => None,
         };
         let landed = crash_during(&env, &mut svc, &["commit", "--group", "r"], offline, when);
-        if let (Some(n), true) = (step, landed) {
+        if landed.cli_outlived_service {
+            *seen
+                .entry("online commit went offline, killed too")
+                .or_default() += 1;
+        }
+        if let (Some(n), true) = (step, landed.aimed) {
             *seen
                 .entry(
                     [

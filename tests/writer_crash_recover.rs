@@ -37,7 +37,8 @@ fn files(env: &Env) -> Images {
 }
 
 /// The commit's removal steps pause this long (test hook), so kills can land between them.
-const PAUSE: (&str, &str) = ("MTKIT_TEST_PAUSE", "commit:30");
+/// A recover's steps pause a little too: kills aimed at the n-th land inside the rollback.
+const PAUSE: (&str, &str) = ("MTKIT_TEST_PAUSE", "commit:30,recover:5");
 /// The steps of a commit's session removal, as the test hook names them.
 const REMOVAL_STEPS: [&str; 2] = [
     "commit: recovery log removed",
@@ -163,11 +164,11 @@ fn recover(env: &Env, id: u64) {
 
 /// When to kill: `delay` after the command started, after the session file shows `text`
 /// (the work is under way: aims the kill inside it rather than before or after), or in the
-/// pause after the n-th step of a commit's session removal (right after that step).
+/// test hook's pause after the n-th step (of a recover, or of a commit's session removal).
 enum When {
     Delay(Duration),
     Session(&'static str, Duration),
-    RemovalStep(usize),
+    Paused(usize),
 }
 
 /// Runs `args` and SIGKILLs the worker at `when`: the service (`offline` false: the CLI
@@ -204,7 +205,7 @@ fn crash_during(
             }
             std::thread::sleep(*d);
         }
-        When::RemovalStep(n) => {
+        When::Paused(n) => {
             let log = if by_cli { &cli_log } else { &service_log };
             landed.aimed = crash::wait_for(
                 log,
@@ -237,7 +238,7 @@ fn crash_during(
 
 /// Where a kill of [`crash_during`] landed.
 struct Landed {
-    /// At the step it aimed at (a removal step that the work never reached: not).
+    /// At the step it aimed at (a step that the work never reached: not).
     aimed: bool,
     /// Online, the CLI was still running after the service was killed (it went offline).
     cli_outlived_service: bool,
@@ -290,14 +291,15 @@ fn sigkill_during_recover_and_commit_keeps_every_point_and_flushed_writes() {
         // Kill in the middle of a recover (offline: kill the CLI doing it).
         let to = ids[rng.random_range(0..ids.len())];
         let offline = rng.random_bool(0.3);
-        let when = if rng.random_bool(0.3) {
-            When::Delay(Duration::from_millis(rng.random_range(0..recover_ms + 20)))
-        } else {
-            When::Session(
+        let when = match rng.random_range(0..10) {
+            0..3 => When::Delay(Duration::from_millis(rng.random_range(0..recover_ms + 20))),
+            3..6 => When::Session(
                 "\"at\":null",
                 Duration::from_micros(rng.random_range(0..recover_ms * 1000)),
-            )
+            ),
+            _ => When::Paused(rng.random_range(1..=4)),
         };
+        let aimed_at_step = matches!(when, When::Paused(_));
         let stop = AtomicBool::new(false);
         let (durable, maybe) = std::thread::scope(|s| {
             let load = (!offline).then(|| {
@@ -316,6 +318,9 @@ fn sigkill_during_recover_and_commit_keeps_every_point_and_flushed_writes() {
                 *seen
                     .entry("online recover went offline, killed too")
                     .or_default() += 1;
+            }
+            if aimed_at_step && landed.aimed {
+                *seen.entry("recover killed after a step").or_default() += 1;
             }
             stop.store(true, Ordering::Relaxed);
             load.map_or_else(|| (other.clone(), HashMap::new()), |h| h.join().unwrap())
@@ -365,10 +370,10 @@ fn sigkill_during_recover_and_commit_keeps_every_point_and_flushed_writes() {
                 "\"committing\":true",
                 Duration::from_micros(rng.random_range(0..3000)),
             ),
-            _ => When::RemovalStep(rng.random_range(1..=REMOVAL_STEPS.len())),
+            _ => When::Paused(rng.random_range(1..=REMOVAL_STEPS.len())),
         };
         let step = match when {
-            When::RemovalStep(n) => Some(n),
+            When::Paused(n) => Some(n),
             _ => None,
         };
         let landed = crash_during(&env, &mut svc, &["commit", "--group", "r"], offline, when);

@@ -444,6 +444,7 @@ impl Group {
                     .append(&buf, 1)
                     .and_then(|_| saved.sync())
                     .with_context(|| format!("saving head contents in {}", saved_dir.display()))?;
+                super::test_pause("recover: head contents saved");
                 for (gs, ge, at) in rel {
                     let src = at.map(|a| Loc {
                         segment: seg,
@@ -473,6 +474,7 @@ impl Group {
             }
             t.write_at(&data, start)
                 .with_context(|| format!("writing disk {}", t.path.display()))?;
+            super::test_pause("recover: step written");
             done += n;
             progress(done, blocks);
         }

@@ -109,6 +109,27 @@ pub fn check_new_output(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Creates the folder `dir` and its missing parents with mode 0700 whatever the umask (the
+/// mode given to mkdir is masked by it, so each new folder is set again after), and syncs
+/// each new entry into its parent: for folders that hold old disk contents (the writer's
+/// journal), which no other user may read.
+pub fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(up) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dirs(up)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    sync_dir(parent_dir(dir))
+}
+
 /// The folder `path` is in; `.` for a bare file name (whose `parent()` is empty).
 pub fn parent_dir(path: &Path) -> &Path {
     path.parent()
@@ -120,24 +141,6 @@ pub fn parent_dir(path: &Path) -> &Path {
 /// (a synced file is not found again after a power cut if its name was never synced).
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
-}
-
-/// `fs::create_dir_all` whose new folders survive a power cut: after each folder it makes,
-/// the folder holding it is synced.
-pub fn create_dir_all_synced(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let parent = parent_dir(dir);
-    if parent != dir {
-        create_dir_all_synced(parent)?;
-    }
-    match fs::create_dir(dir) {
-        Ok(()) => sync_dir(parent),
-        // Made meanwhile by someone else, who syncs it.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// Copies `path` to `path.mtkit-bak` (or `.mtkit-bak.N` when that exists) and returns it.

@@ -10,8 +10,9 @@
 //! an older build removed a committed session) is someone else's head, never used.
 
 use super::Export;
-use super::extents::{BLOCK, BlockSrc, Extents, Index};
+use super::extents::{BlockSrc, Extents, Index};
 use super::group::{Group, Point, ViewIndex, encode_point, now_us};
+use super::journal::BLOCK;
 use super::journal::format::{self, Header, Kind};
 use super::journal::{Journal, Loc, PayloadReader, PointRecord};
 use anyhow::Context;

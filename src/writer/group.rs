@@ -46,7 +46,7 @@ pub struct Target {
     file: File,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) clients: AtomicUsize,
-    pub(crate) stats: super::metrics::DiskStats,
+    pub(crate) stats: super::stats::DiskStats,
 }
 
 impl Target {
@@ -376,7 +376,7 @@ impl Group {
                 group: name.to_string(),
                 source,
             })?;
-        let recovering = super::recover::session_exists(dir);
+        let recovering = super::session::session_exists(dir);
         let state = State {
             queue: Vec::new(),
             leader: false,

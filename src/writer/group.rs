@@ -180,6 +180,9 @@ pub(crate) struct State {
     failed: HashMap<u64, String>,
     /// Writers whose undo is durable but whose target write has not finished.
     inflight: usize,
+    /// Threads waiting for `inflight` to reach 0 (a point, a recover): the last writer
+    /// out wakes them, and only then (std's notify is a syscall even with no waiter).
+    quiet_waiters: usize,
     pub(crate) next_seq: u64,
     /// No baseline yet: writes go straight through, FLUSH makes no point.
     pub(crate) initial_sync: bool,
@@ -304,6 +307,7 @@ impl Group {
             done_ticket: 0,
             failed: HashMap::new(),
             inflight: 0,
+            quiet_waiters: 0,
             next_seq: scan.max_seq + 1,
             initial_sync: scan.points.is_empty(),
             recovering,
@@ -439,10 +443,20 @@ impl Group {
         target.bytes_written.fetch_add(len, Ordering::Relaxed);
         let mut st = self.lock();
         st.inflight -= 1;
-        if st.inflight == 0 {
+        if st.inflight == 0 && st.quiet_waiters > 0 {
             self.cv.notify_all();
         }
         r
+    }
+
+    /// Waits until every writer whose undo is durable has put its data on the target.
+    fn wait_quiet<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        st.quiet_waiters += 1;
+        while st.inflight > 0 {
+            st = self.cv.wait(st).unwrap();
+        }
+        st.quiet_waiters -= 1;
+        st
     }
 
     /// Takes the queue as one batch, makes its undo records durable, and wakes its writers.
@@ -653,9 +667,7 @@ impl Group {
             st = self.cv.wait(st).unwrap();
         }
         st.leader = true;
-        while st.inflight > 0 {
-            st = self.cv.wait(st).unwrap();
-        }
+        st = self.wait_quiet(st);
         let make = app || st.dirty;
         let seq = st.next_seq;
         if make {
@@ -801,10 +813,7 @@ impl Group {
         while st.leader {
             st = self.cv.wait(st).unwrap();
         }
-        while st.inflight > 0 {
-            st = self.cv.wait(st).unwrap();
-        }
-        st
+        self.wait_quiet(st)
     }
 
     pub(crate) fn notify(&self) {

@@ -185,7 +185,8 @@ pub fn errno_of(e: &io::Error) -> u32 {
 
 /// Payload bytes that may be buffered at once.
 struct Budget {
-    free: Mutex<usize>,
+    /// (free bytes, readers waiting for some)
+    free: Mutex<(usize, usize)>,
     freed: Condvar,
     total: usize,
 }
@@ -193,7 +194,7 @@ struct Budget {
 impl Budget {
     fn new(total: usize) -> Budget {
         Budget {
-            free: Mutex::new(total),
+            free: Mutex::new((total, 0)),
             freed: Condvar::new(),
             total,
         }
@@ -203,17 +204,22 @@ impl Budget {
     fn acquire(&self, n: usize) -> usize {
         let n = n.min(self.total);
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while *free < n {
+        while free.0 < n {
+            free.1 += 1;
             free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+            free.1 -= 1;
         }
-        *free -= n;
+        free.0 -= n;
         n
     }
 
     fn release(&self, n: usize) {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        *free += n;
-        self.freed.notify_all();
+        free.0 += n;
+        // std's notify is a futex syscall even when nobody waits: twice per request.
+        if free.1 > 0 {
+            self.freed.notify_all();
+        }
     }
 }
 
@@ -235,6 +241,8 @@ struct PoolState {
     peak: usize,
     next: u64,
     serving: u64,
+    /// Reservations waiting: wake-ups (a syscall each) only when there are some.
+    waiting: usize,
 }
 
 /// What [`BufferPool::stats`] reports (metrics and tests).
@@ -267,15 +275,19 @@ impl BufferPool {
         st.next += 1;
         if st.serving != ticket || st.used + n > self.limit {
             self.waits.fetch_add(1, Ordering::Relaxed);
+            st.waiting += 1;
             while st.serving != ticket || st.used + n > self.limit {
                 st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
             }
+            st.waiting -= 1;
         }
         st.used += n;
         st.peak = st.peak.max(st.used);
         st.serving += 1;
         // The next in line may fit too.
-        self.cv.notify_all();
+        if st.waiting > 0 {
+            self.cv.notify_all();
+        }
         n
     }
 
@@ -285,7 +297,9 @@ impl BufferPool {
         }
         let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
         st.used -= n;
-        self.cv.notify_all();
+        if st.waiting > 0 {
+            self.cv.notify_all();
+        }
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -347,7 +361,14 @@ struct Shared<'a, W> {
     budget: Budget,
     pool: Option<&'a BufferPool>,
     in_flight: AtomicUsize,
+    /// Payload buffers of answered requests, reused by the next ones (at most
+    /// [`SPARE_BYTES`]): a fresh one per request cost a zero-fill and page faults.
+    spare: Mutex<Vec<Vec<u8>>>,
 }
+
+/// Bytes of answered requests' buffers a connection keeps for reuse: a few of the usual
+/// request sizes (nbdcopy 256 KiB, qemu-img 2 MiB), beyond what the budgets bound.
+const SPARE_BYTES: usize = 2 << 20;
 
 impl<W> Shared<'_, W> {
     /// Reserves `n` payload bytes: per connection first (only this reader waits there),
@@ -363,6 +384,23 @@ impl<W> Shared<'_, W> {
             p.release(pooled);
         }
         self.budget.release(mine);
+    }
+
+    /// A buffer of `len` bytes, a spare one when there is: its stale contents are
+    /// overwritten (a WRITE payload is read in whole, a READ fills it).
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut buf = spare.unwrap_or_default();
+        buf.resize(len, 0);
+        buf
+    }
+
+    fn recycle(&self, buf: Vec<u8>) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        let kept: usize = spare.iter().map(Vec::capacity).sum();
+        if kept + buf.capacity() <= SPARE_BYTES {
+            spare.push(buf);
+        }
     }
 }
 
@@ -400,7 +438,7 @@ fn run_job<W: Write>(sh: &Shared<'_, W>, mut job: Job) {
             sh.replies.error(job.handle, errno_of(&err));
         }
     }
-    drop(job.buf);
+    sh.recycle(job.buf);
     sh.release((job.reserved, job.pooled));
     sh.in_flight.fetch_sub(1, Ordering::Release);
 }
@@ -489,6 +527,7 @@ pub fn serve<R: Read, W: Write + Send>(
         budget: Budget::new(budget),
         pool: opts.pool.as_deref(),
         in_flight: AtomicUsize::new(0),
+        spare: Mutex::new(Vec::new()),
     };
     let (tx, rx) = sync_channel::<Job>(workers * 2);
     let rx = Mutex::new(rx);
@@ -541,7 +580,7 @@ fn read_loop<R: Read, W: Write>(
         if req.command == proto::CMD_WRITE {
             // The payload is on the wire even when the request is refused: consume it.
             reserved = sh.reserve(req.len as usize);
-            buf = vec![0u8; req.len as usize];
+            buf = sh.buffer(req.len as usize);
             match read_frame(&mut reader, &mut buf, &sh.in_flight, opts, true) {
                 Ok(Frame::Full) => {}
                 Ok(_) | Err(TransmitError::Truncated) => {
@@ -569,7 +608,7 @@ fn read_loop<R: Read, W: Write>(
         }
         if let Command::Read { len, .. } = cmd {
             reserved = sh.reserve(len as usize);
-            buf = vec![0u8; proto::SIMPLE_REPLY_LEN + len as usize];
+            buf = sh.buffer(proto::SIMPLE_REPLY_LEN + len as usize);
         }
         sh.in_flight.fetch_add(1, Ordering::AcqRel);
         let job = Job {

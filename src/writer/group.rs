@@ -180,10 +180,8 @@ pub(crate) struct State {
     next_ticket: u64,
     done_ticket: u64,
     failed: HashMap<u64, String>,
-    /// Writers whose undo is durable but whose target write has not finished.
-    inflight: usize,
-    /// Threads waiting for `inflight` to reach 0 (a point, a recover): the last writer
-    /// out wakes them, and only then (std's notify is a syscall even with no waiter).
+    /// Threads waiting for [`Group::inflight`] to reach 0 (a point, a recover): the last
+    /// writer out wakes them, and only then (std's notify is a syscall even with no waiter).
     quiet_waiters: usize,
     pub(crate) next_seq: u64,
     /// No baseline yet: writes go straight through, FLUSH makes no point.
@@ -206,6 +204,10 @@ pub struct Group {
     pub disks: Vec<Target>,
     pub(crate) state: Mutex<State>,
     cv: Condvar,
+    /// Writers whose undo is durable but whose target write has not finished. Raised
+    /// under the state lock; lowered without it, so that a finished target write does not
+    /// queue behind the batch's other writers for the lock (the last one out takes it).
+    inflight: AtomicUsize,
     pub(crate) journal: Mutex<Journal>,
     /// The leader's record buffer, kept between batches.
     scratch: Mutex<AlignedBuf>,
@@ -310,7 +312,6 @@ impl Group {
             next_ticket: 1,
             done_ticket: 0,
             failed: HashMap::new(),
-            inflight: 0,
             quiet_waiters: 0,
             next_seq: scan.max_seq + 1,
             initial_sync: scan.points.is_empty(),
@@ -328,6 +329,7 @@ impl Group {
             disks: targets,
             state: Mutex::new(state),
             cv: Condvar::new(),
+            inflight: AtomicUsize::new(0),
             journal: Mutex::new(journal),
             scratch: Mutex::new(AlignedBuf::default()),
             _lock: lock,
@@ -433,21 +435,21 @@ impl Group {
                 }
             }
             if let Some(msg) = st.failed.remove(&ticket) {
-                st.inflight -= 1;
+                self.inflight.fetch_sub(1, Ordering::AcqRel);
                 self.cv.notify_all();
                 return Err(io::Error::other(msg));
             }
         } else {
-            st.inflight += 1;
+            self.inflight.fetch_add(1, Ordering::AcqRel);
         }
         st.dirty = true;
         st.first_dirty_us.get_or_insert_with(now_us);
         drop(st);
         let r = apply(target);
         target.bytes_written.fetch_add(len, Ordering::Relaxed);
-        let mut st = self.lock();
-        st.inflight -= 1;
-        if st.inflight == 0 && st.quiet_waiters > 0 {
+        // A waiter checks `inflight` under the lock and waits without letting it go, so
+        // taking the lock here after the decrement cannot miss it.
+        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 && self.lock().quiet_waiters > 0 {
             self.cv.notify_all();
         }
         r
@@ -456,7 +458,7 @@ impl Group {
     /// Waits until every writer whose undo is durable has put its data on the target.
     fn wait_quiet<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         st.quiet_waiters += 1;
-        while st.inflight > 0 {
+        while self.inflight.load(Ordering::Acquire) > 0 {
             st = self.cv.wait(st).unwrap();
         }
         st.quiet_waiters -= 1;
@@ -517,7 +519,7 @@ impl Group {
                 }
             }
         }
-        st.inflight += batch.len();
+        self.inflight.fetch_add(batch.len(), Ordering::AcqRel);
         st.done_ticket = batch.last().map_or(st.done_ticket, |p| p.ticket);
         st.leader = false;
         self.cv.notify_all();

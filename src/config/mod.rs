@@ -275,7 +275,16 @@ pub struct Writer {
     /// ext4 without a journal, tmpfs, vfat, or one mtkit cannot judge): tests and labs only,
     /// warned at every start.
     pub allow_unsafe_journal: bool,
+    /// NBD connections in transmission at once.
     pub max_connections: u32,
+    /// NBD connections still negotiating at once (a cap of their own: a client that never
+    /// finishes negotiating cannot take the slot of one replicating).
+    pub max_negotiating: u32,
+    /// Deadline for a connection's whole negotiation, TLS handshake included.
+    pub negotiation_timeout: Span,
+    /// A request's header and payload must arrive within this (plus time for the payload
+    /// at 64 KiB/s), and a client must read its replies within it.
+    pub request_timeout: Span,
     /// Largest READ/WRITE payload a client may send.
     pub max_request_size: Size,
     /// A connection with no request for this long is closed.
@@ -301,6 +310,9 @@ impl Default for Writer {
             insecure: false,
             allow_unsafe_journal: false,
             max_connections: 64,
+            max_negotiating: 16,
+            negotiation_timeout: "30s".parse().unwrap(),
+            request_timeout: "30s".parse().unwrap(),
             max_request_size: Size(32 * Size::MIB),
             idle_timeout: "15m".parse().unwrap(),
             max_buffer: Size(256 * Size::MIB),

@@ -1173,6 +1173,25 @@ fn check_writer(c: &Config, ck: &mut Checker<'_>) {
             "must be above zero, e.g. \"15m\"",
         );
     }
+    for (key, span, example) in [
+        ("negotiation-timeout", w.negotiation_timeout, "30s"),
+        ("request-timeout", w.request_timeout, "30s"),
+    ] {
+        if span.secs() == 0 {
+            ck.report(
+                &path(&["writer", key]),
+                q(&span.to_string()),
+                format!("must be above zero, e.g. \"{example}\""),
+            );
+        }
+    }
+    if w.max_negotiating == 0 {
+        ck.report(
+            &path(&["writer", "max-negotiating"]),
+            0,
+            "must be at least 1 (the default is 16)",
+        );
+    }
     if let Some(tls) = &w.tls {
         let files = [("cert", &tls.cert), ("key", &tls.key), ("ca", &tls.ca)];
         let given: Vec<_> = files

@@ -14,6 +14,7 @@ pub use file_export::FileExport;
 pub mod certs;
 pub mod control;
 pub mod extents;
+pub mod fds;
 pub mod group;
 pub mod journal;
 pub mod journaled;

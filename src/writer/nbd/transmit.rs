@@ -482,14 +482,7 @@ struct Shared<'a, W> {
     budget: Budget,
     pool: Option<PoolMember>,
     in_flight: AtomicUsize,
-    /// Payload buffers of answered requests, reused by the next ones (at most
-    /// [`SPARE_BYTES`]): a fresh one per request cost a zero-fill and page faults.
-    spare: Mutex<Vec<Vec<u8>>>,
 }
-
-/// Bytes of answered requests' buffers a connection keeps for reuse: a few of the usual
-/// request sizes (nbdcopy 256 KiB, qemu-img 2 MiB), beyond what the budgets bound.
-const SPARE_BYTES: usize = 2 << 20;
 
 impl<W> Shared<'_, W> {
     /// Reserves `n` payload bytes: per connection first (only this reader waits there),
@@ -505,23 +498,6 @@ impl<W> Shared<'_, W> {
             p.release(pooled);
         }
         self.budget.release(mine);
-    }
-
-    /// A buffer of `len` bytes, a spare one when there is: its stale contents are
-    /// overwritten (a WRITE payload is read in whole, a READ fills it).
-    fn buffer(&self, len: usize) -> Vec<u8> {
-        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut buf = spare.unwrap_or_default();
-        buf.resize(len, 0);
-        buf
-    }
-
-    fn recycle(&self, buf: Vec<u8>) {
-        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-        let kept: usize = spare.iter().map(Vec::capacity).sum();
-        if kept + buf.capacity() <= SPARE_BYTES {
-            spare.push(buf);
-        }
     }
 }
 
@@ -559,7 +535,7 @@ fn run_job<W: Write>(sh: &Shared<'_, W>, mut job: Job) {
             sh.replies.error(job.handle, errno_of(&err));
         }
     }
-    sh.recycle(job.buf);
+    drop(job.buf);
     sh.release((job.reserved, job.pooled));
     sh.in_flight.fetch_sub(1, Ordering::Release);
 }
@@ -671,7 +647,6 @@ pub fn serve<R: Read, W: Write + Send>(
         budget: Budget::new(budget),
         pool: opts.pool.as_ref().map(|p| p.join(export.group())),
         in_flight: AtomicUsize::new(0),
-        spare: Mutex::new(Vec::new()),
     };
     let (tx, rx) = sync_channel::<Job>(workers * 2);
     let rx = Mutex::new(rx);
@@ -724,7 +699,7 @@ fn read_loop<R: Read, W: Write>(
         if req.command == proto::CMD_WRITE {
             // The payload is on the wire even when the request is refused: consume it.
             reserved = sh.reserve(req.len as usize);
-            buf = sh.buffer(req.len as usize);
+            buf = vec![0u8; req.len as usize];
             match read_frame(&mut reader, &mut buf, &sh.in_flight, opts, true) {
                 Ok(Frame::Full) => {}
                 Ok(_) | Err(TransmitError::Truncated) => {
@@ -752,7 +727,7 @@ fn read_loop<R: Read, W: Write>(
         }
         if let Command::Read { len, .. } = cmd {
             reserved = sh.reserve(len as usize);
-            buf = sh.buffer(proto::SIMPLE_REPLY_LEN + len as usize);
+            buf = vec![0u8; proto::SIMPLE_REPLY_LEN + len as usize];
         }
         sh.in_flight.fetch_add(1, Ordering::AcqRel);
         let job = Job {

@@ -176,6 +176,46 @@ impl State {
     pub(crate) fn set_leader(&mut self, on: bool) {
         self.leader = on;
     }
+
+    /// Drops the points before seq `keep_from` (pruning: past the window, or for space).
+    pub(crate) fn prune_points_before(&mut self, keep_from: u64) -> usize {
+        let before = self.points.len();
+        self.points.retain(|p| p.seq >= keep_from);
+        self.pruned_below = self.pruned_below.max(keep_from);
+        before - self.points.len()
+    }
+
+    /// Why point `seq`, listed once, is not any more; `None` while it is listed.
+    pub(crate) fn gone(&self, group: &str, seq: u64) -> Option<PointGone> {
+        if self.points.iter().any(|p| p.seq == seq) {
+            return None;
+        }
+        let (group, point) = (group.to_string(), seq);
+        Some(if seq < self.pruned_below {
+            PointGone::Pruned { group, point }
+        } else {
+            PointGone::CommittedPast { group, point }
+        })
+    }
+}
+
+/// A recovery point that was listed and is not any more (a view of it closes).
+#[derive(Debug, thiserror::Error)]
+pub enum PointGone {
+    #[error(
+        "recovery point {point} of group {group} was pruned (past the retention window, or for space on a full retention volume): see `mtkit points` for the points there are"
+    )]
+    Pruned { group: String, point: u64 },
+    #[error(
+        "recovery point {point} of group {group} is gone: a commit made another point the baseline"
+    )]
+    CommittedPast { group: String, point: u64 },
+}
+
+impl From<PointGone> for io::Error {
+    fn from(e: PointGone) -> io::Error {
+        io::Error::other(e)
+    }
 }
 
 pub(crate) struct State {
@@ -201,6 +241,8 @@ pub(crate) struct State {
     pub(crate) first_dirty_us: Option<i64>,
     saved: Vec<Extents>,
     pub(crate) points: Vec<PointRecord>,
+    /// Points before this seq were pruned (tells a pruned point from one committed past).
+    pruned_below: u64,
     views: Vec<Weak<ViewIndex>>,
     /// When volume-full pruning last dropped history (for status).
     pub(crate) history_dropped_us: Option<i64>,
@@ -262,6 +304,8 @@ pub enum GroupError {
         #[source]
         source: JournalError,
     },
+    #[error(transparent)]
+    PointGone(#[from] PointGone),
     #[error("group {group}: {action}")]
     Io {
         group: String,
@@ -361,6 +405,7 @@ impl Group {
             first_dirty_us: None,
             saved: targets.iter().map(|_| Extents::default()).collect(),
             points: scan.points,
+            pruned_below: 0,
             views: Vec::new(),
             history_dropped_us: None,
             damage: scan.damage,
@@ -729,13 +774,14 @@ impl Group {
                 tracing::error!(group = %self.name, segment = seg.id,
                     "RETENTION VOLUME FULL: dropped the oldest journal segment; the oldest recovery points are gone");
                 self.forget_points_before_journal(j);
+                super::test_pause("volume full: journal segment removed");
                 continue;
             }
             tracing::error!(group = %self.name, error = %e,
                 "RETENTION VOLUME FULL: no journal history left to drop; ALL recovery points of the group are gone and writes go straight through until the next bookmark");
             j.restart_with(&[], max_seq)?;
             let mut st = self.lock();
-            st.points.clear();
+            st.prune_points_before(u64::MAX);
             st.damage.clear();
             st.initial_sync = true;
             return Ok(None);
@@ -752,7 +798,9 @@ impl Group {
             self.lock().forget_damage_before(first.id);
         }
         match j.oldest_first_seq() {
-            Ok(Some(min)) => self.lock().points.retain(|p| p.seq >= min),
+            Ok(Some(min)) => {
+                self.lock().prune_points_before(min);
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(group = %self.name, error = %e, "reading the oldest journal segment")
@@ -845,16 +893,22 @@ impl Group {
         self.open_view_index_with(disk, after, || {})
     }
 
-    /// [`Group::open_view_index`], calling `scanned` between the scan and the catch-up.
+    /// [`Group::open_view_index`], calling `snapshot_taken` once the journal's segment
+    /// list is taken and before the catch-up (writes, and pruning, go on meanwhile).
     pub(crate) fn open_view_index_with(
         &self,
         disk: usize,
         after: u64,
-        scanned: impl FnOnce(),
+        snapshot_taken: impl FnOnce(),
     ) -> Result<Arc<ViewIndex>, GroupError> {
-        let jerr = |source| GroupError::Journal {
-            group: self.name.clone(),
-            source,
+        // A scan that failed because pruning removed a segment under it is the point
+        // pruned, not a journal fault.
+        let jerr = |source| match self.lock().gone(&self.name, after) {
+            Some(gone) => GroupError::PointGone(gone),
+            None => GroupError::Journal {
+                group: self.name.clone(),
+                source,
+            },
         };
         let id = self.disks[disk].id;
         let view = Arc::new(ViewIndex {
@@ -873,9 +927,9 @@ impl Group {
             let j = self.journal.lock().unwrap();
             (j.dir().to_path_buf(), j.segments().to_vec())
         };
+        snapshot_taken();
         let end = journal::scan_segments(&dir, &snapshot, Default::default(), after, &mut add)
             .map_err(jerr)?;
-        scanned();
         let mut st = self.lock();
         while st.leader && !st.recovering {
             st = self.cv.wait(st).unwrap();
@@ -888,15 +942,8 @@ impl Group {
             });
         }
         // Pruning may have dropped the point (and segments the scan read) meanwhile.
-        if !st.points.iter().any(|p| p.seq == after) {
-            return Err(GroupError::Io {
-                group: self.name.clone(),
-                action: "opening a point view",
-                source: io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("recovery point {after} was pruned"),
-                ),
-            });
+        if let Some(gone) = st.gone(&self.name, after) {
+            return Err(gone.into());
         }
         st.leader = true;
         drop(st);
@@ -997,7 +1044,7 @@ mod tests {
         let mut during = 0;
         let v = g
             .open_view_index_with(0, p.id, || {
-                // Between the scan and the catch-up: the old code held the commit role for
+                // Before the scan and the catch-up: the old code held the commit role for
                 // the whole scan, so these writes (and the flush) would wait for it here.
                 for b in 600..664 {
                     d.write_at(&[0xdd; BLOCK as usize], b * BLOCK, false)

@@ -91,12 +91,21 @@ impl Env {
 
     /// Starts `mtkit writer run` and waits until its control socket answers.
     pub fn start(&self) -> Service {
-        self.start_with_nofile(None)
+        self.start_full(&[], None)
     }
 
     /// [`Env::start`] with the open-file limit (soft and hard) of the service set to
     /// `nofile`, as a service manager would.
     pub fn start_with_nofile(&self, nofile: Option<u64>) -> Service {
+        self.start_full(&[], nofile)
+    }
+
+    /// [`Env::start`] with more environment variables (test hooks).
+    pub fn start_with(&self, vars: &[(&str, &str)]) -> Service {
+        self.start_full(vars, None)
+    }
+
+    fn start_full(&self, vars: &[(&str, &str)], nofile: Option<u64>) -> Service {
         use std::os::unix::process::CommandExt;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -108,6 +117,7 @@ impl Env {
             .arg("--config")
             .arg(&self.config)
             .args(["writer", "run"])
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(log);
         if let Some(n) = nofile {

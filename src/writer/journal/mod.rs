@@ -613,6 +613,8 @@ impl Journal {
         let s = self.segments.remove(0);
         let p = segment_path(&self.dir, s.id);
         fs::remove_file(&p).map_err(io_err("removing journal segment", &p))?;
+        // Synced, so that a power cut cannot bring back a segment whose points are gone.
+        sync_dir(&self.dir)?;
         Ok(Some(s))
     }
 

@@ -35,7 +35,7 @@ impl WriterArgs {
             WriterCommand::Certs(a) => a.run(g),
             WriterCommand::Run { root } => {
                 super::check_root(&root)?;
-                crate::writer::service::run_at(&g.load_config()?.config, &root)
+                crate::writer::daemon::run_at(&g.load_config()?.config, &root)
             }
             WriterCommand::Status { json } => {
                 let cfg = g.load_config()?.config;

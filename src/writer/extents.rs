@@ -1,11 +1,8 @@
 //! Block extents: coalesced sets of blocks, and a first-save-wins index of where the old
 //! contents of changed blocks are (memory per extent, not per block).
 
-use super::journal::Loc;
+use super::journal::{BLOCK, Loc};
 use std::collections::{BTreeMap, HashMap};
-
-/// Undo granularity: blocks saved are 4 KiB aligned.
-pub const BLOCK: u64 = 4096;
 
 /// Where the data of saved blocks is: in a journal (the data of the extent's first block),
 /// or nowhere (they were zeros).

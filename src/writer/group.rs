@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use super::extents::{BLOCK, BlockSrc};
+pub use super::extents::BlockSrc;
 use super::extents::{Extents, Index};
+pub use super::journal::BLOCK;
 /// Past this many saved extents in one interval (all disks of the group together, about
 /// 24 bytes each: 6 MiB) the set is dropped: saving a block twice is only redundant
 /// (recovery uses the earliest save after a point), never wrong.
@@ -45,7 +46,7 @@ pub struct Target {
     file: File,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) clients: AtomicUsize,
-    pub(crate) stats: super::metrics::DiskStats,
+    pub(crate) stats: super::stats::DiskStats,
 }
 
 impl Target {
@@ -388,7 +389,7 @@ impl Group {
                 group: name.to_string(),
                 source,
             })?;
-        let recovering = super::recover::session_exists(dir);
+        let recovering = super::session::session_exists(dir);
         let state = State {
             queue: Vec::new(),
             leader: false,

@@ -21,7 +21,7 @@ impl JournaledDisk {
 }
 
 impl JournaledDisk {
-    fn stats(&self) -> &crate::writer::metrics::DiskStats {
+    fn stats(&self) -> &crate::writer::stats::DiskStats {
         &self.group.disks[self.disk].stats
     }
 }

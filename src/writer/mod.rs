@@ -13,6 +13,7 @@ pub use export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
 pub use file_export::FileExport;
 pub mod certs;
 pub mod control;
+pub mod daemon;
 pub mod extents;
 pub mod fds;
 pub mod group;
@@ -23,6 +24,8 @@ pub mod policy;
 pub mod preflight;
 pub mod recover;
 pub mod service;
+pub mod session;
+pub mod stats;
 pub mod targets;
 pub mod zeroing;
 

@@ -19,7 +19,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
 
 use super::export::ClientInfo;
-use super::nbd::server::Connection;
+use super::nbd::connection::Connection;
 use crate::config::WriterTls;
 
 /// Plaintext is encrypted in pieces of this size, so a 32 MiB READ reply never needs a

@@ -2,8 +2,9 @@
 //! damaged ranges skipped over (by searching for the next good header) and described, so
 //! that [`super::Journal::open`] can tell a torn last batch from corruption.
 
-use super::PointRecord;
-use super::format::{self, DecodeError, HEADER_LEN, Header, Kind, LAST_IN_BATCH, Meta};
+use super::format::{
+    self, DecodeError, HEADER_LEN, Header, Kind, LAST_IN_BATCH, Meta, PointRecord,
+};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;

@@ -26,6 +26,15 @@ pub const LAST_IN_BATCH: u16 = 1;
 /// Largest payload a record may carry: one undo extent of a maximal NBD request.
 pub const MAX_PAYLOAD: u32 = 64 << 20;
 
+/// A point record found in the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointRecord {
+    pub seq: u64,
+    pub time_us: i64,
+    pub app: bool,
+    pub label: String,
+}
+
 /// What a record means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -12,6 +12,7 @@
 mod check;
 pub mod format;
 
+pub use format::PointRecord;
 use format::{DecodeError, HEADER_LEN, Header, Kind};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -22,6 +23,8 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 /// Direct I/O alignment of appends (offset, length and memory): any disk's logical block.
 pub const ALIGN: usize = 4096;
+/// Undo granularity: blocks saved are 4 KiB aligned.
+pub const BLOCK: u64 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -105,15 +108,6 @@ impl SegmentInfo {
             damaged: Vec::new(),
         }
     }
-}
-
-/// A point record found in the journal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PointRecord {
-    pub seq: u64,
-    pub time_us: i64,
-    pub app: bool,
-    pub label: String,
 }
 
 /// Records that cannot be read, and which points that costs.
@@ -754,7 +748,6 @@ fn narrow_lost(
     known: &[(usize, Header)],
     damage: &mut [Damage],
 ) -> Result<(), JournalError> {
-    use crate::writer::extents::BLOCK;
     let blocks = |h: &Header| (h.offset / BLOCK, (h.offset + h.length).div_ceil(BLOCK));
     // Per damaged record, per block: the seq of the last earlier save (0: none).
     let mut last: Vec<Vec<u64>> = known

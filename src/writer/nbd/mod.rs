@@ -4,6 +4,7 @@
 //! loop and `server` the listeners and connection threads. The server knows nothing of
 //! storage: it serves whatever [`crate::writer::ExportResolver`] hands it.
 
+pub mod connection;
 pub mod exports;
 // Only for the fuzz target and the tests: its export panics where the server failed.
 #[cfg(any(test, feature = "fuzzing"))]
@@ -13,5 +14,6 @@ pub mod proto;
 pub mod server;
 pub mod transmit;
 
+pub use connection::Connection;
 pub use exports::StaticResolver;
-pub use server::{ConnError, Connection, Server, ServerOptions, ShutdownHandle};
+pub use server::{ConnError, Server, ServerOptions, ShutdownHandle};

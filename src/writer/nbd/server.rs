@@ -3,15 +3,16 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use super::connection::Connection;
 use super::negotiate::{self, NegotiateError, NegotiateOptions, Negotiated, Outcome, TlsState};
 use super::transmit::{self, BufferPool, End, PoolStats, TransmitError, TransmitOptions};
 use crate::writer::export::{ClientInfo, ExportResolver};
@@ -39,47 +40,6 @@ const ROOM_POLL: Duration = Duration::from_millis(50);
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the accept loops look at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(200);
-
-/// A byte stream a client is connected by: it can be split into a reading and a writing
-/// half (two handles on one socket) and its read side shut down from another thread.
-pub trait Connection: Read + Write + Send + Sync + 'static {
-    fn try_clone(&self) -> io::Result<Self>
-    where
-        Self: Sized;
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
-    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()>;
-    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
-}
-
-impl Connection for TcpStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        TcpStream::try_clone(self)
-    }
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_read_timeout(self, t)
-    }
-    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_write_timeout(self, t)
-    }
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        TcpStream::shutdown(self, how)
-    }
-}
-
-impl Connection for UnixStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        UnixStream::try_clone(self)
-    }
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        UnixStream::set_read_timeout(self, t)
-    }
-    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        UnixStream::set_write_timeout(self, t)
-    }
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        UnixStream::shutdown(self, how)
-    }
-}
 
 #[derive(Clone)]
 pub struct ServerOptions {

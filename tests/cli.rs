@@ -1,7 +1,7 @@
 //! The command surface: every subcommand of ARCHITECTURE.md is there, exit codes mean something.
 
-mod common;
-use common::*;
+mod support;
+use support::*;
 
 #[test]
 fn help_lists_every_subcommand() {

@@ -1,10 +1,10 @@
 //! appliance.toml through the CLI: every error class is located and exits 2 with nothing
 //! written; `mtkit init` writes a starter that parses back to the defaults.
 
-mod common;
-use common::*;
+mod support;
 use mtkit::config::Config;
 use std::path::{Path, PathBuf};
+use support::*;
 
 /// `# expect: LINE:COL MESSAGE` lines at the top of a bad fixture.
 fn expectations(file: &Path) -> Vec<String> {

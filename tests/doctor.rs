@@ -1,9 +1,9 @@
 //! `mtkit doctor` against fixture roots (tests/fixtures/roots/gen.py): a healthy CentOS 6.6
 //! master target passes, and each broken copy is found out by exactly the checks it breaks.
 
-mod common;
-use common::*;
+mod support;
 use serde_json::Value;
+use support::*;
 
 fn doctor(args: &[&str]) -> (Option<i32>, Vec<Value>, String) {
     let mut a = vec!["doctor", "--json"];

@@ -2,11 +2,11 @@
 //! synthetic CentOS 6 ISO (tests/fixtures/iso/make-centos6-iso.sh), checked with xorriso's
 //! own report and independently with pycdlib (tests/fixtures/iso/check_iso.py).
 
-mod common;
-use common::*;
+mod support;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::*;
 
 const KS_TEXT: &str = "# a literal kickstart for the media tests\ninstall\ncdrom\n";
 

@@ -5,14 +5,14 @@
 //! that extract them are in tests/fixtures/packer/. Packer itself cannot be installed
 //! here, so `packer validate` is not run.
 
-mod common;
+mod support;
 
-use common::{fixture, have, mtkit, repo, stderr};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::{fixture, have, mtkit, repo, stderr};
 
 /// block → names, from a checked-in list (`block<TAB>name` lines, `#` comments).
 fn names(file: &str) -> BTreeMap<String, BTreeSet<String>> {

@@ -3,13 +3,13 @@
 //! swap, an LVM PV, FAT32, of size zero, held open exclusively, or holding data, each
 //! refused with its reason and left untouched. Windows R: from fixture JSON.
 
-mod common;
+mod support;
 
-use common::{fixture, have, is_root, read, run, stderr, stdout};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::{fixture, have, is_root, read, run, stderr, stdout};
 
 fn sh(cmd: &str, args: &[&str]) -> std::process::Output {
     let o = Command::new(cmd).args(args).output().unwrap();
@@ -356,7 +356,7 @@ fn prepare_makes_an_ext4_with_a_journal_whatever_mke2fs_conf_says() {
     fs::create_dir_all(root.join("etc")).unwrap();
     let cfg = config(t.path());
     lp.mounts.push(root.join("mnt/retention"));
-    let o = common::mtkit()
+    let o = support::mtkit()
         .env("MKE2FS_CONFIG", &conf)
         .args(["retention", "prepare", &lp.dev, "--root"])
         .arg(&root)

@@ -4,14 +4,13 @@
 //! a second seal changes nothing, refusals leave the root as it was, and no path escapes
 //! the root.
 
-mod common;
-mod template_support;
+mod support;
 
-use common::{run, stderr, stdout};
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
-use template_support::*;
+use support::installed_root::*;
+use support::{run, stderr, stdout};
 
 fn seal(root: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["seal", "--root", s(root)];

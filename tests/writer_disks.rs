@@ -3,7 +3,7 @@
 //! another ID is not served; mounted devices, the journal's device, the OS disk and swap
 //! are refused; a served block device is held with O_EXCL so mkfs cannot format it.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{have, is_root, mtkit, stderr};
+use support::{have, is_root, mtkit, stderr};
 
 const SDB: &str = "36000c29a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const SDC: &str = "36000c29b2c3d4e5f60718293a4b5c6d7e8f90a1";
@@ -208,7 +208,7 @@ fn fixture_root(t: &Path) -> PathBuf {
         "cp",
         &[
             "-a",
-            common::fixture("roots/healthy").to_str().unwrap(),
+            support::fixture("roots/healthy").to_str().unwrap(),
             root.to_str().unwrap(),
         ],
     );
@@ -590,7 +590,7 @@ fn a_mounted_loop_device_and_the_journals_device_are_refused() {
         .args(["writer", "status"])
         .output()
         .unwrap();
-    let text = common::stdout(&out);
+    let text = support::stdout(&out);
     assert!(text.contains("disk d0 (group g) NOT SERVED"), "{text}");
     assert!(text.contains("TLS: plain NBD, on loopback only"), "{text}");
     // With the default listen address, status says how a source gets a certificate.
@@ -610,7 +610,7 @@ fn a_mounted_loop_device_and_the_journals_device_are_refused() {
         .args(["writer", "status"])
         .output()
         .unwrap();
-    let text = common::stdout(&out);
+    let text = support::stdout(&out);
     assert!(
         text.contains("TLS: forced TLS with the appliance's own CA in /etc/mtkit/tls")
             && text.contains("`mtkit writer certs --client NAME`"),

@@ -5,16 +5,16 @@
 //! `retention check` say the same. And what the writer creates is its own alone: journal
 //! folders 0700, journal and target files 0600, whatever the umask.
 
-mod common;
-#[path = "writer/env.rs"]
-mod env;
+mod support;
 
-use common::{have, is_root, mtkit, stderr, stdout};
+use support::writer_env;
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{have, is_root, mtkit, stderr, stdout};
 
 fn sh(cmd: &str, args: &[&str]) -> String {
     let o = Command::new(cmd).args(args).output().unwrap();
@@ -122,7 +122,7 @@ fn start(cfg: &Path, dir: &Path) -> Result<Child, (Option<i32>, String)> {
         if let Some(st) = child.try_wait().unwrap() {
             return Err((st.code(), std::fs::read_to_string(&log).unwrap()));
         }
-        if env::control(&dir.join("run/control.sock"), r#"{"cmd":"status"}"#).is_ok() {
+        if writer_env::control(&dir.join("run/control.sock"), r#"{"cmd":"status"}"#).is_ok() {
             return Ok(child);
         }
         assert!(Instant::now() < deadline, "writer did not start");
@@ -321,7 +321,7 @@ fn tree(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn journal_folders_and_target_files_are_the_services_alone_whatever_the_umask() {
-    let env = env::Env::new(&[("m-d0", "m", 1 << 20)]);
+    let env = writer_env::Env::new(&[("m-d0", "m", 1 << 20)]);
     let log = std::fs::File::create(env.path("service.log")).unwrap();
     let mut cmd = mtkit();
     cmd.arg("--config")
@@ -338,14 +338,14 @@ fn journal_folders_and_target_files_are_the_services_alone_whatever_the_umask() 
     }
     let mut child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while env::control(&env.control(), r#"{"cmd":"status"}"#).is_err() {
+    while writer_env::control(&env.control(), r#"{"cmd":"status"}"#).is_err() {
         assert!(child.try_wait().unwrap().is_none(), "{}", env.log());
         assert!(Instant::now() < deadline, "{}", env.log());
         std::thread::sleep(Duration::from_millis(20));
     }
     // Journaling from a baseline on, and a recover, so that segments and the recovery
     // session's folders exist.
-    let mut c = env::Nbd::connect(env.port, "m-d0").unwrap();
+    let mut c = writer_env::Nbd::connect(env.port, "m-d0").unwrap();
     c.write(0, &[1u8; 4096]).unwrap();
     c.flush().unwrap();
     let o = env.mtkit(&["bookmark", "--group", "m"]);
@@ -353,7 +353,7 @@ fn journal_folders_and_target_files_are_the_services_alone_whatever_the_umask() 
     c.write(0, &[2u8; 4096]).unwrap();
     c.flush().unwrap();
     drop(c);
-    let first = env::point_ids(&env.control(), "m")[0];
+    let first = writer_env::point_ids(&env.control(), "m")[0];
     let o = env.mtkit(&["recover", "--group", "m", "--to", &first.to_string()]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 

@@ -1,6 +1,5 @@
 //! Shared by the writer tests: a temp config, the service as a child process, the control
 //! socket, and a minimal NBD client with exact ack tracking.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -1,5 +1,18 @@
-//! Shared by the integration tests: the mtkit binary, skipping with a reason, fixtures.
+//! Shared by the integration tests, included by each the same way (`mod support;` and
+//! `use support::...`): here the mtkit binary, skipping with a reason, fixtures and small
+//! tools; in the submodules the in-process NBD server and raw client ([`nbd`]), the writer
+//! service as a child process ([`writer_env`]), the crash tests' model ([`crash`]), an
+//! installed master target root ([`installed_root`]) and the CentOS 6 kernel's view
+//! ([`old_kernel`]).
+// Every tests/*.rs is its own crate that compiles this whole tree and uses only part of
+// it, so the unused rest would warn in each: allowed here, once, for the tree.
 #![allow(dead_code)]
+
+pub mod crash;
+pub mod installed_root;
+pub mod nbd;
+pub mod old_kernel;
+pub mod writer_env;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,8 +1,7 @@
 //! Shared by tests/seal.rs and tests/firstboot.rs: an installed master target root
 //! (CentOS 6.6 or systemd) as the kickstart leaves it and its admin uses it, snapshots.
-#![allow(dead_code)]
 
-use crate::common::{fixture, run, stderr};
+use super::{fixture, run, stderr};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -105,7 +104,7 @@ pub fn exists(root: &Path, rel: &str) -> bool {
 }
 
 pub fn text(root: &Path, rel: &str) -> String {
-    crate::common::read(&root.join(rel))
+    super::read(&root.join(rel))
 }
 
 pub fn mode(root: &Path, rel: &str) -> u32 {

@@ -1,6 +1,8 @@
 //! The command surface: every subcommand of ARCHITECTURE.md is there, exit codes mean something.
 
 mod support;
+
+use support::mkfifo;
 use support::*;
 
 #[test]
@@ -689,12 +691,6 @@ fn retention_names_what_a_non_device_is() {
         std::fs::read(d.path().join("vol.img")).unwrap(),
         vec![0u8; 4096]
     );
-}
-
-fn mkfifo(p: &std::path::Path) {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system node.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
 }
 
 /// FIFOs where doctor reads files under `--root` (/etc/hosts, redhat-release, /proc files)

@@ -15,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::old_kernel::filter::{Fallocate, HIGHEST_LISTED, LAST_2_6_32, OldKernelFilter};
 use support::old_kernel::{old_mtkit, seccomp_unavailable, static_mtkit, under, under_filter};
-use support::{fixture, have};
+use support::{fixture, free_port, have};
 
 /// The static binary, or skip (fail under MTKIT_REQUIRE_ALL) with the reason.
 macro_rules! static_bin {
@@ -651,11 +651,7 @@ fn static_writer_serves_nbd_clients_over_tls_recovers_and_commits() {
         have("qemu-io") && have("qemu-img") && have("nbdinfo"),
         "qemu-utils and libnbd-bin are needed"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     // A writer config of the usual shape, TLS with client certificates on.
     let env = writer_env::Env::with_writer(
         &[("vm1-d0", "vm1", 4 * MIB), ("vm1-d1", "vm1", 2 * MIB)],

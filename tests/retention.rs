@@ -5,21 +5,13 @@
 
 mod support;
 
+use support::sh;
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::{fixture, have, is_root, read, run, stderr, stdout};
-
-fn sh(cmd: &str, args: &[&str]) -> std::process::Output {
-    let o = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
 
 /// A loop device over a temp file; detached (after swapoff and unmounts) on drop.
 struct Loop {

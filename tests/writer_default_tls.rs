@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::free_port;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,14 +18,6 @@ use support::nbd::Raw;
 use support::{have, mtkit, stderr};
 
 const MIB: usize = 1 << 20;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Service(Child);
 

@@ -5,11 +5,13 @@
 
 mod support;
 
+use support::{free_port, sh};
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{have, is_root, mtkit, stderr};
@@ -17,14 +19,6 @@ use support::{have, is_root, mtkit, stderr};
 const SDB: &str = "36000c29a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const SDC: &str = "36000c29b2c3d4e5f60718293a4b5c6d7e8f90a1";
 const SDD: &str = "36000c29c3d4e5f60718293a4b5c6d7e8f90a1b2";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `[writer]` on loopback (plain NBD) with its files in `dir`, plus `disks` (TOML).
 fn config(dir: &Path, journal: &Path, disks: &str) -> (PathBuf, u16) {
@@ -132,16 +126,6 @@ fn refused(st: &serde_json::Value) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn sh(prog: &str, args: &[&str]) -> Output {
-    let o = Command::new(prog).args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{prog} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
 }
 
 #[test]

@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::{free_port, sh_text};
+
 use support::writer_env;
 
 use std::os::unix::fs::PermissionsExt;
@@ -15,16 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{have, is_root, mtkit, stderr, stdout};
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
 
 /// The program and arguments that make a filesystem; `None`: a tmpfs.
 type Mkfs<'a> = Option<(&'a str, &'a [&'a str])>;
@@ -41,7 +33,7 @@ impl Volume {
         let at = dir.join("mnt");
         std::fs::create_dir_all(&at).unwrap();
         let Some((prog, args)) = mkfs else {
-            sh(
+            sh_text(
                 "mount",
                 &[
                     "-t",
@@ -56,15 +48,15 @@ impl Volume {
         };
         let img = dir.join("vol.img");
         std::fs::File::create(&img).unwrap().set_len(size).unwrap();
-        let dev = sh("losetup", &["-f", "--show", img.to_str().unwrap()]);
+        let dev = sh_text("losetup", &["-f", "--show", img.to_str().unwrap()]);
         let v = Volume {
             at,
             dev: Some(dev.clone()),
         };
         let mut a = args.to_vec();
         a.push(&dev);
-        sh(prog, &a);
-        sh("mount", &[&dev, v.at.to_str().unwrap()]);
+        sh_text(prog, &a);
+        sh_text("mount", &[&dev, v.at.to_str().unwrap()]);
         v
     }
 }
@@ -76,14 +68,6 @@ impl Drop for Volume {
             let _ = Command::new("losetup").args(["-d", d]).output();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A writer config with its journal in `journal`, one 1 MiB file target in `dir`, the

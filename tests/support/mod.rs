@@ -12,7 +12,10 @@ pub mod crash;
 pub mod installed_root;
 pub mod nbd;
 pub mod old_kernel;
+mod tools;
 pub mod writer_env;
+
+pub use tools::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

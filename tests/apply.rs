@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{fixture, read, run, stdout};
+use support::{copy_tree, fixture, read, run, stdout};
 
 /// A fresh CentOS 6.6 root in a temp folder, made by the checked-in script.
 fn centos66() -> tempfile::TempDir {
@@ -297,13 +297,7 @@ fn patched(dir: &Path, diff: &str, tag: &str) -> [PathBuf; 2] {
         dir.with_extension(format!("{tag}-git")),
     ];
     for c in &copies {
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(dir)
-            .arg(c)
-            .status()
-            .unwrap();
-        assert!(st.success());
+        copy_tree(dir, c);
     }
     let file = dir.with_extension(format!("{tag}.diff"));
     fs::write(&file, diff).unwrap();
@@ -555,13 +549,7 @@ fn os_disk_id_comes_from_the_scsi_id_code_on_a_real_sysfs_capture() {
     // The host branch's capture of a VMware-like VM: sda's scsi_id is 36000c29a1b2c3d4e.
     let d = centos66();
     let root = d.path().join("r");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(fixture("scsi/vmware-like/sys"))
-        .arg(root.join("sys"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    copy_tree(&fixture("scsi/vmware-like/sys"), &root.join("sys"));
     let cfg = config(d.path(), CONFIG);
     apply(&root, &cfg, &[]);
     let mp = read(&root.join("etc/multipath.conf"));
@@ -700,13 +688,7 @@ fn failing_step_undoes_the_run() {
 fn os_disk_that_is_not_a_disk_of_the_system_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("r");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(fixture("roots/healthy"))
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    copy_tree(&fixture("roots/healthy"), &root);
     let cfg = config(d.path(), "[disks]\nos-disk = \"vda\"\n");
     let before = snapshot(&root);
     let args = ["apply", "--root", root.to_str().unwrap(), "--config"];

@@ -2,7 +2,6 @@
 
 mod support;
 
-use support::mkfifo;
 use support::*;
 
 #[test]
@@ -139,13 +138,7 @@ fn keys(v: &serde_json::Value, into: &mut Vec<String>) {
 fn json_outputs_are_one_document_with_kebab_case_keys() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("root");
-    let cp = std::process::Command::new("cp")
-        .args(["-a"])
-        .arg(fixture("roots/healthy"))
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(cp.success());
+    copy_tree(&fixture("roots/healthy"), &root);
     let root = root.to_str().unwrap();
     let scsi = fixture("scsi/vmware-like");
     let vmx = fixture("vmx/healthy/mt01.vmx");
@@ -699,13 +692,7 @@ fn retention_names_what_a_non_device_is() {
 fn fifos_under_root_do_not_hang_doctor() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("r");
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(fixture("roots/healthy"))
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    copy_tree(&fixture("roots/healthy"), &root);
     for f in [
         "etc/hosts",
         "etc/redhat-release",

@@ -4,7 +4,6 @@
 mod support;
 
 use serde_json::Value;
-use support::sh_text;
 use support::*;
 
 fn doctor(args: &[&str]) -> (Option<i32>, Vec<Value>, String) {
@@ -381,13 +380,7 @@ fn finding<'a>(v: &'a [Value], id: &str) -> &'a Value {
 /// A copy of a fixture root (sysfs links kept as links).
 fn copy_root(name: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(root(name))
-        .arg(d.path().join("r"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    copy_tree(std::path::Path::new(&root(name)), &d.path().join("r"));
     d
 }
 

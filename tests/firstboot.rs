@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::installed_root::*;
-use support::{have, mtkit, stderr, stdout};
+use support::{copy_tree, have, mtkit, stderr, stdout};
 
 /// A `vmtoolsd` stand-in answering from files in `values/` (key = file name); exit 1 with
 /// vmtoolsd's message for a key that is not set.
@@ -345,11 +345,7 @@ fn no_identity_keeps_dhcp_and_two_clones_differ() {
     // Two clones of one template: copies of the sealed tree.
     let clones: Vec<PathBuf> = ["c1", "c2"].iter().map(|c| d.path().join(c)).collect();
     for (i, c) in clones.iter().enumerate() {
-        let st = Command::new("cp")
-            .args(["-a", s(&template), s(c)])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        copy_tree(&template, c);
         // No vmtoolsd (not a VMware guest), no ISO or only the template's own: DHCP kept.
         let iso: &[&str] = if i == 0 {
             &["--config-iso", s(&ks_iso)]

@@ -15,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::old_kernel::filter::{Fallocate, HIGHEST_LISTED, LAST_2_6_32, OldKernelFilter};
 use support::old_kernel::{old_mtkit, seccomp_unavailable, static_mtkit, under, under_filter};
-use support::{fixture, free_port, have};
+use support::{copy_tree, fixture, free_port, have};
 
 /// The static binary, or skip (fail under MTKIT_REQUIRE_ALL) with the reason.
 macro_rules! static_bin {
@@ -1056,13 +1056,7 @@ fn static_binary_seals_an_installed_centos6_mt_as_the_host_build_does() {
     // copy, the static binary under the filter the other.
     let d = installed_root::installed(installed_root::Kind::CentOs6);
     let (host_root, old_root) = (d.path().join("r"), d.path().join("old"));
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(&host_root)
-        .arg(&old_root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    copy_tree(&host_root, &old_root);
     let seal = |root: &Path| {
         vec![
             "seal".to_string(),

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{free_port, sh};
+use support::{copy_tree, free_port, sh};
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -188,14 +188,7 @@ fn socket_paths_that_are_not_sockets_are_left_alone() {
 /// regular files standing in for the device nodes a fixture has not.
 fn fixture_root(t: &Path) -> PathBuf {
     let root = t.join("root");
-    sh(
-        "cp",
-        &[
-            "-a",
-            support::fixture("roots/healthy").to_str().unwrap(),
-            root.to_str().unwrap(),
-        ],
-    );
+    copy_tree(&support::fixture("roots/healthy"), &root);
     std::fs::create_dir_all(root.join("dev/mapper")).unwrap();
     for id in [SDB, SDC, SDD] {
         let f = std::fs::File::create(root.join("dev/mapper").join(id)).unwrap();

@@ -12,6 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::installed_root::*;
+use support::tree::{mtimes, snapshot};
 use support::{copy_tree, have, mtkit, stderr, stdout};
 
 /// A `vmtoolsd` stand-in answering from files in `values/` (key = file name); exit 1 with

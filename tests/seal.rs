@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::fs;
 use std::path::Path;
 use support::installed_root::*;
+use support::tree::{mtimes, snapshot};
 use support::{run, stderr, stdout};
 
 fn seal(root: &Path, extra: &[&str]) -> std::process::Output {

@@ -2,8 +2,8 @@
 //! `use support::...`): here the mtkit binary, skipping with a reason, fixtures and small
 //! tools; in the submodules the in-process NBD server and raw client ([`nbd`]), the writer
 //! service as a child process ([`writer_env`]), the crash tests' model ([`crash`]), an
-//! installed master target root ([`installed_root`]) and the CentOS 6 kernel's view
-//! ([`old_kernel`]).
+//! installed master target root ([`installed_root`]), the CentOS 6 kernel's view
+//! ([`old_kernel`]) and a folder tree as data ([`tree`]).
 // Every tests/*.rs is its own crate that compiles this whole tree and uses only part of
 // it, so the unused rest would warn in each: allowed here, once, for the tree.
 #![allow(dead_code)]
@@ -13,6 +13,7 @@ pub mod installed_root;
 pub mod nbd;
 pub mod old_kernel;
 mod tools;
+pub mod tree;
 pub mod writer_env;
 
 pub use tools::*;

@@ -371,12 +371,6 @@ fn bad_root_is_bad_input() {
     assert!(stderr(&out).contains("not a folder"));
 }
 
-fn finding<'a>(v: &'a [Value], id: &str) -> &'a Value {
-    v.iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_else(|| panic!("no {id} finding: {v:#?}"))
-}
-
 /// A copy of a fixture root (sysfs links kept as links).
 fn copy_root(name: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();

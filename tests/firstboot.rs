@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::installed_root::*;
 use support::tree::{mtimes, snapshot};
-use support::{copy_tree, have, mtkit, stderr, stdout};
+use support::{copy_tree, finding, have, mtkit, stderr, stdout};
 
 /// A `vmtoolsd` stand-in answering from files in `values/` (key = file name); exit 1 with
 /// vmtoolsd's message for a key that is not set.
@@ -429,12 +429,7 @@ fn shared_ca_signs_each_clone_and_a_failure_stays_enabled_for_doctor() {
     assert!(exists(&root, "etc/rc.d/rc3.d/S09mtkit-firstboot"));
     let o = support::run(&["doctor", "--root", s(&root), "--offline", "--json"]);
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let f = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "firstboot")
-        .unwrap();
+    let f = finding(v.as_array().unwrap(), "firstboot");
     assert_eq!(f["status"], "fail", "{f}");
     assert!(
         f["found"]

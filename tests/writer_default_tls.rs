@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::free_port;
+use support::{finding, free_port};
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -260,14 +260,7 @@ fn apply_makes_the_ca_the_service_reuses_it_and_every_guide_says_how_to_get_a_cl
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let row = |id: &str| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["id"] == id)
-            .unwrap_or_else(|| panic!("no {id}: {v:#}"))
-            .clone()
-    };
+    let row = |id: &str| finding(v.as_array().unwrap(), id).clone();
     assert_eq!(row("writer-config")["status"], "pass");
     let f = row("writer-tls");
     assert_eq!(f["status"], "pass", "{f}");

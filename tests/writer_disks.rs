@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{copy_tree, free_port, sh};
+use support::{copy_tree, finding, free_port, sh};
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -266,14 +266,7 @@ fn disks_are_found_by_scsi_id_and_wrong_or_busy_ones_are_not_served() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let row = |id: &str| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["id"] == id)
-            .unwrap_or_else(|| panic!("no {id}: {v:#}"))
-            .clone()
-    };
+    let row = |id: &str| finding(v.as_array().unwrap(), id).clone();
     assert_eq!(row("writer-disk:vm1-disk0")["status"], "pass");
     for (id, words) in [
         ("writer-disk:vm2-disk0", "not scsi-id"),
@@ -332,12 +325,7 @@ fn a_kernel_name_without_an_id_is_warned_about_with_its_location() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let f = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "writer-disk:vm1-disk0")
-        .unwrap();
+    let f = finding(v.as_array().unwrap(), "writer-disk:vm1-disk0");
     assert_eq!(f["status"], "warn", "{f}");
     assert!(
         f["found"].as_str().unwrap().contains("kernel name only"),

@@ -7,7 +7,7 @@
 
 mod support;
 
-use support::{free_port, sh_text};
+use support::{finding, free_port, sh_text};
 
 use support::writer_env;
 
@@ -130,12 +130,7 @@ fn doctor_row(cfg: &Path, id: &str) -> serde_json::Value {
         .unwrap();
     let v: serde_json::Value =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
-    v.as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_else(|| panic!("no {id} in {v}"))
-        .clone()
+    finding(v.as_array().unwrap(), id).clone()
 }
 
 fn can_run() -> bool {

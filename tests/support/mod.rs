@@ -74,6 +74,15 @@ pub fn run_or_kill(args: &[&str], deadline: std::time::Duration) -> Output {
     }
 }
 
+/// The finding `id` among `findings` (what `mtkit doctor --json` prints); a panic that
+/// shows them all when it is not there.
+pub fn finding<'a>(findings: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
+    findings
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} finding: {findings:#?}"))
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

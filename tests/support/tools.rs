@@ -51,7 +51,8 @@ pub fn copy_tree(from: &Path, to: &Path) {
 
 /// The repository's venv Python, else python3, when it can import `module`.
 pub fn python_with(module: &str) -> Option<PathBuf> {
-    let venv = super::repo().join(".venv/bin/python");
+    // The repository's folder, not super::repo(): the root re-exports this module.
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let py = if venv.is_file() {
         venv
     } else {

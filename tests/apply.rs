@@ -2,14 +2,15 @@
 //! apply, check every file, apply again (nothing changes, mtimes too), revert (byte-identical),
 //! dry run (nothing written), upgrades, and the real `lvmconfig --validate`.
 
-mod common;
+mod support;
 
-use common::{fixture, read, run, stdout};
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::tree::{Node, mtimes, snapshot};
+use support::{copy_tree, fixture, read, run, stdout};
 
 /// A fresh CentOS 6.6 root in a temp folder, made by the checked-in script.
 fn centos66() -> tempfile::TempDir {
@@ -21,50 +22,6 @@ fn centos66() -> tempfile::TempDir {
         .unwrap();
     assert!(st.success(), "make-centos66-root.sh failed");
     d
-}
-
-/// Every entry under `root`: kind + content (file bytes and mode, or link target).
-#[derive(Debug, PartialEq, Eq)]
-enum Node {
-    Dir(u32),
-    File(Vec<u8>, u32),
-    Link(PathBuf),
-    /// A FIFO or device: never opened.
-    Other(u32),
-}
-
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().to_path_buf();
-            let mode = m.permissions().mode() & 0o7777;
-            if m.file_type().is_symlink() {
-                out.insert(rel, Node::Link(fs::read_link(&p).unwrap()));
-            } else if m.is_dir() {
-                out.insert(rel, Node::Dir(mode));
-                walk(root, &p, out);
-            } else if m.is_file() {
-                out.insert(rel, Node::File(fs::read(&p).unwrap(), mode));
-            } else {
-                out.insert(rel, Node::Other(m.mode()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn mtimes(root: &Path) -> BTreeMap<PathBuf, (i64, i64)> {
-    snapshot(root)
-        .keys()
-        .map(|k| {
-            let m = fs::symlink_metadata(root.join(k)).unwrap();
-            (k.clone(), (m.mtime(), m.mtime_nsec()))
-        })
-        .collect()
 }
 
 const CONFIG: &str = r#"
@@ -101,7 +58,7 @@ fn apply(root: &Path, cfg: &Path, extra: &[&str]) -> std::process::Output {
     assert!(
         o.status.success(),
         "apply {extra:?} failed: {}",
-        common::stderr(&o)
+        support::stderr(&o)
     );
     o
 }
@@ -297,13 +254,7 @@ fn patched(dir: &Path, diff: &str, tag: &str) -> [PathBuf; 2] {
         dir.with_extension(format!("{tag}-git")),
     ];
     for c in &copies {
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(dir)
-            .arg(c)
-            .status()
-            .unwrap();
-        assert!(st.success());
+        copy_tree(dir, c);
     }
     let file = dir.with_extension(format!("{tag}.diff"));
     fs::write(&file, diff).unwrap();
@@ -336,8 +287,8 @@ fn patched(dir: &Path, diff: &str, tag: &str) -> [PathBuf; 2] {
 /// diff marks them, as diff(1) does).
 #[test]
 fn the_dry_run_diff_is_a_patch_that_patch_and_git_apply_take() {
-    require!(common::have("patch"), "patch (Debian patch) not installed");
-    require!(common::have("git"), "git not installed");
+    require!(support::have("patch"), "patch (Debian patch) not installed");
+    require!(support::have("git"), "git not installed");
     let d = centos66();
     let root = d.path().join("r");
     let cfg = config(d.path(), CONFIG);
@@ -392,7 +343,7 @@ fn the_dry_run_diff_is_a_patch_that_patch_and_git_apply_take() {
 #[test]
 fn edited_lvm_conf_passes_real_lvmconfig_validate() {
     require!(
-        common::have("lvmconfig"),
+        support::have("lvmconfig"),
         "lvmconfig (Debian lvm2) not installed"
     );
     let d = centos66();
@@ -407,14 +358,14 @@ fn edited_lvm_conf_passes_real_lvmconfig_validate() {
     };
     // The stock 6.6 file is valid for lvm2 2.03 too: every key it sets is still known.
     let o = validate(&root.join("etc/lvm"));
-    assert!(o.status.success(), "stock: {}", common::stderr(&o));
+    assert!(o.status.success(), "stock: {}", support::stderr(&o));
     apply(&root, &config(d.path(), CONFIG), &[]);
     let copy = d.path().join("lvm-copy");
     fs::create_dir(&copy).unwrap();
     fs::copy(root.join("etc/lvm/lvm.conf"), copy.join("lvm.conf")).unwrap();
     let o = validate(&copy);
-    assert!(o.status.success(), "edited: {}", common::stderr(&o));
-    let said = format!("{}{}", stdout(&o), common::stderr(&o));
+    assert!(o.status.success(), "edited: {}", support::stderr(&o));
+    let said = format!("{}{}", stdout(&o), support::stderr(&o));
     assert!(said.contains("LVM configuration valid"), "{said}");
     // The check can fail: a broken filter is rejected.
     let broken = read(&copy.join("lvm.conf")).replace("\"r|.*|\" ]", "\"r|.*|\"");
@@ -515,9 +466,9 @@ fn systemd_root_gets_unit_enablement_links() {
     let cfg = config(d.path(), CONFIG);
     let o = apply(&root, &cfg, &[]);
     assert!(
-        common::stderr(&o).contains("ntpd.service not installed"),
+        support::stderr(&o).contains("ntpd.service not installed"),
         "{}",
-        common::stderr(&o)
+        support::stderr(&o)
     );
     assert_eq!(
         link(
@@ -555,13 +506,7 @@ fn os_disk_id_comes_from_the_scsi_id_code_on_a_real_sysfs_capture() {
     // The host branch's capture of a VMware-like VM: sda's scsi_id is 36000c29a1b2c3d4e.
     let d = centos66();
     let root = d.path().join("r");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(fixture("scsi/vmware-like/sys"))
-        .arg(root.join("sys"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    copy_tree(&fixture("scsi/vmware-like/sys"), &root.join("sys"));
     let cfg = config(d.path(), CONFIG);
     apply(&root, &cfg, &[]);
     let mp = read(&root.join("etc/multipath.conf"));
@@ -578,7 +523,7 @@ fn os_disk_id_comes_from_the_scsi_id_code_on_a_real_sysfs_capture() {
 /// stand-in with the same contract (status/killproc with -p, success/failure).
 #[test]
 fn init_script_respawns_the_writer_and_stops_cleanly() {
-    require!(common::have("logger"), "logger (bsdutils) not installed");
+    require!(support::have("logger"), "logger (bsdutils) not installed");
     let d = tempfile::tempdir().unwrap();
     let t = d.path();
     let functions = t.join("functions");
@@ -667,7 +612,7 @@ failure() { echo -n " [FAILED]"; }
 #[test]
 fn failing_step_undoes_the_run() {
     require!(
-        common::is_root() && common::have("chattr"),
+        support::is_root() && support::have("chattr"),
         "needs root and chattr"
     );
     let d = centos66();
@@ -684,11 +629,11 @@ fn failing_step_undoes_the_run() {
         config(d.path(), CONFIG).to_str().unwrap(),
     ]);
     Command::new("chattr").arg("-i").arg(&rc5).status().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", support::stderr(&o));
     assert!(
-        common::stderr(&o).contains("rc5.d"),
+        support::stderr(&o).contains("rc5.d"),
         "{}",
-        common::stderr(&o)
+        support::stderr(&o)
     );
     assert_eq!(snapshot(&root), before);
 }
@@ -700,18 +645,12 @@ fn failing_step_undoes_the_run() {
 fn os_disk_that_is_not_a_disk_of_the_system_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("r");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(fixture("roots/healthy"))
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    copy_tree(&fixture("roots/healthy"), &root);
     let cfg = config(d.path(), "[disks]\nos-disk = \"vda\"\n");
     let before = snapshot(&root);
     let args = ["apply", "--root", root.to_str().unwrap(), "--config"];
     let o = run(&[&args[..], &[cfg.to_str().unwrap()]].concat());
-    let e = common::stderr(&o);
+    let e = support::stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(
         e.contains(
@@ -723,8 +662,8 @@ fn os_disk_that_is_not_a_disk_of_the_system_is_refused() {
 
     // The dry run shows the plan and exits as the real run would: 2.
     let o = run(&[&args[..], &[cfg.to_str().unwrap(), "--dry-run"]].concat());
-    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
-    assert!(common::stderr(&o).contains("is not a disk of this system"));
+    assert_eq!(o.status.code(), Some(2), "{}", support::stderr(&o));
+    assert!(support::stderr(&o).contains("is not a disk of this system"));
     assert!(stdout(&o).contains("would "), "{}", stdout(&o));
     assert_eq!(snapshot(&root), before);
 
@@ -796,7 +735,7 @@ fn admin_lines_survive_apply_and_revert() {
         read(&lvm).contains("filter = [ \"a|^/dev/sda[0-9]*$|\", \"r|.*|\" ]"),
         "mtkit's filter still there"
     );
-    let said = format!("{}{}", common::stderr(&o), common::stderr(&o2));
+    let said = format!("{}{}", support::stderr(&o), support::stderr(&o2));
     assert!(said.contains("the edits are kept"), "{said}");
     // Applying again changes nothing.
     let settled = snapshot(&root);
@@ -853,7 +792,7 @@ fn edits_of_mtkit_lines_are_refused_with_the_diff_unless_force() {
     let before = everything(d.path());
     for extra in [&[][..], &["--dry-run"][..]] {
         let o = apply_code(&root, &cfg, extra);
-        let e = common::stderr(&o);
+        let e = support::stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{extra:?}: {e}");
         assert!(
             e.contains("etc/lvm/lvm.conf: the edit changes lines mtkit wrote"),
@@ -875,7 +814,7 @@ fn edits_of_mtkit_lines_are_refused_with_the_diff_unless_force() {
         assert_eq!(everything(d.path()), before, "{extra:?}");
     }
     let o = apply(&root, &cfg, &["--force"]);
-    assert!(common::stderr(&o).contains("etc/lvm/lvm.conf.mtkit-bak"));
+    assert!(support::stderr(&o).contains("etc/lvm/lvm.conf.mtkit-bak"));
     assert_eq!(read(&root.join("etc/lvm/lvm.conf.mtkit-bak")), admin_lvm);
     assert_eq!(read(&root.join("etc/multipath.conf.mtkit-bak")), admin_mp);
     assert!(!read(&lvm).contains("sdz") && !read(&mp).contains("admin"));
@@ -896,7 +835,7 @@ fn revert_keeps_an_edited_file_mtkit_created() {
     let before = everything(d.path());
     for extra in [&["--revert"][..], &["--revert", "--dry-run"][..]] {
         let o = apply_code(&root, &cfg, extra);
-        let e = common::stderr(&o);
+        let e = support::stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{extra:?}: {e}");
         assert!(
             e.contains("etc/multipath.conf: mtkit wrote the whole file"),
@@ -944,8 +883,8 @@ fn links_under_root_never_lead_outside_it() {
         .unwrap();
     let before = everything(d.path());
     let o = apply_code(&root, &cfg, &[]);
-    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
-    assert!(common::stderr(&o).contains("mtkit-apply.log is a symbolic link"));
+    assert_eq!(o.status.code(), Some(2), "{}", support::stderr(&o));
+    assert!(support::stderr(&o).contains("mtkit-apply.log is a symbolic link"));
     assert_eq!(everything(d.path()), before);
     fs::remove_file(root.join("var/log/mtkit-apply.log")).unwrap();
 
@@ -1033,7 +972,7 @@ fn forged_apply_state_is_refused() {
         let before = everything(d.path());
         for extra in [&[][..], &["--revert"][..], &["--dry-run"][..]] {
             let o = apply_code(&root, &cfg, extra);
-            let e = common::stderr(&o);
+            let e = support::stderr(&o);
             assert_eq!(o.status.code(), Some(2), "case {i} {extra:?}: {e}");
             assert!(e.contains("the apply state is damaged or forged"), "{e}");
             assert_eq!(everything(d.path()), before, "case {i} {extra:?}");
@@ -1046,11 +985,11 @@ fn forged_apply_state_is_refused() {
     std::os::unix::fs::symlink(victim.join("file"), &orig).unwrap();
     let before = everything(d.path());
     let o = apply_code(&root, &cfg, &["--revert"]);
-    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", support::stderr(&o));
     assert!(
-        common::stderr(&o).contains("is a symbolic link"),
+        support::stderr(&o).contains("is a symbolic link"),
         "{}",
-        common::stderr(&o)
+        support::stderr(&o)
     );
     assert_eq!(everything(d.path()), before);
 }
@@ -1068,12 +1007,12 @@ fn fifo_under_root_is_refused_not_read() {
         let mut args = vec!["apply", "--root", root.to_str().unwrap(), "--config"];
         args.push(cfg.to_str().unwrap());
         args.extend_from_slice(extra);
-        let o = common::run_or_kill(&args, std::time::Duration::from_secs(120));
-        assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+        let o = support::run_or_kill(&args, std::time::Duration::from_secs(120));
+        assert_eq!(o.status.code(), Some(2), "{}", support::stderr(&o));
         assert!(
-            common::stderr(&o).contains("kdump.conf is a FIFO"),
+            support::stderr(&o).contains("kdump.conf is a FIFO"),
             "{}",
-            common::stderr(&o)
+            support::stderr(&o)
         );
     }
     assert_eq!(everything(d.path()), before);
@@ -1093,7 +1032,7 @@ fn nix_mkfifo(p: &Path) {
 #[test]
 fn writer_unit_paths_are_escaped_for_systemd() {
     require!(
-        common::have("systemd-analyze") && common::have("systemd-escape"),
+        support::have("systemd-analyze") && support::have("systemd-escape"),
         "systemd-analyze and systemd-escape (Debian systemd) not installed"
     );
     let d = tempfile::tempdir().unwrap();
@@ -1117,7 +1056,7 @@ fn writer_unit_paths_are_escaped_for_systemd() {
             .env("SYSTEMD_LOG_LEVEL", "debug")
             .output()
             .unwrap();
-        let said = format!("{}{}", stdout(&o), common::stderr(&o));
+        let said = format!("{}{}", stdout(&o), support::stderr(&o));
         let want = Command::new("systemd-escape")
             .args(["--path", "--suffix=mount", mp])
             .output()
@@ -1140,7 +1079,7 @@ fn writer_unit_paths_are_escaped_for_systemd() {
     );
     let before = snapshot(&root);
     let o = apply_code(&root, &cfg, &[]);
-    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
-    assert!(common::stderr(&o).contains("holds the control character '\\n'"));
+    assert_eq!(o.status.code(), Some(2), "{}", support::stderr(&o));
+    assert!(support::stderr(&o).contains("holds the control character '\\n'"));
     assert_eq!(snapshot(&root), before);
 }

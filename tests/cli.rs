@@ -1,7 +1,8 @@
 //! The command surface: every subcommand of ARCHITECTURE.md is there, exit codes mean something.
 
-mod common;
-use common::*;
+mod support;
+
+use support::*;
 
 #[test]
 fn help_lists_every_subcommand() {
@@ -137,13 +138,7 @@ fn keys(v: &serde_json::Value, into: &mut Vec<String>) {
 fn json_outputs_are_one_document_with_kebab_case_keys() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("root");
-    let cp = std::process::Command::new("cp")
-        .args(["-a"])
-        .arg(fixture("roots/healthy"))
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(cp.success());
+    copy_tree(&fixture("roots/healthy"), &root);
     let root = root.to_str().unwrap();
     let scsi = fixture("scsi/vmware-like");
     let vmx = fixture("vmx/healthy/mt01.vmx");
@@ -691,25 +686,13 @@ fn retention_names_what_a_non_device_is() {
     );
 }
 
-fn mkfifo(p: &std::path::Path) {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system node.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-}
-
 /// FIFOs where doctor reads files under `--root` (/etc/hosts, redhat-release, /proc files)
 /// do not hang it: each is reported as unreadable, the run ends, nothing is changed.
 #[test]
 fn fifos_under_root_do_not_hang_doctor() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("r");
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(fixture("roots/healthy"))
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    copy_tree(&fixture("roots/healthy"), &root);
     for f in [
         "etc/hosts",
         "etc/redhat-release",

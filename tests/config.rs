@@ -1,10 +1,12 @@
 //! appliance.toml through the CLI: every error class is located and exits 2 with nothing
 //! written; `mtkit init` writes a starter that parses back to the defaults.
 
-mod common;
-use common::*;
+mod support;
+
 use mtkit::config::Config;
 use std::path::{Path, PathBuf};
+use support::mkfifo;
+use support::*;
 
 /// `# expect: LINE:COL MESSAGE` lines at the top of a bad fixture.
 fn expectations(file: &Path) -> Vec<String> {
@@ -291,12 +293,6 @@ fn ssh_key_file_is_read_checked_and_inlined() {
     );
     assert!(e.contains(&want), "{want}\nnot in: {e}");
     assert!(!out2.exists());
-}
-
-fn mkfifo(p: &Path) {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system node.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
 }
 
 /// Every file under `dir`: "nothing written" means this is the same after the run.

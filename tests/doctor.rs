@@ -1,9 +1,10 @@
 //! `mtkit doctor` against fixture roots (tests/fixtures/roots/gen.py): a healthy CentOS 6.6
 //! master target passes, and each broken copy is found out by exactly the checks it breaks.
 
-mod common;
-use common::*;
+mod support;
+
 use serde_json::Value;
+use support::*;
 
 fn doctor(args: &[&str]) -> (Option<i32>, Vec<Value>, String) {
     let mut a = vec!["doctor", "--json"];
@@ -370,22 +371,10 @@ fn bad_root_is_bad_input() {
     assert!(stderr(&out).contains("not a folder"));
 }
 
-fn finding<'a>(v: &'a [Value], id: &str) -> &'a Value {
-    v.iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_else(|| panic!("no {id} finding: {v:#?}"))
-}
-
 /// A copy of a fixture root (sysfs links kept as links).
 fn copy_root(name: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(root(name))
-        .arg(d.path().join("r"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    copy_tree(std::path::Path::new(&root(name)), &d.path().join("r"));
     d
 }
 
@@ -504,16 +493,6 @@ fn fresh_centos66_root_reports_the_pending_changes() {
     );
 }
 
-fn sh(cmd: &str, args: &[&str]) -> String {
-    let o = std::process::Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 /// A loop device mounted at `at`, undone on drop.
 struct MountedLoop {
     dev: String,
@@ -541,12 +520,12 @@ fn doctor_and_retention_check_agree_on_a_real_volume() {
         .unwrap()
         .set_len(64 << 20)
         .unwrap();
-    let dev = sh("losetup", &["-f", "--show", img.to_str().unwrap()]);
+    let dev = sh_text("losetup", &["-f", "--show", img.to_str().unwrap()]);
     let at = d.path().join("ret");
     std::fs::create_dir(&at).unwrap();
     let lp = MountedLoop { dev, at };
-    sh("mkfs.ext4", &["-q", "-L", "mt-retention", &lp.dev]);
-    sh("mount", &[&lp.dev, lp.at.to_str().unwrap()]);
+    sh_text("mkfs.ext4", &["-q", "-L", "mt-retention", &lp.dev]);
+    sh_text("mount", &[&lp.dev, lp.at.to_str().unwrap()]);
     // (min-size, whether the volume is eligible)
     for (min, ok) in [("16M", true), ("1T", false)] {
         let cfg = d.path().join(format!("appliance-{min}.toml"));

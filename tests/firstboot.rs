@@ -5,15 +5,15 @@
 //! asserted, a second run and a later apply change nothing, two clones of one template get
 //! different host keys and certificates, and a failure stays enabled and shows in doctor.
 
-mod common;
-mod template_support;
+mod support;
 
-use common::{have, mtkit, stderr, stdout};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use template_support::*;
+use support::installed_root::*;
+use support::tree::{mtimes, snapshot};
+use support::{copy_tree, finding, have, mtkit, stderr, stdout};
 
 /// A `vmtoolsd` stand-in answering from files in `values/` (key = file name); exit 1 with
 /// vmtoolsd's message for a key that is not set.
@@ -89,7 +89,7 @@ fn assert_done(root: &Path) {
     assert_eq!(snapshot(root), snap);
     assert_eq!(mtimes(root), times);
     // apply later plans from its sealed and re-addressed copy: nothing to change.
-    let o = common::run(&[
+    let o = support::run(&[
         "apply",
         "--root",
         s(root),
@@ -231,7 +231,7 @@ fn centos6_guestinfo_identity_every_file() {
     assert!(exists(&root, "etc/rc.d/rc3.d/S95mtkit-writer"));
     assert_done(&root);
 
-    let o = common::run(&["doctor", "--root", s(&root), "--offline", "--json"]);
+    let o = support::run(&["doctor", "--root", s(&root), "--offline", "--json"]);
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert!(
         !v.as_array().unwrap().iter().any(|f| f["id"] == "firstboot"),
@@ -346,11 +346,7 @@ fn no_identity_keeps_dhcp_and_two_clones_differ() {
     // Two clones of one template: copies of the sealed tree.
     let clones: Vec<PathBuf> = ["c1", "c2"].iter().map(|c| d.path().join(c)).collect();
     for (i, c) in clones.iter().enumerate() {
-        let st = Command::new("cp")
-            .args(["-a", s(&template), s(c)])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        copy_tree(&template, c);
         // No vmtoolsd (not a VMware guest), no ISO or only the template's own: DHCP kept.
         let iso: &[&str] = if i == 0 {
             &["--config-iso", s(&ks_iso)]
@@ -431,14 +427,9 @@ fn shared_ca_signs_each_clone_and_a_failure_stays_enabled_for_doctor() {
     }
     assert_eq!(after, before, "only the failure record was written");
     assert!(exists(&root, "etc/rc.d/rc3.d/S09mtkit-firstboot"));
-    let o = common::run(&["doctor", "--root", s(&root), "--offline", "--json"]);
+    let o = support::run(&["doctor", "--root", s(&root), "--offline", "--json"]);
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let f = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "firstboot")
-        .unwrap();
+    let f = finding(v.as_array().unwrap(), "firstboot");
     assert_eq!(f["status"], "fail", "{f}");
     assert!(
         f["found"]

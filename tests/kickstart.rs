@@ -1,12 +1,12 @@
 //! The kickstart against an independent parser (pykickstart's `ksvalidator -v RHEL6`) over
 //! a matrix of configs, plus what it must say: only the OS disk, ASCII, %end, determinism.
 
-mod common;
-use common::*;
+mod support;
 use mtkit::config::Config;
 use mtkit::kickstart::{RenderOptions, render};
 use std::path::Path;
 use std::process::Command;
+use support::*;
 
 /// Runs ksvalidator on `text`; panics with its report when it objects or warns.
 fn validate(ksvalidator: &Path, what: &str, text: &str) {

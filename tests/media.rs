@@ -2,11 +2,13 @@
 //! synthetic CentOS 6 ISO (tests/fixtures/iso/make-centos6-iso.sh), checked with xorriso's
 //! own report and independently with pycdlib (tests/fixtures/iso/check_iso.py).
 
-mod common;
-use common::*;
+mod support;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::python_with;
+use support::*;
 
 const KS_TEXT: &str = "# a literal kickstart for the media tests\ninstall\ncdrom\n";
 
@@ -35,26 +37,12 @@ fn missing_tools() -> Option<String> {
             ));
         }
     }
-    if python().is_none() {
+    if python_with("pycdlib").is_none() {
         return Some(
             "no Python with pycdlib: python3 -m venv .venv && .venv/bin/pip install pycdlib".into(),
         );
     }
     None
-}
-
-fn python() -> Option<PathBuf> {
-    let venv = repo().join(".venv/bin/python");
-    let py = if venv.is_file() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    };
-    let ok = Command::new(&py)
-        .args(["-c", "import pycdlib"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(py)
 }
 
 /// Runs the fixture script: a CentOS-6.6-like install ISO at `out`.
@@ -69,7 +57,7 @@ fn make_centos6(out: &Path, extra: &[&str]) {
 
 /// pycdlib's view of `iso`, with the content facts of `paths`.
 fn pycdlib(iso: &Path, paths: &[&str]) -> Value {
-    let o = Command::new(python().unwrap())
+    let o = Command::new(python_with("pycdlib").unwrap())
         .arg(fixture("iso/check_iso.py"))
         .arg(iso)
         .args(paths)

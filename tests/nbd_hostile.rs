@@ -1,8 +1,7 @@
 //! Malformed and hostile input against the NBD server over socket pairs: every class gets
 //! the NBD error proto.md asks for, or a closed connection, and the disk stays unchanged.
 
-mod common;
-mod nbd_support;
+mod support;
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -12,7 +11,7 @@ use std::time::Duration;
 
 use mtkit::writer::nbd::proto::{self, *};
 use mtkit::writer::nbd::{Server, ServerOptions};
-use nbd_support::{Files, Raw, Running, image, socketpair};
+use support::nbd::{Files, Raw, Running, image, socketpair};
 
 const SIZE: usize = 1 << 20;
 const FILL: u8 = 0x3c;

@@ -1,15 +1,14 @@
 //! The NBD server against real clients: qemu-io, qemu-img, nbdinfo, nbdcopy (TCP and Unix).
 
-mod common;
-mod nbd_support;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use common::have;
 use mtkit::writer::nbd::ServerOptions;
-use nbd_support::{Files, Running, image};
+use support::have;
+use support::nbd::{Files, Running, image};
 
 const MIB: usize = 1 << 20;
 

@@ -1,8 +1,7 @@
 //! TLS for the NBD server: `mtkit writer certs`, qemu and libnbd clients with client
 //! certificates, refused clients, per-group access by certificate identity.
 
-mod common;
-mod nbd_support;
+mod support;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -10,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use common::have;
 use mtkit::config::WriterTls;
 use mtkit::writer::FileExport;
 use mtkit::writer::certs::{Expiry, leaf};
@@ -18,7 +16,8 @@ use mtkit::writer::export::{ClientInfo, Export, ExportInfo, ExportResolver, Open
 use mtkit::writer::nbd::proto::*;
 use mtkit::writer::nbd::{ServerOptions, StaticResolver};
 use mtkit::writer::tls;
-use nbd_support::{Raw, Running, image, socketpair};
+use support::have;
+use support::nbd::{Raw, Running, image, socketpair};
 
 const MIB: usize = 1 << 20;
 
@@ -66,14 +65,14 @@ fn certs(out: &Path, clients: &[&str]) -> std::process::Output {
     for c in clients {
         args.extend(["--client", c]);
     }
-    common::run(&args)
+    support::run(&args)
 }
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     let out = certs(&pki, &["alice", "bob"]);
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(out.status.success(), "{}", support::stderr(&out));
     let disk = image(dir.path(), "disk.img", 8 * MIB, |_| 0);
     let open = image(dir.path(), "open.img", MIB, |_| 0);
     let groups = Arc::new(Groups {
@@ -176,8 +175,8 @@ fn certs_layout_modes_and_reuse() {
 
     // Existing client without --force, and a bad name: exit 2, nothing changed.
     let out = certs(&pki, &["ps-azure-01"]);
-    assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
-    assert!(common::stderr(&out).contains("--force"));
+    assert_eq!(out.status.code(), Some(2), "{}", support::stderr(&out));
+    assert!(support::stderr(&out).contains("--force"));
     assert_eq!(std::fs::read(client.join("client-cert.pem")).unwrap(), old);
     let out = certs(&pki, &["../evil"]);
     assert_eq!(out.status.code(), Some(2));

@@ -1,23 +1,21 @@
 //! The static binary the media carry, run as CentOS 6.6's kernel 2.6.32 would run it: under
 //! a seccomp filter that fails every system call added after 2.6.32 with ENOSYS and the
-//! fallocate modes 2.6.32 lacks with EOPNOTSUPP (old_kernel_support/filter.rs says which and
+//! fallocate modes 2.6.32 lacks with EOPNOTSUPP (support/old_kernel/filter.rs says which and
 //! why). The writer serving real NBD clients over TLS, points, recover and commit; apply,
 //! doctor and scsi-ids on CentOS 6 fixture roots; build --no-media; and scsi-ids on a root
 //! whose sysfs has no VPD pages, so the IDs come from udev 147's database.
 
-mod common;
-#[path = "writer/env.rs"]
-mod env;
-mod old_kernel_support;
-mod template_support;
+mod support;
 
-use common::{fixture, have};
-use old_kernel_support::filter::{Fallocate, HIGHEST_LISTED, LAST_2_6_32, OldKernelFilter};
-use old_kernel_support::{old_mtkit, seccomp_unavailable, static_mtkit, under, under_filter};
+use support::{installed_root, writer_env};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::old_kernel::filter::{Fallocate, HIGHEST_LISTED, LAST_2_6_32, OldKernelFilter};
+use support::old_kernel::{old_mtkit, seccomp_unavailable, static_mtkit, under, under_filter};
+use support::{copy_tree, fixture, free_port, have};
 
 /// The static binary, or skip (fail under MTKIT_REQUIRE_ALL) with the reason.
 macro_rules! static_bin {
@@ -303,7 +301,7 @@ fn ok(o: Output, what: &str) -> Output {
 
 /// (exit code, stdout) of the host build and of the static one under the filter.
 fn both(bin: &Path, args: &[&str]) -> ((Option<i32>, String), (Option<i32>, String)) {
-    let host = common::run(args);
+    let host = support::run(args);
     let old = old_mtkit(bin).args(args).output().unwrap();
     let pick = |o: &Output| {
         (
@@ -451,7 +449,7 @@ fn static_binary_applies_to_a_centos66_root_and_builds_without_media() {
         args
     };
     ok(
-        common::mtkit()
+        support::mtkit()
             .args(apply(&host_root, &[]))
             .output()
             .unwrap(),
@@ -565,7 +563,7 @@ fn static_binary_applies_to_a_centos66_root_and_builds_without_media() {
     };
     let (host_out, old_out) = (d.path().join("out-host"), d.path().join("out-old"));
     ok(
-        common::mtkit().args(build(&host_out)).output().unwrap(),
+        support::mtkit().args(build(&host_out)).output().unwrap(),
         "host build",
     );
     let o = ok(
@@ -653,13 +651,9 @@ fn static_writer_serves_nbd_clients_over_tls_recovers_and_commits() {
         have("qemu-io") && have("qemu-img") && have("nbdinfo"),
         "qemu-utils and libnbd-bin are needed"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     // A writer config of the usual shape, TLS with client certificates on.
-    let env = env::Env::with_writer(
+    let env = writer_env::Env::with_writer(
         &[("vm1-d0", "vm1", 4 * MIB), ("vm1-d1", "vm1", 2 * MIB)],
         "",
     );
@@ -852,7 +846,7 @@ struct OldWriter {
 }
 
 impl OldWriter {
-    fn start(bin: &Path, env: &env::Env, port: u16, fallocate: Fallocate) -> OldWriter {
+    fn start(bin: &Path, env: &writer_env::Env, port: u16, fallocate: Fallocate) -> OldWriter {
         let log = env.path("service.log");
         let child = under_filter(bin, fallocate)
             .arg("--config")
@@ -864,7 +858,7 @@ impl OldWriter {
             .unwrap();
         let mut w = OldWriter { child, log };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while env::control(&env.control(), r#"{"cmd":"status"}"#).is_err()
+        while writer_env::control(&env.control(), r#"{"cmd":"status"}"#).is_err()
             || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
         {
             if let Some(st) = w.child.try_wait().unwrap() {
@@ -906,7 +900,7 @@ fn static_writer_zeroes_where_a_vanilla_2_6_32_fallocate_would_only_pretend() {
     let bin = static_bin!();
     require!(have("qemu-io"), "qemu-io is needed (qemu-utils)");
     // fallocate(PUNCH_HOLE|KEEP_SIZE) returns 0 and changes nothing, as on 2.6.32's ext4.
-    let env = env::Env::new(&[("d0", "g", 4 * MIB)]);
+    let env = writer_env::Env::new(&[("d0", "g", 4 * MIB)]);
     let svc = OldWriter::start(&bin, &env, env.port, Fallocate::SilentNoop);
     let io = |cmds: &[&str]| {
         let mut c = Command::new("qemu-io");
@@ -1022,7 +1016,7 @@ fn scsi_ids_without_vpd_pages_take_the_ids_from_udev_147s_database() {
             .collect();
         assert!(left.is_empty(), "{left:?}");
 
-        let from_vpd = ids(&common::run(&[
+        let from_vpd = ids(&support::run(&[
             "scsi-ids",
             "--root",
             capture.to_str().unwrap(),
@@ -1060,15 +1054,9 @@ fn static_binary_seals_an_installed_centos6_mt_as_the_host_build_does() {
     let bin = static_bin!();
     // One installed, applied CentOS 6.6 master target, copied: the host build seals one
     // copy, the static binary under the filter the other.
-    let d = template_support::installed(template_support::Kind::CentOs6);
+    let d = installed_root::installed(installed_root::Kind::CentOs6);
     let (host_root, old_root) = (d.path().join("r"), d.path().join("old"));
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(&host_root)
-        .arg(&old_root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    copy_tree(&host_root, &old_root);
     let seal = |root: &Path| {
         vec![
             "seal".to_string(),
@@ -1077,7 +1065,7 @@ fn static_binary_seals_an_installed_centos6_mt_as_the_host_build_does() {
         ]
     };
     ok(
-        common::mtkit().args(seal(&host_root)).output().unwrap(),
+        support::mtkit().args(seal(&host_root)).output().unwrap(),
         "host seal",
     );
     let o = ok(

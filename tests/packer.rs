@@ -5,14 +5,16 @@
 //! that extract them are in tests/fixtures/packer/. Packer itself cannot be installed
 //! here, so `packer validate` is not run.
 
-mod common;
+mod support;
 
-use common::{fixture, have, mtkit, repo, stderr};
+use support::python_with;
+
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+use support::{fixture, have, mtkit, stderr};
 
 /// block → names, from a checked-in list (`block<TAB>name` lines, `#` comments).
 fn names(file: &str) -> BTreeMap<String, BTreeSet<String>> {
@@ -26,20 +28,6 @@ fn names(file: &str) -> BTreeMap<String, BTreeSet<String>> {
         out.entry(b.into()).or_default().insert(n.into());
     }
     out
-}
-
-fn python() -> Option<PathBuf> {
-    let venv = repo().join(".venv/bin/python");
-    let py = if venv.is_file() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    };
-    let ok = Command::new(&py)
-        .args(["-c", "import hcl2"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(py)
 }
 
 /// The template as python-hcl2 reads it (string literals keep their quotes there).
@@ -162,7 +150,7 @@ fn check_names(t: &Value) -> Value {
 
 #[test]
 fn kickstart_cd_template_parses_and_every_name_is_documented() {
-    let Some(py) = python() else {
+    let Some(py) = python_with("hcl2") else {
         require!(
             false,
             "python-hcl2 not installed (scripts/test puts it in .venv)"
@@ -278,7 +266,7 @@ fn kickstart_cd_template_parses_and_every_name_is_documented() {
 
 #[test]
 fn remastered_template_needs_no_typing_and_pins_the_iso() {
-    let Some(py) = python() else {
+    let Some(py) = python_with("hcl2") else {
         require!(
             false,
             "python-hcl2 not installed (scripts/test puts it in .venv)"

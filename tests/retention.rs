@@ -3,23 +3,15 @@
 //! swap, an LVM PV, FAT32, of size zero, held open exclusively, or holding data, each
 //! refused with its reason and left untouched. Windows R: from fixture JSON.
 
-mod common;
+mod support;
 
-use common::{fixture, have, is_root, read, run, stderr, stdout};
+use support::sh;
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn sh(cmd: &str, args: &[&str]) -> std::process::Output {
-    let o = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
+use support::{fixture, have, is_root, read, run, stderr, stdout};
 
 /// A loop device over a temp file; detached (after swapoff and unmounts) on drop.
 struct Loop {
@@ -372,7 +364,7 @@ fn prepare_makes_an_ext4_with_a_journal_whatever_mke2fs_conf_says() {
     fs::create_dir_all(root.join("etc")).unwrap();
     let cfg = config(t.path());
     lp.mounts.push(root.join("mnt/retention"));
-    let o = common::mtkit()
+    let o = support::mtkit()
         .env("MKE2FS_CONFIG", &conf)
         .args(["retention", "prepare", &lp.dev, "--root"])
         .arg(&root)

@@ -1,10 +1,10 @@
 //! `mtkit scsi-ids` against the real sysfs captures (matching udev's scsi_id exactly) and
 //! against trees built here for what the captures lack (16-byte NAA 6, clones).
 
-mod common;
-use common::*;
+mod support;
 use std::fs;
 use std::path::Path;
+use support::*;
 
 /// (dev, type, scsi_id output or None) from a capture's expected/summary.tsv.
 fn expected(cap: &str) -> Vec<(String, String, Option<String>)> {

@@ -4,14 +4,14 @@
 //! a second seal changes nothing, refusals leave the root as it was, and no path escapes
 //! the root.
 
-mod common;
-mod template_support;
+mod support;
 
-use common::{run, stderr, stdout};
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
-use template_support::*;
+use support::installed_root::*;
+use support::tree::{mtimes, snapshot};
+use support::{finding, run, stderr, stdout};
 
 fn seal(root: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["seal", "--root", s(root)];
@@ -240,12 +240,7 @@ fn centos6_dry_run_then_seal_every_file_then_nothing() {
     // doctor says a first boot is pending.
     let o = run(&["doctor", "--root", s(&root), "--offline", "--json"]);
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let f = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "firstboot")
-        .expect("a firstboot finding");
+    let f = finding(v.as_array().unwrap(), "firstboot");
     assert_eq!(f["status"], "warn", "{f}");
 }
 

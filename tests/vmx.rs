@@ -1,11 +1,11 @@
 //! `mtkit vmx check|patch` on .vmx files shaped like ESXi 6.x writes them
 //! (tests/fixtures/vmx/gen.py).
 
-mod common;
-use common::*;
+mod support;
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
+use support::*;
 
 fn vmx(rel: &str) -> String {
     fixture(&format!("vmx/{rel}")).to_str().unwrap().to_string()

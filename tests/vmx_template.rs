@@ -1,11 +1,11 @@
 //! `mtkit vmx check --template`: what a VM template's .vmx must and must not have, on
 //! variants of the ESXi-shaped fixture (tests/fixtures/vmx/healthy/mt01.vmx) written here.
 
-mod common;
-use common::*;
+mod support;
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
+use support::*;
 
 /// The healthy MT's .vmx with `drop` lines removed and `add` lines appended, as `name`.
 fn variant(dir: &Path, name: &str, drop: &[&str], add: &str) -> String {

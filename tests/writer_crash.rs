@@ -1,18 +1,16 @@
 //! Crash safety: the service is SIGKILLed at random moments under a write load, restarted,
 //! and checked: every write acknowledged before a completed FLUSH is on the target, and
 //! every recovery point still recovers bit-exactly. MTKIT_CRASH_ROUNDS sets the rounds,
-//! MTKIT_CRASH_SEED replays a workload (see tests/writer/crash.rs).
+//! MTKIT_CRASH_SEED replays a workload (see tests/support/crash.rs).
 
-mod common;
-#[path = "writer/crash.rs"]
-mod crash;
-#[path = "writer/env.rs"]
-mod env;
+mod support;
 
-use crash::{Load, Model, Shape, same};
-use env::{Env, Nbd, control, point_ids};
+use support::crash;
+
 use rand::{RngExt, seq::SliceRandom};
 use std::time::Duration;
+use support::crash::{Load, Model, Shape, same};
+use support::writer_env::{Env, Nbd, control, point_ids};
 
 const SHAPE: Shape = Shape {
     group: "c",

@@ -7,18 +7,16 @@
 //! `<disk>@<point>` view, and no point older than the window (bar the newest) is listed.
 //! The same rounds run on a full 5 MiB tmpfs journal-dir (root), where the service drops
 //! segments for space. MTKIT_CRASH_ROUNDS sets the rounds, MTKIT_CRASH_SEED replays a
-//! workload (see tests/writer/crash.rs).
+//! workload (see tests/support/crash.rs).
 
-mod common;
-#[path = "writer/crash.rs"]
-mod crash;
-#[path = "writer/env.rs"]
-mod env;
+mod support;
 
-use crash::{Load, Model, Shape, same};
-use env::{Env, point_ids};
+use support::crash;
+
 use rand::{RngExt, rngs::StdRng, seq::SliceRandom};
 use std::time::{Duration, Instant};
+use support::crash::{Load, Model, Shape, same};
+use support::writer_env::{Env, point_ids};
 
 /// Big blocks so that undo records fill 1M segments within a few points.
 const SHAPE: Shape = Shape {
@@ -221,7 +219,7 @@ impl Drop for Mount {
 
 #[test]
 fn sigkill_while_a_full_retention_volume_prunes_keeps_flushed_writes_and_whole_points() {
-    require!(common::is_root(), "mounting a small tmpfs needs root");
+    require!(support::is_root(), "mounting a small tmpfs needs root");
     let rounds = crash::rounds(6);
     let mut rng = crash::rng("full-volume crash test");
     let size = (SHAPE.bs * SHAPE.blocks) as u64;

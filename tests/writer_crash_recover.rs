@@ -5,20 +5,18 @@
 //! is either done or not started (never half), and another group's flushed writes made
 //! during the recover are intact. Commits are also killed right after each step of their
 //! session removal (the test hook pauses there). MTKIT_CRASH_ROUNDS sets the rounds
-//! (default 8), MTKIT_CRASH_SEED replays a workload (see tests/writer/crash.rs).
+//! (default 8), MTKIT_CRASH_SEED replays a workload (see tests/support/crash.rs).
 
-mod common;
-#[path = "writer/crash.rs"]
-mod crash;
-#[path = "writer/env.rs"]
-mod env;
+mod support;
 
-use env::{Env, Nbd, Service, control, point_ids};
+use support::crash;
+
 use rand::{Rng, RngExt, rngs::StdRng, seq::SliceRandom};
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use support::writer_env::{Env, Nbd, Service, control, point_ids};
 
 const BS: usize = 4096;
 const SIZE: usize = 8 << 20;
@@ -64,7 +62,7 @@ fn cli(env: &Env, args: &[&str]) -> Child {
         .unwrap()
 }
 
-use crash::kill;
+use support::crash::kill;
 
 /// Some writes to group r (random data, zeros, patterns, random lengths), then a FLUSH or
 /// a bookmark: returns the new point and the disks' contents at it.

@@ -3,15 +3,13 @@
 //! only the writer's own open cuts a torn last batch; and one group's damage leaves the
 //! other groups serving.
 
-mod common;
-#[path = "writer/env.rs"]
-mod env;
+mod support;
 
-use common::have;
-use env::{Env, control, metric, metrics, point_ids};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::have;
+use support::writer_env::{Env, control, metric, metrics, point_ids};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;

@@ -4,27 +4,20 @@
 //! `mtkit writer certs --client x` lets qemu-img and nbdinfo in over TLS, and a plain
 //! client is answered NBD_REP_ERR_TLS_REQD.
 
-mod common;
-mod nbd_support;
+mod support;
+
+use support::{finding, free_port};
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{have, mtkit, stderr};
 use mtkit::writer::nbd::proto::*;
-use nbd_support::Raw;
+use support::nbd::Raw;
+use support::{have, mtkit, stderr};
 
 const MIB: usize = 1 << 20;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Service(Child);
 
@@ -74,7 +67,7 @@ fn starter(dir: &Path, port: u16) -> PathBuf {
         // A way to log in, without which `build` refuses the appliance.
         .replace(
             "\nssh-authorized-keys = []\n",
-            &format!("\nssh-authorized-keys = [\"{}\"]\n", common::SSH_KEY),
+            &format!("\nssh-authorized-keys = [\"{}\"]\n", support::SSH_KEY),
         );
     let text = format!(
         "{text}\n[[writer.disk]]\nname = \"vm1-disk0\"\npath = \"/srv/vm1-disk0.img\"\ngroup = \"vm1\"\nsize = \"8M\"\n"
@@ -112,16 +105,16 @@ fn the_init_defaults_serve_over_tls_with_the_appliances_own_ca() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(control.exists() && TcpStream::connect(("127.0.0.1", port)).is_ok()) {
         if let Some(st) = svc.0.try_wait().unwrap() {
-            panic!("writer run exited {st}: {}", common::read(&log));
+            panic!("writer run exited {st}: {}", support::read(&log));
         }
         assert!(
             Instant::now() < deadline,
             "not started: {}",
-            common::read(&log)
+            support::read(&log)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let text = common::read(&log);
+    let text = support::read(&log);
     assert!(
         text.contains("forced TLS with the appliance's own CA"),
         "{text}"
@@ -167,7 +160,7 @@ fn the_init_defaults_serve_over_tls_with_the_appliances_own_ca() {
         x.display()
     );
     let (ok, json) = output("nbdinfo", &["--json", &uri]);
-    assert!(ok, "{json}\n{}", common::read(&log));
+    assert!(ok, "{json}\n{}", support::read(&log));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["TLS"], true);
     assert_eq!(v["exports"][0]["export-size"], 8 * MIB as u64);
@@ -175,7 +168,7 @@ fn the_init_defaults_serve_over_tls_with_the_appliances_own_ca() {
     let (ok, text) = output("nbdinfo", &[&format!("nbd://127.0.0.1:{port}/vm1-disk0")]);
     assert!(!ok, "{text}");
 
-    let src = nbd_support::image(t.path(), "src.img", 8 * MIB, |i| (i % 251) as u8);
+    let src = support::nbd::image(t.path(), "src.img", 8 * MIB, |i| (i % 251) as u8);
     let creds = format!("tls-creds-x509,id=tls0,dir={},endpoint=client", x.display());
     let opts = format!("driver=nbd,host=127.0.0.1,port={port},export=vm1-disk0,tls-creds=tls0");
     let (ok, text) = output(
@@ -213,7 +206,7 @@ fn the_init_defaults_serve_over_tls_with_the_appliances_own_ca() {
     // SAFETY: kill(2) on our own child's pid; no memory involved.
     unsafe { libc::kill(svc.0.id() as i32, libc::SIGTERM) };
     let st = svc.0.wait().unwrap();
-    assert!(st.success(), "{st}: {}", common::read(&log));
+    assert!(st.success(), "{st}: {}", support::read(&log));
     assert!(std::fs::read(root.join("srv/vm1-disk0.img")).unwrap() == std::fs::read(&src).unwrap());
 }
 
@@ -222,7 +215,7 @@ fn apply_makes_the_ca_the_service_reuses_it_and_every_guide_says_how_to_get_a_cl
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("r");
     let st = Command::new("bash")
-        .arg(common::fixture("make-centos66-root.sh"))
+        .arg(support::fixture("make-centos66-root.sh"))
         .arg(&root)
         .status()
         .unwrap();
@@ -238,7 +231,7 @@ fn apply_makes_the_ca_the_service_reuses_it_and_every_guide_says_how_to_get_a_cl
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let text = common::stdout(&out);
+    let text = support::stdout(&out);
     assert!(
         text.contains("would create etc/mtkit/tls/ca-key.pem (tls)"),
         "{text}"
@@ -267,14 +260,7 @@ fn apply_makes_the_ca_the_service_reuses_it_and_every_guide_says_how_to_get_a_cl
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let row = |id: &str| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["id"] == id)
-            .unwrap_or_else(|| panic!("no {id}: {v:#}"))
-            .clone()
-    };
+    let row = |id: &str| finding(v.as_array().unwrap(), id).clone();
     assert_eq!(row("writer-config")["status"], "pass");
     let f = row("writer-tls");
     assert_eq!(f["status"], "pass", "{f}");
@@ -300,15 +286,15 @@ fn apply_makes_the_ca_the_service_reuses_it_and_every_guide_says_how_to_get_a_cl
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Some(st) = svc.0.try_wait().unwrap() {
-            panic!("writer run exited {st}: {}", common::read(&log));
+            panic!("writer run exited {st}: {}", support::read(&log));
         }
-        assert!(Instant::now() < deadline, "{}", common::read(&log));
+        assert!(Instant::now() < deadline, "{}", support::read(&log));
         std::thread::sleep(Duration::from_millis(50));
     }
     // SAFETY: kill(2) on our own child's pid; no memory involved.
     unsafe { libc::kill(svc.0.id() as i32, libc::SIGTERM) };
-    assert!(svc.0.wait().unwrap().success(), "{}", common::read(&log));
-    assert!(!common::read(&log).contains("first start"));
+    assert!(svc.0.wait().unwrap().success(), "{}", support::read(&log));
+    assert!(!support::read(&log).contains("first start"));
     assert_eq!(std::fs::read(tls.join("ca-cert.pem")).unwrap(), ca);
     assert_eq!(std::fs::read(tls.join("server-cert.pem")).unwrap(), server);
 
@@ -326,7 +312,7 @@ fn apply_makes_the_ca_the_service_reuses_it_and_every_guide_says_how_to_get_a_cl
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let summary = common::read(&out_dir.join("SUMMARY.txt"));
+    let summary = support::read(&out_dir.join("SUMMARY.txt"));
     assert!(
         summary.contains("Forced TLS with client certificates"),
         "{summary}"

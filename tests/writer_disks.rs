@@ -3,28 +3,22 @@
 //! another ID is not served; mounted devices, the journal's device, the OS disk and swap
 //! are refused; a served block device is held with O_EXCL so mkfs cannot format it.
 
-mod common;
+mod support;
+
+use support::{copy_tree, finding, free_port, sh};
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{have, is_root, mtkit, stderr};
+use support::{have, is_root, mtkit, stderr};
 
 const SDB: &str = "36000c29a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const SDC: &str = "36000c29b2c3d4e5f60718293a4b5c6d7e8f90a1";
 const SDD: &str = "36000c29c3d4e5f60718293a4b5c6d7e8f90a1b2";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `[writer]` on loopback (plain NBD) with its files in `dir`, plus `disks` (TOML).
 fn config(dir: &Path, journal: &Path, disks: &str) -> (PathBuf, u16) {
@@ -134,16 +128,6 @@ fn refused(st: &serde_json::Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-fn sh(prog: &str, args: &[&str]) -> Output {
-    let o = Command::new(prog).args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{prog} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
 #[test]
 fn socket_paths_that_are_not_sockets_are_left_alone() {
     let t = tempfile::tempdir().unwrap();
@@ -204,14 +188,7 @@ fn socket_paths_that_are_not_sockets_are_left_alone() {
 /// regular files standing in for the device nodes a fixture has not.
 fn fixture_root(t: &Path) -> PathBuf {
     let root = t.join("root");
-    sh(
-        "cp",
-        &[
-            "-a",
-            common::fixture("roots/healthy").to_str().unwrap(),
-            root.to_str().unwrap(),
-        ],
-    );
+    copy_tree(&support::fixture("roots/healthy"), &root);
     std::fs::create_dir_all(root.join("dev/mapper")).unwrap();
     for id in [SDB, SDC, SDD] {
         let f = std::fs::File::create(root.join("dev/mapper").join(id)).unwrap();
@@ -289,14 +266,7 @@ fn disks_are_found_by_scsi_id_and_wrong_or_busy_ones_are_not_served() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let row = |id: &str| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["id"] == id)
-            .unwrap_or_else(|| panic!("no {id}: {v:#}"))
-            .clone()
-    };
+    let row = |id: &str| finding(v.as_array().unwrap(), id).clone();
     assert_eq!(row("writer-disk:vm1-disk0")["status"], "pass");
     for (id, words) in [
         ("writer-disk:vm2-disk0", "not scsi-id"),
@@ -355,12 +325,7 @@ fn a_kernel_name_without_an_id_is_warned_about_with_its_location() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let f = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "writer-disk:vm1-disk0")
-        .unwrap();
+    let f = finding(v.as_array().unwrap(), "writer-disk:vm1-disk0");
     assert_eq!(f["status"], "warn", "{f}");
     assert!(
         f["found"].as_str().unwrap().contains("kernel name only"),
@@ -590,7 +555,7 @@ fn a_mounted_loop_device_and_the_journals_device_are_refused() {
         .args(["writer", "status"])
         .output()
         .unwrap();
-    let text = common::stdout(&out);
+    let text = support::stdout(&out);
     assert!(text.contains("disk d0 (group g) NOT SERVED"), "{text}");
     assert!(text.contains("TLS: plain NBD, on loopback only"), "{text}");
     // With the default listen address, status says how a source gets a certificate.
@@ -610,7 +575,7 @@ fn a_mounted_loop_device_and_the_journals_device_are_refused() {
         .args(["writer", "status"])
         .output()
         .unwrap();
-    let text = common::stdout(&out);
+    let text = support::stdout(&out);
     assert!(
         text.contains("TLS: forced TLS with the appliance's own CA in /etc/mtkit/tls")
             && text.contains("`mtkit writer certs --client NAME`"),

@@ -6,12 +6,8 @@
 //! cannot take descriptors from the journal, and the service does not spin on EMFILE.
 //! Timeouts are set short in the config so that every attack plays out in seconds.
 
-mod common;
-#[path = "writer/env.rs"]
-mod env;
+mod support;
 
-use common::have;
-use env::{Env, Nbd, control, header, metrics, point_ids};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -19,6 +15,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use support::have;
+use support::writer_env::{Env, Nbd, control, header, metrics, point_ids};
 
 const MIB: u64 = 1 << 20;
 const NBD_WRITE: u16 = 1;

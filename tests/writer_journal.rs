@@ -1,7 +1,7 @@
 //! The journal, groups, recovery and views through the `Export` trait (no network): a
 //! random write load with points, then recovery to every point in turn, byte-exact.
 
-mod common;
+mod support;
 
 use mtkit::writer::Export;
 use mtkit::writer::group::{DiskSpec, Group};
@@ -254,7 +254,7 @@ impl Drop for Mount {
 
 #[test]
 fn a_full_retention_volume_prunes_oldest_first_and_never_fails_a_write() {
-    require!(common::is_root(), "mounting a small tmpfs needs root");
+    require!(support::is_root(), "mounting a small tmpfs needs root");
     let t = tempfile::tempdir().unwrap();
     let vol = t.path().join("vol");
     std::fs::create_dir(&vol).unwrap();

@@ -5,26 +5,18 @@
 //! `retention check` say the same. And what the writer creates is its own alone: journal
 //! folders 0700, journal and target files 0600, whatever the umask.
 
-mod common;
-#[path = "writer/env.rs"]
-mod env;
+mod support;
 
-use common::{have, is_root, mtkit, stderr, stdout};
+use support::{finding, free_port, sh_text};
+
+use support::writer_env;
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+use support::{have, is_root, mtkit, stderr, stdout};
 
 /// The program and arguments that make a filesystem; `None`: a tmpfs.
 type Mkfs<'a> = Option<(&'a str, &'a [&'a str])>;
@@ -41,7 +33,7 @@ impl Volume {
         let at = dir.join("mnt");
         std::fs::create_dir_all(&at).unwrap();
         let Some((prog, args)) = mkfs else {
-            sh(
+            sh_text(
                 "mount",
                 &[
                     "-t",
@@ -56,15 +48,15 @@ impl Volume {
         };
         let img = dir.join("vol.img");
         std::fs::File::create(&img).unwrap().set_len(size).unwrap();
-        let dev = sh("losetup", &["-f", "--show", img.to_str().unwrap()]);
+        let dev = sh_text("losetup", &["-f", "--show", img.to_str().unwrap()]);
         let v = Volume {
             at,
             dev: Some(dev.clone()),
         };
         let mut a = args.to_vec();
         a.push(&dev);
-        sh(prog, &a);
-        sh("mount", &[&dev, v.at.to_str().unwrap()]);
+        sh_text(prog, &a);
+        sh_text("mount", &[&dev, v.at.to_str().unwrap()]);
         v
     }
 }
@@ -76,14 +68,6 @@ impl Drop for Volume {
             let _ = Command::new("losetup").args(["-d", d]).output();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A writer config with its journal in `journal`, one 1 MiB file target in `dir`, the
@@ -122,7 +106,7 @@ fn start(cfg: &Path, dir: &Path) -> Result<Child, (Option<i32>, String)> {
         if let Some(st) = child.try_wait().unwrap() {
             return Err((st.code(), std::fs::read_to_string(&log).unwrap()));
         }
-        if env::control(&dir.join("run/control.sock"), r#"{"cmd":"status"}"#).is_ok() {
+        if writer_env::control(&dir.join("run/control.sock"), r#"{"cmd":"status"}"#).is_ok() {
             return Ok(child);
         }
         assert!(Instant::now() < deadline, "writer did not start");
@@ -146,12 +130,7 @@ fn doctor_row(cfg: &Path, id: &str) -> serde_json::Value {
         .unwrap();
     let v: serde_json::Value =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
-    v.as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_else(|| panic!("no {id} in {v}"))
-        .clone()
+    finding(v.as_array().unwrap(), id).clone()
 }
 
 fn can_run() -> bool {
@@ -321,7 +300,7 @@ fn tree(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn journal_folders_and_target_files_are_the_services_alone_whatever_the_umask() {
-    let env = env::Env::new(&[("m-d0", "m", 1 << 20)]);
+    let env = writer_env::Env::new(&[("m-d0", "m", 1 << 20)]);
     let log = std::fs::File::create(env.path("service.log")).unwrap();
     let mut cmd = mtkit();
     cmd.arg("--config")
@@ -338,14 +317,14 @@ fn journal_folders_and_target_files_are_the_services_alone_whatever_the_umask() 
     }
     let mut child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while env::control(&env.control(), r#"{"cmd":"status"}"#).is_err() {
+    while writer_env::control(&env.control(), r#"{"cmd":"status"}"#).is_err() {
         assert!(child.try_wait().unwrap().is_none(), "{}", env.log());
         assert!(Instant::now() < deadline, "{}", env.log());
         std::thread::sleep(Duration::from_millis(20));
     }
     // Journaling from a baseline on, and a recover, so that segments and the recovery
     // session's folders exist.
-    let mut c = env::Nbd::connect(env.port, "m-d0").unwrap();
+    let mut c = writer_env::Nbd::connect(env.port, "m-d0").unwrap();
     c.write(0, &[1u8; 4096]).unwrap();
     c.flush().unwrap();
     let o = env.mtkit(&["bookmark", "--group", "m"]);
@@ -353,7 +332,7 @@ fn journal_folders_and_target_files_are_the_services_alone_whatever_the_umask() 
     c.write(0, &[2u8; 4096]).unwrap();
     c.flush().unwrap();
     drop(c);
-    let first = env::point_ids(&env.control(), "m")[0];
+    let first = writer_env::point_ids(&env.control(), "m")[0];
     let o = env.mtkit(&["recover", "--group", "m", "--to", &first.to_string()]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 

@@ -2,16 +2,14 @@
 //! stalled client holds no one hostage, the server-wide buffer budget bounds memory
 //! whatever the number of clients, and malformed requests change neither target nor journal.
 
-mod common;
-#[path = "writer/env.rs"]
-mod env;
+mod support;
 
-use env::{Env, Nbd, control, header, metric, metrics, reply};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use support::writer_env::{Env, Nbd, control, header, metric, metrics, reply};
 
 const MIB: usize = 1 << 20;
 const NBD_READ: u16 = 0;

@@ -1,12 +1,10 @@
 //! A bounded loopback load test: several clients on several groups writing at once while
 //! status and metrics are polled; nothing lost, no errors, counters add up.
 
-mod common;
-#[path = "writer/env.rs"]
-mod env;
+mod support;
 
-use env::{Env, Nbd, control, metric, metrics};
 use std::sync::atomic::{AtomicBool, Ordering};
+use support::writer_env::{Env, Nbd, control, metric, metrics};
 
 const SIZE: u64 = 2 << 20;
 const CHUNK: usize = 16 << 10;

@@ -1,13 +1,11 @@
 //! The writer service end to end: `mtkit writer run` as a child, real NBD clients
 //! (qemu-io, qemu-img, nbdinfo, nbdcopy), points, recovery, commit and views.
 
-mod common;
-#[path = "writer/env.rs"]
-mod env;
+mod support;
 
-use common::have;
-use env::{Env, Nbd, control, point_ids};
 use std::process::Command;
+use support::have;
+use support::writer_env::{Env, Nbd, control, point_ids};
 
 const MIB: u64 = 1 << 20;
 

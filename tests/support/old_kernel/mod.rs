@@ -1,6 +1,5 @@
 //! Running the static (musl) mtkit the media carry as CentOS 6's kernel would: the binary
 //! built by `scripts/build-static`, started under the seccomp filter of `filter.rs`.
-#![allow(dead_code)]
 
 pub mod filter;
 

@@ -1,5 +1,22 @@
-//! Shared by the integration tests: the mtkit binary, skipping with a reason, fixtures.
+//! Shared by the integration tests, included by each the same way (`mod support;` and
+//! `use support::...`): here the mtkit binary, skipping with a reason, fixtures and small
+//! tools; in the submodules the in-process NBD server and raw client ([`nbd`]), the writer
+//! service as a child process ([`writer_env`]), the crash tests' model ([`crash`]), an
+//! installed master target root ([`installed_root`]), the CentOS 6 kernel's view
+//! ([`old_kernel`]) and a folder tree as data ([`tree`]).
+// Every tests/*.rs is its own crate that compiles this whole tree and uses only part of
+// it, so the unused rest would warn in each: allowed here, once, for the tree.
 #![allow(dead_code)]
+
+pub mod crash;
+pub mod installed_root;
+pub mod nbd;
+pub mod old_kernel;
+mod tools;
+pub mod tree;
+pub mod writer_env;
+
+pub use tools::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -55,6 +72,15 @@ pub fn run_or_kill(args: &[&str], deadline: std::time::Duration) -> Output {
         stdout: out.join().expect("stdout reader"),
         stderr: err.join().expect("stderr reader"),
     }
+}
+
+/// The finding `id` among `findings` (what `mtkit doctor --json` prints); a panic that
+/// shows them all when it is not there.
+pub fn finding<'a>(findings: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
+    findings
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} finding: {findings:#?}"))
 }
 
 pub fn stdout(o: &Output) -> String {

@@ -1,12 +1,10 @@
 //! Shared by tests/seal.rs and tests/firstboot.rs: an installed master target root
-//! (CentOS 6.6 or systemd) as the kickstart leaves it and its admin uses it, snapshots.
-#![allow(dead_code)]
+//! (CentOS 6.6 or systemd) as the kickstart leaves it and its admin uses it, and reading its files.
 
-use crate::common::{fixture, run, stderr};
-use std::collections::BTreeMap;
+use super::{fixture, run, stderr};
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,52 +58,12 @@ pub fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Every entry under `root`: kind + content (file bytes and mode, or link target).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Node {
-    Dir(u32),
-    File(Vec<u8>, u32),
-    Link(PathBuf),
-}
-
-pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().to_path_buf();
-            let mode = m.permissions().mode() & 0o7777;
-            if m.file_type().is_symlink() {
-                out.insert(rel, Node::Link(fs::read_link(&p).unwrap()));
-            } else if m.is_dir() {
-                out.insert(rel, Node::Dir(mode));
-                walk(root, &p, out);
-            } else {
-                out.insert(rel, Node::File(fs::read(&p).unwrap(), mode));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-pub fn mtimes(root: &Path) -> BTreeMap<PathBuf, (i64, i64)> {
-    snapshot(root)
-        .keys()
-        .map(|k| {
-            let m = fs::symlink_metadata(root.join(k)).unwrap();
-            (k.clone(), (m.mtime(), m.mtime_nsec()))
-        })
-        .collect()
-}
-
 pub fn exists(root: &Path, rel: &str) -> bool {
     fs::symlink_metadata(root.join(rel)).is_ok()
 }
 
 pub fn text(root: &Path, rel: &str) -> String {
-    crate::common::read(&root.join(rel))
+    super::read(&root.join(rel))
 }
 
 pub fn mode(root: &Path, rel: &str) -> u32 {

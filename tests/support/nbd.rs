@@ -1,5 +1,4 @@
 //! Shared by the NBD tests: an in-process server over FileExports and a raw test client.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

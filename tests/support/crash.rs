@@ -6,9 +6,8 @@
 //! `MTKIT_CRASH_ROUNDS` sets the rounds (CI keeps the defaults small; hundreds for a long
 //! run); `MTKIT_CRASH_SEED` replays a workload (the writes, flushes, bookmarks, kill
 //! delays and recover targets; where a kill lands in time stays the machine's).
-#![allow(dead_code)]
 
-use super::env::{Env, Nbd, control};
+use super::writer_env::{Env, Nbd, control};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,6 +1,5 @@
 //! Shared by the writer tests: a temp config, the service as a child process, the control
 //! socket, and a minimal NBD client with exact ack tracking.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -27,14 +26,7 @@ impl Env {
     /// Like [`Env::new`], with more `[writer]` keys (lines of TOML).
     pub fn with_writer(disks: &[DiskDef], writer: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
-        let (port, metrics_port) = (free(), free());
+        let (port, metrics_port) = (super::free_port(), super::free_port());
         let d = dir.path();
         // The journal sits in a temp folder, on whatever the machine's / is (often ext4
         // without a journal, which the writer refuses): the tests of crash safety write

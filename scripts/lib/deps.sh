@@ -87,6 +87,6 @@ need_venv() {
 }
 
 # The end-to-end suite (scripts/test-e2e, scripts/e2e-assets): depmod (kmod) for the unpacked
-# kernel's modules.dep, cpio for the guests' initramfs. QEMU, its firmware, the kernel and
-# busybox are unpacked from their .debs by scripts/e2e-assets, not installed.
-E2E_DEBS=(kmod cpio gzip)
+# kernel's modules.dep, cpio for the initramfs, strip (binutils) for the binary in it. QEMU,
+# its firmware, the kernel and busybox are unpacked from their .debs, not installed.
+E2E_DEBS=(kmod cpio gzip binutils)

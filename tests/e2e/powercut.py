@@ -104,7 +104,7 @@ class PowerCut:
         d = lambda n, c, size: Disk(n, c, sparse(work / f"{n}.img", size), wwn=WWN[n],
                                     serial=f"MTPC{n.upper():0>4}")
         # mkfs.xfs wants more than 300 MB: the retention disk is 320 MiB (sparse).
-        disks = [d("os", "virtio-scsi", 64 * MIB), d("ret", "virtio-scsi", 256 * MIB),
+        disks = [d("os", "virtio-scsi", 64 * MIB), d("ret", "virtio-scsi", 320 * MIB),
                  d("d0", "virtio-scsi", DISK_SIZE), d("d1", "pvscsi", DISK_SIZE)]
         run("mkfs.ext4", "-q", "-F", "-L", "mt-os", str(disks[0].image))
         self.g = Guest(f"powercut-{fs}", work, disks, a["E2E_KERNEL"], initrd, a["E2E_QEMU"],

@@ -1,5 +1,5 @@
 //! Embeds a build id: a hash of everything the binary is compiled from (src/, templates/,
-//! Cargo.toml, Cargo.lock, this file). Two mtkit binaries with the same id run the same
+//! the media data iso/*.toml, Cargo.toml, Cargo.lock, this file). Two mtkit binaries with the same id run the same
 //! code whatever their target (glibc or static musl) or file dates, which is what `build`
 //! compares before embedding the static binary beside it.
 
@@ -27,6 +27,15 @@ fn main() {
         println!("cargo:rerun-if-changed={d}");
         files(&top.join(d), &mut all);
     }
+    // iso/ also holds scripts that are not compiled in: only its data files count.
+    println!("cargo:rerun-if-changed=iso");
+    let mut media = Vec::new();
+    files(&top.join("iso"), &mut media);
+    all.extend(
+        media
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "toml")),
+    );
     for f in ["Cargo.toml", "Cargo.lock", "build.rs"] {
         println!("cargo:rerun-if-changed={f}");
         all.push(top.join(f));

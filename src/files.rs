@@ -127,7 +127,7 @@ pub fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
         Err(e) => return Err(e),
     }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    fs::File::open(parent_dir(dir))?.sync_all()
+    sync_dir(parent_dir(dir))
 }
 
 /// The folder `path` is in; `.` for a bare file name (whose `parent()` is empty).
@@ -135,6 +135,12 @@ pub fn parent_dir(path: &Path) -> &Path {
     path.parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
+}
+
+/// Makes the creation or removal of entries in `dir` durable: fsync of the folder itself
+/// (a synced file is not found again after a power cut if its name was never synced).
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 /// Copies `path` to `path.mtkit-bak` (or `.mtkit-bak.N` when that exists) and returns it.

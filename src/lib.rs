@@ -1,9 +1,10 @@
 //! mtkit: builds and runs a disaster-recovery master target appliance.
 //!
-//! Host side: `config` → `kickstart` → `media`. In the guest: `host` facts,
-//! `doctor` checks, `provision` (apply), `retention` volumes, and the `writer`
-//! service that receives replication over NBD.
+//! Host side: `config` → `kickstart` → `media`, gathered by `build` (the main job).
+//! In the guest: `host` facts, `doctor` checks, `provision` (apply), `retention`
+//! volumes, and the `writer` service that receives replication over NBD.
 
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod doctor;

@@ -514,3 +514,34 @@ fn a_client_stalled_inside_a_request_is_closed_and_its_buffer_released() {
     assert_eq!(f.server.buffer_stats().used, 0);
     assert!(unchanged(&f.disk));
 }
+
+#[test]
+fn a_trickled_payload_is_cut_at_its_deadline_and_its_buffer_released() {
+    // A byte every 100 ms never trips the 300 ms stall limit: only the deadline of the
+    // whole payload (300 ms + 4 KiB at 64 KiB/s) ends it.
+    let f = fixture_with(ServerOptions {
+        idle_timeout: None,
+        stall_timeout: Some(Duration::from_millis(300)),
+        ..ServerOptions::default()
+    });
+    let (mut c, t) = connected(&f, "disk");
+    c.request(CMD_WRITE, 0, 1, 0, 4096);
+    let start = std::time::Instant::now();
+    let mut cut = None;
+    while start.elapsed() < Duration::from_secs(3) {
+        if c.s.write_all(&[9]).is_err() {
+            cut = Some(start.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if f.server.buffer_stats().used == 0 {
+            cut = Some(start.elapsed());
+            break;
+        }
+    }
+    let cut = cut.expect("the trickled payload was not cut within 3 s");
+    assert!(cut < Duration::from_millis(1000), "cut after {cut:?}");
+    assert!(c.closed());
+    assert!(t.join().unwrap().contains("Late"));
+    assert!(unchanged(&f.disk));
+}

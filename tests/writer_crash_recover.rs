@@ -3,14 +3,18 @@
 //! SIGKILLed at a random moment, then the service is restarted and checked: every point
 //! that existed before the first recover is still listed and recovers bit-exactly, a commit
 //! is either done or not started (never half), and another group's flushed writes made
-//! during the recover are intact. MTKIT_CRASH_ROUNDS sets the rounds (default 8).
+//! during the recover are intact. Commits are also killed right after each step of their
+//! session removal (the test hook pauses there). MTKIT_CRASH_ROUNDS sets the rounds
+//! (default 8), MTKIT_CRASH_SEED replays a workload (see tests/writer/crash.rs).
 
 mod common;
+#[path = "writer/crash.rs"]
+mod crash;
 #[path = "writer/env.rs"]
 mod env;
 
 use env::{Env, Nbd, Service, control, point_ids};
-use rand::{Rng, RngExt, SeedableRng, rngs::StdRng, seq::SliceRandom};
+use rand::{Rng, RngExt, rngs::StdRng, seq::SliceRandom};
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,22 +36,35 @@ fn files(env: &Env) -> Images {
         .collect()
 }
 
+/// The commit's removal steps pause this long (test hook), so kills can land between them.
+/// A recover's steps pause a little too: kills aimed at the n-th land inside the rollback.
+const PAUSE: (&str, &str) = ("MTKIT_TEST_PAUSE", "commit:30,recover:5");
+/// The steps of a commit's session removal, as the test hook names them.
+const REMOVAL_STEPS: [&str; 2] = [
+    "commit: recovery log removed",
+    "commit: session file removed",
+];
+
+/// The CLI, logging to `cli.log` (where the test hook's markers of an offline run go).
 fn cli(env: &Env, args: &[&str]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env.path("cli.log"))
+        .unwrap();
     Command::new(env!("CARGO_BIN_EXE_mtkit"))
         .env_remove("MTKIT_CONFIG")
+        .env(PAUSE.0, PAUSE.1)
         .arg("--config")
         .arg(&env.config)
         .args(args)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
 
-fn kill(pid: u32) {
-    // SAFETY: kill(2) on our own child's pid; no memory involved.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-}
+use crash::kill;
 
 /// Some writes to group r (random data, zeros, patterns, random lengths), then a FLUSH or
 /// a bookmark: returns the new point and the disks' contents at it.
@@ -145,51 +162,92 @@ fn recover(env: &Env, id: u64) {
     .unwrap_or_else(|e| panic!("recover to {id}: {e}"));
 }
 
-/// When to kill: `delay` after the command started, or after the session file shows `text`
-/// (the work is under way: aims the kill inside it rather than before or after).
-struct When {
-    delay: Duration,
-    after: Option<&'static str>,
+/// When to kill: `delay` after the command started, after the session file shows `text`
+/// (the work is under way: aims the kill inside it rather than before or after), or in the
+/// test hook's pause after the n-th step (of a recover, or of a commit's session removal).
+enum When {
+    Delay(Duration),
+    Session(&'static str, Duration),
+    Paused(usize),
 }
 
 /// Runs `args` and SIGKILLs the worker at `when`: the service (`offline` false: the CLI
-/// asks the service) or the CLI itself (`offline`: the service is stopped first).
-fn crash_during(env: &Env, svc: &mut Option<Service>, args: &[&str], offline: bool, when: When) {
+/// asks the service) or the CLI itself (`offline`: the service is stopped first). Online,
+/// a CLI still running after the service died went on offline (it found no service): it
+/// is killed too, inside its own work.
+fn crash_during(
+    env: &Env,
+    svc: &mut Option<Service>,
+    args: &[&str],
+    offline: bool,
+    when: When,
+) -> Landed {
     if offline {
         svc.take().unwrap().stop();
     }
+    let (service_log, cli_log) = (env.path("service.log"), env.path("cli.log"));
+    let paused_before = [&service_log, &cli_log].map(|l| crash::count_in(l, crash::PAUSED));
     let mut c = cli(env, args);
-    if let Some(text) = when.after {
-        let session = env.path("journal/r/recover/state.json");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&session).is_ok_and(|s| s.contains(text))
-            && Instant::now() < deadline
-            && c.try_wait().unwrap().is_none()
-        {
-            std::thread::sleep(Duration::from_micros(200));
+    let mut landed = Landed {
+        aimed: true,
+        cli_outlived_service: false,
+    };
+    let mut aim = |c: &mut Child, by_cli: bool| match &when {
+        When::Delay(d) => std::thread::sleep(*d),
+        When::Session(text, d) => {
+            let session = env.path("journal/r/recover/state.json");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !std::fs::read_to_string(&session).is_ok_and(|s| s.contains(text))
+                && Instant::now() < deadline
+                && c.try_wait().unwrap().is_none()
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            std::thread::sleep(*d);
         }
-    }
-    std::thread::sleep(when.delay);
-    if offline {
-        kill(c.id());
-    } else {
-        kill(svc.as_ref().unwrap().child.id());
+        When::Paused(n) => {
+            let log = if by_cli { &cli_log } else { &service_log };
+            landed.aimed = crash::wait_for(
+                log,
+                crash::PAUSED,
+                paused_before[by_cli as usize] + n - 1,
+                Duration::from_secs(10),
+                || c.try_wait().unwrap().is_some(),
+            );
+        }
+    };
+    aim(&mut c, offline);
+    match svc.take() {
+        Some(mut s) if !offline => {
+            kill(s.child.id());
+            s.kill();
+            // The CLI ends at once when it was talking to the service; one that is still
+            // busy found no service and runs the command itself: kill it mid-way too.
+            std::thread::sleep(Duration::from_millis(20));
+            if c.try_wait().unwrap().is_none() {
+                landed.cli_outlived_service = true;
+                aim(&mut c, true);
+                kill(c.id());
+            }
+        }
+        _ => kill(c.id()),
     }
     let _ = c.wait();
-    if let Some(mut s) = svc.take() {
-        s.kill();
-    }
+    landed
+}
+
+/// Where a kill of [`crash_during`] landed.
+struct Landed {
+    /// At the step it aimed at (a step that the work never reached: not).
+    aimed: bool,
+    /// Online, the CLI was still running after the service was killed (it went offline).
+    cli_outlived_service: bool,
 }
 
 #[test]
 fn sigkill_during_recover_and_commit_keeps_every_point_and_flushed_writes() {
-    let rounds: usize = std::env::var("MTKIT_CRASH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    let seed: u64 = rand::random();
-    eprintln!("recover crash test: {rounds} rounds, seed {seed}");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let rounds = crash::rounds(8);
+    let mut rng = crash::rng("recover crash test");
     let env = Env::new(&[
         (DISKS[0], "r", SIZE as u64),
         (DISKS[1], "r", SIZE as u64),
@@ -203,7 +261,7 @@ fn sigkill_during_recover_and_commit_keeps_every_point_and_flushed_writes() {
     // The longest recover seen: aims the kills.
     let mut recover_ms = 10u64;
     for round in 0..rounds {
-        let mut svc = Some(env.start());
+        let mut svc = Some(env.start_with(&[PAUSE]));
         let mut conns: Vec<Nbd> = DISKS
             .iter()
             .map(|d| Nbd::connect(env.port, d).unwrap())
@@ -233,17 +291,15 @@ fn sigkill_during_recover_and_commit_keeps_every_point_and_flushed_writes() {
         // Kill in the middle of a recover (offline: kill the CLI doing it).
         let to = ids[rng.random_range(0..ids.len())];
         let offline = rng.random_bool(0.3);
-        let when = if rng.random_bool(0.3) {
-            When {
-                delay: Duration::from_millis(rng.random_range(0..recover_ms + 20)),
-                after: None,
-            }
-        } else {
-            When {
-                delay: Duration::from_micros(rng.random_range(0..recover_ms * 1000)),
-                after: Some("\"at\":null"),
-            }
+        let when = match rng.random_range(0..10) {
+            0..3 => When::Delay(Duration::from_millis(rng.random_range(0..recover_ms + 20))),
+            3..6 => When::Session(
+                "\"at\":null",
+                Duration::from_micros(rng.random_range(0..recover_ms * 1000)),
+            ),
+            _ => When::Paused(rng.random_range(1..=4)),
         };
+        let aimed_at_step = matches!(when, When::Paused(_));
         let stop = AtomicBool::new(false);
         let (durable, maybe) = std::thread::scope(|s| {
             let load = (!offline).then(|| {
@@ -251,13 +307,21 @@ fn sigkill_during_recover_and_commit_keeps_every_point_and_flushed_writes() {
                 s.spawn(move || other_load(env.port, stop, other))
             });
             let to = to.to_string();
-            crash_during(
+            let landed = crash_during(
                 &env,
                 &mut svc,
                 &["recover", "--group", "r", "--to", &to],
                 offline,
                 when,
             );
+            if landed.cli_outlived_service {
+                *seen
+                    .entry("online recover went offline, killed too")
+                    .or_default() += 1;
+            }
+            if aimed_at_step && landed.aimed {
+                *seen.entry("recover killed after a step").or_default() += 1;
+            }
             stop.store(true, Ordering::Relaxed);
             load.map_or_else(|| (other.clone(), HashMap::new()), |h| h.join().unwrap())
         });
@@ -274,21 +338,10 @@ fn sigkill_during_recover_and_commit_keeps_every_point_and_flushed_writes() {
             .or_default() += 1;
         if let Some(at) = at {
             assert_eq!(at, to, "round {round}: recovered to another point");
-            if files(&env) != hist[&to] {
-                // Open bug: about once in 100 rounds the session says the recover that
-                // the kill interrupted finished, yet the disks differ from the point. Every
-                // point still recovers bit-exactly below. Strict runs fail on it.
-                *seen
-                    .entry("KNOWN BUG: finished recover differs")
-                    .or_default() += 1;
-                eprintln!(
-                    "round {round}: KNOWN BUG: point {to} differs after the interrupted recover"
-                );
-                assert!(
-                    std::env::var_os("MTKIT_CRASH_STRICT").is_none(),
-                    "round {round}: point {to} differs"
-                );
-            }
+            assert!(
+                files(&env) == hist[&to],
+                "round {round}: the recover says it finished at point {to}, the disks differ"
+            );
         }
         // Every point recovers bit-exactly, in any order, whatever the kill left.
         assert_eq!(point_ids(&env.control(), "r"), ids, "round {round}: points");
@@ -309,13 +362,36 @@ fn sigkill_during_recover_and_commit_keeps_every_point_and_flushed_writes() {
         let base = ids[rng.random_range(0..ids.len())];
         recover(&env, base);
         drop(_svc);
-        let mut svc = Some(env.start());
+        let mut svc = Some(env.start_with(&[PAUSE]));
         let offline = rng.random_bool(0.3);
-        let when = When {
-            delay: Duration::from_micros(rng.random_range(0..3000)),
-            after: rng.random_bool(0.5).then_some("\"committing\":true"),
+        let when = match rng.random_range(0..3) {
+            0 => When::Delay(Duration::from_micros(rng.random_range(0..3000))),
+            1 => When::Session(
+                "\"committing\":true",
+                Duration::from_micros(rng.random_range(0..3000)),
+            ),
+            _ => When::Paused(rng.random_range(1..=REMOVAL_STEPS.len())),
         };
-        crash_during(&env, &mut svc, &["commit", "--group", "r"], offline, when);
+        let step = match when {
+            When::Paused(n) => Some(n),
+            _ => None,
+        };
+        let landed = crash_during(&env, &mut svc, &["commit", "--group", "r"], offline, when);
+        if landed.cli_outlived_service {
+            *seen
+                .entry("online commit went offline, killed too")
+                .or_default() += 1;
+        }
+        if let (Some(n), true) = (step, landed.aimed) {
+            *seen
+                .entry(
+                    [
+                        "commit killed after removal step 1",
+                        "commit killed after removal step 2",
+                    ][n - 1],
+                )
+                .or_default() += 1;
+        }
         let _svc = env.start();
         assert!(
             files(&env) == hist[&base],
@@ -345,4 +421,72 @@ fn sigkill_during_recover_and_commit_keeps_every_point_and_flushed_writes() {
         "recover crash test: {rounds} rounds in {:.1}s, kills landed: {seen:?}",
         t0.elapsed().as_secs_f64()
     );
+}
+
+/// A commit killed right after each step of its session removal (the test hook pauses the
+/// service there) leaves nothing a later recover misreads. The session's log holds the
+/// head contents of the recover it finishes; had the log outlived the session file (as
+/// when `remove_dir_all` unlinked `state.json` first), the next recover would take those
+/// stale contents as its head and put them on blocks not written since, saying it finished.
+#[test]
+fn a_commit_killed_after_each_step_of_its_removal_leaves_nothing_a_recover_misreads() {
+    const B: usize = 4096;
+    for step in REMOVAL_STEPS {
+        let env = Env::new(&[("k-d0", "k", (64 * B) as u64)]);
+        let svc = env.start_with(&[("MTKIT_TEST_PAUSE", &format!("{step}:20000"))]);
+        let mut c = Nbd::connect(env.port, "k-d0").unwrap();
+        c.write(0, &[1; 4 * B]).unwrap();
+        let base = control(
+            &env.control(),
+            r#"{"cmd":"bookmark","group":"k","label":"base"}"#,
+        )
+        .unwrap()["id"]
+            .as_u64()
+            .unwrap();
+        c.write(0, &[2; 4 * B]).unwrap();
+        c.flush().unwrap();
+        drop(c);
+        // The log now holds blocks 0-3 as 2s: the head of this recover.
+        control(
+            &env.control(),
+            &format!(r#"{{"cmd":"recover","group":"k","to":"{base}","dry_run":false}}"#),
+        )
+        .unwrap();
+        let log = env.path("service.log");
+        let mut commit = cli(&env, &["commit", "--group", "k"]);
+        assert!(
+            crash::wait_for(&log, crash::PAUSED, 0, Duration::from_secs(20), || false),
+            "{step}: the commit never paused there: {}",
+            env.log()
+        );
+        drop(svc);
+        let _ = commit.wait();
+
+        let _svc = env.start();
+        assert_eq!(
+            point_ids(&env.control(), "k"),
+            [base],
+            "killed after {step}"
+        );
+        let mut c = Nbd::connect(env.port, "k-d0").unwrap();
+        c.write((5 * B) as u64, &[3; B]).unwrap();
+        c.flush().unwrap();
+        let p2 = *point_ids(&env.control(), "k").last().unwrap();
+        c.write(0, &[4; B]).unwrap();
+        c.flush().unwrap();
+        drop(c);
+        control(
+            &env.control(),
+            &format!(r#"{{"cmd":"recover","group":"k","to":"{p2}","dry_run":false}}"#),
+        )
+        .unwrap();
+        let disk = std::fs::read(env.disk("k-d0")).unwrap();
+        for (b, want) in [1u8, 1, 1, 1, 0, 3, 0].into_iter().enumerate() {
+            assert!(
+                disk[b * B..(b + 1) * B].iter().all(|&x| x == want),
+                "killed after {step:?}: block {b} holds {} after the recover to point {p2}, which had {want}",
+                disk[b * B]
+            );
+        }
+    }
 }

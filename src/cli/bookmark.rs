@@ -17,10 +17,13 @@ pub struct BookmarkArgs {
 
 impl BookmarkArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
+        let label = self.label.unwrap_or_default();
+        // Refused here too, before the service or the journal is touched: exit 2.
+        crate::writer::service::check_label(&label)?;
         let cfg = g.load_config()?.config;
         let req = Request::Bookmark {
             group: self.group.clone(),
-            label: self.label.unwrap_or_default(),
+            label,
         };
         let p: Point = serde_json::from_value(request_or_offline(&cfg, &req, &mut |_, _| {})?)?;
         println!(

@@ -1,8 +1,5 @@
 //! `mtkit completions SHELL`: shell completion script, generated from the clap definitions.
 
-use super::{Cli, Global};
-use clap::CommandFactory;
-
 /// Print a shell completion script (bash: /etc/bash_completion.d/mtkit)
 #[derive(Debug, clap::Args)]
 pub struct CompletionsArgs {
@@ -12,8 +9,8 @@ pub struct CompletionsArgs {
 }
 
 impl CompletionsArgs {
-    pub fn run(self, _g: &Global) -> anyhow::Result<()> {
-        let mut cmd = Cli::command();
+    /// `cmd`: the whole command line, as clap describes it.
+    pub fn run(self, mut cmd: clap::Command) -> anyhow::Result<()> {
         clap_complete::generate(self.shell, &mut cmd, "mtkit", &mut std::io::stdout());
         Ok(())
     }

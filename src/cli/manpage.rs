@@ -1,8 +1,6 @@
 //! `mtkit manpage`: man pages generated from the clap definitions.
 
-use super::{Cli, Global};
 use anyhow::Context;
-use clap::CommandFactory;
 use std::path::PathBuf;
 
 /// Print the mtkit(1) man page, or write one page per command into a folder
@@ -15,8 +13,8 @@ pub struct ManpageArgs {
 }
 
 impl ManpageArgs {
-    pub fn run(self, _g: &Global) -> anyhow::Result<()> {
-        let cmd = Cli::command();
+    /// `cmd`: the whole command line, as clap describes it.
+    pub fn run(self, cmd: clap::Command) -> anyhow::Result<()> {
         match self.out_dir {
             None => {
                 let mut out = std::io::stdout().lock();

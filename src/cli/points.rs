@@ -32,15 +32,41 @@ impl PointsArgs {
         for gp in groups {
             for p in gp.points {
                 println!(
-                    "{:<16} {:>8}  {:<27} {:<5} {}",
+                    "{:<16} {:>8}  {:<27} {:<5} {}{}",
                     gp.group,
                     p.id,
                     p.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                     p.kind,
-                    p.label
+                    printable(&p.label),
+                    p.lost
+                        .as_ref()
+                        .map_or(String::new(), |why| format!("  [{}]", printable(why)))
                 );
             }
         }
         Ok(())
+    }
+}
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`): a label written before labels
+/// were checked must not move the cursor or fake a row on the operator's terminal.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(super::printable("vor-Änderung 1"), "vor-Änderung 1");
+        assert_eq!(super::printable("a\nb\x1b[2J"), "a\\nb\\u{1b}[2J");
     }
 }

@@ -1,6 +1,6 @@
 //! `mtkit writer certs`: the arguments; the certificates are made by `writer::certs`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::Global;
 use crate::error::bad_input;
@@ -55,10 +55,7 @@ impl CertsArgs {
             },
             (None, None) => {
                 super::check_root(&self.root)?;
-                let rel = Path::new(certs::DEFAULT_DIR)
-                    .strip_prefix("/")
-                    .expect("absolute");
-                Pki::open_under(&self.root, rel)?
+                Pki::open_under(&self.root, certs::default_rel())?
             }
         };
         let id = ServerIdentity::of(c, certs::machine_hostname().as_deref());

@@ -100,7 +100,7 @@ impl fmt::Display for Size {
     }
 }
 
-/// A size that may be `"auto"`: computed by a documented rule (see `kickstart::layout`).
+/// A size that may be `"auto"`: computed by a documented rule (see `config::partitions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AutoSize {
     #[default]

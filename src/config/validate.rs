@@ -945,19 +945,19 @@ fn check_disks(c: &Config, ck: &mut Checker<'_>) {
             format!(
                 "a vmcore of this machine's memory ({}) does not fit: use \"auto\" ({}) or at least {}",
                 c.appliance.memory,
-                crate::kickstart::layout::auto_var_crash(c.appliance.memory),
+                super::partitions::auto_var_crash(c.appliance.memory),
                 q(&c.appliance.memory.to_string())
             ),
         );
     }
     let parts = || {
-        crate::kickstart::layout::partitions(c)
+        super::partitions::partitions(c)
             .iter()
             .map(|p| format!("{} {}", p.mountpoint, Size::from_mib(p.size_mib)))
             .collect::<Vec<_>>()
             .join(" + ")
     };
-    match crate::kickstart::layout::required(c) {
+    match super::partitions::required(c) {
         None => ck.report(
             &path(&["disks", "os-disk-size"]),
             q(&d.os_disk_size.to_string()),
@@ -973,7 +973,7 @@ fn check_disks(c: &Config, ck: &mut Checker<'_>) {
                 "the partitions need {need} ({} + {} for the partition table) but the OS \
                  disk is only {}: raise os-disk-size or shrink the partitions",
                 parts(),
-                crate::kickstart::layout::SLACK,
+                super::partitions::SLACK,
                 d.os_disk_size
             ),
         ),
@@ -1008,7 +1008,7 @@ fn check_packages(c: &Config, ck: &mut Checker<'_>) {
             );
         }
     }
-    let from_offline = p.reiserfs_repo == crate::kickstart::REISERFS_FROM_OFFLINE;
+    let from_offline = p.reiserfs_repo == super::REISERFS_FROM_OFFLINE;
     if from_offline && p.offline_repo.is_empty() {
         ck.report(
             &path(&["packages", "reiserfs-repo"]),
@@ -1171,6 +1171,25 @@ fn check_writer(c: &Config, ck: &mut Checker<'_>) {
             &path(&["writer", "idle-timeout"]),
             q(&w.idle_timeout.to_string()),
             "must be above zero, e.g. \"15m\"",
+        );
+    }
+    for (key, span, example) in [
+        ("negotiation-timeout", w.negotiation_timeout, "30s"),
+        ("request-timeout", w.request_timeout, "30s"),
+    ] {
+        if span.secs() == 0 {
+            ck.report(
+                &path(&["writer", key]),
+                q(&span.to_string()),
+                format!("must be above zero, e.g. \"{example}\""),
+            );
+        }
+    }
+    if w.max_negotiating == 0 {
+        ck.report(
+            &path(&["writer", "max-negotiating"]),
+            0,
+            "must be at least 1 (the default is 16)",
         );
     }
     if let Some(tls) = &w.tls {

@@ -140,6 +140,12 @@ impl NameRule {
             Some(self.missing.into())
         } else if s.contains(self.forbidden) {
             Some(self.why.into())
+        } else if let Some(c) = s.chars().find(|c| c.is_control()) {
+            // Names reach terminals (points, status), logs and NBD clients' lists.
+            Some(format!(
+                "the control character {c:?} in a {} name: use printable text",
+                self.what
+            ))
         } else if s.len() > MAX_NAME {
             Some(format!(
                 "{} bytes: a {} name is at most {MAX_NAME} bytes",
@@ -177,6 +183,8 @@ mod tests {
             disk("b", "a.b"),
             disk("c", "../x"),
             disk("ok", "h"),
+            disk("e\u{1b}[2J", "g"),
+            disk("f", "g\n"),
             WriterDisk {
                 path: "".into(),
                 ..disk("d", "g")
@@ -192,7 +200,9 @@ mod tests {
                 (4, "group"),
                 (5, "group"),
                 (6, "name"),
-                (7, "path")
+                (7, "name"),
+                (8, "group"),
+                (9, "path")
             ],
             "{found:#?}"
         );

@@ -4,9 +4,7 @@
 //! for a given config and [`RenderOptions`]: only a hash made from `root-password-file`
 //! differs between runs, by its random salt (pass it in `RenderOptions` to pin it).
 
-pub mod layout;
-
-use crate::config::{BootProto, Config, SelinuxMode};
+use crate::config::{BootProto, Config, REISERFS_FROM_OFFLINE, SelinuxMode, partitions};
 use anyhow::{Context, Result};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -29,10 +27,6 @@ pub const BASE_PACKAGES: &[&str] = &[
 
 /// ELRepo's packages for reiserfs sources (not in CentOS 6 itself).
 pub const REISERFS_PACKAGES: &[&str] = &["kmod-reiserfs", "reiserfs-utils"];
-
-/// `[packages] reiserfs-repo` value meaning: the offline repo carries kmod-reiserfs and
-/// reiserfs-utils, so no network repository line is written.
-pub const REISERFS_FROM_OFFLINE: &str = "offline";
 
 /// Default `[packages] reiserfs-repo`: ELRepo for EL6 x86_64.
 pub const DEFAULT_REISERFS_REPO: &str = "http://elrepo.org/linux/elrepo/el6/x86_64/";
@@ -280,7 +274,7 @@ pub fn render(config: &Config, opts: &RenderOptions) -> Result<String> {
                 hostname => &a.hostname,
                 services => SERVICES.join(","),
                 os_disk => &config.disks.os_disk,
-                parts => minijinja::value::Serde(layout::partitions(config)),
+                parts => minijinja::value::Serde(partitions::partitions(config)),
                 packages => packages(config),
                 label => &config.media.volume_label,
                 ntp => &n.ntp,

@@ -1,17 +1,9 @@
 //! The boot menu edits of a remaster: a default "Install mtkit master target" entry in
 //! isolinux.cfg (BIOS) and in the grub-legacy BOOTX64.conf (EFI), built from the disc's own
-//! install entry, with the other entries kept. Pure text in, text out.
+//! install entry, with the other entries kept. Pure text in, text out; the entry's title,
+//! label, kickstart argument and timeout are data (`iso/boot-menu.toml`, [`boot_menu`]).
 
-/// The kernel argument that makes RHEL 6 anaconda read the kickstart from the disc.
-pub const KS_ARG: &str = "ks=cdrom:/ks.cfg";
-/// The menu title of the added entry.
-pub const ENTRY_TITLE: &str = "Install mtkit master target";
-/// isolinux label of the added entry.
-pub const ISOLINUX_LABEL: &str = "mtkit";
-/// isolinux counts in tenths of a second: 5 s, enough to pick another entry by hand.
-pub const ISOLINUX_TIMEOUT: u32 = 50;
-/// grub legacy counts in seconds.
-pub const GRUB_TIMEOUT: u32 = 5;
+use super::layout::boot_menu;
 
 /// Config file bytes as text, one char per byte (Latin-1). Every byte sequence maps to a
 /// string and back unchanged, whatever the file's real encoding (Latin-1, UTF-8, CP437):
@@ -44,7 +36,7 @@ fn with_ks(args: &str) -> String {
         .split_whitespace()
         .filter(|w| !w.starts_with("ks="))
         .collect();
-    words.push(KS_ARG);
+    words.push(&boot_menu().kickstart_argument);
     words.join(" ")
 }
 
@@ -78,13 +70,15 @@ fn join(lines: &[String], trailing_newline: bool) -> String {
 /// first, made the menu default, with a 5 s timeout. An mtkit entry from an earlier
 /// remaster is replaced. Errors say what the file lacks.
 pub fn edit_isolinux(text: &str) -> Result<String, String> {
+    let menu = boot_menu();
+    let (label, timeout) = (&menu.isolinux.label, menu.isolinux_timeout());
     let (mut global, blocks) = blocks(text, "label");
     // Global directives written after a label still apply to the whole menu: take them
     // out of the label so that they are edited like the others (a `timeout 600` and an
     // `ontimeout local` at the end of the file would otherwise win over ours).
     let blocks: Vec<Vec<&str>> = blocks
         .into_iter()
-        .filter(|b| keyword(b[0]).1 != ISOLINUX_LABEL)
+        .filter(|b| keyword(b[0]).1 != label)
         .map(|b| {
             let (moved, kept): (Vec<&str>, Vec<&str>) =
                 b[1..].iter().partition(|l| is_isolinux_global(l));
@@ -110,8 +104,8 @@ pub fn edit_isolinux(text: &str) -> Result<String, String> {
         })?;
 
     let mut entry = vec![
-        format!("label {ISOLINUX_LABEL}"),
-        format!("  menu label {ENTRY_TITLE}"),
+        format!("label {label}"),
+        format!("  menu label {}", menu.title),
         "  menu default".to_string(),
     ];
     let mut has_append = false;
@@ -127,7 +121,7 @@ pub fn edit_isolinux(text: &str) -> Result<String, String> {
         }
     }
     if !has_append {
-        entry.push(format!("  append {KS_ARG}"));
+        entry.push(format!("  append {}", menu.kickstart_argument));
     }
 
     let mut out: Vec<String> = Vec::new();
@@ -139,25 +133,25 @@ pub fn edit_isolinux(text: &str) -> Result<String, String> {
             "timeout" if saw_timeout => {}
             "timeout" => {
                 saw_timeout = true;
-                out.push(format!("timeout {ISOLINUX_TIMEOUT}"));
+                out.push(format!("timeout {timeout}"));
             }
             // What boots when the timeout runs out: ours, not `local`.
             "ontimeout" if saw_ontimeout => {}
             "ontimeout" => {
                 saw_ontimeout = true;
-                out.push(format!("ontimeout {ISOLINUX_LABEL}"));
+                out.push(format!("ontimeout {label}"));
             }
             // `default vesamenu.c32` starts the menu (which picks `menu default`);
             // `default LABEL` boots a label directly: point it at ours.
-            "default" if !rest.ends_with(".c32") => out.push(format!("default {ISOLINUX_LABEL}")),
+            "default" if !rest.ends_with(".c32") => out.push(format!("default {label}")),
             _ => out.push(line.to_string()),
         }
     }
     if !saw_timeout {
-        out.insert(0, format!("timeout {ISOLINUX_TIMEOUT}"));
+        out.insert(0, format!("timeout {timeout}"));
     }
     if !global.iter().any(|l| keyword(l).0 == "default") {
-        out.insert(0, format!("default {ISOLINUX_LABEL}"));
+        out.insert(0, format!("default {label}"));
     }
     out.extend(entry);
     for b in &blocks {
@@ -231,13 +225,14 @@ fn is_menu_default(line: &str) -> bool {
 /// of the entry that was the default with `ks=cdrom:/ks.cfg` on its kernel line, placed
 /// first, `default=0`, `timeout=5`. An mtkit entry from an earlier remaster is replaced.
 pub fn edit_grub_legacy(text: &str) -> Result<String, String> {
+    let menu = boot_menu();
     let (global, blocks) = blocks(text, "title");
     let old_default: usize = global
         .iter()
         .find(|l| keyword(l).0 == "default")
         .and_then(|l| keyword(l).1.parse().ok())
         .unwrap_or(0);
-    let is_ours = |b: &Vec<&str>| keyword(b[0]).1 == ENTRY_TITLE;
+    let is_ours = |b: &Vec<&str>| keyword(b[0]).1 == menu.title;
     let had_ours = blocks.first().is_some_and(is_ours);
     let old_default = if had_ours {
         old_default.saturating_sub(1)
@@ -254,7 +249,7 @@ pub fn edit_grub_legacy(text: &str) -> Result<String, String> {
             "the EFI grub config has no `title` entry with a `kernel` line".to_string()
         })?;
 
-    let mut entry = vec![format!("title {ENTRY_TITLE}")];
+    let mut entry = vec![format!("title {}", menu.title)];
     for line in &base[1..] {
         let (kw, rest) = keyword(line);
         match kw.as_str() {
@@ -279,7 +274,7 @@ pub fn edit_grub_legacy(text: &str) -> Result<String, String> {
             }
             "timeout" => {
                 saw_timeout = true;
-                out.push(format!("timeout={GRUB_TIMEOUT}"));
+                out.push(format!("timeout={}", menu.timeout_seconds));
             }
             _ => out.push(line.to_string()),
         }
@@ -288,7 +283,7 @@ pub fn edit_grub_legacy(text: &str) -> Result<String, String> {
         out.push("default=0".into());
     }
     if !saw_timeout {
-        out.push(format!("timeout={GRUB_TIMEOUT}"));
+        out.push(format!("timeout={}", menu.timeout_seconds));
     }
     out.extend(entry);
     for b in &blocks {

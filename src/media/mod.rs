@@ -1,38 +1,41 @@
 //! Install media: the kickstart ISO and a remastered CentOS 6 install ISO, built with xorriso.
 //!
 //! Both kinds carry the same payload at the same paths (the kickstart's %post relies on
-//! them): `/ks.cfg`, `/mtkit/mtkit`, `/mtkit/appliance.toml` and, optionally, a yum
-//! repository at `/mtkit/repo/`. How ks.cfg is made is not this module's business.
+//! them), given by `iso/layout.toml` (see [`layout`]): `/ks.cfg`, `/mtkit/mtkit`,
+//! `/mtkit/appliance.toml` and, optionally, a yum repository at `/mtkit/repo/`. How
+//! ks.cfg is made is not this module's business.
 
 pub mod bootcfg;
+pub mod build;
 pub mod build_id;
 pub mod elf;
+pub mod layout;
 pub mod remaster;
 pub mod repo;
 pub mod xorriso;
 
 pub use remaster::{RemasterOptions, RemasterReport, remaster};
+pub use xorriso::Progress;
 
 use crate::error::bad_input;
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-/// Where the payload goes on both media kinds.
-pub const KS_PATH: &str = "/ks.cfg";
-pub const BINARY_PATH: &str = "/mtkit/mtkit";
-pub const CONFIG_PATH: &str = "/mtkit/appliance.toml";
-pub const REPO_PATH: &str = "/mtkit/repo";
 /// The kernel argument for the remastered disc, or for the kickstart ISO in the first CD drive.
-pub const BOOT_ARG: &str = bootcfg::KS_ARG;
+pub fn boot_arg() -> &'static str {
+    &layout::boot_menu().kickstart_argument
+}
+
 /// The kickstart ISO as the second CD drive (RHEL 6 anaconda names it sr1).
-pub const BOOT_ARG_SECOND_DRIVE: &str = "ks=hd:sr1:/ks.cfg";
+pub fn boot_arg_second_drive() -> &'static str {
+    &layout::boot_menu().second_drive_argument
+}
 
 /// What goes onto the media besides the install tree.
 #[derive(Debug, Clone)]
 pub struct Payload {
-    /// The kickstart text, written to `/ks.cfg`.
+    /// The kickstart text, written to `/ks.cfg` (the paths: [`layout::payload`]).
     pub ks_cfg: String,
     /// The resolved appliance.toml, written to `/mtkit/appliance.toml`.
     pub appliance_toml: String,
@@ -69,42 +72,6 @@ fn dated(epoch: u64, paths: &[&str]) -> Vec<OsString> {
     a.extend(paths.iter().map(OsString::from));
     a.push("--".into());
     a
-}
-
-/// Where long xorriso runs report how far they are (percent of the image written).
-pub struct Progress {
-    sink: Box<dyn Fn(f64) + Send + Sync>,
-    last: Mutex<Option<u32>>,
-}
-
-impl Progress {
-    /// Logs progress on stderr (tracing, info level), at most once per whole percent.
-    pub fn log(what: &str) -> Progress {
-        let what = what.to_string();
-        Progress::with(move |p| tracing::info!("{what}: {p:.0}% written"))
-    }
-
-    /// Calls `f` with each new percentage (for tests and other front ends).
-    pub fn with(f: impl Fn(f64) + Send + Sync + 'static) -> Progress {
-        Progress {
-            sink: Box::new(f),
-            last: Mutex::new(None),
-        }
-    }
-
-    /// Drops every report.
-    pub fn none() -> Progress {
-        Progress::with(|_| {})
-    }
-
-    fn report(&self, percent: f64) {
-        let whole = percent.clamp(0.0, 100.0) as u32;
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if *last != Some(whole) {
-            *last = Some(whole);
-            (self.sink)(percent);
-        }
-    }
 }
 
 /// Checks that `path` can run on CentOS 6 (see [`elf`]) and logs the verdict. A binary
@@ -177,9 +144,10 @@ fn stage(payload: &Payload, source: Option<&[repo::Package]>) -> Result<Staged> 
     let mut map = |from: &Path, to: &str| {
         args.extend(["-map".into(), from.into(), OsString::from(to)]);
     };
-    map(&ks, KS_PATH);
-    map(&toml, CONFIG_PATH);
-    map(&payload.binary, BINARY_PATH);
+    let at = layout::payload();
+    map(&ks, &at.kickstart);
+    map(&toml, &at.config);
+    map(&payload.binary, &at.binary);
     if let Some(src) = &payload.offline_repo {
         let staged = repo::stage(src, dir.path(), epoch)?;
         repo::check_packages(
@@ -189,21 +157,22 @@ fn stage(payload: &Payload, source: Option<&[repo::Package]>) -> Result<Staged> 
             &payload.repo_wanted,
             source,
         )?;
-        map(&staged.dir, REPO_PATH);
+        map(&staged.dir, &at.repo);
     }
     // Modes on the disc come from Rock Ridge: make them right whatever the sources had.
-    let modes = [
-        ["-chmod_r", "a+r", "/mtkit", "--"].as_slice(),
+    let folder = at.folder();
+    let modes: [&[&str]; 4] = [
+        &["-chmod_r", "a+r", folder, "--"],
         &[
-            "-find", "/mtkit", "-type", "d", "-exec", "chmod", "0755", "--",
+            "-find", folder, "-type", "d", "-exec", "chmod", "0755", "--",
         ],
-        &["-chmod", "0755", BINARY_PATH, "--"],
-        &["-chmod", "0644", KS_PATH, CONFIG_PATH, "--"],
+        &["-chmod", "0755", &at.binary, "--"],
+        &["-chmod", "0644", &at.kickstart, &at.config, "--"],
     ];
     args.extend(modes.concat().into_iter().map(OsString::from));
     if let Some(e) = epoch {
         // The staged files are new and the binary's date is its build's: pin them all.
-        args.extend(dated(e, &["/mtkit", KS_PATH]));
+        args.extend(dated(e, &[folder, &at.kickstart]));
     }
     Ok(Staged { _dir: dir, args })
 }
@@ -319,16 +288,5 @@ mod tests {
             1,
             "no temp left"
         );
-    }
-
-    #[test]
-    fn progress_reports_each_whole_percent_once() {
-        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        let p = Progress::with(move |v| s.lock().unwrap().push(v));
-        for v in [1.0, 1.4, 2.0, 2.9, 57.0, 100.0, 100.0] {
-            p.report(v);
-        }
-        assert_eq!(*seen.lock().unwrap(), vec![1.0, 2.0, 57.0, 100.0]);
     }
 }

@@ -4,7 +4,7 @@
 //! path first. The source is only ever read.
 
 use super::xorriso::{self, BootReport};
-use super::{Payload, PendingOutput, Progress, bootcfg, stage};
+use super::{Payload, PendingOutput, Progress, bootcfg, layout, stage};
 use crate::error::bad_input;
 use crate::external::MCOPY;
 use anyhow::{Context, Result};
@@ -20,17 +20,6 @@ const ISOHDPFX_PATHS: &[&str] = &[
     "/usr/lib/syslinux/mbr/isohdpfx.bin",
     "/usr/lib/syslinux/isohdpfx.bin",
 ];
-
-/// The files that make an ISO a RHEL 6-style install disc.
-const REQUIRED: &[&str] = &["/.discinfo", "/.treeinfo", "/isolinux/isolinux.cfg"];
-const ISOLINUX_CFG: &str = "/isolinux/isolinux.cfg";
-const EFI_GRUB_CONF: &str = "/EFI/BOOT/BOOTX64.conf";
-/// The install disc's own package metadata (what `[packages] extra` may come from).
-const REPOMD: &str = "/repodata/repomd.xml";
-/// Where CentOS 6 keeps the FAT image of its EFI El Torito entry.
-const USUAL_EFI_IMAGE: &str = "/images/efiboot.img";
-/// The same file inside the FAT image of the EFI El Torito entry.
-const EFI_GRUB_CONF_IN_FAT: &str = "::EFI/BOOT/BOOTX64.conf";
 
 /// Choices for a remaster.
 pub struct RemasterOptions<'a> {
@@ -205,16 +194,17 @@ pub fn remaster(
         .tempdir()
         .context("creating a scratch folder")?;
     let s = |name: &str| scratch.path().join(name);
+    let disc = &layout::layout().install_disc;
 
     // One read of the source: boot records, file list, and the files to check and edit
     // at their usual CentOS 6 paths (absent ones are simply not extracted).
     let usual = [
-        ("/.discinfo", s("discinfo")),
-        ("/.treeinfo", s("treeinfo")),
-        (ISOLINUX_CFG, s("isolinux.cfg")),
-        (EFI_GRUB_CONF, s("BOOTX64.conf")),
-        (USUAL_EFI_IMAGE, s("efiboot.img")),
-        (REPOMD, s("repomd.xml")),
+        (disc.discinfo.as_str(), s("discinfo")),
+        (disc.treeinfo.as_str(), s("treeinfo")),
+        (disc.isolinux_cfg.as_str(), s("isolinux.cfg")),
+        (disc.efi_grub_conf.as_str(), s("BOOTX64.conf")),
+        (disc.efi_image.as_str(), s("efiboot.img")),
+        (disc.repomd.as_str(), s("repomd.xml")),
     ];
     let mut args: Vec<OsString> = [
         "-report_el_torito",
@@ -245,9 +235,9 @@ pub fn remaster(
     let boot = xorriso::parse_boot_report(&format!("{}\n{}", listing.stderr, listing.stdout));
     let found = xorriso::parse_find_output(&listing.stdout);
     let files: Vec<&str> = found.iter().map(String::as_str).collect();
-    let missing: Vec<&str> = REQUIRED
-        .iter()
-        .copied()
+    let missing: Vec<&str> = disc
+        .required()
+        .into_iter()
         .filter(|f| !files.contains(f))
         .collect();
     if !missing.is_empty() {
@@ -280,9 +270,9 @@ pub fn remaster(
             }
         )));
     }
-    let has_efi_conf = files.contains(&EFI_GRUB_CONF);
+    let has_efi_conf = files.contains(&disc.efi_grub_conf.as_str());
     let efi_image = boot.efi_image.clone();
-    if let Some(img) = efi_image.as_deref().filter(|i| *i != USUAL_EFI_IMAGE) {
+    if let Some(img) = efi_image.as_deref().filter(|i| *i != disc.efi_image) {
         xorriso::extract(source, &[(img, &s("efiboot.img"))])?;
     }
 
@@ -300,8 +290,8 @@ pub fn remaster(
             })
     };
     let release = check_release(
-        &parse_treeinfo(&read(&s("treeinfo"), "/.treeinfo")?),
-        &read(&s("discinfo"), "/.discinfo")?,
+        &parse_treeinfo(&read(&s("treeinfo"), &disc.treeinfo)?),
+        &read(&s("discinfo"), &disc.discinfo)?,
     )
     .map_err(|e| bad_input(format!("{}: {e}", source.display())))?;
     let bios_image = boot.bios_image.clone().ok_or_else(|| {
@@ -315,26 +305,28 @@ pub fn remaster(
 
     let mut edits: Vec<(PathBuf, String)> = Vec::new();
     let mut boot_configs = Vec::new();
-    let isolinux = bootcfg::edit_isolinux(&read(&s("isolinux.cfg"), ISOLINUX_CFG)?)
-        .map_err(|e| bad_input(format!("{}: {ISOLINUX_CFG}: {e}", source.display())))?;
+    let isolinux_cfg = &disc.isolinux_cfg;
+    let isolinux = bootcfg::edit_isolinux(&read(&s("isolinux.cfg"), isolinux_cfg)?)
+        .map_err(|e| bad_input(format!("{}: {isolinux_cfg}: {e}", source.display())))?;
     std::fs::write(s("isolinux.cfg.new"), bootcfg::to_latin1(&isolinux))
         .context("writing the new isolinux.cfg")?;
-    edits.push((s("isolinux.cfg.new"), ISOLINUX_CFG.into()));
-    boot_configs.push(ISOLINUX_CFG.to_string());
+    edits.push((s("isolinux.cfg.new"), isolinux_cfg.clone()));
+    boot_configs.push(isolinux_cfg.clone());
     if has_efi_conf {
-        let grub = bootcfg::edit_grub_legacy(&read(&s("BOOTX64.conf"), EFI_GRUB_CONF)?)
-            .map_err(|e| bad_input(format!("{}: {EFI_GRUB_CONF}: {e}", source.display())))?;
+        let grub_conf = &disc.efi_grub_conf;
+        let grub = bootcfg::edit_grub_legacy(&read(&s("BOOTX64.conf"), grub_conf)?)
+            .map_err(|e| bad_input(format!("{}: {grub_conf}: {e}", source.display())))?;
         std::fs::write(s("BOOTX64.conf.new"), bootcfg::to_latin1(&grub))
             .context("writing the new BOOTX64.conf")?;
-        edits.push((s("BOOTX64.conf.new"), EFI_GRUB_CONF.into()));
-        boot_configs.push(EFI_GRUB_CONF.to_string());
+        edits.push((s("BOOTX64.conf.new"), grub_conf.clone()));
+        boot_configs.push(grub_conf.clone());
     }
     if let Some(img) = &efi_image {
         // EFI firmware booting the disc reads the grub config inside the FAT image, not
         // the copy in the ISO tree: edit both.
         if edit_efi_image(&s("efiboot.img"))? {
             edits.push((s("efiboot.img"), img.clone()));
-            boot_configs.push(format!("{img}:{}", &EFI_GRUB_CONF_IN_FAT[2..]));
+            boot_configs.push(format!("{img}:{}", &disc.efi_grub_conf_in_fat()[2..]));
         }
     }
 
@@ -364,10 +356,14 @@ pub fn remaster(
     for (from, to) in &edits {
         args.extend(["-map".into(), from.into(), OsString::from(to)]);
     }
-    if files.iter().any(|f| f.starts_with("/mtkit/")) {
+    let payload_folder = layout::payload().folder();
+    if files
+        .iter()
+        .any(|f| f.starts_with(&format!("{payload_folder}/")))
+    {
         // A disc remastered before: its old payload must not mix with the new one.
-        tracing::info!("source already carries /mtkit: replacing it");
-        args.extend(["-rm_r", "/mtkit", "--"].map(OsString::from));
+        tracing::info!("source already carries {payload_folder}: replacing it");
+        args.extend(["-rm_r", payload_folder, "--"].map(OsString::from));
     }
     let staged = stage(payload, source_packages.as_deref())?;
     args.extend(staged.args.iter().cloned());
@@ -437,25 +433,27 @@ fn edit_efi_image(img: &Path) -> Result<bool> {
     std::fs::set_permissions(img, std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("making {} writable", img.display()))?;
     MCOPY.locate()?;
+    let in_fat = layout::layout().install_disc.efi_grub_conf_in_fat();
     // Copied out as bytes (mtype's text would not keep a Latin-1 file as it is).
     let current_file = img.with_extension("conf");
     let current = MCOPY.output([
         OsString::from("-n"),
         "-i".into(),
         img.into(),
-        EFI_GRUB_CONF_IN_FAT.into(),
+        OsString::from(&in_fat),
         current_file.clone().into(),
     ])?;
     if current.status != 0 || !current_file.is_file() {
         tracing::warn!(
-            "the EFI boot image has no EFI/BOOT/BOOTX64.conf: its menu is left as it is ({})",
+            "the EFI boot image has no {}: its menu is left as it is ({})",
+            &in_fat[2..],
             current.stderr.trim()
         );
         return Ok(false);
     }
     let text = std::fs::read(&current_file).context("reading the EFI boot image's BOOTX64.conf")?;
     let new = bootcfg::edit_grub_legacy(&bootcfg::from_latin1(&text))
-        .map_err(|e| bad_input(format!("EFI boot image's EFI/BOOT/BOOTX64.conf: {e}")))?;
+        .map_err(|e| bad_input(format!("EFI boot image's {}: {e}", &in_fat[2..])))?;
     let local = img.with_extension("conf.new");
     std::fs::write(&local, bootcfg::to_latin1(&new))
         .context("writing the new BOOTX64.conf for the EFI boot image")?;
@@ -474,7 +472,7 @@ fn edit_efi_image(img: &Path) -> Result<bool> {
         "-i".into(),
         img.into(),
         local.into(),
-        EFI_GRUB_CONF_IN_FAT.into(),
+        in_fat.into(),
     ])?;
     Ok(true)
 }

@@ -1,12 +1,12 @@
 //! Driving xorriso: read-only queries of an ISO (listing, El Torito report, extraction),
 //! and the image-writing run whose "UPDATE : Writing: ... NN.N%" lines become progress.
 
-use super::Progress;
 use crate::external::{Output, XORRISO};
 use anyhow::{Result, bail};
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
+use std::sync::Mutex;
 
 /// Arguments every run starts with: no user startup files, and any SORRY-level event
 /// (a file that could not be read or mapped) makes the run fail instead of exit 0.
@@ -152,6 +152,42 @@ pub fn parse_boot_report(text: &str) -> BootReport {
     r
 }
 
+/// Where long xorriso runs report how far they are (percent of the image written).
+pub struct Progress {
+    sink: Box<dyn Fn(f64) + Send + Sync>,
+    last: Mutex<Option<u32>>,
+}
+
+impl Progress {
+    /// Logs progress on stderr (tracing, info level), at most once per whole percent.
+    pub fn log(what: &str) -> Progress {
+        let what = what.to_string();
+        Progress::with(move |p| tracing::info!("{what}: {p:.0}% written"))
+    }
+
+    /// Calls `f` with each new percentage (for tests and other front ends).
+    pub fn with(f: impl Fn(f64) + Send + Sync + 'static) -> Progress {
+        Progress {
+            sink: Box::new(f),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Drops every report.
+    pub fn none() -> Progress {
+        Progress::with(|_| {})
+    }
+
+    fn report(&self, percent: f64) {
+        let whole = percent.clamp(0.0, 100.0) as u32;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != Some(whole) {
+            *last = Some(whole);
+            (self.sink)(percent);
+        }
+    }
+}
+
 /// Runs an image-writing xorriso job, reporting its percentage lines to `progress` and
 /// returning an error with the tail of its log when it fails.
 pub fn write(args: Vec<OsString>, progress: &Progress) -> Result<()> {
@@ -207,6 +243,17 @@ pub fn parse_percent(line: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_reports_each_whole_percent_once() {
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let p = Progress::with(move |v| s.lock().unwrap().push(v));
+        for v in [1.0, 1.4, 2.0, 2.9, 57.0, 100.0, 100.0] {
+            p.report(v);
+        }
+        assert_eq!(*seen.lock().unwrap(), vec![1.0, 2.0, 57.0, 100.0]);
+    }
 
     #[test]
     fn writing_lines_give_percentages() {

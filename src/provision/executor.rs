@@ -303,7 +303,7 @@ impl Known {
 /// Pre-mtkit texts by path (`None`: the path did not exist), as planners read them.
 pub type Originals = BTreeMap<PathBuf, Option<String>>;
 
-/// The pre-mtkit texts and the recorded paths of an earlier apply, for [`Reader::new`].
+/// The pre-mtkit texts and the recorded paths of an earlier apply, for [`Reader::with`].
 pub fn recorded(root: &Root) -> Result<(Originals, Vec<PathBuf>)> {
     let sd = StateDir::open(root)?;
     let Some(state) = State::load(&sd)? else {
@@ -488,7 +488,7 @@ pub fn apply(root_path: &Path, config: &Config, dry_run: bool, force: bool) -> R
     let (mut absorbed, mut clashes) = find_drift(&root, &state, &known)?;
 
     let plan_for = |absorbed: &BTreeMap<PathBuf, String>| {
-        super::plan_with(
+        super::areas::plan_with(
             &Reader::with(&root, known.texts(absorbed), recorded.clone()),
             config,
         )

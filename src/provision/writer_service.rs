@@ -118,6 +118,7 @@ mod tests {
         assert!(t.contains("pidfile=/var/run/$prog.pid"));
         assert!(t.contains("exec=/usr/local/sbin/mtkit\n"));
         assert!(t.contains("ulimit -c \"${DAEMON_COREFILE_LIMIT:-unlimited}\""));
+        assert!(t.contains("ulimit -n \"${DAEMON_NOFILE_LIMIT:-65536}\""));
         assert!(t.contains("logger -t \"$prog\""));
         assert!(t.ends_with("exit $?\n"));
         assert!(!t.contains("{{"), "every placeholder rendered");
@@ -130,6 +131,7 @@ mod tests {
             "ExecStart=/usr/local/sbin/mtkit writer run --config /etc/mtkit/appliance.toml\n"
         ));
         assert!(t.contains("LimitCORE=infinity\n"));
+        assert!(t.contains("LimitNOFILE=65536\n"));
         assert!(t.contains("Restart=always\n"));
         assert!(t.contains("RequiresMountsFor=/mnt/retention\n"));
         assert!(t.contains("WantedBy=multi-user.target\n"));

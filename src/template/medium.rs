@@ -12,8 +12,11 @@ use anyhow::{Context, Result, bail};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-/// Where the config is looked for on the medium, in order.
-pub const CONFIG_PATHS: [&str; 2] = [crate::media::CONFIG_PATH, "/appliance.toml"];
+/// Where the config is looked for on the medium, in order: where mtkit's media carry it
+/// (`iso/layout.toml`), else at the top.
+pub fn config_paths() -> [&'static str; 2] {
+    [&crate::media::layout::payload().config, "/appliance.toml"]
+}
 
 const MOUNT: Tool = Tool::new("mount", "mount", "util-linux-ng");
 const UMOUNT: Tool = Tool::new("umount", "mount", "util-linux-ng");
@@ -43,7 +46,7 @@ pub struct Found {
 }
 
 /// Reads the config from an image file or a device with xorriso (no mount). `None` when
-/// the medium carries none of [`CONFIG_PATHS`]. A label other than `label` is warned about.
+/// the medium carries none of [`config_paths`]. A label other than `label` is warned about.
 pub fn read_image(path: &Path, label: &str) -> Result<Option<Found>> {
     let id = volume_id(path)?;
     if id != label {
@@ -53,7 +56,7 @@ pub fn read_image(path: &Path, label: &str) -> Result<Option<Found>> {
         );
     }
     let scratch = tempfile::tempdir().context("creating a scratch folder")?;
-    for (i, inside) in CONFIG_PATHS.iter().enumerate() {
+    for (i, inside) in config_paths().iter().enumerate() {
         let out = scratch.path().join(format!("config-{i}.toml"));
         let o = XORRISO.output([
             "-osirrox".as_ref(),
@@ -112,7 +115,7 @@ pub fn read_label(label: &str) -> Result<Option<Found>> {
         dir.path().as_os_str(),
     ])?;
     let read = (|| -> Result<Option<Found>> {
-        for inside in CONFIG_PATHS {
+        for inside in config_paths() {
             let p = dir.path().join(inside.trim_start_matches('/'));
             if p.is_file() {
                 let text = std::fs::read_to_string(&p)

@@ -99,7 +99,7 @@ pub fn render(config: &Config, install: &Install) -> Result<String> {
                 iso_file => iso_file,
                 iso_sha256 => iso_sha256,
                 cd_dir => CD_DIR,
-                boot_arg => crate::media::BOOT_ARG_SECOND_DRIVE,
+                boot_arg => crate::media::boot_arg_second_drive(),
             },
         )
         .context("rendering the Packer template")?;

@@ -124,7 +124,7 @@ impl Control {
                 Err(e) => {
                     // Out of fds (EMFILE) accept fails at once again: pause, don't spin.
                     tracing::warn!(error = %e, "control socket: accept");
-                    std::thread::sleep(ACCEPT_BACKOFF);
+                    std::thread::sleep(super::fds::ACCEPT_BACKOFF);
                     continue;
                 }
             };
@@ -144,9 +144,6 @@ impl Control {
         }
     }
 }
-
-/// How long an accept loop waits after a failed accept (EMFILE, ENOMEM).
-pub(crate) const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Longest request line read: requests are a few hundred bytes, and a peer must not
 /// make the service buffer without bound before the newline.
@@ -282,7 +279,14 @@ pub fn request_or_offline(
         Ok(v) => Ok(v),
         Err(ClientError::NotRunning(sock)) => {
             tracing::debug!(socket = %sock, "service not running: using the journal directly");
-            let w = Writer::open(cfg)?;
+            // Listings change nothing: no torn batch cut, no interrupted commit finished.
+            let access = match req {
+                Request::Status | Request::Points { .. } => {
+                    crate::writer::journal::Access::ReadOnly
+                }
+                _ => crate::writer::journal::Access::Write,
+            };
+            let w = Writer::open_with(cfg, Path::new("/"), access)?;
             execute(&w, req, progress)
         }
         Err(ClientError::Other(e)) => Err(e),

@@ -17,6 +17,11 @@ pub trait Export: Send + Sync {
     fn preferred_block_size(&self) -> u32 {
         4096
     }
+    /// The consistency group the export belongs to: the server shares its payload buffers
+    /// fairly between groups. "" (the default) puts exports without one in one share.
+    fn group(&self) -> &str {
+        ""
+    }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// `fua`: the data is durable when this returns (NBD_CMD_FLAG_FUA).
     fn write_at(&self, data: &[u8], offset: u64, fua: bool) -> io::Result<()>;
@@ -39,7 +44,10 @@ pub struct ExportInfo {
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
     pub peer: Option<SocketAddr>,
-    /// Certificate subject CN / SAN of a TLS client, when verified.
+    /// Over TLS: the client certificate was verified (the identity may still be unusable).
+    pub tls: bool,
+    /// Certificate subject CN / DNS SAN of a TLS client ([`crate::writer::tls::cert_identity`]);
+    /// `None` without TLS or when the certificate names no usable identity.
     pub identity: Option<String>,
 }
 

@@ -9,7 +9,7 @@
 //! syncs the targets and appends the point record.
 
 use super::journal::format::{self, Header, Kind};
-use super::journal::{self, AlignedBuf, Journal, JournalError, Loc, PointRecord};
+use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -148,6 +148,9 @@ pub struct Point {
     pub kind: String,
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub label: String,
+    /// Why the point cannot be recovered (journal records it needs are damaged).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lost: Option<String>,
 }
 
 impl From<&PointRecord> for Point {
@@ -157,6 +160,7 @@ impl From<&PointRecord> for Point {
             time: chrono::DateTime::from_timestamp_micros(p.time_us).unwrap_or_default(),
             kind: if p.app { "app" } else { "crash" }.into(),
             label: p.label.clone(),
+            lost: None,
         }
     }
 }
@@ -171,6 +175,46 @@ struct Pending {
 impl State {
     pub(crate) fn set_leader(&mut self, on: bool) {
         self.leader = on;
+    }
+
+    /// Drops the points before seq `keep_from` (pruning: past the window, or for space).
+    pub(crate) fn prune_points_before(&mut self, keep_from: u64) -> usize {
+        let before = self.points.len();
+        self.points.retain(|p| p.seq >= keep_from);
+        self.pruned_below = self.pruned_below.max(keep_from);
+        before - self.points.len()
+    }
+
+    /// Why point `seq`, listed once, is not any more; `None` while it is listed.
+    pub(crate) fn gone(&self, group: &str, seq: u64) -> Option<PointGone> {
+        if self.points.iter().any(|p| p.seq == seq) {
+            return None;
+        }
+        let (group, point) = (group.to_string(), seq);
+        Some(if seq < self.pruned_below {
+            PointGone::Pruned { group, point }
+        } else {
+            PointGone::CommittedPast { group, point }
+        })
+    }
+}
+
+/// A recovery point that was listed and is not any more (a view of it closes).
+#[derive(Debug, thiserror::Error)]
+pub enum PointGone {
+    #[error(
+        "recovery point {point} of group {group} was pruned (past the retention window, or for space on a full retention volume): see `mtkit points` for the points there are"
+    )]
+    Pruned { group: String, point: u64 },
+    #[error(
+        "recovery point {point} of group {group} is gone: a commit made another point the baseline"
+    )]
+    CommittedPast { group: String, point: u64 },
+}
+
+impl From<PointGone> for io::Error {
+    fn from(e: PointGone) -> io::Error {
+        io::Error::other(e)
     }
 }
 
@@ -192,9 +236,28 @@ pub(crate) struct State {
     pub(crate) first_dirty_us: Option<i64>,
     saved: Vec<Extents>,
     pub(crate) points: Vec<PointRecord>,
+    /// Points before this seq were pruned (tells a pruned point from one committed past).
+    pruned_below: u64,
     views: Vec<Weak<ViewIndex>>,
     /// When volume-full pruning last dropped history (for status).
     pub(crate) history_dropped_us: Option<i64>,
+    /// Journal records found damaged (at open or when read): the points before them lost.
+    pub(crate) damage: Vec<Damage>,
+}
+
+impl State {
+    /// Why point `seq` cannot be recovered, if it cannot.
+    pub(crate) fn lost(&self, seq: u64) -> Option<String> {
+        self.damage
+            .iter()
+            .find(|d| (d.from_seq..d.before_seq).contains(&seq))
+            .map(|d| format!("lost: {}", d.reason))
+    }
+
+    /// Forgets damage in segments that pruning or a commit removed.
+    pub(crate) fn forget_damage_before(&mut self, first_segment: u64) {
+        self.damage.retain(|d| d.segment >= first_segment);
+    }
 }
 
 pub struct Group {
@@ -228,6 +291,8 @@ pub enum GroupError {
         #[source]
         source: JournalError,
     },
+    #[error(transparent)]
+    PointGone(#[from] PointGone),
     #[error("group {group}: {action}")]
     Io {
         group: String,
@@ -259,6 +324,18 @@ impl Group {
         dir: &Path,
         disks: &[DiskSpec],
         segment_size: u64,
+    ) -> Result<Arc<Group>, GroupError> {
+        Group::open_with(name, dir, disks, segment_size, Access::Write)
+    }
+
+    /// [`Group::open`]; with [`Access::ReadOnly`] (listings) nothing in the journal is
+    /// changed: no torn batch cut, no interrupted commit finished.
+    pub fn open_with(
+        name: &str,
+        dir: &Path,
+        disks: &[DiskSpec],
+        segment_size: u64,
+        access: Access,
     ) -> Result<Arc<Group>, GroupError> {
         let gio = |action: &'static str| {
             move |source| GroupError::Io {
@@ -293,12 +370,10 @@ impl Group {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (journal, scan) =
-            Journal::open(&dir.join("journal"), segment_size).map_err(|source| {
-                GroupError::Journal {
-                    group: name.to_string(),
-                    source,
-                }
+        let (journal, scan) = Journal::open_with(&dir.join("journal"), segment_size, access)
+            .map_err(|source| GroupError::Journal {
+                group: name.to_string(),
+                source,
             })?;
         let recovering = super::recover::session_exists(dir);
         let state = State {
@@ -315,8 +390,10 @@ impl Group {
             first_dirty_us: None,
             saved: targets.iter().map(|_| Extents::default()).collect(),
             points: scan.points,
+            pruned_below: 0,
             views: Vec::new(),
             history_dropped_us: None,
+            damage: scan.damage,
         };
         let group = Arc::new(Group {
             name: name.to_string(),
@@ -328,6 +405,9 @@ impl Group {
             scratch: Mutex::new(AlignedBuf::default()),
             _lock: lock,
         });
+        if access == Access::ReadOnly {
+            return Ok(group);
+        }
         group
             .finish_interrupted_commit()
             .map_err(|e| GroupError::Io {
@@ -347,7 +427,46 @@ impl Group {
     }
 
     pub fn points(&self) -> Vec<Point> {
-        self.lock().points.iter().map(Point::from).collect()
+        let st = self.lock();
+        st.points
+            .iter()
+            .map(|p| Point {
+                lost: st.lost(p.seq),
+                ..Point::from(p)
+            })
+            .collect()
+    }
+
+    /// What is known damaged in the group's journal.
+    pub fn damage(&self) -> Vec<Damage> {
+        self.lock().damage.clone()
+    }
+
+    /// Records damage found when reading (after open): the points before it are lost.
+    pub(crate) fn note_damage(&self, e: &JournalError) {
+        if let JournalError::BadPayload {
+            segment,
+            offset,
+            seq,
+            ..
+        } = e
+        {
+            tracing::error!(group = %self.name, error = %e, "journal damage found on read");
+            let mut st = self.lock();
+            if !st
+                .damage
+                .iter()
+                .any(|d| (d.segment, d.offset) == (*segment, *offset))
+            {
+                st.damage.push(Damage {
+                    segment: *segment,
+                    offset: *offset,
+                    from_seq: 0,
+                    before_seq: *seq,
+                    reason: e.to_string(),
+                });
+            }
+        }
     }
 
     pub fn in_initial_sync(&self) -> bool {
@@ -547,14 +666,13 @@ impl Group {
                 t.read_at(payload, offset)?;
                 let zero = payload.iter().all(|&b| b == 0);
                 let h = Header {
-                    kind: if zero { Kind::UndoZero } else { Kind::Undo },
-                    seq,
                     disk: t.id,
                     offset,
                     length: len,
                     time_us,
                     payload_len: if zero { 0 } else { len as u32 },
                     payload_crc: crc32c::crc32c(if zero { &[] } else { payload }),
+                    ..Header::new(if zero { Kind::UndoZero } else { Kind::Undo }, seq)
                 };
                 let mut head = Vec::with_capacity(format::HEADER_LEN);
                 h.encode(&mut head);
@@ -575,6 +693,7 @@ impl Group {
             out.extend(rel.into_iter().map(|(d, o, l, at)| {
                 let src = at.map(|a| Loc {
                     segment,
+                    record: base + a - format::HEADER_LEN as u64,
                     data: base + a,
                 });
                 (d, o, l, src)
@@ -611,13 +730,15 @@ impl Group {
                 tracing::error!(group = %self.name, segment = seg.id,
                     "RETENTION VOLUME FULL: dropped the oldest journal segment; the oldest recovery points are gone");
                 self.forget_points_before_journal(j);
+                super::test_pause("volume full: journal segment removed");
                 continue;
             }
             tracing::error!(group = %self.name, error = %e,
                 "RETENTION VOLUME FULL: no journal history left to drop; ALL recovery points of the group are gone and writes go straight through until the next bookmark");
             j.restart_with(&[], max_seq)?;
             let mut st = self.lock();
-            st.points.clear();
+            st.prune_points_before(u64::MAX);
+            st.damage.clear();
             st.initial_sync = true;
             return Ok(None);
         }
@@ -629,8 +750,13 @@ impl Group {
         // (or after) the oldest remaining segment. Segments hold increasing seqs, so the
         // first record of the oldest tells (one header read: this runs with the journal
         // and the commit role held, so it must not scan).
+        if let Some(first) = j.segments().first() {
+            self.lock().forget_damage_before(first.id);
+        }
         match j.oldest_first_seq() {
-            Ok(Some(min)) => self.lock().points.retain(|p| p.seq >= min),
+            Ok(Some(min)) => {
+                self.lock().prune_points_before(min);
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(group = %self.name, error = %e, "reading the oldest journal segment")
@@ -725,16 +851,22 @@ impl Group {
         self.open_view_index_with(disk, after, || {})
     }
 
-    /// [`Group::open_view_index`], calling `scanned` between the scan and the catch-up.
+    /// [`Group::open_view_index`], calling `snapshot_taken` once the journal's segment
+    /// list is taken and before the catch-up (writes, and pruning, go on meanwhile).
     pub(crate) fn open_view_index_with(
         &self,
         disk: usize,
         after: u64,
-        scanned: impl FnOnce(),
+        snapshot_taken: impl FnOnce(),
     ) -> Result<Arc<ViewIndex>, GroupError> {
-        let jerr = |source| GroupError::Journal {
-            group: self.name.clone(),
-            source,
+        // A scan that failed because pruning removed a segment under it is the point
+        // pruned, not a journal fault.
+        let jerr = |source| match self.lock().gone(&self.name, after) {
+            Some(gone) => GroupError::PointGone(gone),
+            None => GroupError::Journal {
+                group: self.name.clone(),
+                source,
+            },
         };
         let id = self.disks[disk].id;
         let view = Arc::new(ViewIndex {
@@ -753,9 +885,9 @@ impl Group {
             let j = self.journal.lock().unwrap();
             (j.dir().to_path_buf(), j.segments().to_vec())
         };
+        snapshot_taken();
         let end = journal::scan_segments(&dir, &snapshot, Default::default(), after, &mut add)
             .map_err(jerr)?;
-        scanned();
         let mut st = self.lock();
         while st.leader && !st.recovering {
             st = self.cv.wait(st).unwrap();
@@ -768,15 +900,8 @@ impl Group {
             });
         }
         // Pruning may have dropped the point (and segments the scan read) meanwhile.
-        if !st.points.iter().any(|p| p.seq == after) {
-            return Err(GroupError::Io {
-                group: self.name.clone(),
-                action: "opening a point view",
-                source: io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("recovery point {after} was pruned"),
-                ),
-            });
+        if let Some(gone) = st.gone(&self.name, after) {
+            return Err(gone.into());
         }
         st.leader = true;
         drop(st);
@@ -822,19 +947,14 @@ fn is_nospc(e: &io::Error) -> bool {
 }
 
 pub(crate) fn encode_point(p: &PointRecord, out: &mut Vec<u8>) {
+    let kind = if p.app {
+        Kind::AppPoint
+    } else {
+        Kind::CrashPoint
+    };
     let h = Header {
-        kind: if p.app {
-            Kind::AppPoint
-        } else {
-            Kind::CrashPoint
-        },
-        seq: p.seq,
-        disk: 0,
-        offset: 0,
-        length: 0,
         time_us: p.time_us,
-        payload_len: 0,
-        payload_crc: 0,
+        ..Header::new(kind, p.seq)
     };
     format::encode_parts(&h, p.label.as_bytes(), out);
 }
@@ -885,7 +1005,7 @@ mod tests {
         let mut during = 0;
         let v = g
             .open_view_index_with(0, p.id, || {
-                // Between the scan and the catch-up: the old code held the commit role for
+                // Before the scan and the catch-up: the old code held the commit role for
                 // the whole scan, so these writes (and the flush) would wait for it here.
                 for b in 600..664 {
                     d.write_at(&[0xdd; BLOCK as usize], b * BLOCK, false)

@@ -43,6 +43,10 @@ impl Export for JournaledDisk {
         false
     }
 
+    fn group(&self) -> &str {
+        &self.group.name
+    }
+
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let t = &self.group.disks[self.disk];
         let n = buf.len() as u64;

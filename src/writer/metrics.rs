@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Histogram bucket upper bounds, seconds.
@@ -201,7 +201,7 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
         }
     }
     let status = w.status();
-    let gauges: [(&str, &str); 7] = [
+    let gauges: [(&str, &str); 8] = [
         ("mtkit_journal_bytes", "Undo journal size by group"),
         (
             "mtkit_journal_segments",
@@ -221,6 +221,10 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
             "Time since the last point while writes wait for the next",
         ),
         ("mtkit_recovering", "1 while the group is under recovery"),
+        (
+            "mtkit_points_lost",
+            "Recovery points that journal damage makes unrecoverable",
+        ),
     ];
     for (k, (name, help)) in gauges.iter().enumerate() {
         head(&mut o, name, "gauge", help);
@@ -235,10 +239,21 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
                 3 => ts(&g.oldest_point),
                 4 => ts(&g.newest_point),
                 5 => g.rpo_lag_secs,
-                _ => u64::from(g.state == GroupState::Recovering),
+                6 => u64::from(g.state == GroupState::Recovering),
+                _ => g.lost_points as u64,
             };
             let _ = writeln!(o, "{name}{{group=\"{}\"}} {v}", esc(&g.name));
         }
+    }
+    head(
+        &mut o,
+        "mtkit_group_closed",
+        "gauge",
+        "1 for a group whose journal or recovery session could not be opened",
+    );
+    let open = status.groups.iter().map(|g| (&g.name, 0));
+    for (name, v) in open.chain(status.closed.iter().map(|c| (&c.name, 1))) {
+        let _ = writeln!(o, "mtkit_group_closed{{group=\"{}\"}} {v}", esc(name));
     }
     if let Some(b) = server.map(Server::buffer_stats) {
         let buffers: [(&str, &str, &str, u64); 4] = [
@@ -275,23 +290,64 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
     o
 }
 
+/// Scrapes answered at once; more connections are closed as soon as they are accepted. A
+/// scraper needs one; a flood of connections must not take threads or descriptors.
+pub const MAX_CONNECTIONS: usize = 8;
+/// A request must be read and answered within this, whole: a client trickling bytes
+/// gets no more time than one that sends nothing.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A live scrape, counted until dropped.
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Serves `GET /metrics` on `listener` until the process ends.
 pub fn serve(listener: TcpListener, w: Arc<Writer>, server: Server) {
-    for conn in listener.incoming() {
-        let conn = match conn {
-            Ok(c) => c,
+    let live = Arc::new(AtomicUsize::new(0));
+    let fds = server.options().fds.clone();
+    loop {
+        if fds.as_ref().is_some_and(|b| !b.fits(1)) {
+            // Descriptors are kept for the journal: the scraper waits in the backlog.
+            std::thread::sleep(super::fds::ACCEPT_BACKOFF);
+            continue;
+        }
+        let conn = match listener.accept() {
+            Ok((c, _)) => c,
             Err(e) => {
                 // Out of fds (EMFILE) accept fails at once again: pause, don't spin.
-                tracing::warn!(error = %e, "metrics: accept");
-                std::thread::sleep(super::control::ACCEPT_BACKOFF);
+                if super::fds::exhausted(&e) {
+                    tracing::warn!(error = %e, "metrics: accept");
+                    std::thread::sleep(super::fds::ACCEPT_BACKOFF);
+                }
                 continue;
             }
         };
+        if live.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+            tracing::debug!("metrics: connection closed, {MAX_CONNECTIONS} already open");
+            continue;
+        }
+        let lease = match &fds {
+            Some(b) => match b.take(1) {
+                Some(l) => Some(l),
+                None => continue,
+            },
+            None => None,
+        };
+        live.fetch_add(1, Ordering::AcqRel);
+        let counted = Live(live.clone());
         let (w, server) = (w.clone(), server.clone());
         // Out of threads, the scraper sees the connection closed; no panic.
         let spawned = std::thread::Builder::new()
             .name("metrics-conn".into())
-            .spawn(move || answer(conn, &w, &server));
+            .spawn(move || {
+                let _held = (counted, lease);
+                answer(conn, &w, &server);
+            });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "metrics: no thread for a connection");
         }
@@ -305,12 +361,20 @@ const MAX_HEAD: usize = 8192;
 /// Answers one HTTP/1.0 request on `conn` and closes it: no keep-alive, so the body
 /// needs no chunking and a connection never outlives its answer.
 fn answer(mut conn: TcpStream, w: &Writer, server: &Server) {
-    // A scraper that stalls (or a port scanner that never sends) must not pin a thread.
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    };
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|x| x == b"\r\n\r\n") && buf.len() < MAX_HEAD {
+        // Each read gets what is left of the deadline, never a fresh timeout.
+        let Some(t) = left() else { return };
+        if conn.set_read_timeout(Some(t)).is_err() {
+            return;
+        }
         match conn.read(&mut chunk) {
             Ok(0) | Err(_) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -327,6 +391,10 @@ fn answer(mut conn: TcpStream, w: &Writer, server: &Server) {
     } else {
         "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
     };
+    // The answer goes out within what is left of the deadline (a scraper that reads it
+    // slowly gets cut off, and a write timeout cannot be zero).
+    let Some(t) = left() else { return };
+    let _ = conn.set_write_timeout(Some(t));
     let _ = conn.write_all(reply.as_bytes());
 }
 

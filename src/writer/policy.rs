@@ -22,9 +22,10 @@ pub fn prune(g: &Group, policy: &Policy, now_us: i64) -> usize {
             .iter()
             .position(|p| p.time_us >= cutoff)
             .unwrap_or(newest);
-        let dropped: Vec<u64> = st.points.drain(..first).map(|p| p.seq).collect();
-        if !dropped.is_empty() {
-            tracing::info!(group = %g.name, points = dropped.len(), "pruned points past the retention window");
+        let keep_from = st.points[first].seq;
+        let dropped = st.prune_points_before(keep_from);
+        if dropped > 0 {
+            tracing::info!(group = %g.name, points = dropped, "pruned points past the retention window");
         }
         st.points[0].seq
     };
@@ -33,12 +34,18 @@ pub fn prune(g: &Group, policy: &Policy, now_us: i64) -> usize {
     let mut removed = 0;
     while j.segments().len() > 1 && j.segments()[0].max_seq < keep_from {
         match j.remove_oldest() {
-            Ok(_) => removed += 1,
+            Ok(_) => {
+                removed += 1;
+                super::test_pause("prune: journal segment removed");
+            }
             Err(e) => {
                 tracing::warn!(group = %g.name, error = %e, "pruning journal segment");
                 break;
             }
         }
+    }
+    if removed > 0 {
+        g.lock().forget_damage_before(j.segments()[0].id);
     }
     removed
 }

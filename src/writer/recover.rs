@@ -4,8 +4,10 @@
 //! The contents of block `b` at point `Q` are those saved by the earliest undo record of
 //! `b` with seq > Q, or, when no write touched `b` after Q, the contents the disks held
 //! when recovery began ("head"). Before a recovery overwrites a block for the first time it
-//! saves the head contents in the session log (`recover/saved/`), so that any point that
-//! existed before the first recover stays reachable until commit.
+//! saves the head contents in the session log (`recover/saved-<session id>/`), so that any
+//! point that existed before the first recover stays reachable until commit. The session
+//! file names that log by its id: a log that no session file names (left by a crash while
+//! an older build removed a committed session) is someone else's head, never used.
 
 use super::Export;
 use super::extents::{BLOCK, BlockSrc, Extents, Index};
@@ -91,6 +93,18 @@ pub fn choose(points: &[Point], spec: &PointSpec) -> Result<Point, String> {
     })
 }
 
+/// Refuses a point whose journal records are damaged (exit 1: nothing is wrong with the
+/// request, the history is), naming the points that can still be recovered.
+fn usable(group: &str, p: &Point) -> anyhow::Result<()> {
+    match &p.lost {
+        None => Ok(()),
+        Some(why) => anyhow::bail!(
+            "recovery point {} of group {group} cannot be recovered ({why}); nothing was changed; `mtkit points` shows which points can",
+            p.id
+        ),
+    }
+}
+
 /// The session file saying a recovery is under way and where the disks are.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Session {
@@ -100,6 +114,77 @@ pub struct Session {
     /// A commit to `at` has begun: finish it, never recover again.
     #[serde(default)]
     pub committing: bool,
+    /// Names the session's log of head contents (`saved-<id>`), so that only this
+    /// session's log is ever read as its head. Empty in files of builds before ids: their
+    /// log is `saved`.
+    #[serde(default)]
+    pub id: String,
+}
+
+impl Session {
+    fn saved_dir(&self, dir: &Path) -> PathBuf {
+        if self.id.is_empty() {
+            session_dir(dir).join("saved")
+        } else {
+            session_dir(dir).join(format!("saved-{}", self.id))
+        }
+    }
+}
+
+/// Removes every log of head contents in the session folder but `keep`, then syncs the
+/// folder. Such a log with no session file naming it was left by a crash in a commit's
+/// removal: its records are the head of a recovery that is over, and read as today's head
+/// they would put old data on blocks not written since.
+fn remove_saved_logs(dir: &Path, keep: Option<&Path>) -> anyhow::Result<()> {
+    let d = session_dir(dir);
+    let entries = match std::fs::read_dir(&d) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", d.display())),
+    };
+    let mut removed = false;
+    for e in entries {
+        let p = e
+            .with_context(|| format!("listing {}", d.display()))?
+            .path();
+        let is_log = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("saved"));
+        if is_log && Some(p.as_path()) != keep {
+            std::fs::remove_dir_all(&p)
+                .with_context(|| format!("removing recovery log {}", p.display()))?;
+            removed = true;
+        }
+    }
+    if removed {
+        crate::files::sync_dir(&d).with_context(|| format!("syncing {}", d.display()))?;
+    }
+    Ok(())
+}
+
+/// Removes a committed session in an order that a crash cannot misread: its head contents
+/// first (synced), then the session file, then the folder. A session file without its log
+/// is still a commit to finish; a log without its session file is never read (see
+/// [`Session::id`]), and with this order there is none.
+fn remove_session(dir: &Path) -> anyhow::Result<()> {
+    let d = session_dir(dir);
+    remove_saved_logs(dir, None)?;
+    super::test_pause("commit: recovery log removed");
+    let state = session_path(dir);
+    match std::fs::remove_file(&state) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", state.display())),
+    }
+    crate::files::sync_dir(&d).with_context(|| format!("syncing {}", d.display()))?;
+    super::test_pause("commit: session file removed");
+    std::fs::remove_dir_all(&d)
+        .with_context(|| format!("removing recovery session {}", d.display()))?;
+    crate::files::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))
+}
+
+fn new_session_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 fn session_dir(dir: &Path) -> PathBuf {
@@ -131,7 +216,7 @@ pub enum SessionError {
         source: io::Error,
     },
     #[error(
-        "the recovery session {} is corrupt: the group's disks may be part-way through a recover or commit, so the group stays closed to writes; restore the file (JSON: {{\"at\": the point id the disks were recovered to, or null, \"started\": an RFC 3339 time, \"committing\": true only if `mtkit commit` was run}}) and retry (nothing was changed)",
+        "the recovery session {} is corrupt: the group's disks may be part-way through a recover or commit, so the group stays closed to writes; restore the file (JSON: {{\"at\": the point id the disks were recovered to, or null, \"started\": an RFC 3339 time, \"committing\": true only if `mtkit commit` was run, \"id\": the <id> of the saved-<id> folder beside it}}) and retry (nothing was changed)",
         path.display()
     )]
     Corruption {
@@ -217,6 +302,26 @@ impl Group {
             .collect()
     }
 
+    /// Checks the checksums of every journal record `index` takes contents from. A damaged
+    /// one is noted (the points before it are lost from now on) and refuses the recover.
+    fn verify_sources(
+        &self,
+        index: &Index,
+        reader: &mut PayloadReader,
+        point: &Point,
+    ) -> anyhow::Result<()> {
+        for loc in index.sources() {
+            if let Err(e) = reader.verify(loc) {
+                self.note_damage(&e);
+                return Err(anyhow::Error::new(e).context(format!(
+                    "recovery point {} of group {} cannot be recovered; nothing was changed",
+                    point.id, self.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Where the group is, when it is under recovery (see [`read_session`]).
     pub fn session(&self) -> Result<Option<Session>, SessionError> {
         read_session(&self.dir)
@@ -239,7 +344,10 @@ impl Group {
         // A wrong point is refused before anything stops. Then writes stop (and pruning
         // keeps off) before the point is chosen for good and indexed; a failure before the
         // session is written lets writes in again (see `Quiet`).
-        choose(&self.points(), spec).map_err(crate::error::bad_input)?;
+        usable(
+            &self.name,
+            &choose(&self.points(), spec).map_err(crate::error::bad_input)?,
+        )?;
         let _quiet = (!dry_run).then(|| Quiet::new(self));
         // Again now that no other recover or commit runs: one may have begun meanwhile.
         if self.session()?.is_some_and(|s| s.committing) {
@@ -249,6 +357,7 @@ impl Group {
             );
         }
         let point = choose(&self.points(), spec).map_err(crate::error::bad_input)?;
+        usable(&self.name, &point)?;
         let ids = self.disk_ids();
         let journal_dir;
         let mut want = Index::default();
@@ -258,10 +367,26 @@ impl Group {
             journal_dir = j.dir().to_path_buf();
             index_records(&j, point.id, &ids, &mut want)?;
         }
-        let saved_dir = session_dir(&self.dir).join("saved");
+        // The head is this session's own log: a recover that begins a session starts with
+        // none (a log no session file names is stale, removed below, never read).
+        let session = self.session()?.unwrap_or_else(|| Session {
+            at: None,
+            started: chrono::Utc::now(),
+            committing: false,
+            id: new_session_id(),
+        });
+        let saved_dir = session.saved_dir(&self.dir);
         let mut head = Index::default();
         if saved_dir.exists() {
-            let (s, _) = Journal::open(&saved_dir, u64::MAX)?;
+            let (s, scan) = Journal::open(&saved_dir, u64::MAX)?;
+            // Head contents are needed for every point: damage there refuses them all.
+            if let Some(d) = scan.damage.first() {
+                anyhow::bail!(
+                    "the contents saved by the last recover of group {} are damaged, so no point can be recovered exactly; nothing was changed: {}",
+                    self.name,
+                    d.reason
+                );
+            }
             index_records(&s, 0, &ids, &mut head)?;
         }
         let mut all: BTreeMap<usize, Extents> = BTreeMap::new();
@@ -289,6 +414,11 @@ impl Group {
                 unsaved += head.gaps(d, s, e).iter().map(|(a, b)| b - a).sum::<u64>();
             }
         }
+        // Every record the rollback will copy is verified before the first block changes.
+        let mut jr = PayloadReader::new(&journal_dir);
+        let mut sr = PayloadReader::new(&saved_dir);
+        self.verify_sources(&want, &mut jr, &point)?;
+        self.verify_sources(&head, &mut sr, &point)?;
         let report = RecoverReport {
             group: self.name.clone(),
             point: point.clone(),
@@ -316,18 +446,13 @@ impl Group {
             );
         }
         tracing::info!(group = %self.name, point = point.id, blocks, "recovering");
-        let started = self.session()?.map_or_else(chrono::Utc::now, |s| s.started);
-        write_session(
-            &self.dir,
-            &Session {
-                at: None,
-                started,
-                committing: false,
-            },
-        )?;
+        remove_saved_logs(&self.dir, Some(&saved_dir))?;
+        let session = Session {
+            at: None,
+            ..session
+        };
+        write_session(&self.dir, &session)?;
         let (mut saved, _) = Journal::open(&saved_dir, u64::MAX)?;
-        let mut jr = PayloadReader::new(&journal_dir);
-        let mut sr = PayloadReader::new(&saved_dir);
         let mut done = 0u64;
         let mut data = Vec::new();
         for &(d, b0, n) in &steps {
@@ -366,9 +491,11 @@ impl Group {
                     .append(&buf, 1)
                     .and_then(|_| saved.sync())
                     .with_context(|| format!("saving head contents in {}", saved_dir.display()))?;
+                super::test_pause("recover: head contents saved");
                 for (gs, ge, at) in rel {
                     let src = at.map(|a| Loc {
                         segment: seg,
+                        record: base + a - format::HEADER_LEN as u64,
                         data: base + a,
                     });
                     head.add(d, gs, ge, src);
@@ -395,6 +522,7 @@ impl Group {
             }
             t.write_at(&data, start)
                 .with_context(|| format!("writing disk {}", t.path.display()))?;
+            super::test_pause("recover: step written");
             done += n;
             progress(done, blocks);
         }
@@ -406,8 +534,7 @@ impl Group {
             &self.dir,
             &Session {
                 at: Some(point.id),
-                started,
-                committing: false,
+                ..session
             },
         )?;
         tracing::info!(group = %self.name, point = point.id, "recovered; `mtkit commit` makes it the baseline");
@@ -490,9 +617,7 @@ impl Group {
         };
         format::encode_parts(&h, &[], &mut buf);
         self.journal.lock().unwrap().restart_with(&buf, max_seq)?;
-        let session = session_dir(&self.dir);
-        std::fs::remove_dir_all(&session)
-            .with_context(|| format!("removing recovery session {}", session.display()))?;
+        remove_session(&self.dir)?;
         let mut st = self.lock();
         st.points = vec![rec.clone()];
         st.initial_sync = false;
@@ -505,9 +630,10 @@ impl Group {
 
     /// A read-only view of disk `disk` as it was at point `id`.
     pub fn view(self: &Arc<Self>, disk: usize, id: u64) -> anyhow::Result<PointView> {
-        if !self.points().iter().any(|p| p.id == id) {
+        let Some(point) = self.points().into_iter().find(|p| p.id == id) else {
             anyhow::bail!("no recovery point {id} in group {}", self.name);
-        }
+        };
+        usable(&self.name, &point)?;
         // Writes go on while the journal is indexed (see `open_view_index`).
         let view = self.open_view_index(disk, id)?;
         let dir = self.journal.lock().unwrap().dir().to_path_buf();
@@ -595,8 +721,8 @@ impl Export for PointView {
                 let (s, x) = (bs.max(offset), be.min(end));
                 if s < x {
                     let src = src.map(|l| Loc {
-                        segment: l.segment,
                         data: l.data + (s - bs),
+                        ..l
                     });
                     parts.push(((s - offset) as usize..(x - offset) as usize, src));
                 }
@@ -605,12 +731,19 @@ impl Export for PointView {
         }
         // Journal records are never rewritten in place: a source looked up stays valid.
         let mut reader = self.reader.lock().unwrap();
-        for (range, src) in parts {
-            read_src(&mut reader, src, &mut buf[range])?;
-        }
+        let read = parts.into_iter().try_for_each(|(range, src)| {
+            if let Some(loc) = src
+                && let Err(e) = reader.verify(loc)
+            {
+                self.group.note_damage(&e);
+                return Err(e.into());
+            }
+            read_src(&mut reader, src, &mut buf[range])
+        });
         drop(reader);
+        // A segment pruned under the read is the point gone, said as such.
         self.still_valid()?;
-        Ok(())
+        read
     }
 
     fn write_at(&self, _: &[u8], _: u64, _: bool) -> io::Result<()> {
@@ -646,16 +779,10 @@ impl PointView {
                 ),
             ));
         }
-        if !st.points.iter().any(|p| p.seq == self.point) {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "point {} of group {} is gone (committed past or pruned)",
-                    self.point, self.group.name
-                ),
-            ));
+        match st.gone(&self.group.name, self.point) {
+            Some(gone) => Err(gone.into()),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -788,5 +915,128 @@ mod tests {
             "a refused commit changed files"
         );
         assert!(g.is_recovering(), "the group stays closed");
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+
+    fn log_folders(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.join("recover"))
+            .map(|r| {
+                r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("saved"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_log_that_no_session_names_is_removed_and_never_read_as_head() {
+        let t = tempfile::tempdir().unwrap();
+        let spec = DiskSpec {
+            name: "d0".into(),
+            path: t.path().join("d0.img"),
+            size: Some(1 << 20),
+        };
+        let dir = t.path().join("journal/vm1");
+        let g = Group::open("vm1", &dir, std::slice::from_ref(&spec), 1 << 20).unwrap();
+        let d = JournaledDisk::new(g.clone(), 0);
+        d.write_at(&[1; 4 * 4096], 0, false).unwrap();
+        let base = g.point(true, "base").unwrap().unwrap();
+        d.write_at(&[2; 4 * 4096], 0, false).unwrap();
+        d.flush().unwrap();
+        // Recovered to the base: the session's log holds blocks 0-3 as 2s (their head).
+        g.recover(&PointSpec::Id(base.id), false, &mut |_, _| {})
+            .unwrap();
+        let logs = log_folders(&dir);
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        let stale = t.path().join("stale");
+        copy_dir(&dir.join("recover").join(&logs[0]), &stale);
+        g.commit().unwrap();
+        assert!(!dir.join("recover").exists(), "commit leaves no session");
+        // What a crash in the removal left under the old order (remove_dir_all unlinked
+        // state.json first): the log without its session, under this build's name and the
+        // older builds' one.
+        copy_dir(&stale, &dir.join("recover").join(&logs[0]));
+        copy_dir(&stale, &dir.join("recover/saved"));
+        d.write_at(&[3; 4096], 5 * 4096, false).unwrap();
+        let p2 = g.point(false, "").unwrap().unwrap();
+        d.write_at(&[4; 4096], 0, false).unwrap();
+        d.flush().unwrap();
+        g.recover(&PointSpec::Id(p2.id), false, &mut |_, _| {})
+            .unwrap();
+        let mut disk = vec![0u8; 6 * 4096];
+        d.read_at(&mut disk, 0).unwrap();
+        for (b, want) in [1, 1, 1, 1, 0, 3].into_iter().enumerate() {
+            assert!(
+                disk[b * 4096..(b + 1) * 4096].iter().all(|&x| x == want),
+                "block {b} holds {}, point {} had {want}: a stale log was read as head",
+                disk[b * 4096],
+                p2.id
+            );
+        }
+        let id = g.session().unwrap().unwrap().id;
+        assert_eq!(
+            log_folders(&dir),
+            [format!("saved-{id}")],
+            "stale logs removed"
+        );
+        assert_ne!(format!("saved-{id}"), logs[0], "a new session has a new id");
+        g.commit().unwrap();
+    }
+
+    #[test]
+    fn a_view_whose_point_is_pruned_says_so_when_opening_and_reading() {
+        use crate::config::Policy;
+        let t = tempfile::tempdir().unwrap();
+        let spec = DiskSpec {
+            name: "d".into(),
+            path: t.path().join("d.img"),
+            size: Some(1 << 20),
+        };
+        let g = Group::open("g", &t.path().join("j"), &[spec], 16 << 10).unwrap();
+        let d = JournaledDisk::new(g.clone(), 0);
+        d.write_at(&[0xaa; 1 << 18], 0, false).unwrap();
+        let base = g.point(true, "base").unwrap().unwrap();
+        for i in 0..20u8 {
+            d.write_at(&[i + 1; 8192], u64::from(i) * 8192, false)
+                .unwrap();
+            d.flush().unwrap();
+        }
+        let later = now_us() + 25 * 3600 * 1_000_000;
+        // Opened, then pruned before its first read: the segments it needs are gone.
+        let view = g.view(0, base.id).unwrap();
+        assert!(crate::writer::policy::prune(&g, &Policy::default(), later) > 0);
+        let mut b = vec![0u8; 4096];
+        let err = view.read_at(&mut b, 0).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("recovery point {} of group g was pruned", base.id)),
+            "{err}"
+        );
+        // Pruned while the view opens: after the segment list is taken, before the scan.
+        for i in 0..20u8 {
+            d.write_at(&[i + 0x40; 8192], u64::from(i) * 8192, false)
+                .unwrap();
+            d.flush().unwrap();
+        }
+        let first = g.points()[0].id;
+        let err = match g.open_view_index_with(0, first, || {
+            crate::writer::policy::prune(&g, &Policy::default(), later + 3600 * 1_000_000);
+        }) {
+            Ok(_) => panic!("a view of pruned point {first} opened"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(err, crate::writer::group::GroupError::PointGone(_)),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("was pruned"), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 //! the operations behind the control socket, and the run loop (SIGTERM drains and exits 0).
 
 use super::group::{DiskSpec, Group, Point};
+use super::journal::Access;
 use super::journaled::JournaledDisk;
 use super::policy;
 use super::recover::{PointSpec, RecoverReport};
@@ -24,6 +25,11 @@ pub struct Writer {
     pub policy: Policy,
     /// Disks not served (a group with one is not served at all), and why.
     pub refused: Vec<Refused>,
+    /// Groups whose journal or recovery session could not be opened: closed, the others
+    /// serve.
+    pub closed: Vec<ClosedGroup>,
+    /// Disk name → its closed group.
+    closed_disks: HashMap<String, String>,
     /// The O_EXCL descriptors of block-device targets, held while the writer lives.
     _claims: Vec<std::fs::File>,
 }
@@ -75,6 +81,12 @@ impl Writer {
     /// found and checked as `super::targets` says; a group with a refused disk is not
     /// served, and is reported in the log and in status.
     pub fn open_at(cfg: &Config, root: &Path) -> anyhow::Result<Writer> {
+        Writer::open_with(cfg, root, Access::Write)
+    }
+
+    /// [`Writer::open_at`]; [`Access::ReadOnly`] for commands that only list (`status`,
+    /// `points`): they then change nothing in any journal.
+    pub fn open_with(cfg: &Config, root: &Path, access: Access) -> anyhow::Result<Writer> {
         let mut plan = plan_groups(cfg)?;
         let dir = under(root, &cfg.writer.journal_dir(&cfg.retention));
         let host = super::targets::Host::read(root, cfg);
@@ -120,12 +132,32 @@ impl Writer {
         });
         let mut groups = BTreeMap::new();
         let mut disks = HashMap::new();
+        let mut closed = Vec::new();
+        let mut closed_disks = HashMap::new();
         for (name, specs) in plan {
             let gdir = dir.join(&name);
             // Group::open refuses an unusable recovery session too, but under a heading
             // about interrupted commits: read it first to name the problem plainly.
-            super::recover::read_session(&gdir).with_context(|| format!("group {name}"))?;
-            let g = Group::open(&name, &gdir, &specs, cfg.writer.journal_segment_size.0)?;
+            let opened = super::recover::read_session(&gdir)
+                .map_err(anyhow::Error::new)
+                .and_then(|_| {
+                    let size = cfg.writer.journal_segment_size.0;
+                    Ok(Group::open_with(&name, &gdir, &specs, size, access)?)
+                });
+            let g = match opened {
+                Ok(g) => g,
+                // One group's damage must not take the others down: it is closed.
+                Err(e) => {
+                    let reason = format!("{:#}", e.context(format!("group {name}")));
+                    tracing::error!(group = %name, "group closed: {reason}");
+                    closed_disks.extend(specs.iter().map(|d| (d.name.clone(), name.clone())));
+                    closed.push(ClosedGroup { name, reason });
+                    continue;
+                }
+            };
+            for d in g.damage() {
+                tracing::error!(group = %name, "journal damage: the points before it are lost: {}", d.reason);
+            }
             for (i, d) in specs.iter().enumerate() {
                 disks.insert(d.name.clone(), (name.clone(), i));
             }
@@ -146,6 +178,8 @@ impl Writer {
             clients,
             policy: cfg.policy.clone(),
             refused,
+            closed,
+            closed_disks,
             _claims: claims,
         })
     }
@@ -162,6 +196,9 @@ impl Writer {
                 "group {name:?} is not served: {}",
                 not_served.join("; ")
             )));
+        }
+        if let Some(c) = self.closed.iter().find(|c| c.name == name) {
+            anyhow::bail!("group {name:?} is closed: {}", c.reason);
         }
         self.groups.get(name).ok_or_else(|| {
             bad_input(format!(
@@ -185,6 +222,13 @@ impl Writer {
                     (j.total_bytes(), j.segments().len())
                 };
                 let mut warnings = health.warnings;
+                let lost_points = points.iter().filter(|p| p.lost.is_some()).count();
+                warnings.extend(g.damage().into_iter().map(|d| {
+                    format!(
+                        "journal damaged, points before {} lost: {}",
+                        d.before_seq, d.reason
+                    )
+                }));
                 // Status must still answer for a group whose session is unreadable: it is
                 // shown as recovering (it is closed) with the reason among its warnings.
                 let recovered_to = match g.session() {
@@ -205,6 +249,7 @@ impl Writer {
                     },
                     recovered_to,
                     points: points.len(),
+                    lost_points,
                     oldest_point: points.first().cloned(),
                     newest_point: points.last().cloned(),
                     newest_app_point: points.iter().rev().find(|p| p.kind == "app").cloned(),
@@ -234,6 +279,7 @@ impl Writer {
         Status {
             groups,
             refused: self.refused.clone(),
+            closed: self.closed.clone(),
         }
     }
 
@@ -252,6 +298,7 @@ impl Writer {
     }
 
     pub fn bookmark(&self, group: &str, label: &str) -> anyhow::Result<Point> {
+        check_label(label)?;
         let g = self.group(group)?;
         let p = g
             .point(true, label)
@@ -285,6 +332,27 @@ impl Writer {
     }
 }
 
+/// Longest point label, in bytes: a label is a note to find a point by, not a document.
+pub const MAX_LABEL: usize = 512;
+
+/// A bookmark label is printed by `points` and `status` on an operator's terminal: control
+/// characters (escape sequences, newlines that fake a row) are refused, as bad input.
+pub fn check_label(label: &str) -> anyhow::Result<()> {
+    if let Some(c) = label.chars().find(|c| c.is_control()) {
+        return Err(bad_input(format!(
+            "label {label:?} holds the control character {c:?}: a label is one line of \
+             printable text, e.g. \"before-upgrade\""
+        )));
+    }
+    if label.len() > MAX_LABEL {
+        return Err(bad_input(format!(
+            "label of {} bytes: a label is at most {MAX_LABEL} bytes",
+            label.len()
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Status {
@@ -292,6 +360,17 @@ pub struct Status {
     /// Disks not served: their ID, device or use did not pass the start checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Refused>,
+    /// Groups not served because their journal or session could not be opened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed: Vec<ClosedGroup>,
+}
+
+/// A group that could not be opened, and why.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ClosedGroup {
+    pub name: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -301,6 +380,8 @@ pub struct GroupStatus {
     pub state: GroupState,
     pub recovered_to: Option<u64>,
     pub points: usize,
+    /// Points that cannot be recovered: journal records they need are damaged.
+    pub lost_points: usize,
     pub oldest_point: Option<Point>,
     pub newest_point: Option<Point>,
     pub newest_app_point: Option<Point>,
@@ -358,9 +439,11 @@ impl ExportResolver for Writer {
             .disks
             .iter()
             .filter(|(_, (g, _))| self.may_open(g, client))
-            .map(|(name, (g, i))| ExportInfo {
+            // The export name and its group only: where a target lives on the appliance is
+            // nothing a client needs (docs/nbd-server.md).
+            .map(|(name, (g, _))| ExportInfo {
                 name: name.clone(),
-                description: format!("group {g}, {}", self.groups[g].disks[*i].path.display()),
+                description: format!("group {g}"),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -372,10 +455,6 @@ impl ExportResolver for Writer {
             Some((d, p)) => (d, Some(p)),
             None => (name, None),
         };
-        let (gname, idx) = self
-            .disks
-            .get(disk)
-            .ok_or_else(|| OpenError::Unknown(name.to_string()))?;
         let refuse = |reason: String| {
             tracing::warn!(export = name, peer = ?client.peer, identity = ?client.identity, "{reason}");
             OpenError::Refused {
@@ -383,8 +462,28 @@ impl ExportResolver for Writer {
                 reason,
             }
         };
+        if let Some(g) = self.closed_disks.get(disk)
+            && self.may_open(g, client)
+        {
+            return Err(refuse(format!(
+                "group {g} is closed: its journal or recovery session could not be opened (see `mtkit writer status`)"
+            )));
+        }
+        let (gname, idx) = self
+            .disks
+            .get(disk)
+            .ok_or_else(|| OpenError::Unknown(name.to_string()))?;
         if !self.may_open(gname, client) {
-            return Err(refuse(format!("client not allowed for group {gname}")));
+            // The log names the group; the client's answer does not name what it cannot see.
+            tracing::warn!(export = name, peer = ?client.peer, identity = ?client.identity,
+                "client not allowed for group {gname}");
+            return Err(OpenError::Refused {
+                name: name.to_string(),
+                reason: match client.identity {
+                    Some(_) => "this client's certificate is not allowed to open it".into(),
+                    None => "this client's certificate names no identity (CN or DNS SAN)".into(),
+                },
+            });
         }
         let g = &self.groups[gname];
         if g.is_recovering() {
@@ -405,13 +504,9 @@ impl ExportResolver for Writer {
 }
 
 impl Writer {
-    /// `[[writer.group]] clients` restricts TLS clients by certificate identity. Without TLS
-    /// there is no identity to check (the listen policy keeps such a server on loopback
-    /// unless `insecure`), so the list does not apply.
+    /// `[[writer.group]] clients` restricts TLS clients by certificate identity; a TLS client
+    /// without a usable identity opens only groups that list nobody ([`super::tls::allowed`]).
     fn may_open(&self, group: &str, client: &ClientInfo) -> bool {
-        if client.identity.is_none() {
-            return true;
-        }
         let list = self.clients.get(group).map_or(&[][..], |v| v.as_slice());
         super::tls::allowed(list, client)
     }
@@ -447,6 +542,9 @@ pub fn run_at(written: &Config, root: &Path) -> anyhow::Result<()> {
     stop.add(Signal::SIGINT);
     stop.thread_block().context("blocking signals")?;
 
+    // Many clients and the journal's files need more than a shell's soft limit of 1024;
+    // the unit and the init script raise the hard limit.
+    let nofile = super::fds::raise_nofile_limit();
     let mut opts = super::nbd::ServerOptions::from_config(&cfg.writer)?;
     // More requests in flight per connection make bigger group-commit batches: one journal
     // sync per batch is the cost of the undo log, so its size sets the throughput.
@@ -458,6 +556,14 @@ pub fn run_at(written: &Config, root: &Path) -> anyhow::Result<()> {
     for g in writer.groups.values() {
         policy::prune(g, &writer.policy, now);
     }
+    let disks = writer.groups.values().map(|g| g.disks.len()).sum();
+    let fds = super::fds::FdBudget::new(nofile, disks);
+    tracing::info!(
+        open_files = nofile,
+        for_clients = fds.limit(),
+        "open-file limit"
+    );
+    opts.fds = Some(fds);
     let server = super::nbd::Server::new(writer.clone(), opts);
     let mut threads = Vec::new();
     if !cfg.writer.listen.is_empty() {
@@ -561,6 +667,7 @@ mod tests {
     fn who(id: Option<&str>) -> ClientInfo {
         ClientInfo {
             peer: None,
+            tls: id.is_some(),
             identity: id.map(String::from),
         }
     }
@@ -587,6 +694,20 @@ mod tests {
         let names = |c| w.list(&c).into_iter().map(|e| e.name).collect::<Vec<_>>();
         assert_eq!(names(who(Some("src-vm1"))), ["d0", "d1"]);
         assert_eq!(names(who(Some("other"))), ["d1"]);
+        // A TLS client whose certificate names nobody sees and opens only unlisted groups.
+        let nameless = ClientInfo {
+            tls: true,
+            ..ClientInfo::default()
+        };
+        assert_eq!(names(nameless.clone()), ["d1"]);
+        let err = w.open("d0", &nameless).err().unwrap();
+        assert!(matches!(err, OpenError::Refused { .. }));
+        assert!(!err.to_string().contains("vm1"), "{err}");
+        assert!(
+            w.list(&nameless)
+                .iter()
+                .all(|e| !e.description.contains('/'))
+        );
         assert!(matches!(
             w.open("d0", &who(Some("other"))),
             Err(OpenError::Refused { .. })
@@ -682,6 +803,7 @@ mod tests {
                 "history-secs",
                 "journal-bytes",
                 "journal-segments",
+                "lost-points",
                 "name",
                 "newest-app-point",
                 "newest-point",

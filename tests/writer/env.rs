@@ -91,20 +91,53 @@ impl Env {
 
     /// Starts `mtkit writer run` and waits until its control socket answers.
     pub fn start(&self) -> Service {
+        self.start_full(&[], None)
+    }
+
+    /// [`Env::start`] with the open-file limit (soft and hard) of the service set to
+    /// `nofile`, as a service manager would.
+    pub fn start_with_nofile(&self, nofile: Option<u64>) -> Service {
+        self.start_full(&[], nofile)
+    }
+
+    /// [`Env::start`] with more environment variables (test hooks).
+    pub fn start_with(&self, vars: &[(&str, &str)]) -> Service {
+        self.start_full(vars, None)
+    }
+
+    fn start_full(&self, vars: &[(&str, &str)], nofile: Option<u64>) -> Service {
+        use std::os::unix::process::CommandExt;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path("service.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mtkit"))
-            .env_remove("MTKIT_CONFIG")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtkit"));
+        cmd.env_remove("MTKIT_CONFIG")
             .arg("--config")
             .arg(&self.config)
             .args(["writer", "run"])
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .stderr(log);
+        if let Some(n) = nofile {
+            let lim = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: between fork and exec only setrlimit runs, which is async-signal-safe
+            // and touches nothing but the struct copied into the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = cmd.spawn().unwrap();
         let mut svc = Service { child };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

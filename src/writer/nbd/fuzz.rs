@@ -112,6 +112,7 @@ pub fn session(data: &[u8]) {
         tls: TlsState::Off,
         max_request: 16 * 1024,
         shutting_down: &stop,
+        admit: &|| Ok(()),
     };
     let mut s = Duplex {
         input: data,

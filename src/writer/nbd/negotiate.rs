@@ -39,6 +39,9 @@ pub struct NegotiateOptions<'a> {
     pub max_request: u32,
     /// Set while the server shuts down: options get NBD_REP_ERR_SHUTDOWN.
     pub shutting_down: &'a AtomicBool,
+    /// Called when the client chooses an export, before the reply: takes the
+    /// connection's transmission slot, or says why there is none (the export is refused).
+    pub admit: &'a dyn Fn() -> std::result::Result<(), String>,
 }
 
 /// The export a client chose and how it is served.
@@ -235,6 +238,9 @@ pub fn haggle<S: Read + Write>(
                         });
                     }
                 };
+                if let Err(reason) = (opts.admit)() {
+                    return Err(NegotiateError::ExportNameRefused { name, reason });
+                }
                 let flags = transmission_flags(&*export);
                 let mut out = Vec::new();
                 ExportNameReply {
@@ -312,6 +318,13 @@ fn info_or_go<S: Read + Write>(
             return Ok(None);
         }
     };
+    if option == proto::OPT_GO
+        && let Err(reason) = (opts.admit)()
+    {
+        // No code says "busy"; POLICY with the reason is what a client shows its user.
+        send_error(s, option, proto::REP_ERR_POLICY, &reason)?;
+        return Ok(None);
+    }
     let flags = transmission_flags(&*export);
     let mut infos = vec![Info::Export {
         size: export.size(),

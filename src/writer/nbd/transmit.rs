@@ -67,6 +67,8 @@ pub enum TransmitError {
     Truncated,
     #[error("client sent nothing for {0:?} inside a request")]
     Stalled(Duration),
+    #[error("client did not send a whole request within {0:?}")]
+    Late(Duration),
     #[error("WRITE of {len} bytes exceeds the maximum request size {max}")]
     Oversized { len: u32, max: u32 },
 }
@@ -218,9 +220,14 @@ impl Budget {
 }
 
 /// The server-wide budget of payload bytes buffered by all connections, so that memory
-/// stays bounded whatever the number of clients. Waiters are served first come, first
-/// served: a big request is not starved by a stream of small ones. A reservation is only
-/// held while its request is read, executed and answered, all bounded by the stall limit.
+/// stays bounded whatever the number of clients, shared fairly: each consistency group in
+/// transmission may hold `limit / (groups + 1)` (room is always left for one more group),
+/// and each connection its part of its group's share. A group or connection holding
+/// nothing may always take one request, so a share smaller than a request still serves.
+/// Within a group, waiters are served first come, first served (a big request is not
+/// starved by small ones); groups never wait behind each other's queue, so a client that
+/// trickles its payloads holds at most its group's share, and only until its request
+/// deadline. A reservation is held while its request is read, executed and answered.
 #[derive(Debug)]
 pub struct BufferPool {
     limit: usize,
@@ -233,8 +240,29 @@ pub struct BufferPool {
 struct PoolState {
     used: usize,
     peak: usize,
+    /// Groups with a connection in transmission.
+    active: usize,
+    /// One entry per group ever seen (their number is bounded by the config); members
+    /// keep their index.
+    groups: Vec<GroupShare>,
+}
+
+#[derive(Debug, Default)]
+struct GroupShare {
+    name: String,
+    conns: usize,
+    used: usize,
     next: u64,
     serving: u64,
+}
+
+/// A connection's place in the [`BufferPool`]: its group, and what it holds.
+#[derive(Debug)]
+pub struct PoolMember {
+    pool: Arc<BufferPool>,
+    group: usize,
+    /// Changed only under the pool's lock.
+    used: AtomicUsize,
 }
 
 /// What [`BufferPool::stats`] reports (metrics and tests).
@@ -258,38 +286,36 @@ impl BufferPool {
         }
     }
 
-    /// Reserves `n` bytes (capped at the limit, so one big request always fits), waiting
-    /// behind earlier reservations.
-    pub fn acquire(&self, n: usize) -> usize {
-        let n = n.min(self.limit);
-        let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
-        let ticket = st.next;
-        st.next += 1;
-        if st.serving != ticket || st.used + n > self.limit {
-            self.waits.fetch_add(1, Ordering::Relaxed);
-            while st.serving != ticket || st.used + n > self.limit {
-                st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
-            }
-        }
-        st.used += n;
-        st.peak = st.peak.max(st.used);
-        st.serving += 1;
-        // The next in line may fit too.
-        self.cv.notify_all();
-        n
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn release(&self, n: usize) {
-        if n == 0 {
-            return;
+    /// Enters a connection of consistency group `group` ("" for exports without one).
+    pub fn join(self: &Arc<Self>, group: &str) -> PoolMember {
+        let mut st = self.lock();
+        let idx = match st.groups.iter().position(|g| g.name == group) {
+            Some(i) => i,
+            None => {
+                st.groups.push(GroupShare {
+                    name: group.to_owned(),
+                    ..GroupShare::default()
+                });
+                st.groups.len() - 1
+            }
+        };
+        if st.groups[idx].conns == 0 {
+            st.active += 1;
         }
-        let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
-        st.used -= n;
-        self.cv.notify_all();
+        st.groups[idx].conns += 1;
+        PoolMember {
+            pool: self.clone(),
+            group: idx,
+            used: AtomicUsize::new(0),
+        }
     }
 
     pub fn stats(&self) -> PoolStats {
-        let st = self.st.lock().unwrap_or_else(|p| p.into_inner());
+        let st = self.lock();
         PoolStats {
             limit: self.limit,
             used: st.used,
@@ -299,11 +325,104 @@ impl BufferPool {
     }
 }
 
+impl PoolMember {
+    /// Whether `n` more bytes fit for this member now.
+    fn fits(&self, st: &PoolState, n: usize) -> bool {
+        let limit = self.pool.limit;
+        let g = &st.groups[self.group];
+        let group_share = limit / (st.active + 1);
+        let conn_share = group_share / g.conns.max(1);
+        let mine = self.used.load(Ordering::Relaxed);
+        st.used + n <= limit
+            && (g.used == 0 || g.used + n <= group_share)
+            && (mine == 0 || mine + n <= conn_share)
+    }
+
+    /// Reserves `n` bytes (capped at the limit, so one big request always fits), waiting
+    /// behind earlier reservations of the same group.
+    pub fn acquire(&self, n: usize) -> usize {
+        let pool = &*self.pool;
+        let n = n.min(pool.limit);
+        let mut st = pool.lock();
+        let ticket = st.groups[self.group].next;
+        st.groups[self.group].next += 1;
+        let ready = |st: &PoolState| st.groups[self.group].serving == ticket && self.fits(st, n);
+        if !ready(&st) {
+            pool.waits.fetch_add(1, Ordering::Relaxed);
+            while !ready(&st) {
+                st = pool.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        st.used += n;
+        st.peak = st.peak.max(st.used);
+        let g = &mut st.groups[self.group];
+        g.used += n;
+        g.serving += 1;
+        self.used.fetch_add(n, Ordering::Relaxed);
+        // The next in line may fit too.
+        pool.cv.notify_all();
+        n
+    }
+
+    pub fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let pool = &*self.pool;
+        let mut st = pool.lock();
+        st.used -= n;
+        st.groups[self.group].used -= n;
+        self.used.fetch_sub(n, Ordering::Relaxed);
+        pool.cv.notify_all();
+    }
+}
+
+impl Drop for PoolMember {
+    fn drop(&mut self) {
+        let pool = &*self.pool;
+        let mut st = pool.lock();
+        let g = &mut st.groups[self.group];
+        g.conns -= 1;
+        if g.conns == 0 {
+            st.active -= 1;
+        }
+        // Shares grew: waiters of other groups may fit now.
+        pool.cv.notify_all();
+    }
+}
+
 /// The reply side: one writer, whole replies written under its lock.
 struct Replies<W> {
     out: Mutex<W>,
     /// Set after a failed send; atomic so the reader can check it without the lock.
     broken: AtomicBool,
+    /// The stall limit: a reply not taken by the client within its frame deadline fails.
+    stall: Option<Duration>,
+}
+
+/// Writes all of `buf`, failing once `limit` has passed since the first write that did not
+/// take everything: a client reading its replies a few bytes at a time holds their buffers
+/// no longer than one sending a request that way. (A write taking all at once, the usual
+/// case, reads no clock.)
+fn write_within<W: Write>(w: &mut W, mut buf: &[u8], limit: Option<Duration>) -> io::Result<()> {
+    let mut since = None;
+    while !buf.is_empty() {
+        match w.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(l) = limit.filter(|_| !buf.is_empty())
+            && since.get_or_insert_with(Instant::now).elapsed() >= l
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("reply not read within {l:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl<W: Write> Replies<W> {
@@ -314,7 +433,8 @@ impl<W: Write> Replies<W> {
         if self.broken() {
             return;
         }
-        if let Err(e) = w.write_all(buf).and_then(|()| w.flush()) {
+        let limit = self.stall.map(|l| frame_deadline(l, buf.len()));
+        if let Err(e) = write_within(&mut *w, buf, limit).and_then(|()| w.flush()) {
             tracing::debug!(error = %e, "NBD reply failed");
             self.broken.store(true, Ordering::Release);
         }
@@ -345,7 +465,7 @@ struct Shared<'a, W> {
     export: &'a dyn Export,
     replies: Replies<W>,
     budget: Budget,
-    pool: Option<&'a BufferPool>,
+    pool: Option<PoolMember>,
     in_flight: AtomicUsize,
 }
 
@@ -354,12 +474,12 @@ impl<W> Shared<'_, W> {
     /// then server-wide. Returns (per connection, pooled).
     fn reserve(&self, n: usize) -> (usize, usize) {
         let mine = self.budget.acquire(n);
-        let pooled = self.pool.map_or(0, |p| p.acquire(n));
+        let pooled = self.pool.as_ref().map_or(0, |p| p.acquire(n));
         (mine, pooled)
     }
 
     fn release(&self, (mine, pooled): (usize, usize)) {
-        if let Some(p) = self.pool {
+        if let Some(p) = &self.pool {
             p.release(pooled);
         }
         self.budget.release(mine);
@@ -423,9 +543,21 @@ enum Frame {
     Idle,
 }
 
+/// The slowest payload rate a frame's deadline allows for beyond the stall limit: a
+/// 32 MiB WRITE gets 512 s more, a 4 KiB one a few milliseconds.
+pub const MIN_PAYLOAD_RATE: u64 = 64 * 1024;
+
+/// How long a frame of `len` bytes may take from its first byte: the stall limit plus its
+/// length at [`MIN_PAYLOAD_RATE`].
+fn frame_deadline(stall: Duration, len: usize) -> Duration {
+    stall + Duration::from_millis(len as u64 * 1000 / MIN_PAYLOAD_RATE)
+}
+
 /// Reads `buf` fully. Before its first byte, a read timeout with nothing in flight past the
-/// idle limit is idleness; once a frame has begun, no byte for the stall limit ends the
-/// connection (the reservation for it must not be held hostage). Otherwise reading goes on.
+/// idle limit is idleness; once a frame has begun, no byte for the stall limit, or the
+/// frame not complete by its deadline ([`frame_deadline`]: trickling bytes does not extend
+/// it), ends the connection (the reservation for it must not be held hostage). Otherwise
+/// reading goes on.
 fn read_frame<R: Read>(
     r: &mut R,
     buf: &mut [u8],
@@ -436,6 +568,8 @@ fn read_frame<R: Read>(
     let idle = opts.idle_timeout;
     let mut got = 0;
     let mut since = Instant::now();
+    let limit = opts.stall_timeout.map(|s| frame_deadline(s, buf.len()));
+    let mut deadline = limit.filter(|_| begun).map(|l| since + l);
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
             Ok(0) if got == 0 => return Ok(Frame::Eof),
@@ -443,6 +577,11 @@ fn read_frame<R: Read>(
             Ok(n) => {
                 got += n;
                 since = Instant::now();
+                if let Some(l) = limit.filter(|_| got < buf.len())
+                    && since >= *deadline.get_or_insert(since + l)
+                {
+                    return Err(TransmitError::Late(l));
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
@@ -451,6 +590,9 @@ fn read_frame<R: Read>(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
+                if let Some(l) = limit.filter(|_| deadline.is_some_and(|d| Instant::now() >= d)) {
+                    return Err(TransmitError::Late(l));
+                }
                 let quiet = since.elapsed();
                 let stalled = opts.stall_timeout.filter(|&s| quiet >= s);
                 if let Some(stall) = stalled.filter(|_| got > 0 || begun) {
@@ -485,9 +627,10 @@ pub fn serve<R: Read, W: Write + Send>(
         replies: Replies {
             out: Mutex::new(writer),
             broken: AtomicBool::new(false),
+            stall: opts.stall_timeout,
         },
         budget: Budget::new(budget),
-        pool: opts.pool.as_deref(),
+        pool: opts.pool.as_ref().map(|p| p.join(export.group())),
         in_flight: AtomicUsize::new(0),
     };
     let (tx, rx) = sync_channel::<Job>(workers * 2);
@@ -704,17 +847,80 @@ mod tests {
         assert_eq!(errno_of(&io::Error::other("x")), proto::EIO);
     }
 
+    /// A client that takes `per_call` bytes of a reply every 5 ms.
+    struct SlowReader {
+        per_call: usize,
+        taken: usize,
+    }
+
+    impl Write for SlowReader {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(5));
+            let n = buf.len().min(self.per_call);
+            self.taken += n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
-    fn pool_caps_bytes_in_use_and_serves_in_order() {
-        let pool = std::sync::Arc::new(BufferPool::new(100));
-        assert_eq!(pool.acquire(60), 60);
+    fn a_reply_read_byte_by_byte_fails_at_its_deadline() {
+        let reply = vec![0u8; 4096];
+        let mut slow = SlowReader {
+            per_call: 1,
+            taken: 0,
+        };
+        // 50 ms + 4 KiB at 64 KiB/s = 112 ms; at 200 B/s the reply would take 20 s.
+        let t = Instant::now();
+        let err = write_within(
+            &mut slow,
+            &reply,
+            Some(frame_deadline(Duration::from_millis(50), 4096)),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(slow.taken < 4096);
+        // A reader that keeps up gets it all, and without a limit anyone does.
+        let mut fast = SlowReader {
+            per_call: 1024,
+            taken: 0,
+        };
+        write_within(
+            &mut fast,
+            &reply,
+            Some(frame_deadline(Duration::from_millis(50), 4096)),
+        )
+        .unwrap();
+        assert_eq!(fast.taken, 4096);
+        let mut slow = SlowReader {
+            per_call: 512,
+            taken: 0,
+        };
+        write_within(&mut slow, &reply, None).unwrap();
+        assert_eq!(slow.taken, 4096);
+    }
+
+    #[test]
+    fn pool_caps_bytes_in_use_and_serves_a_group_in_order() {
+        let pool = Arc::new(BufferPool::new(100));
+        let a = pool.join("g");
+        assert_eq!(a.acquire(60), 60);
         // Capped at the limit: one request bigger than the pool still gets through alone.
-        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let order = Arc::new(Mutex::new(Vec::new()));
         let spawn = |n: usize, tag: &'static str| {
             let (p, order) = (pool.clone(), order.clone());
             let t = std::thread::spawn(move || {
-                let got = p.acquire(n);
+                let m = p.join("g");
+                let got = m.acquire(n);
                 order.lock().unwrap().push(tag);
+                m.release(got);
                 got
             });
             // Let it queue before the next one.
@@ -728,13 +934,44 @@ mod tests {
         // The small one would fit now, but waits behind the big one: first come, first served.
         std::thread::sleep(Duration::from_millis(50));
         assert!(order.lock().unwrap().is_empty());
-        pool.release(60);
+        a.release(60);
         assert_eq!(big.join().unwrap(), 100);
-        assert_eq!(pool.stats().used, 100);
-        pool.release(100);
         assert_eq!(small.join().unwrap(), 10);
         assert_eq!(*order.lock().unwrap(), ["big", "small"]);
         let st = pool.stats();
-        assert_eq!((st.used, st.peak, st.limit, st.waits), (10, 100, 100, 2));
+        assert_eq!((st.used, st.peak, st.limit, st.waits), (0, 100, 100, 2));
+    }
+
+    #[test]
+    fn pool_shares_between_groups_and_connections() {
+        let pool = Arc::new(BufferPool::new(100));
+        // Alone, a group may hold half: room is kept for one more group.
+        let a1 = pool.join("a");
+        assert_eq!(a1.acquire(50), 50);
+        // A second connection of the same group waits: its group's share is spent.
+        let waiting = {
+            let p = pool.clone();
+            std::thread::spawn(move || {
+                let a2 = p.join("a");
+                let got = a2.acquire(30);
+                a2.release(got);
+                got
+            })
+        };
+        while pool.stats().waits < 1 {
+            std::thread::yield_now();
+        }
+        // Another group is served at once, not behind group a's queue.
+        let b1 = pool.join("b");
+        assert_eq!(b1.acquire(30), 30);
+        assert_eq!(pool.stats().used, 80);
+        b1.release(30);
+        a1.release(50);
+        assert_eq!(waiting.join().unwrap(), 30);
+        assert_eq!(pool.stats().used, 0);
+        // A connection holding nothing may always take one request, even past its share.
+        let c = pool.join("c");
+        assert_eq!(c.acquire(90), 90);
+        c.release(90);
     }
 }

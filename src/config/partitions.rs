@@ -1,4 +1,5 @@
-//! The OS disk's partition layout, with the `auto` sizes resolved from the RAM the config states.
+//! The OS disk's partition layout, with the `auto` sizes resolved from the RAM the config
+//! states: what the kickstart creates, and what validation checks fits `os-disk-size`.
 //!
 //! Rules (also in docs/config-and-kickstart.md):
 //! - `/boot` is a fixed 500 MiB ext4 partition. CentOS 6's grub legacy can boot from an ext4
@@ -12,7 +13,7 @@
 //! - The layout, plus [`SLACK`] for the partition table and alignment, must fit in
 //!   `[disks] os-disk-size`.
 
-use crate::config::{AutoSize, Config, Size};
+use super::{AutoSize, Config, Size};
 
 /// Size of the /boot partition.
 pub const BOOT: Size = Size(500 * Size::MIB);

@@ -223,9 +223,14 @@ pub(crate) struct State {
     leader: bool,
     next_ticket: u64,
     done_ticket: u64,
+    /// The last ticket a leader took into a batch, and how many batches were taken: a
+    /// writer whose ticket is not taken yet sleeps on the next batch's condvar.
+    taken_ticket: u64,
+    batches: u64,
     failed: HashMap<u64, String>,
-    /// Writers whose undo is durable but whose target write has not finished.
-    inflight: usize,
+    /// Threads waiting for [`Group::inflight`] to reach 0 (a point, a recover): the last
+    /// writer out wakes them, and only then (std's notify is a syscall even with no waiter).
+    quiet_waiters: usize,
     pub(crate) next_seq: u64,
     /// No baseline yet: writes go straight through, FLUSH makes no point.
     pub(crate) initial_sync: bool,
@@ -266,6 +271,14 @@ pub struct Group {
     pub disks: Vec<Target>,
     pub(crate) state: Mutex<State>,
     cv: Condvar,
+    /// Writers waiting for their batch, by batch parity: a finished batch wakes its own
+    /// writers and one of the next, not every writer of the group (each woken one took
+    /// the state lock in turn: most of the futex calls of small journaled writes).
+    batch_cv: [Condvar; 2],
+    /// Writers whose undo is durable but whose target write has not finished. Raised
+    /// under the state lock; lowered without it, so that a finished target write does not
+    /// queue behind the batch's other writers for the lock (the last one out takes it).
+    inflight: AtomicUsize,
     pub(crate) journal: Mutex<Journal>,
     /// The leader's record buffer, kept between batches.
     scratch: Mutex<AlignedBuf>,
@@ -381,8 +394,10 @@ impl Group {
             leader: false,
             next_ticket: 1,
             done_ticket: 0,
+            taken_ticket: 0,
+            batches: 0,
             failed: HashMap::new(),
-            inflight: 0,
+            quiet_waiters: 0,
             next_seq: scan.max_seq + 1,
             initial_sync: scan.points.is_empty(),
             recovering,
@@ -401,6 +416,8 @@ impl Group {
             disks: targets,
             state: Mutex::new(state),
             cv: Condvar::new(),
+            batch_cv: [Condvar::new(), Condvar::new()],
+            inflight: AtomicUsize::new(0),
             journal: Mutex::new(journal),
             scratch: Mutex::new(AlignedBuf::default()),
             _lock: lock,
@@ -536,42 +553,57 @@ impl Group {
                 len,
             });
             while st.done_ticket < ticket {
-                if st.recovering {
+                let taken = ticket <= st.taken_ticket;
+                // Once taken, the batch's leader counts this write in flight: wait for it.
+                if st.recovering && !taken {
                     st.queue.retain(|p| p.ticket != ticket);
-                    self.cv.notify_all();
+                    self.wake_all();
                     return Err(refused(&self.name));
                 }
                 if st.leader {
-                    st = self.cv.wait(st).unwrap();
+                    let batch = st.batches + u64::from(!taken);
+                    st = self.batch_cv[(batch % 2) as usize].wait(st).unwrap();
                 } else {
                     st = self.lead(st);
                 }
             }
             if let Some(msg) = st.failed.remove(&ticket) {
-                st.inflight -= 1;
-                self.cv.notify_all();
+                self.inflight.fetch_sub(1, Ordering::AcqRel);
+                self.wake_all();
                 return Err(io::Error::other(msg));
             }
         } else {
-            st.inflight += 1;
+            self.inflight.fetch_add(1, Ordering::AcqRel);
         }
         st.dirty = true;
         st.first_dirty_us.get_or_insert_with(now_us);
         drop(st);
         let r = apply(target);
         target.bytes_written.fetch_add(len, Ordering::Relaxed);
-        let mut st = self.lock();
-        st.inflight -= 1;
-        if st.inflight == 0 {
+        // A waiter checks `inflight` under the lock and waits without letting it go, so
+        // taking the lock here after the decrement cannot miss it.
+        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 && self.lock().quiet_waiters > 0 {
             self.cv.notify_all();
         }
         r
+    }
+
+    /// Waits until every writer whose undo is durable has put its data on the target.
+    fn wait_quiet<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        st.quiet_waiters += 1;
+        while self.inflight.load(Ordering::Acquire) > 0 {
+            st = self.cv.wait(st).unwrap();
+        }
+        st.quiet_waiters -= 1;
+        st
     }
 
     /// Takes the queue as one batch, makes its undo records durable, and wakes its writers.
     fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         st.leader = true;
         let batch = std::mem::take(&mut st.queue);
+        st.batches += 1;
+        st.taken_ticket = batch.last().map_or(st.taken_ticket, |p| p.ticket);
         // Decide under the lock what to save and in which order (seq).
         let mut jobs = Vec::new();
         for p in &batch {
@@ -622,11 +654,23 @@ impl Group {
                 }
             }
         }
-        st.inflight += batch.len();
+        self.inflight.fetch_add(batch.len(), Ordering::AcqRel);
         st.done_ticket = batch.last().map_or(st.done_ticket, |p| p.ticket);
         st.leader = false;
+        self.batch_cv[(st.batches % 2) as usize].notify_all();
+        if !st.queue.is_empty() {
+            // One of the next batch leads it.
+            self.batch_cv[((st.batches + 1) % 2) as usize].notify_one();
+        }
+        // Points, views and recovers waiting for the leader role.
         self.cv.notify_all();
         st
+    }
+
+    /// Wakes every waiter: writers of both batches, points, views, recovers.
+    fn wake_all(&self) {
+        self.cv.notify_all();
+        self.batch_cv.iter().for_each(Condvar::notify_all);
     }
 
     /// Reads the old contents of `jobs` and appends them to the journal, synced.
@@ -783,9 +827,7 @@ impl Group {
             st = self.cv.wait(st).unwrap();
         }
         st.leader = true;
-        while st.inflight > 0 {
-            st = self.cv.wait(st).unwrap();
-        }
+        st = self.wait_quiet(st);
         let make = app || st.dirty;
         let seq = st.next_seq;
         if make {
@@ -795,7 +837,7 @@ impl Group {
         let r = self.make_point(make, seq, app, label);
         let mut st = self.lock();
         st.leader = false;
-        self.cv.notify_all();
+        self.wake_all();
         let rec = r?;
         if let Some(rec) = &rec {
             st.points.push(rec.clone());
@@ -915,7 +957,7 @@ impl Group {
         if caught_up.is_ok() {
             st.views.push(Arc::downgrade(&view));
         }
-        self.cv.notify_all();
+        self.wake_all();
         drop(st);
         caught_up.map_err(jerr)?;
         Ok(view)
@@ -926,18 +968,15 @@ impl Group {
     pub(crate) fn quiesce(&self) -> MutexGuard<'_, State> {
         let mut st = self.lock();
         st.recovering = true;
-        self.cv.notify_all();
+        self.wake_all();
         while st.leader {
             st = self.cv.wait(st).unwrap();
         }
-        while st.inflight > 0 {
-            st = self.cv.wait(st).unwrap();
-        }
-        st
+        self.wait_quiet(st)
     }
 
     pub(crate) fn notify(&self) {
-        self.cv.notify_all();
+        self.wake_all();
     }
 }
 

@@ -187,7 +187,8 @@ pub fn errno_of(e: &io::Error) -> u32 {
 
 /// Payload bytes that may be buffered at once.
 struct Budget {
-    free: Mutex<usize>,
+    /// (free bytes, readers waiting for some)
+    free: Mutex<(usize, usize)>,
     freed: Condvar,
     total: usize,
 }
@@ -195,7 +196,7 @@ struct Budget {
 impl Budget {
     fn new(total: usize) -> Budget {
         Budget {
-            free: Mutex::new(total),
+            free: Mutex::new((total, 0)),
             freed: Condvar::new(),
             total,
         }
@@ -205,17 +206,22 @@ impl Budget {
     fn acquire(&self, n: usize) -> usize {
         let n = n.min(self.total);
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while *free < n {
+        while free.0 < n {
+            free.1 += 1;
             free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+            free.1 -= 1;
         }
-        *free -= n;
+        free.0 -= n;
         n
     }
 
     fn release(&self, n: usize) {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        *free += n;
-        self.freed.notify_all();
+        free.0 += n;
+        // std's notify is a futex syscall even when nobody waits: twice per request.
+        if free.1 > 0 {
+            self.freed.notify_all();
+        }
     }
 }
 
@@ -245,6 +251,9 @@ struct PoolState {
     /// One entry per group ever seen (their number is bounded by the config); members
     /// keep their index.
     groups: Vec<GroupShare>,
+    /// Reservations waiting: wake-ups (a futex syscall each, even with nobody to wake)
+    /// only when there are some.
+    waiting: usize,
 }
 
 #[derive(Debug, Default)]
@@ -349,9 +358,11 @@ impl PoolMember {
         let ready = |st: &PoolState| st.groups[self.group].serving == ticket && self.fits(st, n);
         if !ready(&st) {
             pool.waits.fetch_add(1, Ordering::Relaxed);
+            st.waiting += 1;
             while !ready(&st) {
                 st = pool.cv.wait(st).unwrap_or_else(|p| p.into_inner());
             }
+            st.waiting -= 1;
         }
         st.used += n;
         st.peak = st.peak.max(st.used);
@@ -360,7 +371,9 @@ impl PoolMember {
         g.serving += 1;
         self.used.fetch_add(n, Ordering::Relaxed);
         // The next in line may fit too.
-        pool.cv.notify_all();
+        if st.waiting > 0 {
+            pool.cv.notify_all();
+        }
         n
     }
 
@@ -373,7 +386,9 @@ impl PoolMember {
         st.used -= n;
         st.groups[self.group].used -= n;
         self.used.fetch_sub(n, Ordering::Relaxed);
-        pool.cv.notify_all();
+        if st.waiting > 0 {
+            pool.cv.notify_all();
+        }
     }
 }
 

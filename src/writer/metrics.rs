@@ -107,6 +107,23 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
     }
     head(
         &mut o,
+        "mtkit_fua_requests_total",
+        "counter",
+        "Writes with the FUA flag by disk",
+    );
+    for g in w.groups.values() {
+        for t in &g.disks {
+            let _ = writeln!(
+                o,
+                "mtkit_fua_requests_total{{group=\"{}\",disk=\"{}\"}} {}",
+                esc(&g.name),
+                esc(&t.name),
+                t.stats.fua.load(Ordering::Relaxed)
+            );
+        }
+    }
+    head(
+        &mut o,
         "mtkit_clients",
         "gauge",
         "Connected clients by disk",

@@ -24,6 +24,8 @@ pub struct CommandStats {
 #[derive(Default)]
 pub struct DiskStats {
     pub commands: [CommandStats; COMMANDS.len()],
+    /// Writes and write-zeroes that carried NBD_CMD_FLAG_FUA (the kernel client's REQ_FUA).
+    pub fua: AtomicU64,
 }
 
 impl DiskStats {
@@ -54,5 +56,12 @@ impl DiskStats {
             }
         }
         r
+    }
+
+    /// Counts a write that asked for FUA.
+    pub fn count_fua(&self, fua: bool) {
+        if fua {
+            self.fua.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

@@ -85,3 +85,8 @@ need_venv() {
     "$venv/bin/pip" install -q --disable-pip-version-check pykickstart pycdlib python-hcl2 >&2
   fi
 }
+
+# The end-to-end suite (scripts/test-e2e, scripts/e2e-assets): depmod (kmod) for the unpacked
+# kernel's modules.dep, cpio for the initramfs, strip (binutils) for the binary in it. QEMU,
+# its firmware, the kernel and busybox are unpacked from their .debs, not installed.
+E2E_DEBS=(kmod cpio gzip binutils)

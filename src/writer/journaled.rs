@@ -51,11 +51,13 @@ impl Export for JournaledDisk {
 
     fn write_at(&self, data: &[u8], offset: u64, fua: bool) -> io::Result<()> {
         let n = data.len() as u64;
+        self.stats().count_fua(fua);
         self.stats()
             .observe(1, n, || self.group.write(self.disk, data, offset, fua))
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool, fua: bool) -> io::Result<()> {
+        self.stats().count_fua(fua);
         self.stats().observe(2, len, || {
             self.group
                 .write_zeroes(self.disk, offset, len, may_trim, fua)

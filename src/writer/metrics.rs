@@ -34,6 +34,8 @@ pub struct CommandStats {
 #[derive(Default)]
 pub struct DiskStats {
     pub commands: [CommandStats; COMMANDS.len()],
+    /// Writes and write-zeroes that carried NBD_CMD_FLAG_FUA (the kernel client's REQ_FUA).
+    pub fua: AtomicU64,
 }
 
 impl DiskStats {
@@ -64,6 +66,13 @@ impl DiskStats {
             }
         }
         r
+    }
+
+    /// Counts a write that asked for FUA.
+    pub fn count_fua(&self, fua: bool) {
+        if fua {
+            self.fua.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -155,6 +164,23 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
                 );
                 let _ = writeln!(o, "mtkit_request_duration_seconds_count{{{labels}}} {cum}");
             }
+        }
+    }
+    head(
+        &mut o,
+        "mtkit_fua_requests_total",
+        "counter",
+        "Writes with the FUA flag by disk",
+    );
+    for g in w.groups.values() {
+        for t in &g.disks {
+            let _ = writeln!(
+                o,
+                "mtkit_fua_requests_total{{group=\"{}\",disk=\"{}\"}} {}",
+                esc(&g.name),
+                esc(&t.name),
+                t.stats.fua.load(Ordering::Relaxed)
+            );
         }
     }
     head(

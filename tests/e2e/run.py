@@ -1,0 +1,63 @@
+"""Runs the end-to-end guests (scripts/test-e2e calls this): python3 run.py MTKIT [GUEST...].
+
+GUEST is appliance, powercut-ext4 or powercut-xfs (default: all). Every guest keeps its
+serial and QEMU logs under $E2E_LOGS; a failure names its step, its guest and the log, and
+the run exits 1 after the other guests ran."""
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from guest import GuestError, assets, initramfs  # noqa: E402
+
+
+def main():
+    mtkit, wanted = sys.argv[1], sys.argv[2:]
+    a = assets()
+    logs = Path(os.environ.get("E2E_LOGS") or Path(a["E2E_CACHE"]) / "logs" / time.strftime("%Y%m%d-%H%M%S"))
+    logs.mkdir(parents=True, exist_ok=True)
+    initrd = initramfs(a, mtkit)
+    from appliance import run_appliance
+    from powercut import run_powercut
+    guests = {
+        "appliance": lambda w, r: run_appliance(a, w, initrd, r),
+        "powercut-ext4": lambda w, r: run_powercut(a, w, initrd, r, "ext4"),
+        "powercut-xfs": lambda w, r: run_powercut(a, w, initrd, r, "xfs"),
+    }
+    failed = []
+    for name in wanted or guests:
+        if name not in guests:
+            sys.exit(f"e2e: no guest {name!r}; guests: {', '.join(guests)}")
+        work = logs / name
+        work.mkdir(exist_ok=True)
+        results = []
+        t0 = time.monotonic()
+        print(f"e2e: {name} ...", file=sys.stderr, flush=True)
+        try:
+            guests[name](work, results)
+            status = "ok"
+        except (GuestError, AssertionError) as e:
+            status = "FAILED"
+            failed.append(f"{name}: {e}")
+        except Exception:  # a harness bug still names its guest
+            status = "FAILED"
+            failed.append(f"{name}: {traceback.format_exc()}")
+        took = time.monotonic() - t0
+        for r in results:
+            print(f"  {name}: {r}")
+        print(f"e2e: {name} {status} in {took:.0f} s (logs: {work})", flush=True)
+        # Disk images are large and rebuilt each run; the logs stay.
+        if status == "ok":
+            for img in work.glob("*.img"):
+                img.unlink()
+    for f in failed:
+        print(f"e2e: FAILED {f}", file=sys.stderr)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

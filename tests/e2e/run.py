@@ -23,7 +23,9 @@ def main():
     initrd = initramfs(a, mtkit)
     from appliance import run_appliance
     from powercut import run_powercut
+    from media_boot import run_media
     guests = {
+        "media": lambda w, r: run_media(a, w, r, mtkit),
         "appliance": lambda w, r: run_appliance(a, w, initrd, r),
         "powercut-ext4": lambda w, r: run_powercut(a, w, initrd, r, "ext4"),
         "powercut-xfs": lambda w, r: run_powercut(a, w, initrd, r, "xfs"),

@@ -33,6 +33,8 @@ FIXTURE = REPO / "tests/fixtures/iso"
 FIXTURE_ARGS = "console=ttyS0 no_timer_check panic=-1 quiet"
 KS_ARG = "ks=cdrom:/ks.cfg"
 BOOT_TIMEOUT = 420
+# What the EFI loader stand-in (standin/grub.cfg) prints before reading the menu.
+EFI_CONF_READ = "MTKIT-EFI: reading /EFI/BOOT/BOOTX64.conf from images/efiboot.img"
 MARK = "MTKIT-STANDIN: "
 
 
@@ -53,7 +55,8 @@ class Boot:
         self.qemu_log = work / f"{name}.qemu.log"
         self.monitor = work / f"{name}.monitor"
         args = [a["E2E_QEMU"], "-machine", "pc,accel=tcg", "-m", "768", "-smp", "1",
-                "-display", "none", "-no-reboot", "-net", "none",
+                # -nographic also has SeaBIOS copy the text screen (ISOLINUX) to the serial port.
+                "-nographic", "-no-reboot", "-net", "none",
                 "-serial", f"file:{self.serial_log}",
                 "-monitor", f"unix:{self.monitor},server=on,wait=off"]
         if uefi:
@@ -95,17 +98,23 @@ class Boot:
 
     def type_at_boot_prompt(self, step, text, deadline):
         """Tab on the menu's default entry, then ` TEXT` and Enter, through QEMU's monitor."""
-        # ISOLINUX's banner is on the serial port; the menu (vesamenu.c32) follows it and
-        # reads the keyboard, so keys typed now wait in the BIOS buffer for it.
+        # SeaBIOS copies the text screen to the serial port: ISOLINUX's banner, then the
+        # cursor home that vesamenu.c32 sends when it takes the screen. Keys typed before
+        # the menu reads them wait in the BIOS buffer, which holds 15: type slowly, and
+        # only once the menu is there.
         self.wait_for(step, "ISOLINUX", deadline)
-        time.sleep(3)
+        while "\x1b[01;01H" not in self.serial().split("ISOLINUX", 1)[1]:
+            if time.monotonic() > deadline:
+                self.fail(step, "the boot menu did not start in time")
+            time.sleep(0.2)
+        time.sleep(2)
         names = {" ": "spc", "=": "equal", ":": "shift-semicolon", "/": "slash", ".": "dot",
                  "-": "minus", "_": "shift-minus"}
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(self.monitor))
             for key in ["tab"] + [names.get(c, c) for c in " " + text] + ["ret"]:
                 s.sendall(f"sendkey {key}\n".encode())
-                time.sleep(0.15)
+                time.sleep(0.4)
 
     def finish(self, step):
         """Waits for the stand-in's END line and QEMU's exit; returns the stand-in's lines."""
@@ -119,7 +128,7 @@ class Boot:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
-        return [line[line.index(MARK) + len(MARK):].rstrip("\r")
+        return [line[line.index(MARK) + len(MARK):].rstrip()
                 for line in self.serial().splitlines() if MARK in line]
 
     def expect(self, step, lines, wanted):
@@ -148,9 +157,11 @@ def media(mtkit, work, boot):
     # The media carry the static binary without its debug info (as the release build).
     binary = work / "mtkit"
     _run("strip mtkit", "strip", "-o", binary, mtkit)
+    # A config `mtkit build` accepts: root logs in by SSH key, inline and from a file.
     config = work / "appliance.toml"
-    config.unlink(missing_ok=True)
-    _run("mtkit init", binary, "init", "--out", config)
+    good = REPO / "tests/fixtures/config/good"
+    shutil.copyfile(good / "ssh-keys.toml", config)
+    shutil.copyfile(good / "admin.pub", work / "admin.pub")
     remastered = work / "mt-install.iso"
     _run("mtkit iso remaster", binary, "--config", config, "iso", "remaster", "--force",
          "--source", fixture, "--binary", binary, "-o", remastered)
@@ -237,6 +248,8 @@ def run_media(a, work, results, mtkit):
                     raise b.error
             lines = b.finish("boot")
             b.expect("stand-in", lines, checks[name])
+            if name == "media-uefi" and EFI_CONF_READ not in b.serial():
+                b.fail("EFI loader", f"no {EFI_CONF_READ!r} on the serial port")
             results.append(f"{name}: ok in {time.monotonic() - b.started:.0f} s "
                            f"({next(l for l in lines if l.startswith('cmdline: '))})")
         except GuestError as e:

@@ -109,6 +109,27 @@ pub fn check_new_output(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Creates the folder `dir` and its missing parents with mode 0700 whatever the umask (the
+/// mode given to mkdir is masked by it, so each new folder is set again after), and syncs
+/// each new entry into its parent: for folders that hold old disk contents (the writer's
+/// journal), which no other user may read.
+pub fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(up) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dirs(up)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    fs::File::open(parent_dir(dir))?.sync_all()
+}
+
 /// The folder `path` is in; `.` for a bare file name (whose `parent()` is empty).
 pub fn parent_dir(path: &Path) -> &Path {
     path.parent()

@@ -185,12 +185,48 @@ fn every_fixture_root_has_exactly_its_findings() {
         (
             "retention-vfat",
             1,
-            &[(
-                "retention",
-                "fail",
-                "on /mnt/retention (vfat, 1536G): not-fat: filesystem is VFAT, never a retention \
-                 volume (--force reformats it) | FAT cannot hold the journal",
-            )],
+            &[
+                (
+                    "retention",
+                    "fail",
+                    "on /mnt/retention (vfat, 1536G): not-fat: filesystem is VFAT, never a \
+                     retention volume (--force reformats it) | FAT cannot hold the journal",
+                ),
+                (
+                    "journal-fs",
+                    "fail",
+                    "/mnt/retention/mtkit ([writer] journal-dir) is not crash-safe: it is on \
+                     vfat (/dev/mapper/36000c29c3d4e5f60718293a4b5c6d7e8f90a1b2 on \
+                     /mnt/retention): no journal: a power cut can leave the allocation table",
+                ),
+            ],
+        ),
+        (
+            // Every other rule passes: only the superblock's features tell it.
+            "retention-no-journal",
+            1,
+            &[
+                (
+                    "retention",
+                    "fail",
+                    "(ext4, 1536G): crash-safe: ext4 without a journal (no has_journal \
+                     feature): a power cut leaves its metadata half-written",
+                ),
+                (
+                    "journal-fs",
+                    "fail",
+                    "is on ext4 without a journal (no has_journal feature) \
+                     (/dev/mapper/36000c29c3d4e5f60718293a4b5c6d7e8f90a1b2 on /mnt/retention): \
+                     a power cut leaves its metadata half-written and nothing repairs it before \
+                     the writer reads the journal again, so segment blocks can be cross-linked\
+                     , records that read back valid are overwritten by later appends, and \
+                     points are lost or recover to the wrong data; the writer refuses to start \
+                     | put the journal on ext4 with its journal (mkfs.ext4's default) or xfs: \
+                     `mtkit retention prepare DEVICE` makes one; an ext2/ext3/ext4 volume gets \
+                     a journal in place with `e2fsck -f DEVICE && tune2fs -O has_journal \
+                     DEVICE`",
+                ),
+            ],
         ),
         (
             // The retention rules' min-size: a failure, as `mtkit retention check` says.
@@ -283,6 +319,7 @@ fn healthy_root_table_lists_every_check() {
         "retention",
         "retention-space",
         "retention-probe",
+        "journal-fs",
         "custom-changes",
         "nic",
         "hosts",

@@ -305,6 +305,81 @@ fn existing_filesystem_needs_force() {
     assert!(root.join("srv/ret/mtkit").is_dir());
 }
 
+/// A prepared-looking volume (ext4 labelled mt-retention) made without a journal passes
+/// every other rule: only its superblock tells, and prepare keeps a prepared volume as it
+/// is, so it must refuse it, even with --force.
+#[test]
+fn a_retention_ext4_without_a_journal_is_refused() {
+    require!(can_loop(), "needs root, losetup, mkfs.ext4, blkid");
+    let lp = Loop::new(64 << 20);
+    sh(
+        "mkfs.ext4",
+        &["-q", "-L", "mt-retention", "-O", "^has_journal", &lp.dev],
+    );
+    assert_refused(
+        &lp,
+        "crash-safe",
+        "ext4 without a journal (no has_journal feature): a power cut leaves its metadata",
+    );
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    let o = retention(
+        "prepare",
+        Some(&lp.dev),
+        &root,
+        &config(t.path()),
+        &["--force"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("- crash-safe: "), "{}", stderr(&o));
+}
+
+/// What prepare makes has a journal even where mke2fs.conf would leave it out (as the
+/// ext4 this suite often runs on was made).
+#[test]
+fn prepare_makes_an_ext4_with_a_journal_whatever_mke2fs_conf_says() {
+    require!(
+        can_loop() && have("dumpe2fs"),
+        "needs root, losetup, mkfs.ext4, blkid, dumpe2fs"
+    );
+    let mut lp = Loop::new(64 << 20);
+    let t = tempfile::tempdir().unwrap();
+    let conf = t.path().join("mke2fs.conf");
+    fs::write(
+        &conf,
+        "[defaults]\n\tbase_features = sparse_super,large_file,filetype,dir_index,ext_attr\n\
+         [fs_types]\n\text4 = {\n\t\tfeatures = extent,flex_bg,huge_file,dir_nlink,extra_isize\n\t}\n",
+    )
+    .unwrap();
+    let root = t.path().join("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    let cfg = config(t.path());
+    lp.mounts.push(root.join("mnt/retention"));
+    let o = common::mtkit()
+        .env("MKE2FS_CONFIG", &conf)
+        .args(["retention", "prepare", &lp.dev, "--root"])
+        .arg(&root)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let head = String::from_utf8(sh("dumpe2fs", &["-h", &lp.dev]).stdout).unwrap();
+    let features = head
+        .lines()
+        .find(|l| l.starts_with("Filesystem features:"))
+        .unwrap();
+    assert!(
+        features.contains("has_journal") && features.contains("extent"),
+        "{features}"
+    );
+    // The conf was used (no metadata_csum, which mkfs.ext4 would otherwise turn on).
+    assert!(!features.contains("metadata_csum"), "{features}");
+    let o = retention("check", Some(&lp.dev), &root, &cfg, &[]);
+    assert!(stdout(&o).contains("ok   crash-safe"), "{}", stdout(&o));
+}
+
 fn windows(name: &str) -> std::process::Output {
     let f = fixture(&format!("windows/{name}.json"));
     let d = tempfile::tempdir().unwrap();

@@ -30,7 +30,8 @@ fn free_port() -> u16 {
 fn config(dir: &Path, journal: &Path, disks: &str) -> (PathBuf, u16) {
     let port = free_port();
     let text = format!(
-        "[writer]\nlisten = \"127.0.0.1:{port}\"\nmetrics-listen = \"\"\njournal-dir = \"{}\"\n\
+        // allow-unsafe-journal: the journal is in a temp folder, on whatever / is.
+        "[writer]\nlisten = \"127.0.0.1:{port}\"\nmetrics-listen = \"\"\nallow-unsafe-journal = true\njournal-dir = \"{}\"\n\
          unix-socket = \"{}\"\ncontrol-socket = \"{}\"\n{disks}",
         journal.display(),
         dir.join("run/nbd.sock").display(),
@@ -337,7 +338,7 @@ fn a_kernel_name_without_an_id_is_warned_about_with_its_location() {
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     let at = format!(
-        "{}:9:8: [[writer.disk]] #1 path = \"/dev/sdc\"",
+        "{}:10:8: [[writer.disk]] #1 path = \"/dev/sdc\"",
         cfg.display()
     );
     assert!(err.contains(&at) && err.contains("scsi-id"), "{err}");

@@ -271,6 +271,10 @@ pub struct Writer {
     pub metrics_listen: String,
     /// Allow listening on a non-loopback address without TLS (logged at every start).
     pub insecure: bool,
+    /// Start with the journal on a filesystem that a power cut can corrupt or empty (ext2,
+    /// ext4 without a journal, tmpfs, vfat, or one mtkit cannot judge): tests and labs only,
+    /// warned at every start.
+    pub allow_unsafe_journal: bool,
     pub max_connections: u32,
     /// Largest READ/WRITE payload a client may send.
     pub max_request_size: Size,
@@ -295,6 +299,7 @@ impl Default for Writer {
             control_socket: PathBuf::from("/run/mtkit/writer.sock"),
             metrics_listen: "127.0.0.1:9810".into(),
             insecure: false,
+            allow_unsafe_journal: false,
             max_connections: 64,
             max_request_size: Size(32 * Size::MIB),
             idle_timeout: "15m".parse().unwrap(),

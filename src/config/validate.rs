@@ -1085,6 +1085,15 @@ fn check_retention(c: &Config, ck: &mut Checker<'_>) {
 
 fn check_writer(c: &Config, ck: &mut Checker<'_>) {
     let w = &c.writer;
+    if w.allow_unsafe_journal {
+        ck.warn(
+            &path(&["writer", "allow-unsafe-journal"]),
+            "true",
+            "the writer starts even with its journal on a filesystem that a power cut can \
+             corrupt or empty (ext2, ext4 without has_journal, vfat, tmpfs): points can be lost \
+             or recover the wrong data; for tests and labs only",
+        );
+    }
     // Port 0 (any free port) is allowed: tests and local setups use it.
     if w.listen.parse::<SocketAddr>().is_err() {
         ck.report(

@@ -1,17 +1,19 @@
 //! The writer's rows of doctor: whether the service starts with this config (the same check
-//! it makes itself), its TLS and how clients get certificates, and each target disk (the
-//! same resolution and refusals the service applies at start). Nothing is changed.
+//! it makes itself), whether the journal folder's filesystem survives a power cut (the same
+//! judgement as at start), its TLS and how clients get certificates, and each target disk
+//! (the same resolution and refusals the service applies at start). Nothing is changed.
 
 use super::Finding;
 use super::context::Context;
 use crate::config::WriterTls;
+use crate::host::crashsafe::{self, Safety};
 use crate::writer::certs;
 use crate::writer::preflight::{self, TlsPlan};
 use crate::writer::targets;
 
 /// Every writer row, in a fixed order.
 pub fn findings(cx: &Context) -> Vec<Finding> {
-    let mut out = vec![config(cx)];
+    let mut out = vec![config(cx), journal_fs(cx)];
     if let Some(f) = tls(cx) {
         out.push(f);
     }
@@ -31,6 +33,39 @@ fn config(cx: &Context) -> Finding {
             "fix these keys in appliance.toml (`mtkit kickstart` and `mtkit build` refuse it too)",
         )
     }
+}
+
+/// The journal folder's filesystem: refused at start unless crash-safe (a warning with
+/// `allow-unsafe-journal`); under a fixture root what cannot be read is not judged.
+fn journal_fs(cx: &Context) -> Finding {
+    const ID: &str = "journal-fs";
+    let j = preflight::journal_filesystem(cx.config, cx.root);
+    let dir = cx.config.writer.journal_dir(&cx.config.retention);
+    let Some(why) = preflight::journal_refusal(cx.config, &j) else {
+        return Finding::pass(
+            ID,
+            format!(
+                "the journal folder {} is on {}",
+                dir.display(),
+                j.describe()
+            ),
+        );
+    };
+    if j.safety == Safety::Unknown && !cx.live() {
+        return Finding::skip(ID, why);
+    }
+    if cx.config.writer.allow_unsafe_journal {
+        return Finding::warn(
+            ID,
+            format!("{why}; the writer starts anyway ([writer] allow-unsafe-journal = true)"),
+            format!("for tests and labs only: {}", crashsafe::REMEDY),
+        );
+    }
+    Finding::fail(
+        ID,
+        format!("{why}; the writer refuses to start"),
+        crashsafe::REMEDY,
+    )
 }
 
 fn tls(cx: &Context) -> Option<Finding> {

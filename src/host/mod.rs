@@ -1,6 +1,7 @@
 //! Facts about the machine read through a root folder: SCSI disks and IDs, block devices, mounts, OS release.
 
 pub mod blockdev;
+pub mod crashsafe;
 pub mod mounts;
 pub mod release;
 pub mod resources;

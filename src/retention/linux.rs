@@ -378,6 +378,27 @@ pub fn collect(cx: &Scope, path: &Path) -> Result<(VolumeFacts, Option<Device>)>
         f.not_checked.push("exclusive open (O_EXCL)".into());
     }
 
+    // Only a filesystem that could be kept as it is (ext4, xfs) needs judging.
+    if let Some(fs_type) = f
+        .filesystem
+        .clone()
+        .filter(|t| f.allowed_fs.contains(&t.as_str()))
+    {
+        // Under a fixture root the device is at its path there (a small superblock file).
+        let node = if cx.live() {
+            dev.node.clone()
+        } else {
+            under(cx.host, &dev.path)
+        };
+        let j = crate::host::crashsafe::of_device(&fs_type, &node);
+        if j.safety == crate::host::crashsafe::Safety::Unknown && !cx.live() {
+            f.not_checked
+                .push(format!("crash safety of its {fs_type} ({})", j.why));
+        } else {
+            f.crash_safety = Some(j);
+        }
+    }
+
     let scsi = scsi::list_disks(cx.host).unwrap_or_default();
     let os = scsi::OsDisk::identify(cx.host, &cx.config.disks.os_disk, &scsi);
     let root_dev = cx.fs_devnum(cx.root, &all);

@@ -7,6 +7,7 @@ use crate::error::bad_input;
 use crate::external::{MKFS_EXT4, MKFS_XFS};
 use crate::files::root::rel_of;
 use crate::files::{Links, Root};
+use crate::host::crashsafe;
 use crate::host::mounts;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -307,11 +308,27 @@ fn mkfs(dev: &Device, opts: &Options) -> Result<()> {
         Fs::Xfs => (&MKFS_XFS, "-f"),
     };
     let mut args = vec!["-q".as_ref(), "-L".as_ref(), LABEL.as_ref()];
+    // The journal explicitly: a mke2fs.conf without has_journal would make an ext4 that a
+    // power cut can cross-link (host::crashsafe).
+    if opts.fs == Fs::Ext4 {
+        args.extend([
+            std::ffi::OsStr::new("-O"),
+            std::ffi::OsStr::new("has_journal"),
+        ]);
+    }
     if opts.force {
         args.push(force.as_ref());
     }
     args.push(dev.node.as_os_str());
     tool.run(args)?;
+    let made = crashsafe::of_device(opts.fs.name(), &dev.node);
+    anyhow::ensure!(
+        made.is_safe(),
+        "{} was formatted as {}, which is not crash-safe: {}",
+        dev.node.display(),
+        made.filesystem,
+        made.why
+    );
     Ok(())
 }
 

@@ -43,6 +43,9 @@ pub struct VolumeFacts {
     pub free: Option<u64>,
     /// A probe that could not be read (blkid failed): refuse rather than guess.
     pub probe_error: Option<String>,
+    /// Whether its filesystem survives a power cut whole (`None`: not judged here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_safety: Option<crate::host::crashsafe::Judgement>,
     /// Facts that could not be collected here (no device nodes under a fixture root): the
     /// rules that need them are not judged, and callers say so.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -122,6 +125,7 @@ pub fn remedy(rule: &str) -> &'static str {
              --fs ext4 --force"
         }
         "filesystem" => "format R: as NTFS or ReFS",
+        "crash-safe" => crate::host::crashsafe::REMEDY,
         "not-locked" => "unlock the volume (Unlock-BitLocker) or use another one",
         "no-data" => "use an empty disk, or mtkit retention prepare DEVICE --force to wipe it",
         "space" => {
@@ -312,6 +316,15 @@ pub fn evaluate(f: &VolumeFacts, req: &Requirements) -> Verdict {
             prepared: allowed,
             findings: out,
         };
+    }
+    // A prepared volume is kept as it is: its filesystem must hold the journal whole across
+    // a power cut (an ext4 made without has_journal passes every other rule).
+    if let Some(j) = f.crash_safety.as_ref().filter(|_| prepared) {
+        check(
+            "crash-safe",
+            j.is_safe(),
+            format!("{}: {}", j.filesystem, j.why),
+        );
     }
     // Data that a format would destroy: a partition table, or a filesystem that is not a
     // prepared retention volume. Swap, PV and FAT have their own rules above.

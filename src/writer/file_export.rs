@@ -49,10 +49,12 @@ impl FileExport {
 
     /// Creates a sparse regular file of `size` bytes; refuses to replace an existing one.
     pub fn create(path: &Path, size: u64) -> io::Result<FileExport> {
+        use std::os::unix::fs::OpenOptionsExt;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(path)?;
         file.set_len(size)?;
         Ok(FileExport {

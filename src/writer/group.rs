@@ -54,7 +54,9 @@ impl Target {
         let mut opts = OpenOptions::new();
         opts.read(true).write(true);
         if size.is_some() {
-            opts.create(true);
+            use std::os::unix::fs::OpenOptionsExt;
+            // A target file it makes holds a machine's disk: the service's alone.
+            opts.create(true).mode(0o600);
         }
         let file = opts.open(path)?;
         let meta = file.metadata()?;
@@ -265,8 +267,10 @@ impl Group {
                 source,
             }
         };
-        std::fs::create_dir_all(dir).map_err(gio("creating journal folder"))?;
+        crate::files::create_private_dirs(dir).map_err(gio("creating journal folder"))?;
+        use std::os::unix::fs::OpenOptionsExt;
         let lock = OpenOptions::new()
+            .mode(0o600)
             .create(true)
             .truncate(false)
             .write(true)

@@ -6,13 +6,16 @@
 //! and the listen address as the service resolves them.
 //!
 //! Also the TLS the service starts with: `[writer.tls]` as configured, or (unset, and
-//! listening beyond loopback) the appliance's own CA in /etc/mtkit/tls, made on first need.
+//! listening beyond loopback) the appliance's own CA in /etc/mtkit/tls, made on first need;
+//! and the journal folder's filesystem, which must come back whole after a power cut
+//! (`host::crashsafe`), judged the same way by `writer run` and `doctor`.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 use crate::config::{Config, Writer, WriterTls};
 use crate::error::bad_input;
+use crate::host::crashsafe::{self, Judgement};
 use crate::host::under;
 
 use super::certs;
@@ -122,6 +125,51 @@ pub fn check(cfg: &Config) -> anyhow::Result<TlsPlan> {
         )));
     }
     tls_plan(&cfg.writer).map_err(bad_input)
+}
+
+/// The filesystem of the journal folder of `cfg` on the system under `root`.
+pub fn journal_filesystem(cfg: &Config, root: &Path) -> Judgement {
+    crashsafe::of_folder(root, &cfg.writer.journal_dir(&cfg.retention))
+}
+
+/// Why the journal folder of `cfg` is refused, in the words `writer run` and `doctor` use;
+/// `None` when its filesystem is crash-safe.
+pub fn journal_refusal(cfg: &Config, j: &Judgement) -> Option<String> {
+    (!j.is_safe()).then(|| {
+        let dir = cfg.writer.journal_dir(&cfg.retention);
+        let verb = match j.safety {
+            crashsafe::Safety::Unknown => "cannot be told crash-safe",
+            _ => "is not crash-safe",
+        };
+        format!(
+            "the journal folder {} ([writer] journal-dir) {verb}: it is on {}",
+            dir.display(),
+            j.describe()
+        )
+    })
+}
+
+/// At start: refuses (exit 2) a journal folder whose filesystem a power cut can corrupt or
+/// empty, unless `[writer] allow-unsafe-journal = true`, which only warns.
+pub fn check_journal_filesystem(cfg: &Config, root: &Path) -> anyhow::Result<()> {
+    let j = journal_filesystem(cfg, root);
+    let Some(why) = journal_refusal(cfg, &j) else {
+        tracing::info!(filesystem = %j.filesystem, "journal filesystem is crash-safe");
+        return Ok(());
+    };
+    if cfg.writer.allow_unsafe_journal {
+        tracing::warn!(
+            "{why}. STARTING ANYWAY ([writer] allow-unsafe-journal = true): a power cut can \
+             lose recovery points or make a recover write the wrong data; on an appliance, {}",
+            crashsafe::REMEDY
+        );
+        return Ok(());
+    }
+    Err(bad_input(format!(
+        "{why}\nthe writer refuses to start: {}\n(for tests and labs only, [writer] \
+         allow-unsafe-journal = true starts it anyway, with a warning)",
+        crashsafe::REMEDY
+    )))
 }
 
 /// The `[writer.tls]` the service starts with on the system under `root`: the configured

@@ -157,7 +157,7 @@ pub fn read_session(dir: &Path) -> Result<Option<Session>, SessionError> {
 
 fn write_session(dir: &Path, s: &Session) -> anyhow::Result<()> {
     let d = session_dir(dir);
-    std::fs::create_dir_all(&d)
+    crate::files::create_private_dirs(&d)
         .with_context(|| format!("creating recovery session folder {}", d.display()))?;
     crate::files::write_atomic(&session_path(dir), &serde_json::to_vec(s)?, 0o600)
 }

@@ -429,6 +429,7 @@ pub fn run_at(written: &Config, root: &Path) -> anyhow::Result<()> {
     use nix::sys::signal::{SigSet, Signal};
     // The checks `kickstart`, `build` and `doctor` make too: they cannot disagree.
     let tls = super::preflight::check(written)?;
+    super::preflight::check_journal_filesystem(written, root)?;
     let mut rebased = written.clone();
     rebased.writer.tls = super::preflight::tls_for_start(written, &tls, root)?;
     for p in [

@@ -36,9 +36,12 @@ impl Env {
         };
         let (port, metrics_port) = (free(), free());
         let d = dir.path();
+        // The journal sits in a temp folder, on whatever the machine's / is (often ext4
+        // without a journal, which the writer refuses): the tests of crash safety write
+        // their own configs (tests/writer_journal_fs.rs).
         let mut cfg = format!(
-            "[writer]\nlisten = \"127.0.0.1:{port}\"\ninsecure = true\njournal-dir = \"{}\"\n\
-             unix-socket = \"{}\"\ncontrol-socket = \"{}\"\nmetrics-listen = \"127.0.0.1:{metrics_port}\"\n",
+            "[writer]\nlisten = \"127.0.0.1:{port}\"\ninsecure = true\nallow-unsafe-journal = true\n\
+             journal-dir = \"{}\"\nunix-socket = \"{}\"\ncontrol-socket = \"{}\"\nmetrics-listen = \"127.0.0.1:{metrics_port}\"\n",
             d.join("journal").display(),
             d.join("run/nbd.sock").display(),
             d.join("run/control.sock").display()

@@ -169,7 +169,8 @@ fn open_append(path: &Path, create: bool) -> io::Result<(File, bool)> {
         let mut o = OpenOptions::new();
         o.read(true).write(true).custom_flags(flags);
         if create {
-            o.create_new(true);
+            // Old disk contents: the service's alone, whatever the umask.
+            o.create_new(true).mode(0o600);
         }
         o.open(path)
     };
@@ -263,7 +264,7 @@ impl Journal {
     /// Opens (creating) the journal in `dir`: finishes an interrupted commit, checks every
     /// record of the newest segment and cuts a torn tail, and collects the points.
     pub fn open(dir: &Path, segment_size: u64) -> Result<(Journal, Scan), JournalError> {
-        fs::create_dir_all(dir).map_err(io_err("creating journal folder", dir))?;
+        crate::files::create_private_dirs(dir).map_err(io_err("creating journal folder", dir))?;
         let mut ids = list_segments(dir)?;
         let mut scan = Scan::default();
         let mut segments = Vec::new();

@@ -100,10 +100,19 @@ def config(g, os_wwn, targets, ret_fs="ext4"):
     g.ok(f"cat > /etc/mtkit/appliance.toml <<'EOF'\n{text}EOF")
 
 
-def start_writer(g):
+def start_writer(g, groups):
+    """Starts the service and waits until each of `groups` is served or refused."""
+    want = " ".join(groups)
+    # Status is asked only once the control socket is there: with no service answering,
+    # `writer status` opens the journal itself and holds the disks with O_EXCL, and a
+    # service starting at that moment refuses them as busy (seen here; see the notes).
     g.ok("mkdir -p /run/mtkit; setsid mtkit writer run > /var/log/writer.log 2>&1 < /dev/null &\n"
-         "for i in $(seq 300); do mtkit writer status >/dev/null 2>&1 && exit 0; sleep 0.2; done\n"
-         "cat /var/log/writer.log; exit 1")
+         "for i in $(seq 600); do\n"
+         "  [ -S /run/mtkit/writer.sock ] || { sleep 0.2; continue; }\n"
+         "  s=$(mtkit writer status --json 2>/dev/null) && {\n"
+         f"    ok=1; for grp in {want}; do echo \"$s\" | grep -q \"\\\"$grp\\\"\" || ok=0; done\n"
+         "    [ $ok = 1 ] && exit 0; }\n"
+         "  sleep 0.2\ndone\ncat /var/log/writer.log; exit 1")
 
 
 def client_certs(g, dest):
@@ -119,8 +128,8 @@ def client_certs(g, dest):
 class Remote:
     """The host's side of replication: exports of the guest's writer over TLS."""
 
-    def __init__(self, port, certs):
-        self.port, self.certs = port, certs
+    def __init__(self, g, port, certs):
+        self.g, self.port, self.certs = g, port, certs
 
     def uri(self, export):
         return f"nbds://127.0.0.1:{self.port}/{export}?tls-certificates={self.certs}"
@@ -130,21 +139,21 @@ class Remote:
                 f"driver=nbd,host=127.0.0.1,port={self.port},export={export},tls-creds=tls0")
 
     def nbdcopy_to(self, src, export):
-        run("nbdcopy", "--flush", str(src), self.uri(export))
+        self.g.host("nbdcopy", "--flush", str(src), self.uri(export))
 
     def qemu_img_to(self, src, export):
         obj, opts = self.qemu_opts(export)
-        run("qemu-img", "convert", "-n", *obj, "-f", "raw", "--target-image-opts", str(src), opts)
+        self.g.host("qemu-img", "convert", "-n", *obj, "-f", "raw", "--target-image-opts", str(src), opts)
 
     def qemu_io(self, export, *cmds):
         obj, opts = self.qemu_opts(export)
         args = ["qemu-io", *obj, "--image-opts", opts]
         for c in cmds:
             args += ["-c", c]
-        return run(*args)
+        return self.g.host(*args)
 
     def read(self, export, dest):
-        run("nbdcopy", self.uri(export), str(dest))
+        self.g.host("nbdcopy", self.uri(export), str(dest))
         return Path(dest).read_bytes()
 
 
@@ -230,9 +239,9 @@ def appliance_steps(g, work, port, results):
     results.append(f"retention prepare formatted {ret} (found by ID) as ext4 and mounted it")
 
     g.step = "writer run"
-    start_writer(g)
+    start_writer(g, ["vm1", "kern"])
     certs = client_certs(g, work / "certs")
-    remote = Remote(port, certs)
+    remote = Remote(g, port, certs)
     status = json.loads(g.ok("mtkit writer status --json"))
     served = sorted(d["name"] for grp in status["groups"] for d in grp["disks"])
     check(g, served == ["kern-disk0", "vm1-disk0", "vm1-disk1"], f"served: {served}")

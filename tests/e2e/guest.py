@@ -196,12 +196,21 @@ class Guest:
     chan: socket.socket | None = None
     boot: int = 0
     step: str = "boot"
+    diagnose: str = ("tail -n 40 /var/log/writer.log 2>/dev/null; grep -v '^[a-z]*fs \\|proc\\|sysfs' "
+                     "/proc/mounts; ps; ls -l /proc/[0-9]*/fd 2>/dev/null | grep /dev/sd")
 
     @property
     def serial_log(self):
         return self.workdir / f"{self.name}-boot{self.boot}.serial.log"
 
     def fail(self, what):
+        if self.diagnose and self.chan and not getattr(self, "_diagnosing", False):
+            self._diagnosing = True
+            try:
+                rc, out, err = self.sh(self.diagnose, timeout=30)
+                what += f"\n--- {self.diagnose}\n{out}{err}"
+            except GuestError:
+                pass
         raise GuestError(f"step '{self.step}' in guest '{self.name}' (boot {self.boot}): {what}\n"
                          f"  serial log: {self.serial_log}")
 
@@ -210,7 +219,7 @@ class Guest:
              "-smp", "1", "-nographic", "-no-reboot", "-nodefaults",
              "-chardev", f"file,id=con,path={self.serial_log}", "-serial", "chardev:con",
              "-kernel", self.kernel, "-initrd", str(self.initrd),
-             "-append", f"console=ttyS0 panic=-1 loglevel=4 e2e.disks={sum(not d.cdrom for d in self.disks)}",
+             "-append", f"console=ttyS0 panic=-1 loglevel=5 e2e.disks={sum(not d.cdrom for d in self.disks)}",
              "-device", "virtio-serial-pci,id=vser",
              "-chardev", f"socket,id=ctl,path={self.workdir / (self.name + '.ctl')},server=on,wait=off",
              "-device", "virtserialport,bus=vser.0,chardev=ctl,name=ctl"]
@@ -298,6 +307,13 @@ class Guest:
         if rc != 0:
             self.fail(f"`{script.strip()[:200]}` exited {rc}\n--- stdout\n{out}\n--- stderr\n{err}")
         return out
+
+    def host(self, *cmd, **kw):
+        """Runs a host command of this step (nbdcopy, qemu-img): its failure is the step's."""
+        r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+        if r.returncode != 0:
+            self.fail(f"{' '.join(map(str, cmd))} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
+        return r.stdout
 
     def power_cut(self):
         """SIGKILL: the guest's page cache and in-flight requests are lost."""

@@ -115,14 +115,16 @@ class PowerCut:
         g.start()
         g.step = "mount after boot"
         mount_os(g, WWN["os"])
+        # os-disk is a kernel name, and names follow the scan order of this boot: written
+        # again from the OS disk's ID (a stale name would make the writer refuse a target).
+        config(g, WWN["os"], DISKS, self.fs)
         if first:
-            config(g, WWN["os"], DISKS, self.fs)
             g.ok(f"mtkit retention prepare {dev_of(g, WWN['ret'])} --fs {self.fs}")
         else:
             # What the fstab line `retention prepare` wrote does at boot.
             g.ok(f"mkdir -p /mnt/retention && mount -t {self.fs} {dev_of(g, WWN['ret'])} /mnt/retention")
         g.step = "journal opens after the cut" if not first else "writer start"
-        start_writer(g)
+        start_writer(g, ["pc"])
         self.certs = client_certs(g, self.work / "certs")
 
     def points(self):
@@ -137,7 +139,7 @@ class PowerCut:
         got = []
         for name, _, _ in DISKS:
             dest = self.work / f"{name}.read"
-            run("nbdcopy", f"nbds://127.0.0.1:{self.port}/{name}?tls-certificates={self.certs}", str(dest))
+            self.g.host("nbdcopy", f"nbds://127.0.0.1:{self.port}/{name}?tls-certificates={self.certs}", str(dest))
             got.append(dest.read_bytes())
         return got
 

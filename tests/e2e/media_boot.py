@@ -5,7 +5,7 @@ Debian kernel and a busybox initramfs whose /init stands in for anaconda
 (tests/fixtures/iso/standin/init): it prints its command line, gets the kickstart the
 way RHEL 6's loader does, runs the kickstart's %post --nochroot (which installs mtkit and
 appliance.toml from the media) and checks the installed mtkit. Each boot asserts on the
-stand-in's serial lines; no key is pressed except in the two-CD boot, where QEMU types
+stand-in's serial lines; no key is pressed except in the two-CD boots, where QEMU types
 the argument SUMMARY.txt tells users to add at the boot prompt.
 
 Boots (all at once, each in its own QEMU):
@@ -13,6 +13,7 @@ Boots (all at once, each in its own QEMU):
   media-uefi     the same ISO, OVMF (its EFI entry, BOOTX64.conf read from efiboot.img)
   media-hd       the same ISO as a hard disk (isohybrid MBR), SeaBIOS
   media-two-cds  the fixture ISO as it was, `mtkit build`'s kickstart ISO as the second CD
+  media-ks-first the kickstart ISO as the first CD, the fixture ISO as the second
 """
 
 import fnmatch
@@ -32,7 +33,7 @@ FIXTURE = REPO / "tests/fixtures/iso"
 # copies it into the mtkit entry like any other argument.
 FIXTURE_ARGS = "console=ttyS0 no_timer_check panic=-1 quiet"
 KS_ARG = "ks=cdrom:/ks.cfg"
-BOOT_TIMEOUT = 420
+BOOT_TIMEOUT = 600
 # What the EFI loader stand-in (standin/grub.cfg) prints before reading the menu.
 EFI_CONF_READ = "MTKIT-EFI: reading /EFI/BOOT/BOOTX64.conf from images/efiboot.img"
 MARK = "MTKIT-STANDIN: "
@@ -173,14 +174,19 @@ def media(mtkit, work, boot):
     return fixture, remastered, out, version
 
 
-def summary_boot_arg(summary):
-    """The argument SUMMARY.txt tells users to add at the boot prompt (the kickstart ISO in
-    the second drive): the indented line after "press Tab and add:"."""
+def summary_boot_args(summary):
+    """The arguments SUMMARY.txt tells users to add at the boot prompt: the line after
+    "press Tab and add:" (the kickstart ISO in the second drive), then the one the next
+    line gives in parentheses for the kickstart ISO in the first drive."""
     lines = summary.splitlines()
     for i, line in enumerate(lines):
-        if "press Tab and add:" in line and i + 1 < len(lines):
-            return lines[i + 1].strip()
-    raise GuestError(f"step 'read SUMMARY.txt' (media): no 'press Tab and add:' line in\n{summary}")
+        if "press Tab and add:" in line and i + 2 < len(lines):
+            second = lines[i + 1].strip()
+            first = lines[i + 2].strip().lstrip("(").split(" ", 1)[0]
+            if second.startswith("ks=") and first.startswith("ks="):
+                return second, first
+    raise GuestError(f"step 'read SUMMARY.txt' (media): no 'press Tab and add:' line with "
+                     f"two ks= arguments in\n{summary}")
 
 
 MEDIA_KEYS = ("E2E_OVMF_CODE", "E2E_OVMF_VARS", "E2E_GRUB_EFI_DIR", "E2E_GRUB_MKIMAGE")
@@ -195,8 +201,9 @@ def run_media(a, work, results, mtkit):
     t0 = time.monotonic()
     boot = boot_files(a, work)
     fixture, remastered, out, version = media(mtkit, work, boot)
-    arg = summary_boot_arg((out / "SUMMARY.txt").read_text())
-    results.append(f"media built in {time.monotonic() - t0:.0f} s; SUMMARY.txt says to type {arg!r}")
+    arg, arg_ks_first = summary_boot_args((out / "SUMMARY.txt").read_text())
+    results.append(f"media built in {time.monotonic() - t0:.0f} s; SUMMARY.txt says to type "
+                   f"{arg!r}, or {arg_ks_first!r} with the kickstart ISO first")
 
     cd = lambda iso, index: f"file={iso},format=raw,if=ide,index={index},media=cdrom,readonly=on"
     boots = {
@@ -206,12 +213,17 @@ def run_media(a, work, results, mtkit):
                          [f"file={remastered},format=raw,if=ide,index=0,snapshot=on"]),
         "media-two-cds": Boot(a, work, "media-two-cds",
                               [cd(fixture, 2), cd(out / "mt-ks.iso", 3)]),
+        # SeaBIOS passes over the kickstart ISO (no boot record) to the install disc.
+        "media-ks-first": Boot(a, work, "media-ks-first",
+                               [cd(out / "mt-ks.iso", 2), cd(fixture, 3)]),
     }
     # All at once: each TCG guest is one host thread, and most of a boot is waiting.
     for b in boots.values():
         b.start()
-    typist = threading.Thread(target=_type, args=(boots["media-two-cds"], arg))
-    typist.start()
+    typists = {name: threading.Thread(target=_type, args=(boots[name], text))
+               for name, text in (("media-two-cds", arg), ("media-ks-first", arg_ks_first))}
+    for t in typists.values():
+        t.start()
 
     errors = []
     bios_cmdline = f"cmdline: BOOT_IMAGE=vmlinuz initrd=initrd.img {FIXTURE_ARGS} {KS_ARG}"
@@ -240,11 +252,17 @@ def run_media(a, work, results, mtkit):
                           "install disc: /dev/sr0 mounted at /mnt/source",
                           "%post --nochroot: mtkit: found the media on /dev/sr1",
                           *installed],
+        # The kickstart ISO in the first drive, with the other argument SUMMARY.txt gives.
+        "media-ks-first": [f"cmdline: BOOT_IMAGE=vmlinuz initrd=initrd.img {FIXTURE_ARGS} {arg_ks_first}",
+                           f"kickstart: read * from /dev/sr0 ({arg_ks_first})",
+                           "install disc: /dev/sr1 mounted at /mnt/source",
+                           "%post --nochroot: mtkit: found the media on /dev/sr0",
+                           *installed],
     }
     for name, b in boots.items():
         try:
-            if name == "media-two-cds":
-                typist.join()
+            if name in typists:
+                typists[name].join()
                 if b.error:
                     raise b.error
             lines = b.finish("boot")

@@ -360,8 +360,8 @@ fn tree(dir: &std::path::Path, out: &mut std::collections::BTreeMap<String, Vec<
 }
 
 #[test]
-fn a_corrupt_recovery_session_stops_service_and_cli_and_changes_nothing() {
-    let env = Env::new(&[("vm1-d0", "vm1", MIB)]);
+fn a_corrupt_recovery_session_closes_its_group_and_changes_nothing() {
+    let env = Env::new(&[("vm1-d0", "vm1", MIB), ("vm2-d0", "vm2", MIB)]);
     let sock = env.control();
     let mut svc = env.start();
     let mut c = Nbd::connect(env.port, "vm1-d0").unwrap();
@@ -383,24 +383,39 @@ fn a_corrupt_recovery_session_stops_service_and_cli_and_changes_nothing() {
     let mut before = Default::default();
     tree(env.dir.path(), &mut before);
 
-    let run = env.mtkit(&["writer", "run"]);
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains(&state.display().to_string()) && err.contains("corrupt"),
-        "{err}"
-    );
     for args in [
         &["commit", "--group", "vm1"][..],
         &["recover", "--group", "vm1", "--to", "latest"],
-        &["writer", "status"],
+        &["points", "--group", "vm1"],
     ] {
         let o = env.mtkit(args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains("state.json is corrupt"), "{args:?}: {err}");
     }
+    // Status answers, for the other group too, and names the closed group's file.
+    let o = env.mtkit(&["writer", "status"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("group vm1 CLOSED") && out.contains("state.json is corrupt"),
+        "{out}"
+    );
+    assert!(out.contains("group vm2: initial-sync"), "{out}");
     let mut after = Default::default();
     tree(env.dir.path(), &mut after);
-    assert!(before == after, "a refused start or command changed files");
+    assert!(before == after, "a refused command changed files");
+
+    // The service starts for vm2 and keeps vm1 closed, saying why.
+    let _svc = env.start();
+    let mut c = Nbd::connect(env.port, "vm2-d0").unwrap();
+    c.write(0, &[3; 4096]).unwrap();
+    c.flush().unwrap();
+    assert!(Nbd::connect(env.port, "vm1-d0").is_err());
+    let st = control(&sock, r#"{"cmd":"status"}"#).unwrap();
+    assert_eq!(st["closed"][0]["name"], "vm1", "{st}");
+    let err = control(&sock, r#"{"cmd":"commit","group":"vm1"}"#).unwrap_err();
+    assert!(err.contains("state.json is corrupt"), "{err}");
+    assert!(env.log().contains("group vm1 is closed"), "{}", env.log());
+    assert_eq!(std::fs::read(&state).unwrap(), b"{\"at\": 1, \"sta");
 }

@@ -32,12 +32,15 @@ impl PointsArgs {
         for gp in groups {
             for p in gp.points {
                 println!(
-                    "{:<16} {:>8}  {:<27} {:<5} {}",
+                    "{:<16} {:>8}  {:<27} {:<5} {}{}",
                     gp.group,
                     p.id,
                     p.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                     p.kind,
-                    p.label
+                    p.label,
+                    p.lost
+                        .as_ref()
+                        .map_or(String::new(), |why| format!("  [{why}]"))
                 );
             }
         }

@@ -75,7 +75,11 @@ pub fn render_status(s: &Status) -> String {
             g.recovered_to.map_or(String::new(), |p| format!(
                 " (at point {p}, awaiting commit)"
             )),
-            g.points,
+            if g.lost_points > 0 {
+                format!("{}, {} LOST", g.points, g.lost_points)
+            } else {
+                g.points.to_string()
+            },
             g.history_secs,
             mib(g.journal_bytes),
             g.journal_segments,
@@ -101,7 +105,10 @@ pub fn render_status(s: &Status) -> String {
             r.name, r.group, r.path, r.reason
         );
     }
-    if s.groups.is_empty() && s.refused.is_empty() {
+    for c in &s.closed {
+        out += &format!("group {} CLOSED: {}\n", c.name, c.reason);
+    }
+    if s.groups.is_empty() && s.refused.is_empty() && s.closed.is_empty() {
         out += "no [[writer.disk]] configured\n";
     }
     out

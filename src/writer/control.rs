@@ -282,7 +282,14 @@ pub fn request_or_offline(
         Ok(v) => Ok(v),
         Err(ClientError::NotRunning(sock)) => {
             tracing::debug!(socket = %sock, "service not running: using the journal directly");
-            let w = Writer::open(cfg)?;
+            // Listings change nothing: no torn batch cut, no interrupted commit finished.
+            let access = match req {
+                Request::Status | Request::Points { .. } => {
+                    crate::writer::journal::Access::ReadOnly
+                }
+                _ => crate::writer::journal::Access::Write,
+            };
+            let w = Writer::open_with(cfg, Path::new("/"), access)?;
             execute(&w, req, progress)
         }
         Err(ClientError::Other(e)) => Err(e),

@@ -13,8 +13,8 @@ pub type BlockSrc = Option<Loc>;
 
 fn advance(src: BlockSrc, blocks: u64) -> BlockSrc {
     src.map(|l| Loc {
-        segment: l.segment,
         data: l.data + blocks * BLOCK,
+        ..l
     })
 }
 
@@ -117,6 +117,11 @@ impl Index {
         (d == disk && b < e).then(|| (e, advance(src, b - s)))
     }
 
+    /// Every journal place the index takes contents from.
+    pub fn sources(&self) -> impl Iterator<Item = Loc> + '_ {
+        self.map.values().filter_map(|&(_, src)| src)
+    }
+
     /// The first known block at or after `b`, if any.
     pub fn next_start(&self, disk: usize, b: u64) -> Option<u64> {
         self.map
@@ -157,7 +162,13 @@ mod tests {
 
     #[test]
     fn index_first_source_wins_per_block() {
-        let at = |data| Some(Loc { segment: 1, data });
+        let at = |data| {
+            Some(Loc {
+                segment: 1,
+                record: 0,
+                data,
+            })
+        };
         let mut ix = Index::default();
         ix.add(0, 10, 20, at(0));
         ix.add(0, 5, 25, at(100_000)); // only 5..10 and 20..25 are new

@@ -9,7 +9,7 @@
 //! syncs the targets and appends the point record.
 
 use super::journal::format::{self, Header, Kind};
-use super::journal::{self, AlignedBuf, Journal, JournalError, Loc, PointRecord};
+use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -148,6 +148,9 @@ pub struct Point {
     pub kind: String,
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub label: String,
+    /// Why the point cannot be recovered (journal records it needs are damaged).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lost: Option<String>,
 }
 
 impl From<&PointRecord> for Point {
@@ -157,6 +160,7 @@ impl From<&PointRecord> for Point {
             time: chrono::DateTime::from_timestamp_micros(p.time_us).unwrap_or_default(),
             kind: if p.app { "app" } else { "crash" }.into(),
             label: p.label.clone(),
+            lost: None,
         }
     }
 }
@@ -195,6 +199,23 @@ pub(crate) struct State {
     views: Vec<Weak<ViewIndex>>,
     /// When volume-full pruning last dropped history (for status).
     pub(crate) history_dropped_us: Option<i64>,
+    /// Journal records found damaged (at open or when read): the points before them lost.
+    pub(crate) damage: Vec<Damage>,
+}
+
+impl State {
+    /// Why point `seq` cannot be recovered, if it cannot.
+    pub(crate) fn lost(&self, seq: u64) -> Option<String> {
+        self.damage
+            .iter()
+            .find(|d| (d.from_seq..d.before_seq).contains(&seq))
+            .map(|d| format!("lost: {}", d.reason))
+    }
+
+    /// Forgets damage in segments that pruning or a commit removed.
+    pub(crate) fn forget_damage_before(&mut self, first_segment: u64) {
+        self.damage.retain(|d| d.segment >= first_segment);
+    }
 }
 
 pub struct Group {
@@ -260,6 +281,18 @@ impl Group {
         disks: &[DiskSpec],
         segment_size: u64,
     ) -> Result<Arc<Group>, GroupError> {
+        Group::open_with(name, dir, disks, segment_size, Access::Write)
+    }
+
+    /// [`Group::open`]; with [`Access::ReadOnly`] (listings) nothing in the journal is
+    /// changed: no torn batch cut, no interrupted commit finished.
+    pub fn open_with(
+        name: &str,
+        dir: &Path,
+        disks: &[DiskSpec],
+        segment_size: u64,
+        access: Access,
+    ) -> Result<Arc<Group>, GroupError> {
         let gio = |action: &'static str| {
             move |source| GroupError::Io {
                 group: name.to_string(),
@@ -293,12 +326,10 @@ impl Group {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (journal, scan) =
-            Journal::open(&dir.join("journal"), segment_size).map_err(|source| {
-                GroupError::Journal {
-                    group: name.to_string(),
-                    source,
-                }
+        let (journal, scan) = Journal::open_with(&dir.join("journal"), segment_size, access)
+            .map_err(|source| GroupError::Journal {
+                group: name.to_string(),
+                source,
             })?;
         let recovering = super::recover::session_exists(dir);
         let state = State {
@@ -317,6 +348,7 @@ impl Group {
             points: scan.points,
             views: Vec::new(),
             history_dropped_us: None,
+            damage: scan.damage,
         };
         let group = Arc::new(Group {
             name: name.to_string(),
@@ -328,6 +360,9 @@ impl Group {
             scratch: Mutex::new(AlignedBuf::default()),
             _lock: lock,
         });
+        if access == Access::ReadOnly {
+            return Ok(group);
+        }
         group
             .finish_interrupted_commit()
             .map_err(|e| GroupError::Io {
@@ -347,7 +382,46 @@ impl Group {
     }
 
     pub fn points(&self) -> Vec<Point> {
-        self.lock().points.iter().map(Point::from).collect()
+        let st = self.lock();
+        st.points
+            .iter()
+            .map(|p| Point {
+                lost: st.lost(p.seq),
+                ..Point::from(p)
+            })
+            .collect()
+    }
+
+    /// What is known damaged in the group's journal.
+    pub fn damage(&self) -> Vec<Damage> {
+        self.lock().damage.clone()
+    }
+
+    /// Records damage found when reading (after open): the points before it are lost.
+    pub(crate) fn note_damage(&self, e: &JournalError) {
+        if let JournalError::BadPayload {
+            segment,
+            offset,
+            seq,
+            ..
+        } = e
+        {
+            tracing::error!(group = %self.name, error = %e, "journal damage found on read");
+            let mut st = self.lock();
+            if !st
+                .damage
+                .iter()
+                .any(|d| (d.segment, d.offset) == (*segment, *offset))
+            {
+                st.damage.push(Damage {
+                    segment: *segment,
+                    offset: *offset,
+                    from_seq: 0,
+                    before_seq: *seq,
+                    reason: e.to_string(),
+                });
+            }
+        }
     }
 
     pub fn in_initial_sync(&self) -> bool {
@@ -547,14 +621,13 @@ impl Group {
                 t.read_at(payload, offset)?;
                 let zero = payload.iter().all(|&b| b == 0);
                 let h = Header {
-                    kind: if zero { Kind::UndoZero } else { Kind::Undo },
-                    seq,
                     disk: t.id,
                     offset,
                     length: len,
                     time_us,
                     payload_len: if zero { 0 } else { len as u32 },
                     payload_crc: crc32c::crc32c(if zero { &[] } else { payload }),
+                    ..Header::new(if zero { Kind::UndoZero } else { Kind::Undo }, seq)
                 };
                 let mut head = Vec::with_capacity(format::HEADER_LEN);
                 h.encode(&mut head);
@@ -575,6 +648,7 @@ impl Group {
             out.extend(rel.into_iter().map(|(d, o, l, at)| {
                 let src = at.map(|a| Loc {
                     segment,
+                    record: base + a - format::HEADER_LEN as u64,
                     data: base + a,
                 });
                 (d, o, l, src)
@@ -618,6 +692,7 @@ impl Group {
             j.restart_with(&[], max_seq)?;
             let mut st = self.lock();
             st.points.clear();
+            st.damage.clear();
             st.initial_sync = true;
             return Ok(None);
         }
@@ -629,6 +704,9 @@ impl Group {
         // (or after) the oldest remaining segment. Segments hold increasing seqs, so the
         // first record of the oldest tells (one header read: this runs with the journal
         // and the commit role held, so it must not scan).
+        if let Some(first) = j.segments().first() {
+            self.lock().forget_damage_before(first.id);
+        }
         match j.oldest_first_seq() {
             Ok(Some(min)) => self.lock().points.retain(|p| p.seq >= min),
             Ok(None) => {}
@@ -822,19 +900,14 @@ fn is_nospc(e: &io::Error) -> bool {
 }
 
 pub(crate) fn encode_point(p: &PointRecord, out: &mut Vec<u8>) {
+    let kind = if p.app {
+        Kind::AppPoint
+    } else {
+        Kind::CrashPoint
+    };
     let h = Header {
-        kind: if p.app {
-            Kind::AppPoint
-        } else {
-            Kind::CrashPoint
-        },
-        seq: p.seq,
-        disk: 0,
-        offset: 0,
-        length: 0,
         time_us: p.time_us,
-        payload_len: 0,
-        payload_crc: 0,
+        ..Header::new(kind, p.seq)
     };
     format::encode_parts(&h, p.label.as_bytes(), out);
 }

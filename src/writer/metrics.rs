@@ -201,7 +201,7 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
         }
     }
     let status = w.status();
-    let gauges: [(&str, &str); 7] = [
+    let gauges: [(&str, &str); 8] = [
         ("mtkit_journal_bytes", "Undo journal size by group"),
         (
             "mtkit_journal_segments",
@@ -221,6 +221,10 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
             "Time since the last point while writes wait for the next",
         ),
         ("mtkit_recovering", "1 while the group is under recovery"),
+        (
+            "mtkit_points_lost",
+            "Recovery points that journal damage makes unrecoverable",
+        ),
     ];
     for (k, (name, help)) in gauges.iter().enumerate() {
         head(&mut o, name, "gauge", help);
@@ -235,10 +239,21 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
                 3 => ts(&g.oldest_point),
                 4 => ts(&g.newest_point),
                 5 => g.rpo_lag_secs,
-                _ => u64::from(g.state == GroupState::Recovering),
+                6 => u64::from(g.state == GroupState::Recovering),
+                _ => g.lost_points as u64,
             };
             let _ = writeln!(o, "{name}{{group=\"{}\"}} {v}", esc(&g.name));
         }
+    }
+    head(
+        &mut o,
+        "mtkit_group_closed",
+        "gauge",
+        "1 for a group whose journal or recovery session could not be opened",
+    );
+    let open = status.groups.iter().map(|g| (&g.name, 0));
+    for (name, v) in open.chain(status.closed.iter().map(|c| (&c.name, 1))) {
+        let _ = writeln!(o, "mtkit_group_closed{{group=\"{}\"}} {v}", esc(name));
     }
     if let Some(b) = server.map(Server::buffer_stats) {
         let buffers: [(&str, &str, &str, u64); 4] = [

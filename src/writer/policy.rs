@@ -40,6 +40,9 @@ pub fn prune(g: &Group, policy: &Policy, now_us: i64) -> usize {
             }
         }
     }
+    if removed > 0 {
+        g.lock().forget_damage_before(j.segments()[0].id);
+    }
     removed
 }
 

@@ -91,6 +91,18 @@ pub fn choose(points: &[Point], spec: &PointSpec) -> Result<Point, String> {
     })
 }
 
+/// Refuses a point whose journal records are damaged (exit 1: nothing is wrong with the
+/// request, the history is), naming the points that can still be recovered.
+fn usable(group: &str, p: &Point) -> anyhow::Result<()> {
+    match &p.lost {
+        None => Ok(()),
+        Some(why) => anyhow::bail!(
+            "recovery point {} of group {group} cannot be recovered ({why}); nothing was changed; `mtkit points` shows which points can",
+            p.id
+        ),
+    }
+}
+
 /// The session file saying a recovery is under way and where the disks are.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Session {
@@ -217,6 +229,26 @@ impl Group {
             .collect()
     }
 
+    /// Checks the checksums of every journal record `index` takes contents from. A damaged
+    /// one is noted (the points before it are lost from now on) and refuses the recover.
+    fn verify_sources(
+        &self,
+        index: &Index,
+        reader: &mut PayloadReader,
+        point: &Point,
+    ) -> anyhow::Result<()> {
+        for loc in index.sources() {
+            if let Err(e) = reader.verify(loc) {
+                self.note_damage(&e);
+                return Err(anyhow::Error::new(e).context(format!(
+                    "recovery point {} of group {} cannot be recovered; nothing was changed",
+                    point.id, self.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Where the group is, when it is under recovery (see [`read_session`]).
     pub fn session(&self) -> Result<Option<Session>, SessionError> {
         read_session(&self.dir)
@@ -239,7 +271,10 @@ impl Group {
         // A wrong point is refused before anything stops. Then writes stop (and pruning
         // keeps off) before the point is chosen for good and indexed; a failure before the
         // session is written lets writes in again (see `Quiet`).
-        choose(&self.points(), spec).map_err(crate::error::bad_input)?;
+        usable(
+            &self.name,
+            &choose(&self.points(), spec).map_err(crate::error::bad_input)?,
+        )?;
         let _quiet = (!dry_run).then(|| Quiet::new(self));
         // Again now that no other recover or commit runs: one may have begun meanwhile.
         if self.session()?.is_some_and(|s| s.committing) {
@@ -249,6 +284,7 @@ impl Group {
             );
         }
         let point = choose(&self.points(), spec).map_err(crate::error::bad_input)?;
+        usable(&self.name, &point)?;
         let ids = self.disk_ids();
         let journal_dir;
         let mut want = Index::default();
@@ -261,7 +297,15 @@ impl Group {
         let saved_dir = session_dir(&self.dir).join("saved");
         let mut head = Index::default();
         if saved_dir.exists() {
-            let (s, _) = Journal::open(&saved_dir, u64::MAX)?;
+            let (s, scan) = Journal::open(&saved_dir, u64::MAX)?;
+            // Head contents are needed for every point: damage there refuses them all.
+            if let Some(d) = scan.damage.first() {
+                anyhow::bail!(
+                    "the contents saved by the last recover of group {} are damaged, so no point can be recovered exactly; nothing was changed: {}",
+                    self.name,
+                    d.reason
+                );
+            }
             index_records(&s, 0, &ids, &mut head)?;
         }
         let mut all: BTreeMap<usize, Extents> = BTreeMap::new();
@@ -289,6 +333,11 @@ impl Group {
                 unsaved += head.gaps(d, s, e).iter().map(|(a, b)| b - a).sum::<u64>();
             }
         }
+        // Every record the rollback will copy is verified before the first block changes.
+        let mut jr = PayloadReader::new(&journal_dir);
+        let mut sr = PayloadReader::new(&saved_dir);
+        self.verify_sources(&want, &mut jr, &point)?;
+        self.verify_sources(&head, &mut sr, &point)?;
         let report = RecoverReport {
             group: self.name.clone(),
             point: point.clone(),
@@ -326,8 +375,6 @@ impl Group {
             },
         )?;
         let (mut saved, _) = Journal::open(&saved_dir, u64::MAX)?;
-        let mut jr = PayloadReader::new(&journal_dir);
-        let mut sr = PayloadReader::new(&saved_dir);
         let mut done = 0u64;
         let mut data = Vec::new();
         for &(d, b0, n) in &steps {
@@ -369,6 +416,7 @@ impl Group {
                 for (gs, ge, at) in rel {
                     let src = at.map(|a| Loc {
                         segment: seg,
+                        record: base + a - format::HEADER_LEN as u64,
                         data: base + a,
                     });
                     head.add(d, gs, ge, src);
@@ -505,9 +553,10 @@ impl Group {
 
     /// A read-only view of disk `disk` as it was at point `id`.
     pub fn view(self: &Arc<Self>, disk: usize, id: u64) -> anyhow::Result<PointView> {
-        if !self.points().iter().any(|p| p.id == id) {
+        let Some(point) = self.points().into_iter().find(|p| p.id == id) else {
             anyhow::bail!("no recovery point {id} in group {}", self.name);
-        }
+        };
+        usable(&self.name, &point)?;
         // Writes go on while the journal is indexed (see `open_view_index`).
         let view = self.open_view_index(disk, id)?;
         let dir = self.journal.lock().unwrap().dir().to_path_buf();
@@ -595,8 +644,8 @@ impl Export for PointView {
                 let (s, x) = (bs.max(offset), be.min(end));
                 if s < x {
                     let src = src.map(|l| Loc {
-                        segment: l.segment,
                         data: l.data + (s - bs),
+                        ..l
                     });
                     parts.push(((s - offset) as usize..(x - offset) as usize, src));
                 }
@@ -606,6 +655,12 @@ impl Export for PointView {
         // Journal records are never rewritten in place: a source looked up stays valid.
         let mut reader = self.reader.lock().unwrap();
         for (range, src) in parts {
+            if let Some(loc) = src
+                && let Err(e) = reader.verify(loc)
+            {
+                self.group.note_damage(&e);
+                return Err(e.into());
+            }
             read_src(&mut reader, src, &mut buf[range])?;
         }
         drop(reader);

@@ -2,6 +2,7 @@
 //! the operations behind the control socket, and the run loop (SIGTERM drains and exits 0).
 
 use super::group::{DiskSpec, Group, Point};
+use super::journal::Access;
 use super::journaled::JournaledDisk;
 use super::policy;
 use super::recover::{PointSpec, RecoverReport};
@@ -24,6 +25,11 @@ pub struct Writer {
     pub policy: Policy,
     /// Disks not served (a group with one is not served at all), and why.
     pub refused: Vec<Refused>,
+    /// Groups whose journal or recovery session could not be opened: closed, the others
+    /// serve.
+    pub closed: Vec<ClosedGroup>,
+    /// Disk name → its closed group.
+    closed_disks: HashMap<String, String>,
     /// The O_EXCL descriptors of block-device targets, held while the writer lives.
     _claims: Vec<std::fs::File>,
 }
@@ -75,6 +81,12 @@ impl Writer {
     /// found and checked as `super::targets` says; a group with a refused disk is not
     /// served, and is reported in the log and in status.
     pub fn open_at(cfg: &Config, root: &Path) -> anyhow::Result<Writer> {
+        Writer::open_with(cfg, root, Access::Write)
+    }
+
+    /// [`Writer::open_at`]; [`Access::ReadOnly`] for commands that only list (`status`,
+    /// `points`): they then change nothing in any journal.
+    pub fn open_with(cfg: &Config, root: &Path, access: Access) -> anyhow::Result<Writer> {
         let mut plan = plan_groups(cfg)?;
         let dir = under(root, &cfg.writer.journal_dir(&cfg.retention));
         let host = super::targets::Host::read(root, cfg);
@@ -120,12 +132,32 @@ impl Writer {
         });
         let mut groups = BTreeMap::new();
         let mut disks = HashMap::new();
+        let mut closed = Vec::new();
+        let mut closed_disks = HashMap::new();
         for (name, specs) in plan {
             let gdir = dir.join(&name);
             // Group::open refuses an unusable recovery session too, but under a heading
             // about interrupted commits: read it first to name the problem plainly.
-            super::recover::read_session(&gdir).with_context(|| format!("group {name}"))?;
-            let g = Group::open(&name, &gdir, &specs, cfg.writer.journal_segment_size.0)?;
+            let opened = super::recover::read_session(&gdir)
+                .map_err(anyhow::Error::new)
+                .and_then(|_| {
+                    let size = cfg.writer.journal_segment_size.0;
+                    Ok(Group::open_with(&name, &gdir, &specs, size, access)?)
+                });
+            let g = match opened {
+                Ok(g) => g,
+                // One group's damage must not take the others down: it is closed.
+                Err(e) => {
+                    let reason = format!("{:#}", e.context(format!("group {name}")));
+                    tracing::error!(group = %name, "group closed: {reason}");
+                    closed_disks.extend(specs.iter().map(|d| (d.name.clone(), name.clone())));
+                    closed.push(ClosedGroup { name, reason });
+                    continue;
+                }
+            };
+            for d in g.damage() {
+                tracing::error!(group = %name, "journal damage: the points before it are lost: {}", d.reason);
+            }
             for (i, d) in specs.iter().enumerate() {
                 disks.insert(d.name.clone(), (name.clone(), i));
             }
@@ -146,6 +178,8 @@ impl Writer {
             clients,
             policy: cfg.policy.clone(),
             refused,
+            closed,
+            closed_disks,
             _claims: claims,
         })
     }
@@ -162,6 +196,9 @@ impl Writer {
                 "group {name:?} is not served: {}",
                 not_served.join("; ")
             )));
+        }
+        if let Some(c) = self.closed.iter().find(|c| c.name == name) {
+            anyhow::bail!("group {name:?} is closed: {}", c.reason);
         }
         self.groups.get(name).ok_or_else(|| {
             bad_input(format!(
@@ -185,6 +222,13 @@ impl Writer {
                     (j.total_bytes(), j.segments().len())
                 };
                 let mut warnings = health.warnings;
+                let lost_points = points.iter().filter(|p| p.lost.is_some()).count();
+                warnings.extend(g.damage().into_iter().map(|d| {
+                    format!(
+                        "journal damaged, points before {} lost: {}",
+                        d.before_seq, d.reason
+                    )
+                }));
                 // Status must still answer for a group whose session is unreadable: it is
                 // shown as recovering (it is closed) with the reason among its warnings.
                 let recovered_to = match g.session() {
@@ -205,6 +249,7 @@ impl Writer {
                     },
                     recovered_to,
                     points: points.len(),
+                    lost_points,
                     oldest_point: points.first().cloned(),
                     newest_point: points.last().cloned(),
                     newest_app_point: points.iter().rev().find(|p| p.kind == "app").cloned(),
@@ -234,6 +279,7 @@ impl Writer {
         Status {
             groups,
             refused: self.refused.clone(),
+            closed: self.closed.clone(),
         }
     }
 
@@ -292,6 +338,17 @@ pub struct Status {
     /// Disks not served: their ID, device or use did not pass the start checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Refused>,
+    /// Groups not served because their journal or session could not be opened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed: Vec<ClosedGroup>,
+}
+
+/// A group that could not be opened, and why.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ClosedGroup {
+    pub name: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -301,6 +358,8 @@ pub struct GroupStatus {
     pub state: GroupState,
     pub recovered_to: Option<u64>,
     pub points: usize,
+    /// Points that cannot be recovered: journal records they need are damaged.
+    pub lost_points: usize,
     pub oldest_point: Option<Point>,
     pub newest_point: Option<Point>,
     pub newest_app_point: Option<Point>,
@@ -372,10 +431,6 @@ impl ExportResolver for Writer {
             Some((d, p)) => (d, Some(p)),
             None => (name, None),
         };
-        let (gname, idx) = self
-            .disks
-            .get(disk)
-            .ok_or_else(|| OpenError::Unknown(name.to_string()))?;
         let refuse = |reason: String| {
             tracing::warn!(export = name, peer = ?client.peer, identity = ?client.identity, "{reason}");
             OpenError::Refused {
@@ -383,6 +438,17 @@ impl ExportResolver for Writer {
                 reason,
             }
         };
+        if let Some(g) = self.closed_disks.get(disk)
+            && self.may_open(g, client)
+        {
+            return Err(refuse(format!(
+                "group {g} is closed: its journal or recovery session could not be opened (see `mtkit writer status`)"
+            )));
+        }
+        let (gname, idx) = self
+            .disks
+            .get(disk)
+            .ok_or_else(|| OpenError::Unknown(name.to_string()))?;
         if !self.may_open(gname, client) {
             return Err(refuse(format!("client not allowed for group {gname}")));
         }
@@ -682,6 +748,7 @@ mod tests {
                 "history-secs",
                 "journal-bytes",
                 "journal-segments",
+                "lost-points",
                 "name",
                 "newest-app-point",
                 "newest-point",

@@ -9,6 +9,7 @@
 //! dirty pages to write back (both were a large share of the overwrite path's CPU). Each
 //! append is padded with a `Pad` record to a 4 KiB boundary, so the next one starts aligned.
 
+mod check;
 pub mod format;
 
 use format::{DecodeError, HEADER_LEN, Header, Kind};
@@ -38,6 +39,16 @@ pub enum JournalError {
         #[source]
         source: DecodeError,
     },
+    #[error(
+        "journal segment {} is damaged at byte {offset}: the undo record of seq {seq} fails its payload checksum",
+        path.display()
+    )]
+    BadPayload {
+        path: PathBuf,
+        segment: u64,
+        offset: u64,
+        seq: u64,
+    },
 }
 
 impl From<JournalError> for io::Error {
@@ -45,7 +56,9 @@ impl From<JournalError> for io::Error {
     fn from(e: JournalError) -> io::Error {
         let kind = match &e {
             JournalError::Io { source, .. } => source.kind(),
-            JournalError::Corruption { .. } => io::ErrorKind::InvalidData,
+            JournalError::Corruption { .. } | JournalError::BadPayload { .. } => {
+                io::ErrorKind::InvalidData
+            }
         };
         io::Error::new(kind, e)
     }
@@ -63,6 +76,8 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Loc {
     pub segment: u64,
+    /// File offset of the record (its header), so that a reader can verify the payload.
+    pub record: u64,
     /// File offset of the payload's first byte.
     pub data: u64,
 }
@@ -74,6 +89,22 @@ pub struct SegmentInfo {
     pub bytes: u64,
     /// Highest seq in the segment (0 when empty).
     pub max_seq: u64,
+    /// Appends may go on in it: only records of the current version, and no damage.
+    pub appendable: bool,
+    /// Byte ranges `[from, to)` that hold no good record (corruption): scans skip them.
+    pub damaged: Vec<(u64, u64)>,
+}
+
+impl SegmentInfo {
+    fn new(id: u64) -> SegmentInfo {
+        SegmentInfo {
+            id,
+            bytes: 0,
+            max_seq: 0,
+            appendable: true,
+            damaged: Vec::new(),
+        }
+    }
 }
 
 /// A point record found in the journal.
@@ -85,13 +116,36 @@ pub struct PointRecord {
     pub label: String,
 }
 
+/// Records that cannot be read, and which points that costs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    pub segment: u64,
+    pub offset: u64,
+    /// Points with a seq in `from_seq..before_seq` need the damaged records to be
+    /// recovered: they are lost.
+    pub from_seq: u64,
+    pub before_seq: u64,
+    pub reason: String,
+}
+
+/// Whether [`Journal::open`] may change files: only the writer's own open may cut a torn
+/// last batch or finish an interrupted commit; listings open read-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Write,
+    ReadOnly,
+}
+
 /// What [`Journal::open`] found.
 #[derive(Debug, Default)]
 pub struct Scan {
     pub points: Vec<PointRecord>,
     pub max_seq: u64,
-    /// Bytes cut from a torn or corrupt tail of the newest segment.
+    /// Bytes cut from a torn last batch of the newest segment.
     pub cut_bytes: u64,
+    /// Bytes of a torn last batch left in place (a read-only open cuts nothing).
+    pub torn_bytes: u64,
+    pub damage: Vec<Damage>,
 }
 
 pub struct Journal {
@@ -103,6 +157,9 @@ pub struct Journal {
     segment_size: u64,
     /// Aligned copy of what [`Journal::append`] is given, for direct I/O.
     bounce: AlignedBuf,
+    /// The batch number of the next append.
+    next_batch: u64,
+    read_only: bool,
 }
 
 /// A byte buffer whose start is [`ALIGN`]-aligned in memory, for direct I/O.
@@ -139,6 +196,10 @@ impl AlignedBuf {
 
     pub fn as_slice(&self) -> &[u8] {
         &self.raw[self.start..self.start + self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.len]
     }
 
     /// Bytes of memory held.
@@ -209,147 +270,194 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
         .map_err(io_err("syncing folder", dir))
 }
 
-/// Walks a segment's records by headers from byte `from` to `limit` (default: the file's
-/// end), reading payloads only to check them when `verify` (and for points' labels).
-/// Calls `f` for each good record with its header, payload location and payload (when read).
-/// Returns the offset after the last good record and the error that stopped the walk
-/// before the end, if any.
+/// Walks a segment's records by headers alone from byte `from` to `limit`, calling `f`
+/// with each header and its payload's place. Returns the offset after the last good
+/// record and the error that stopped the walk before `limit`, if any.
 fn walk(
     file: &mut File,
     segment: u64,
-    (from, limit): (u64, Option<u64>),
-    verify: bool,
-    mut f: impl FnMut(&Header, Loc, Option<&[u8]>),
+    (from, limit): (u64, u64),
+    mut f: impl FnMut(&Header, Loc),
 ) -> io::Result<(u64, Option<DecodeError>)> {
-    let len = match limit {
-        Some(l) => l,
-        None => file.metadata()?.len(),
-    };
     file.seek(SeekFrom::Start(from))?;
     let mut reader = io::BufReader::with_capacity(1 << 20, &mut *file);
     let mut pos = from;
     let mut hbuf = [0u8; HEADER_LEN];
-    let mut payload = Vec::new();
-    while pos < len {
-        let avail = (len - pos).min(HEADER_LEN as u64) as usize;
+    while pos < limit {
+        let avail = (limit - pos).min(HEADER_LEN as u64) as usize;
         reader.read_exact(&mut hbuf[..avail])?;
-        let h = match Header::decode(&mut &hbuf[..avail]) {
-            Ok(h) => h,
+        let (h, m) = match Header::decode_meta(&mut &hbuf[..avail]) {
+            Ok(hm) => hm,
             Err(e) => return Ok((pos, Some(e))),
         };
-        let data = pos + HEADER_LEN as u64;
-        if data + u64::from(h.payload_len) > len {
-            let need = HEADER_LEN + h.payload_len as usize;
-            let have = (len - pos) as usize;
+        let data = pos + m.header_len() as u64;
+        if data + u64::from(h.payload_len) > limit {
+            let need = m.header_len() + h.payload_len as usize;
+            let have = (limit - pos) as usize;
             return Ok((pos, Some(DecodeError::Truncated { need, have })));
         }
-        let loc = Loc { segment, data };
-        if verify || h.kind.is_point() {
-            payload.resize(h.payload_len as usize, 0);
-            reader.read_exact(&mut payload)?;
-            if crc32c::crc32c(&payload) != h.payload_crc {
-                return Ok((pos, Some(DecodeError::PayloadChecksum)));
-            }
-            f(&h, loc, Some(&payload));
-        } else {
-            reader.seek_relative(i64::from(h.payload_len))?;
-            f(&h, loc, None);
-        }
+        f(
+            &h,
+            Loc {
+                segment,
+                record: pos,
+                data,
+            },
+        );
+        // A version 1 header is shorter than the bytes read for it.
+        let extra = (avail - m.header_len()) as i64;
+        reader.seek_relative(i64::from(h.payload_len) - extra)?;
         pos = data + u64::from(h.payload_len);
     }
     Ok((pos, None))
 }
 
 impl Journal {
-    /// Opens (creating) the journal in `dir`: finishes an interrupted commit, checks every
-    /// record of the newest segment and cuts a torn tail, and collects the points.
+    /// Opens (creating) the journal in `dir`: reads and verifies every record of every
+    /// segment, finishes an interrupted commit and cuts a torn last batch (both only with
+    /// [`Access::Write`]), and collects the points and any damage.
     pub fn open(dir: &Path, segment_size: u64) -> Result<(Journal, Scan), JournalError> {
+        Journal::open_with(dir, segment_size, Access::Write)
+    }
+
+    /// [`Journal::open`], read-only when `access` says so.
+    pub fn open_with(
+        dir: &Path,
+        segment_size: u64,
+        access: Access,
+    ) -> Result<(Journal, Scan), JournalError> {
         crate::files::create_private_dirs(dir).map_err(io_err("creating journal folder", dir))?;
-        let mut ids = list_segments(dir)?;
+        let mut scans = Vec::new();
+        let mut prev_batch = 0;
+        for id in list_segments(dir)? {
+            let path = segment_path(dir, id);
+            let s = File::open(&path)
+                .and_then(|f| check::scan_segment(&f, prev_batch))
+                .map_err(io_err("reading journal segment", &path))?;
+            prev_batch = prev_batch.max(s.max_batch);
+            scans.push((id, s));
+        }
+        let next_batch = prev_batch + 1;
+        // A commit wrote its segment but died before dropping the older ones.
+        if let Some(at) = scans.iter().rposition(|(_, s)| s.has_commit)
+            && at > 0
+        {
+            for (id, _) in scans.drain(..at) {
+                if access == Access::Write {
+                    let p = segment_path(dir, id);
+                    fs::remove_file(&p).map_err(io_err("removing journal segment", &p))?;
+                }
+            }
+            if access == Access::Write {
+                sync_dir(dir)?;
+            }
+        }
         let mut scan = Scan::default();
         let mut segments = Vec::new();
-        let mut commit_at = None;
-        for (i, &id) in ids.iter().enumerate() {
-            let path = segment_path(dir, id);
-            let newest = i + 1 == ids.len();
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(newest)
-                .open(&path)
-                .map_err(io_err("opening journal segment", &path))?;
-            let mut info = SegmentInfo {
-                id,
-                bytes: 0,
-                max_seq: 0,
-            };
-            let mut has_commit = false;
-            let (end, err) = walk(&mut file, id, (0, None), newest, |h, _, payload| {
-                info.max_seq = info.max_seq.max(h.seq);
-                match h.kind {
-                    Kind::Commit => has_commit = true,
-                    k if k.is_point() => scan.points.push(PointRecord {
-                        seq: h.seq,
-                        time_us: h.time_us,
-                        app: k == Kind::AppPoint,
-                        label: String::from_utf8_lossy(payload.unwrap_or_default()).into_owned(),
-                    }),
-                    _ => {}
+        // Damaged undo records whose header held: which points need them can be told.
+        let mut known = Vec::new();
+        let newest = scans.len().saturating_sub(1);
+        // Past every seq read: what a damaged range with nothing good after it may hold.
+        let after_all = scans.iter().map(|(_, s)| s.max_seq).max().unwrap_or(0) + 1;
+        for (i, (id, s)) in scans.iter().enumerate() {
+            let path = segment_path(dir, *id);
+            // Only the newest segment was being appended to: only its end may be torn.
+            let torn = (i == newest)
+                .then(|| s.bad.iter().position(check::BadRange::may_be_torn))
+                .flatten();
+            let bytes = torn.map_or(s.len, |t| s.bad[t].from);
+            if let Some(t) = torn {
+                let (from, error) = (s.bad[t].from, &s.bad[t].error);
+                if access == Access::Write {
+                    tracing::warn!(segment = %path.display(), offset = from, cut = s.len - from,
+                        reason = %error, "journal: cutting a torn tail (the last batch, an append a crash interrupted)");
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_len(from).and_then(|_| f.sync_all()))
+                        .map_err(io_err("cutting journal tail", &path))?;
+                    scan.cut_bytes = s.len - from;
+                } else {
+                    scan.torn_bytes = s.len - from;
                 }
-            })
-            .map_err(io_err("reading journal segment", &path))?;
-            if let Some(source) = err {
-                if !newest {
-                    return Err(JournalError::Corruption {
-                        path,
-                        offset: end,
-                        source,
-                    });
+            }
+            let corrupt = &s.bad[..torn.unwrap_or(s.bad.len())];
+            for b in corrupt {
+                let later = || scans[i + 1..].iter().find_map(|(_, s)| s.first_seq);
+                let before_seq = match &b.header {
+                    Some(h) if matches!(h.kind, Kind::Undo | Kind::UndoZero) => h.seq,
+                    Some(_) => 0,
+                    None => b.next_seq.or_else(later).unwrap_or(after_all),
+                };
+                let what = match &b.header {
+                    Some(h) => format!("a record of seq {} ({:?})", h.seq, h.kind),
+                    None => format!("{} bytes", b.to - b.from),
+                };
+                if let Some(h) = b.header.filter(|h| h.kind == Kind::Undo) {
+                    known.push((scan.damage.len(), h));
                 }
-                let len = file.metadata().map(|m| m.len()).unwrap_or(end);
-                tracing::warn!(segment = %path.display(), offset = end, cut = len - end,
-                    reason = %source, "journal: cutting a torn tail");
-                file.set_len(end)
-                    .and_then(|_| file.sync_all())
-                    .map_err(io_err("cutting journal tail", &path))?;
-                scan.cut_bytes = len - end;
+                scan.damage.push(Damage {
+                    segment: *id,
+                    offset: b.from,
+                    from_seq: 0,
+                    before_seq,
+                    reason: format!(
+                        "journal segment {} is damaged at byte {}: {what}: {}",
+                        path.display(),
+                        b.from,
+                        b.error
+                    ),
+                });
             }
-            info.bytes = end;
-            if has_commit {
-                commit_at = Some(segments.len());
+            if let Some((prev, _)) = i.checked_sub(1).map(|p| &scans[p])
+                && prev + 1 != *id
+            {
+                // Segments are only ever removed oldest first: a gap is lost history.
+                scan.damage.push(Damage {
+                    segment: prev + 1,
+                    offset: 0,
+                    from_seq: 0,
+                    before_seq: scans[i..]
+                        .iter()
+                        .find_map(|(_, s)| s.first_seq)
+                        .unwrap_or(after_all),
+                    reason: format!(
+                        "journal segments {} to {} are missing from {}",
+                        prev + 1,
+                        id - 1,
+                        dir.display()
+                    ),
+                });
             }
-            scan.max_seq = scan.max_seq.max(info.max_seq);
-            segments.push(info);
+            scan.points.extend(
+                s.points
+                    .iter()
+                    .filter(|(at, _)| *at < bytes)
+                    .map(|(_, p)| p.clone()),
+            );
+            scan.max_seq = scan.max_seq.max(s.max_seq);
+            segments.push(SegmentInfo {
+                id: *id,
+                bytes,
+                max_seq: s.max_seq,
+                appendable: !s.has_v1 && corrupt.is_empty(),
+                damaged: corrupt.iter().map(|b| (b.from, b.to)).collect(),
+            });
         }
-        if let Some(at) = commit_at.filter(|&at| at > 0) {
-            // A commit wrote its segment but died before dropping the older ones.
-            let stale: Vec<SegmentInfo> = segments.drain(..at).collect();
-            let first_kept = segments[0].id;
-            for s in &stale {
-                let p = segment_path(dir, s.id);
-                fs::remove_file(&p).map_err(io_err("removing journal segment", &p))?;
-            }
-            scan.points.clear();
-            ids.retain(|&id| id >= first_kept);
-            // Re-scan what is left for its points (cheap: headers and labels only).
-            for s in &segments {
-                let p = segment_path(dir, s.id);
-                let mut f = File::open(&p).map_err(io_err("opening journal segment", &p))?;
-                walk(&mut f, s.id, (0, None), false, |h, _, payload| {
-                    if h.kind.is_point() {
-                        scan.points.push(PointRecord {
-                            seq: h.seq,
-                            time_us: h.time_us,
-                            app: h.kind == Kind::AppPoint,
-                            label: String::from_utf8_lossy(payload.unwrap_or_default())
-                                .into_owned(),
-                        });
-                    }
-                })
-                .map_err(io_err("reading journal segment", &p))?;
-            }
-            sync_dir(dir)?;
+        if !known.is_empty() {
+            narrow_lost(dir, &segments, &known, &mut scan.damage)?;
+        }
+        for d in &scan.damage {
+            tracing::error!(journal = %dir.display(), "{}", d.reason);
         }
         let (cur, direct) = match segments.last() {
+            Some(s) if access == Access::ReadOnly => {
+                let p = segment_path(dir, s.id);
+                (
+                    File::open(&p).map_err(io_err("opening journal segment", &p))?,
+                    false,
+                )
+            }
             Some(s) => {
                 let p = segment_path(dir, s.id);
                 open_append(&p, false).map_err(io_err("opening journal segment", &p))?
@@ -368,6 +476,8 @@ impl Journal {
                 direct,
                 segment_size,
                 bounce: AlignedBuf::default(),
+                next_batch,
+                read_only: access == Access::ReadOnly,
             },
             scan,
         ))
@@ -377,15 +487,7 @@ impl Journal {
         let p = segment_path(dir, id);
         let (f, direct) = open_append(&p, true).map_err(io_err("creating journal segment", &p))?;
         sync_dir(dir)?;
-        Ok((
-            f,
-            direct,
-            SegmentInfo {
-                id,
-                bytes: 0,
-                max_seq: 0,
-            },
-        ))
+        Ok((f, direct, SegmentInfo::new(id)))
     }
 
     pub fn dir(&self) -> &Path {
@@ -403,6 +505,13 @@ impl Journal {
     /// Where the next append will start: (segment id, offset), after rotating when the
     /// current segment is full. `max_seq` is the highest seq the append will carry.
     pub fn prepare_append(&mut self, len: u64) -> Result<(u64, u64), JournalError> {
+        if self.read_only {
+            return Err(JournalError::Io {
+                action: "appending to a journal opened read-only",
+                path: self.dir.clone(),
+                source: io::Error::from(io::ErrorKind::PermissionDenied),
+            });
+        }
         let cur = self
             .segments
             .last()
@@ -410,7 +519,9 @@ impl Journal {
         // A segment written before (buffered, or cut at a torn tail) may end unaligned:
         // direct appends start a new one rather than rewrite its last block.
         let unaligned = self.direct && !cur.bytes.is_multiple_of(ALIGN as u64);
-        if cur.bytes > 0 && (cur.bytes + len > self.segment_size || unaligned) {
+        // Nor is a damaged or old-version segment appended to: it stays as it was found.
+        let sealed = unaligned || !cur.appendable;
+        if cur.bytes > 0 && (cur.bytes + len > self.segment_size || sealed) {
             // The current segment is synced: every append is followed by a sync before
             // anyone relies on it, and rotation happens only between batches.
             self.cur
@@ -444,6 +555,8 @@ impl Journal {
     /// Appends the records in `buf` (padding them in place to an [`ALIGN`] boundary).
     pub fn append_aligned(&mut self, buf: &mut AlignedBuf, max_seq: u64) -> io::Result<()> {
         buf.pad();
+        format::stamp_batch(buf.as_mut_slice(), self.next_batch);
+        self.next_batch += 1;
         let cur = self.segments.last_mut().unwrap();
         let mut r = self.cur.write_all_at(buf.as_slice(), cur.bytes);
         if self.direct
@@ -546,20 +659,23 @@ impl Journal {
         };
         let p = segment_path(&self.dir, s.id);
         let file = File::open(&p).map_err(io_err("opening journal segment", &p))?;
-        let mut pos = 0;
+        // Damage at the start was reported at open: the first good record is after it.
+        let mut pos = s.damaged.first().filter(|d| d.0 == 0).map_or(0, |d| d.1);
         let mut hbuf = [0u8; HEADER_LEN];
-        while pos + HEADER_LEN as u64 <= s.bytes {
-            file.read_exact_at(&mut hbuf, pos)
-                .map_err(io_err("reading journal segment", &p))?;
-            let h = Header::decode(&mut &hbuf[..]).map_err(|source| JournalError::Corruption {
-                path: p.clone(),
-                offset: pos,
-                source,
+        while pos < s.bytes {
+            let n =
+                read_up_to(&file, &mut hbuf, pos).map_err(io_err("reading journal segment", &p))?;
+            let (h, m) = Header::decode_meta(&mut &hbuf[..n]).map_err(|source| {
+                JournalError::Corruption {
+                    path: p.clone(),
+                    offset: pos,
+                    source,
+                }
             })?;
             if h.kind != Kind::Pad {
                 return Ok(Some(h.seq));
             }
-            pos += h.record_len();
+            pos += m.record_len(&h);
         }
         Ok(None)
     }
@@ -595,54 +711,165 @@ pub fn scan_segments(
         }
         let p = segment_path(dir, s.id);
         let mut file = File::open(&p).map_err(io_err("opening journal segment", &p))?;
-        let (stop, err) = walk(
-            &mut file,
-            s.id,
-            (start, Some(s.bytes)),
-            false,
-            |h, loc, _| {
+        // The good pieces between damaged ranges (what they held was reported at open).
+        let mut pieces = Vec::new();
+        let mut at = start;
+        for &(from, to) in &s.damaged {
+            if from > at {
+                pieces.push((at, from.min(s.bytes)));
+            }
+            at = at.max(to);
+        }
+        if at < s.bytes {
+            pieces.push((at, s.bytes));
+        }
+        for piece in pieces {
+            let (stop, err) = walk(&mut file, s.id, piece, |h, loc| {
                 if h.seq > after {
                     f(h, loc)
                 }
-            },
-        )
-        .map_err(io_err("reading journal segment", &p))?;
-        if let Some(source) = err {
-            return Err(JournalError::Corruption {
-                path: p,
-                offset: stop,
-                source,
-            });
+            })
+            .map_err(io_err("reading journal segment", &p))?;
+            if let Some(source) = err {
+                return Err(JournalError::Corruption {
+                    path: p,
+                    offset: stop,
+                    source,
+                });
+            }
         }
     }
     Ok(end)
 }
 
+/// Narrows the points a damaged undo record costs to those that need it. A recover to
+/// point P takes each block from the earliest record after P that saved it: the damaged
+/// record (seq s) is used for block b only when no record saved b between P and s. So P
+/// needs it when P < s and P is at or after the last save of some block of it before s.
+fn narrow_lost(
+    dir: &Path,
+    segments: &[SegmentInfo],
+    known: &[(usize, Header)],
+    damage: &mut [Damage],
+) -> Result<(), JournalError> {
+    use crate::writer::extents::BLOCK;
+    let blocks = |h: &Header| (h.offset / BLOCK, (h.offset + h.length).div_ceil(BLOCK));
+    // Per damaged record, per block: the seq of the last earlier save (0: none).
+    let mut last: Vec<Vec<u64>> = known
+        .iter()
+        .map(|(_, h)| {
+            let (b0, b1) = blocks(h);
+            vec![0; (b1 - b0) as usize]
+        })
+        .collect();
+    scan_segments(dir, segments, Pos::default(), 0, |h, _| {
+        if !matches!(h.kind, Kind::Undo | Kind::UndoZero) {
+            return;
+        }
+        for ((_, d), saves) in known.iter().zip(last.iter_mut()) {
+            let ((b0, b1), (c0, c1)) = (blocks(d), blocks(h));
+            if h.disk != d.disk || h.seq >= d.seq || c1 <= b0 || c0 >= b1 {
+                continue;
+            }
+            for b in c0.max(b0)..c1.min(b1) {
+                let at = &mut saves[(b - b0) as usize];
+                *at = (*at).max(h.seq);
+            }
+        }
+    })?;
+    for ((i, _), saves) in known.iter().zip(&last) {
+        damage[*i].from_seq = saves.iter().copied().min().unwrap_or(0);
+    }
+    Ok(())
+}
+
 /// Reads journal payloads by [`Loc`], keeping segment files open (an open segment stays
-/// readable even after pruning removes its name).
+/// readable even after pruning removes its name). A record's payload is verified against
+/// its checksum, whole, before the first read of any part of it.
 #[derive(Default)]
 pub struct PayloadReader {
     dir: PathBuf,
     files: std::collections::HashMap<u64, File>,
+    /// Records whose payload checksum held: (segment, record offset).
+    verified: std::collections::HashSet<(u64, u64)>,
 }
 
 impl PayloadReader {
     pub fn new(dir: &Path) -> PayloadReader {
         PayloadReader {
             dir: dir.to_path_buf(),
-            files: Default::default(),
+            ..Default::default()
         }
     }
 
-    pub fn read(&mut self, loc: Loc, buf: &mut [u8]) -> io::Result<()> {
-        let f = match self.files.entry(loc.segment) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(File::open(segment_path(&self.dir, loc.segment))?)
+    fn file(&mut self, segment: u64) -> Result<&File, JournalError> {
+        use std::collections::hash_map::Entry;
+        Ok(match self.files.entry(segment) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let p = segment_path(&self.dir, segment);
+                e.insert(File::open(&p).map_err(io_err("opening journal segment", &p))?)
             }
-        };
-        f.read_exact_at(buf, loc.data)
+        })
     }
+
+    /// Checks the checksums of the record `loc` is part of (once per record).
+    pub fn verify(&mut self, loc: Loc) -> Result<(), JournalError> {
+        if self.verified.contains(&(loc.segment, loc.record)) {
+            return Ok(());
+        }
+        let path = segment_path(&self.dir, loc.segment);
+        let f = self.file(loc.segment)?;
+        let mut head = [0u8; HEADER_LEN];
+        let n = read_up_to(f, &mut head, loc.record)
+            .map_err(io_err("reading journal segment", &path))?;
+        let corrupt = |source| JournalError::Corruption {
+            path: path.clone(),
+            offset: loc.record,
+            source,
+        };
+        let (h, m) = Header::decode_meta(&mut &head[..n]).map_err(corrupt)?;
+        let mut payload = vec![0u8; h.payload_len as usize];
+        let at = loc.record + m.header_len() as u64;
+        let got =
+            read_up_to(f, &mut payload, at).map_err(io_err("reading journal segment", &path))?;
+        if got < payload.len() {
+            return Err(corrupt(DecodeError::Truncated {
+                need: m.header_len() + payload.len(),
+                have: m.header_len() + got,
+            }));
+        }
+        if crc32c::crc32c(&payload) != h.payload_crc {
+            return Err(JournalError::BadPayload {
+                path,
+                segment: loc.segment,
+                offset: loc.record,
+                seq: h.seq,
+            });
+        }
+        self.verified.insert((loc.segment, loc.record));
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at `loc`, after verifying the record they belong to.
+    pub fn read(&mut self, loc: Loc, buf: &mut [u8]) -> io::Result<()> {
+        self.verify(loc)?;
+        self.file(loc.segment)?.read_exact_at(buf, loc.data)
+    }
+}
+
+/// Reads into `buf` at `at` until it is full or the file ends; returns the bytes read.
+fn read_up_to(f: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], at + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -668,21 +895,15 @@ mod tests {
     fn point(seq: u64, label: &str) -> Vec<u8> {
         let mut b = Vec::new();
         let h = Header {
-            kind: Kind::AppPoint,
-            seq,
-            disk: 0,
-            offset: 0,
-            length: 0,
             time_us: seq as i64,
-            payload_len: 0,
-            payload_crc: 0,
+            ..Header::new(Kind::AppPoint, seq)
         };
         encode_parts(&h, label.as_bytes(), &mut b);
         b
     }
 
     fn fill(dir: &Path, seg_size: u64) -> Journal {
-        let (mut j, scan) = Journal::open(dir, seg_size).unwrap();
+        let (mut j, scan) = Journal::open_with(dir, seg_size, Access::Write).unwrap();
         assert_eq!(scan.max_seq, 0);
         for seq in 1..=10 {
             let rec = if seq % 5 == 0 {
@@ -703,7 +924,7 @@ mod tests {
         let j = fill(t.path(), 400);
         assert!(j.segments().len() > 2, "{:?}", j.segments());
         drop(j);
-        let (j, scan) = Journal::open(t.path(), 400).unwrap();
+        let (j, scan) = Journal::open_with(t.path(), 400, Access::Write).unwrap();
         assert_eq!(scan.max_seq, 10);
         assert_eq!(scan.cut_bytes, 0);
         let labels: Vec<_> = scan.points.iter().map(|p| p.label.as_str()).collect();
@@ -720,7 +941,7 @@ mod tests {
         let mut old = undo(1, &[1; 100]);
         old.extend(point(2, "p2"));
         fs::write(segment_path(t.path(), 1), &old).unwrap();
-        let (mut j, scan) = Journal::open(t.path(), 1 << 20).unwrap();
+        let (mut j, scan) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();
         assert_eq!(scan.max_seq, 2);
         let mid = j.end();
         for seq in 3..=5 {
@@ -751,7 +972,7 @@ mod tests {
         scan_segments(t.path(), j.segments(), mid, 0, |h, _| later.push(h.seq)).unwrap();
         assert_eq!(later, [3, 4, 5], "pads (seq 0) are not after any point");
         drop(j);
-        let (j, scan) = Journal::open(t.path(), 1 << 20).unwrap();
+        let (j, scan) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();
         assert_eq!((scan.max_seq, scan.cut_bytes, scan.points.len()), (5, 0, 1));
         assert_eq!(j.oldest_first_seq().unwrap(), Some(1));
     }
@@ -768,7 +989,7 @@ mod tests {
             let mut torn = full.clone();
             torn.extend_from_slice(&rec[..cut]);
             fs::write(&last, &torn).unwrap();
-            let (_, scan) = Journal::open(t.path(), 1 << 20).unwrap();
+            let (_, scan) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();
             assert_eq!(scan.cut_bytes, cut as u64);
             assert_eq!(scan.max_seq, 10);
             assert_eq!(scan.points.len(), 2);
@@ -788,22 +1009,205 @@ mod tests {
         let n = bytes.len();
         bytes[n - 3] ^= 1; // a sector of the payload never made it
         fs::write(&last, &bytes).unwrap();
-        let (_, scan) = Journal::open(t.path(), 1 << 20).unwrap();
+        let (_, scan) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();
         assert_eq!(scan.cut_bytes, (n - good) as u64);
-        assert_eq!(scan.max_seq, 10);
+        assert!(scan.damage.is_empty());
+    }
+
+    /// Flips one byte of `path` at `at`.
+    fn flip(path: &Path, at: u64) {
+        let mut bytes = fs::read(path).unwrap();
+        bytes[at as usize] ^= 0x40;
+        fs::write(path, &bytes).unwrap();
+    }
+
+    /// The offset of the record of `seq` in the segment file `path`.
+    fn record_at(path: &Path, seq: u64) -> u64 {
+        let mut found = None;
+        let len = fs::metadata(path).unwrap().len();
+        walk(&mut File::open(path).unwrap(), 0, (0, len), |h, loc| {
+            if h.seq == seq && found.is_none() {
+                found = Some(loc.record);
+            }
+        })
+        .unwrap();
+        found.unwrap()
     }
 
     #[test]
-    fn corruption_in_an_older_segment_is_an_error() {
+    fn corruption_in_an_older_segment_is_reported_not_fatal() {
         let t = tempfile::tempdir().unwrap();
         let j = fill(t.path(), 400);
         let first = segment_path(t.path(), j.segments()[0].id);
         drop(j);
-        let mut bytes = fs::read(&first).unwrap();
-        bytes[10] ^= 1;
-        fs::write(&first, &bytes).unwrap();
-        let err = Journal::open(t.path(), 400).err().unwrap();
-        assert!(matches!(err, JournalError::Corruption { .. }), "{err}");
+        flip(&first, 10); // the first record's header
+        let before = fs::read(&first).unwrap();
+        let (j, scan) = Journal::open_with(t.path(), 400, Access::Write).unwrap();
+        assert_eq!(scan.damage.len(), 1, "{:?}", scan.damage);
+        let d = &scan.damage[0];
+        assert_eq!((d.segment, d.offset), (j.segments()[0].id, 0));
+        // Seq 2 (the next good record) and older points need what was lost.
+        assert_eq!(d.before_seq, 2, "{d:?}");
+        assert_eq!(scan.points.len(), 2);
+        assert_eq!(scan.cut_bytes, 0);
+        assert_eq!(
+            fs::read(&first).unwrap(),
+            before,
+            "nothing cut or rewritten"
+        );
+        // Scans skip the damaged range and see every other record.
+        let mut seen = Vec::new();
+        j.scan_after(0, |h, _| seen.push(h.seq)).unwrap();
+        seen.retain(|&s| s != 0);
+        assert_eq!(seen, (2..=10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_bad_payload_before_a_later_batch_is_corruption_and_is_not_cut() {
+        let t = tempfile::tempdir().unwrap();
+        let j = fill(t.path(), 1 << 20);
+        let seg = segment_path(t.path(), j.segments().last().unwrap().id);
+        drop(j);
+        // Seq 7 is followed by batches 8, 9 and 10 (the point): it was synced before them.
+        flip(&seg, record_at(&seg, 7) + HEADER_LEN as u64 + 3);
+        let before = fs::read(&seg).unwrap();
+        for access in [Access::ReadOnly, Access::Write] {
+            let (mut j, scan) = Journal::open_with(t.path(), 1 << 20, access).unwrap();
+            assert_eq!((scan.cut_bytes, scan.torn_bytes), (0, 0), "{access:?}");
+            assert_eq!(scan.damage.len(), 1);
+            assert_eq!(scan.damage[0].before_seq, 7);
+            assert!(scan.damage[0].reason.contains("seq 7"), "{:?}", scan.damage);
+            assert_eq!(scan.points.len(), 2, "p10 after the damage is kept");
+            assert_eq!(
+                fs::read(&seg).unwrap(),
+                before,
+                "{access:?} changed the segment"
+            );
+            if access == Access::Write {
+                // New records go to a new segment: the damaged one stays as found.
+                let (id, _) = j.prepare_append(100).unwrap();
+                assert_ne!(id, j.segments()[0].id);
+            }
+        }
+        // A reader of the payload finds the damage too.
+        let mut r = PayloadReader::new(t.path());
+        let at = record_at(&seg, 7);
+        let loc = Loc {
+            segment: 1,
+            record: at,
+            data: at + HEADER_LEN as u64,
+        };
+        let err = r.read(loc, &mut [0u8; 10]).unwrap_err();
+        assert!(err.to_string().contains("seq 7"), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_record_costs_only_the_points_that_need_it() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();
+        let at = |seq: u64, offset: u64, fill: u8| {
+            let mut b = Vec::new();
+            Record {
+                kind: Kind::Undo,
+                seq,
+                disk: 7,
+                offset,
+                length: 8192,
+                time_us: 1,
+                payload: vec![fill; 8192],
+            }
+            .encode(&mut b);
+            b
+        };
+        // Blocks 0-1 saved at 1 and again at 3 (after point 2); blocks 4-5 at 5.
+        let recs = [
+            at(1, 0, 1),
+            point(2, "p2"),
+            at(3, 0, 3),
+            point(4, "p4"),
+            at(5, 4 << 12, 5),
+            point(6, "p6"),
+        ];
+        for (i, r) in recs.iter().enumerate() {
+            j.prepare_append(r.len() as u64).unwrap();
+            j.append(r, i as u64 + 1).unwrap();
+            j.sync().unwrap();
+        }
+        drop(j);
+        let seg = segment_path(t.path(), 1);
+        flip(&seg, record_at(&seg, 3) + HEADER_LEN as u64 + 10);
+        let (_, scan) = Journal::open_with(t.path(), 1 << 20, Access::ReadOnly).unwrap();
+        let d = &scan.damage[0];
+        // Point 2 needs seq 3 for blocks 0-1; a point before 1 would take seq 1's save.
+        assert_eq!((d.from_seq, d.before_seq), (1, 3), "{d:?}");
+    }
+
+    #[test]
+    fn a_torn_last_batch_is_cut_only_by_a_writing_open_even_with_sectors_out_of_order() {
+        let t = tempfile::tempdir().unwrap();
+        let mut j = fill(t.path(), 1 << 20);
+        let seg = segment_path(t.path(), j.segments().last().unwrap().id);
+        let good = j.end().offset;
+        // One last append of two records, the first torn, the second landed.
+        let mut batch = undo(11, &[0xaa; 3000]);
+        batch.extend(undo(12, &[0xbb; 3000]));
+        j.prepare_append(batch.len() as u64).unwrap();
+        j.append(&batch, 12).unwrap();
+        j.sync().unwrap();
+        drop(j);
+        flip(&seg, good + 100);
+        let torn = fs::read(&seg).unwrap();
+        let (_, scan) = Journal::open_with(t.path(), 1 << 20, Access::ReadOnly).unwrap();
+        assert_eq!(scan.torn_bytes, torn.len() as u64 - good);
+        assert!(scan.damage.is_empty(), "{:?}", scan.damage);
+        assert_eq!(fs::read(&seg).unwrap(), torn, "a read-only open cut");
+        let (_, scan) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();
+        assert_eq!(scan.cut_bytes, torn.len() as u64 - good);
+        assert_eq!(fs::read(&seg).unwrap(), torn[..good as usize]);
+        assert_eq!(scan.points.len(), 2);
+    }
+
+    #[test]
+    fn a_gap_in_segment_ids_loses_the_points_before_it() {
+        let t = tempfile::tempdir().unwrap();
+        let j = fill(t.path(), 400);
+        let ids: Vec<u64> = j.segments().iter().map(|s| s.id).collect();
+        drop(j);
+        assert!(ids.len() >= 4, "{ids:?}");
+        let gone = ids[1];
+        fs::remove_file(segment_path(t.path(), gone)).unwrap();
+        let (_, scan) = Journal::open_with(t.path(), 400, Access::ReadOnly).unwrap();
+        assert_eq!(scan.damage.len(), 1, "{:?}", scan.damage);
+        assert_eq!(scan.damage[0].segment, gone);
+        assert!(scan.damage[0].reason.contains("missing"));
+    }
+
+    #[test]
+    fn a_version_1_journal_is_read_and_appends_go_to_a_new_segment() {
+        let t = tempfile::tempdir().unwrap();
+        let mut old = Vec::new();
+        let u = Header {
+            disk: 7,
+            length: 100,
+            ..Header::new(Kind::Undo, 1)
+        };
+        format::encode_v1(&u, &[1; 100], &mut old);
+        format::encode_v1(&Header::new(Kind::AppPoint, 2), b"old", &mut old);
+        fs::write(segment_path(t.path(), 1), &old).unwrap();
+        let (mut j, scan) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();
+        assert_eq!((scan.max_seq, scan.points.len()), (2, 1));
+        assert_eq!(scan.points[0].label, "old");
+        let (id, _) = j.prepare_append(100).unwrap();
+        assert_eq!(id, 2, "a version 1 segment is not appended to");
+        let rec = undo(3, &[3; 100]);
+        j.append(&rec, 3).unwrap();
+        j.sync().unwrap();
+        let mut seen = Vec::new();
+        j.scan_after(0, |h, loc| seen.push((h.seq, loc.segment)))
+            .unwrap();
+        seen.retain(|&(s, _)| s != 0);
+        assert_eq!(seen, [(1, 1), (2, 1), (3, 2)]);
+        assert_eq!(fs::read(segment_path(t.path(), 1)).unwrap(), old);
     }
 
     #[test]
@@ -811,22 +1215,13 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let mut j = fill(t.path(), 400);
         let mut recs = point(5, "kept");
-        let h = Header {
-            kind: Kind::Commit,
-            seq: 10,
-            disk: 0,
-            offset: 0,
-            length: 0,
-            time_us: 0,
-            payload_len: 0,
-            payload_crc: 0,
-        };
+        let h = Header::new(Kind::Commit, 10);
         encode_parts(&h, &[], &mut recs);
         // Simulate a crash after the new segment is written but before the old are gone.
         let next = j.segments().last().unwrap().id + 1;
         fs::write(segment_path(t.path(), next), &recs).unwrap();
         drop(j);
-        let (j2, scan) = Journal::open(t.path(), 400).unwrap();
+        let (j2, scan) = Journal::open_with(t.path(), 400, Access::Write).unwrap();
         assert_eq!(j2.segments().len(), 1);
         assert_eq!(scan.points.len(), 1);
         assert_eq!(scan.points[0].label, "kept");

@@ -1,0 +1,234 @@
+//! The check of a segment at open: every record read and verified (header and payload),
+//! damaged ranges skipped over (by searching for the next good header) and described, so
+//! that [`super::Journal::open`] can tell a torn last batch from corruption.
+
+use super::PointRecord;
+use super::format::{self, DecodeError, HEADER_LEN, Header, Kind, LAST_IN_BATCH, Meta};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+/// Bytes read at once.
+const WINDOW: usize = 1 << 20;
+
+/// What one segment holds.
+#[derive(Debug, Default)]
+pub struct SegmentScan {
+    /// File length.
+    pub len: u64,
+    /// Offset after the last good record.
+    pub end: u64,
+    pub max_seq: u64,
+    pub max_batch: u64,
+    /// Points with the offset of their record.
+    pub points: Vec<(u64, PointRecord)>,
+    /// Seq of the first good record that is not a pad.
+    pub first_seq: Option<u64>,
+    pub has_commit: bool,
+    /// A good record of version 1 was seen (new appends then go to a new segment).
+    pub has_v1: bool,
+    pub bad: Vec<BadRange>,
+}
+
+/// Bytes `[from, to)` of a segment that hold no good record.
+#[derive(Debug, Clone)]
+pub struct BadRange {
+    pub from: u64,
+    pub to: u64,
+    pub error: DecodeError,
+    /// The record's header when only its payload is bad.
+    pub header: Option<Header>,
+    /// Version 1 records around it (no batch numbers to judge by).
+    pub v1: bool,
+    /// The batch the bad bytes belong to if they are a torn append.
+    pub batch: u64,
+    /// Highest batch of the good records after it in the segment.
+    pub later_batch: u64,
+    /// A good record follows it in the segment.
+    pub good_after: bool,
+    /// Seq of the first good record (not a pad) after it in the segment.
+    pub next_seq: Option<u64>,
+}
+
+impl BadRange {
+    /// Whether these bytes can be what a crash leaves: the last append, torn. A good
+    /// record of a later batch after them means the append they belong to had finished
+    /// (appends are synced one after the other), so they are corruption. Version 1 has no
+    /// batches: only bad bytes with nothing good after them may be torn.
+    pub fn may_be_torn(&self) -> bool {
+        if self.v1 {
+            !self.good_after
+        } else {
+            self.later_batch <= self.batch
+        }
+    }
+}
+
+/// A read window over a file, so that headers and payloads are read in large pieces.
+struct Window<'a> {
+    file: &'a File,
+    len: u64,
+    start: u64,
+    buf: Vec<u8>,
+}
+
+impl Window<'_> {
+    /// Up to `n` bytes at `at` (fewer at the end of the file).
+    fn get(&mut self, at: u64, n: usize) -> io::Result<&[u8]> {
+        let have = at >= self.start && at + n as u64 <= self.start + self.buf.len() as u64;
+        if !have {
+            let want = (n.max(WINDOW) as u64).min(self.len.saturating_sub(at)) as usize;
+            self.buf.resize(want, 0);
+            self.file.read_exact_at(&mut self.buf, at)?;
+            self.start = at;
+        }
+        let lo = (at - self.start) as usize;
+        let hi = (lo + n).min(self.buf.len());
+        Ok(&self.buf[lo..hi])
+    }
+
+    /// The record at `at`, its header checked and its payload verified.
+    fn record(&mut self, at: u64) -> io::Result<Result<GoodRecord, BadRecord>> {
+        let head = self.get(at, HEADER_LEN)?;
+        let (h, m) = match Header::decode_meta(&mut &head[..]) {
+            Ok(hm) => hm,
+            Err(e) => return Ok(Err(BadRecord(e, None))),
+        };
+        let data = at + m.header_len() as u64;
+        let n = h.payload_len as usize;
+        let payload = self.get(data, n)?;
+        if payload.len() < n {
+            let need = m.header_len() + n;
+            let have = m.header_len() + payload.len();
+            return Ok(Err(BadRecord(
+                DecodeError::Truncated { need, have },
+                Some((h, m)),
+            )));
+        }
+        if crc32c::crc32c(payload) != h.payload_crc {
+            return Ok(Err(BadRecord(DecodeError::PayloadChecksum, Some((h, m)))));
+        }
+        // Labels are kept; other payloads are only checked.
+        let keep = if h.kind.is_point() {
+            payload.to_vec()
+        } else {
+            Vec::new()
+        };
+        Ok(Ok((h, m, keep)))
+    }
+
+    /// The next offset after `from` where a good header starts, if any.
+    fn resync(&mut self, from: u64) -> io::Result<Option<u64>> {
+        let magic = format::MAGIC.to_le_bytes();
+        let mut at = from;
+        while at + 4 <= self.len {
+            let hits: Vec<u64> = {
+                let w = self.get(at, WINDOW)?;
+                w.windows(4)
+                    .enumerate()
+                    .filter(|(_, x)| *x == magic)
+                    .map(|(i, _)| at + i as u64)
+                    .collect()
+            };
+            let step = self.get(at, WINDOW)?.len() as u64;
+            for c in hits {
+                let head = self.get(c, HEADER_LEN)?;
+                if Header::decode(&mut &head[..]).is_ok() {
+                    return Ok(Some(c));
+                }
+            }
+            // Overlap by 3 bytes: a magic may straddle two windows.
+            at += step.saturating_sub(3).max(1);
+        }
+        Ok(None)
+    }
+}
+
+/// A checked record: its header, what the header says of its batch, and its payload when
+/// it is a point's label.
+type GoodRecord = (Header, Meta, Vec<u8>);
+
+/// Why a record is not good, with its header when only the payload is bad.
+struct BadRecord(DecodeError, Option<(Header, Meta)>);
+
+/// Reads and verifies every record of a segment. `prev_batch`: the highest batch of the
+/// segments before it (a segment starts with the batch after it).
+pub fn scan_segment(file: &File, prev_batch: u64) -> io::Result<SegmentScan> {
+    let len = file.metadata()?.len();
+    let mut w = Window {
+        file,
+        len,
+        start: 0,
+        buf: Vec::new(),
+    };
+    let mut s = SegmentScan {
+        len,
+        ..Default::default()
+    };
+    // The last good record's batch, whether it ended its batch, and its version.
+    let mut last: Option<(u64, bool, bool)> = None;
+    let mut pos = 0;
+    while pos < len {
+        match w.record(pos)? {
+            Ok((h, m, payload)) => {
+                for b in s.bad.iter_mut() {
+                    b.good_after = true;
+                    b.later_batch = b.later_batch.max(m.batch);
+                    if h.kind != Kind::Pad && b.next_seq.is_none() {
+                        b.next_seq = Some(h.seq);
+                    }
+                }
+                if h.kind != Kind::Pad && s.first_seq.is_none() {
+                    s.first_seq = Some(h.seq);
+                }
+                s.max_seq = s.max_seq.max(h.seq);
+                s.max_batch = s.max_batch.max(m.batch);
+                s.has_v1 |= m.version == 1;
+                match h.kind {
+                    Kind::Commit => s.has_commit = true,
+                    k if k.is_point() => s.points.push((
+                        pos,
+                        PointRecord {
+                            seq: h.seq,
+                            time_us: h.time_us,
+                            app: k == Kind::AppPoint,
+                            label: String::from_utf8_lossy(&payload).into_owned(),
+                        },
+                    )),
+                    _ => {}
+                }
+                last = Some((m.batch, m.flags & LAST_IN_BATCH != 0, m.version == 1));
+                pos += m.record_len(&h);
+                s.end = pos;
+            }
+            Err(BadRecord(error, header)) => {
+                // A bad payload under a good header: the header's length is trusted (its
+                // checksum held), the next record starts after it.
+                let to = match &header {
+                    Some((h, m)) if error == DecodeError::PayloadChecksum => pos + m.record_len(h),
+                    _ => w.resync(pos + 1)?.unwrap_or(len),
+                };
+                let batch = match (&header, last) {
+                    (Some((_, m)), _) => m.batch,
+                    (None, Some((b, true, _))) => b + 1,
+                    (None, Some((b, false, _))) => b,
+                    (None, None) => prev_batch + 1,
+                };
+                let v1 = header.map_or(last.is_some_and(|l| l.2), |(_, m)| m.version == 1);
+                s.bad.push(BadRange {
+                    from: pos,
+                    to,
+                    error,
+                    header: header.map(|(h, _)| h),
+                    v1,
+                    batch,
+                    later_batch: 0,
+                    good_after: false,
+                    next_seq: None,
+                });
+                pos = to;
+            }
+        }
+    }
+    Ok(s)
+}

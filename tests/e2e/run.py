@@ -1,6 +1,6 @@
 """Runs the end-to-end guests (scripts/test-e2e calls this): python3 run.py MTKIT [GUEST...].
 
-GUEST is appliance, powercut-ext4 or powercut-xfs (default: all). Every guest keeps its
+GUEST is media, appliance, powercut-ext4 or powercut-xfs (default: all, E2E_JOBS at once). Every guest keeps its
 serial and QEMU logs under $E2E_LOGS; a failure names its step, its guest and the log, and
 the run exits 1 after the other guests ran."""
 
@@ -8,11 +8,36 @@ import os
 import sys
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from guest import GuestError, assets, initramfs  # noqa: E402
+
+
+def one(name, run, logs):
+    """Runs one guest; returns its failure text, or None."""
+    work = logs / name
+    work.mkdir(exist_ok=True)
+    results = []
+    t0 = time.monotonic()
+    print(f"e2e: {name} ...", file=sys.stderr, flush=True)
+    failure = None
+    try:
+        run(work, results)
+    except (GuestError, AssertionError) as e:
+        failure = f"{name}: {e}"
+    except Exception:  # a harness bug still names its guest
+        failure = f"{name}: {traceback.format_exc()}"
+    took = time.monotonic() - t0
+    lines = [f"  {name}: {r}" for r in results]
+    lines.append(f"e2e: {name} {'FAILED' if failure else 'ok'} in {took:.0f} s (logs: {work})")
+    print("\n".join(lines), flush=True)
+    if not failure:  # disk images are large and made again each run; the logs stay
+        for img in work.glob("*.img"):
+            img.unlink()
+    return failure
 
 
 def main():
@@ -30,32 +55,14 @@ def main():
         "powercut-ext4": lambda w, r: run_powercut(a, w, initrd, r, "ext4"),
         "powercut-xfs": lambda w, r: run_powercut(a, w, initrd, r, "xfs"),
     }
-    failed = []
-    for name in wanted or guests:
+    for name in wanted:
         if name not in guests:
             sys.exit(f"e2e: no guest {name!r}; guests: {', '.join(guests)}")
-        work = logs / name
-        work.mkdir(exist_ok=True)
-        results = []
-        t0 = time.monotonic()
-        print(f"e2e: {name} ...", file=sys.stderr, flush=True)
-        try:
-            guests[name](work, results)
-            status = "ok"
-        except (GuestError, AssertionError) as e:
-            status = "FAILED"
-            failed.append(f"{name}: {e}")
-        except Exception:  # a harness bug still names its guest
-            status = "FAILED"
-            failed.append(f"{name}: {traceback.format_exc()}")
-        took = time.monotonic() - t0
-        for r in results:
-            print(f"  {name}: {r}")
-        print(f"e2e: {name} {status} in {took:.0f} s (logs: {work})", flush=True)
-        # Disk images are large and rebuilt each run; the logs stay.
-        if status == "ok":
-            for img in work.glob("*.img"):
-                img.unlink()
+    # Each guest is one single-threaded TCG QEMU: E2E_JOBS of them (default 2, the CI
+    # machine's cores) run at once.
+    jobs = int(os.environ.get("E2E_JOBS") or 2)
+    with ThreadPoolExecutor(jobs) as pool:
+        failed = [f for f in pool.map(lambda n: one(n, guests[n], logs), wanted or list(guests)) if f]
     for f in failed:
         print(f"e2e: FAILED {f}", file=sys.stderr)
     sys.exit(1 if failed else 0)

@@ -90,3 +90,5 @@ need_venv() {
 # kernel's modules.dep, cpio for the initramfs, strip (binutils) for the binary in it. QEMU,
 # its firmware, the kernel and busybox are unpacked from their .debs, not installed.
 E2E_DEBS=(kmod cpio gzip binutils)
+# The media boots make the fixture ISO (xorriso, isolinux, mtools, dosfstools) and remaster it.
+E2E_DEBS+=(xorriso isolinux syslinux-common mtools dosfstools)

@@ -1,6 +1,6 @@
 """Runs the end-to-end guests (scripts/test-e2e calls this): python3 run.py MTKIT [GUEST...].
 
-GUEST is appliance, powercut-ext4 or powercut-xfs (default: all, E2E_JOBS at once). Every guest keeps its
+GUEST is media, appliance, powercut-ext4 or powercut-xfs (default: all, E2E_JOBS at once). Every guest keeps its
 serial and QEMU logs under $E2E_LOGS; a failure names its step, its guest and the log, and
 the run exits 1 after the other guests ran."""
 
@@ -48,7 +48,9 @@ def main():
     initrd = initramfs(a, mtkit)
     from appliance import run_appliance
     from powercut import run_powercut
+    from media_boot import run_media
     guests = {
+        "media": lambda w, r: run_media(a, w, r, mtkit),
         "appliance": lambda w, r: run_appliance(a, w, initrd, r),
         "powercut-ext4": lambda w, r: run_powercut(a, w, initrd, r, "ext4"),
         "powercut-xfs": lambda w, r: run_powercut(a, w, initrd, r, "xfs"),

@@ -586,3 +586,53 @@ fn a_mounted_loop_device_and_the_journals_device_are_refused() {
     // The filesystem is intact.
     assert!(mnt.join("lost+found").is_dir());
 }
+
+/// A listing run while the service starts (its control socket not answering yet) reads the
+/// journal directly: it must never claim the disks, or the service starting beside it finds
+/// them busy and refuses its whole group until restarted. Here a process holding the device
+/// with O_EXCL stands for the service at the moment it claims it.
+#[test]
+fn an_offline_listing_never_claims_the_disks_a_starting_service_needs() {
+    require!(can_loop(), "needs root, losetup, mkfs.ext4, mkfs.xfs");
+    require!(have("python3"), "needs python3");
+    let lp = Loop::new(64 << 20);
+    let t = tempfile::tempdir().unwrap();
+    let disks = format!(
+        "[[writer.disk]]\nname = \"d0\"\npath = \"{}\"\ngroup = \"g\"\n",
+        lp.dev
+    );
+    let (cfg, _port) = config(t.path(), &t.path().join("journal"), &disks);
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys,time\nfd=os.open(sys.argv[1], os.O_RDWR|os.O_EXCL)\nprint('held', flush=True)\ntime.sleep(60)",
+            &lp.dev,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "held");
+    for args in [
+        &["writer", "status", "--json"][..],
+        &["points", "--json"][..],
+    ] {
+        let o = mtkit()
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+        assert!(o.status.success(), "{args:?}: {text}");
+        assert!(
+            !text.contains("busy"),
+            "{args:?} tried to claim the disk: {text}"
+        );
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+}

@@ -99,12 +99,19 @@ impl Writer {
                 let Some(d) = cfg.writer.disk.iter().find(|d| d.name == spec.name) else {
                     continue;
                 };
-                let checked = host
-                    .check(d)
-                    .and_then(|mut t| match host.claim(&mut t) {
+                // Listings never claim a disk: a `status` run while the service starts
+                // (before its control socket answers) would otherwise hold the disks with
+                // O_EXCL at the moment the service claims them, and the service would refuse
+                // them as busy until restarted.
+                let checked = host.check(d).and_then(|mut t| {
+                    if access == Access::ReadOnly {
+                        return Ok(t);
+                    }
+                    match host.claim(&mut t) {
                         Ok(()) => Ok(t),
                         Err(e) => Err((t.path.display().to_string(), e)),
-                    });
+                    }
+                });
                 match checked {
                     Ok(t) => {
                         spec.path = t.node;

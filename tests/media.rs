@@ -1,6 +1,6 @@
 //! `mtkit iso kickstart|remaster` against real xorriso, mtools and createrepo_c, on a
-//! synthetic CentOS 6 ISO (tests/fixtures/iso/make-centos6-iso.sh), checked with xorriso's
-//! own report and independently with pycdlib (tests/fixtures/iso/check_iso.py).
+//! synthetic CentOS 6 ISO (iso/fixture/make-centos6-iso.sh), checked with xorriso's
+//! own report and independently with pycdlib (iso/fixture/check_iso.py).
 
 mod support;
 
@@ -47,7 +47,7 @@ fn missing_tools() -> Option<String> {
 
 /// Runs the fixture script: a CentOS-6.6-like install ISO at `out`.
 fn make_centos6(out: &Path, extra: &[&str]) {
-    let o = Command::new(fixture("iso/make-centos6-iso.sh"))
+    let o = Command::new(repo().join("iso/fixture/make-centos6-iso.sh"))
         .args(extra)
         .arg(out)
         .output()
@@ -58,7 +58,7 @@ fn make_centos6(out: &Path, extra: &[&str]) {
 /// pycdlib's view of `iso`, with the content facts of `paths`.
 fn pycdlib(iso: &Path, paths: &[&str]) -> Value {
     let o = Command::new(python_with("pycdlib").unwrap())
-        .arg(fixture("iso/check_iso.py"))
+        .arg(repo().join("iso/fixture/check_iso.py"))
         .arg(iso)
         .args(paths)
         .output()

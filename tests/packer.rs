@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use support::{fixture, have, mtkit, stderr};
+use support::{fixture, have, mtkit, repo, stderr};
 
 /// block → names, from a checked-in list (`block<TAB>name` lines, `#` comments).
 fn names(file: &str) -> BTreeMap<String, BTreeSet<String>> {
@@ -279,7 +279,7 @@ fn remastered_template_needs_no_typing_and_pins_the_iso() {
     );
     let d = tempfile::tempdir().unwrap();
     let src_iso = d.path().join("CentOS-6.6-x86_64-minimal.iso");
-    let o = Command::new(fixture("iso/make-centos6-iso.sh"))
+    let o = Command::new(repo().join("iso/fixture/make-centos6-iso.sh"))
         .arg(&src_iso)
         .output()
         .unwrap();

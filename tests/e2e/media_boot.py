@@ -1,8 +1,8 @@
 """The media boot: mtkit's install media booted for real in QEMU, under SeaBIOS and OVMF.
 
-The CentOS-6.6-like fixture ISO (tests/fixtures/iso/make-centos6-iso.sh --boot) carries a
+The CentOS-6.6-like fixture ISO (iso/fixture/make-centos6-iso.sh --boot) carries a
 Debian kernel and a busybox initramfs whose /init stands in for anaconda
-(tests/fixtures/iso/standin/init): it prints its command line, gets the kickstart the
+(iso/fixture/standin/init): it prints its command line, gets the kickstart the
 way RHEL 6's loader does, runs the kickstart's %post --nochroot (which installs mtkit and
 appliance.toml from the media) and checks the installed mtkit. Each boot asserts on the
 stand-in's serial lines; no key is pressed except in the two-CD boots, where QEMU types
@@ -28,7 +28,7 @@ from pathlib import Path
 from guest import GuestError
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURE = REPO / "tests/fixtures/iso"
+FIXTURE = REPO / "iso/fixture"
 # What make-centos6-iso.sh --boot adds to every entry (TCG on a loaded host); the remaster
 # copies it into the mtkit entry like any other argument.
 FIXTURE_ARGS = "console=ttyS0 no_timer_check panic=-1 quiet"

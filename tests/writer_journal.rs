@@ -69,7 +69,7 @@ fn initial_sync_writes_through_and_makes_no_points() {
         "no undo before the baseline"
     );
     let p = g.point(true, "baseline").unwrap().unwrap();
-    assert_eq!(p.kind, "app");
+    assert_eq!(p.kind, mtkit::writer::group::PointKind::App);
     assert!(!g.in_initial_sync());
     // Overwriting a zero region saves no data; overwriting data saves it.
     let at_point = std::fs::metadata(&seg).unwrap().len();

@@ -140,13 +140,31 @@ impl ViewIndex {
     }
 }
 
+/// What a recovery point is consistent with: a FLUSH gives a crash-consistent point, a
+/// bookmark (the source quiesced) an app-consistent one. `crash`/`app` in JSON and tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PointKind {
+    Crash,
+    App,
+}
+
+impl std::fmt::Display for PointKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that table widths ({:<5}) apply.
+        f.pad(match self {
+            PointKind::Crash => "crash",
+            PointKind::App => "app",
+        })
+    }
+}
+
 /// A recovery point as users see it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Point {
     pub id: u64,
     pub time: chrono::DateTime<chrono::Utc>,
-    /// "crash" or "app"
-    pub kind: String,
+    pub kind: PointKind,
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub label: String,
     /// Why the point cannot be recovered (journal records it needs are damaged).
@@ -159,7 +177,11 @@ impl From<&PointRecord> for Point {
         Point {
             id: p.seq,
             time: chrono::DateTime::from_timestamp_micros(p.time_us).unwrap_or_default(),
-            kind: if p.app { "app" } else { "crash" }.into(),
+            kind: if p.app {
+                PointKind::App
+            } else {
+                PointKind::Crash
+            },
             label: p.label.clone(),
             lost: None,
         }

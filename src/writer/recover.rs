@@ -85,7 +85,10 @@ impl std::fmt::Display for PointSpec {
 pub fn choose(points: &[Point], spec: &PointSpec) -> Result<Point, String> {
     let found = match spec {
         PointSpec::Latest => points.last(),
-        PointSpec::LatestApp => points.iter().rev().find(|p| p.kind == "app"),
+        PointSpec::LatestApp => points
+            .iter()
+            .rev()
+            .find(|p| p.kind == crate::writer::group::PointKind::App),
         PointSpec::Time(t) => points.iter().rev().find(|p| p.time <= *t),
         PointSpec::Id(id) => points.iter().find(|p| p.id == *id),
     };

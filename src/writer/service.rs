@@ -259,7 +259,11 @@ impl Writer {
                     lost_points,
                     oldest_point: points.first().cloned(),
                     newest_point: points.last().cloned(),
-                    newest_app_point: points.iter().rev().find(|p| p.kind == "app").cloned(),
+                    newest_app_point: points
+                        .iter()
+                        .rev()
+                        .find(|p| p.kind == crate::writer::group::PointKind::App)
+                        .cloned(),
                     history_secs: points.first().map_or(0, |p| {
                         (chrono::Utc::now() - p.time).num_seconds().max(0) as u64
                     }),

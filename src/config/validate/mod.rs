@@ -5,13 +5,17 @@
 //! typed model. Each problem is located with the spans of a `toml_edit` parse of the
 //! original text; a key the file does not set is shown with its default value.
 
+mod deserialize;
+mod locate;
+
 use super::error::{ConfigError, Problem};
 use super::{BootProto, Config, Size};
+use deserialize::deserialize_all;
+use locate::{Checker, Seg, first_line, line_col, path, q};
 use regex::Regex;
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::LazyLock;
-use toml_edit::{Document, DocumentMut, Item};
+use toml_edit::Document;
 
 /// Filesystem names `[sources] filesystems` accepts: what protected Linux and Windows
 /// machines run. Only `reiserfs` changes the build (ELRepo's kmod and utils).
@@ -21,246 +25,6 @@ pub const KNOWN_FILESYSTEMS: &[&str] = &[
 
 /// Filesystems a retention volume can be made with.
 pub const RETENTION_FILESYSTEMS: &[&str] = &["ext4", "xfs"];
-
-/// 1-based line and column of a byte offset.
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-/// One step of a path into the document: a key or an array index.
-#[derive(Debug, Clone, PartialEq)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-fn path(keys: &[&str]) -> Vec<Seg> {
-    keys.iter().map(|k| Seg::Key(k.to_string())).collect()
-}
-
-fn lookup<'d>(root: &'d Item, p: &[Seg]) -> Option<&'d Item> {
-    p.iter().try_fold(root, |item, seg| match seg {
-        Seg::Key(k) => item.get(k.as_str()),
-        Seg::Index(i) => item.get(*i),
-    })
-}
-
-/// `[network] prefix`, `[[writer.disk]] #2 path`, `[network] dns[0]`.
-fn key_name(p: &[Seg]) -> String {
-    let last_key = p.iter().rposition(|s| matches!(s, Seg::Key(_)));
-    let Some(last_key) = last_key else {
-        return String::new();
-    };
-    let mut header = Vec::new();
-    let mut aot_index = None;
-    for seg in &p[..last_key] {
-        match seg {
-            Seg::Key(k) => header.push(k.as_str()),
-            Seg::Index(i) => aot_index = Some(*i),
-        }
-    }
-    let Seg::Key(key) = &p[last_key] else {
-        unreachable!()
-    };
-    let mut key = key.clone();
-    for seg in &p[last_key + 1..] {
-        if let Seg::Index(i) = seg {
-            key.push_str(&format!("[{i}]"));
-        }
-    }
-    match (header.is_empty(), aot_index) {
-        (true, _) => key,
-        (false, Some(i)) => format!("[[{}]] #{} {key}", header.join("."), i + 1),
-        (false, None) => format!("[{}] {key}", header.join(".")),
-    }
-}
-
-/// Finds the deepest key path whose key or value span holds `offset`.
-fn path_at(item: &Item, offset: usize, out: &mut Vec<Seg>) -> bool {
-    let inside = |span: Option<std::ops::Range<usize>>| {
-        span.is_some_and(|r| r.start <= offset && offset < r.end.max(r.start + 1))
-    };
-    if let Some(t) = item.as_table_like() {
-        for (k, child) in t.iter() {
-            out.push(Seg::Key(k.to_string()));
-            if path_at(child, offset, out) {
-                return true;
-            }
-            let key_span = t.key(k).and_then(|k| k.span());
-            let whole = match (key_span.clone(), child.span()) {
-                (Some(a), Some(b)) if !child.is_table() => Some(a.start..b.end),
-                (a, b) => a.or(b),
-            };
-            if inside(whole) {
-                return true;
-            }
-            out.pop();
-        }
-    } else if let Some(len) = item
-        .as_array_of_tables()
-        .map(|a| a.len())
-        .or_else(|| item.as_array().map(|a| a.len()))
-    {
-        for i in 0..len {
-            out.push(Seg::Index(i));
-            let child = item.get(i).expect("index in range");
-            if path_at(child, offset, out) || inside(child.span()) {
-                return true;
-            }
-            out.pop();
-        }
-    }
-    false
-}
-
-fn remove_path(doc: &mut DocumentMut, p: &[Seg]) -> bool {
-    let Some((last, parent)) = p.split_last() else {
-        return false;
-    };
-    let mut item = doc.as_item_mut();
-    for seg in parent {
-        let next = match seg {
-            Seg::Key(k) => item.get_mut(k.as_str()),
-            Seg::Index(i) => item.get_mut(*i),
-        };
-        match next {
-            Some(n) => item = n,
-            None => return false,
-        }
-    }
-    match last {
-        Seg::Key(k) => item.as_table_like_mut().and_then(|t| t.remove(k)).is_some(),
-        Seg::Index(i) => {
-            if let Some(a) = item.as_array_mut().filter(|a| *i < a.len()) {
-                a.remove(*i);
-                true
-            } else if let Some(a) = item.as_array_of_tables_mut().filter(|a| *i < a.len()) {
-                a.remove(*i);
-                true
-            } else {
-                false
-            }
-        }
-    }
-}
-
-/// The checks' view of the original file: spans, and the problems found so far.
-struct Checker<'a> {
-    text: &'a str,
-    name: &'a str,
-    doc: Document<&'a str>,
-    found: Vec<(Option<usize>, Problem)>,
-    /// Things that work but are risky (a disk named by its kernel name): shown, not refused.
-    warnings: Vec<(Option<usize>, Problem)>,
-}
-
-impl<'a> Checker<'a> {
-    /// Byte offset of `p`'s value, or of the nearest ancestor the file has, and whether
-    /// the file sets `p` at all.
-    fn offset(&self, p: &[Seg]) -> (Option<usize>, bool) {
-        let root = self.doc.as_item();
-        let offset = (1..=p.len())
-            .rev()
-            .find_map(|n| lookup(root, &p[..n]).and_then(|i| i.span()))
-            .map(|s| s.start);
-        (offset, lookup(root, p).is_some())
-    }
-
-    fn location(&self, offset: Option<usize>) -> String {
-        match offset {
-            Some(o) => {
-                let (l, c) = line_col(self.text, o);
-                format!("{}:{l}:{c}", self.name)
-            }
-            None => self.name.to_string(),
-        }
-    }
-
-    /// Byte offset of the key (not the value) at `p`, when the file has it.
-    fn key_offset(&self, p: &[Seg]) -> Option<usize> {
-        let (Seg::Key(k), parent) = p.split_last()? else {
-            return None;
-        };
-        let t = lookup(self.doc.as_item(), parent)?.as_table_like()?;
-        t.key(k)?.span().map(|s| s.start)
-    }
-
-    /// Records a problem at `p`; `shown` is the value as TOML, used when the file lacks it.
-    fn report(&mut self, p: &[Seg], shown: impl fmt::Display, message: impl Into<String>) {
-        self.report_inner(p, shown, message.into(), false)
-    }
-
-    /// Records a warning at `p`, located like a problem.
-    fn warn(&mut self, p: &[Seg], shown: impl fmt::Display, message: impl Into<String>) {
-        let before = self.found.len();
-        self.report_inner(p, shown, message.into(), false);
-        let w = self.found.split_off(before);
-        self.warnings.extend(w);
-    }
-
-    fn report_inner(&mut self, p: &[Seg], shown: impl fmt::Display, message: String, at_key: bool) {
-        let (mut offset, present) = self.offset(p);
-        if at_key {
-            offset = self.key_offset(p).or(offset);
-        }
-        let raw = lookup(self.doc.as_item(), p)
-            .and_then(|i| i.span())
-            .map(|s| self.text[s].trim().to_string());
-        // Someone may have pasted a plain password where the hash goes: never echo it.
-        let secret = p == path(&["appliance", "root-password-hash"]).as_slice();
-        let raw = if secret {
-            raw.map(|_| "\"(hidden)\"".to_string())
-        } else {
-            raw
-        };
-        let value = match (present, raw) {
-            (true, Some(raw)) => raw,
-            (true, None) => shown.to_string(),
-            (false, _) => format!("{shown} (default)"),
-        };
-        let is_table = lookup(self.doc.as_item(), p).is_some_and(|i| i.is_table());
-        let key = if is_table {
-            // A whole table: its header says it all.
-            let names: Vec<_> = p
-                .iter()
-                .filter_map(|s| match s {
-                    Seg::Key(k) => Some(k.as_str()),
-                    Seg::Index(_) => None,
-                })
-                .collect();
-            format!("[{}]", names.join("."))
-        } else {
-            format!("{} = {value}", key_name(p))
-        };
-        let location = self.location(offset);
-        self.found.push((
-            offset,
-            Problem {
-                location,
-                key,
-                message,
-            },
-        ));
-    }
-
-    fn into_problems(self) -> (Vec<Problem>, Vec<Problem>) {
-        // File order, then problems without a location (defaults the file does not set).
-        let sorted = |mut v: Vec<(Option<usize>, Problem)>| {
-            v.sort_by_key(|(o, _)| (o.is_none(), o.unwrap_or(usize::MAX)));
-            v.into_iter().map(|(_, p)| p).collect::<Vec<_>>()
-        };
-        (sorted(self.found), sorted(self.warnings))
-    }
-}
-
-/// TOML basic-string form of `s`, for messages.
-fn q(s: &str) -> String {
-    format!("{s:?}")
-}
 
 /// The config's bytes as text, or a problem located at the first byte that is not UTF-8
 /// (line and column counted in the valid text before it).
@@ -319,13 +83,7 @@ pub(super) fn parse_with_warnings(
             }],
         }
     })?;
-    let mut ck = Checker {
-        text,
-        name,
-        doc,
-        found: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut ck = Checker::new(text, name, doc);
     let mut config = deserialize_all(&mut ck);
     check(&config, &mut ck);
     if let Some(base) = base {
@@ -337,69 +95,6 @@ pub(super) fn parse_with_warnings(
     } else {
         Err(ConfigError::Invalid { problems })
     }
-}
-
-fn first_line(s: &str) -> String {
-    s.trim().lines().next().unwrap_or("").to_string()
-}
-
-/// Deserializes the typed model, reporting and dropping each key serde rejects until the
-/// rest parses (so one run shows every bad key). Dropped keys take their defaults.
-fn deserialize_all(ck: &mut Checker<'_>) -> Config {
-    let mut current: DocumentMut = ck.text.parse().expect("already parsed once");
-    // Each round removes one key; a file has far fewer bad keys than this.
-    for round in 0..200 {
-        let text = current.to_string();
-        let err = match toml::from_str::<Config>(&text) {
-            Ok(c) => return c,
-            Err(e) => e,
-        };
-        let reparsed: Document<&str> = Document::parse(text.as_str()).expect("serialized TOML");
-        let mut p = Vec::new();
-        let found = err
-            .span()
-            .is_some_and(|s| path_at(reparsed.as_item(), s.start, &mut p));
-        // A bad element of a value array: report it, then drop the whole array, as
-        // removing one element would shift the indexes of the next reports.
-        let mut drop = p.clone();
-        while matches!(drop.last(), Some(Seg::Index(_)))
-            && lookup(reparsed.as_item(), &drop[..drop.len() - 1]).is_some_and(|i| i.is_array())
-        {
-            drop.pop();
-        }
-        if !found || !remove_path(&mut current, &drop) {
-            // Nothing to drop (a wrong kind of table, say): report it and stop here. Until
-            // a key was dropped the text is the original, so its span is still right.
-            let offset = if round == 0 {
-                err.span().map(|s| s.start)
-            } else {
-                ck.offset(&p).0
-            };
-            let location = ck.location(offset);
-            let key = if p.is_empty() {
-                String::new()
-            } else {
-                key_name(&p)
-            };
-            let mut message = first_line(err.message());
-            if message.contains("map, expected a sequence") {
-                message.push_str(": a list of tables is written [[name]], e.g. [[writer.disk]]");
-            }
-            ck.found.push((
-                offset,
-                Problem {
-                    location,
-                    key,
-                    message,
-                },
-            ));
-            return Config::default();
-        }
-        // Unknown keys are pointed at by their name, bad values by the value.
-        let at_key = err.message().starts_with("unknown field");
-        ck.report_inner(&p, "", first_line(err.message()), at_key);
-    }
-    Config::default()
 }
 
 /// A DNS name (RFC 1123): dot-separated labels of 1-63 letters, digits and inner hyphens,
@@ -1475,25 +1170,6 @@ mod tests {
         assert!(
             w[0].to_string().starts_with("t.toml:1:1: [appliance] hostname = \"\" (default): with bootproto = \"static\" nothing names the machine"),
             "{w:#?}"
-        );
-    }
-
-    #[test]
-    fn key_names_read_like_the_file() {
-        assert_eq!(key_name(&path(&["network", "prefix"])), "[network] prefix");
-        let mut p = path(&["network", "dns"]);
-        p.push(Seg::Index(1));
-        assert_eq!(key_name(&p), "[network] dns[1]");
-        let p = vec![
-            Seg::Key("writer".into()),
-            Seg::Key("disk".into()),
-            Seg::Index(2),
-            Seg::Key("path".into()),
-        ];
-        assert_eq!(key_name(&p), "[[writer.disk]] #3 path");
-        assert_eq!(
-            key_name(&path(&["writer", "tls", "dir"])),
-            "[writer.tls] dir"
         );
     }
 

@@ -7,6 +7,7 @@
 
 mod deserialize;
 mod locate;
+mod policy;
 
 use super::error::{ConfigError, Problem};
 use super::{BootProto, Config, Size};
@@ -302,7 +303,7 @@ fn check(c: &Config, ck: &mut Checker<'_>) {
     check_packages(c, ck);
     check_retention(c, ck);
     check_writer(c, ck);
-    check_policy(c, ck);
+    policy::check(c, ck);
 }
 
 fn check_appliance(c: &Config, ck: &mut Checker<'_>) {
@@ -1069,33 +1070,6 @@ fn scsi_id_problem(id: &str) -> Option<String> {
         ));
     }
     None
-}
-
-fn check_policy(c: &Config, ck: &mut Checker<'_>) {
-    let p = &c.policy;
-    for (key, v) in [
-        ("rpo-threshold", p.rpo_threshold),
-        ("retention", p.retention),
-        ("app-consistent-interval", p.app_consistent_interval),
-    ] {
-        if v.secs() == 0 {
-            ck.report(
-                &path(&["policy", key]),
-                q(&v.to_string()),
-                "must be above zero",
-            );
-        }
-    }
-    if p.app_consistent_interval > p.retention {
-        ck.report(
-            &path(&["policy", "app-consistent-interval"]),
-            q(&p.app_consistent_interval.to_string()),
-            format!(
-                "longer than retention = {}: no app-consistent point would be kept",
-                q(&p.retention.to_string())
-            ),
-        );
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 mod deserialize;
 mod locate;
 mod policy;
+mod retention;
 
 use super::error::{ConfigError, Problem};
 use super::{BootProto, Config, Size};
@@ -23,9 +24,6 @@ use toml_edit::Document;
 pub const KNOWN_FILESYSTEMS: &[&str] = &[
     "ext2", "ext3", "ext4", "xfs", "reiserfs", "btrfs", "vfat", "ntfs",
 ];
-
-/// Filesystems a retention volume can be made with.
-pub const RETENTION_FILESYSTEMS: &[&str] = &["ext4", "xfs"];
 
 /// The config's bytes as text, or a problem located at the first byte that is not UTF-8
 /// (line and column counted in the valid text before it).
@@ -301,7 +299,7 @@ fn check(c: &Config, ck: &mut Checker<'_>) {
     check_network(c, ck);
     check_disks(c, ck);
     check_packages(c, ck);
-    check_retention(c, ck);
+    retention::check(c, ck);
     check_writer(c, ck);
     policy::check(c, ck);
 }
@@ -737,44 +735,6 @@ fn check_packages(c: &Config, ck: &mut Checker<'_>) {
             &path(&["media", "volume-label"]),
             q(label),
             "an ISO 9660 volume label is 1-32 of A-Z, 0-9 and '_', e.g. \"MTKS\"",
-        );
-    }
-}
-
-fn check_retention(c: &Config, ck: &mut Checker<'_>) {
-    let r = &c.retention;
-    let dev_ok = r.device == "auto"
-        || r.device.starts_with('/')
-        || (!r.device.is_empty()
-            && r.device
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
-    if !dev_ok {
-        ck.report(
-            &path(&["retention", "device"]),
-            q(&r.device),
-            "write \"auto\", a device path such as \"/dev/sdb\", or a SCSI ID such as \"36000c29...\"",
-        );
-    }
-    if !RETENTION_FILESYSTEMS.contains(&r.filesystem.as_str()) {
-        ck.report(
-            &path(&["retention", "filesystem"]),
-            q(&r.filesystem),
-            "a retention volume is \"ext4\" or \"xfs\"",
-        );
-    }
-    if !r.mountpoint.is_absolute() {
-        ck.report(
-            &path(&["retention", "mountpoint"]),
-            q(&r.mountpoint.display().to_string()),
-            "must be an absolute path, e.g. \"/mnt/retention\"",
-        );
-    }
-    if r.min_size.bytes() == 0 {
-        ck.report(
-            &path(&["retention", "min-size"]),
-            "\"0B\"",
-            "must be above zero, e.g. \"1T\"",
         );
     }
 }

@@ -1,6 +1,6 @@
 //! A rule across sections: every path-like value (of `[packages]`, `[media]`,
 //! `[retention]`, `[appliance]`, `[writer]` and its disks) is one line of printable
-//! characters, as it lands in systemd units, fstab and the kickstart.
+//! characters: they land in systemd units and fstab.
 
 use super::locate::{Checker, Seg, path, q};
 use crate::config::Config;

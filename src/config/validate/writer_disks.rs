@@ -4,8 +4,8 @@
 use super::locate::{Checker, Seg, q};
 use crate::config::Config;
 
-/// Each disk found one way only (path and scsi-id unique, an ID as `mtkit scsi-ids` prints
-/// it), and every group naming disks.
+/// Every disk's path and scsi-id well-formed and its own (no two exports of one device),
+/// the name rules of `writer_names`, and every group one that some disk is in.
 pub(super) fn check(c: &Config, ck: &mut Checker<'_>) {
     let w = &c.writer;
     let mut paths: Vec<(&std::path::Path, usize)> = Vec::new();

@@ -6,12 +6,14 @@
 //! original text; a key the file does not set is shown with its default value.
 
 mod deserialize;
+mod disks;
 mod locate;
 mod media;
 mod packages;
 mod paths;
 mod policy;
 mod retention;
+mod sources;
 mod writer;
 mod writer_disks;
 
@@ -20,16 +22,11 @@ use super::{BootProto, Config, Size};
 use deserialize::deserialize_all;
 use locate::{Checker, Seg, first_line, line_col, path, q};
 use regex::Regex;
+pub use sources::KNOWN_FILESYSTEMS;
 use std::net::Ipv4Addr;
 use std::sync::LazyLock;
 use toml_edit::Document;
 pub use writer_disks::is_sd_path;
-
-/// Filesystem names `[sources] filesystems` accepts: what protected Linux and Windows
-/// machines run. Only `reiserfs` changes the build (ELRepo's kmod and utils).
-pub const KNOWN_FILESYSTEMS: &[&str] = &[
-    "ext2", "ext3", "ext4", "xfs", "reiserfs", "btrfs", "vfat", "ntfs",
-];
 
 /// The config's bytes as text, or a problem located at the first byte that is not UTF-8
 /// (line and column counted in the valid text before it).
@@ -154,14 +151,6 @@ pub fn is_sha512_crypt(s: &str) -> bool {
     (1..=16).contains(&salt.len()) && b64(salt) && hash.len() == 86 && b64(hash)
 }
 
-/// A kernel disk name the kickstart can use: `sda`, `vdb`, `xvda`, `hda`, `nvme0n1`.
-fn is_disk_name(s: &str) -> bool {
-    static RE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^(?:(?:s|v|xv|h)d[a-z]{1,3}|nvme[0-9]+n[0-9]+)$").expect("regex")
-    });
-    RE.is_match(s)
-}
-
 fn in_network(addr: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
     let mask = if prefix == 0 {
         0
@@ -193,7 +182,8 @@ fn check(c: &Config, ck: &mut Checker<'_>) {
     check_appliance(c, ck);
     check_access(c, ck);
     check_network(c, ck);
-    check_disks(c, ck);
+    disks::check(c, ck);
+    sources::check(c, ck);
     packages::check(c, ck);
     media::check(c, ck);
     retention::check(c, ck);
@@ -485,105 +475,6 @@ fn check_network(c: &Config, ck: &mut Checker<'_>) {
             0,
             "must be 1..=65535 (the configuration server listens on 443)",
         );
-    }
-}
-
-fn check_disks(c: &Config, ck: &mut Checker<'_>) {
-    let d = &c.disks;
-    if !is_disk_name(&d.os_disk) {
-        let hint = d
-            .os_disk
-            .strip_prefix("/dev/")
-            .filter(|s| is_disk_name(s))
-            .map(|s| format!("write \"{s}\" (no /dev/)"))
-            .unwrap_or_else(|| {
-                "write the kernel name of a whole disk, e.g. \"sda\", \"vda\", \"nvme0n1\"".into()
-            });
-        ck.report(
-            &path(&["disks", "os-disk"]),
-            q(&d.os_disk),
-            format!("not a plain kernel disk name: {hint}"),
-        );
-    }
-    if d.root_size < Size::from_gib(4) {
-        ck.report(
-            &path(&["disks", "root-size"]),
-            q(&d.root_size.to_string()),
-            "too small for CentOS 6 and its tools: at least \"4G\" (the default is \"40G\")",
-        );
-    }
-    if d.home_size < Size::from_mib(100) {
-        ck.report(
-            &path(&["disks", "home-size"]),
-            q(&d.home_size.to_string()),
-            "at least \"100M\" (the default is \"4G\")",
-        );
-    }
-    if let super::AutoSize::Fixed(s) = d.swap_size
-        && s < Size(Size::MIB)
-    {
-        ck.report(
-            &path(&["disks", "swap-size"]),
-            q(&s.to_string()),
-            "at least \"1M\", or \"auto\"",
-        );
-    }
-    if let super::AutoSize::Fixed(s) = d.var_crash_size
-        && s < c.appliance.memory
-    {
-        ck.report(
-            &path(&["disks", "var-crash-size"]),
-            q(&s.to_string()),
-            format!(
-                "a vmcore of this machine's memory ({}) does not fit: use \"auto\" ({}) or at least {}",
-                c.appliance.memory,
-                super::partitions::auto_var_crash(c.appliance.memory),
-                q(&c.appliance.memory.to_string())
-            ),
-        );
-    }
-    let parts = || {
-        super::partitions::partitions(c)
-            .iter()
-            .map(|p| format!("{} {}", p.mountpoint, Size::from_mib(p.size_mib)))
-            .collect::<Vec<_>>()
-            .join(" + ")
-    };
-    match super::partitions::required(c) {
-        None => ck.report(
-            &path(&["disks", "os-disk-size"]),
-            q(&d.os_disk_size.to_string()),
-            format!(
-                "the partitions ({}) add up to more than 16E, more than any disk: shrink them",
-                parts()
-            ),
-        ),
-        Some(need) if need > d.os_disk_size => ck.report(
-            &path(&["disks", "os-disk-size"]),
-            q(&d.os_disk_size.to_string()),
-            format!(
-                "the partitions need {need} ({} + {} for the partition table) but the OS \
-                 disk is only {}: raise os-disk-size or shrink the partitions",
-                parts(),
-                super::partitions::SLACK,
-                d.os_disk_size
-            ),
-        ),
-        Some(_) => {}
-    }
-    for (i, fs) in c.sources.filesystems.iter().enumerate() {
-        if !KNOWN_FILESYSTEMS.contains(&fs.as_str()) {
-            let mut p = path(&["sources", "filesystems"]);
-            p.push(Seg::Index(i));
-            ck.report(
-                &p,
-                q(fs),
-                format!(
-                    "unknown filesystem: use one of {}",
-                    KNOWN_FILESYSTEMS.join(", ")
-                ),
-            );
-        }
     }
 }
 

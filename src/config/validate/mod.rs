@@ -5,6 +5,7 @@
 //! typed model. Each problem is located with the spans of a `toml_edit` parse of the
 //! original text; a key the file does not set is shown with its default value.
 
+mod access;
 mod deserialize;
 mod disks;
 mod locate;
@@ -89,7 +90,7 @@ pub(super) fn parse_with_warnings(
     let mut config = deserialize_all(&mut ck);
     check(&config, &mut ck);
     if let Some(base) = base {
-        read_key_file(&mut config, base, &mut ck);
+        access::read_key_file(&mut config, base, &mut ck);
     }
     let (problems, warnings) = ck.into_problems();
     if problems.is_empty() {
@@ -180,7 +181,7 @@ pub fn is_keymap(s: &str) -> bool {
 fn check(c: &Config, ck: &mut Checker<'_>) {
     paths::check(c, ck);
     check_appliance(c, ck);
-    check_access(c, ck);
+    access::check(c, ck);
     check_network(c, ck);
     disks::check(c, ck);
     sources::check(c, ck);
@@ -268,76 +269,6 @@ fn check_appliance(c: &Config, ck: &mut Checker<'_>) {
     }
     if a.cpus == 0 {
         ck.report(&path(&["appliance", "cpus"]), 0, "must be at least 1");
-    }
-}
-
-/// Each inline key is a real OpenSSH public key line (see `super::ssh`).
-fn check_access(c: &Config, ck: &mut Checker<'_>) {
-    for (i, line) in c.access.ssh_authorized_keys.iter().enumerate() {
-        if let Err(e) = super::ssh::parse_public_key(line.trim()) {
-            let mut p = path(&["access", "ssh-authorized-keys"]);
-            p.push(Seg::Index(i));
-            ck.report(&p, q(line), e);
-        }
-    }
-    if c.access
-        .ssh_authorized_keys_file
-        .as_ref()
-        .is_some_and(|f| f.as_os_str().is_empty())
-    {
-        ck.report(
-            &path(&["access", "ssh-authorized-keys-file"]),
-            "\"\"",
-            "empty path: name a file of public key lines (e.g. ~/.ssh/id_rsa.pub), or remove the key",
-        );
-    }
-}
-
-/// Reads `[access] ssh-authorized-keys-file` (relative to `base`), checks every line and
-/// adds its keys to `ssh-authorized-keys`; problems name the file and line.
-fn read_key_file(c: &mut Config, base: &std::path::Path, ck: &mut Checker<'_>) {
-    let Some(file) = c.access.ssh_authorized_keys_file.clone() else {
-        return;
-    };
-    if file.as_os_str().is_empty() {
-        return;
-    }
-    let full = base.join(&file);
-    let at = path(&["access", "ssh-authorized-keys-file"]);
-    let shown = q(&file.display().to_string());
-    // A regular file of at most 1 MiB (a FIFO would hang the command), as UTF-8.
-    let read = crate::files::read_input(&full, 1 << 20).and_then(|b| {
-        String::from_utf8(b)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
-    });
-    let text = match read {
-        Ok(t) => t,
-        Err(e) => {
-            ck.report(
-                &at,
-                shown,
-                format!(
-                    "cannot read {}: {e} (name a file of public key lines, e.g. ~/.ssh/id_rsa.pub)",
-                    full.display()
-                ),
-            );
-            return;
-        }
-    };
-    match super::ssh::parse_key_file(&text) {
-        Ok(keys) if keys.is_empty() => {
-            ck.report(&at, shown, format!("{} holds no key line", full.display()))
-        }
-        Ok(keys) => {
-            for k in keys {
-                let line = k.to_string();
-                if !c.access.ssh_authorized_keys.contains(&line) {
-                    c.access.ssh_authorized_keys.push(line);
-                }
-            }
-            c.access.ssh_authorized_keys_file = Some(full);
-        }
-        Err((line, e)) => ck.report(&at, shown, format!("{}:{line}: {e}", full.display())),
     }
 }
 

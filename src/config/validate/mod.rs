@@ -6,10 +6,13 @@
 //! original text; a key the file does not set is shown with its default value.
 
 mod access;
+mod address;
+mod configuration_server;
 mod deserialize;
 mod disks;
 mod locate;
 mod media;
+mod network;
 mod packages;
 mod paths;
 mod policy;
@@ -19,12 +22,12 @@ mod writer;
 mod writer_disks;
 
 use super::error::{ConfigError, Problem};
-use super::{BootProto, Config, Size};
+use super::{Config, Size};
+pub use address::is_hostname;
 use deserialize::deserialize_all;
-use locate::{Checker, Seg, first_line, line_col, path, q};
+use locate::{Checker, first_line, line_col, path, q};
 use regex::Regex;
 pub use sources::KNOWN_FILESYSTEMS;
-use std::net::Ipv4Addr;
 use std::sync::LazyLock;
 use toml_edit::Document;
 pub use writer_disks::is_sd_path;
@@ -100,30 +103,11 @@ pub(super) fn parse_with_warnings(
     }
 }
 
-/// A DNS name (RFC 1123): dot-separated labels of 1-63 letters, digits and inner hyphens,
-/// at most 253 characters in all (RFC 1035's 255 octets on the wire, less the length
-/// bytes). For names mtkit only resolves (NTP servers, the configuration server).
-pub fn is_hostname(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
 /// The longest name a Linux machine can carry: `sethostname(2)` takes at most
 /// HOST_NAME_MAX = 64 bytes (the kernel's `__NEW_UTS_LEN`), and the appliance's
 /// `[appliance] hostname` is set as it is written (anaconda's `network --hostname`),
 /// fully qualified. Shorter than DNS's 253, so this is the limit that applies here.
 pub const MACHINE_HOSTNAME_MAX: usize = 64;
-
-fn is_ipv4(s: &str) -> bool {
-    s.parse::<Ipv4Addr>().is_ok()
-}
 
 /// SHA-512 crypt shape: `$6$[rounds=N$]salt$hash`, salt 1..=16 and hash 86 crypt-base64 chars.
 pub fn is_sha512_crypt(s: &str) -> bool {
@@ -152,15 +136,6 @@ pub fn is_sha512_crypt(s: &str) -> bool {
     (1..=16).contains(&salt.len()) && b64(salt) && hash.len() == 86 && b64(hash)
 }
 
-fn in_network(addr: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    };
-    u32::from(addr) & mask == u32::from(net) & mask
-}
-
 /// A locale name as RHEL 6 anaconda's `lang` takes it: `en_US.UTF-8`, `de_DE@euro`, `ja_JP`.
 pub fn is_locale(s: &str) -> bool {
     static RE: LazyLock<Regex> = LazyLock::new(|| {
@@ -182,7 +157,8 @@ fn check(c: &Config, ck: &mut Checker<'_>) {
     paths::check(c, ck);
     check_appliance(c, ck);
     access::check(c, ck);
-    check_network(c, ck);
+    network::check(c, ck);
+    configuration_server::check(c, ck);
     disks::check(c, ck);
     sources::check(c, ck);
     packages::check(c, ck);
@@ -269,143 +245,6 @@ fn check_appliance(c: &Config, ck: &mut Checker<'_>) {
     }
     if a.cpus == 0 {
         ck.report(&path(&["appliance", "cpus"]), 0, "must be at least 1");
-    }
-}
-
-fn check_network(c: &Config, ck: &mut Checker<'_>) {
-    let n = &c.network;
-    let valid_ifname = !n.device.is_empty()
-        && n.device.len() <= 15
-        && n.device
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !valid_ifname {
-        ck.report(
-            &path(&["network", "device"]),
-            q(&n.device),
-            "not a network interface name: up to 15 letters, digits, '.', '_' or '-', e.g. \"eth0\"",
-        );
-    }
-    let is_static = n.bootproto == BootProto::Static;
-    // DHCP is the default: an address given without bootproto = "static" would be
-    // silently unused. (A malformed one gets its own message below.)
-    if !is_static {
-        let unused: Vec<(&str, String)> = [
-            ("ip", is_ipv4(&n.ip).then(|| q(&n.ip))),
-            ("gateway", is_ipv4(&n.gateway).then(|| q(&n.gateway))),
-            (
-                "dns",
-                (!n.dns.is_empty() && n.dns.iter().all(|d| is_ipv4(d))).then(|| {
-                    format!(
-                        "[{}]",
-                        n.dns.iter().map(|d| q(d)).collect::<Vec<_>>().join(", ")
-                    )
-                }),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| Some((k, v?)))
-        .collect();
-        for (key, shown) in unused {
-            ck.report(
-                &path(&["network", key]),
-                shown,
-                "not used with bootproto = \"dhcp\" (the default): set bootproto = \"static\" \
-                 to use it, or remove it",
-            );
-        }
-    }
-    // A warning, not an error: the machine is reachable, only named localhost.localdomain
-    // (and a firstboot config ISO may give an address alone).
-    if is_static && c.appliance.hostname.is_empty() {
-        ck.warn(
-            &path(&["appliance", "hostname"]),
-            "\"\"",
-            "with bootproto = \"static\" nothing names the machine (\"\" takes the name DHCP \
-             gives): it will be localhost.localdomain; set one, e.g. \"mt01.dr.example.com\"",
-        );
-    }
-    if n.ip.is_empty() {
-        if is_static {
-            ck.report(
-                &path(&["network", "ip"]),
-                "\"\"",
-                "bootproto = \"static\" needs an IPv4 address, e.g. \"192.0.2.10\" (or use bootproto = \"dhcp\")",
-            );
-        }
-    } else if !is_ipv4(&n.ip) {
-        ck.report(
-            &path(&["network", "ip"]),
-            q(&n.ip),
-            "not an IPv4 address: write four numbers 0-255, e.g. \"192.0.2.10\"",
-        );
-    }
-    if n.prefix > 32 {
-        ck.report(&path(&["network", "prefix"]), n.prefix, "must be 0..=32");
-    }
-    if !n.gateway.is_empty() {
-        if !is_ipv4(&n.gateway) {
-            ck.report(
-                &path(&["network", "gateway"]),
-                q(&n.gateway),
-                "not an IPv4 address, e.g. \"192.0.2.1\"",
-            );
-        } else if let (true, Ok(ip), Ok(gw)) = (
-            is_static && n.prefix <= 32,
-            n.ip.parse::<Ipv4Addr>(),
-            n.gateway.parse::<Ipv4Addr>(),
-        ) && !in_network(gw, ip, n.prefix)
-        {
-            ck.report(
-                &path(&["network", "gateway"]),
-                q(&n.gateway),
-                format!(
-                    "outside the network {}/{} of ip = {}: use an address inside it, or fix ip/prefix",
-                    Ipv4Addr::from(
-                        u32::from(ip) & (u32::MAX.checked_shl(32 - u32::from(n.prefix)).unwrap_or(0))
-                    ),
-                    n.prefix,
-                    q(&n.ip)
-                ),
-            );
-        }
-    }
-    for (i, d) in n.dns.iter().enumerate() {
-        if !is_ipv4(d) {
-            let mut p = path(&["network", "dns"]);
-            p.push(Seg::Index(i));
-            ck.report(
-                &p,
-                q(d),
-                "name servers are IPv4 addresses, e.g. \"192.0.2.53\"",
-            );
-        }
-    }
-    for (i, s) in n.ntp.iter().enumerate() {
-        if !is_ipv4(s) && !is_hostname(s) {
-            let mut p = path(&["network", "ntp"]);
-            p.push(Seg::Index(i));
-            ck.report(
-                &p,
-                q(s),
-                "not a host name or IPv4 address, e.g. \"0.centos.pool.ntp.org\"",
-            );
-        }
-    }
-    let cs = &c.configuration_server;
-    if !is_ipv4(&cs.address) && !is_hostname(&cs.address) {
-        ck.report(
-            &path(&["configuration-server", "address"]),
-            q(&cs.address),
-            "not a host name or IPv4 address, e.g. \"192.0.2.5\" or \"cs.example.local\"",
-        );
-    }
-    if cs.port == 0 {
-        ck.report(
-            &path(&["configuration-server", "port"]),
-            0,
-            "must be 1..=65535 (the configuration server listens on 443)",
-        );
     }
 }
 

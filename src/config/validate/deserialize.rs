@@ -132,3 +132,38 @@ fn remove_path(doc: &mut DocumentMut, p: &[Seg]) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::config::validate::tests::problems;
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = Config::parse("[network]\nprefx = 3\n", "t.toml").unwrap_err();
+        assert!(e.to_string().starts_with("t.toml:2:1:"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_key_is_reported() {
+        let p = problems(
+            "[network]\nprefix = 300\nbootproto = \"statik\"\n[disks]\nroot-size = \"40\"\n",
+        );
+        assert_eq!(p.len(), 3, "{p:#?}");
+        assert!(
+            p[0].starts_with("t.toml:2:10: [network] prefix = 300: "),
+            "{}",
+            p[0]
+        );
+        assert!(
+            p[1].starts_with("t.toml:3:13: [network] bootproto = \"statik\": "),
+            "{}",
+            p[1]
+        );
+        assert!(
+            p[2].starts_with("t.toml:5:13: [disks] root-size = \"40\": "),
+            "{}",
+            p[2]
+        );
+    }
+}

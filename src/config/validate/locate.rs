@@ -211,6 +211,7 @@ pub(super) fn first_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::validate::tests::problems;
 
     #[test]
     fn key_names_read_like_the_file() {
@@ -228,6 +229,19 @@ mod tests {
         assert_eq!(
             key_name(&path(&["writer", "tls", "dir"])),
             "[writer.tls] dir"
+        );
+    }
+
+    #[test]
+    fn inline_tables_are_located_too() {
+        let p = problems("writer = { disk = [{ name = \"a\", path = \"rel\", group = \"g\" }] }\n");
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with(
+                "t.toml:1:41: [[writer.disk]] #1 path = \"rel\": must be an absolute path"
+            ),
+            "{}",
+            p[0]
         );
     }
 }

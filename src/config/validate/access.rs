@@ -1,7 +1,8 @@
 //! `[access]`: the SSH public keys that may log in, inline and from a key file.
 
 use super::locate::{Checker, Seg, path, q};
-use crate::config::{Config, ssh};
+use crate::config::Config;
+use crate::config::ssh;
 
 /// Each inline key is a real OpenSSH public key line (see `super::ssh`).
 pub(super) fn check(c: &Config, ck: &mut Checker<'_>) {

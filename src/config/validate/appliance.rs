@@ -3,7 +3,8 @@
 
 use super::address::is_hostname;
 use super::locate::{Checker, path, q};
-use crate::config::{Config, Size};
+use crate::config::Config;
+use crate::config::Size;
 use regex::Regex;
 use std::sync::LazyLock;
 

@@ -135,8 +135,8 @@ fn remove_path(doc: &mut DocumentMut, p: &[Seg]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::problems;
     use crate::config::Config;
-    use crate::config::validate::tests::problems;
 
     #[test]
     fn unknown_key_is_located() {

@@ -1,7 +1,10 @@
 //! `[disks]`: the OS disk and its partition sizes, which must fit on it.
 
 use super::locate::{Checker, path, q};
-use crate::config::{AutoSize, Config, Size, partitions};
+use crate::config::AutoSize;
+use crate::config::Config;
+use crate::config::Size;
+use crate::config::partitions;
 use regex::Regex;
 use std::sync::LazyLock;
 

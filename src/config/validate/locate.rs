@@ -210,8 +210,8 @@ pub(super) fn first_line(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::problems;
     use super::*;
-    use crate::config::validate::tests::problems;
 
     #[test]
     fn key_names_read_like_the_file() {

@@ -21,6 +21,8 @@ mod paths;
 mod policy;
 mod retention;
 mod sources;
+#[cfg(test)]
+mod testing;
 mod writer;
 mod writer_disks;
 
@@ -128,15 +130,7 @@ fn check(c: &Config, ck: &mut Checker<'_>) {
 mod tests {
     use super::*;
 
-    pub(super) fn problems(text: &str) -> Vec<String> {
-        match Config::parse(text, "t.toml") {
-            Ok(_) => Vec::new(),
-            Err(ConfigError::Invalid { problems }) => {
-                problems.iter().map(|p| p.to_string()).collect()
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    use super::testing::problems;
 
     #[test]
     fn defaults_parse_from_empty_text() {

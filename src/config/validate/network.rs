@@ -3,7 +3,8 @@
 
 use super::address::{is_hostname, is_ipv4};
 use super::locate::{Checker, Seg, path, q};
-use crate::config::{BootProto, Config};
+use crate::config::BootProto;
+use crate::config::Config;
 use std::net::Ipv4Addr;
 
 /// An interface name, addresses only with bootproto = "static" (and then an ip, and a

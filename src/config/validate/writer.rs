@@ -1,7 +1,8 @@
 //! `[writer]` and `[writer.tls]`: the NBD service's addresses, sockets, journal and limits.
 
 use super::locate::{Checker, path, q};
-use crate::config::{Config, Size};
+use crate::config::Config;
+use crate::config::Size;
 use std::net::SocketAddr;
 
 /// Addresses that parse, absolute paths, limits in range, TLS given one way.

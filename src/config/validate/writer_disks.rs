@@ -161,8 +161,8 @@ fn scsi_id_problem(id: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::problems;
     use super::*;
-    use crate::config::validate::tests::problems;
 
     #[test]
     fn writer_disks_take_a_path_or_a_scsi_id_as_scsi_ids_prints_it() {

@@ -1,6 +1,6 @@
 //! `[access]`: the SSH public keys that may log in, inline and from a key file.
 
-use super::locate::{Checker, Seg, path, q};
+use super::locate::{Checker, element, path, q};
 use crate::config::Config;
 use crate::config::ssh;
 
@@ -8,9 +8,7 @@ use crate::config::ssh;
 pub(super) fn check(c: &Config, ck: &mut Checker<'_>) {
     for (i, line) in c.access.ssh_authorized_keys.iter().enumerate() {
         if let Err(e) = ssh::parse_public_key(line.trim()) {
-            let mut p = path(&["access", "ssh-authorized-keys"]);
-            p.push(Seg::Index(i));
-            ck.report(&p, q(line), e);
+            ck.report(&element(&["access", "ssh-authorized-keys"], i), q(line), e);
         }
     }
     if c.access

@@ -22,8 +22,24 @@ pub(super) enum Seg {
     Index(usize),
 }
 
+/// The key at `keys`: `path(&["network", "prefix"])` is `[network] prefix`.
 pub(super) fn path(keys: &[&str]) -> Vec<Seg> {
     keys.iter().map(|k| Seg::Key(k.to_string())).collect()
+}
+
+/// Element `i` of the list at `keys`: `element(&["network", "dns"], 1)` is `[network] dns[1]`.
+pub(super) fn element(keys: &[&str], i: usize) -> Vec<Seg> {
+    let mut p = path(keys);
+    p.push(Seg::Index(i));
+    p
+}
+
+/// `key` of table `i` in the list of tables at `keys`: `entry(&["writer", "disk"], 2,
+/// "path")` is `[[writer.disk]] #3 path`.
+pub(super) fn entry(keys: &[&str], i: usize, key: &str) -> Vec<Seg> {
+    let mut p = element(keys, i);
+    p.push(Seg::Key(key.into()));
+    p
 }
 
 pub(super) fn lookup<'d>(root: &'d Item, p: &[Seg]) -> Option<&'d Item> {
@@ -216,16 +232,14 @@ mod tests {
     #[test]
     fn key_names_read_like_the_file() {
         assert_eq!(key_name(&path(&["network", "prefix"])), "[network] prefix");
-        let mut p = path(&["network", "dns"]);
-        p.push(Seg::Index(1));
-        assert_eq!(key_name(&p), "[network] dns[1]");
-        let p = vec![
-            Seg::Key("writer".into()),
-            Seg::Key("disk".into()),
-            Seg::Index(2),
-            Seg::Key("path".into()),
-        ];
-        assert_eq!(key_name(&p), "[[writer.disk]] #3 path");
+        assert_eq!(
+            key_name(&element(&["network", "dns"], 1)),
+            "[network] dns[1]"
+        );
+        assert_eq!(
+            key_name(&entry(&["writer", "disk"], 2, "path")),
+            "[[writer.disk]] #3 path"
+        );
         assert_eq!(
             key_name(&path(&["writer", "tls", "dir"])),
             "[writer.tls] dir"

@@ -111,19 +111,24 @@ pub(super) fn parse_with_warnings(
 /// Every section's rules. Problems are shown in file order, and those the file gives no
 /// place to (a default of a section it lacks) in the order they are found here.
 fn check(c: &Config, ck: &mut Checker<'_>) {
-    paths::check(c, ck);
-    appliance::check(c, ck);
-    access::check(c, ck);
-    network::check(c, ck);
-    configuration_server::check(c, ck);
-    disks::check(c, ck);
-    sources::check(c, ck);
-    packages::check(c, ck);
-    media::check(c, ck);
-    retention::check(c, ck);
-    writer::check(c, ck);
-    writer_disks::check(c, ck);
-    policy::check(c, ck);
+    let sections: [fn(&Config, &mut Checker<'_>); 13] = [
+        paths::check,
+        appliance::check,
+        access::check,
+        network::check,
+        configuration_server::check,
+        disks::check,
+        sources::check,
+        packages::check,
+        media::check,
+        retention::check,
+        writer::check,
+        writer_disks::check,
+        policy::check,
+    ];
+    for check_section in sections {
+        check_section(c, ck);
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! time servers.
 
 use super::address::{is_hostname, is_ipv4};
-use super::locate::{Checker, Seg, path, q};
+use super::locate::{Checker, element, path, q};
 use crate::config::BootProto;
 use crate::config::Config;
 use std::net::Ipv4Addr;
@@ -109,10 +109,8 @@ pub(super) fn check(c: &Config, ck: &mut Checker<'_>) {
     }
     for (i, d) in n.dns.iter().enumerate() {
         if !is_ipv4(d) {
-            let mut p = path(&["network", "dns"]);
-            p.push(Seg::Index(i));
             ck.report(
-                &p,
+                &element(&["network", "dns"], i),
                 q(d),
                 "name servers are IPv4 addresses, e.g. \"192.0.2.53\"",
             );
@@ -120,10 +118,8 @@ pub(super) fn check(c: &Config, ck: &mut Checker<'_>) {
     }
     for (i, s) in n.ntp.iter().enumerate() {
         if !is_ipv4(s) && !is_hostname(s) {
-            let mut p = path(&["network", "ntp"]);
-            p.push(Seg::Index(i));
             ck.report(
-                &p,
+                &element(&["network", "ntp"], i),
                 q(s),
                 "not a host name or IPv4 address, e.g. \"0.centos.pool.ntp.org\"",
             );

@@ -1,6 +1,6 @@
 //! `[packages]`: extra package names and the URLs anaconda fetches from.
 
-use super::locate::{Checker, Seg, path, q};
+use super::locate::{Checker, element, path, q};
 use crate::config::Config;
 use regex::Regex;
 use std::sync::LazyLock;
@@ -10,10 +10,8 @@ pub(super) fn check(c: &Config, ck: &mut Checker<'_>) {
     let p = &c.packages;
     for (i, name) in p.extra.iter().enumerate() {
         if !is_package_name(name) {
-            let mut at = path(&["packages", "extra"]);
-            at.push(Seg::Index(i));
             ck.report(
-                &at,
+                &element(&["packages", "extra"], i),
                 q(name),
                 "not a package name: one word such as \"sg3_utils\" or a group such as \"@base\"",
             );

@@ -2,7 +2,7 @@
 //! `[retention]`, `[appliance]`, `[writer]` and its disks) is one line of printable
 //! characters: they land in systemd units and fstab.
 
-use super::locate::{Checker, Seg, path, q};
+use super::locate::{Checker, Seg, entry, path, q};
 use crate::config::Config;
 
 /// A control character (C0, DEL, C1) in a value: a newline in a path would add lines to a
@@ -73,13 +73,10 @@ pub(super) fn check(c: &Config, ck: &mut Checker<'_>) {
         }
     }
     for (i, d) in c.writer.disk.iter().enumerate() {
-        let at = vec![
-            Seg::Key("writer".into()),
-            Seg::Key("disk".into()),
-            Seg::Index(i),
-            Seg::Key("path".into()),
-        ];
-        vals.push((at, d.path.to_string_lossy().into_owned()));
+        vals.push((
+            entry(&["writer", "disk"], i, "path"),
+            d.path.to_string_lossy().into_owned(),
+        ));
     }
     for (at, v) in vals {
         check_path_chars(ck, &at, &v);

@@ -1,6 +1,6 @@
 //! `[sources]`: the filesystems of the protected machines.
 
-use super::locate::{Checker, Seg, path, q};
+use super::locate::{Checker, element, q};
 use crate::config::Config;
 
 /// Filesystem names `[sources] filesystems` accepts: what protected Linux and Windows
@@ -13,10 +13,8 @@ pub const KNOWN_FILESYSTEMS: &[&str] = &[
 pub(super) fn check(c: &Config, ck: &mut Checker<'_>) {
     for (i, fs) in c.sources.filesystems.iter().enumerate() {
         if !KNOWN_FILESYSTEMS.contains(&fs.as_str()) {
-            let mut p = path(&["sources", "filesystems"]);
-            p.push(Seg::Index(i));
             ck.report(
-                &p,
+                &element(&["sources", "filesystems"], i),
                 q(fs),
                 format!(
                     "unknown filesystem: use one of {}",

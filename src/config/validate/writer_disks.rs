@@ -1,7 +1,7 @@
 //! `[[writer.disk]]` and `[[writer.group]]`: each disk's path and SCSI ID, and the names,
 //! groups and journal ids the writer service checks again (`config::writer_names`).
 
-use super::locate::{Checker, Seg, q};
+use super::locate::{Checker, entry, q};
 use crate::config::Config;
 
 /// Every disk's path and scsi-id well-formed and its own (no two exports of one device),
@@ -11,14 +11,7 @@ pub(super) fn check(c: &Config, ck: &mut Checker<'_>) {
     let mut paths: Vec<(&std::path::Path, usize)> = Vec::new();
     let mut ids: Vec<(&str, usize)> = Vec::new();
     for (i, d) in w.disk.iter().enumerate() {
-        let at = |key: &str| {
-            vec![
-                Seg::Key("writer".into()),
-                Seg::Key("disk".into()),
-                Seg::Index(i),
-                Seg::Key(key.into()),
-            ]
-        };
+        let at = |key: &str| entry(&["writer", "disk"], i, key);
         let has_id = !d.scsi_id.is_empty();
         if d.path.as_os_str().is_empty() {
             // Neither path nor scsi-id: a rule of writer_names, reported below.
@@ -75,22 +68,15 @@ pub(super) fn check(c: &Config, ck: &mut Checker<'_>) {
             "group" => q(&d.group),
             _ => q(&d.path.display().to_string()),
         };
-        let at = vec![
-            Seg::Key("writer".into()),
-            Seg::Key("disk".into()),
-            Seg::Index(p.index),
-            Seg::Key(p.key.into()),
-        ];
-        ck.report(&at, shown, p.message);
+        ck.report(
+            &entry(&["writer", "disk"], p.index, p.key),
+            shown,
+            p.message,
+        );
     }
     let mut seen: Vec<&str> = Vec::new();
     for (i, g) in w.group.iter().enumerate() {
-        let at = vec![
-            Seg::Key("writer".into()),
-            Seg::Key("group".into()),
-            Seg::Index(i),
-            Seg::Key("name".into()),
-        ];
+        let at = entry(&["writer", "group"], i, "name");
         if g.name.trim().is_empty() {
             ck.report(&at, q(&g.name), "a group needs a name");
         } else if seen.contains(&g.name.as_str()) {

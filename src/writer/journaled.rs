@@ -36,7 +36,7 @@ impl Drop for JournaledDisk {
 
 impl Export for JournaledDisk {
     fn size(&self) -> u64 {
-        self.group.disks[self.disk].size
+        self.group.disks[self.disk].size()
     }
 
     fn read_only(&self) -> bool {

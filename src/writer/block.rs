@@ -13,6 +13,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::fcntl::{FallocateFlags, fallocate};
 
 /// Zeros are written in pieces of this size when the kernel cannot zero a range itself.
@@ -24,6 +25,8 @@ pub struct BlockFile {
     file: File,
     path: PathBuf,
     size: u64,
+    /// A regular file (else a block device): fallocate's errors mean different things.
+    regular: bool,
 }
 
 impl BlockFile {
@@ -70,12 +73,14 @@ impl BlockFile {
     }
 
     fn sized(mut file: File, path: &Path) -> io::Result<BlockFile> {
+        let regular = file.metadata()?.is_file();
         // Block devices report a zero metadata length; the end offset is their size.
         let size = file.seek(SeekFrom::End(0))?;
         Ok(BlockFile {
             file,
             path: path.to_owned(),
             size,
+            regular,
         })
     }
 
@@ -146,21 +151,35 @@ impl BlockFile {
     }
 
     /// Tries fallocate with `flags`; `Ok(false)` when this kernel/file cannot do it, or
-    /// would "do" it without zeroing (a vanilla 2.6.32: see [`zeroing`]).
+    /// would "do" it without zeroing (a vanilla 2.6.32: see [`zeroing`]). Any other failure
+    /// (EIO, ENOSPC, ...) is the caller's: writing zeros over a failing disk would hide it.
     fn try_fallocate(&self, flags: FallocateFlags, offset: u64, len: u64) -> io::Result<bool> {
         if !zeroing::mode_zeroes(&self.file, &self.path, flags.bits()) {
             return Ok(false);
         }
         match fallocate(&self.file, flags, offset as i64, len as i64) {
             Ok(()) => Ok(true),
-            Err(
-                nix::errno::Errno::EOPNOTSUPP
-                | nix::errno::Errno::ENOSYS
-                | nix::errno::Errno::EINVAL
-                | nix::errno::Errno::ENODEV,
-            ) => Ok(false),
+            Err(e) if cannot_here(e, self.regular) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Whether fallocate failing with `e` means "this mode cannot be done on this file"
+/// (zeros are written instead) rather than a failure to report. fallocate(2), ERRORS:
+/// EOPNOTSUPP (ENOTSUP on Linux) "the filesystem ... does not support this operation; or
+/// the mode is not supported"; ENOSYS "this kernel does not implement fallocate()";
+/// ENODEV "fd does not refer to a regular file or a directory" (a block device before
+/// Linux 4.9); EINVAL "mode is ... FALLOC_FL_ZERO_RANGE, but the file referred to by fd is
+/// not a regular file". On a block device EINVAL is also the kernel's answer to a range
+/// not aligned to its logical block size (block/fops.c, blkdev_fallocate), which
+/// pwrite can still zero. On a regular file, EINVAL means a bad offset or length: a bug
+/// to report, not a missing feature.
+fn cannot_here(e: Errno, regular: bool) -> bool {
+    match e {
+        Errno::EOPNOTSUPP | Errno::ENOSYS => true,
+        Errno::ENODEV | Errno::EINVAL => !regular,
+        _ => false,
     }
 }
 
@@ -168,6 +187,31 @@ impl BlockFile {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn only_a_mode_this_file_cannot_do_falls_back_to_writing_zeros() {
+        for regular in [true, false] {
+            assert!(cannot_here(Errno::EOPNOTSUPP, regular));
+            assert!(cannot_here(Errno::ENOTSUP, regular));
+            assert!(cannot_here(Errno::ENOSYS, regular));
+            // A failing or full disk is reported, never papered over with zeros.
+            for e in [
+                Errno::EIO,
+                Errno::ENOSPC,
+                Errno::EPERM,
+                Errno::EBADF,
+                Errno::EINTR,
+            ] {
+                assert!(!cannot_here(e, regular), "{e} (regular file: {regular})");
+            }
+        }
+        // A block device: an unsupported mode or a range off its sector size.
+        assert!(cannot_here(Errno::ENODEV, false));
+        assert!(cannot_here(Errno::EINVAL, false));
+        // A regular file: EINVAL/ENODEV are a bad request, not a missing feature.
+        assert!(!cannot_here(Errno::ENODEV, true));
+        assert!(!cannot_here(Errno::EINVAL, true));
+    }
 
     #[test]
     fn create_write_read_zero_trim() {

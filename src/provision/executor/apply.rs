@@ -1,9 +1,9 @@
 //! `mtkit apply`: the config's plan, made from the recorded originals with the admin's
 //! merged edits, applied path by path after each original is recorded.
 
-use super::change::{action_name, put, restore_current, show};
+use super::change::{put, restore_current, show};
 use super::drift::{Clash, cur_as, find_drift, refusal, wanted_of};
-use super::outcome::{APPLY, Done, LOG, Outcome, VERSION, log};
+use super::outcome::{APPLY, LOG, Outcome, VERSION, log};
 use super::pending::{Pending, outstanding};
 use super::state::{
     Entry, Known, MARKER, Original, STATE_DIR, State, StateDir, read_marker, record,
@@ -100,16 +100,7 @@ pub fn apply(root_path: &Path, config: &Config, dry_run: bool, force: bool) -> R
     }
     out.notes = notes;
     out.kept_edits = absorbed.keys().cloned().collect();
-    for (c, cur) in &todo {
-        out.changed.push(Done {
-            area: c.area.into(),
-            path: c.path.clone(),
-            action: action_name(cur, &c.wanted),
-        });
-        if dry_run {
-            out.diff.push_str(&show(&c.path, cur, &c.wanted));
-        }
-    }
+    out.list(&todo, dry_run);
     let marker_stale = marker.as_deref() != Some(VERSION);
     // Entries of an older state learn what mtkit wrote; absorbed edits become the original.
     let state_stale = state.entries.iter().any(|e| e.written.is_none()) || !absorbed.is_empty();
@@ -197,18 +188,7 @@ pub fn apply(root_path: &Path, config: &Config, dry_run: bool, force: bool) -> R
         .iter()
         .map(|d| format!("{} {} ({})", d.action, d.path.display(), d.area))
         .collect();
-    for p in &out.kept_edits {
-        lines.push(format!(
-            "kept the edits made to {} since the last apply",
-            p.display()
-        ));
-    }
-    for b in &out.backups {
-        lines.push(format!(
-            "--force: the edited version is kept as {}",
-            b.display()
-        ));
-    }
+    lines.extend(out.edit_lines());
     if lines.is_empty() {
         lines.push(format!("marker updated to {VERSION}"));
     }

@@ -38,7 +38,7 @@ pub use state::{
 use crate::files::Root;
 use crate::provision::plan::{Current, Plan};
 use anyhow::Result;
-use change::{action_name, put, restore_current, show};
+use change::{put, restore_current};
 use outcome::log;
 use pending::outstanding;
 use std::collections::BTreeMap;
@@ -57,16 +57,7 @@ pub fn run(root_path: &Path, plan: Plan, dry_run: bool, mode: Mode) -> Result<Ou
         notes,
         ..Outcome::default()
     };
-    for (c, cur) in &todo {
-        out.changed.push(Done {
-            area: c.area.into(),
-            path: c.path.clone(),
-            action: action_name(cur, &c.wanted),
-        });
-        if dry_run {
-            out.diff.push_str(&show(&c.path, cur, &c.wanted));
-        }
-    }
+    out.list(&todo, dry_run);
     if dry_run || todo.is_empty() {
         return Ok(out);
     }

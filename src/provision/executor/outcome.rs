@@ -1,7 +1,9 @@
 //! What a run of the executor reports and logs: the changes done ([`Outcome`]), how the run
 //! is recorded ([`Mode`]), and the log line format.
 
+use super::change::{action_name, show};
 use crate::files::Root;
+use crate::provision::plan::{Change, Current};
 use anyhow::Result;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,37 @@ pub struct Outcome {
     /// Dry run: why the real run would refuse (it exits 2 with this message).
     #[serde(skip)]
     pub refused: Option<String>,
+}
+
+impl Outcome {
+    /// Lists each change of `todo` as done, with its diff on a dry run.
+    pub(super) fn list(&mut self, todo: &[(Change, Current)], dry_run: bool) {
+        for (c, cur) in todo {
+            self.changed.push(Done {
+                area: c.area.into(),
+                path: c.path.clone(),
+                action: action_name(cur, &c.wanted),
+            });
+            if dry_run {
+                self.diff.push_str(&show(&c.path, cur, &c.wanted));
+            }
+        }
+    }
+
+    /// The log lines of the edits the run kept and of the edited files `--force` backed up.
+    pub(super) fn edit_lines(&self) -> Vec<String> {
+        let kept = self.kept_edits.iter().map(|p| {
+            format!(
+                "kept the edits made to {} since the last apply",
+                p.display()
+            )
+        });
+        let backups = self
+            .backups
+            .iter()
+            .map(|b| format!("--force: the edited version is kept as {}", b.display()));
+        kept.chain(backups).collect()
+    }
 }
 
 /// How a run of the executor is recorded: `apply` keeps what it replaces so that `--revert`

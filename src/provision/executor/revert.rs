@@ -89,18 +89,7 @@ pub fn revert(root_path: &Path, dry_run: bool, force: bool) -> Result<Outcome> {
         .iter()
         .map(|d| format!("{} {}", d.action, d.path.display()))
         .collect();
-    for p in &out.kept_edits {
-        lines.push(format!(
-            "kept the edits made to {} since the last apply",
-            p.display()
-        ));
-    }
-    for b in &out.backups {
-        lines.push(format!(
-            "--force: the edited version is kept as {}",
-            b.display()
-        ));
-    }
+    lines.extend(out.edit_lines());
     lines.push("apply state removed".into());
     log(
         &root,

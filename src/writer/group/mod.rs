@@ -1,22 +1,24 @@
 //! A consistency group: its disks, the one write sequence ordering them, the undo journal
 //! with group commit, and its recovery points.
 //!
-//! Write path (after the baseline): a write joins the group's queue; one writer at a time
-//! becomes the leader, takes the whole queue (a batch), saves the old contents of every
-//! block the batch overwrites for the first time in this interval, appends them to the
-//! journal and syncs it once; only then may each writer put its data on the target. A
-//! point (FLUSH, bookmark) takes the leader role, waits for the writers of earlier batches,
-//! syncs the targets and appends the point record.
+//! Write path (after the baseline): a write joins the group's queue ([`commit`]); the
+//! leader of its batch saves the old contents of every block the batch overwrites for the
+//! first time in this interval, appends them to the journal and syncs it once; only then
+//! may each writer put its data on the target. A point (FLUSH, bookmark) takes the leader
+//! role, waits for the writers of earlier batches, syncs the targets and appends the point
+//! record.
+
+mod commit;
 
 use super::journal::format::{self, Header, Kind};
 use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
-use std::collections::HashMap;
+use commit::{CommitQueue, GroupCommit, HasQueue, NotCommitted, Pending};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use super::extents::BlockSrc;
@@ -188,16 +190,9 @@ impl From<&PointRecord> for Point {
     }
 }
 
-struct Pending {
-    ticket: u64,
-    disk: usize,
-    offset: u64,
-    len: u64,
-}
-
 impl State {
     pub(crate) fn set_leader(&mut self, on: bool) {
-        self.leader = on;
+        self.commit.set_leader(on);
     }
 
     /// Drops the points before seq `keep_from` (pruning: past the window, or for space).
@@ -242,18 +237,7 @@ impl From<PointGone> for io::Error {
 }
 
 pub(crate) struct State {
-    queue: Vec<Pending>,
-    leader: bool,
-    next_ticket: u64,
-    done_ticket: u64,
-    /// The last ticket a leader took into a batch, and how many batches were taken: a
-    /// writer whose ticket is not taken yet sleeps on the next batch's condvar.
-    taken_ticket: u64,
-    batches: u64,
-    failed: HashMap<u64, String>,
-    /// Threads waiting for [`Group::inflight`] to reach 0 (a point, a recover): the last
-    /// writer out wakes them, and only then (std's notify is a syscall even with no waiter).
-    quiet_waiters: usize,
+    commit: CommitQueue,
     pub(crate) next_seq: u64,
     /// No baseline yet: writes go straight through, FLUSH makes no point.
     pub(crate) initial_sync: bool,
@@ -271,6 +255,12 @@ pub(crate) struct State {
     pub(crate) history_dropped_us: Option<i64>,
     /// Journal records found damaged (at open or when read): the points before them lost.
     pub(crate) damage: Vec<Damage>,
+}
+
+impl HasQueue for State {
+    fn queue(&mut self) -> &mut CommitQueue {
+        &mut self.commit
+    }
 }
 
 impl State {
@@ -293,15 +283,7 @@ pub struct Group {
     pub dir: PathBuf,
     pub disks: Vec<Target>,
     pub(crate) state: Mutex<State>,
-    cv: Condvar,
-    /// Writers waiting for their batch, by batch parity: a finished batch wakes its own
-    /// writers and one of the next, not every writer of the group (each woken one took
-    /// the state lock in turn: most of the futex calls of small journaled writes).
-    batch_cv: [Condvar; 2],
-    /// Writers whose undo is durable but whose target write has not finished. Raised
-    /// under the state lock; lowered without it, so that a finished target write does not
-    /// queue behind the batch's other writers for the lock (the last one out takes it).
-    inflight: AtomicUsize,
+    commit: GroupCommit,
     pub(crate) journal: Mutex<Journal>,
     /// The leader's record buffer, kept between batches.
     scratch: Mutex<AlignedBuf>,
@@ -413,14 +395,7 @@ impl Group {
             })?;
         let recovering = super::session::session_exists(dir);
         let state = State {
-            queue: Vec::new(),
-            leader: false,
-            next_ticket: 1,
-            done_ticket: 0,
-            taken_ticket: 0,
-            batches: 0,
-            failed: HashMap::new(),
-            quiet_waiters: 0,
+            commit: CommitQueue::default(),
             next_seq: scan.max_seq + 1,
             initial_sync: scan.points.is_empty(),
             recovering,
@@ -438,9 +413,7 @@ impl Group {
             dir: dir.to_path_buf(),
             disks: targets,
             state: Mutex::new(state),
-            cv: Condvar::new(),
-            batch_cv: [Condvar::new(), Condvar::new()],
-            inflight: AtomicUsize::new(0),
+            commit: GroupCommit::default(),
             journal: Mutex::new(journal),
             scratch: Mutex::new(AlignedBuf::default()),
             _lock: lock,
@@ -567,69 +540,39 @@ impl Group {
             return Err(refused(&self.name));
         }
         if !st.initial_sync {
-            let ticket = st.next_ticket;
-            st.next_ticket += 1;
-            st.queue.push(Pending {
-                ticket,
-                disk,
-                offset,
-                len,
-            });
-            while st.done_ticket < ticket {
-                let taken = ticket <= st.taken_ticket;
-                // Once taken, the batch's leader counts this write in flight: wait for it.
-                if st.recovering && !taken {
-                    st.queue.retain(|p| p.ticket != ticket);
-                    self.wake_all();
-                    return Err(refused(&self.name));
-                }
-                if st.leader {
-                    let batch = st.batches + u64::from(!taken);
-                    st = self.batch_cv[(batch % 2) as usize].wait(st).unwrap();
-                } else {
-                    st = self.lead(st);
-                }
-            }
-            if let Some(msg) = st.failed.remove(&ticket) {
-                self.inflight.fetch_sub(1, Ordering::AcqRel);
-                self.wake_all();
-                return Err(io::Error::other(msg));
-            }
+            st = self
+                .commit
+                .commit(
+                    st,
+                    (disk, offset, len),
+                    |st| st.recovering,
+                    |st, batch| self.lead(st, batch),
+                )
+                .map_err(|e| match e {
+                    NotCommitted::Closed => refused(&self.name),
+                    NotCommitted::Failed(msg) => io::Error::other(msg),
+                })?;
         } else {
-            self.inflight.fetch_add(1, Ordering::AcqRel);
+            self.commit.write_direct();
         }
         st.dirty = true;
         st.first_dirty_us.get_or_insert_with(now_us);
         drop(st);
         let r = apply(target);
         target.bytes_written.fetch_add(len, Ordering::Relaxed);
-        // A waiter checks `inflight` under the lock and waits without letting it go, so
-        // taking the lock here after the decrement cannot miss it.
-        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 && self.lock().quiet_waiters > 0 {
-            self.cv.notify_all();
-        }
+        self.commit.write_done(&self.state);
         r
     }
 
-    /// Waits until every writer whose undo is durable has put its data on the target.
-    fn wait_quiet<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        st.quiet_waiters += 1;
-        while self.inflight.load(Ordering::Acquire) > 0 {
-            st = self.cv.wait(st).unwrap();
-        }
-        st.quiet_waiters -= 1;
-        st
-    }
-
-    /// Takes the queue as one batch, makes its undo records durable, and wakes its writers.
-    fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        st.leader = true;
-        let batch = std::mem::take(&mut st.queue);
-        st.batches += 1;
-        st.taken_ticket = batch.last().map_or(st.taken_ticket, |p| p.ticket);
-        // Decide under the lock what to save and in which order (seq).
+    /// Saves the undo of a batch (the leader role held): decides under the lock what to
+    /// save and in which order (seq), appends it without the lock, and tells the views.
+    fn lead<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        batch: &[Pending],
+    ) -> (MutexGuard<'a, State>, Result<(), String>) {
         let mut jobs = Vec::new();
-        for p in &batch {
+        for p in batch {
             let t = &self.disks[p.disk];
             let (b0, b1) = (p.offset / BLOCK, (p.offset + p.len).div_ceil(BLOCK));
             let seq = st.next_seq;
@@ -656,7 +599,7 @@ impl Group {
             self.save(&jobs, max_seq)
         };
         let mut st = self.lock();
-        match result {
+        let result = match result {
             Ok(added) => {
                 st.views.retain(|v| v.strong_count() > 0);
                 for v in st.views.iter().filter_map(Weak::upgrade) {
@@ -666,34 +609,16 @@ impl Group {
                         }
                     }
                 }
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(group = %self.name, error = %e, "journal write failed: failing the batch");
                 // The saved marks are unreliable now; start the interval's set over.
                 st.saved.iter_mut().for_each(Extents::clear);
-                for p in &batch {
-                    st.failed
-                        .insert(p.ticket, format!("journal write failed: {e}"));
-                }
+                Err(format!("journal write failed: {e}"))
             }
-        }
-        self.inflight.fetch_add(batch.len(), Ordering::AcqRel);
-        st.done_ticket = batch.last().map_or(st.done_ticket, |p| p.ticket);
-        st.leader = false;
-        self.batch_cv[(st.batches % 2) as usize].notify_all();
-        if !st.queue.is_empty() {
-            // One of the next batch leads it.
-            self.batch_cv[((st.batches + 1) % 2) as usize].notify_one();
-        }
-        // Points, views and recovers waiting for the leader role.
-        self.cv.notify_all();
-        st
-    }
-
-    /// Wakes every waiter: writers of both batches, points, views, recovers.
-    fn wake_all(&self) {
-        self.cv.notify_all();
-        self.batch_cv.iter().for_each(Condvar::notify_all);
+        };
+        (st, result)
     }
 
     /// Reads the old contents of `jobs` and appends them to the journal, synced.
@@ -846,11 +771,9 @@ impl Group {
             }
             return Ok(None);
         }
-        while st.leader {
-            st = self.cv.wait(st).unwrap();
-        }
-        st.leader = true;
-        st = self.wait_quiet(st);
+        st = self.commit.wait_leader(st, |_| false);
+        st.commit.set_leader(true);
+        st = self.commit.wait_quiet(st);
         let make = app || st.dirty;
         let seq = st.next_seq;
         if make {
@@ -859,8 +782,7 @@ impl Group {
         drop(st);
         let r = self.make_point(make, seq, app, label);
         let mut st = self.lock();
-        st.leader = false;
-        self.wake_all();
+        self.commit.release_leader(&mut st.commit);
         let rec = r?;
         if let Some(rec) = &rec {
             st.points.push(rec.clone());
@@ -954,9 +876,7 @@ impl Group {
         let end = journal::scan_segments(&dir, &snapshot, Default::default(), after, &mut add)
             .map_err(jerr)?;
         let mut st = self.lock();
-        while st.leader && !st.recovering {
-            st = self.cv.wait(st).unwrap();
-        }
+        st = self.commit.wait_leader(st, |st| st.recovering);
         if st.recovering {
             return Err(GroupError::Io {
                 group: self.name.clone(),
@@ -968,7 +888,7 @@ impl Group {
         if let Some(gone) = st.gone(&self.name, after) {
             return Err(gone.into());
         }
-        st.leader = true;
+        st.commit.set_leader(true);
         drop(st);
         let caught_up = {
             let j = self.journal.lock().unwrap();
@@ -976,11 +896,10 @@ impl Group {
         };
         drop(index);
         let mut st = self.lock();
-        st.leader = false;
         if caught_up.is_ok() {
             st.views.push(Arc::downgrade(&view));
         }
-        self.wake_all();
+        self.commit.release_leader(&mut st.commit);
         drop(st);
         caught_up.map_err(jerr)?;
         Ok(view)
@@ -991,15 +910,13 @@ impl Group {
     pub(crate) fn quiesce(&self) -> MutexGuard<'_, State> {
         let mut st = self.lock();
         st.recovering = true;
-        self.wake_all();
-        while st.leader {
-            st = self.cv.wait(st).unwrap();
-        }
-        self.wait_quiet(st)
+        self.commit.wake_all();
+        st = self.commit.wait_leader(st, |_| false);
+        self.commit.wait_quiet(st)
     }
 
     pub(crate) fn notify(&self) {
-        self.wake_all();
+        self.commit.wake_all();
     }
 }
 

@@ -11,9 +11,9 @@
 
 use super::Export;
 use super::extents::{BlockSrc, Extents, Index};
-use super::group::{Group, Point, ViewIndex, encode_point, now_us};
+use super::group::{Group, Point, ViewIndex, now_us};
 use super::journal::BLOCK;
-use super::journal::format::{self, Header, Kind};
+use super::journal::format::{self, CommitRecord, Header, Kind, Record, Undo};
 use super::journal::{Journal, Loc, PayloadReader, PointRecord};
 use super::session::{
     Session, SessionError, new_session_id, read_session, remove_saved_logs, remove_session,
@@ -330,40 +330,24 @@ impl Group {
                 data.resize((end - start) as usize, 0);
                 t.read_at(&mut data, start)
                     .with_context(|| format!("reading disk {}", t.path.display()))?;
-                let mut buf = Vec::new();
-                let mut rel = Vec::new();
-                for (gs, ge) in gaps {
-                    let lo = ((gs - b0) * BLOCK) as usize;
-                    let hi = (((ge - b0) * BLOCK) as usize).min(data.len());
-                    let part = &data[lo..hi];
-                    let zero = part.iter().all(|&x| x == 0);
-                    let h = Header {
-                        kind: if zero { Kind::UndoZero } else { Kind::Undo },
-                        seq: 1,
-                        disk: t.id,
-                        offset: gs * BLOCK,
-                        length: part.len() as u64,
-                        time_us: now_us(),
-                        payload_len: 0,
-                        payload_crc: 0,
-                    };
-                    let at = buf.len() + format::HEADER_LEN;
-                    format::encode_parts(&h, if zero { &[] } else { part }, &mut buf);
-                    rel.push((gs, ge, (!zero).then_some(at as u64)));
-                }
-                let (seg, base) = saved.prepare_append(buf.len() as u64)?;
-                saved
-                    .append(&buf, 1)
-                    .and_then(|_| saved.sync())
+                let undos: Vec<Record> = gaps
+                    .iter()
+                    .map(|&(gs, ge)| {
+                        let lo = ((gs - b0) * BLOCK) as usize;
+                        let hi = (((ge - b0) * BLOCK) as usize).min(data.len());
+                        Record::Undo(Undo::of(1, t.id, gs * BLOCK, now_us(), &data[lo..hi]))
+                    })
+                    .collect();
+                let len = undos.iter().map(Record::encoded_len).sum::<usize>();
+                saved.prepare_append(len as u64)?;
+                let locs = saved
+                    .append(&undos, 1)
+                    .and_then(|locs| saved.sync().map(|_| locs))
                     .with_context(|| format!("saving head contents in {}", saved_dir.display()))?;
                 super::test_pause("recover: head contents saved");
-                for (gs, ge, at) in rel {
-                    let src = at.map(|a| Loc {
-                        segment: seg,
-                        record: base + a - format::HEADER_LEN as u64,
-                        data: base + a,
-                    });
-                    head.add(d, gs, ge, src);
+                for ((gs, ge), (loc, undo)) in gaps.into_iter().zip(locs.into_iter().zip(&undos)) {
+                    let has_data = matches!(undo, Record::Undo(Undo { data: Some(_), .. }));
+                    head.add(d, gs, ge, has_data.then_some(loc));
                 }
             }
             data.resize((end - start) as usize, 0);
@@ -468,20 +452,15 @@ impl Group {
                 .ok_or_else(|| anyhow::anyhow!("point {at} is missing from the journal"))?
         };
         let max_seq = self.lock().next_seq - 1;
-        let mut buf = Vec::new();
-        encode_point(&rec, &mut buf);
-        let h = Header {
-            kind: Kind::Commit,
+        let commit = CommitRecord {
             seq: max_seq,
-            disk: 0,
-            offset: 0,
-            length: 0,
             time_us: now_us(),
-            payload_len: 0,
-            payload_crc: 0,
         };
-        format::encode_parts(&h, &[], &mut buf);
-        self.journal.lock().unwrap().restart_with(&buf, max_seq)?;
+        let records = [Record::Point(rec.clone()), Record::Commit(commit)];
+        self.journal
+            .lock()
+            .unwrap()
+            .restart_with(&records, max_seq)?;
         remove_session(&self.dir)?;
         let mut st = self.lock();
         st.points = vec![rec.clone()];

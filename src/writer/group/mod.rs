@@ -10,7 +10,7 @@
 
 mod commit;
 
-use super::journal::format::{self, Header, Kind};
+use super::journal::format::{self, Header, Kind, Record, Undo};
 use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
 use commit::{CommitQueue, GroupCommit, HasQueue, NotCommitted, Pending};
 use std::fs::{File, OpenOptions};
@@ -656,18 +656,8 @@ impl Group {
                 // Read the old contents straight into the record's payload place: no copy.
                 let payload = &mut room[data_at..data_at + len as usize];
                 t.read_at(payload, offset)?;
-                let zero = payload.iter().all(|&b| b == 0);
-                let h = Header {
-                    disk: t.id,
-                    offset,
-                    length: len,
-                    time_us,
-                    payload_len: if zero { 0 } else { len as u32 },
-                    payload_crc: crc32c::crc32c(if zero { &[] } else { payload }),
-                    ..Header::new(if zero { Kind::UndoZero } else { Kind::Undo }, seq)
-                };
-                let mut head = Vec::with_capacity(format::HEADER_LEN);
-                h.encode(&mut head);
+                let undo = Undo::of(seq, t.id, offset, time_us, payload);
+                let (head, zero) = (undo.encode_header(), undo.data.is_none());
                 room[used..data_at].copy_from_slice(&head);
                 used = if zero {
                     data_at
@@ -816,11 +806,8 @@ impl Group {
             app,
             label: label.to_string(),
         };
-        let mut enc = Vec::new();
-        encode_point(&rec, &mut enc);
         let mut buf = AlignedBuf::default();
-        buf.prepare(enc.len())[..enc.len()].copy_from_slice(&enc);
-        buf.set_len(enc.len());
+        buf.set_records(&[Record::Point(rec.clone())]);
         let mut j = self.journal.lock().unwrap();
         Ok(self.append_or_prune(&mut j, &mut buf, seq)?.map(|_| rec))
     }
@@ -923,19 +910,6 @@ impl Group {
 /// ENOSPC, also when wrapped by the journal's own error type.
 fn is_nospc(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull
-}
-
-pub(crate) fn encode_point(p: &PointRecord, out: &mut Vec<u8>) {
-    let kind = if p.app {
-        Kind::AppPoint
-    } else {
-        Kind::CrashPoint
-    };
-    let h = Header {
-        time_us: p.time_us,
-        ..Header::new(kind, p.seq)
-    };
-    format::encode_parts(&h, p.label.as_bytes(), out);
 }
 
 #[cfg(test)]

@@ -14,10 +14,10 @@ use super::extents::{BlockSrc, Extents, Index};
 use super::group::{Group, Point, ViewIndex, now_us};
 use super::journal::BLOCK;
 use super::journal::format::{self, CommitRecord, Header, Kind, Record, Undo};
-use super::journal::{Journal, Loc, PayloadReader, PointRecord};
+use super::journal::{Journal, Loc, PayloadReader};
 use super::session::{
     Session, SessionError, new_session_id, read_session, remove_saved_logs, remove_session,
-    session_exists, write_session,
+    write_session,
 };
 use anyhow::Context;
 use std::collections::{BTreeMap, HashMap};
@@ -208,12 +208,12 @@ impl Group {
         }
         // A wrong point is refused before anything stops. Then writes stop (and pruning
         // keeps off) before the point is chosen for good and indexed; a failure before the
-        // session is written lets writes in again (see `Quiet`).
+        // session is written lets writes in again (see `Group::quiesce`).
         usable(
             &self.name,
             &choose(&self.points(), spec).map_err(crate::error::bad_input)?,
         )?;
-        let _quiet = (!dry_run).then(|| Quiet::new(self));
+        let _quiet = (!dry_run).then(|| self.quiesce());
         // Again now that no other recover or commit runs: one may have begun meanwhile.
         if self.session()?.is_some_and(|s| s.committing) {
             anyhow::bail!(
@@ -228,7 +228,7 @@ impl Group {
         let mut want = Index::default();
         {
             // Locks unwrap: poisoned only by a panic mid-update, not a state to go on from.
-            let j = self.journal.lock().unwrap();
+            let j = self.journal();
             journal_dir = j.dir().to_path_buf();
             index_records(&j, point.id, &ids, &mut want)?;
         }
@@ -403,7 +403,7 @@ impl Group {
         // Wait for a recover running now, then read where the disks are: a session read
         // before would name the point of the recover before it, and the commit would make
         // that the baseline of disks rolled elsewhere.
-        let _quiet = Quiet::new(self);
+        let _quiet = self.quiesce();
         let session = self.session()?.ok_or_else(not_recovering)?;
         let Some(at) = session.at else {
             return Err(crate::error::bad_input(format!(
@@ -435,7 +435,7 @@ impl Group {
                 ..
             }) => {
                 tracing::warn!(group = %self.name, point = at, "finishing an interrupted commit");
-                let _quiet = Quiet::new(self);
+                let _quiet = self.quiesce();
                 self.finish_commit(at).map(|_| ())
             }
             _ => Ok(()),
@@ -443,31 +443,18 @@ impl Group {
     }
 
     fn finish_commit(&self, at: u64) -> anyhow::Result<Point> {
-        let rec: PointRecord = {
-            let st = self.lock();
-            st.points
-                .iter()
-                .find(|p| p.seq == at)
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("point {at} is missing from the journal"))?
-        };
-        let max_seq = self.lock().next_seq - 1;
+        let rec = self
+            .point_record(at)
+            .ok_or_else(|| anyhow::anyhow!("point {at} is missing from the journal"))?;
+        let max_seq = self.last_seq();
         let commit = CommitRecord {
             seq: max_seq,
             time_us: now_us(),
         };
         let records = [Record::Point(rec.clone()), Record::Commit(commit)];
-        self.journal
-            .lock()
-            .unwrap()
-            .restart_with(&records, max_seq)?;
+        self.journal().restart_with(&records, max_seq)?;
         remove_session(&self.dir)?;
-        let mut st = self.lock();
-        st.points = vec![rec.clone()];
-        st.initial_sync = false;
-        st.recovering = false;
-        st.first_dirty_us = None;
-        drop(st);
+        self.rebased(rec.clone());
         tracing::info!(group = %self.name, point = at, "committed: replication may resume");
         Ok(Point::from(&rec))
     }
@@ -480,7 +467,7 @@ impl Group {
         usable(&self.name, &point)?;
         // Writes go on while the journal is indexed (see `open_view_index`).
         let view = self.open_view_index(disk, id)?;
-        let dir = self.journal.lock().unwrap().dir().to_path_buf();
+        let dir = self.journal().dir().to_path_buf();
         Ok(PointView {
             reader: Mutex::new(PayloadReader::new(&dir)),
             group: self.clone(),
@@ -488,36 +475,6 @@ impl Group {
             point: id,
             index: view,
         })
-    }
-}
-
-/// Holds a group's leader role for a recovery (writes refused and drained).
-struct Quiet<'a> {
-    group: &'a Group,
-    keep_recovering: bool,
-}
-
-impl<'a> Quiet<'a> {
-    fn new(group: &'a Group) -> Quiet<'a> {
-        let mut st = group.quiesce();
-        st.set_leader(true);
-        Quiet {
-            group,
-            keep_recovering: true,
-        }
-    }
-}
-
-impl Drop for Quiet<'_> {
-    fn drop(&mut self) {
-        let mut st = self.group.lock();
-        st.set_leader(false);
-        if self.keep_recovering {
-            // Under recovery exactly while a session exists: a recover that failed before
-            // writing one changed nothing, and writes may come in again.
-            st.recovering = session_exists(&self.group.dir);
-        }
-        self.group.notify();
     }
 }
 
@@ -613,20 +570,7 @@ impl PointView {
     /// the point's contents. Checked after reading: a recover sets `recovering` before it
     /// changes anything, so a read that raced with one is refused here.
     fn still_valid(&self) -> io::Result<()> {
-        let st = self.group.lock();
-        if st.recovering {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "group {} is being recovered: its point views are closed",
-                    self.group.name
-                ),
-            ));
-        }
-        match st.gone(&self.group.name, self.point) {
-            Some(gone) => Err(gone.into()),
-            None => Ok(()),
-        }
+        self.group.check_view(self.point)
     }
 }
 
@@ -639,6 +583,7 @@ mod tests {
     use super::*;
     use crate::writer::group::DiskSpec;
     use crate::writer::journaled::JournaledDisk;
+    use crate::writer::session::session_exists;
     use std::path::{Path, PathBuf};
 
     /// Every file under `dir` with its contents: equal before and after = nothing changed.

@@ -225,7 +225,7 @@ impl Writer {
                 let health = policy::health(g, &self.policy, now);
                 let (journal_bytes, journal_segments) = {
                     // Poisoned only by a panic mid-update of the journal: not to go on from.
-                    let j = g.journal.lock().unwrap();
+                    let j = g.journal();
                     (j.total_bytes(), j.segments().len())
                 };
                 let mut warnings = health.warnings;

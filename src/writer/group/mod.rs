@@ -191,12 +191,8 @@ impl From<&PointRecord> for Point {
 }
 
 impl State {
-    pub(crate) fn set_leader(&mut self, on: bool) {
-        self.commit.set_leader(on);
-    }
-
     /// Drops the points before seq `keep_from` (pruning: past the window, or for space).
-    pub(crate) fn prune_points_before(&mut self, keep_from: u64) -> usize {
+    fn prune_points_before(&mut self, keep_from: u64) -> usize {
         let before = self.points.len();
         self.points.retain(|p| p.seq >= keep_from);
         self.pruned_below = self.pruned_below.max(keep_from);
@@ -204,7 +200,7 @@ impl State {
     }
 
     /// Why point `seq`, listed once, is not any more; `None` while it is listed.
-    pub(crate) fn gone(&self, group: &str, seq: u64) -> Option<PointGone> {
+    fn gone(&self, group: &str, seq: u64) -> Option<PointGone> {
         if self.points.iter().any(|p| p.seq == seq) {
             return None;
         }
@@ -236,25 +232,27 @@ impl From<PointGone> for io::Error {
     }
 }
 
-pub(crate) struct State {
+/// What a group is and has, under its lock. Changed only by `Group`'s methods; its guard
+/// never leaves this module (see [`GroupJournal`] for the lock order).
+struct State {
     commit: CommitQueue,
-    pub(crate) next_seq: u64,
+    next_seq: u64,
     /// No baseline yet: writes go straight through, FLUSH makes no point.
-    pub(crate) initial_sync: bool,
+    initial_sync: bool,
     /// The group is being recovered (or was, and awaits commit): no writes.
-    pub(crate) recovering: bool,
+    recovering: bool,
     /// Writes since the last point.
     dirty: bool,
-    pub(crate) first_dirty_us: Option<i64>,
+    first_dirty_us: Option<i64>,
     saved: Vec<Extents>,
-    pub(crate) points: Vec<PointRecord>,
+    points: Vec<PointRecord>,
     /// Points before this seq were pruned (tells a pruned point from one committed past).
     pruned_below: u64,
     views: Vec<Weak<ViewIndex>>,
     /// When volume-full pruning last dropped history (for status).
-    pub(crate) history_dropped_us: Option<i64>,
+    history_dropped_us: Option<i64>,
     /// Journal records found damaged (at open or when read): the points before them lost.
-    pub(crate) damage: Vec<Damage>,
+    damage: Vec<Damage>,
 }
 
 impl HasQueue for State {
@@ -265,7 +263,7 @@ impl HasQueue for State {
 
 impl State {
     /// Why point `seq` cannot be recovered, if it cannot.
-    pub(crate) fn lost(&self, seq: u64) -> Option<String> {
+    fn lost(&self, seq: u64) -> Option<String> {
         self.damage
             .iter()
             .find(|d| (d.from_seq..d.before_seq).contains(&seq))
@@ -273,7 +271,7 @@ impl State {
     }
 
     /// Forgets damage in segments that pruning or a commit removed.
-    pub(crate) fn forget_damage_before(&mut self, first_segment: u64) {
+    fn forget_damage_before(&mut self, first_segment: u64) {
         self.damage.retain(|d| d.segment >= first_segment);
     }
 }
@@ -282,9 +280,10 @@ pub struct Group {
     pub name: String,
     pub dir: PathBuf,
     pub disks: Vec<Target>,
-    pub(crate) state: Mutex<State>,
+    /// Lock order: `journal` before `state` (see [`GroupJournal`]).
+    state: Mutex<State>,
     commit: GroupCommit,
-    pub(crate) journal: Mutex<Journal>,
+    journal: Mutex<Journal>,
     /// The leader's record buffer, kept between batches.
     scratch: Mutex<AlignedBuf>,
     _lock: File,
@@ -435,8 +434,70 @@ impl Group {
         self.disks.iter().position(|d| d.name == name)
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap()
+    }
+
+    /// Locks the group's journal. Never called with the state locked: the state's guard
+    /// stays inside this module's methods, none of which calls this while holding it.
+    pub fn journal(&self) -> GroupJournal<'_> {
+        GroupJournal {
+            group: self,
+            journal: self.journal.lock().unwrap(),
+        }
+    }
+
+    /// What the policy judges: where the group is and how old its newest points are.
+    pub fn activity(&self) -> Activity {
+        let st = self.lock();
+        Activity {
+            initial_sync: st.initial_sync,
+            recovering: st.recovering,
+            newest_point_us: st.points.last().map(|p| p.time_us),
+            newest_app_point_us: st.points.iter().rev().find(|p| p.app).map(|p| p.time_us),
+            first_dirty_us: st.first_dirty_us,
+            history_dropped_us: st.history_dropped_us,
+        }
+    }
+
+    /// The point record of seq `seq`, while it is listed.
+    pub(crate) fn point_record(&self, seq: u64) -> Option<PointRecord> {
+        self.lock().points.iter().find(|p| p.seq == seq).cloned()
+    }
+
+    /// The highest seq given out so far.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
+    /// A commit made `base` the baseline (the journal restarted at it, the session gone):
+    /// it is the only point, and writes come in again.
+    pub(crate) fn rebased(&self, base: PointRecord) {
+        let mut st = self.lock();
+        st.points = vec![base];
+        st.initial_sync = false;
+        st.recovering = false;
+        st.first_dirty_us = None;
+    }
+
+    /// Whether a view of point `seq` may still serve: not while the group is recovered
+    /// (the target no longer holds what the view reads through to), nor once the point is
+    /// pruned or committed past.
+    pub(crate) fn check_view(&self, seq: u64) -> io::Result<()> {
+        let st = self.lock();
+        if st.recovering {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "group {} is being recovered: its point views are closed",
+                    self.name
+                ),
+            ));
+        }
+        match st.gone(&self.name, seq) {
+            Some(gone) => Err(gone.into()),
+            None => Ok(()),
+        }
     }
 
     pub fn points(&self) -> Vec<Point> {
@@ -892,19 +953,97 @@ impl Group {
         Ok(view)
     }
 
-    /// Takes the leader role and waits for writers to finish: the group is quiet and
-    /// refuses writes (`recovering` set) until [`Group::release`].
-    pub(crate) fn quiesce(&self) -> MutexGuard<'_, State> {
+    /// Refuses writes, waits for the leader role and for writers to finish, and holds the
+    /// role (writes refused and drained) for a recovery until the guard is dropped.
+    pub(crate) fn quiesce(&self) -> Quiesced<'_> {
         let mut st = self.lock();
         st.recovering = true;
         self.commit.wake_all();
         st = self.commit.wait_leader(st, |_| false);
-        self.commit.wait_quiet(st)
+        let mut st = self.commit.wait_quiet(st);
+        st.commit.set_leader(true);
+        Quiesced { group: self }
+    }
+}
+
+/// A group quiesced for a recovery ([`Group::quiesce`]).
+pub(crate) struct Quiesced<'a> {
+    group: &'a Group,
+}
+
+impl Drop for Quiesced<'_> {
+    fn drop(&mut self) {
+        let g = self.group;
+        let mut st = g.lock();
+        st.commit.set_leader(false);
+        // Under recovery exactly while a session exists: a recover that failed before
+        // writing one changed nothing, and writes may come in again.
+        st.recovering = super::session::session_exists(&g.dir);
+        g.commit.wake_all();
+    }
+}
+
+/// A group's journal, locked. The lock order is the journal before the group's state:
+/// what needs both (pruning) is a method of this guard, and the state's guard never
+/// leaves the group's own methods, so nobody can hold it while taking this.
+pub struct GroupJournal<'a> {
+    group: &'a Group,
+    journal: MutexGuard<'a, Journal>,
+}
+
+impl std::ops::Deref for GroupJournal<'_> {
+    type Target = Journal;
+    fn deref(&self) -> &Journal {
+        &self.journal
+    }
+}
+
+impl std::ops::DerefMut for GroupJournal<'_> {
+    fn deref_mut(&mut self) -> &mut Journal {
+        &mut self.journal
+    }
+}
+
+impl GroupJournal<'_> {
+    /// Drops the points older than `cutoff_us` but the newest. Returns how many were
+    /// dropped and the seq of the oldest kept; `None` (nothing done) under recovery or
+    /// with no point. Under the journal lock: a recover sets `recovering` before it picks
+    /// its point, so either it sees the points pruned here, or this sees it.
+    pub fn prune_points_older_than(&self, cutoff_us: i64) -> Option<(usize, u64)> {
+        let mut st = self.group.lock();
+        if st.recovering || st.points.is_empty() {
+            return None;
+        }
+        let newest = st.points.len() - 1;
+        let first = st
+            .points
+            .iter()
+            .position(|p| p.time_us >= cutoff_us)
+            .unwrap_or(newest);
+        let keep_from = st.points[first].seq;
+        let dropped = st.prune_points_before(keep_from);
+        Some((dropped, st.points[0].seq))
     }
 
-    pub(crate) fn notify(&self) {
-        self.commit.wake_all();
+    /// Forgets damage in segments pruning removed (before the oldest one left).
+    pub fn forget_removed_damage(&self) {
+        if let Some(first) = self.journal.segments().first() {
+            self.group.lock().forget_damage_before(first.id);
+        }
     }
+}
+
+/// A group's state as the retention policy judges it ([`Group::activity`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Activity {
+    pub initial_sync: bool,
+    pub recovering: bool,
+    pub newest_point_us: Option<i64>,
+    pub newest_app_point_us: Option<i64>,
+    /// The first write since the newest point.
+    pub first_dirty_us: Option<i64>,
+    /// When volume-full pruning last dropped history.
+    pub history_dropped_us: Option<i64>,
 }
 
 /// ENOSPC, also when wrapped by the journal's own error type.

@@ -13,11 +13,10 @@ use super::Export;
 use super::extents::{BlockSrc, Extents, Index};
 use super::group::{Group, Point, ViewIndex, now_us};
 use super::journal::BLOCK;
-use super::journal::format::{self, CommitRecord, Header, Kind, Record, Undo};
+use super::journal::format::{self, Header, Kind, Record, Undo};
 use super::journal::{Journal, Loc, PayloadReader};
 use super::session::{
-    Session, SessionError, new_session_id, read_session, remove_saved_logs, remove_session,
-    write_session,
+    Session, SessionError, new_session_id, read_session, remove_saved_logs, write_session,
 };
 use anyhow::Context;
 use std::collections::{BTreeMap, HashMap};
@@ -35,9 +34,16 @@ pub enum PointSpec {
     Id(u64),
 }
 
+/// Text that names no point (`--to`, or a request on the control socket).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0:?} is not a point: use latest, latest-app, a point id (see `mtkit points`) or an RFC 3339 time such as 2026-11-27T10:00:00Z"
+)]
+pub struct BadPointSpec(String);
+
 impl std::str::FromStr for PointSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = BadPointSpec;
+    fn from_str(s: &str) -> Result<Self, BadPointSpec> {
         match s {
             "latest" => Ok(PointSpec::Latest),
             "latest-app" => Ok(PointSpec::LatestApp),
@@ -47,17 +53,15 @@ impl std::str::FromStr for PointSpec {
                 }
                 chrono::DateTime::parse_from_rfc3339(s)
                     .map(|t| PointSpec::Time(t.to_utc()))
-                    .map_err(|_| {
-                        format!("{s:?} is not a point: use latest, latest-app, a point id (see `mtkit points`) or an RFC 3339 time such as 2026-11-27T10:00:00Z")
-                    })
+                    .map_err(|_| BadPointSpec(s.to_string()))
             }
         }
     }
 }
 
 impl TryFrom<String> for PointSpec {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = BadPointSpec;
+    fn try_from(s: String) -> Result<Self, BadPointSpec> {
         s.parse()
     }
 }
@@ -81,8 +85,21 @@ impl std::fmt::Display for PointSpec {
     }
 }
 
+/// A point spec that names none of the group's points.
+#[derive(Debug, thiserror::Error)]
+pub enum NoSuchPoint {
+    #[error("no recovery point {0} (see `mtkit points`)")]
+    Id(u64),
+    #[error("no recovery point at or before {0}")]
+    Time(chrono::DateTime<chrono::Utc>),
+    #[error("no app-consistent recovery point")]
+    App,
+    #[error("no recovery point yet (the group is in initial sync)")]
+    None,
+}
+
 /// Picks the point `spec` names among `points` (oldest first).
-pub fn choose(points: &[Point], spec: &PointSpec) -> Result<Point, String> {
+pub fn choose(points: &[Point], spec: &PointSpec) -> Result<Point, NoSuchPoint> {
     let found = match spec {
         PointSpec::Latest => points.last(),
         PointSpec::LatestApp => points
@@ -92,11 +109,11 @@ pub fn choose(points: &[Point], spec: &PointSpec) -> Result<Point, String> {
         PointSpec::Time(t) => points.iter().rev().find(|p| p.time <= *t),
         PointSpec::Id(id) => points.iter().find(|p| p.id == *id),
     };
-    found.cloned().ok_or_else(|| match spec {
-        PointSpec::Id(id) => format!("no recovery point {id} (see `mtkit points`)"),
-        PointSpec::Time(t) => format!("no recovery point at or before {t}"),
-        PointSpec::LatestApp => "no app-consistent recovery point".into(),
-        PointSpec::Latest => "no recovery point yet (the group is in initial sync)".into(),
+    found.cloned().ok_or(match *spec {
+        PointSpec::Id(id) => NoSuchPoint::Id(id),
+        PointSpec::Time(t) => NoSuchPoint::Time(t),
+        PointSpec::LatestApp => NoSuchPoint::App,
+        PointSpec::Latest => NoSuchPoint::None,
     })
 }
 
@@ -211,7 +228,7 @@ impl Group {
         // session is written lets writes in again (see `Group::quiesce`).
         usable(
             &self.name,
-            &choose(&self.points(), spec).map_err(crate::error::bad_input)?,
+            &choose(&self.points(), spec).map_err(|e| crate::error::bad_input(e.to_string()))?,
         )?;
         let _quiet = (!dry_run).then(|| self.quiesce());
         // Again now that no other recover or commit runs: one may have begun meanwhile.
@@ -221,7 +238,8 @@ impl Group {
                 self.name
             );
         }
-        let point = choose(&self.points(), spec).map_err(crate::error::bad_input)?;
+        let point =
+            choose(&self.points(), spec).map_err(|e| crate::error::bad_input(e.to_string()))?;
         usable(&self.name, &point)?;
         let ids = self.disk_ids();
         let journal_dir;
@@ -421,42 +439,7 @@ impl Group {
                 ..session
             },
         )?;
-        self.finish_commit(at)
-    }
-
-    /// Completes a commit that a crash interrupted (called when the group is opened). A
-    /// session file that cannot be read fails the open: whether a commit must be finished
-    /// cannot be told, and neither finishing nor skipping it is safe on a guess.
-    pub(crate) fn finish_interrupted_commit(&self) -> anyhow::Result<()> {
-        match self.session()? {
-            Some(Session {
-                at: Some(at),
-                committing: true,
-                ..
-            }) => {
-                tracing::warn!(group = %self.name, point = at, "finishing an interrupted commit");
-                let _quiet = self.quiesce();
-                self.finish_commit(at).map(|_| ())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn finish_commit(&self, at: u64) -> anyhow::Result<Point> {
-        let rec = self
-            .point_record(at)
-            .ok_or_else(|| anyhow::anyhow!("point {at} is missing from the journal"))?;
-        let max_seq = self.last_seq();
-        let commit = CommitRecord {
-            seq: max_seq,
-            time_us: now_us(),
-        };
-        let records = [Record::Point(rec.clone()), Record::Commit(commit)];
-        self.journal().restart_with(&records, max_seq)?;
-        remove_session(&self.dir)?;
-        self.rebased(rec.clone());
-        tracing::info!(group = %self.name, point = at, "committed: replication may resume");
-        Ok(Point::from(&rec))
+        Ok(self.finish_commit(at)?)
     }
 
     /// A read-only view of disk `disk` as it was at point `id`.
@@ -639,6 +622,31 @@ mod tests {
     }
 
     #[test]
+    fn point_errors_read_as_they_always_did() {
+        let bad = "yesterday".parse::<PointSpec>().unwrap_err().to_string();
+        assert_eq!(
+            bad,
+            "\"yesterday\" is not a point: use latest, latest-app, a point id (see `mtkit points`) or an RFC 3339 time such as 2026-11-27T10:00:00Z"
+        );
+        let t = "2026-11-27T10:00:00Z".parse().unwrap();
+        let cases = [
+            (PointSpec::Id(7), "no recovery point 7 (see `mtkit points`)"),
+            (
+                PointSpec::Time(t),
+                "no recovery point at or before 2026-11-27 10:00:00 UTC",
+            ),
+            (PointSpec::LatestApp, "no app-consistent recovery point"),
+            (
+                PointSpec::Latest,
+                "no recovery point yet (the group is in initial sync)",
+            ),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(choose(&[], &spec).unwrap_err().to_string(), want);
+        }
+    }
+
+    #[test]
     fn no_session_file_is_no_session() {
         let t = tempfile::tempdir().unwrap();
         assert!(read_session(t.path()).unwrap().is_none());
@@ -664,6 +672,15 @@ mod tests {
             let (dir, spec, _) = recovered(t.path());
             let state = dir.join("recover/state.json");
             spoil(&state);
+            // A torn last batch too: an open that went on to the journal would cut it.
+            let seg = std::fs::read_dir(dir.join("journal"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .max()
+                .unwrap();
+            let mut torn = std::fs::read(&seg).unwrap();
+            torn.extend_from_slice(&[0x4d; 100]);
+            std::fs::write(&seg, &torn).unwrap();
             let before = snapshot(t.path());
             let err = match Group::open("vm1", &dir, std::slice::from_ref(&spec), 1 << 20) {
                 Ok(_) => panic!("{case}: the group opened on an unusable session"),

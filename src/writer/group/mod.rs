@@ -10,8 +10,9 @@
 
 mod commit;
 
-use super::journal::format::{self, Header, Kind, Record, Undo};
+use super::journal::format::{self, CommitRecord, Header, Kind, Record, Undo};
 use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
+use super::session::{Session, SessionError, read_session, remove_session, session_exists};
 use commit::{CommitQueue, GroupCommit, HasQueue, NotCommitted, Pending};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -310,6 +311,15 @@ pub enum GroupError {
     },
     #[error(transparent)]
     PointGone(#[from] PointGone),
+    /// The recovery session cannot be read: the group stays closed (see [`SessionError`]).
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("group {group}: finishing an interrupted commit")]
+    FinishCommit {
+        group: String,
+        #[source]
+        source: CommitError,
+    },
     #[error("group {group}: {action}")]
     Io {
         group: String,
@@ -317,6 +327,18 @@ pub enum GroupError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Why making the recovered point the baseline failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The session names a point the journal does not hold.
+    #[error("point {0} is missing from the journal")]
+    Corruption(u64),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
 }
 
 /// A disk as the config names it.
@@ -354,6 +376,9 @@ impl Group {
         segment_size: u64,
         access: Access,
     ) -> Result<Arc<Group>, GroupError> {
+        // Read first, before anything is made or cut: a session that cannot be read keeps
+        // the group closed, and whether a commit must be finished cannot be told.
+        let session = read_session(dir)?;
         let gio = |action: &'static str| {
             move |source| GroupError::Io {
                 group: name.to_string(),
@@ -392,7 +417,7 @@ impl Group {
                 group: name.to_string(),
                 source,
             })?;
-        let recovering = super::session::session_exists(dir);
+        let recovering = session.is_some();
         let state = State {
             commit: CommitQueue::default(),
             next_seq: scan.max_seq + 1,
@@ -420,14 +445,51 @@ impl Group {
         if access == Access::ReadOnly {
             return Ok(group);
         }
-        group
-            .finish_interrupted_commit()
-            .map_err(|e| GroupError::Io {
-                group: name.to_string(),
-                action: "finishing an interrupted commit",
-                source: io::Error::other(format!("{e:#}")),
-            })?;
+        // A crash interrupted a commit: finish it, never recover again (see `Session`).
+        if let Some(Session {
+            at: Some(at),
+            committing: true,
+            ..
+        }) = session
+        {
+            tracing::warn!(group = %name, point = at, "finishing an interrupted commit");
+            let _quiet = group.quiesce();
+            group
+                .finish_commit(at)
+                .map_err(|source| GroupError::FinishCommit {
+                    group: name.to_string(),
+                    source,
+                })?;
+        }
         Ok(group)
+    }
+
+    /// Makes point `at` (the disks were recovered to it, the session says committing) the
+    /// baseline: the journal restarts at it, the session goes, writes come in again.
+    pub(crate) fn finish_commit(&self, at: u64) -> Result<Point, CommitError> {
+        let rec = self
+            .lock()
+            .points
+            .iter()
+            .find(|p| p.seq == at)
+            .cloned()
+            .ok_or(CommitError::Corruption(at))?;
+        let max_seq = self.lock().next_seq - 1;
+        let commit = CommitRecord {
+            seq: max_seq,
+            time_us: now_us(),
+        };
+        let records = [Record::Point(rec.clone()), Record::Commit(commit)];
+        self.journal().restart_with(&records, max_seq)?;
+        remove_session(&self.dir)?;
+        let mut st = self.lock();
+        st.points = vec![rec.clone()];
+        st.initial_sync = false;
+        st.recovering = false;
+        st.first_dirty_us = None;
+        drop(st);
+        tracing::info!(group = %self.name, point = at, "committed: replication may resume");
+        Ok(Point::from(&rec))
     }
 
     pub fn disk_index(&self, name: &str) -> Option<usize> {
@@ -458,26 +520,6 @@ impl Group {
             first_dirty_us: st.first_dirty_us,
             history_dropped_us: st.history_dropped_us,
         }
-    }
-
-    /// The point record of seq `seq`, while it is listed.
-    pub(crate) fn point_record(&self, seq: u64) -> Option<PointRecord> {
-        self.lock().points.iter().find(|p| p.seq == seq).cloned()
-    }
-
-    /// The highest seq given out so far.
-    pub(crate) fn last_seq(&self) -> u64 {
-        self.lock().next_seq - 1
-    }
-
-    /// A commit made `base` the baseline (the journal restarted at it, the session gone):
-    /// it is the only point, and writes come in again.
-    pub(crate) fn rebased(&self, base: PointRecord) {
-        let mut st = self.lock();
-        st.points = vec![base];
-        st.initial_sync = false;
-        st.recovering = false;
-        st.first_dirty_us = None;
     }
 
     /// Whether a view of point `seq` may still serve: not while the group is recovered
@@ -978,7 +1020,7 @@ impl Drop for Quiesced<'_> {
         st.commit.set_leader(false);
         // Under recovery exactly while a session exists: a recover that failed before
         // writing one changed nothing, and writes may come in again.
-        st.recovering = super::session::session_exists(&g.dir);
+        st.recovering = session_exists(&g.dir);
         g.commit.wake_all();
     }
 }

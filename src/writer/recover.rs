@@ -13,7 +13,7 @@ use super::Export;
 use super::extents::{BlockSrc, Extents, Index};
 use super::group::{Group, Point, ViewIndex, now_us};
 use super::journal::BLOCK;
-use super::journal::format::{self, Header, Kind, Record, Undo};
+use super::journal::format::{self, Header, Record, Undo};
 use super::journal::{Journal, Loc, PayloadReader};
 use super::session::{
     Session, SessionError, new_session_id, read_session, remove_saved_logs, write_session,
@@ -149,15 +149,9 @@ fn index_records(
     index: &mut Index,
 ) -> anyhow::Result<()> {
     journal.scan_after(after, |h: &Header, loc: Loc| {
-        if !matches!(h.kind, Kind::Undo | Kind::UndoZero) {
-            return;
+        if let Some(&disk) = ids.get(&h.disk) {
+            index.add_undo(disk, h, loc);
         }
-        let Some(&disk) = ids.get(&h.disk) else {
-            return;
-        };
-        // Undo records start on a block boundary; a disk's last block may be partial.
-        let (start, end) = (h.offset / BLOCK, (h.offset + h.length).div_ceil(BLOCK));
-        index.add(disk, start, end, (h.kind == Kind::Undo).then_some(loc));
     })?;
     Ok(())
 }

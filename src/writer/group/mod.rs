@@ -10,7 +10,7 @@
 
 mod commit;
 
-use super::journal::format::{self, CommitRecord, Header, Kind, Record, Undo};
+use super::journal::format::{self, CommitRecord, Header, Record, Undo};
 use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
 use super::session::{Session, SessionError, read_session, remove_session, session_exists};
 use commit::{CommitQueue, GroupCommit, HasQueue, NotCommitted, Pending};
@@ -952,10 +952,8 @@ impl Group {
         });
         let mut index = view.index.lock().unwrap();
         let mut add = |h: &Header, loc: Loc| {
-            if matches!(h.kind, Kind::Undo | Kind::UndoZero) && h.disk == id {
-                // Undo records start on a block boundary; a disk's last block may be partial.
-                let (start, end) = (h.offset / BLOCK, (h.offset + h.length).div_ceil(BLOCK));
-                index.add(disk, start, end, (h.kind == Kind::Undo).then_some(loc));
+            if h.disk == id {
+                index.add_undo(disk, h, loc);
             }
         };
         let (dir, snapshot) = {

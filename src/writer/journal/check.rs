@@ -15,8 +15,9 @@ const WINDOW: usize = 1 << 20;
 /// What one segment holds.
 #[derive(Debug, Default)]
 pub struct SegmentScan {
-    /// File length.
-    pub len: u64,
+    /// Where the records end and free space written ahead (zeros to the end of the file)
+    /// begins; the file's length when there is none.
+    pub data_end: u64,
     /// Offset after the last good record.
     pub end: u64,
     pub max_seq: u64,
@@ -118,6 +119,19 @@ impl Window<'_> {
         Ok(Ok((h, m, keep)))
     }
 
+    /// Whether every byte from `at` to the end of the file is zero: space written ahead of
+    /// the records (see `super::spare`), not damage.
+    fn zeros_to_end(&mut self, mut at: u64) -> io::Result<bool> {
+        while at < self.len {
+            let w = self.get(at, WINDOW)?;
+            if w.iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += w.len() as u64;
+        }
+        Ok(true)
+    }
+
     /// The next offset after `from` where a good header starts, if any.
     fn resync(&mut self, from: u64) -> io::Result<Option<u64>> {
         let magic = format::MAGIC.to_le_bytes();
@@ -163,7 +177,7 @@ pub fn scan_segment(file: &File, prev_batch: u64) -> io::Result<SegmentScan> {
         buf: Vec::new(),
     };
     let mut s = SegmentScan {
-        len,
+        data_end: len,
         ..Default::default()
     };
     // The last good record's batch, whether it ended its batch, and its version.
@@ -201,6 +215,10 @@ pub fn scan_segment(file: &File, prev_batch: u64) -> io::Result<SegmentScan> {
                 last = Some((m.batch, m.flags & LAST_IN_BATCH != 0, m.version == 1));
                 pos += m.record_len(&h);
                 s.end = pos;
+            }
+            Err(BadRecord(_, None)) if w.zeros_to_end(pos)? => {
+                s.data_end = pos;
+                break;
             }
             Err(BadRecord(error, header)) => {
                 // A bad payload under a good header: the header's length is trusted (its

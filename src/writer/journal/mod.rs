@@ -569,7 +569,7 @@ impl Journal {
             return;
         }
         let room = nix::sys::statvfs::statvfs(&self.dir)
-            .map(|v| v.blocks_available() as u64 * v.fragment_size() as u64)
+            .map(|v| v.blocks_available() * v.fragment_size())
             .unwrap_or(0);
         if room < 5 * self.segment_size {
             self.spare_failed_in = cur;

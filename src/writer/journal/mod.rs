@@ -167,6 +167,8 @@ pub struct Journal {
     small_appends: Option<bool>,
     /// The segment during which a spare failed: no new try before the next one.
     spare_failed_in: Option<u64>,
+    /// Appends into a segment before a spare is first judged worth writing.
+    spare_after: u64,
 }
 
 /// A byte buffer whose start is [`ALIGN`]-aligned in memory, for direct I/O.
@@ -380,20 +382,27 @@ impl Journal {
             let torn = (i == newest)
                 .then(|| s.bad.iter().position(check::BadRange::may_be_torn))
                 .flatten();
-            let bytes = torn.map_or(s.data_end, |t| s.bad[t].from);
+            let bytes = torn.map_or(s.data_end, |t| s.bad[t].from.min(s.data_end));
             if let Some(t) = torn {
                 let (from, error) = (s.bad[t].from, &s.bad[t].error);
+                // Bytes that were records (or would have been): a torn piece past the
+                // free space written ahead is cut alone, the free space kept.
+                let cut = if from >= s.data_end {
+                    s.len - from
+                } else {
+                    s.data_end - from
+                };
                 if access == Access::Write {
-                    tracing::warn!(segment = %path.display(), offset = from, cut = s.data_end - from,
+                    tracing::warn!(segment = %path.display(), offset = from, cut,
                         reason = %error, "journal: cutting a torn tail (the last batch, an append a crash interrupted)");
                     OpenOptions::new()
                         .write(true)
                         .open(&path)
                         .and_then(|f| f.set_len(from).and_then(|_| f.sync_all()))
                         .map_err(io_err("cutting journal tail", &path))?;
-                    scan.cut_bytes = s.data_end - from;
+                    scan.cut_bytes = cut;
                 } else {
-                    scan.torn_bytes = s.data_end - from;
+                    scan.torn_bytes = cut;
                 }
             }
             let corrupt = &s.bad[..torn.unwrap_or(s.bad.len())];
@@ -513,6 +522,7 @@ impl Journal {
                 seg_appends: 0,
                 small_appends: None,
                 spare_failed_in: None,
+                spare_after: spare::APPENDS_BEFORE_SPARE,
             },
             scan,
         ))
@@ -561,9 +571,19 @@ impl Journal {
     /// room to spare (four segments beyond it).
     fn maybe_start_spare(&mut self) {
         let cur = self.segments.last().map(|s| s.id);
+        // Judged on evidence: enough appends into this segment, small on average (or
+        // the segment before it was judged so).
+        let small = match self.small_appends {
+            Some(small) => small,
+            None => {
+                let bytes = self.segments.last().map_or(0, |s| s.bytes);
+                self.seg_appends >= self.spare_after.max(1)
+                    && bytes / self.seg_appends < spare::SMALL_APPEND
+            }
+        };
         if !self.prewrite
+            || !small
             || self.spare.is_some()
-            || self.small_appends == Some(false)
             || self.spare_failed_in.is_some_and(|id| Some(id) == cur)
         {
             return;
@@ -588,6 +608,9 @@ impl Journal {
         s.install(&p)
             .map_err(io_err("putting a spare journal segment in place", &p))?;
         sync_dir(&self.dir)?;
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent)?;
+        }
         let (f, direct) = open_append(&p, false).map_err(io_err("opening journal segment", &p))?;
         Ok((f, direct, SegmentInfo::new(id)))
     }
@@ -634,7 +657,7 @@ impl Journal {
             self.cur
                 .sync_data()
                 .map_err(io_err("syncing journal segment", &self.dir))?;
-            if self.seg_appends >= 8 {
+            if self.seg_appends >= self.spare_after.max(1) {
                 self.small_appends = Some(bytes / self.seg_appends < spare::SMALL_APPEND);
             }
             let spare = if spare_ready { self.spare.take() } else { None };
@@ -1046,6 +1069,7 @@ mod tests {
     fn fill_prewritten(dir: &Path, seg_size: u64, from: u64, to: u64) -> Journal {
         let (mut j, _) = Journal::open_with(dir, seg_size, Access::Write).unwrap();
         j.set_prewrite(true);
+        j.spare_after = 1;
         for seq in from..=to {
             let rec = if seq % 5 == 0 {
                 point(seq, &format!("p{seq}"))
@@ -1142,6 +1166,59 @@ mod tests {
         let (_, scan) = Journal::open_with(t.path(), seg, Access::ReadOnly).unwrap();
         assert_eq!(scan.damage.len(), 1, "{:?}", scan.damage);
         assert_eq!(scan.max_seq, 20, "records after the zeros are still read");
+    }
+
+    #[test]
+    fn bytes_past_the_space_written_ahead_are_cut_alone_and_the_space_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let seg = 256 << 10;
+        let j = fill_prewritten(t.path(), seg, 1, 12);
+        let (id, end) = (
+            j.segments().last().unwrap().id,
+            j.segments().last().unwrap().bytes,
+        );
+        drop(j);
+        let p = segment_path(t.path(), id);
+        let len = fs::metadata(&p).unwrap().len();
+        assert_eq!(len, seg);
+        // Something appended at the file's end, past the zeros (an older build's append
+        // would go there): no record, nothing after it.
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        std::io::Write::write_all(&mut f, b"MTJR\x02\x01garbage").unwrap();
+        drop(f);
+        let (_, scan) = Journal::open_with(t.path(), seg, Access::ReadOnly).unwrap();
+        assert_eq!((scan.max_seq, scan.torn_bytes), (12, 13));
+        assert!(scan.damage.is_empty(), "{:?}", scan.damage);
+        let (j, scan) = Journal::open_with(t.path(), seg, Access::Write).unwrap();
+        assert_eq!((scan.max_seq, scan.cut_bytes), (12, 13));
+        assert_eq!(fs::metadata(&p).unwrap().len(), len, "the zeros stay");
+        assert_eq!(j.segments().last().unwrap().bytes, end);
+        assert!(j.cur_prewritten);
+    }
+
+    #[test]
+    fn a_journal_of_a_few_appends_or_of_large_ones_writes_nothing_ahead() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();
+        j.set_prewrite(true);
+        for seq in 1..=20 {
+            let rec = undo(seq, &[1; 100]);
+            j.prepare_append(rec.len() as u64).unwrap();
+            j.append(&rec, seq).unwrap();
+            j.sync().unwrap();
+        }
+        assert!(j.spare.is_none(), "20 appends are no evidence");
+        let t = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open_with(t.path(), 64 << 20, Access::Write).unwrap();
+        j.set_prewrite(true);
+        j.spare_after = 4;
+        let big = undo(1, &vec![2; 2 << 20]);
+        for seq in 1..=10 {
+            j.prepare_append(big.len() as u64).unwrap();
+            j.append(&big, seq).unwrap();
+            j.sync().unwrap();
+        }
+        assert!(j.spare.is_none(), "appends of 2 MiB grow their segments");
     }
 
     #[test]

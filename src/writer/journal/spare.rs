@@ -20,21 +20,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-/// The spare's name in the journal folder: not a segment name, so a crash while it is
-/// written leaves nothing a scan reads (the next writing open removes it).
-pub const SPARE_NAME: &str = "spare.seg";
-
 /// Appends smaller than this on average make writing ahead pay. Writing a segment ahead
 /// costs one background write of its size (64 MiB: about 60 ms at 1 GB/s); growing it
 /// costs a metadata commit (0.4-0.6 ms measured above) per append, in the writers' wait:
 /// 64 appends of 1 MiB cost about 40 ms, 256 of 256 KiB 150 ms, 2000 of 32 KiB a second.
 pub const SMALL_APPEND: u64 = 1 << 20;
 
+/// Appends seen in a segment before the first spare is judged worth writing: a journal
+/// that only takes a few records (points, a short burst) stays as it is.
+pub const APPENDS_BEFORE_SPARE: u64 = 256;
+
 /// Bytes written per call while filling.
 const CHUNK: usize = 1 << 20;
 
+/// Where the spare of the journal in `dir` is written: beside the folder (same
+/// filesystem, so putting it in place is a rename), not in it, so that the folder holds
+/// only segments and a crash while it is written leaves nothing a scan reads (the next
+/// writing open removes it).
 pub fn spare_path(dir: &Path) -> PathBuf {
-    dir.join(SPARE_NAME)
+    dir.with_extension("spare")
 }
 
 /// A segment being written ahead, or written.
@@ -173,16 +177,18 @@ mod tests {
 
     #[test]
     fn a_spare_is_zeros_of_its_size_and_is_removed_when_dropped_unused() {
-        let d = tempfile::tempdir().unwrap();
-        let mut s = Spare::start(d.path(), 3 << 20);
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("journal");
+        let mut s = Spare::start(&d, 3 << 20);
         while !s.poll().unwrap() {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        let bytes = std::fs::read(spare_path(d.path())).unwrap();
+        assert_eq!(spare_path(&d), t.path().join("journal.spare"));
+        let bytes = std::fs::read(spare_path(&d)).unwrap();
         assert_eq!(bytes.len(), 3 << 20);
         assert!(bytes.iter().all(|&b| b == 0));
         drop(s);
-        assert!(!spare_path(d.path()).exists());
+        assert!(!spare_path(&d).exists());
     }
 
     #[test]

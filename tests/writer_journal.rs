@@ -31,7 +31,7 @@ fn contents(g: &Group) -> Vec<Vec<u8>> {
     g.disks
         .iter()
         .map(|t| {
-            let mut b = vec![0u8; t.size as usize];
+            let mut b = vec![0u8; t.size() as usize];
             t.read_at(&mut b, 0).unwrap();
             b
         })

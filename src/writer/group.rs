@@ -8,12 +8,12 @@
 //! point (FLUSH, bookmark) takes the leader role, waits for the writers of earlier batches,
 //! syncs the targets and appends the point record.
 
+use super::block::BlockFile;
 use super::journal::format::{self, Header, Kind};
 use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -37,13 +37,11 @@ pub fn now_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// A target disk: a block device or a regular file.
+/// A target disk of the group: its store, its journal id and what the service counts.
 pub struct Target {
     pub name: String,
     pub id: u32,
-    pub path: PathBuf,
-    pub size: u64,
-    file: File,
+    store: BlockFile,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) clients: AtomicUsize,
     pub(crate) stats: super::stats::DiskStats,
@@ -52,76 +50,39 @@ pub struct Target {
 impl Target {
     /// Opens `path`; a regular file that does not exist (or is shorter) is made `size` long.
     pub fn open(name: &str, path: &Path, size: Option<u64>) -> io::Result<Target> {
-        let mut opts = OpenOptions::new();
-        opts.read(true).write(true);
-        if size.is_some() {
-            use std::os::unix::fs::OpenOptionsExt;
-            // A target file it makes holds a machine's disk: the service's alone.
-            opts.create(true).mode(0o600);
-        }
-        let file = opts.open(path)?;
-        let meta = file.metadata()?;
-        let mut len = if meta.is_file() {
-            meta.len()
-        } else {
-            use std::io::Seek;
-            (&file).seek(io::SeekFrom::End(0))?
-        };
-        if let Some(want) = size.filter(|&w| meta.is_file() && w > len) {
-            file.set_len(want)?;
-            len = want;
-        }
         Ok(Target {
             name: name.to_string(),
             id: format::disk_id(name),
-            path: path.to_path_buf(),
-            size: len,
-            file,
+            store: BlockFile::open_target(path, size)?,
             bytes_written: AtomicU64::new(0),
             clients: AtomicUsize::new(0),
             stats: Default::default(),
         })
     }
 
+    pub fn path(&self) -> &Path {
+        self.store.path()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.store.size()
+    }
+
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset)
+        self.store.read_at(buf, offset)
     }
 
     pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
-        self.file.write_all_at(data, offset)
+        self.store.write_at(data, offset)
     }
 
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.store.sync()
     }
 
-    /// Zeroes a range: punches a hole when allowed (regular files), else writes zeros.
+    /// Zeroes a range ([`BlockFile::write_zeroes`]).
     pub fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool) -> io::Result<()> {
-        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-        // A vanilla 2.6.32 returns 0 here without punching: zeroing::mode_zeroes found out.
-        if may_trim && super::zeroing::mode_zeroes(&self.file, &self.path, mode) {
-            use std::os::fd::AsRawFd;
-            // SAFETY: fallocate on an fd we own, with in-range offsets; no memory is passed.
-            let r = unsafe {
-                libc::fallocate(
-                    self.file.as_raw_fd(),
-                    mode,
-                    offset as libc::off_t,
-                    len as libc::off_t,
-                )
-            };
-            if r == 0 {
-                return Ok(());
-            }
-        }
-        let zeros = vec![0u8; len.min(1 << 20) as usize];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(zeros.len() as u64) as usize;
-            self.file.write_all_at(&zeros[..n], offset + done)?;
-            done += n as u64;
-        }
-        Ok(())
+        self.store.write_zeroes(offset, len, may_trim)
     }
 }
 
@@ -643,7 +604,7 @@ impl Group {
             }
             for (s, e) in unsaved {
                 let start = s * BLOCK;
-                let end = (e * BLOCK).min(t.size);
+                let end = (e * BLOCK).min(t.size());
                 if start < end {
                     jobs.push((p.disk, seq, start, end - start));
                 }

@@ -2,6 +2,7 @@
 
 use super::Export;
 use super::group::Group;
+use super::stats::{Command, DiskStats};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,7 +22,7 @@ impl JournaledDisk {
 }
 
 impl JournaledDisk {
-    fn stats(&self) -> &crate::writer::stats::DiskStats {
+    fn stats(&self) -> &DiskStats {
         &self.group.disks[self.disk].stats
     }
 }
@@ -36,7 +37,7 @@ impl Drop for JournaledDisk {
 
 impl Export for JournaledDisk {
     fn size(&self) -> u64 {
-        self.group.disks[self.disk].size
+        self.group.disks[self.disk].size()
     }
 
     fn read_only(&self) -> bool {
@@ -50,19 +51,20 @@ impl Export for JournaledDisk {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let t = &self.group.disks[self.disk];
         let n = buf.len() as u64;
-        t.stats.observe(0, n, || t.read_at(buf, offset))
+        t.stats.observe(Command::Read, n, || t.read_at(buf, offset))
     }
 
     fn write_at(&self, data: &[u8], offset: u64, fua: bool) -> io::Result<()> {
         let n = data.len() as u64;
         self.stats().count_fua(fua);
-        self.stats()
-            .observe(1, n, || self.group.write(self.disk, data, offset, fua))
+        self.stats().observe(Command::Write, n, || {
+            self.group.write(self.disk, data, offset, fua)
+        })
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool, fua: bool) -> io::Result<()> {
         self.stats().count_fua(fua);
-        self.stats().observe(2, len, || {
+        self.stats().observe(Command::WriteZeroes, len, || {
             self.group
                 .write_zeroes(self.disk, offset, len, may_trim, fua)
         })
@@ -70,11 +72,12 @@ impl Export for JournaledDisk {
 
     /// TRIM is advisory in NBD: dropping it keeps the undo journal exact for free.
     fn trim(&self, _offset: u64, len: u64) -> io::Result<()> {
-        self.stats().observe(3, len, || Ok(()))
+        self.stats().observe(Command::Trim, len, || Ok(()))
     }
 
     fn flush(&self) -> io::Result<()> {
-        self.stats()
-            .observe(4, 0, || self.group.point(false, "").map(|_| ()))
+        self.stats().observe(Command::Flush, 0, || {
+            self.group.point(false, "").map(|_| ())
+        })
     }
 }

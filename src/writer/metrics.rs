@@ -5,9 +5,10 @@
 //! std TcpListener does in a few lines; a server framework would add a runtime and dozens
 //! of dependencies to a binary that must also link statically for CentOS 6.
 
+use super::group::Point;
 use super::nbd::Server;
-use super::service::{GroupState, Writer};
-use super::stats::{BUCKETS, COMMANDS, CommandStats};
+use super::service::{GroupState, GroupStatus, Writer};
+use super::stats::{BUCKETS, Command, CommandStats};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -56,13 +57,14 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
         head(&mut o, name, "counter", help);
         for g in w.groups.values() {
             for t in &g.disks {
-                for (i, c) in COMMANDS.iter().enumerate() {
-                    let v = pick(&t.stats.commands[i]).load(Ordering::Relaxed);
+                for c in Command::ALL {
+                    let v = pick(t.stats.command(c)).load(Ordering::Relaxed);
                     let _ = writeln!(
                         o,
-                        "{name}{{group=\"{}\",disk=\"{}\",command=\"{c}\"}} {v}",
+                        "{name}{{group=\"{}\",disk=\"{}\",command=\"{}\"}} {v}",
                         esc(&g.name),
-                        esc(&t.name)
+                        esc(&t.name),
+                        c.name()
                     );
                 }
             }
@@ -76,12 +78,13 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
     );
     for g in w.groups.values() {
         for t in &g.disks {
-            for (i, c) in COMMANDS.iter().enumerate() {
-                let s = &t.stats.commands[i];
+            for c in Command::ALL {
+                let s = t.stats.command(c);
                 let labels = format!(
-                    "group=\"{}\",disk=\"{}\",command=\"{c}\"",
+                    "group=\"{}\",disk=\"{}\",command=\"{}\"",
                     esc(&g.name),
-                    esc(&t.name)
+                    esc(&t.name),
+                    c.name()
                 );
                 let mut cum = 0;
                 for (b, ub) in BUCKETS.iter().enumerate() {
@@ -140,48 +143,49 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
         }
     }
     let status = w.status();
-    let gauges: [(&str, &str); 8] = [
-        ("mtkit_journal_bytes", "Undo journal size by group"),
+    type Gauge = fn(&GroupStatus) -> u64;
+    let gauges: [(&str, &str, Gauge); 8] = [
+        ("mtkit_journal_bytes", "Undo journal size by group", |g| {
+            g.journal_bytes
+        }),
         (
             "mtkit_journal_segments",
             "Undo journal segment files by group",
+            |g| g.journal_segments as u64,
         ),
-        ("mtkit_points", "Recovery points kept by group"),
+        ("mtkit_points", "Recovery points kept by group", |g| {
+            g.points as u64
+        }),
         (
             "mtkit_oldest_point_timestamp_seconds",
             "Time of the oldest recovery point",
+            |g| unix_secs(&g.oldest_point),
         ),
         (
             "mtkit_newest_point_timestamp_seconds",
             "Time of the newest recovery point",
+            |g| unix_secs(&g.newest_point),
         ),
         (
             "mtkit_rpo_lag_seconds",
             "Time since the last point while writes wait for the next",
+            |g| g.rpo_lag_secs,
         ),
-        ("mtkit_recovering", "1 while the group is under recovery"),
+        (
+            "mtkit_recovering",
+            "1 while the group is under recovery",
+            |g| u64::from(g.state == GroupState::Recovering),
+        ),
         (
             "mtkit_points_lost",
             "Recovery points that journal damage makes unrecoverable",
+            |g| g.lost_points as u64,
         ),
     ];
-    for (k, (name, help)) in gauges.iter().enumerate() {
+    for (name, help, value) in gauges {
         head(&mut o, name, "gauge", help);
         for g in &status.groups {
-            let ts = |p: &Option<super::group::Point>| {
-                p.as_ref().map_or(0, |p| p.time.timestamp()) as u64
-            };
-            let v = match k {
-                0 => g.journal_bytes,
-                1 => g.journal_segments as u64,
-                2 => g.points as u64,
-                3 => ts(&g.oldest_point),
-                4 => ts(&g.newest_point),
-                5 => g.rpo_lag_secs,
-                6 => u64::from(g.state == GroupState::Recovering),
-                _ => g.lost_points as u64,
-            };
-            let _ = writeln!(o, "{name}{{group=\"{}\"}} {v}", esc(&g.name));
+            let _ = writeln!(o, "{name}{{group=\"{}\"}} {}", esc(&g.name), value(g));
         }
     }
     head(
@@ -227,6 +231,11 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
         }
     }
     o
+}
+
+/// A point's time in seconds since the epoch; 0 without a point.
+fn unix_secs(p: &Option<Point>) -> u64 {
+    p.as_ref().map_or(0, |p| p.time.timestamp()) as u64
 }
 
 /// Scrapes answered at once; more connections are closed as soon as they are accepted. A
@@ -340,6 +349,110 @@ fn answer(mut conn: TcpStream, w: &Writer, server: &Server) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer of three disks in two groups (one disk named with a quote), a point made
+    /// on vm1, and counters set so that every (disk, command, counter) has its own value.
+    fn counted(dir: &std::path::Path) -> Writer {
+        let mut text = format!("[writer]\njournal-dir = \"{}\"\n", dir.join("j").display());
+        for (name, group, file) in [("d0", "vm1", "a"), ("d1", "vm1", "b"), ("d\"2", "vm2", "c")] {
+            text += &format!(
+                "[[writer.disk]]\nname = '{name}'\ngroup = \"{group}\"\npath = \"{}\"\nsize = \"1M\"\n",
+                dir.join(file).display()
+            );
+        }
+        let w = Writer::open(&toml::from_str(&text).unwrap()).unwrap();
+        let d0 = super::super::ExportResolver::open(&w, "d0", &Default::default()).unwrap();
+        d0.write_at(&[1; 8192], 0, false).unwrap();
+        w.bookmark("vm1", "base").unwrap();
+        d0.write_at(&[2; 8192], 0, false).unwrap();
+        d0.flush().unwrap();
+        let disks = w.groups.values().flat_map(|g| &g.disks);
+        for (d, t) in (0u64..).zip(disks) {
+            for (i, c) in (0u64..).zip(Command::ALL) {
+                let s = t.stats.command(c);
+                s.requests.store(1000 * d + 10 * i + 1, Ordering::Relaxed);
+                s.bytes.store(1000 * d + 10 * i + 2, Ordering::Relaxed);
+                s.errors.store(1000 * d + 10 * i + 3, Ordering::Relaxed);
+                s.sum_us
+                    .store((d * 10 + i) * 1_500_000 + 7, Ordering::Relaxed);
+                for (b, n) in (0u64..).zip(&s.buckets) {
+                    n.store(b + i + d, Ordering::Relaxed);
+                }
+            }
+            t.stats.fua.store(d + 7, Ordering::Relaxed);
+        }
+        w
+    }
+
+    /// The text as it was when the commands were indexes into a name array (lines taken
+    /// from that code's output for the same writer).
+    #[test]
+    fn every_command_of_every_disk_is_listed_as_before() {
+        let t = tempfile::tempdir().unwrap();
+        let text = render(&counted(t.path()), None);
+        let lines: Vec<&str> = text.lines().collect();
+        let run = |want: &[&str]| {
+            let at = lines.iter().position(|l| *l == want[0]);
+            let at = at.unwrap_or_else(|| panic!("{} missing:\n{text}", want[0]));
+            assert_eq!(&lines[at..at + want.len()], want, "{text}");
+        };
+        run(&[
+            "mtkit_requests_total{group=\"vm1\",disk=\"d1\",command=\"read\"} 1001",
+            "mtkit_requests_total{group=\"vm1\",disk=\"d1\",command=\"write\"} 1011",
+            "mtkit_requests_total{group=\"vm1\",disk=\"d1\",command=\"write_zeroes\"} 1021",
+            "mtkit_requests_total{group=\"vm1\",disk=\"d1\",command=\"trim\"} 1031",
+            "mtkit_requests_total{group=\"vm1\",disk=\"d1\",command=\"flush\"} 1041",
+            "mtkit_requests_total{group=\"vm2\",disk=\"d\\\"2\",command=\"read\"} 2001",
+        ]);
+        run(&[
+            "mtkit_errors_total{group=\"vm2\",disk=\"d\\\"2\",command=\"flush\"} 2043",
+            "# HELP mtkit_request_duration_seconds Request latency by disk and command",
+            "# TYPE mtkit_request_duration_seconds histogram",
+        ]);
+        let wz = "group=\"vm1\",disk=\"d1\",command=\"write_zeroes\"";
+        let bucket = |le: &str, n: u64| {
+            format!("mtkit_request_duration_seconds_bucket{{{wz},le=\"{le}\"}} {n}")
+        };
+        let mut hist: Vec<String> = [
+            ("0.0001", 3),
+            ("0.0005", 7),
+            ("0.001", 12),
+            ("0.005", 18),
+            ("0.01", 25),
+            ("0.05", 33),
+            ("0.1", 42),
+            ("0.5", 52),
+            ("1", 63),
+            ("5", 75),
+            ("+Inf", 88),
+        ]
+        .iter()
+        .map(|(le, n)| bucket(le, *n))
+        .collect();
+        hist.push(format!(
+            "mtkit_request_duration_seconds_sum{{{wz}}} 18.000007"
+        ));
+        hist.push(format!("mtkit_request_duration_seconds_count{{{wz}}} 88"));
+        run(&hist.iter().map(String::as_str).collect::<Vec<_>>());
+        run(&[
+            "mtkit_fua_requests_total{group=\"vm1\",disk=\"d0\"} 7",
+            "mtkit_fua_requests_total{group=\"vm1\",disk=\"d1\"} 8",
+            "mtkit_fua_requests_total{group=\"vm2\",disk=\"d\\\"2\"} 9",
+        ]);
+        run(&[
+            "# HELP mtkit_points Recovery points kept by group",
+            "# TYPE mtkit_points gauge",
+            "mtkit_points{group=\"vm1\"} 2",
+            "mtkit_points{group=\"vm2\"} 0",
+            "# HELP mtkit_oldest_point_timestamp_seconds Time of the oldest recovery point",
+        ]);
+        run(&[
+            "mtkit_recovering{group=\"vm2\"} 0",
+            "# HELP mtkit_points_lost Recovery points that journal damage makes unrecoverable",
+            "# TYPE mtkit_points_lost gauge",
+            "mtkit_points_lost{group=\"vm1\"} 0",
+        ]);
+    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -2,8 +2,11 @@
 //!
 //! The seam between the protocol and the storage is [`Export`] (one served disk, or a
 //! read-only view of a disk at a point) and [`ExportResolver`] (how a name the client asks
-//! for becomes an export, and who may open it).
+//! for becomes an export, and who may open it). Under every export that writes a disk is
+//! one block store, [`block::BlockFile`]: plain ([`FileExport`]) or under a group's
+//! journal ([`journaled::JournaledDisk`]).
 
+pub mod block;
 pub mod export;
 pub mod file_export;
 pub mod nbd;
@@ -27,7 +30,6 @@ pub mod service;
 pub mod session;
 pub mod stats;
 pub mod targets;
-pub mod zeroing;
 
 /// A test hook for the crash tests, in debug builds only: with `MTKIT_TEST_PAUSE` set to
 /// `<step prefix>:<milliseconds>` (several, comma-separated), each `step` that starts with

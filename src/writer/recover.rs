@@ -263,7 +263,7 @@ impl Group {
         let mut steps = Vec::new();
         let (mut blocks, mut bytes, mut unsaved) = (0u64, 0u64, 0u64);
         for (&d, ext) in &all {
-            let last = self.disks[d].size.div_ceil(BLOCK);
+            let last = self.disks[d].size().div_ceil(BLOCK);
             for (s, e) in ext.iter() {
                 let e = e.min(last);
                 let mut b = s;
@@ -274,7 +274,7 @@ impl Group {
                 }
                 blocks += e.saturating_sub(s);
                 bytes += (e * BLOCK)
-                    .min(self.disks[d].size)
+                    .min(self.disks[d].size())
                     .saturating_sub(s * BLOCK);
                 unsaved += head.gaps(d, s, e).iter().map(|(a, b)| b - a).sum::<u64>();
             }
@@ -322,14 +322,14 @@ impl Group {
         let mut data = Vec::new();
         for &(d, b0, n) in &steps {
             let t = &self.disks[d];
-            let (start, end) = (b0 * BLOCK, ((b0 + n) * BLOCK).min(t.size));
+            let (start, end) = (b0 * BLOCK, ((b0 + n) * BLOCK).min(t.size()));
             // Head contents are synced to the session log before the disk is overwritten:
             // after a crash here, every point reachable before is reachable still.
             let gaps = head.gaps(d, b0, b0 + n);
             if !gaps.is_empty() {
                 data.resize((end - start) as usize, 0);
                 t.read_at(&mut data, start)
-                    .with_context(|| format!("reading disk {}", t.path.display()))?;
+                    .with_context(|| format!("reading disk {}", t.path().display()))?;
                 let mut buf = Vec::new();
                 let mut rel = Vec::new();
                 for (gs, ge) in gaps {
@@ -386,14 +386,14 @@ impl Group {
                 b = e;
             }
             t.write_at(&data, start)
-                .with_context(|| format!("writing disk {}", t.path.display()))?;
+                .with_context(|| format!("writing disk {}", t.path().display()))?;
             super::test_pause("recover: step written");
             done += n;
             progress(done, blocks);
         }
         for t in &self.disks {
             t.sync()
-                .with_context(|| format!("syncing disk {}", t.path.display()))?;
+                .with_context(|| format!("syncing disk {}", t.path().display()))?;
         }
         write_session(
             &self.dir,
@@ -553,7 +553,7 @@ pub struct PointView {
 
 impl Export for PointView {
     fn size(&self) -> u64 {
-        self.group.disks[self.disk].size
+        self.group.disks[self.disk].size()
     }
 
     fn read_only(&self) -> bool {
@@ -582,7 +582,7 @@ impl Export for PointView {
                         None => break,
                     }
                 };
-                let (bs, be) = (b * BLOCK, (e * BLOCK).min(t.size));
+                let (bs, be) = (b * BLOCK, (e * BLOCK).min(t.size()));
                 let (s, x) = (bs.max(offset), be.min(end));
                 if s < x {
                     let src = src.map(|l| Loc {

@@ -276,8 +276,8 @@ impl Writer {
                         .iter()
                         .map(|t| DiskStatus {
                             name: t.name.clone(),
-                            path: t.path.display().to_string(),
-                            size: t.size,
+                            path: t.path().display().to_string(),
+                            size: t.size(),
                             clients: t.clients.load(std::sync::atomic::Ordering::Relaxed),
                             bytes_written: t
                                 .bytes_written

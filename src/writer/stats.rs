@@ -7,8 +7,37 @@ use std::time::Instant;
 /// Histogram bucket upper bounds, seconds.
 pub const BUCKETS: [f64; 10] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
 
-/// The commands counted per disk.
-pub const COMMANDS: [&str; 5] = ["read", "write", "write_zeroes", "trim", "flush"];
+/// The NBD commands counted per disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Read,
+    Write,
+    WriteZeroes,
+    Trim,
+    Flush,
+}
+
+impl Command {
+    /// Every command, in the order the metrics list them.
+    pub const ALL: [Command; 5] = [
+        Command::Read,
+        Command::Write,
+        Command::WriteZeroes,
+        Command::Trim,
+        Command::Flush,
+    ];
+
+    /// The `command` label of its metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Read => "read",
+            Command::Write => "write",
+            Command::WriteZeroes => "write_zeroes",
+            Command::Trim => "trim",
+            Command::Flush => "flush",
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct CommandStats {
@@ -20,25 +49,31 @@ pub struct CommandStats {
     pub(crate) buckets: [AtomicU64; BUCKETS.len() + 1],
 }
 
-/// Counters of one disk, one entry per [`COMMANDS`].
+/// Counters of one disk, one entry per [`Command`].
 #[derive(Default)]
 pub struct DiskStats {
-    pub commands: [CommandStats; COMMANDS.len()],
+    commands: [CommandStats; Command::ALL.len()],
     /// Writes and write-zeroes that carried NBD_CMD_FLAG_FUA (the kernel client's REQ_FUA).
     pub fua: AtomicU64,
 }
 
 impl DiskStats {
-    /// Times `f` and counts it under command `cmd` (an index into [`COMMANDS`]).
+    /// The counters of `cmd`.
+    pub fn command(&self, cmd: Command) -> &CommandStats {
+        // ALL lists the variants in declaration order, so the discriminant is the index.
+        &self.commands[cmd as usize]
+    }
+
+    /// Times `f` and counts it under `cmd`.
     pub fn observe<T, E>(
         &self,
-        cmd: usize,
+        cmd: Command,
         bytes: u64,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
         let t0 = Instant::now();
         let r = f();
-        let c = &self.commands[cmd];
+        let c = self.command(cmd);
         let secs = t0.elapsed().as_secs_f64();
         c.requests.fetch_add(1, Ordering::Relaxed);
         c.sum_us.fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
@@ -63,5 +98,34 @@ impl DiskStats {
         if fua {
             self.fua.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_command_has_its_own_counters_and_label() {
+        let s = DiskStats::default();
+        for (i, c) in Command::ALL.into_iter().enumerate() {
+            assert_eq!(Command::ALL[c as usize], c, "ALL is in declaration order");
+            for _ in 0..=i {
+                let _ = s.observe(c, 10, || Ok::<_, ()>(()));
+            }
+            let _ = s.observe(c, 10, || Err::<(), _>(()));
+        }
+        for (i, c) in Command::ALL.into_iter().enumerate() {
+            let n = s.command(c);
+            assert_eq!(n.requests.load(Ordering::Relaxed), i as u64 + 2, "{c:?}");
+            assert_eq!(
+                n.bytes.load(Ordering::Relaxed),
+                10 * (i as u64 + 1),
+                "{c:?}"
+            );
+            assert_eq!(n.errors.load(Ordering::Relaxed), 1, "{c:?}");
+        }
+        let names: Vec<_> = Command::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["read", "write", "write_zeroes", "trim", "flush"]);
     }
 }

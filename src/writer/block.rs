@@ -1,0 +1,279 @@
+//! The block store: a target disk (a block device or a regular file) read and written in
+//! place with positional I/O on one descriptor (pread/pwrite/fdatasync/fallocate).
+//!
+//! Both ways a disk is served stand on it: the plain NBD export ([`super::FileExport`])
+//! and a journaled group's target ([`super::group::Target`]). Only syscalls Linux 2.6.32
+//! has are required: hole punching and zero ranges are tried first and fall back to
+//! writing zeros where the kernel or the filesystem cannot do them ([`zeroing`]).
+
+pub mod zeroing;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{FallocateFlags, fallocate};
+
+/// Zeros are written in pieces of this size when the kernel cannot zero a range itself.
+const ZERO_CHUNK: usize = 1 << 20;
+
+/// A block device or regular file and its size, fixed when it was opened.
+#[derive(Debug)]
+pub struct BlockFile {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    /// A regular file (else a block device): fallocate's errors mean different things.
+    regular: bool,
+}
+
+impl BlockFile {
+    /// Opens an existing file or block device; its size is its current length. A block
+    /// device opened for writing is held with O_EXCL (EBUSY when mounted or held), so mkfs
+    /// cannot format it while it is served.
+    pub fn open(path: &Path, read_only: bool) -> io::Result<BlockFile> {
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(!read_only);
+        if !read_only && std::fs::metadata(path)?.file_type().is_block_device() {
+            opts.custom_flags(libc::O_EXCL);
+        }
+        BlockFile::sized(opts.open(path)?, path)
+    }
+
+    /// Creates a sparse regular file of `size` bytes, 0600; refuses to replace an existing one.
+    pub fn create(path: &Path, size: u64) -> io::Result<BlockFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        file.set_len(size)?;
+        BlockFile::sized(file, path)
+    }
+
+    /// Opens a writer service's target for writing. With `size`, a regular file that does not
+    /// exist is made (0600: it holds a machine's disk) and one that is shorter is grown to
+    /// it. No O_EXCL: the service already holds a block device exclusively on another
+    /// descriptor ([`super::targets::Host::claim`]), which an O_EXCL open would collide with.
+    pub fn open_target(path: &Path, size: Option<u64>) -> io::Result<BlockFile> {
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true);
+        if size.is_some() {
+            opts.create(true).mode(0o600);
+        }
+        let file = opts.open(path)?;
+        let meta = file.metadata()?;
+        if let Some(want) = size.filter(|&w| meta.is_file() && w > meta.len()) {
+            file.set_len(want)?;
+        }
+        BlockFile::sized(file, path)
+    }
+
+    fn sized(mut file: File, path: &Path) -> io::Result<BlockFile> {
+        let regular = file.metadata()?.is_file();
+        // Block devices report a zero metadata length; the end offset is their size.
+        let size = file.seek(SeekFrom::End(0))?;
+        Ok(BlockFile {
+            file,
+            path: path.to_owned(),
+            size,
+            regular,
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(data, offset)
+    }
+
+    /// Makes what was written durable (fdatasync).
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Zeroes `[offset, offset+len)`: a hole punched when `may_trim`, else a zero range that
+    /// stays allocated (NBD_CMD_FLAG_NO_HOLE), or zeros written where neither can be done.
+    pub fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let mode = if may_trim {
+            FallocateFlags::FALLOC_FL_PUNCH_HOLE
+        } else {
+            FallocateFlags::FALLOC_FL_ZERO_RANGE
+        };
+        if !self.try_fallocate(mode | FallocateFlags::FALLOC_FL_KEEP_SIZE, offset, len)? {
+            self.write_zero_bytes(offset, len)?;
+        }
+        Ok(())
+    }
+
+    /// Frees `[offset, offset+len)` where holes can be punched; elsewhere does nothing, as
+    /// TRIM is advisory.
+    pub fn trim(&self, offset: u64, len: u64) -> io::Result<()> {
+        if len > 0 {
+            self.try_fallocate(
+                FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                offset,
+                len,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_zero_bytes(&self, mut offset: u64, len: u64) -> io::Result<()> {
+        let zeros = vec![0u8; ZERO_CHUNK.min(len as usize)];
+        let end = offset + len;
+        while offset < end {
+            let n = (end - offset).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..n], offset)?;
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Tries fallocate with `flags`; `Ok(false)` when this kernel/file cannot do it, or
+    /// would "do" it without zeroing (a vanilla 2.6.32: see [`zeroing`]). Any other failure
+    /// (EIO, ENOSPC, ...) is the caller's: writing zeros over a failing disk would hide it.
+    fn try_fallocate(&self, flags: FallocateFlags, offset: u64, len: u64) -> io::Result<bool> {
+        if !zeroing::mode_zeroes(&self.file, &self.path, flags.bits()) {
+            return Ok(false);
+        }
+        match fallocate(&self.file, flags, offset as i64, len as i64) {
+            Ok(()) => Ok(true),
+            Err(e) if cannot_here(e, self.regular) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Whether fallocate failing with `e` means "this mode cannot be done on this file"
+/// (zeros are written instead) rather than a failure to report. fallocate(2), ERRORS:
+/// EOPNOTSUPP (ENOTSUP on Linux) "the filesystem ... does not support this operation; or
+/// the mode is not supported"; ENOSYS "this kernel does not implement fallocate()";
+/// ENODEV "fd does not refer to a regular file or a directory" (a block device before
+/// Linux 4.9); EINVAL "mode is ... FALLOC_FL_ZERO_RANGE, but the file referred to by fd is
+/// not a regular file". On a block device EINVAL is also the kernel's answer to a range
+/// not aligned to its logical block size (block/fops.c, blkdev_fallocate), which
+/// pwrite can still zero. On a regular file, EINVAL means a bad offset or length: a bug
+/// to report, not a missing feature.
+fn cannot_here(e: Errno, regular: bool) -> bool {
+    match e {
+        Errno::EOPNOTSUPP | Errno::ENOSYS => true,
+        Errno::ENODEV | Errno::EINVAL => !regular,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn only_a_mode_this_file_cannot_do_falls_back_to_writing_zeros() {
+        for regular in [true, false] {
+            assert!(cannot_here(Errno::EOPNOTSUPP, regular));
+            assert!(cannot_here(Errno::ENOTSUP, regular));
+            assert!(cannot_here(Errno::ENOSYS, regular));
+            // A failing or full disk is reported, never papered over with zeros.
+            for e in [
+                Errno::EIO,
+                Errno::ENOSPC,
+                Errno::EPERM,
+                Errno::EBADF,
+                Errno::EINTR,
+            ] {
+                assert!(!cannot_here(e, regular), "{e} (regular file: {regular})");
+            }
+        }
+        // A block device: an unsupported mode or a range off its sector size.
+        assert!(cannot_here(Errno::ENODEV, false));
+        assert!(cannot_here(Errno::EINVAL, false));
+        // A regular file: EINVAL/ENODEV are a bad request, not a missing feature.
+        assert!(!cannot_here(Errno::ENODEV, true));
+        assert!(!cannot_here(Errno::EINVAL, true));
+    }
+
+    #[test]
+    fn create_write_read_zero_trim() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("disk.img");
+        let b = BlockFile::create(&p, 4 << 20).unwrap();
+        assert_eq!(b.size(), 4 << 20);
+        assert!(BlockFile::create(&p, 1).is_err(), "must not replace a file");
+        b.write_at(&[0xab; 8192], 4096).unwrap();
+        let mut buf = [0u8; 8192];
+        b.read_at(&mut buf, 4096).unwrap();
+        assert!(buf.iter().all(|&x| x == 0xab));
+
+        b.write_zeroes(4096, 4096, false).unwrap();
+        b.read_at(&mut buf, 4096).unwrap();
+        assert!(buf[..4096].iter().all(|&x| x == 0));
+        assert!(buf[4096..].iter().all(|&x| x == 0xab));
+
+        b.trim(8192, 4096).unwrap();
+        b.sync().unwrap();
+        let reopened = BlockFile::open(&p, true).unwrap();
+        assert_eq!(reopened.size(), 4 << 20);
+        assert!(reopened.write_at(&[1], 0).is_err(), "opened read-only");
+    }
+
+    #[test]
+    fn a_target_is_made_or_grown_to_its_size_and_never_shrunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.img");
+        assert!(
+            BlockFile::open_target(&p, None).is_err(),
+            "no size: not made"
+        );
+        let t = BlockFile::open_target(&p, Some(1 << 20)).unwrap();
+        assert_eq!(t.size(), 1 << 20);
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        drop(t);
+        assert_eq!(
+            BlockFile::open_target(&p, Some(2 << 20)).unwrap().size(),
+            2 << 20
+        );
+        assert_eq!(
+            BlockFile::open_target(&p, Some(1 << 20)).unwrap().size(),
+            2 << 20
+        );
+        assert_eq!(BlockFile::open_target(&p, None).unwrap().size(), 2 << 20);
+    }
+
+    #[test]
+    fn punching_frees_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("disk.img");
+        let b = BlockFile::create(&p, 8 << 20).unwrap();
+        b.write_at(&vec![1u8; 4 << 20], 0).unwrap();
+        b.sync().unwrap();
+        let before = std::fs::metadata(&p).unwrap().blocks();
+        b.write_zeroes(0, 4 << 20, true).unwrap();
+        let after = std::fs::metadata(&p).unwrap().blocks();
+        // tmpfs and ext4/xfs punch holes; the data must read as zeros either way.
+        assert!(after <= before);
+        let mut buf = vec![9u8; 4 << 20];
+        b.read_at(&mut buf, 0).unwrap();
+        assert!(buf.iter().all(|&x| x == 0));
+    }
+}

@@ -16,7 +16,7 @@ fn main() -> anyhow::Result<()> {
     if args.first().map(String::as_str) == Some("--tls-dir") {
         let dir = args.get(1).cloned().unwrap_or_default();
         args.drain(..2);
-        opts.tls = Some(mtkit::writer::tls::server_config(&WriterTls {
+        opts.tls = Some(mtkit::writer::certs::server_config(&WriterTls {
             dir: Some(dir.into()),
             ..WriterTls::default()
         })?);

@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 
 use mtkit::config::WriterTls;
 use mtkit::writer::FileExport;
+use mtkit::writer::access::{allowed, cert_identity};
+use mtkit::writer::certs::server_config;
 use mtkit::writer::certs::{Expiry, leaf};
 use mtkit::writer::export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
 use mtkit::writer::nbd::proto::*;
 use mtkit::writer::nbd::{ServerOptions, StaticResolver};
-use mtkit::writer::tls;
 use support::have;
 use support::nbd::{Raw, Running, image, socketpair};
 
@@ -42,7 +43,7 @@ impl ExportResolver for Groups {
         } else {
             vec![]
         };
-        if !tls::allowed(&group_clients, c) {
+        if !allowed(&group_clients, c) {
             return Err(OpenError::Refused {
                 name: name.into(),
                 reason: format!("{:?} may not open it", c.identity),
@@ -89,7 +90,7 @@ fn setup() -> Setup {
             ),
         seen: Mutex::new(Vec::new()),
     });
-    let config = tls::server_config(&WriterTls {
+    let config = server_config(&WriterTls {
         dir: Some(pki.clone()),
         ..WriterTls::default()
     })
@@ -156,7 +157,7 @@ fn certs_layout_modes_and_reuse() {
     // The client certificate names the client.
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let der = CertificateDer::from_pem_file(client.join("client-cert.pem")).unwrap();
-    assert_eq!(tls::cert_identity(&der).as_deref(), Some("ps-azure-01"));
+    assert_eq!(cert_identity(&der).as_deref(), Some("ps-azure-01"));
 
     // Adding a client later keeps the CA, the server cert and the existing client.
     let server = std::fs::read(pki.join("server-cert.pem")).unwrap();
@@ -167,7 +168,7 @@ fn certs_layout_modes_and_reuse() {
     assert_eq!(std::fs::read(client.join("client-cert.pem")).unwrap(), old);
     assert!(pki.join("clients/ps-azure-02/client-cert.pem").is_file());
     // ... and the new client is signed by the same CA: the server accepts it.
-    tls::server_config(&WriterTls {
+    server_config(&WriterTls {
         dir: Some(pki.clone()),
         ..WriterTls::default()
     })
@@ -305,8 +306,7 @@ fn clients_without_valid_certificates_are_refused() {
         rcgen::KeyPair::from_pem(&std::fs::read_to_string(s.pki.join("ca-key.pem")).unwrap())
             .unwrap();
     use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let ca_cn =
-        tls::cert_identity(&CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
+    let ca_cn = cert_identity(&CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
     let mut ca_params = rcgen::CertificateParams::default();
     ca_params
         .distinguished_name

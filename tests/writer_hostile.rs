@@ -407,7 +407,7 @@ fn client_cert(
     let mut ca = rcgen::CertificateParams::default();
     ca.distinguished_name.push(
         rcgen::DnType::CommonName,
-        mtkit::writer::tls::cert_identity(&ca_der).unwrap(),
+        mtkit::writer::access::cert_identity(&ca_der).unwrap(),
     );
     let issuer = rcgen::Issuer::new(ca, ca_key);
     let mut p = rcgen::CertificateParams::default();

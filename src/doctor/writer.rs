@@ -92,7 +92,7 @@ fn tls(cx: &Context) -> Option<Finding> {
                 key: at(t.key),
                 ca: at(t.ca),
             };
-            match crate::writer::tls::server_config(&rebased) {
+            match crate::writer::certs::server_config(&rebased) {
                 Ok(_) => Finding::new(ID, super::Status::Pass, plan.describe(cx.config), issue),
                 Err(e) => Finding::fail(
                     ID,
@@ -118,7 +118,7 @@ fn tls(cx: &Context) -> Option<Finding> {
                     format!("then {issue}"),
                 ));
             }
-            let loaded = crate::writer::tls::server_config(&WriterTls {
+            let loaded = crate::writer::certs::server_config(&WriterTls {
                 dir: Some(dir.clone()),
                 ..WriterTls::default()
             });

@@ -1,7 +1,9 @@
 //! The writer's TLS material: a private CA, the server certificate and client certificates,
 //! in the folder layout qemu's `tls-creds-x509` and libnbd's `tls-certificates=` read. One
 //! library for `mtkit writer certs`, `mtkit apply`, the service's first start and a
-//! template's first boot.
+//! template's first boot; and the reading side: the files `[writer.tls]` names, loaded into
+//! the rustls config the NBD server's TLS sessions run on ([`server_config`]), so one
+//! module knows the file names.
 //!
 //! Every file is written to a temp file (O_EXCL), synced, then linked to its name, which
 //! fails when the name exists: two runs at once, or a crash half-way, never truncate or
@@ -11,6 +13,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::{Datelike, Utc};
@@ -19,7 +22,12 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
 
-use crate::config::{BootProto, Config};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+use crate::config::{BootProto, Config, WriterTls};
 use crate::error::bad_input;
 use crate::files::{Links, Root};
 
@@ -395,8 +403,7 @@ impl Pki {
         })?;
         let key = KeyPair::from_pem(&key_pem)
             .map_err(|e| bad_input(format!("{}: {e}", key_path.display())))?;
-        use rustls::pki_types::pem::PemObject;
-        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        let der = CertificateDer::from_pem_slice(pem.as_bytes())
             .map_err(|e| bad_input(format!("{}: {e}", cert_path.display())))?;
         // The certificate embeds its public key as is: a key that is not in it is another
         // CA's, and what it signed would not verify.
@@ -409,7 +416,7 @@ impl Pki {
             )));
         }
         // Signing needs only the CA's subject (its CN, as this module writes it) and key.
-        let cn = crate::writer::tls::cert_identity(&der)
+        let cn = crate::writer::access::cert_identity(&der)
             .ok_or_else(|| bad_input(format!("{}: no subject CN", cert_path.display())))?;
         Ok(Ca {
             issuer: Issuer::new(ca_params(&cn), key),
@@ -546,6 +553,75 @@ fn private_sub(dir: &Root, name: &str) -> Result<Root> {
     dir.create_dirs_with(name, 0o700, Links::Refuse)?;
     dir.sub(name, Links::Refuse)?
         .with_context(|| format!("{} vanished", dir.show(name).display()))
+}
+
+/// The files of a `[writer.tls]` section: `dir` gives defaults, explicit paths win.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn resolve(t: &WriterTls) -> Result<TlsFiles> {
+        let from_dir = |name: &str| t.dir.as_ref().map(|d| d.join(name));
+        let pick = |explicit: &Option<PathBuf>, name: &str, key: &str| {
+            explicit.clone().or_else(|| from_dir(name)).ok_or_else(|| {
+                bad_input(format!(
+                    "[writer.tls] needs `dir` (holding {name}) or `{key}`"
+                ))
+            })
+        };
+        Ok(TlsFiles {
+            ca: pick(&t.ca, CA_CERT, "ca")?,
+            cert: pick(&t.cert, SERVER_CERT, "cert")?,
+            key: pick(&t.key, SERVER_KEY, "key")?,
+        })
+    }
+}
+
+fn load_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad_input(format!("reading certificates from {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(bad_input(format!(
+            "{} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// Builds the server's TLS config: its certificate, and client certificates required and
+/// verified against the CA (expired or foreign ones fail the handshake).
+pub fn server_config(t: &WriterTls) -> Result<Arc<ServerConfig>> {
+    let files = TlsFiles::resolve(t)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in load_pem_certs(&files.ca)? {
+        roots
+            .add(ca)
+            .with_context(|| format!("adding the CA in {}", files.ca.display()))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .context("building the client certificate verifier")?;
+    let certs = load_pem_certs(&files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+        bad_input(format!(
+            "reading the private key {}: {e}",
+            files.key.display()
+        ))
+    })?;
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .with_context(|| format!("server certificate {}", files.cert.display()))?;
+    Ok(Arc::new(config))
 }
 
 #[cfg(test)]
@@ -686,5 +762,19 @@ mod tests {
         let e = ensure_default(&root, &Config::default()).unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2, "{e:#}");
         assert!(!outside.join("k").exists());
+    }
+
+    #[test]
+    fn tls_files_resolve() {
+        let t = WriterTls {
+            dir: Some("/d".into()),
+            key: Some("/k.pem".into()),
+            ..WriterTls::default()
+        };
+        let f = TlsFiles::resolve(&t).unwrap();
+        assert_eq!(f.ca, Path::new("/d/ca-cert.pem"));
+        assert_eq!(f.cert, Path::new("/d/server-cert.pem"));
+        assert_eq!(f.key, Path::new("/k.pem"));
+        assert!(TlsFiles::resolve(&WriterTls::default()).is_err());
     }
 }

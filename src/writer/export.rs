@@ -46,7 +46,7 @@ pub struct ClientInfo {
     pub peer: Option<SocketAddr>,
     /// Over TLS: the client certificate was verified (the identity may still be unusable).
     pub tls: bool,
-    /// Certificate subject CN / DNS SAN of a TLS client ([`crate::writer::tls::cert_identity`]);
+    /// Certificate subject CN / DNS SAN of a TLS client ([`crate::writer::access::cert_identity`]);
     /// `None` without TLS or when the certificate names no usable identity.
     pub identity: Option<String>,
 }

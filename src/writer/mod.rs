@@ -10,10 +10,10 @@ pub mod block;
 pub mod export;
 pub mod file_export;
 pub mod nbd;
-pub mod tls;
 
 pub use export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
 pub use file_export::FileExport;
+pub mod access;
 pub mod certs;
 pub mod control;
 pub mod daemon;

@@ -104,7 +104,7 @@ pub fn problems(cfg: &Config) -> Vec<String> {
     match tls_plan(w) {
         Ok(TlsPlan::Configured) => {
             if let Some(t) = &w.tls
-                && let Err(e) = super::tls::TlsFiles::resolve(t)
+                && let Err(e) = super::certs::TlsFiles::resolve(t)
             {
                 out.push(format!("{e:#}"));
             }

@@ -516,10 +516,10 @@ impl ExportResolver for Writer {
 
 impl Writer {
     /// `[[writer.group]] clients` restricts TLS clients by certificate identity; a TLS client
-    /// without a usable identity opens only groups that list nobody ([`super::tls::allowed`]).
+    /// without a usable identity opens only groups that list nobody ([`super::access::allowed`]).
     fn may_open(&self, group: &str, client: &ClientInfo) -> bool {
         let list = self.clients.get(group).map_or(&[][..], |v| v.as_slice());
-        super::tls::allowed(list, client)
+        super::access::allowed(list, client)
     }
 }
 

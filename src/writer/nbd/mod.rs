@@ -12,6 +12,7 @@ pub mod fuzz;
 pub mod negotiate;
 pub mod proto;
 pub mod server;
+pub mod tls;
 pub mod transmit;
 
 pub use connection::Connection;

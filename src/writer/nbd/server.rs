@@ -14,10 +14,12 @@ use thiserror::Error;
 
 use super::connection::Connection;
 use super::negotiate::{self, NegotiateError, NegotiateOptions, Negotiated, Outcome, TlsState};
+use super::tls::TlsStream;
 use super::transmit::{self, BufferPool, End, PoolStats, TransmitError, TransmitOptions};
+use crate::writer::access::cert_identity;
+use crate::writer::certs;
 use crate::writer::export::{ClientInfo, ExportResolver};
 use crate::writer::fds::{self, FdBudget, FdLease};
-use crate::writer::tls::{self, TlsStream};
 
 /// Real clients negotiate in milliseconds; this only bounds stalled ones. It is a deadline
 /// for the whole negotiation (TLS handshake included), not a limit per read: a client
@@ -113,7 +115,7 @@ impl ServerOptions {
             "[writer] max-request-size must be between 4K and 4G, not {max} bytes"
         );
         let tls = match &w.tls {
-            Some(t) => Some(tls::server_config(t)?),
+            Some(t) => Some(certs::server_config(t)?),
             None => None,
         };
         let idle = w.idle_timeout.0;
@@ -562,7 +564,7 @@ impl Server {
                 let mut tls = TlsStream::accept(config, stream).map_err(ConnError::Tls)?;
                 let client = ClientInfo {
                     tls: true,
-                    identity: tls.identity(),
+                    identity: tls.peer_certificate().and_then(|c| cert_identity(&c)),
                     ..client
                 };
                 tracing::debug!(peer = ?client.peer, identity = ?client.identity, "TLS client");

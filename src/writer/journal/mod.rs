@@ -539,6 +539,14 @@ impl Journal {
     /// session log appends rarely and does not).
     pub fn set_prewrite(&mut self, on: bool) {
         self.prewrite = on;
+        // Test hook (debug builds): spares from the first append, for the crash tests.
+        #[cfg(debug_assertions)]
+        if let Some(n) = std::env::var("MTKIT_TEST_SPARE_AFTER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            self.spare_after = n;
+        }
         if !on {
             self.spare = None;
         }
@@ -568,7 +576,7 @@ impl Journal {
     }
 
     /// Starts writing the next segment ahead when appends are small and the volume has
-    /// room to spare (four segments beyond it).
+    /// room to spare (a segment beyond it).
     fn maybe_start_spare(&mut self) {
         let cur = self.segments.last().map(|s| s.id);
         // Judged on evidence: enough appends into this segment, small on average (or
@@ -591,7 +599,7 @@ impl Journal {
         let room = nix::sys::statvfs::statvfs(&self.dir)
             .map(|v| v.blocks_available() * v.fragment_size())
             .unwrap_or(0);
-        if room < 5 * self.segment_size {
+        if room < 2 * self.segment_size {
             self.spare_failed_in = cur;
             return;
         }
@@ -612,6 +620,7 @@ impl Journal {
             sync_dir(parent)?;
         }
         let (f, direct) = open_append(&p, false).map_err(io_err("opening journal segment", &p))?;
+        tracing::info!(segment = %p.display(), "journal: segment written ahead put in place");
         Ok((f, direct, SegmentInfo::new(id)))
     }
 

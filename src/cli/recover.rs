@@ -25,7 +25,10 @@ impl RecoverArgs {
     pub fn run(self, g: &Global) -> anyhow::Result<()> {
         let cfg = g.load_config()?.config;
         // Validate before anything talks to the service.
-        let to: PointSpec = self.to.parse().map_err(crate::error::bad_input)?;
+        let to = self
+            .to
+            .parse::<PointSpec>()
+            .map_err(|e| crate::error::bad_input(e.to_string()))?;
         let req = Request::Recover {
             group: self.group.clone(),
             to,

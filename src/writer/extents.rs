@@ -1,6 +1,7 @@
 //! Block extents: coalesced sets of blocks, and a first-save-wins index of where the old
 //! contents of changed blocks are (memory per extent, not per block).
 
+use super::journal::format::{Header, Kind};
 use super::journal::{BLOCK, Loc};
 use std::collections::{BTreeMap, HashMap};
 
@@ -105,6 +106,16 @@ impl Index {
     pub fn add(&mut self, disk: usize, start: u64, end: u64, src: BlockSrc) {
         for (s, e) in self.cover.entry(disk).or_default().take_unsaved(start, end) {
             self.map.insert((disk, s), (e, advance(src, s - start)));
+        }
+    }
+
+    /// Blocks of `disk` saved by the record of header `h` (found at `loc` by a scan), unless
+    /// known already; records other than undo save nothing.
+    pub fn add_undo(&mut self, disk: usize, h: &Header, loc: Loc) {
+        if matches!(h.kind, Kind::Undo | Kind::UndoZero) {
+            // Undo records start on a block boundary; a disk's last block may be partial.
+            let (start, end) = (h.offset / BLOCK, (h.offset + h.length).div_ceil(BLOCK));
+            self.add(disk, start, end, (h.kind == Kind::Undo).then_some(loc));
         }
     }
 

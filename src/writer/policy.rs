@@ -8,27 +8,13 @@ use crate::config::Policy;
 /// go back to) and the journal segments that only served them. Returns segments removed.
 pub fn prune(g: &Group, policy: &Policy, now_us: i64) -> usize {
     let cutoff = now_us - policy.retention.0.as_micros() as i64;
-    // Journal first, then the state: a recover sets `recovering` before it picks its point,
-    // so either it sees the points pruned here, or this pass sees it and leaves all alone.
-    let mut j = g.journal.lock().unwrap();
-    let keep_from = {
-        let mut st = g.lock();
-        if st.recovering || st.points.is_empty() {
-            return 0;
-        }
-        let newest = st.points.len() - 1;
-        let first = st
-            .points
-            .iter()
-            .position(|p| p.time_us >= cutoff)
-            .unwrap_or(newest);
-        let keep_from = st.points[first].seq;
-        let dropped = st.prune_points_before(keep_from);
-        if dropped > 0 {
-            tracing::info!(group = %g.name, points = dropped, "pruned points past the retention window");
-        }
-        st.points[0].seq
+    let mut j = g.journal();
+    let Some((dropped, keep_from)) = j.prune_points_older_than(cutoff) else {
+        return 0;
     };
+    if dropped > 0 {
+        tracing::info!(group = %g.name, points = dropped, "pruned points past the retention window");
+    }
     // Undo records before the oldest kept point only lead to pruned points: a segment whose
     // newest record is older than that point can go (never the one being written).
     let mut removed = 0;
@@ -45,7 +31,7 @@ pub fn prune(g: &Group, policy: &Policy, now_us: i64) -> usize {
         }
     }
     if removed > 0 {
-        g.lock().forget_damage_before(j.segments()[0].id);
+        j.forget_removed_damage();
     }
     removed
 }
@@ -59,13 +45,12 @@ pub struct Health {
 }
 
 pub fn health(g: &Group, policy: &Policy, now_us: i64) -> Health {
-    let st = g.lock();
+    let a = g.activity();
     let mut h = Health::default();
-    if st.initial_sync || st.recovering {
+    if a.initial_sync || a.recovering {
         return h;
     }
-    let last = st.points.last().map(|p| p.time_us);
-    if let (Some(first_dirty), Some(last)) = (st.first_dirty_us, last) {
+    if let (Some(first_dirty), Some(last)) = (a.first_dirty_us, a.newest_point_us) {
         h.rpo_lag_secs = ((now_us - last.min(first_dirty)).max(0) / 1_000_000) as u64;
         if h.rpo_lag_secs > policy.rpo_threshold.secs() {
             h.warnings.push(format!(
@@ -74,15 +59,16 @@ pub fn health(g: &Group, policy: &Policy, now_us: i64) -> Health {
             ));
         }
     }
-    let last_app = st.points.iter().rev().find(|p| p.app).map(|p| p.time_us);
-    let since_app = last_app.map_or(u64::MAX, |t| ((now_us - t).max(0) / 1_000_000) as u64);
+    let since_app = a
+        .newest_app_point_us
+        .map_or(u64::MAX, |t| ((now_us - t).max(0) / 1_000_000) as u64);
     if since_app > policy.app_consistent_interval.secs() {
         h.warnings.push(format!(
             "no app-consistent point within app-consistent-interval {}",
             policy.app_consistent_interval
         ));
     }
-    if let Some(t) = st.history_dropped_us {
+    if let Some(t) = a.history_dropped_us {
         let when = chrono::DateTime::from_timestamp_micros(t).unwrap_or_default();
         h.warnings.push(format!(
             "retention volume full: oldest history dropped at {when}"
@@ -136,7 +122,7 @@ mod tests {
                 .unwrap();
             d.flush().unwrap();
         }
-        let segs = g.journal.lock().unwrap().segments().len();
+        let segs = g.journal().segments().len();
         assert!(segs > 3, "{segs}");
         let policy = Policy::default();
         let now = now_us();
@@ -145,7 +131,7 @@ mod tests {
         let later = now + 25 * 3600 * 1_000_000;
         assert!(prune(&g, &policy, later) > 0);
         assert_eq!(g.points().len(), 1);
-        assert_eq!(g.journal.lock().unwrap().segments().len(), 1);
+        assert_eq!(g.journal().segments().len(), 1);
         let h = health(&g, &policy, later);
         assert!(
             h.warnings.iter().any(|w| w.contains("app-consistent")),

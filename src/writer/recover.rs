@@ -11,13 +11,12 @@
 
 use super::Export;
 use super::extents::{BlockSrc, Extents, Index};
-use super::group::{Group, Point, ViewIndex, encode_point, now_us};
+use super::group::{Group, Point, ViewIndex, now_us};
 use super::journal::BLOCK;
-use super::journal::format::{self, Header, Kind};
-use super::journal::{Journal, Loc, PayloadReader, PointRecord};
+use super::journal::format::{self, Header, Record, Undo};
+use super::journal::{Journal, Loc, PayloadReader};
 use super::session::{
-    Session, SessionError, new_session_id, read_session, remove_saved_logs, remove_session,
-    session_exists, write_session,
+    Session, SessionError, new_session_id, read_session, remove_saved_logs, write_session,
 };
 use anyhow::Context;
 use std::collections::{BTreeMap, HashMap};
@@ -35,9 +34,16 @@ pub enum PointSpec {
     Id(u64),
 }
 
+/// Text that names no point (`--to`, or a request on the control socket).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0:?} is not a point: use latest, latest-app, a point id (see `mtkit points`) or an RFC 3339 time such as 2026-11-27T10:00:00Z"
+)]
+pub struct BadPointSpec(String);
+
 impl std::str::FromStr for PointSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = BadPointSpec;
+    fn from_str(s: &str) -> Result<Self, BadPointSpec> {
         match s {
             "latest" => Ok(PointSpec::Latest),
             "latest-app" => Ok(PointSpec::LatestApp),
@@ -47,17 +53,15 @@ impl std::str::FromStr for PointSpec {
                 }
                 chrono::DateTime::parse_from_rfc3339(s)
                     .map(|t| PointSpec::Time(t.to_utc()))
-                    .map_err(|_| {
-                        format!("{s:?} is not a point: use latest, latest-app, a point id (see `mtkit points`) or an RFC 3339 time such as 2026-11-27T10:00:00Z")
-                    })
+                    .map_err(|_| BadPointSpec(s.to_string()))
             }
         }
     }
 }
 
 impl TryFrom<String> for PointSpec {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = BadPointSpec;
+    fn try_from(s: String) -> Result<Self, BadPointSpec> {
         s.parse()
     }
 }
@@ -81,8 +85,21 @@ impl std::fmt::Display for PointSpec {
     }
 }
 
+/// A point spec that names none of the group's points.
+#[derive(Debug, thiserror::Error)]
+pub enum NoSuchPoint {
+    #[error("no recovery point {0} (see `mtkit points`)")]
+    Id(u64),
+    #[error("no recovery point at or before {0}")]
+    Time(chrono::DateTime<chrono::Utc>),
+    #[error("no app-consistent recovery point")]
+    App,
+    #[error("no recovery point yet (the group is in initial sync)")]
+    None,
+}
+
 /// Picks the point `spec` names among `points` (oldest first).
-pub fn choose(points: &[Point], spec: &PointSpec) -> Result<Point, String> {
+pub fn choose(points: &[Point], spec: &PointSpec) -> Result<Point, NoSuchPoint> {
     let found = match spec {
         PointSpec::Latest => points.last(),
         PointSpec::LatestApp => points
@@ -92,11 +109,11 @@ pub fn choose(points: &[Point], spec: &PointSpec) -> Result<Point, String> {
         PointSpec::Time(t) => points.iter().rev().find(|p| p.time <= *t),
         PointSpec::Id(id) => points.iter().find(|p| p.id == *id),
     };
-    found.cloned().ok_or_else(|| match spec {
-        PointSpec::Id(id) => format!("no recovery point {id} (see `mtkit points`)"),
-        PointSpec::Time(t) => format!("no recovery point at or before {t}"),
-        PointSpec::LatestApp => "no app-consistent recovery point".into(),
-        PointSpec::Latest => "no recovery point yet (the group is in initial sync)".into(),
+    found.cloned().ok_or(match *spec {
+        PointSpec::Id(id) => NoSuchPoint::Id(id),
+        PointSpec::Time(t) => NoSuchPoint::Time(t),
+        PointSpec::LatestApp => NoSuchPoint::App,
+        PointSpec::Latest => NoSuchPoint::None,
     })
 }
 
@@ -132,15 +149,9 @@ fn index_records(
     index: &mut Index,
 ) -> anyhow::Result<()> {
     journal.scan_after(after, |h: &Header, loc: Loc| {
-        if !matches!(h.kind, Kind::Undo | Kind::UndoZero) {
-            return;
+        if let Some(&disk) = ids.get(&h.disk) {
+            index.add_undo(disk, h, loc);
         }
-        let Some(&disk) = ids.get(&h.disk) else {
-            return;
-        };
-        // Undo records start on a block boundary; a disk's last block may be partial.
-        let (start, end) = (h.offset / BLOCK, (h.offset + h.length).div_ceil(BLOCK));
-        index.add(disk, start, end, (h.kind == Kind::Undo).then_some(loc));
     })?;
     Ok(())
 }
@@ -208,12 +219,12 @@ impl Group {
         }
         // A wrong point is refused before anything stops. Then writes stop (and pruning
         // keeps off) before the point is chosen for good and indexed; a failure before the
-        // session is written lets writes in again (see `Quiet`).
+        // session is written lets writes in again (see `Group::quiesce`).
         usable(
             &self.name,
-            &choose(&self.points(), spec).map_err(crate::error::bad_input)?,
+            &choose(&self.points(), spec).map_err(|e| crate::error::bad_input(e.to_string()))?,
         )?;
-        let _quiet = (!dry_run).then(|| Quiet::new(self));
+        let _quiet = (!dry_run).then(|| self.quiesce());
         // Again now that no other recover or commit runs: one may have begun meanwhile.
         if self.session()?.is_some_and(|s| s.committing) {
             anyhow::bail!(
@@ -221,14 +232,15 @@ impl Group {
                 self.name
             );
         }
-        let point = choose(&self.points(), spec).map_err(crate::error::bad_input)?;
+        let point =
+            choose(&self.points(), spec).map_err(|e| crate::error::bad_input(e.to_string()))?;
         usable(&self.name, &point)?;
         let ids = self.disk_ids();
         let journal_dir;
         let mut want = Index::default();
         {
             // Locks unwrap: poisoned only by a panic mid-update, not a state to go on from.
-            let j = self.journal.lock().unwrap();
+            let j = self.journal();
             journal_dir = j.dir().to_path_buf();
             index_records(&j, point.id, &ids, &mut want)?;
         }
@@ -330,40 +342,24 @@ impl Group {
                 data.resize((end - start) as usize, 0);
                 t.read_at(&mut data, start)
                     .with_context(|| format!("reading disk {}", t.path().display()))?;
-                let mut buf = Vec::new();
-                let mut rel = Vec::new();
-                for (gs, ge) in gaps {
-                    let lo = ((gs - b0) * BLOCK) as usize;
-                    let hi = (((ge - b0) * BLOCK) as usize).min(data.len());
-                    let part = &data[lo..hi];
-                    let zero = part.iter().all(|&x| x == 0);
-                    let h = Header {
-                        kind: if zero { Kind::UndoZero } else { Kind::Undo },
-                        seq: 1,
-                        disk: t.id,
-                        offset: gs * BLOCK,
-                        length: part.len() as u64,
-                        time_us: now_us(),
-                        payload_len: 0,
-                        payload_crc: 0,
-                    };
-                    let at = buf.len() + format::HEADER_LEN;
-                    format::encode_parts(&h, if zero { &[] } else { part }, &mut buf);
-                    rel.push((gs, ge, (!zero).then_some(at as u64)));
-                }
-                let (seg, base) = saved.prepare_append(buf.len() as u64)?;
-                saved
-                    .append(&buf, 1)
-                    .and_then(|_| saved.sync())
+                let undos: Vec<Record> = gaps
+                    .iter()
+                    .map(|&(gs, ge)| {
+                        let lo = ((gs - b0) * BLOCK) as usize;
+                        let hi = (((ge - b0) * BLOCK) as usize).min(data.len());
+                        Record::Undo(Undo::of(1, t.id, gs * BLOCK, now_us(), &data[lo..hi]))
+                    })
+                    .collect();
+                let len = undos.iter().map(Record::encoded_len).sum::<usize>();
+                saved.prepare_append(len as u64)?;
+                let locs = saved
+                    .append(&undos, 1)
+                    .and_then(|locs| saved.sync().map(|_| locs))
                     .with_context(|| format!("saving head contents in {}", saved_dir.display()))?;
                 super::test_pause("recover: head contents saved");
-                for (gs, ge, at) in rel {
-                    let src = at.map(|a| Loc {
-                        segment: seg,
-                        record: base + a - format::HEADER_LEN as u64,
-                        data: base + a,
-                    });
-                    head.add(d, gs, ge, src);
+                for ((gs, ge), (loc, undo)) in gaps.into_iter().zip(locs.into_iter().zip(&undos)) {
+                    let has_data = matches!(undo, Record::Undo(Undo { data: Some(_), .. }));
+                    head.add(d, gs, ge, has_data.then_some(loc));
                 }
             }
             data.resize((end - start) as usize, 0);
@@ -419,7 +415,7 @@ impl Group {
         // Wait for a recover running now, then read where the disks are: a session read
         // before would name the point of the recover before it, and the commit would make
         // that the baseline of disks rolled elsewhere.
-        let _quiet = Quiet::new(self);
+        let _quiet = self.quiesce();
         let session = self.session()?.ok_or_else(not_recovering)?;
         let Some(at) = session.at else {
             return Err(crate::error::bad_input(format!(
@@ -437,60 +433,7 @@ impl Group {
                 ..session
             },
         )?;
-        self.finish_commit(at)
-    }
-
-    /// Completes a commit that a crash interrupted (called when the group is opened). A
-    /// session file that cannot be read fails the open: whether a commit must be finished
-    /// cannot be told, and neither finishing nor skipping it is safe on a guess.
-    pub(crate) fn finish_interrupted_commit(&self) -> anyhow::Result<()> {
-        match self.session()? {
-            Some(Session {
-                at: Some(at),
-                committing: true,
-                ..
-            }) => {
-                tracing::warn!(group = %self.name, point = at, "finishing an interrupted commit");
-                let _quiet = Quiet::new(self);
-                self.finish_commit(at).map(|_| ())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn finish_commit(&self, at: u64) -> anyhow::Result<Point> {
-        let rec: PointRecord = {
-            let st = self.lock();
-            st.points
-                .iter()
-                .find(|p| p.seq == at)
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("point {at} is missing from the journal"))?
-        };
-        let max_seq = self.lock().next_seq - 1;
-        let mut buf = Vec::new();
-        encode_point(&rec, &mut buf);
-        let h = Header {
-            kind: Kind::Commit,
-            seq: max_seq,
-            disk: 0,
-            offset: 0,
-            length: 0,
-            time_us: now_us(),
-            payload_len: 0,
-            payload_crc: 0,
-        };
-        format::encode_parts(&h, &[], &mut buf);
-        self.journal.lock().unwrap().restart_with(&buf, max_seq)?;
-        remove_session(&self.dir)?;
-        let mut st = self.lock();
-        st.points = vec![rec.clone()];
-        st.initial_sync = false;
-        st.recovering = false;
-        st.first_dirty_us = None;
-        drop(st);
-        tracing::info!(group = %self.name, point = at, "committed: replication may resume");
-        Ok(Point::from(&rec))
+        Ok(self.finish_commit(at)?)
     }
 
     /// A read-only view of disk `disk` as it was at point `id`.
@@ -501,7 +444,7 @@ impl Group {
         usable(&self.name, &point)?;
         // Writes go on while the journal is indexed (see `open_view_index`).
         let view = self.open_view_index(disk, id)?;
-        let dir = self.journal.lock().unwrap().dir().to_path_buf();
+        let dir = self.journal().dir().to_path_buf();
         Ok(PointView {
             reader: Mutex::new(PayloadReader::new(&dir)),
             group: self.clone(),
@@ -509,36 +452,6 @@ impl Group {
             point: id,
             index: view,
         })
-    }
-}
-
-/// Holds a group's leader role for a recovery (writes refused and drained).
-struct Quiet<'a> {
-    group: &'a Group,
-    keep_recovering: bool,
-}
-
-impl<'a> Quiet<'a> {
-    fn new(group: &'a Group) -> Quiet<'a> {
-        let mut st = group.quiesce();
-        st.set_leader(true);
-        Quiet {
-            group,
-            keep_recovering: true,
-        }
-    }
-}
-
-impl Drop for Quiet<'_> {
-    fn drop(&mut self) {
-        let mut st = self.group.lock();
-        st.set_leader(false);
-        if self.keep_recovering {
-            // Under recovery exactly while a session exists: a recover that failed before
-            // writing one changed nothing, and writes may come in again.
-            st.recovering = session_exists(&self.group.dir);
-        }
-        self.group.notify();
     }
 }
 
@@ -634,20 +547,7 @@ impl PointView {
     /// the point's contents. Checked after reading: a recover sets `recovering` before it
     /// changes anything, so a read that raced with one is refused here.
     fn still_valid(&self) -> io::Result<()> {
-        let st = self.group.lock();
-        if st.recovering {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "group {} is being recovered: its point views are closed",
-                    self.group.name
-                ),
-            ));
-        }
-        match st.gone(&self.group.name, self.point) {
-            Some(gone) => Err(gone.into()),
-            None => Ok(()),
-        }
+        self.group.check_view(self.point)
     }
 }
 
@@ -660,6 +560,7 @@ mod tests {
     use super::*;
     use crate::writer::group::DiskSpec;
     use crate::writer::journaled::JournaledDisk;
+    use crate::writer::session::session_exists;
     use std::path::{Path, PathBuf};
 
     /// Every file under `dir` with its contents: equal before and after = nothing changed.
@@ -715,6 +616,31 @@ mod tests {
     }
 
     #[test]
+    fn point_errors_read_as_they_always_did() {
+        let bad = "yesterday".parse::<PointSpec>().unwrap_err().to_string();
+        assert_eq!(
+            bad,
+            "\"yesterday\" is not a point: use latest, latest-app, a point id (see `mtkit points`) or an RFC 3339 time such as 2026-11-27T10:00:00Z"
+        );
+        let t = "2026-11-27T10:00:00Z".parse().unwrap();
+        let cases = [
+            (PointSpec::Id(7), "no recovery point 7 (see `mtkit points`)"),
+            (
+                PointSpec::Time(t),
+                "no recovery point at or before 2026-11-27 10:00:00 UTC",
+            ),
+            (PointSpec::LatestApp, "no app-consistent recovery point"),
+            (
+                PointSpec::Latest,
+                "no recovery point yet (the group is in initial sync)",
+            ),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(choose(&[], &spec).unwrap_err().to_string(), want);
+        }
+    }
+
+    #[test]
     fn no_session_file_is_no_session() {
         let t = tempfile::tempdir().unwrap();
         assert!(read_session(t.path()).unwrap().is_none());
@@ -740,6 +666,15 @@ mod tests {
             let (dir, spec, _) = recovered(t.path());
             let state = dir.join("recover/state.json");
             spoil(&state);
+            // A torn last batch too: an open that went on to the journal would cut it.
+            let seg = std::fs::read_dir(dir.join("journal"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .max()
+                .unwrap();
+            let mut torn = std::fs::read(&seg).unwrap();
+            torn.extend_from_slice(&[0x4d; 100]);
+            std::fs::write(&seg, &torn).unwrap();
             let before = snapshot(t.path());
             let err = match Group::open("vm1", &dir, std::slice::from_ref(&spec), 1 << 20) {
                 Ok(_) => panic!("{case}: the group opened on an unusable session"),

@@ -143,19 +143,13 @@ impl Writer {
         let mut closed_disks = HashMap::new();
         for (name, specs) in plan {
             let gdir = dir.join(&name);
-            // Group::open refuses an unusable recovery session too, but under a heading
-            // about interrupted commits: read it first to name the problem plainly.
-            let opened = super::session::read_session(&gdir)
-                .map_err(anyhow::Error::new)
-                .and_then(|_| {
-                    let size = cfg.writer.journal_segment_size.0;
-                    Ok(Group::open_with(&name, &gdir, &specs, size, access)?)
-                });
-            let g = match opened {
+            let size = cfg.writer.journal_segment_size.0;
+            let g = match Group::open_with(&name, &gdir, &specs, size, access) {
                 Ok(g) => g,
                 // One group's damage must not take the others down: it is closed.
                 Err(e) => {
-                    let reason = format!("{:#}", e.context(format!("group {name}")));
+                    let e = anyhow::Error::new(e).context(format!("group {name}"));
+                    let reason = format!("{e:#}");
                     tracing::error!(group = %name, "group closed: {reason}");
                     closed_disks.extend(specs.iter().map(|d| (d.name.clone(), name.clone())));
                     closed.push(ClosedGroup { name, reason });
@@ -225,7 +219,7 @@ impl Writer {
                 let health = policy::health(g, &self.policy, now);
                 let (journal_bytes, journal_segments) = {
                     // Poisoned only by a panic mid-update of the journal: not to go on from.
-                    let j = g.journal.lock().unwrap();
+                    let j = g.journal();
                     (j.total_bytes(), j.segments().len())
                 };
                 let mut warnings = health.warnings;

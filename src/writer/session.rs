@@ -1,7 +1,6 @@
 //! The recovery session file of a group (`recover/state.json`) and the folder of saved
 //! head contents beside it: while it is there the group is closed to writes.
 
-use anyhow::Context;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -35,29 +34,26 @@ impl Session {
 /// folder. Such a log with no session file naming it was left by a crash in a commit's
 /// removal: its records are the head of a recovery that is over, and read as today's head
 /// they would put old data on blocks not written since.
-pub(crate) fn remove_saved_logs(dir: &Path, keep: Option<&Path>) -> anyhow::Result<()> {
+pub(crate) fn remove_saved_logs(dir: &Path, keep: Option<&Path>) -> Result<(), SessionError> {
     let d = session_dir(dir);
     let entries = match std::fs::read_dir(&d) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", d.display())),
+        Err(e) => return Err(SessionError::io("listing", &d)(e)),
     };
     let mut removed = false;
     for e in entries {
-        let p = e
-            .with_context(|| format!("listing {}", d.display()))?
-            .path();
+        let p = e.map_err(SessionError::io("listing", &d))?.path();
         let is_log = p
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("saved"));
         if is_log && Some(p.as_path()) != keep {
-            std::fs::remove_dir_all(&p)
-                .with_context(|| format!("removing recovery log {}", p.display()))?;
+            std::fs::remove_dir_all(&p).map_err(SessionError::io("removing recovery log", &p))?;
             removed = true;
         }
     }
     if removed {
-        crate::files::sync_dir(&d).with_context(|| format!("syncing {}", d.display()))?;
+        crate::files::sync_dir(&d).map_err(SessionError::io("syncing", &d))?;
     }
     Ok(())
 }
@@ -66,7 +62,7 @@ pub(crate) fn remove_saved_logs(dir: &Path, keep: Option<&Path>) -> anyhow::Resu
 /// first (synced), then the session file, then the folder. A session file without its log
 /// is still a commit to finish; a log without its session file is never read (see
 /// [`Session::id`]), and with this order there is none.
-pub(crate) fn remove_session(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn remove_session(dir: &Path) -> Result<(), SessionError> {
     let d = session_dir(dir);
     remove_saved_logs(dir, None)?;
     super::test_pause("commit: recovery log removed");
@@ -74,13 +70,12 @@ pub(crate) fn remove_session(dir: &Path) -> anyhow::Result<()> {
     match std::fs::remove_file(&state) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing {}", state.display())),
+        Err(e) => return Err(SessionError::io("removing", &state)(e)),
     }
-    crate::files::sync_dir(&d).with_context(|| format!("syncing {}", d.display()))?;
+    crate::files::sync_dir(&d).map_err(SessionError::io("syncing", &d))?;
     super::test_pause("commit: session file removed");
-    std::fs::remove_dir_all(&d)
-        .with_context(|| format!("removing recovery session {}", d.display()))?;
-    crate::files::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))
+    std::fs::remove_dir_all(&d).map_err(SessionError::io("removing recovery session", &d))?;
+    crate::files::sync_dir(dir).map_err(SessionError::io("syncing", dir))
 }
 
 pub(crate) fn new_session_id() -> String {
@@ -101,9 +96,9 @@ pub fn session_exists(dir: &Path) -> bool {
     session_path(dir).try_exists().unwrap_or(true)
 }
 
-/// A recovery session file that is there but cannot be used. The group stays closed: its
-/// disks may be part-way through a recover or commit, and guessing which could make a
-/// half-rolled disk the baseline.
+/// What failed with a group's recovery session. A session file that is there but cannot be
+/// read (`Read`, `Corruption`) keeps the group closed: its disks may be part-way through a
+/// recover or commit, and guessing which could make a half-rolled disk the baseline.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error(
@@ -124,6 +119,27 @@ pub enum SessionError {
         #[source]
         source: serde_json::Error,
     },
+    /// Changing the session's files: `action` names what was done to `path`.
+    #[error("{action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Writing the session file (the atomic write says what failed and where).
+    #[error(transparent)]
+    Write(anyhow::Error),
+}
+
+impl SessionError {
+    fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SessionError + 'a {
+        move |source| SessionError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 /// The group's recovery session: `None` when no recovery is under way (no file), an
@@ -140,9 +156,10 @@ pub fn read_session(dir: &Path) -> Result<Option<Session>, SessionError> {
         .map_err(|source| SessionError::Corruption { path, source })
 }
 
-pub(crate) fn write_session(dir: &Path, s: &Session) -> anyhow::Result<()> {
+pub(crate) fn write_session(dir: &Path, s: &Session) -> Result<(), SessionError> {
     let d = session_dir(dir);
     crate::files::create_private_dirs(&d)
-        .with_context(|| format!("creating recovery session folder {}", d.display()))?;
-    crate::files::write_atomic(&session_path(dir), &serde_json::to_vec(s)?, 0o600)
+        .map_err(SessionError::io("creating recovery session folder", &d))?;
+    let text = serde_json::to_vec(s).map_err(|e| SessionError::Write(e.into()))?;
+    crate::files::write_atomic(&session_path(dir), &text, 0o600).map_err(SessionError::Write)
 }

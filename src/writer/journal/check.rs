@@ -212,18 +212,9 @@ pub fn scan_segment(file: &File, prev_batch: u64) -> io::Result<SegmentScan> {
                 s.max_seq = s.max_seq.max(h.seq);
                 s.max_batch = s.max_batch.max(m.batch);
                 s.has_v1 |= m.version == 1;
-                match h.kind {
-                    Kind::Commit => s.has_commit = true,
-                    k if k.is_point() => s.points.push((
-                        pos,
-                        PointRecord {
-                            seq: h.seq,
-                            time_us: h.time_us,
-                            app: k == Kind::AppPoint,
-                            label: String::from_utf8_lossy(&payload).into_owned(),
-                        },
-                    )),
-                    _ => {}
+                s.has_commit |= h.kind == Kind::Commit;
+                if let Some(p) = PointRecord::from_parts(&h, &payload) {
+                    s.points.push((pos, p));
                 }
                 last = Some((m.batch, m.flags & LAST_IN_BATCH != 0, m.version == 1));
                 pos += m.record_len(&h);

@@ -26,13 +26,47 @@ pub const LAST_IN_BATCH: u16 = 1;
 /// Largest payload a record may carry: one undo extent of a maximal NBD request.
 pub const MAX_PAYLOAD: u32 = 64 << 20;
 
-/// A point record found in the journal.
+/// A recovery point (kinds `CrashPoint` and `AppPoint`); the payload is its label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PointRecord {
     pub seq: u64,
     pub time_us: i64,
     pub app: bool,
     pub label: String,
+}
+
+/// Old contents of a range of a disk, saved before the range is overwritten (kinds `Undo`
+/// and `UndoZero`: a range that held only zeros is saved without its bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Undo<'a> {
+    pub seq: u64,
+    /// Which disk of the group (see [`disk_id`]).
+    pub disk: u32,
+    pub offset: u64,
+    pub length: u64,
+    pub time_us: i64,
+    /// The old contents; `None` when they were all zeros.
+    pub data: Option<&'a [u8]>,
+}
+
+/// A commit: the point it follows is the baseline, every older segment is void. `seq` is
+/// the highest seq the group had given out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitRecord {
+    pub seq: u64,
+    pub time_us: i64,
+}
+
+/// Any record with its payload (borrowed from the bytes it was decoded from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record<'a> {
+    Undo(Undo<'a>),
+    Point(PointRecord),
+    Commit(CommitRecord),
+    /// Zeros up to an alignment boundary: `len` bytes in all, header included.
+    Pad {
+        len: usize,
+    },
 }
 
 /// What a record means.
@@ -113,18 +147,6 @@ impl Meta {
     }
 }
 
-/// One record with its payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub kind: Kind,
-    pub seq: u64,
-    pub disk: u32,
-    pub offset: u64,
-    pub length: u64,
-    pub time_us: i64,
-    pub payload: Vec<u8>,
-}
-
 /// Why bytes are not a valid record. All but `Truncated` mean corruption; at the end of the
 /// last segment any of them is a torn write.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,6 +165,8 @@ pub enum DecodeError {
     PayloadChecksum,
     #[error("record lengths inconsistent: {0}")]
     BadLength(&'static str),
+    #[error("a {found:?} record where a {expected} record belongs")]
+    WrongKind { expected: &'static str, found: Kind },
 }
 
 /// The stable id of a disk inside its group's journal: a checksum of its name, so that the
@@ -153,22 +177,26 @@ pub fn disk_id(name: &str) -> u32 {
 
 impl Header {
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&MAGIC.to_le_bytes());
-        out.push(VERSION);
-        out.push(self.kind as u8);
+        out.extend_from_slice(&self.to_bytes());
+    }
+
+    /// The encoded header (in place, no allocation: the write path makes one per record).
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        b[4] = VERSION;
+        b[5] = self.kind as u8;
         // Flags (6) and batch (48) are stamped by the journal at append: `stamp_batch`.
-        out.extend_from_slice(&0u16.to_le_bytes());
-        out.extend_from_slice(&self.seq.to_le_bytes());
-        out.extend_from_slice(&self.disk.to_le_bytes());
-        out.extend_from_slice(&self.payload_len.to_le_bytes());
-        out.extend_from_slice(&self.offset.to_le_bytes());
-        out.extend_from_slice(&self.length.to_le_bytes());
-        out.extend_from_slice(&self.time_us.to_le_bytes());
-        out.extend_from_slice(&0u64.to_le_bytes());
-        out.extend_from_slice(&self.payload_crc.to_le_bytes());
-        let crc = crc32c::crc32c(&out[start..]);
-        out.extend_from_slice(&crc.to_le_bytes());
+        b[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        b[16..20].copy_from_slice(&self.disk.to_le_bytes());
+        b[20..24].copy_from_slice(&self.payload_len.to_le_bytes());
+        b[24..32].copy_from_slice(&self.offset.to_le_bytes());
+        b[32..40].copy_from_slice(&self.length.to_le_bytes());
+        b[40..48].copy_from_slice(&self.time_us.to_le_bytes());
+        b[56..60].copy_from_slice(&self.payload_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b
     }
 
     /// Decodes and checks one header (of either version), advancing `buf` past it.
@@ -268,49 +296,211 @@ impl Header {
     }
 }
 
-impl Record {
-    pub fn header(&self) -> Header {
+/// Decodes and checks one whole record (header and payload checksums), advancing `buf`
+/// past it. Returns the header and the payload, borrowed.
+pub fn decode_parts<'a>(buf: &mut &'a [u8]) -> Result<(Header, &'a [u8]), DecodeError> {
+    let mut rest = *buf;
+    let (h, meta) = Header::decode_meta(&mut rest)?;
+    let n = h.payload_len as usize;
+    if rest.len() < n {
+        return Err(DecodeError::Truncated {
+            need: meta.header_len() + n,
+            have: meta.header_len() + rest.len(),
+        });
+    }
+    let payload = &rest[..n];
+    if crc32c::crc32c(payload) != h.payload_crc {
+        return Err(DecodeError::PayloadChecksum);
+    }
+    *buf = &rest[n..];
+    Ok((h, payload))
+}
+
+/// [`decode_parts`] into the record type `T`, which `from_parts` reads (`None`: the record
+/// is of another kind). `buf` moves only past a record of that type.
+fn decode_as<'a, T>(
+    buf: &mut &'a [u8],
+    expected: &'static str,
+    from_parts: impl FnOnce(&Header, &'a [u8]) -> Option<T>,
+) -> Result<T, DecodeError> {
+    let mut rest = *buf;
+    let (h, payload) = decode_parts(&mut rest)?;
+    let r = from_parts(&h, payload).ok_or(DecodeError::WrongKind {
+        expected,
+        found: h.kind,
+    })?;
+    *buf = rest;
+    Ok(r)
+}
+
+impl<'a> Undo<'a> {
+    /// The undo of `old`, the contents at `offset` of `disk` before an overwrite: without
+    /// data when it is all zeros.
+    pub fn of(seq: u64, disk: u32, offset: u64, time_us: i64, old: &'a [u8]) -> Undo<'a> {
+        Undo {
+            seq,
+            disk,
+            offset,
+            length: old.len() as u64,
+            time_us,
+            data: (!old.iter().all(|&b| b == 0)).then_some(old),
+        }
+    }
+
+    fn header(&self) -> Header {
+        let payload = self.data.unwrap_or_default();
         Header {
-            kind: self.kind,
+            kind: if self.data.is_some() {
+                Kind::Undo
+            } else {
+                Kind::UndoZero
+            },
             seq: self.seq,
             disk: self.disk,
             offset: self.offset,
             length: self.length,
             time_us: self.time_us,
-            payload_len: self.payload.len() as u32,
-            payload_crc: crc32c::crc32c(&self.payload),
+            payload_len: payload.len() as u32,
+            payload_crc: crc32c::crc32c(payload),
         }
+    }
+
+    /// The header alone, for data already in place right after it (the group's leader
+    /// reads old contents straight into the journal's buffer).
+    pub fn encode_header(&self) -> [u8; HEADER_LEN] {
+        self.header().to_bytes()
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) {
-        encode_parts(&self.header(), &self.payload, out);
+        out.extend_from_slice(&self.encode_header());
+        out.extend_from_slice(self.data.unwrap_or_default());
     }
 
-    /// Decodes and checks one record, advancing `buf` past it.
-    pub fn decode(buf: &mut &[u8]) -> Result<Record, DecodeError> {
-        let mut rest = *buf;
-        let (h, meta) = Header::decode_meta(&mut rest)?;
-        let n = h.payload_len as usize;
-        if rest.len() < n {
-            return Err(DecodeError::Truncated {
-                need: meta.header_len() + n,
-                have: meta.header_len() + rest.len(),
-            });
-        }
-        let payload = &rest[..n];
-        if crc32c::crc32c(payload) != h.payload_crc {
-            return Err(DecodeError::PayloadChecksum);
-        }
-        *buf = &rest[n..];
-        Ok(Record {
-            kind: h.kind,
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.data.map_or(0, <[u8]>::len)
+    }
+
+    pub fn decode(buf: &mut &'a [u8]) -> Result<Undo<'a>, DecodeError> {
+        decode_as(buf, "undo", Undo::from_parts)
+    }
+
+    /// The undo a checked record's header and payload hold; `None` for other kinds.
+    pub fn from_parts(h: &Header, payload: &'a [u8]) -> Option<Undo<'a>> {
+        let data = match h.kind {
+            Kind::Undo => Some(payload),
+            Kind::UndoZero => None,
+            _ => return None,
+        };
+        Some(Undo {
             seq: h.seq,
             disk: h.disk,
             offset: h.offset,
             length: h.length,
             time_us: h.time_us,
-            payload: payload.to_vec(),
+            data,
         })
+    }
+}
+
+impl PointRecord {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let kind = if self.app {
+            Kind::AppPoint
+        } else {
+            Kind::CrashPoint
+        };
+        let h = Header {
+            time_us: self.time_us,
+            ..Header::new(kind, self.seq)
+        };
+        encode_parts(&h, self.label.as_bytes(), out);
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.label.len()
+    }
+
+    pub fn decode(buf: &mut &[u8]) -> Result<PointRecord, DecodeError> {
+        decode_as(buf, "point", PointRecord::from_parts)
+    }
+
+    /// The point a checked record's header and payload (its label) hold; `None` for other
+    /// kinds.
+    pub fn from_parts(h: &Header, label: &[u8]) -> Option<PointRecord> {
+        h.kind.is_point().then(|| PointRecord {
+            seq: h.seq,
+            time_us: h.time_us,
+            app: h.kind == Kind::AppPoint,
+            label: String::from_utf8_lossy(label).into_owned(),
+        })
+    }
+}
+
+impl CommitRecord {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let h = Header {
+            time_us: self.time_us,
+            ..Header::new(Kind::Commit, self.seq)
+        };
+        encode_parts(&h, &[], out);
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    pub fn decode(buf: &mut &[u8]) -> Result<CommitRecord, DecodeError> {
+        decode_as(buf, "commit", |h, _| {
+            (h.kind == Kind::Commit).then_some(CommitRecord {
+                seq: h.seq,
+                time_us: h.time_us,
+            })
+        })
+    }
+}
+
+impl<'a> Record<'a> {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Record::Undo(u) => u.encode(out),
+            Record::Point(p) => p.encode(out),
+            Record::Commit(c) => c.encode(out),
+            Record::Pad { len } => {
+                let h = pad_header(*len);
+                h.encode(out);
+                out.resize(out.len() + h.payload_len as usize, 0);
+            }
+        }
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Record::Undo(u) => u.encoded_len(),
+            Record::Point(p) => p.encoded_len(),
+            Record::Commit(c) => c.encoded_len(),
+            Record::Pad { len } => *len,
+        }
+    }
+
+    /// Decodes and checks one record of any kind (either version), advancing `buf` past it.
+    pub fn decode(buf: &mut &'a [u8]) -> Result<Record<'a>, DecodeError> {
+        let mut rest = *buf;
+        let (h, payload) = decode_parts(&mut rest)?;
+        let r = match h.kind {
+            Kind::Undo | Kind::UndoZero => Undo::from_parts(&h, payload).map(Record::Undo),
+            Kind::CrashPoint | Kind::AppPoint => {
+                PointRecord::from_parts(&h, payload).map(Record::Point)
+            }
+            Kind::Commit => Some(Record::Commit(CommitRecord {
+                seq: h.seq,
+                time_us: h.time_us,
+            })),
+            Kind::Pad => Some(Record::Pad {
+                len: buf.len() - rest.len(),
+            }),
+        };
+        *buf = rest;
+        Ok(r.expect("every kind has its record type"))
     }
 }
 
@@ -319,9 +509,7 @@ impl Record {
 pub fn encode_pad(out: &mut Vec<u8>, align: usize) {
     let gap = pad_len(out.len(), align);
     if gap > 0 {
-        let h = pad_header(gap);
-        h.encode(out);
-        out.resize(out.len() + h.payload_len as usize, 0);
+        Record::Pad { len: gap }.encode(out);
     }
 }
 
@@ -347,7 +535,7 @@ pub fn pad_header(len: usize) -> Header {
 
 /// Encodes a record from a header and a borrowed payload (no copy of the payload first).
 /// `h.payload_len` and `h.payload_crc` are filled in from `payload`.
-pub fn encode_parts(h: &Header, payload: &[u8], out: &mut Vec<u8>) {
+fn encode_parts(h: &Header, payload: &[u8], out: &mut Vec<u8>) {
     let h = Header {
         payload_len: payload.len() as u32,
         payload_crc: crc32c::crc32c(payload),
@@ -400,48 +588,175 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn sample() -> Record {
-        Record {
-            kind: Kind::Undo,
-            seq: 42,
-            disk: disk_id("vm1-disk0"),
-            offset: 8192,
-            length: 5,
-            time_us: 1_700_000_000_000_000,
-            payload: b"hello".to_vec(),
+    const T: i64 = 1_700_000_000_000_000;
+
+    fn undo() -> Undo<'static> {
+        Undo::of(42, disk_id("vm1-disk0"), 8192, T + 1, b"old!")
+    }
+
+    fn point() -> PointRecord {
+        PointRecord {
+            seq: 44,
+            time_us: T + 3,
+            app: true,
+            label: "before upgrade".into(),
         }
     }
 
-    #[test]
-    fn roundtrip() {
-        let r = sample();
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    fn encoded(r: &Record) -> Vec<u8> {
         let mut buf = Vec::new();
         r.encode(&mut buf);
-        assert_eq!(buf.len(), HEADER_LEN + 5);
-        let mut s = &buf[..];
-        assert_eq!(Record::decode(&mut s).unwrap(), r);
-        assert!(s.is_empty());
+        assert_eq!(buf.len(), r.encoded_len(), "{r:?}");
+        buf
     }
 
+    /// The bytes of version 2 as the code before typed records wrote them (recorded from
+    /// it): journals written by any build read the same, so these never change.
     #[test]
-    fn every_flipped_byte_is_detected() {
-        let mut buf = Vec::new();
-        sample().encode(&mut buf);
-        for i in 0..buf.len() {
-            let mut bad = buf.clone();
-            bad[i] ^= 0x40;
-            assert!(Record::decode(&mut &bad[..]).is_err(), "flip at byte {i}");
+    fn records_encode_to_the_pinned_bytes() {
+        let zeros = [0u8; 8192];
+        let cases = [
+            (
+                Record::Undo(undo()),
+                concat!(
+                    "4d544a52020100002a00000000000000d08d54b4040000000020000000000000",
+                    "040000000000000001401e18240a060000000000000000009273ce4767d641f3",
+                    "6f6c6421",
+                ),
+            ),
+            (
+                Record::Undo(Undo::of(43, disk_id("vm1-disk0"), 4096, T + 2, &zeros)),
+                concat!(
+                    "4d544a52020200002b00000000000000d08d54b4000000000010000000000000",
+                    "002000000000000002401e18240a060000000000000000000000000068644e9d",
+                ),
+            ),
+            (
+                // A recover's log of head contents: seq 1.
+                Record::Undo(Undo {
+                    seq: 1,
+                    disk: 7,
+                    offset: 0,
+                    length: 4096,
+                    time_us: 5,
+                    data: None,
+                }),
+                concat!(
+                    "4d544a5202020000010000000000000007000000000000000000000000000000",
+                    "00100000000000000500000000000000000000000000000000000000bbc262a3",
+                ),
+            ),
+            (
+                Record::Point(point()),
+                concat!(
+                    "4d544a52020400002c00000000000000000000000e0000000000000000000000",
+                    "000000000000000003401e18240a06000000000000000000ab1d2c7a684954a6",
+                    "6265666f72652075706772616465",
+                ),
+            ),
+            (
+                Record::Point(PointRecord {
+                    seq: 45,
+                    time_us: T + 4,
+                    app: false,
+                    label: String::new(),
+                }),
+                concat!(
+                    "4d544a52020300002d0000000000000000000000000000000000000000000000",
+                    "000000000000000004401e18240a0600000000000000000000000000726e2268",
+                ),
+            ),
+            (
+                Record::Commit(CommitRecord {
+                    seq: 46,
+                    time_us: T + 5,
+                }),
+                concat!(
+                    "4d544a52020500002e0000000000000000000000000000000000000000000000",
+                    "000000000000000005401e18240a0600000000000000000000000000ea17cf63",
+                ),
+            ),
+        ];
+        for (r, want) in cases {
+            assert_eq!(hex(&encoded(&r)), want, "{r:?}");
         }
+        let mut buf = vec![0xee; 4000];
+        encode_pad(&mut buf, 4096);
+        assert_eq!(buf.len(), 4096);
+        assert_eq!(
+            hex(&buf[4000..4064]),
+            concat!(
+                "4d544a5202060000000000000000000000000000200000000000000000000000",
+                "000000000000000000000000000000000000000000000000aa36918abc0d8628",
+            )
+        );
+        assert!(buf[4064..].iter().all(|&b| b == 0));
     }
 
+    /// Every record type: decodes back to itself, as its own type and as a [`Record`].
     #[test]
-    fn every_truncation_is_detected() {
-        let mut buf = Vec::new();
-        sample().encode(&mut buf);
-        for n in 0..buf.len() {
-            let err = Record::decode(&mut &buf[..n]).unwrap_err();
-            assert!(matches!(err, DecodeError::Truncated { .. }), "{n}: {err}");
+    fn each_record_type_roundtrips() {
+        let commit = CommitRecord { seq: 9, time_us: T };
+        let zeros = [0u8; 100];
+        let zero = Undo::of(3, 7, 0, T, &zeros);
+        assert_eq!(zero.data, None, "zeros are saved without data");
+        for r in [
+            Record::Undo(undo()),
+            Record::Undo(zero),
+            Record::Point(point()),
+            Record::Commit(commit),
+            Record::Pad { len: 200 },
+        ] {
+            let mut buf = encoded(&r);
+            buf.extend_from_slice(b"next");
+            let mut s = &buf[..];
+            assert_eq!(Record::decode(&mut s).unwrap(), r);
+            assert_eq!(s, b"next");
         }
+        let buf = encoded(&Record::Undo(undo()));
+        assert_eq!(Undo::decode(&mut &buf[..]).unwrap(), undo());
+        let buf = encoded(&Record::Point(point()));
+        assert_eq!(PointRecord::decode(&mut &buf[..]).unwrap(), point());
+        let buf = encoded(&Record::Commit(commit));
+        assert_eq!(CommitRecord::decode(&mut &buf[..]).unwrap(), commit);
+    }
+
+    /// Every record type: a flipped byte anywhere and a cut anywhere are refused.
+    #[test]
+    fn each_record_type_refuses_corrupt_and_truncated_bytes() {
+        let commit = Record::Commit(CommitRecord { seq: 9, time_us: T });
+        for r in [Record::Undo(undo()), Record::Point(point()), commit] {
+            let buf = encoded(&r);
+            for i in 0..buf.len() {
+                let mut bad = buf.clone();
+                bad[i] ^= 0x40;
+                assert!(
+                    Record::decode(&mut &bad[..]).is_err(),
+                    "{r:?}: flip at byte {i}"
+                );
+            }
+            for n in 0..buf.len() {
+                let err = Record::decode(&mut &buf[..n]).unwrap_err();
+                assert!(matches!(err, DecodeError::Truncated { .. }), "{n}: {err}");
+            }
+        }
+        let p = encoded(&Record::Point(point()));
+        let mut s = &p[..];
+        assert!(matches!(
+            Undo::decode(&mut s),
+            Err(DecodeError::WrongKind {
+                expected: "undo",
+                ..
+            })
+        ));
+        assert_eq!(s.len(), p.len(), "a record of another kind is not consumed");
+        assert!(CommitRecord::decode(&mut &p[..]).is_err());
+        let u = encoded(&Record::Undo(undo()));
+        assert!(PointRecord::decode(&mut &u[..]).is_err());
     }
 
     #[test]
@@ -452,7 +767,12 @@ mod tests {
             assert_eq!(buf.len() % 4096, 0, "{used}");
             if buf.len() > used {
                 let r = Record::decode(&mut &buf[used..]).unwrap();
-                assert_eq!((r.kind, r.seq), (Kind::Pad, 0));
+                assert_eq!(
+                    r,
+                    Record::Pad {
+                        len: buf.len() - used
+                    }
+                );
             }
         }
     }
@@ -460,12 +780,12 @@ mod tests {
     #[test]
     fn stamping_sets_batch_and_last_flag_and_keeps_records_valid() {
         let mut buf = Vec::new();
-        sample().encode(&mut buf);
-        sample().encode(&mut buf);
+        undo().encode(&mut buf);
+        undo().encode(&mut buf);
         stamp_batch(&mut buf, 77);
         let mut s = &buf[..];
         let (_, a) = Header::decode_meta(&mut s).unwrap();
-        s = &s[5..];
+        s = &s[4..];
         let (_, b) = Header::decode_meta(&mut s).unwrap();
         assert_eq!(
             (a.batch, a.flags, b.batch, b.flags),
@@ -476,16 +796,16 @@ mod tests {
 
     #[test]
     fn version_1_records_are_still_read() {
-        let r = sample();
+        let r = undo();
         let mut buf = Vec::new();
-        encode_v1(&r.header(), &r.payload, &mut buf);
-        assert_eq!(buf.len(), V1_HEADER_LEN + 5);
+        encode_v1(&r.header(), r.data.unwrap(), &mut buf);
+        assert_eq!(buf.len(), V1_HEADER_LEN + 4);
         let (h, m) = Header::decode_meta(&mut &buf[..]).unwrap();
         assert_eq!(
             (m.version, m.batch, m.record_len(&h)),
             (1, 0, buf.len() as u64)
         );
-        assert_eq!(Record::decode(&mut &buf[..]).unwrap(), r);
+        assert_eq!(Undo::decode(&mut &buf[..]).unwrap(), r);
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x40;
@@ -495,8 +815,10 @@ mod tests {
 
     #[test]
     fn inconsistent_lengths_are_refused() {
-        let mut r = sample();
-        r.length = 4096; // claims 4096 bytes, carries 5
+        let r = Undo {
+            length: 4096, // claims 4096 bytes, carries 4
+            ..undo()
+        };
         let mut buf = Vec::new();
         r.encode(&mut buf);
         assert_eq!(
@@ -507,14 +829,15 @@ mod tests {
 
     proptest! {
         #[test]
-        fn roundtrip_any(kind in 1u8..=6, seq: u64, disk: u32, offset in 0u64..1<<50,
-                         time_us: i64, payload in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let kind = Kind::from_u8(kind).unwrap();
-            let payload = if kind == Kind::UndoZero { Vec::new() } else { payload };
-            let length = if kind == Kind::UndoZero { 4096 } else { payload.len() as u64 };
-            let r = Record { kind, seq, disk, offset, length, time_us, payload };
-            let mut buf = Vec::new();
-            r.encode(&mut buf);
+        fn roundtrip_any(kind in 0u8..3, seq: u64, disk: u32, offset in 0u64..1<<50,
+                         time_us: i64, payload in proptest::collection::vec(any::<u8>(), 1..300)) {
+            let label = String::from_utf8_lossy(&payload).into_owned();
+            let r = match kind {
+                0 => Record::Undo(Undo { seq, disk, offset, length: payload.len() as u64, time_us, data: Some(&payload) }),
+                1 => Record::Undo(Undo { seq, disk, offset, length: 4096, time_us, data: None }),
+                _ => Record::Point(PointRecord { seq, time_us, app: disk % 2 == 0, label }),
+            };
+            let mut buf = encoded(&r);
             buf.extend_from_slice(b"next");
             let mut s = &buf[..];
             prop_assert_eq!(Record::decode(&mut s).unwrap(), r);

@@ -14,7 +14,7 @@ pub mod format;
 mod spare;
 
 pub use format::PointRecord;
-use format::{DecodeError, HEADER_LEN, Header, Kind};
+use format::{DecodeError, HEADER_LEN, Header, Kind, Record};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -219,6 +219,22 @@ impl AlignedBuf {
         &mut self.raw[self.start..self.start + self.len]
     }
 
+    /// Empties the buffer and fills it with `records`; returns the offset of each in it.
+    pub fn set_records(&mut self, records: &[Record<'_>]) -> Vec<usize> {
+        let mut enc = Vec::with_capacity(records.iter().map(Record::encoded_len).sum());
+        let offsets = records
+            .iter()
+            .map(|r| {
+                let at = enc.len();
+                r.encode(&mut enc);
+                at
+            })
+            .collect();
+        self.prepare(enc.len())[..enc.len()].copy_from_slice(&enc);
+        self.set_len(enc.len());
+        offsets
+    }
+
     /// Bytes of memory held.
     pub fn capacity(&self) -> usize {
         self.raw.len()
@@ -229,10 +245,8 @@ impl AlignedBuf {
         let gap = format::pad_len(self.len, ALIGN);
         if gap > 0 {
             let h = format::pad_header(gap);
-            let mut head = Vec::with_capacity(HEADER_LEN);
-            h.encode(&mut head);
             let at = self.start + self.len;
-            self.raw[at..at + HEADER_LEN].copy_from_slice(&head);
+            self.raw[at..at + HEADER_LEN].copy_from_slice(&h.to_bytes());
             self.raw[at + HEADER_LEN..at + gap].fill(0);
             self.len += gap;
         }
@@ -685,20 +699,32 @@ impl Journal {
         Ok((cur.id, cur.bytes))
     }
 
-    /// Appends encoded records (not yet durable: call [`Journal::sync`]), after
-    /// [`Journal::prepare_append`]. On error the segment is cut back to where it was, so a
-    /// failed append leaves no partial record. Copies `buf` once; see
+    /// Appends `records` (not yet durable: call [`Journal::sync`]), after
+    /// [`Journal::prepare_append`] (of their [`Record::encoded_len`] together), and returns
+    /// where each landed. On error the segment is cut back to where it was, so a failed
+    /// append leaves no partial record. Encodes into a kept buffer; see
     /// [`Journal::append_aligned`] for the copy-free way.
-    pub fn append(&mut self, buf: &[u8], max_seq: u64) -> io::Result<()> {
+    pub fn append(&mut self, records: &[Record<'_>], max_seq: u64) -> io::Result<Vec<Loc>> {
         let mut b = std::mem::take(&mut self.bounce);
-        b.prepare(buf.len())[..buf.len()].copy_from_slice(buf);
-        b.set_len(buf.len());
+        let offsets = b.set_records(records);
+        let end = self.end();
         let r = self.append_aligned(&mut b, max_seq);
         // Kept: a group's journal only appends small records this way (points, commits),
         // and a recover's session log appends steps of one size, so the buffer is
         // allocated (and its pages faulted in) once.
         self.bounce = b;
-        r
+        r?;
+        Ok(offsets
+            .into_iter()
+            .map(|at| {
+                let record = end.offset + at as u64;
+                Loc {
+                    segment: end.segment,
+                    record,
+                    data: record + HEADER_LEN as u64,
+                }
+            })
+            .collect())
     }
 
     /// Appends the records in `buf` (padding them in place to an [`ALIGN`] boundary).
@@ -770,10 +796,14 @@ impl Journal {
         Ok(Some(s))
     }
 
-    /// Starts over with one new segment holding `records` (already encoded), then drops
-    /// every older segment. The records end with a `Commit`, so a crash in between is
-    /// finished by the next [`Journal::open`].
-    pub fn restart_with(&mut self, records: &[u8], max_seq: u64) -> Result<(), JournalError> {
+    /// Starts over with one new segment holding `records`, then drops every older segment.
+    /// The records end with a `Commit`, so a crash in between is finished by the next
+    /// [`Journal::open`].
+    pub fn restart_with(
+        &mut self,
+        records: &[Record<'_>],
+        max_seq: u64,
+    ) -> Result<(), JournalError> {
         let next = self.segments.last().map_or(1, |s| s.id + 1);
         let (f, direct, info) = Self::create_segment(&self.dir, next)?;
         self.cur = f;
@@ -1029,19 +1059,18 @@ fn read_up_to(f: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::format::{Record, encode_parts};
+    use super::format::{CommitRecord, Undo};
     use super::*;
 
     fn undo(seq: u64, data: &[u8]) -> Vec<u8> {
         let mut b = Vec::new();
-        Record {
-            kind: Kind::Undo,
+        Undo {
             seq,
             disk: 7,
             offset: seq * 4096,
             length: data.len() as u64,
             time_us: 1,
-            payload: data.to_vec(),
+            data: Some(data),
         }
         .encode(&mut b);
         b
@@ -1049,12 +1078,23 @@ mod tests {
 
     fn point(seq: u64, label: &str) -> Vec<u8> {
         let mut b = Vec::new();
-        let h = Header {
+        PointRecord {
+            seq,
             time_us: seq as i64,
-            ..Header::new(Kind::AppPoint, seq)
-        };
-        encode_parts(&h, label.as_bytes(), &mut b);
+            app: true,
+            label: label.into(),
+        }
+        .encode(&mut b);
         b
+    }
+
+    /// The records encoded in `bytes`, for [`Journal::append`].
+    fn recs(mut bytes: &[u8]) -> Vec<Record<'_>> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            out.push(Record::decode(&mut bytes).unwrap());
+        }
+        out
     }
 
     fn fill(dir: &Path, seg_size: u64) -> Journal {
@@ -1067,7 +1107,7 @@ mod tests {
                 undo(seq, &[seq as u8; 100])
             };
             j.prepare_append(rec.len() as u64).unwrap();
-            j.append(&rec, seq).unwrap();
+            j.append(&recs(&rec), seq).unwrap();
             j.sync().unwrap();
         }
         j
@@ -1259,7 +1299,7 @@ mod tests {
         for seq in 3..=5 {
             let rec = undo(seq, &[seq as u8; 5000]);
             j.prepare_append(rec.len() as u64).unwrap();
-            j.append(&rec, seq).unwrap();
+            j.append(&recs(&rec), seq).unwrap();
             j.sync().unwrap();
             assert_eq!(j.end().offset % ALIGN as u64, 0, "padded to a block");
         }
@@ -1419,20 +1459,19 @@ mod tests {
         let (mut j, _) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();
         let at = |seq: u64, offset: u64, fill: u8| {
             let mut b = Vec::new();
-            Record {
-                kind: Kind::Undo,
+            Undo {
                 seq,
                 disk: 7,
                 offset,
                 length: 8192,
                 time_us: 1,
-                payload: vec![fill; 8192],
+                data: Some(&[fill; 8192]),
             }
             .encode(&mut b);
             b
         };
         // Blocks 0-1 saved at 1 and again at 3 (after point 2); blocks 4-5 at 5.
-        let recs = [
+        let batches = [
             at(1, 0, 1),
             point(2, "p2"),
             at(3, 0, 3),
@@ -1440,9 +1479,9 @@ mod tests {
             at(5, 4 << 12, 5),
             point(6, "p6"),
         ];
-        for (i, r) in recs.iter().enumerate() {
+        for (i, r) in batches.iter().enumerate() {
             j.prepare_append(r.len() as u64).unwrap();
-            j.append(r, i as u64 + 1).unwrap();
+            j.append(&recs(r), i as u64 + 1).unwrap();
             j.sync().unwrap();
         }
         drop(j);
@@ -1464,7 +1503,7 @@ mod tests {
         let mut batch = undo(11, &[0xaa; 3000]);
         batch.extend(undo(12, &[0xbb; 3000]));
         j.prepare_append(batch.len() as u64).unwrap();
-        j.append(&batch, 12).unwrap();
+        j.append(&recs(&batch), 12).unwrap();
         j.sync().unwrap();
         drop(j);
         flip(&seg, good + 100);
@@ -1512,7 +1551,7 @@ mod tests {
         let (id, _) = j.prepare_append(100).unwrap();
         assert_eq!(id, 2, "a version 1 segment is not appended to");
         let rec = undo(3, &[3; 100]);
-        j.append(&rec, 3).unwrap();
+        j.append(&recs(&rec), 3).unwrap();
         j.sync().unwrap();
         let mut seen = Vec::new();
         j.scan_after(0, |h, loc| seen.push((h.seq, loc.segment)))
@@ -1526,12 +1565,15 @@ mod tests {
     fn restart_with_drops_older_segments_even_after_a_crash() {
         let t = tempfile::tempdir().unwrap();
         let mut j = fill(t.path(), 400);
-        let mut recs = point(5, "kept");
-        let h = Header::new(Kind::Commit, 10);
-        encode_parts(&h, &[], &mut recs);
+        let mut kept = point(5, "kept");
+        CommitRecord {
+            seq: 10,
+            time_us: 0,
+        }
+        .encode(&mut kept);
         // Simulate a crash after the new segment is written but before the old are gone.
         let next = j.segments().last().unwrap().id + 1;
-        fs::write(segment_path(t.path(), next), &recs).unwrap();
+        fs::write(segment_path(t.path(), next), &kept).unwrap();
         drop(j);
         let (j2, scan) = Journal::open_with(t.path(), 400, Access::Write).unwrap();
         assert_eq!(j2.segments().len(), 1);
@@ -1539,7 +1581,7 @@ mod tests {
         assert_eq!(scan.points[0].label, "kept");
         assert_eq!(scan.max_seq, 10);
         j = j2;
-        j.restart_with(&recs, 10).unwrap();
+        j.restart_with(&recs(&kept), 10).unwrap();
         assert_eq!(j.segments().len(), 1);
     }
 }

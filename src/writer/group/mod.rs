@@ -1,22 +1,25 @@
 //! A consistency group: its disks, the one write sequence ordering them, the undo journal
 //! with group commit, and its recovery points.
 //!
-//! Write path (after the baseline): a write joins the group's queue; one writer at a time
-//! becomes the leader, takes the whole queue (a batch), saves the old contents of every
-//! block the batch overwrites for the first time in this interval, appends them to the
-//! journal and syncs it once; only then may each writer put its data on the target. A
-//! point (FLUSH, bookmark) takes the leader role, waits for the writers of earlier batches,
-//! syncs the targets and appends the point record.
+//! Write path (after the baseline): a write joins the group's queue ([`commit`]); the
+//! leader of its batch saves the old contents of every block the batch overwrites for the
+//! first time in this interval, appends them to the journal and syncs it once; only then
+//! may each writer put its data on the target. A point (FLUSH, bookmark) takes the leader
+//! role, waits for the writers of earlier batches, syncs the targets and appends the point
+//! record.
+
+mod commit;
 
 use super::block::BlockFile;
-use super::journal::format::{self, Header, Kind};
+use super::journal::format::{self, CommitRecord, Header, Record, Undo};
 use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
-use std::collections::HashMap;
+use super::session::{Session, SessionError, read_session, remove_session, session_exists};
+use commit::{CommitQueue, GroupCommit, HasQueue, NotCommitted, Pending};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use super::extents::BlockSrc;
@@ -149,20 +152,9 @@ impl From<&PointRecord> for Point {
     }
 }
 
-struct Pending {
-    ticket: u64,
-    disk: usize,
-    offset: u64,
-    len: u64,
-}
-
 impl State {
-    pub(crate) fn set_leader(&mut self, on: bool) {
-        self.leader = on;
-    }
-
     /// Drops the points before seq `keep_from` (pruning: past the window, or for space).
-    pub(crate) fn prune_points_before(&mut self, keep_from: u64) -> usize {
+    fn prune_points_before(&mut self, keep_from: u64) -> usize {
         let before = self.points.len();
         self.points.retain(|p| p.seq >= keep_from);
         self.pruned_below = self.pruned_below.max(keep_from);
@@ -170,7 +162,7 @@ impl State {
     }
 
     /// Why point `seq`, listed once, is not any more; `None` while it is listed.
-    pub(crate) fn gone(&self, group: &str, seq: u64) -> Option<PointGone> {
+    fn gone(&self, group: &str, seq: u64) -> Option<PointGone> {
         if self.points.iter().any(|p| p.seq == seq) {
             return None;
         }
@@ -202,41 +194,38 @@ impl From<PointGone> for io::Error {
     }
 }
 
-pub(crate) struct State {
-    queue: Vec<Pending>,
-    leader: bool,
-    next_ticket: u64,
-    done_ticket: u64,
-    /// The last ticket a leader took into a batch, and how many batches were taken: a
-    /// writer whose ticket is not taken yet sleeps on the next batch's condvar.
-    taken_ticket: u64,
-    batches: u64,
-    failed: HashMap<u64, String>,
-    /// Threads waiting for [`Group::inflight`] to reach 0 (a point, a recover): the last
-    /// writer out wakes them, and only then (std's notify is a syscall even with no waiter).
-    quiet_waiters: usize,
-    pub(crate) next_seq: u64,
+/// What a group is and has, under its lock. Changed only by `Group`'s methods; its guard
+/// never leaves this module (see [`GroupJournal`] for the lock order).
+struct State {
+    commit: CommitQueue,
+    next_seq: u64,
     /// No baseline yet: writes go straight through, FLUSH makes no point.
-    pub(crate) initial_sync: bool,
+    initial_sync: bool,
     /// The group is being recovered (or was, and awaits commit): no writes.
-    pub(crate) recovering: bool,
+    recovering: bool,
     /// Writes since the last point.
     dirty: bool,
-    pub(crate) first_dirty_us: Option<i64>,
+    first_dirty_us: Option<i64>,
     saved: Vec<Extents>,
-    pub(crate) points: Vec<PointRecord>,
+    points: Vec<PointRecord>,
     /// Points before this seq were pruned (tells a pruned point from one committed past).
     pruned_below: u64,
     views: Vec<Weak<ViewIndex>>,
     /// When volume-full pruning last dropped history (for status).
-    pub(crate) history_dropped_us: Option<i64>,
+    history_dropped_us: Option<i64>,
     /// Journal records found damaged (at open or when read): the points before them lost.
-    pub(crate) damage: Vec<Damage>,
+    damage: Vec<Damage>,
+}
+
+impl HasQueue for State {
+    fn queue(&mut self) -> &mut CommitQueue {
+        &mut self.commit
+    }
 }
 
 impl State {
     /// Why point `seq` cannot be recovered, if it cannot.
-    pub(crate) fn lost(&self, seq: u64) -> Option<String> {
+    fn lost(&self, seq: u64) -> Option<String> {
         self.damage
             .iter()
             .find(|d| (d.from_seq..d.before_seq).contains(&seq))
@@ -244,7 +233,7 @@ impl State {
     }
 
     /// Forgets damage in segments that pruning or a commit removed.
-    pub(crate) fn forget_damage_before(&mut self, first_segment: u64) {
+    fn forget_damage_before(&mut self, first_segment: u64) {
         self.damage.retain(|d| d.segment >= first_segment);
     }
 }
@@ -253,17 +242,10 @@ pub struct Group {
     pub name: String,
     pub dir: PathBuf,
     pub disks: Vec<Target>,
-    pub(crate) state: Mutex<State>,
-    cv: Condvar,
-    /// Writers waiting for their batch, by batch parity: a finished batch wakes its own
-    /// writers and one of the next, not every writer of the group (each woken one took
-    /// the state lock in turn: most of the futex calls of small journaled writes).
-    batch_cv: [Condvar; 2],
-    /// Writers whose undo is durable but whose target write has not finished. Raised
-    /// under the state lock; lowered without it, so that a finished target write does not
-    /// queue behind the batch's other writers for the lock (the last one out takes it).
-    inflight: AtomicUsize,
-    pub(crate) journal: Mutex<Journal>,
+    /// Lock order: `journal` before `state` (see [`GroupJournal`]).
+    state: Mutex<State>,
+    commit: GroupCommit,
+    journal: Mutex<Journal>,
     /// The leader's record buffer, kept between batches.
     scratch: Mutex<AlignedBuf>,
     _lock: File,
@@ -290,6 +272,15 @@ pub enum GroupError {
     },
     #[error(transparent)]
     PointGone(#[from] PointGone),
+    /// The recovery session cannot be read: the group stays closed (see [`SessionError`]).
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("group {group}: finishing an interrupted commit")]
+    FinishCommit {
+        group: String,
+        #[source]
+        source: CommitError,
+    },
     #[error("group {group}: {action}")]
     Io {
         group: String,
@@ -297,6 +288,18 @@ pub enum GroupError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Why making the recovered point the baseline failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The session names a point the journal does not hold.
+    #[error("point {0} is missing from the journal")]
+    Corruption(u64),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
 }
 
 /// A disk as the config names it.
@@ -334,6 +337,9 @@ impl Group {
         segment_size: u64,
         access: Access,
     ) -> Result<Arc<Group>, GroupError> {
+        // Read first, before anything is made or cut: a session that cannot be read keeps
+        // the group closed, and whether a commit must be finished cannot be told.
+        let session = read_session(dir)?;
         let gio = |action: &'static str| {
             move |source| GroupError::Io {
                 group: name.to_string(),
@@ -373,16 +379,9 @@ impl Group {
                 source,
             })?;
         journal.set_prewrite(access == Access::Write);
-        let recovering = super::session::session_exists(dir);
+        let recovering = session.is_some();
         let state = State {
-            queue: Vec::new(),
-            leader: false,
-            next_ticket: 1,
-            done_ticket: 0,
-            taken_ticket: 0,
-            batches: 0,
-            failed: HashMap::new(),
-            quiet_waiters: 0,
+            commit: CommitQueue::default(),
             next_seq: scan.max_seq + 1,
             initial_sync: scan.points.is_empty(),
             recovering,
@@ -400,9 +399,7 @@ impl Group {
             dir: dir.to_path_buf(),
             disks: targets,
             state: Mutex::new(state),
-            cv: Condvar::new(),
-            batch_cv: [Condvar::new(), Condvar::new()],
-            inflight: AtomicUsize::new(0),
+            commit: GroupCommit::default(),
             journal: Mutex::new(journal),
             scratch: Mutex::new(AlignedBuf::default()),
             _lock: lock,
@@ -410,22 +407,101 @@ impl Group {
         if access == Access::ReadOnly {
             return Ok(group);
         }
-        group
-            .finish_interrupted_commit()
-            .map_err(|e| GroupError::Io {
-                group: name.to_string(),
-                action: "finishing an interrupted commit",
-                source: io::Error::other(format!("{e:#}")),
-            })?;
+        // A crash interrupted a commit: finish it, never recover again (see `Session`).
+        if let Some(Session {
+            at: Some(at),
+            committing: true,
+            ..
+        }) = session
+        {
+            tracing::warn!(group = %name, point = at, "finishing an interrupted commit");
+            let _quiet = group.quiesce();
+            group
+                .finish_commit(at)
+                .map_err(|source| GroupError::FinishCommit {
+                    group: name.to_string(),
+                    source,
+                })?;
+        }
         Ok(group)
+    }
+
+    /// Makes point `at` (the disks were recovered to it, the session says committing) the
+    /// baseline: the journal restarts at it, the session goes, writes come in again.
+    pub(crate) fn finish_commit(&self, at: u64) -> Result<Point, CommitError> {
+        let rec = self
+            .lock()
+            .points
+            .iter()
+            .find(|p| p.seq == at)
+            .cloned()
+            .ok_or(CommitError::Corruption(at))?;
+        let max_seq = self.lock().next_seq - 1;
+        let commit = CommitRecord {
+            seq: max_seq,
+            time_us: now_us(),
+        };
+        let records = [Record::Point(rec.clone()), Record::Commit(commit)];
+        self.journal().restart_with(&records, max_seq)?;
+        remove_session(&self.dir)?;
+        let mut st = self.lock();
+        st.points = vec![rec.clone()];
+        st.initial_sync = false;
+        st.recovering = false;
+        st.first_dirty_us = None;
+        drop(st);
+        tracing::info!(group = %self.name, point = at, "committed: replication may resume");
+        Ok(Point::from(&rec))
     }
 
     pub fn disk_index(&self, name: &str) -> Option<usize> {
         self.disks.iter().position(|d| d.name == name)
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap()
+    }
+
+    /// Locks the group's journal. Never called with the state locked: the state's guard
+    /// stays inside this module's methods, none of which calls this while holding it.
+    pub fn journal(&self) -> GroupJournal<'_> {
+        GroupJournal {
+            group: self,
+            journal: self.journal.lock().unwrap(),
+        }
+    }
+
+    /// What the policy judges: where the group is and how old its newest points are.
+    pub fn activity(&self) -> Activity {
+        let st = self.lock();
+        Activity {
+            initial_sync: st.initial_sync,
+            recovering: st.recovering,
+            newest_point_us: st.points.last().map(|p| p.time_us),
+            newest_app_point_us: st.points.iter().rev().find(|p| p.app).map(|p| p.time_us),
+            first_dirty_us: st.first_dirty_us,
+            history_dropped_us: st.history_dropped_us,
+        }
+    }
+
+    /// Whether a view of point `seq` may still serve: not while the group is recovered
+    /// (the target no longer holds what the view reads through to), nor once the point is
+    /// pruned or committed past.
+    pub(crate) fn check_view(&self, seq: u64) -> io::Result<()> {
+        let st = self.lock();
+        if st.recovering {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "group {} is being recovered: its point views are closed",
+                    self.name
+                ),
+            ));
+        }
+        match st.gone(&self.name, seq) {
+            Some(gone) => Err(gone.into()),
+            None => Ok(()),
+        }
     }
 
     pub fn points(&self) -> Vec<Point> {
@@ -529,69 +605,39 @@ impl Group {
             return Err(refused(&self.name));
         }
         if !st.initial_sync {
-            let ticket = st.next_ticket;
-            st.next_ticket += 1;
-            st.queue.push(Pending {
-                ticket,
-                disk,
-                offset,
-                len,
-            });
-            while st.done_ticket < ticket {
-                let taken = ticket <= st.taken_ticket;
-                // Once taken, the batch's leader counts this write in flight: wait for it.
-                if st.recovering && !taken {
-                    st.queue.retain(|p| p.ticket != ticket);
-                    self.wake_all();
-                    return Err(refused(&self.name));
-                }
-                if st.leader {
-                    let batch = st.batches + u64::from(!taken);
-                    st = self.batch_cv[(batch % 2) as usize].wait(st).unwrap();
-                } else {
-                    st = self.lead(st);
-                }
-            }
-            if let Some(msg) = st.failed.remove(&ticket) {
-                self.inflight.fetch_sub(1, Ordering::AcqRel);
-                self.wake_all();
-                return Err(io::Error::other(msg));
-            }
+            st = self
+                .commit
+                .commit(
+                    st,
+                    (disk, offset, len),
+                    |st| st.recovering,
+                    |st, batch| self.lead(st, batch),
+                )
+                .map_err(|e| match e {
+                    NotCommitted::Closed => refused(&self.name),
+                    NotCommitted::Failed(msg) => io::Error::other(msg),
+                })?;
         } else {
-            self.inflight.fetch_add(1, Ordering::AcqRel);
+            self.commit.write_direct();
         }
         st.dirty = true;
         st.first_dirty_us.get_or_insert_with(now_us);
         drop(st);
         let r = apply(target);
         target.bytes_written.fetch_add(len, Ordering::Relaxed);
-        // A waiter checks `inflight` under the lock and waits without letting it go, so
-        // taking the lock here after the decrement cannot miss it.
-        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 && self.lock().quiet_waiters > 0 {
-            self.cv.notify_all();
-        }
+        self.commit.write_done(&self.state);
         r
     }
 
-    /// Waits until every writer whose undo is durable has put its data on the target.
-    fn wait_quiet<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        st.quiet_waiters += 1;
-        while self.inflight.load(Ordering::Acquire) > 0 {
-            st = self.cv.wait(st).unwrap();
-        }
-        st.quiet_waiters -= 1;
-        st
-    }
-
-    /// Takes the queue as one batch, makes its undo records durable, and wakes its writers.
-    fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        st.leader = true;
-        let batch = std::mem::take(&mut st.queue);
-        st.batches += 1;
-        st.taken_ticket = batch.last().map_or(st.taken_ticket, |p| p.ticket);
-        // Decide under the lock what to save and in which order (seq).
+    /// Saves the undo of a batch (the leader role held): decides under the lock what to
+    /// save and in which order (seq), appends it without the lock, and tells the views.
+    fn lead<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        batch: &[Pending],
+    ) -> (MutexGuard<'a, State>, Result<(), String>) {
         let mut jobs = Vec::new();
-        for p in &batch {
+        for p in batch {
             let t = &self.disks[p.disk];
             let (b0, b1) = (p.offset / BLOCK, (p.offset + p.len).div_ceil(BLOCK));
             let seq = st.next_seq;
@@ -618,7 +664,7 @@ impl Group {
             self.save(&jobs, max_seq)
         };
         let mut st = self.lock();
-        match result {
+        let result = match result {
             Ok(added) => {
                 st.views.retain(|v| v.strong_count() > 0);
                 for v in st.views.iter().filter_map(Weak::upgrade) {
@@ -628,34 +674,16 @@ impl Group {
                         }
                     }
                 }
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(group = %self.name, error = %e, "journal write failed: failing the batch");
                 // The saved marks are unreliable now; start the interval's set over.
                 st.saved.iter_mut().for_each(Extents::clear);
-                for p in &batch {
-                    st.failed
-                        .insert(p.ticket, format!("journal write failed: {e}"));
-                }
+                Err(format!("journal write failed: {e}"))
             }
-        }
-        self.inflight.fetch_add(batch.len(), Ordering::AcqRel);
-        st.done_ticket = batch.last().map_or(st.done_ticket, |p| p.ticket);
-        st.leader = false;
-        self.batch_cv[(st.batches % 2) as usize].notify_all();
-        if !st.queue.is_empty() {
-            // One of the next batch leads it.
-            self.batch_cv[((st.batches + 1) % 2) as usize].notify_one();
-        }
-        // Points, views and recovers waiting for the leader role.
-        self.cv.notify_all();
-        st
-    }
-
-    /// Wakes every waiter: writers of both batches, points, views, recovers.
-    fn wake_all(&self) {
-        self.cv.notify_all();
-        self.batch_cv.iter().for_each(Condvar::notify_all);
+        };
+        (st, result)
     }
 
     /// Reads the old contents of `jobs` and appends them to the journal, synced.
@@ -693,18 +721,8 @@ impl Group {
                 // Read the old contents straight into the record's payload place: no copy.
                 let payload = &mut room[data_at..data_at + len as usize];
                 t.read_at(payload, offset)?;
-                let zero = payload.iter().all(|&b| b == 0);
-                let h = Header {
-                    disk: t.id,
-                    offset,
-                    length: len,
-                    time_us,
-                    payload_len: if zero { 0 } else { len as u32 },
-                    payload_crc: crc32c::crc32c(if zero { &[] } else { payload }),
-                    ..Header::new(if zero { Kind::UndoZero } else { Kind::Undo }, seq)
-                };
-                let mut head = Vec::with_capacity(format::HEADER_LEN);
-                h.encode(&mut head);
+                let undo = Undo::of(seq, t.id, offset, time_us, payload);
+                let (head, zero) = (undo.encode_header(), undo.data.is_none());
                 room[used..data_at].copy_from_slice(&head);
                 used = if zero {
                     data_at
@@ -813,11 +831,9 @@ impl Group {
             }
             return Ok(None);
         }
-        while st.leader {
-            st = self.cv.wait(st).unwrap();
-        }
-        st.leader = true;
-        st = self.wait_quiet(st);
+        st = self.commit.wait_leader(st, |_| false);
+        st.commit.set_leader(true);
+        st = self.commit.wait_quiet(st);
         let make = app || st.dirty;
         let seq = st.next_seq;
         if make {
@@ -826,8 +842,7 @@ impl Group {
         drop(st);
         let r = self.make_point(make, seq, app, label);
         let mut st = self.lock();
-        st.leader = false;
-        self.wake_all();
+        self.commit.release_leader(&mut st.commit);
         let rec = r?;
         if let Some(rec) = &rec {
             st.points.push(rec.clone());
@@ -861,11 +876,8 @@ impl Group {
             app,
             label: label.to_string(),
         };
-        let mut enc = Vec::new();
-        encode_point(&rec, &mut enc);
         let mut buf = AlignedBuf::default();
-        buf.prepare(enc.len())[..enc.len()].copy_from_slice(&enc);
-        buf.set_len(enc.len());
+        buf.set_records(&[Record::Point(rec.clone())]);
         let mut j = self.journal.lock().unwrap();
         Ok(self.append_or_prune(&mut j, &mut buf, seq)?.map(|_| rec))
     }
@@ -907,10 +919,8 @@ impl Group {
         });
         let mut index = view.index.lock().unwrap();
         let mut add = |h: &Header, loc: Loc| {
-            if matches!(h.kind, Kind::Undo | Kind::UndoZero) && h.disk == id {
-                // Undo records start on a block boundary; a disk's last block may be partial.
-                let (start, end) = (h.offset / BLOCK, (h.offset + h.length).div_ceil(BLOCK));
-                index.add(disk, start, end, (h.kind == Kind::Undo).then_some(loc));
+            if h.disk == id {
+                index.add_undo(disk, h, loc);
             }
         };
         let (dir, snapshot) = {
@@ -921,9 +931,7 @@ impl Group {
         let end = journal::scan_segments(&dir, &snapshot, Default::default(), after, &mut add)
             .map_err(jerr)?;
         let mut st = self.lock();
-        while st.leader && !st.recovering {
-            st = self.cv.wait(st).unwrap();
-        }
+        st = self.commit.wait_leader(st, |st| st.recovering);
         if st.recovering {
             return Err(GroupError::Io {
                 group: self.name.clone(),
@@ -935,7 +943,7 @@ impl Group {
         if let Some(gone) = st.gone(&self.name, after) {
             return Err(gone.into());
         }
-        st.leader = true;
+        st.commit.set_leader(true);
         drop(st);
         let caught_up = {
             let j = self.journal.lock().unwrap();
@@ -943,49 +951,111 @@ impl Group {
         };
         drop(index);
         let mut st = self.lock();
-        st.leader = false;
         if caught_up.is_ok() {
             st.views.push(Arc::downgrade(&view));
         }
-        self.wake_all();
+        self.commit.release_leader(&mut st.commit);
         drop(st);
         caught_up.map_err(jerr)?;
         Ok(view)
     }
 
-    /// Takes the leader role and waits for writers to finish: the group is quiet and
-    /// refuses writes (`recovering` set) until [`Group::release`].
-    pub(crate) fn quiesce(&self) -> MutexGuard<'_, State> {
+    /// Refuses writes, waits for the leader role and for writers to finish, and holds the
+    /// role (writes refused and drained) for a recovery until the guard is dropped.
+    pub(crate) fn quiesce(&self) -> Quiesced<'_> {
         let mut st = self.lock();
         st.recovering = true;
-        self.wake_all();
-        while st.leader {
-            st = self.cv.wait(st).unwrap();
+        self.commit.wake_all();
+        st = self.commit.wait_leader(st, |_| false);
+        let mut st = self.commit.wait_quiet(st);
+        st.commit.set_leader(true);
+        Quiesced { group: self }
+    }
+}
+
+/// A group quiesced for a recovery ([`Group::quiesce`]).
+pub(crate) struct Quiesced<'a> {
+    group: &'a Group,
+}
+
+impl Drop for Quiesced<'_> {
+    fn drop(&mut self) {
+        let g = self.group;
+        let mut st = g.lock();
+        st.commit.set_leader(false);
+        // Under recovery exactly while a session exists: a recover that failed before
+        // writing one changed nothing, and writes may come in again.
+        st.recovering = session_exists(&g.dir);
+        g.commit.wake_all();
+    }
+}
+
+/// A group's journal, locked. The lock order is the journal before the group's state:
+/// what needs both (pruning) is a method of this guard, and the state's guard never
+/// leaves the group's own methods, so nobody can hold it while taking this.
+pub struct GroupJournal<'a> {
+    group: &'a Group,
+    journal: MutexGuard<'a, Journal>,
+}
+
+impl std::ops::Deref for GroupJournal<'_> {
+    type Target = Journal;
+    fn deref(&self) -> &Journal {
+        &self.journal
+    }
+}
+
+impl std::ops::DerefMut for GroupJournal<'_> {
+    fn deref_mut(&mut self) -> &mut Journal {
+        &mut self.journal
+    }
+}
+
+impl GroupJournal<'_> {
+    /// Drops the points older than `cutoff_us` but the newest. Returns how many were
+    /// dropped and the seq of the oldest kept; `None` (nothing done) under recovery or
+    /// with no point. Under the journal lock: a recover sets `recovering` before it picks
+    /// its point, so either it sees the points pruned here, or this sees it.
+    pub fn prune_points_older_than(&self, cutoff_us: i64) -> Option<(usize, u64)> {
+        let mut st = self.group.lock();
+        if st.recovering || st.points.is_empty() {
+            return None;
         }
-        self.wait_quiet(st)
+        let newest = st.points.len() - 1;
+        let first = st
+            .points
+            .iter()
+            .position(|p| p.time_us >= cutoff_us)
+            .unwrap_or(newest);
+        let keep_from = st.points[first].seq;
+        let dropped = st.prune_points_before(keep_from);
+        Some((dropped, st.points[0].seq))
     }
 
-    pub(crate) fn notify(&self) {
-        self.wake_all();
+    /// Forgets damage in segments pruning removed (before the oldest one left).
+    pub fn forget_removed_damage(&self) {
+        if let Some(first) = self.journal.segments().first() {
+            self.group.lock().forget_damage_before(first.id);
+        }
     }
+}
+
+/// A group's state as the retention policy judges it ([`Group::activity`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Activity {
+    pub initial_sync: bool,
+    pub recovering: bool,
+    pub newest_point_us: Option<i64>,
+    pub newest_app_point_us: Option<i64>,
+    /// The first write since the newest point.
+    pub first_dirty_us: Option<i64>,
+    /// When volume-full pruning last dropped history.
+    pub history_dropped_us: Option<i64>,
 }
 
 /// ENOSPC, also when wrapped by the journal's own error type.
 fn is_nospc(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull
-}
-
-pub(crate) fn encode_point(p: &PointRecord, out: &mut Vec<u8>) {
-    let kind = if p.app {
-        Kind::AppPoint
-    } else {
-        Kind::CrashPoint
-    };
-    let h = Header {
-        time_us: p.time_us,
-        ..Header::new(kind, p.seq)
-    };
-    format::encode_parts(&h, p.label.as_bytes(), out);
 }
 
 #[cfg(test)]

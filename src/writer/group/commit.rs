@@ -1,0 +1,226 @@
+//! Group commit: a group's writers queue, one at a time becomes the leader, takes the whole
+//! queue (a batch), has its undo made durable with one journal sync, and wakes the batch's
+//! writers. Kept apart like raft-engine's write barrier (`src/write_barrier.rs`).
+//!
+//! The queue lives in the group's state, under the group's one lock (seqs and saved blocks
+//! are decided under it too), so the calls here take that lock's guard: any state that
+//! holds a [`CommitQueue`] ([`HasQueue`]). The leader role is also what points, view
+//! catch-ups and recovers take to run between batches, never inside one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// A queued write: which disk and range it overwrites.
+pub struct Pending {
+    ticket: u64,
+    pub disk: usize,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// The state that holds the group's [`CommitQueue`].
+pub trait HasQueue {
+    fn queue(&mut self) -> &mut CommitQueue;
+}
+
+/// The group commit's part of the group's state.
+pub struct CommitQueue {
+    queue: Vec<Pending>,
+    leader: bool,
+    next_ticket: u64,
+    done_ticket: u64,
+    /// The last ticket a leader took into a batch, and how many batches were taken: a
+    /// writer whose ticket is not taken yet sleeps on the next batch's condvar.
+    taken_ticket: u64,
+    batches: u64,
+    failed: HashMap<u64, String>,
+    /// Threads waiting for [`GroupCommit::wait_quiet`]: the last writer out wakes them,
+    /// and only then (std's notify is a syscall even with no waiter).
+    quiet_waiters: usize,
+}
+
+impl Default for CommitQueue {
+    fn default() -> CommitQueue {
+        CommitQueue {
+            queue: Vec::new(),
+            leader: false,
+            next_ticket: 1,
+            done_ticket: 0,
+            taken_ticket: 0,
+            batches: 0,
+            failed: HashMap::new(),
+            quiet_waiters: 0,
+        }
+    }
+}
+
+impl CommitQueue {
+    /// Takes (the caller waited with [`GroupCommit::wait_leader`]) or gives up the leader
+    /// role; giving it up wakes nobody (see [`GroupCommit::release_leader`]).
+    pub fn set_leader(&mut self, on: bool) {
+        self.leader = on;
+    }
+}
+
+/// Why a queued write's undo was not made durable.
+pub enum NotCommitted {
+    /// `closed` held before a leader took the write: it was taken off the queue.
+    Closed,
+    /// The journal append of its batch failed: the leader's message.
+    Failed(String),
+}
+
+/// The wake-ups and the in-flight count beside the group's lock.
+pub struct GroupCommit {
+    /// Points, views and recovers waiting for the leader role or for quiet.
+    cv: Condvar,
+    /// Writers waiting for their batch, by batch parity: a finished batch wakes its own
+    /// writers and one of the next, not every writer of the group (each woken one took
+    /// the state lock in turn: most of the futex calls of small journaled writes).
+    batch_cv: [Condvar; 2],
+    /// Writers whose undo is durable but whose target write has not finished. Raised
+    /// under the state lock; lowered without it, so that a finished target write does not
+    /// queue behind the batch's other writers for the lock (the last one out takes it).
+    inflight: AtomicUsize,
+}
+
+impl Default for GroupCommit {
+    fn default() -> GroupCommit {
+        GroupCommit {
+            cv: Condvar::new(),
+            batch_cv: [Condvar::new(), Condvar::new()],
+            inflight: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl GroupCommit {
+    /// Queues a write of `[offset, offset+len)` of `disk` and waits until its batch's undo
+    /// is durable, leading batches while nobody else does. `lead` runs a batch with the
+    /// leader role held: given the guard and the batch, it may unlock for the journal I/O
+    /// and returns the guard again with the batch's outcome. `closed` is checked while the
+    /// write waits: a write no leader took yet is then refused. On `Ok` the write counts
+    /// in flight until [`GroupCommit::write_done`].
+    pub fn commit<'a, S: HasQueue>(
+        &self,
+        mut st: MutexGuard<'a, S>,
+        (disk, offset, len): (usize, u64, u64),
+        closed: impl Fn(&S) -> bool,
+        mut lead: impl FnMut(MutexGuard<'a, S>, &[Pending]) -> (MutexGuard<'a, S>, Result<(), String>),
+    ) -> Result<MutexGuard<'a, S>, NotCommitted> {
+        let q = st.queue();
+        let ticket = q.next_ticket;
+        q.next_ticket += 1;
+        q.queue.push(Pending {
+            ticket,
+            disk,
+            offset,
+            len,
+        });
+        while st.queue().done_ticket < ticket {
+            let taken = ticket <= st.queue().taken_ticket;
+            // Once taken, the batch's leader counts this write in flight: wait for it.
+            if closed(&st) && !taken {
+                st.queue().queue.retain(|p| p.ticket != ticket);
+                self.wake_all();
+                return Err(NotCommitted::Closed);
+            }
+            let q = st.queue();
+            if q.leader {
+                let batch = q.batches + u64::from(!taken);
+                st = self.batch_cv[(batch % 2) as usize].wait(st).unwrap();
+            } else {
+                st = self.lead(st, &mut lead);
+            }
+        }
+        if let Some(msg) = st.queue().failed.remove(&ticket) {
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
+            self.wake_all();
+            return Err(NotCommitted::Failed(msg));
+        }
+        Ok(st)
+    }
+
+    /// Takes the queue as one batch, has `lead` make its undo durable, and wakes its writers.
+    fn lead<'a, S: HasQueue>(
+        &self,
+        mut st: MutexGuard<'a, S>,
+        lead: &mut impl FnMut(MutexGuard<'a, S>, &[Pending]) -> (MutexGuard<'a, S>, Result<(), String>),
+    ) -> MutexGuard<'a, S> {
+        let q = st.queue();
+        q.leader = true;
+        let batch = std::mem::take(&mut q.queue);
+        q.batches += 1;
+        q.taken_ticket = batch.last().map_or(q.taken_ticket, |p| p.ticket);
+        let (mut st, result) = lead(st, &batch);
+        let q = st.queue();
+        if let Err(msg) = result {
+            for p in &batch {
+                q.failed.insert(p.ticket, msg.clone());
+            }
+        }
+        self.inflight.fetch_add(batch.len(), Ordering::AcqRel);
+        q.done_ticket = batch.last().map_or(q.done_ticket, |p| p.ticket);
+        q.leader = false;
+        self.batch_cv[(q.batches % 2) as usize].notify_all();
+        if !q.queue.is_empty() {
+            // One of the next batch leads it.
+            self.batch_cv[((q.batches + 1) % 2) as usize].notify_one();
+        }
+        // Points, views and recovers waiting for the leader role.
+        self.cv.notify_all();
+        st
+    }
+
+    /// Counts a write that needs no undo (initial sync) in flight until
+    /// [`GroupCommit::write_done`].
+    pub fn write_direct(&self) {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A write counted in flight has put its data on the target.
+    pub fn write_done<S: HasQueue>(&self, state: &Mutex<S>) {
+        // A waiter checks `inflight` under the lock and waits without letting it go, so
+        // taking the lock here after the decrement cannot miss it.
+        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1
+            && state.lock().unwrap().queue().quiet_waiters > 0
+        {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Waits while another holds the leader role, unless `stop` holds.
+    pub fn wait_leader<'a, S: HasQueue>(
+        &self,
+        mut st: MutexGuard<'a, S>,
+        stop: impl Fn(&S) -> bool,
+    ) -> MutexGuard<'a, S> {
+        while st.queue().leader && !stop(&st) {
+            st = self.cv.wait(st).unwrap();
+        }
+        st
+    }
+
+    /// Waits until every writer whose undo is durable has put its data on the target.
+    pub fn wait_quiet<'a, S: HasQueue>(&self, mut st: MutexGuard<'a, S>) -> MutexGuard<'a, S> {
+        st.queue().quiet_waiters += 1;
+        while self.inflight.load(Ordering::Acquire) > 0 {
+            st = self.cv.wait(st).unwrap();
+        }
+        st.queue().quiet_waiters -= 1;
+        st
+    }
+
+    /// Gives the leader role back and wakes whoever waits for it.
+    pub fn release_leader(&self, q: &mut CommitQueue) {
+        q.leader = false;
+        self.wake_all();
+    }
+
+    /// Wakes every waiter: writers of both batches, points, views, recovers.
+    pub fn wake_all(&self) {
+        self.cv.notify_all();
+        self.batch_cv.iter().for_each(Condvar::notify_all);
+    }
+}

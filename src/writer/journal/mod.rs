@@ -1130,7 +1130,7 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
             j.prepare_append(rec.len() as u64).unwrap();
-            j.append(&rec, seq).unwrap();
+            j.append(&recs(&rec), seq).unwrap();
             j.sync().unwrap();
         }
         j
@@ -1253,7 +1253,7 @@ mod tests {
         for seq in 1..=20 {
             let rec = undo(seq, &[1; 100]);
             j.prepare_append(rec.len() as u64).unwrap();
-            j.append(&rec, seq).unwrap();
+            j.append(&recs(&rec), seq).unwrap();
             j.sync().unwrap();
         }
         assert!(j.spare.is_none(), "20 appends are no evidence");
@@ -1264,7 +1264,7 @@ mod tests {
         let big = undo(1, &vec![2; 2 << 20]);
         for seq in 1..=10 {
             j.prepare_append(big.len() as u64).unwrap();
-            j.append(&big, seq).unwrap();
+            j.append(&recs(&big), seq).unwrap();
             j.sync().unwrap();
         }
         assert!(j.spare.is_none(), "appends of 2 MiB grow their segments");

@@ -1174,7 +1174,7 @@ mod tests {
         // Appending after the reopen lands right after the last record.
         let rec = undo(41, &[41; 3000]);
         j.prepare_append(rec.len() as u64).unwrap();
-        j.append(&rec, 41).unwrap();
+        j.append(&recs(&rec), 41).unwrap();
         j.sync().unwrap();
         drop(j);
         let (_, scan) = Journal::open_with(t.path(), seg, Access::ReadOnly).unwrap();

@@ -8,15 +8,22 @@
 //!
 //! Kept buffers are memory, not budget: the payload budget (`Budget`, the server's pool)
 //! is released when a request ends, as before, so a connection whose client stalls holds
-//! no budget through this list; it holds at most [`KEEP_BYTES`] of memory.
+//! no budget through this list; it holds at most [`KEEP_BYTES`] of memory, and all
+//! connections together at most [`KEEP_TOTAL`] (60 connections would otherwise keep 240
+//! MiB beside the budget).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Bytes of finished buffers one connection keeps (a depth-16 client of 256 KiB requests
 /// reuses its buffers; one of 32 MiB requests keeps none).
 pub const KEEP_BYTES: usize = 4 << 20;
 /// Buffers one connection keeps.
 const KEEP_COUNT: usize = 16;
+/// Bytes of kept buffers over all connections of the process.
+pub const KEEP_TOTAL: usize = 32 << 20;
+
+static KEPT: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Default)]
 pub struct Buffers {
@@ -35,6 +42,7 @@ impl Buffers {
         };
         match found {
             Some(mut b) => {
+                KEPT.fetch_sub(b.capacity(), Ordering::Relaxed);
                 if b.len() < len {
                     b.resize(len, 0);
                 } else {
@@ -53,14 +61,28 @@ impl Buffers {
         }
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let held: usize = kept.iter().map(Vec::capacity).sum();
-        if kept.len() < KEEP_COUNT && held + buf.capacity() <= KEEP_BYTES {
-            kept.push(buf);
+        if kept.len() >= KEEP_COUNT || held + buf.capacity() > KEEP_BYTES {
+            return;
         }
+        let n = buf.capacity();
+        if KEPT.fetch_add(n, Ordering::Relaxed) + n > KEEP_TOTAL {
+            KEPT.fetch_sub(n, Ordering::Relaxed);
+            return;
+        }
+        kept.push(buf);
     }
 
     #[cfg(test)]
     fn held(&self) -> usize {
         self.kept.lock().unwrap().iter().map(Vec::capacity).sum()
+    }
+}
+
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        let kept = self.kept.get_mut().unwrap_or_else(|p| p.into_inner());
+        let n: usize = kept.iter().map(Vec::capacity).sum();
+        KEPT.fetch_sub(n, Ordering::Relaxed);
     }
 }
 
@@ -85,5 +107,23 @@ mod tests {
         assert!(b.held() <= KEEP_BYTES, "{}", b.held());
         b.give(vec![0u8; KEEP_BYTES + 1]);
         assert!(b.held() <= KEEP_BYTES);
+    }
+
+    #[test]
+    fn all_connections_together_keep_at_most_the_total() {
+        let conns: Vec<Buffers> = (0..2 * KEEP_TOTAL / KEEP_BYTES)
+            .map(|_| Buffers::default())
+            .collect();
+        for c in &conns {
+            for _ in 0..KEEP_COUNT {
+                c.give(vec![0u8; 256 << 10]);
+            }
+        }
+        let held: usize = conns.iter().map(Buffers::held).sum();
+        // Other tests of this process may hold a few of their own.
+        assert!(held <= KEEP_TOTAL, "{held}");
+        assert!(held >= KEEP_TOTAL / 2, "kept something: {held}");
+        drop(conns);
+        assert!(KEPT.load(Ordering::Relaxed) <= 2 * KEEP_BYTES);
     }
 }

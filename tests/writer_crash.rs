@@ -21,12 +21,39 @@ const SHAPE: Shape = Shape {
 
 #[test]
 fn sigkill_under_load_loses_nothing_acknowledged_and_points_recover() {
-    let rounds = crash::rounds(24);
-    let mut rng = crash::rng("crash test");
     let size = (SHAPE.bs * SHAPE.blocks) as u64;
     let env = Env::new(&[(SHAPE.disks[0], "c", size), (SHAPE.disks[1], "c", size)]);
+    crash_rounds(&env, &[], crash::rounds(24), "crash test");
+}
+
+/// The same kills with the journal's segments written ahead from the first append
+/// (`MTKIT_TEST_SPARE_AFTER`, debug builds) and small segments, so that kills land while a
+/// spare is written, right after one is put in place and in appends into its zeros.
+#[test]
+fn sigkill_with_segments_written_ahead_loses_nothing_and_points_recover() {
+    let size = (SHAPE.bs * SHAPE.blocks) as u64;
+    let env = Env::with_writer(
+        &[(SHAPE.disks[0], "c", size), (SHAPE.disks[1], "c", size)],
+        "journal-segment-size = \"1M\"\n",
+    );
+    crash_rounds(
+        &env,
+        &[("MTKIT_TEST_SPARE_AFTER", "1")],
+        crash::rounds(24),
+        "crash test, segments written ahead",
+    );
+    let installed = env.log().matches(WRITTEN_AHEAD).count();
+    eprintln!("crash test, segments written ahead: {installed} spares put in place");
+    assert!(installed > 0, "no segment was written ahead: {}", env.log());
+}
+
+/// What the service logs when it puts a segment written ahead in place.
+const WRITTEN_AHEAD: &str = "segment written ahead put in place";
+
+fn crash_rounds(env: &Env, vars: &[(&str, &str)], rounds: usize, label: &str) {
+    let mut rng = crash::rng(label);
     let mut m = Model::new(&SHAPE);
-    crash::baseline(&env, &SHAPE, &mut m);
+    crash::baseline(env, &SHAPE, &mut m);
     let load = Load {
         write_pct: 85,
         flush_pct: 12,
@@ -35,20 +62,20 @@ fn sigkill_under_load_loses_nothing_acknowledged_and_points_recover() {
     };
     let mut checked_points = 0;
     for round in 0..rounds {
-        let svc = env.start();
+        let svc = env.start_with(vars);
         let pid = svc.child.id();
         let delay = Duration::from_millis(rng.random_range(1..80));
         let killer = std::thread::spawn(move || {
             std::thread::sleep(delay);
             crash::kill(pid);
         });
-        crash::load(&env, &SHAPE, &mut m, &mut rng, &load);
+        crash::load(env, &SHAPE, &mut m, &mut rng, &load);
         killer.join().unwrap();
         drop(svc);
-        m.check_and_settle(&SHAPE.files(&env), round);
+        m.check_and_settle(&SHAPE.files(env), round);
 
         // Restart: every known point is listed and recovers bit-exactly.
-        let _svc = env.start();
+        let _svc = env.start_with(vars);
         let ids = point_ids(&env.control(), "c");
         m.adopt_listed(&ids, false, round);
         let mut to: Vec<u64> = ids.clone();
@@ -56,9 +83,9 @@ fn sigkill_under_load_loses_nothing_acknowledged_and_points_recover() {
         to.truncate(2);
         to.push(*ids.last().unwrap());
         for id in to {
-            recover_in(&env, "c", id);
+            recover_in(env, "c", id);
             assert!(
-                same(&SHAPE.files(&env), &m.points[&id].0),
+                same(&SHAPE.files(env), &m.points[&id].0),
                 "round {round}: point {id} differs"
             );
             checked_points += 1;
@@ -67,7 +94,7 @@ fn sigkill_under_load_loses_nothing_acknowledged_and_points_recover() {
         m.committed(*ids.last().unwrap());
     }
     eprintln!(
-        "crash test: {rounds} rounds, {} writes sent, {checked_points} point recoveries checked, {} torn tails cut",
+        "{label}: {rounds} rounds, {} writes sent, {checked_points} point recoveries checked, {} torn tails cut",
         m.counter,
         env.log().matches("cutting a torn tail").count()
     );

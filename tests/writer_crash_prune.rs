@@ -54,6 +54,10 @@ struct Figures {
 /// SIGKILL rounds under load; in half of them the service pauses after each step named
 /// `step` (test hook) and is killed in the first such pause. After each, the target and
 /// every listed point are checked (and the retention window when `window`).
+/// Segments written ahead from the first append (debug builds' hook): kills and a full
+/// volume meet spares being written, put in place and dropped for room.
+const SPARES: (&str, &str) = ("MTKIT_TEST_SPARE_AFTER", "1");
+
 fn crash_rounds(
     env: &Env,
     m: &mut Model,
@@ -80,9 +84,9 @@ fn crash_rounds(
     for round in 0..rounds {
         let at_step = round % 2 == 1;
         let svc = if at_step {
-            env.start_with(&[("MTKIT_TEST_PAUSE", &pause)])
+            env.start_with(&[("MTKIT_TEST_PAUSE", &pause), SPARES])
         } else {
-            env.start()
+            env.start_with(&[SPARES])
         };
         let pid = svc.child.id();
         let delay = Duration::from_millis(rng.random_range(300..2500));
@@ -106,7 +110,7 @@ fn crash_rounds(
         m.check_and_settle(&SHAPE.files(env), round);
 
         // Restart: the listed points are known, within the window, and read back exactly.
-        let _svc = env.start();
+        let _svc = env.start_with(&[SPARES]);
         let ids = point_ids(&env.control(), "p");
         max_listed = max_listed.max(ids.len());
         assert!(!ids.is_empty(), "round {round}: no point left");
@@ -250,12 +254,16 @@ fn sigkill_while_a_full_retention_volume_prunes_keeps_flushed_writes_and_whole_p
     let log = env.log();
     eprintln!(
         "full-volume crash test: {rounds} rounds, {} writes, {} point views checked, \
-         {} segments dropped for space, {} kills right after one, at most {} points listed",
+         {} segments dropped for space, {} kills right after one, at most {} points listed, \
+         {} spares put in place, {} dropped for room",
         m.counter,
         f.checked,
         log.matches(FULL).count(),
         f.kills_at_step,
-        f.max_listed
+        f.max_listed,
+        log.matches("segment written ahead put in place").count(),
+        log.matches("dropped the journal segment written ahead")
+            .count(),
     );
     assert!(log.contains(FULL), "the volume never filled: {log}");
     assert!(

@@ -373,11 +373,12 @@ impl Group {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (journal, scan) = Journal::open_with(&dir.join("journal"), segment_size, access)
+        let (mut journal, scan) = Journal::open_with(&dir.join("journal"), segment_size, access)
             .map_err(|source| GroupError::Journal {
                 group: name.to_string(),
                 source,
             })?;
+        journal.set_prewrite(access == Access::Write);
         let recovering = session.is_some();
         let state = State {
             commit: CommitQueue::default(),
@@ -771,6 +772,11 @@ impl Group {
                 Err(e) if is_nospc(&e) => e,
                 Err(e) => return Err(e),
             };
+            // The room of a segment written ahead goes to history first.
+            if j.discard_spare() {
+                tracing::warn!(group = %self.name, "retention volume full: dropped the journal segment written ahead");
+                continue;
+            }
             self.lock().history_dropped_us = Some(now_us());
             if let Some(seg) = j.remove_oldest()? {
                 tracing::error!(group = %self.name, segment = seg.id,

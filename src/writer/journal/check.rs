@@ -17,6 +17,9 @@ const WINDOW: usize = 1 << 20;
 pub struct SegmentScan {
     /// File length.
     pub len: u64,
+    /// Where the records end and free space written ahead (zeros) begins; the file's
+    /// length when there is none.
+    pub data_end: u64,
     /// Offset after the last good record.
     pub end: u64,
     pub max_seq: u64,
@@ -118,6 +121,19 @@ impl Window<'_> {
         Ok(Ok((h, m, keep)))
     }
 
+    /// The offset of the first byte at or after `at` that is not zero (the file's length
+    /// when there is none).
+    fn zeros_from(&mut self, mut at: u64) -> io::Result<u64> {
+        while at < self.len {
+            let w = self.get(at, WINDOW)?;
+            if let Some(i) = w.iter().position(|&b| b != 0) {
+                return Ok(at + i as u64);
+            }
+            at += w.len() as u64;
+        }
+        Ok(self.len)
+    }
+
     /// The next offset after `from` where a good header starts, if any.
     fn resync(&mut self, from: u64) -> io::Result<Option<u64>> {
         let magic = format::MAGIC.to_le_bytes();
@@ -152,6 +168,16 @@ type GoodRecord = (Header, Meta, Vec<u8>);
 /// Why a record is not good, with its header when only the payload is bad.
 struct BadRecord(DecodeError, Option<(Header, Meta)>);
 
+/// The batch that bytes after the last good record (`last`: its batch, whether it ended
+/// its batch, its version) belong to.
+fn batch_after(last: Option<(u64, bool, bool)>, prev_batch: u64) -> u64 {
+    match last {
+        Some((b, true, _)) => b + 1,
+        Some((b, false, _)) => b,
+        None => prev_batch + 1,
+    }
+}
+
 /// Reads and verifies every record of a segment. `prev_batch`: the highest batch of the
 /// segments before it (a segment starts with the batch after it).
 pub fn scan_segment(file: &File, prev_batch: u64) -> io::Result<SegmentScan> {
@@ -164,6 +190,7 @@ pub fn scan_segment(file: &File, prev_batch: u64) -> io::Result<SegmentScan> {
     };
     let mut s = SegmentScan {
         len,
+        data_end: len,
         ..Default::default()
     };
     // The last good record's batch, whether it ended its batch, and its version.
@@ -194,17 +221,48 @@ pub fn scan_segment(file: &File, prev_batch: u64) -> io::Result<SegmentScan> {
                 s.end = pos;
             }
             Err(BadRecord(error, header)) => {
+                // Zeros where a header would be: space written ahead (see `super::spare`),
+                // unless good records follow them (then they are a hole: damage).
+                let zeros_to = match header {
+                    None => w.zeros_from(pos)?,
+                    Some(_) => pos,
+                };
+                if zeros_to >= (pos + HEADER_LEN as u64).min(len) {
+                    if zeros_to == len {
+                        s.data_end = pos;
+                        break;
+                    }
+                    if w.resync(zeros_to)?.is_none() {
+                        // Only bytes that are no record after the free space: what an
+                        // append past it would leave, torn. Judged like any other.
+                        s.data_end = pos;
+                        let head = w.get(zeros_to, HEADER_LEN)?;
+                        let error = Header::decode(&mut &head[..])
+                            .err()
+                            .unwrap_or(DecodeError::BadMagic(0));
+                        s.bad.push(BadRange {
+                            from: zeros_to,
+                            to: len,
+                            error,
+                            header: None,
+                            v1: last.is_some_and(|l| l.2),
+                            batch: batch_after(last, prev_batch),
+                            later_batch: 0,
+                            good_after: false,
+                            next_seq: None,
+                        });
+                        break;
+                    }
+                }
                 // A bad payload under a good header: the header's length is trusted (its
                 // checksum held), the next record starts after it.
                 let to = match &header {
                     Some((h, m)) if error == DecodeError::PayloadChecksum => pos + m.record_len(h),
                     _ => w.resync(pos + 1)?.unwrap_or(len),
                 };
-                let batch = match (&header, last) {
-                    (Some((_, m)), _) => m.batch,
-                    (None, Some((b, true, _))) => b + 1,
-                    (None, Some((b, false, _))) => b,
-                    (None, None) => prev_batch + 1,
+                let batch = match &header {
+                    Some((_, m)) => m.batch,
+                    None => batch_after(last, prev_batch),
                 };
                 let v1 = header.map_or(last.is_some_and(|l| l.2), |(_, m)| m.version == 1);
                 s.bad.push(BadRange {

@@ -11,6 +11,7 @@
 
 mod check;
 pub mod format;
+mod spare;
 
 pub use format::PointRecord;
 use format::{DecodeError, HEADER_LEN, Header, Kind, Record};
@@ -154,6 +155,20 @@ pub struct Journal {
     /// The batch number of the next append.
     next_batch: u64,
     read_only: bool,
+    /// Segments are written ahead (see [`spare`]) while appends are small.
+    prewrite: bool,
+    spare: Option<spare::Spare>,
+    /// The current segment's file has written bytes past its records (a spare put in
+    /// place): syncing an append into it commits no metadata.
+    cur_prewritten: bool,
+    /// Appends into the current segment, to judge whether writing ahead pays.
+    seg_appends: u64,
+    /// The last full segment's appends were small (`None`: none judged yet).
+    small_appends: Option<bool>,
+    /// The segment during which a spare failed: no new try before the next one.
+    spare_failed_in: Option<u64>,
+    /// Appends into a segment before a spare is first judged worth writing.
+    spare_after: u64,
 }
 
 /// A byte buffer whose start is [`ALIGN`]-aligned in memory, for direct I/O.
@@ -177,6 +192,14 @@ impl AlignedBuf {
         self.len = 0;
         let start = self.start;
         &mut self.raw[start..start + need]
+    }
+
+    /// `n` zero bytes, aligned.
+    pub fn zeroed(n: usize) -> AlignedBuf {
+        let mut b = AlignedBuf::default();
+        b.prepare(n);
+        b.set_len(n);
+        b
     }
 
     /// Says how many bytes of the room hold records.
@@ -373,20 +396,27 @@ impl Journal {
             let torn = (i == newest)
                 .then(|| s.bad.iter().position(check::BadRange::may_be_torn))
                 .flatten();
-            let bytes = torn.map_or(s.len, |t| s.bad[t].from);
+            let bytes = torn.map_or(s.data_end, |t| s.bad[t].from.min(s.data_end));
             if let Some(t) = torn {
                 let (from, error) = (s.bad[t].from, &s.bad[t].error);
+                // Bytes that were records (or would have been): a torn piece past the
+                // free space written ahead is cut alone, the free space kept.
+                let cut = if from >= s.data_end {
+                    s.len - from
+                } else {
+                    s.data_end - from
+                };
                 if access == Access::Write {
-                    tracing::warn!(segment = %path.display(), offset = from, cut = s.len - from,
+                    tracing::warn!(segment = %path.display(), offset = from, cut,
                         reason = %error, "journal: cutting a torn tail (the last batch, an append a crash interrupted)");
                     OpenOptions::new()
                         .write(true)
                         .open(&path)
                         .and_then(|f| f.set_len(from).and_then(|_| f.sync_all()))
                         .map_err(io_err("cutting journal tail", &path))?;
-                    scan.cut_bytes = s.len - from;
+                    scan.cut_bytes = cut;
                 } else {
-                    scan.torn_bytes = s.len - from;
+                    scan.torn_bytes = cut;
                 }
             }
             let corrupt = &s.bad[..torn.unwrap_or(s.bad.len())];
@@ -476,6 +506,20 @@ impl Journal {
                 (f, direct)
             }
         };
+        let mut cur_prewritten = false;
+        if access == Access::Write {
+            // A spare a crash interrupted (or finished but never put in place): its zeros
+            // are worth less than knowing it is whole.
+            let spare = spare::spare_path(dir);
+            match fs::remove_file(&spare) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_err("removing a spare journal segment", &spare)(e));
+                }
+                _ => {}
+            }
+            let end = segments.last().map_or(0, |s| s.bytes);
+            cur_prewritten = cur.metadata().is_ok_and(|m| m.len() > end);
+        }
         Ok((
             Journal {
                 dir: dir.to_path_buf(),
@@ -486,6 +530,13 @@ impl Journal {
                 bounce: AlignedBuf::default(),
                 next_batch,
                 read_only: access == Access::ReadOnly,
+                prewrite: false,
+                spare: None,
+                cur_prewritten,
+                seg_appends: 0,
+                small_appends: None,
+                spare_failed_in: None,
+                spare_after: spare::APPENDS_BEFORE_SPARE,
             },
             scan,
         ))
@@ -495,6 +546,95 @@ impl Journal {
         let p = segment_path(dir, id);
         let (f, direct) = open_append(&p, true).map_err(io_err("creating journal segment", &p))?;
         sync_dir(dir)?;
+        Ok((f, direct, SegmentInfo::new(id)))
+    }
+
+    /// Writes segments ahead while appends are small (a group's journal; a recover's
+    /// session log appends rarely and does not).
+    pub fn set_prewrite(&mut self, on: bool) {
+        self.prewrite = on;
+        // Test hook (debug builds): spares from the first append, for the crash tests.
+        #[cfg(debug_assertions)]
+        if let Some(n) = std::env::var("MTKIT_TEST_SPARE_AFTER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            self.spare_after = n;
+        }
+        if !on {
+            self.spare = None;
+        }
+    }
+
+    /// Drops the spare segment (written ahead or being written), freeing its room for
+    /// history on a full volume. Whether there was one.
+    pub fn discard_spare(&mut self) -> bool {
+        self.spare_failed_in = self.segments.last().map(|s| s.id);
+        self.spare.take().is_some()
+    }
+
+    /// Whether the spare is ready to be put in place; a spare that failed is dropped.
+    fn poll_spare(&mut self) -> bool {
+        let Some(s) = self.spare.as_mut() else {
+            return false;
+        };
+        match s.poll() {
+            Ok(ready) => ready,
+            Err(e) => {
+                tracing::warn!(journal = %self.dir.display(), error = %e,
+                    "journal: could not write a segment ahead; appends grow the segment instead");
+                self.discard_spare();
+                false
+            }
+        }
+    }
+
+    /// Starts writing the next segment ahead when appends are small and the volume has
+    /// room to spare (a segment beyond it).
+    fn maybe_start_spare(&mut self) {
+        let cur = self.segments.last().map(|s| s.id);
+        // Judged on evidence: enough appends into this segment, small on average (or
+        // the segment before it was judged so).
+        let small = match self.small_appends {
+            Some(small) => small,
+            None => {
+                let bytes = self.segments.last().map_or(0, |s| s.bytes);
+                self.seg_appends >= self.spare_after.max(1)
+                    && bytes / self.seg_appends < spare::SMALL_APPEND
+            }
+        };
+        if !self.prewrite
+            || !small
+            || self.spare.is_some()
+            || self.spare_failed_in.is_some_and(|id| Some(id) == cur)
+        {
+            return;
+        }
+        let room = nix::sys::statvfs::statvfs(&self.dir)
+            .map(|v| v.blocks_available() * v.fragment_size())
+            .unwrap_or(0);
+        if room < 2 * self.segment_size {
+            self.spare_failed_in = cur;
+            return;
+        }
+        self.spare = Some(spare::Spare::start(&self.dir, self.segment_size));
+    }
+
+    /// Puts the ready spare in place as segment `id`.
+    fn install_spare(
+        &mut self,
+        s: spare::Spare,
+        id: u64,
+    ) -> Result<(File, bool, SegmentInfo), JournalError> {
+        let p = segment_path(&self.dir, id);
+        s.install(&p)
+            .map_err(io_err("putting a spare journal segment in place", &p))?;
+        sync_dir(&self.dir)?;
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent)?;
+        }
+        let (f, direct) = open_append(&p, false).map_err(io_err("opening journal segment", &p))?;
+        tracing::info!(segment = %p.display(), "journal: segment written ahead put in place");
         Ok((f, direct, SegmentInfo::new(id)))
     }
 
@@ -529,17 +669,32 @@ impl Journal {
         let unaligned = self.direct && !cur.bytes.is_multiple_of(ALIGN as u64);
         // Nor is a damaged or old-version segment appended to: it stays as it was found.
         let sealed = unaligned || !cur.appendable;
-        if cur.bytes > 0 && (cur.bytes + len > self.segment_size || sealed) {
+        let (id, bytes) = (cur.id, cur.bytes);
+        // A segment that grows with each append is left as soon as one written ahead is
+        // ready.
+        let spare_ready = self.poll_spare();
+        let to_spare = spare_ready && !self.cur_prewritten;
+        if bytes > 0 && (bytes + len > self.segment_size || sealed || to_spare) {
             // The current segment is synced: every append is followed by a sync before
             // anyone relies on it, and rotation happens only between batches.
             self.cur
                 .sync_data()
                 .map_err(io_err("syncing journal segment", &self.dir))?;
-            let (f, direct, info) = Self::create_segment(&self.dir, cur.id + 1)?;
+            if self.seg_appends >= self.spare_after.max(1) {
+                self.small_appends = Some(bytes / self.seg_appends < spare::SMALL_APPEND);
+            }
+            let spare = if spare_ready { self.spare.take() } else { None };
+            let (f, direct, info) = match spare {
+                Some(s) => self.install_spare(s, id + 1)?,
+                None => Self::create_segment(&self.dir, id + 1)?,
+            };
+            self.cur_prewritten = spare_ready;
+            self.seg_appends = 0;
             self.cur = f;
             self.direct = direct;
             self.segments.push(info);
         }
+        self.maybe_start_spare();
         let cur = self.segments.last().unwrap();
         Ok((cur.id, cur.bytes))
     }
@@ -589,14 +744,17 @@ impl Journal {
             let _ = self.cur.set_len(cur.bytes);
             self.cur = OpenOptions::new().read(true).write(true).open(&p)?;
             self.direct = false;
+            self.cur_prewritten = false;
             r = self.cur.write_all_at(buf.as_slice(), cur.bytes);
         }
         if let Err(e) = r {
             let _ = self.cur.set_len(cur.bytes);
+            self.cur_prewritten = false;
             return Err(e);
         }
         cur.bytes += buf.as_slice().len() as u64;
         cur.max_seq = cur.max_seq.max(max_seq);
+        self.seg_appends += 1;
         Ok(())
     }
 
@@ -650,6 +808,8 @@ impl Journal {
         let (f, direct, info) = Self::create_segment(&self.dir, next)?;
         self.cur = f;
         self.direct = direct;
+        self.cur_prewritten = false;
+        self.seg_appends = 0;
         self.segments.push(info);
         let p = segment_path(&self.dir, next);
         self.append(records, max_seq)
@@ -951,6 +1111,163 @@ mod tests {
             j.sync().unwrap();
         }
         j
+    }
+
+    /// Appends records of seq `from..=to` with prewrite on, waiting for a spare to be put
+    /// in place first. Returns the journal.
+    fn fill_prewritten(dir: &Path, seg_size: u64, from: u64, to: u64) -> Journal {
+        let (mut j, _) = Journal::open_with(dir, seg_size, Access::Write).unwrap();
+        j.set_prewrite(true);
+        j.spare_after = 1;
+        for seq in from..=to {
+            let rec = if seq % 5 == 0 {
+                point(seq, &format!("p{seq}"))
+            } else {
+                undo(seq, &[seq as u8; 3000])
+            };
+            // Give each spare its time, so that every rotation moves into one.
+            while j.spare.is_some() && !j.poll_spare() {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            j.prepare_append(rec.len() as u64).unwrap();
+            j.append(&recs(&rec), seq).unwrap();
+            j.sync().unwrap();
+        }
+        j
+    }
+
+    #[test]
+    fn small_appends_go_into_segments_written_ahead_and_read_back_whole() {
+        let t = tempfile::tempdir().unwrap();
+        let seg = 64 << 10;
+        let j = fill_prewritten(t.path(), seg, 1, 40);
+        let ids = list_segments(t.path()).unwrap();
+        assert!(ids.len() >= 3, "{ids:?}");
+        // The first segment grew by appends; the ones after it were written ahead, whole.
+        for id in &ids[1..] {
+            let len = fs::metadata(segment_path(t.path(), *id)).unwrap().len();
+            assert_eq!(len, seg, "segment {id} has the spare's size");
+        }
+        let last = j.segments().last().unwrap().bytes;
+        assert!(last < seg, "records end before the file does: {last}");
+        drop(j);
+        let (mut j, scan) = Journal::open_with(t.path(), seg, Access::Write).unwrap();
+        assert!(
+            !spare::spare_path(t.path()).exists(),
+            "a left spare is removed"
+        );
+        assert_eq!((scan.max_seq, scan.cut_bytes, scan.torn_bytes), (40, 0, 0));
+        assert!(scan.damage.is_empty(), "{:?}", scan.damage);
+        let labels: Vec<_> = scan.points.iter().map(|p| p.label.clone()).collect();
+        assert_eq!(
+            labels,
+            (1..=8).map(|i| format!("p{}", i * 5)).collect::<Vec<_>>()
+        );
+        assert_eq!(j.segments().last().unwrap().bytes, last);
+        assert!(
+            j.cur_prewritten,
+            "appends go on into the written-ahead space"
+        );
+        let mut seen = Vec::new();
+        j.scan_after(0, |h, _| seen.push(h.seq)).unwrap();
+        assert_eq!(seen, (1..=40).collect::<Vec<_>>());
+        // Appending after the reopen lands right after the last record.
+        let rec = undo(41, &[41; 3000]);
+        j.prepare_append(rec.len() as u64).unwrap();
+        j.append(&recs(&rec), 41).unwrap();
+        j.sync().unwrap();
+        drop(j);
+        let (_, scan) = Journal::open_with(t.path(), seg, Access::ReadOnly).unwrap();
+        assert_eq!((scan.max_seq, scan.damage.len()), (41, 0));
+    }
+
+    #[test]
+    fn a_torn_append_in_space_written_ahead_is_cut_and_zeros_in_the_middle_are_damage() {
+        let t = tempfile::tempdir().unwrap();
+        let seg = 256 << 10;
+        let j = fill_prewritten(t.path(), seg, 1, 20);
+        let end = j.segments().last().unwrap().bytes;
+        let id = j.segments().last().unwrap().id;
+        drop(j);
+        let p = segment_path(t.path(), id);
+        // A torn next append: its first sector written, the rest still zeros.
+        let mut torn = undo(21, &[21; 3000]);
+        let record = torn.len() as u64;
+        torn.truncate(512);
+        {
+            let f = OpenOptions::new().write(true).open(&p).unwrap();
+            f.write_all_at(&torn, end).unwrap();
+        }
+        let (j, scan) = Journal::open_with(t.path(), seg, Access::ReadOnly).unwrap();
+        assert_eq!((scan.max_seq, scan.torn_bytes), (20, record));
+        assert!(scan.damage.is_empty(), "{:?}", scan.damage);
+        drop(j);
+        let (j, scan) = Journal::open_with(t.path(), seg, Access::Write).unwrap();
+        assert_eq!((scan.max_seq, scan.cut_bytes), (20, record));
+        assert_eq!(j.segments().last().unwrap().bytes, end);
+        drop(j);
+        // Zeros where a record was, with good records after them: damage, never free space.
+        let first = ALIGN as u64;
+        {
+            let f = OpenOptions::new().write(true).open(&p).unwrap();
+            f.write_all_at(&[0u8; 4096], first).unwrap();
+        }
+        let (_, scan) = Journal::open_with(t.path(), seg, Access::ReadOnly).unwrap();
+        assert_eq!(scan.damage.len(), 1, "{:?}", scan.damage);
+        assert_eq!(scan.max_seq, 20, "records after the zeros are still read");
+    }
+
+    #[test]
+    fn bytes_past_the_space_written_ahead_are_cut_alone_and_the_space_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let seg = 256 << 10;
+        let j = fill_prewritten(t.path(), seg, 1, 12);
+        let (id, end) = (
+            j.segments().last().unwrap().id,
+            j.segments().last().unwrap().bytes,
+        );
+        drop(j);
+        let p = segment_path(t.path(), id);
+        let len = fs::metadata(&p).unwrap().len();
+        assert_eq!(len, seg);
+        // Something appended at the file's end, past the zeros (an older build's append
+        // would go there): no record, nothing after it.
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        std::io::Write::write_all(&mut f, b"MTJR\x02\x01garbage").unwrap();
+        drop(f);
+        let (_, scan) = Journal::open_with(t.path(), seg, Access::ReadOnly).unwrap();
+        assert_eq!((scan.max_seq, scan.torn_bytes), (12, 13));
+        assert!(scan.damage.is_empty(), "{:?}", scan.damage);
+        let (j, scan) = Journal::open_with(t.path(), seg, Access::Write).unwrap();
+        assert_eq!((scan.max_seq, scan.cut_bytes), (12, 13));
+        assert_eq!(fs::metadata(&p).unwrap().len(), len, "the zeros stay");
+        assert_eq!(j.segments().last().unwrap().bytes, end);
+        assert!(j.cur_prewritten);
+    }
+
+    #[test]
+    fn a_journal_of_a_few_appends_or_of_large_ones_writes_nothing_ahead() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();
+        j.set_prewrite(true);
+        for seq in 1..=20 {
+            let rec = undo(seq, &[1; 100]);
+            j.prepare_append(rec.len() as u64).unwrap();
+            j.append(&recs(&rec), seq).unwrap();
+            j.sync().unwrap();
+        }
+        assert!(j.spare.is_none(), "20 appends are no evidence");
+        let t = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open_with(t.path(), 64 << 20, Access::Write).unwrap();
+        j.set_prewrite(true);
+        j.spare_after = 4;
+        let big = undo(1, &vec![2; 2 << 20]);
+        for seq in 1..=10 {
+            j.prepare_append(big.len() as u64).unwrap();
+            j.append(&recs(&big), seq).unwrap();
+            j.sync().unwrap();
+        }
+        assert!(j.spare.is_none(), "appends of 2 MiB grow their segments");
     }
 
     #[test]

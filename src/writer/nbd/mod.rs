@@ -4,6 +4,7 @@
 //! loop and `server` the listeners and connection threads. The server knows nothing of
 //! storage: it serves whatever [`crate::writer::ExportResolver`] hands it.
 
+pub mod buffers;
 pub mod connection;
 pub mod exports;
 // Only for the fuzz target and the tests: its export panics where the server failed.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use super::buffers::Buffers;
 use super::proto::{self, Request, SimpleReply};
 use crate::writer::export::Export;
 
@@ -482,6 +483,7 @@ struct Shared<'a, W> {
     budget: Budget,
     pool: Option<PoolMember>,
     in_flight: AtomicUsize,
+    buffers: Buffers,
 }
 
 impl<W> Shared<'_, W> {
@@ -535,7 +537,7 @@ fn run_job<W: Write>(sh: &Shared<'_, W>, mut job: Job) {
             sh.replies.error(job.handle, errno_of(&err));
         }
     }
-    drop(job.buf);
+    sh.buffers.give(job.buf);
     sh.release((job.reserved, job.pooled));
     sh.in_flight.fetch_sub(1, Ordering::Release);
 }
@@ -647,6 +649,7 @@ pub fn serve<R: Read, W: Write + Send>(
         budget: Budget::new(budget),
         pool: opts.pool.as_ref().map(|p| p.join(export.group())),
         in_flight: AtomicUsize::new(0),
+        buffers: Buffers::default(),
     };
     let (tx, rx) = sync_channel::<Job>(workers * 2);
     let rx = Mutex::new(rx);
@@ -699,7 +702,7 @@ fn read_loop<R: Read, W: Write>(
         if req.command == proto::CMD_WRITE {
             // The payload is on the wire even when the request is refused: consume it.
             reserved = sh.reserve(req.len as usize);
-            buf = vec![0u8; req.len as usize];
+            buf = sh.buffers.take(req.len as usize);
             match read_frame(&mut reader, &mut buf, &sh.in_flight, opts, true) {
                 Ok(Frame::Full) => {}
                 Ok(_) | Err(TransmitError::Truncated) => {
@@ -727,7 +730,7 @@ fn read_loop<R: Read, W: Write>(
         }
         if let Command::Read { len, .. } = cmd {
             reserved = sh.reserve(len as usize);
-            buf = vec![0u8; proto::SIMPLE_REPLY_LEN + len as usize];
+            buf = sh.buffers.take(proto::SIMPLE_REPLY_LEN + len as usize);
         }
         sh.in_flight.fetch_add(1, Ordering::AcqRel);
         let job = Job {

@@ -194,14 +194,6 @@ impl AlignedBuf {
         &mut self.raw[start..start + need]
     }
 
-    /// `n` zero bytes, aligned.
-    pub fn zeroed(n: usize) -> AlignedBuf {
-        let mut b = AlignedBuf::default();
-        b.prepare(n);
-        b.set_len(n);
-        b
-    }
-
     /// Says how many bytes of the room hold records.
     pub fn set_len(&mut self, n: usize) {
         assert!(

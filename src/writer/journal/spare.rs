@@ -146,7 +146,10 @@ fn fill(path: &Path, size: u64, stop: &AtomicBool) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(0)?,
         Err(e) => return Err(e),
     };
-    let zeros = super::AlignedBuf::zeroed(CHUNK);
+    // Direct I/O wants the buffer 4 KiB-aligned in memory.
+    let raw = vec![0u8; CHUNK + 4096];
+    let start = raw.as_ptr().align_offset(4096);
+    let zeros = &raw[start..start + CHUNK];
     let mut at = 0;
     while at < size {
         if stop.load(Ordering::Relaxed) {
@@ -155,7 +158,7 @@ fn fill(path: &Path, size: u64, stop: &AtomicBool) -> io::Result<()> {
         let n = (size - at).min(CHUNK as u64) as usize;
         // The segment size is a multiple of 4 KiB (config checks), so every write is
         // aligned; a last piece that is not falls back to buffered through EINVAL.
-        write_at(&f, path, &zeros.as_slice()[..n], at)?;
+        write_at(&f, path, &zeros[..n], at)?;
         at += n as u64;
     }
     f.sync_all()

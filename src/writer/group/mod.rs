@@ -791,7 +791,7 @@ impl Group {
     }
 
     /// Drops the points whose undo history is no longer complete after pruning.
-    pub(crate) fn forget_points_before_journal(&self, j: &Journal) {
+    fn forget_points_before_journal(&self, j: &Journal) {
         // A point is recoverable when every record after it is present: when it lies in
         // (or after) the oldest remaining segment. Segments hold increasing seqs, so the
         // first record of the oldest tells (one header read: this runs with the journal
@@ -874,11 +874,6 @@ impl Group {
         buf.set_records(&[Record::Point(rec.clone())]);
         let mut j = self.journal.lock().unwrap();
         Ok(self.append_or_prune(&mut j, &mut buf, seq)?.map(|_| rec))
-    }
-
-    /// Registers a view's index so that later saves keep it complete.
-    pub fn add_view(&self, v: &Arc<ViewIndex>) {
-        self.lock().views.push(Arc::downgrade(v));
     }
 
     /// The index of disk `disk` as it was at point `after`, registered so that later saves

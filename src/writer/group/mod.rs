@@ -9,12 +9,14 @@
 //! record.
 
 mod commit;
+mod point;
 
 use super::block::BlockFile;
 use super::journal::format::{self, CommitRecord, Header, Record, Undo};
 use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
 use super::session::{Session, SessionError, read_session, remove_session, session_exists};
 use commit::{CommitQueue, GroupCommit, HasQueue, NotCommitted, Pending};
+pub use point::{Point, PointGone, PointKind};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -104,54 +106,6 @@ impl ViewIndex {
     }
 }
 
-/// What a recovery point is consistent with: a FLUSH gives a crash-consistent point, a
-/// bookmark (the source quiesced) an app-consistent one. `crash`/`app` in JSON and tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PointKind {
-    Crash,
-    App,
-}
-
-impl std::fmt::Display for PointKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `pad`, so that table widths ({:<5}) apply.
-        f.pad(match self {
-            PointKind::Crash => "crash",
-            PointKind::App => "app",
-        })
-    }
-}
-
-/// A recovery point as users see it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Point {
-    pub id: u64,
-    pub time: chrono::DateTime<chrono::Utc>,
-    pub kind: PointKind,
-    #[serde(skip_serializing_if = "String::is_empty", default)]
-    pub label: String,
-    /// Why the point cannot be recovered (journal records it needs are damaged).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub lost: Option<String>,
-}
-
-impl From<&PointRecord> for Point {
-    fn from(p: &PointRecord) -> Point {
-        Point {
-            id: p.seq,
-            time: chrono::DateTime::from_timestamp_micros(p.time_us).unwrap_or_default(),
-            kind: if p.app {
-                PointKind::App
-            } else {
-                PointKind::Crash
-            },
-            label: p.label.clone(),
-            lost: None,
-        }
-    }
-}
-
 impl State {
     /// Drops the points before seq `keep_from` (pruning: past the window, or for space).
     fn prune_points_before(&mut self, keep_from: u64) -> usize {
@@ -172,25 +126,6 @@ impl State {
         } else {
             PointGone::CommittedPast { group, point }
         })
-    }
-}
-
-/// A recovery point that was listed and is not any more (a view of it closes).
-#[derive(Debug, thiserror::Error)]
-pub enum PointGone {
-    #[error(
-        "recovery point {point} of group {group} was pruned (past the retention window, or for space on a full retention volume): see `mtkit points` for the points there are"
-    )]
-    Pruned { group: String, point: u64 },
-    #[error(
-        "recovery point {point} of group {group} is gone: a commit made another point the baseline"
-    )]
-    CommittedPast { group: String, point: u64 },
-}
-
-impl From<PointGone> for io::Error {
-    fn from(e: PointGone) -> io::Error {
-        io::Error::other(e)
     }
 }
 
@@ -797,7 +732,7 @@ impl Group {
     }
 
     /// Drops the points whose undo history is no longer complete after pruning.
-    pub(crate) fn forget_points_before_journal(&self, j: &Journal) {
+    fn forget_points_before_journal(&self, j: &Journal) {
         // A point is recoverable when every record after it is present: when it lies in
         // (or after) the oldest remaining segment. Segments hold increasing seqs, so the
         // first record of the oldest tells (one header read: this runs with the journal
@@ -880,11 +815,6 @@ impl Group {
         buf.set_records(&[Record::Point(rec.clone())]);
         let mut j = self.journal.lock().unwrap();
         Ok(self.append_or_prune(&mut j, &mut buf, seq)?.map(|_| rec))
-    }
-
-    /// Registers a view's index so that later saves keep it complete.
-    pub fn add_view(&self, v: &Arc<ViewIndex>) {
-        self.lock().views.push(Arc::downgrade(v));
     }
 
     /// The index of disk `disk` as it was at point `after`, registered so that later saves

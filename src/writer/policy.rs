@@ -102,19 +102,12 @@ pub fn tick(groups: &[std::sync::Arc<Group>], policy: &Policy, last: &mut Vec<Ve
 mod tests {
     use super::*;
     use crate::writer::Export;
-    use crate::writer::group::DiskSpec;
-    use crate::writer::journaled::JournaledDisk;
+    use crate::writer::group::one_disk_group;
 
     #[test]
     fn prune_drops_old_points_and_their_segments_but_keeps_the_newest() {
         let t = tempfile::tempdir().unwrap();
-        let spec = DiskSpec {
-            name: "d".into(),
-            path: t.path().join("d.img"),
-            size: Some(1 << 20),
-        };
-        let g = Group::open("g", &t.path().join("j"), &[spec], 16 << 10).unwrap();
-        let d = JournaledDisk::new(g.clone(), 0);
+        let (g, d) = one_disk_group(t.path(), 1 << 20, 16 << 10);
         d.write_at(&[0xaa; 1 << 18], 0, false).unwrap();
         g.point(true, "base").unwrap();
         for i in 0..20u8 {

@@ -558,7 +558,7 @@ fn read_only() -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::writer::group::DiskSpec;
+    use crate::writer::group::{DiskSpec, one_disk_group};
     use crate::writer::journaled::JournaledDisk;
     use crate::writer::session::session_exists;
     use std::path::{Path, PathBuf};
@@ -797,13 +797,7 @@ mod tests {
     fn a_view_whose_point_is_pruned_says_so_when_opening_and_reading() {
         use crate::config::Policy;
         let t = tempfile::tempdir().unwrap();
-        let spec = DiskSpec {
-            name: "d".into(),
-            path: t.path().join("d.img"),
-            size: Some(1 << 20),
-        };
-        let g = Group::open("g", &t.path().join("j"), &[spec], 16 << 10).unwrap();
-        let d = JournaledDisk::new(g.clone(), 0);
+        let (g, d) = one_disk_group(t.path(), 1 << 20, 16 << 10);
         d.write_at(&[0xaa; 1 << 18], 0, false).unwrap();
         let base = g.point(true, "base").unwrap().unwrap();
         for i in 0..20u8 {

@@ -988,12 +988,29 @@ fn is_nospc(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull
 }
 
+/// For unit tests: group `g` of one disk `d` (a file of `size` bytes) with its journal in
+/// `root/j`, and a handle that writes to the disk through the journal.
+#[cfg(test)]
+pub(crate) fn one_disk_group(
+    root: &Path,
+    size: u64,
+    segment_size: u64,
+) -> (Arc<Group>, super::journaled::JournaledDisk) {
+    let spec = DiskSpec {
+        name: "d".into(),
+        path: root.join("d.img"),
+        size: Some(size),
+    };
+    let g = Group::open("g", &root.join("j"), &[spec], segment_size).unwrap();
+    let d = super::journaled::JournaledDisk::new(g.clone(), 0);
+    (g, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::writer::Export;
     use crate::writer::journal::PayloadReader;
-    use crate::writer::journaled::JournaledDisk;
 
     /// What the index says block `b` held at the point: its bytes, or `None` when the
     /// index does not know the block (it was not overwritten since).
@@ -1009,13 +1026,7 @@ mod tests {
     #[test]
     fn writes_proceed_while_a_view_scans_the_journal_and_the_view_catches_up() {
         let t = tempfile::tempdir().unwrap();
-        let spec = DiskSpec {
-            name: "d".into(),
-            path: t.path().join("d.img"),
-            size: Some(4 << 20),
-        };
-        let g = Group::open("g", &t.path().join("j"), &[spec], 256 << 10).unwrap();
-        let d = JournaledDisk::new(g.clone(), 0);
+        let (g, d) = one_disk_group(t.path(), 4 << 20, 256 << 10);
         let block = |b: u64| vec![b as u8 | 1; BLOCK as usize];
         for b in 0..1024 {
             d.write_at(&block(b), b * BLOCK, false).unwrap();

@@ -280,6 +280,45 @@ fn the_writer_keeps_its_journal_only_on_a_crash_safe_filesystem() {
     }
 }
 
+#[test]
+fn a_journal_on_a_filesystem_mounted_without_write_barriers_is_refused() {
+    require!(
+        can_run(),
+        "needs root, losetup, mount, mkfs.ext4 (e2fsprogs), mkfs.xfs (xfsprogs), blkid"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let vol = Volume::new(t.path(), Some(("mkfs.ext4", &["-q", "-F"])), 32 << 20);
+    let at = vol.at.to_str().unwrap();
+    // What a "performance" tweak from the VMware guides of CentOS 6's time does.
+    sh_text("mount", &["-o", "remount,nobarrier", at]);
+    let journal = vol.at.join("mtkit");
+    let cfg = config(t.path(), &journal, &vol.at, "");
+    let Err((code, log)) = start(&cfg, t.path()) else {
+        panic!("the writer started with its journal on an ext4 mounted nobarrier");
+    };
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("it is on ext4 with a journal mounted nobarrier"),
+        "{log}"
+    );
+    assert!(
+        log.contains("power cut") && log.contains("remount,barrier=1"),
+        "says what a power cut does and what to do: {log}"
+    );
+    assert!(!journal.exists(), "refused before anything was made");
+    let row = doctor_row(&cfg, "journal-fs");
+    assert_eq!(row["status"], "fail", "{row}");
+    assert!(
+        row["found"].as_str().unwrap().contains("mounted nobarrier"),
+        "{row}"
+    );
+    // Barriers back on: it starts.
+    sh_text("mount", &["-o", "remount,barrier=1", at]);
+    let child = start(&cfg, t.path()).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(stop(child), Some(0));
+    assert_eq!(doctor_row(&cfg, "journal-fs")["status"], "pass");
+}
+
 /// The file mode bits of `p` (not following a link).
 fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777

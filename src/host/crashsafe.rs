@@ -67,6 +67,25 @@ const NO_JOURNAL: &str = "a power cut leaves its metadata half-written and nothi
      cross-linked, records that read back valid are overwritten by later appends, and points \
      are lost or recover to the wrong data";
 
+const NO_BARRIER: &str = "it is mounted with write barriers off (nobarrier or barrier=0): \
+     fdatasync returns before the disk's write cache holds the data, so a power cut loses \
+     journal records and target writes that the writer acknowledged; remount it with \
+     barriers (the default: drop nobarrier from /etc/fstab, then `mount -o remount,barrier=1 \
+     MOUNTPOINT` on ext4; xfs needs an unmount and a mount without nobarrier)";
+
+/// A safe verdict made unsafe when the mount turns write barriers off.
+fn with_barriers(j: Judgement, m: Option<&Mount>) -> Judgement {
+    match m {
+        Some(m) if j.is_safe() && m.barriers_off() => Judgement {
+            safety: Safety::Unsafe,
+            filesystem: format!("{} mounted nobarrier", j.filesystem),
+            mount: j.mount,
+            why: NO_BARRIER.into(),
+        },
+        _ => j,
+    }
+}
+
 /// The feature flags of an ext2/ext3/ext4 superblock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtSuper {
@@ -300,7 +319,7 @@ pub fn of_folder(root: &Path, path: &Path) -> Judgement {
         }
     });
     j.mount = Some(shown(m));
-    j
+    with_barriers(j, Some(m))
 }
 
 fn shown(m: &Mount) -> String {
@@ -358,7 +377,7 @@ fn live(root: &Path, path: &Path, table: &[Mount]) -> Judgement {
         ext_of(&node).or_else(|e| mounted_journal(root, &node, m).ok_or(e))
     });
     j.mount = m.map(shown);
-    j
+    with_barriers(j, m)
 }
 
 /// The journal of a mounted ext as the running kernel shows it, for when its device cannot
@@ -486,5 +505,37 @@ mod tests {
         assert!(j.why.contains("not checked under --root"), "{j:?}");
         let j = of_folder(d.path().join("nothing").as_path(), Path::new("/x"));
         assert_eq!(j.safety, Safety::Unknown);
+    }
+
+    #[test]
+    fn a_journaled_filesystem_mounted_without_write_barriers_is_not_crash_safe() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("proc/self")).unwrap();
+        std::fs::create_dir_all(r.join("dev")).unwrap();
+        // As CentOS 6 shows them: xfs with nobarrier, ext4 with barrier=0, one with barriers.
+        std::fs::write(
+            r.join("proc/self/mountinfo"),
+            "20 1 8:2 / / rw,relatime - ext4 /dev/sda2 rw,barrier=1,data=ordered\n\
+             30 20 8:16 / /mnt/retention rw,relatime - xfs /dev/sdb rw,attr2,nobarrier,noquota\n\
+             31 20 8:32 / /mnt/other rw,relatime - ext4 /dev/sdc rw,barrier=0,data=ordered\n",
+        )
+        .unwrap();
+        let mut img = vec![0u8; 1024];
+        img.extend(superblock(0x3c, 0x2c2, 0x46b));
+        std::fs::write(r.join("dev/sdc"), &img).unwrap();
+        std::fs::write(r.join("dev/sda2"), &img).unwrap();
+        let j = of_folder(r, Path::new("/mnt/retention/mtkit"));
+        assert_eq!(j.safety, Safety::Unsafe, "{j:?}");
+        assert_eq!(j.filesystem, "xfs mounted nobarrier");
+        assert!(
+            j.why.contains("power cut") && j.why.contains("remount"),
+            "{j:?}"
+        );
+        let j = of_folder(r, Path::new("/mnt/other/j"));
+        assert_eq!(j.safety, Safety::Unsafe, "{j:?}");
+        assert_eq!(j.filesystem, "ext4 with a journal mounted nobarrier");
+        let j = of_folder(r, Path::new("/var/lib/mtkit"));
+        assert_eq!(j.safety, Safety::Safe, "{j:?}");
     }
 }

@@ -21,9 +21,20 @@ pub struct Mount {
     pub fstype: String,
     /// The device number (mountinfo has it; proc/mounts does not)
     pub devnum: Option<DevNum>,
+    /// Mount and filesystem options as the kernel shows them (`rw`, `nobarrier`,
+    /// `commit=5`): mountinfo's per-mount and super options together.
+    pub options: Vec<String>,
 }
 
 impl Mount {
+    /// Write barriers are off (`nobarrier`, `barrier=0`: ext3/ext4, and xfs before Linux
+    /// 4.19, CentOS 6's included): a sync returns before the disk's cache holds the data.
+    pub fn barriers_off(&self) -> bool {
+        self.options
+            .iter()
+            .any(|o| o == "nobarrier" || o == "barrier=0")
+    }
+
     /// The mounted block device's number: mountinfo's, else the sysfs entry of its name.
     pub fn devnum(&self, root: &Path) -> Option<DevNum> {
         self.devnum
@@ -42,6 +53,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
             mountpoint: PathBuf::from(unescape(&m.mount_point.to_string_lossy())),
             fstype: m.fs_type,
             devnum: DevNum::parse(&m.majmin),
+            options: options(m.mount_options.iter().chain(&m.super_options)),
         })
         .collect()
 }
@@ -56,6 +68,17 @@ pub fn parse(text: &str) -> Vec<Mount> {
             mountpoint: PathBuf::from(unescape(&m.fs_file)),
             fstype: m.fs_vfstype,
             devnum: None,
+            options: options(&m.fs_mntops),
+        })
+        .collect()
+}
+
+/// `key` or `key=value` for each option procfs-core parsed.
+fn options<'a>(opts: impl IntoIterator<Item = (&'a String, &'a Option<String>)>) -> Vec<String> {
+    opts.into_iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k.clone(),
         })
         .collect()
 }

@@ -1238,6 +1238,28 @@ mod tests {
     }
 
     #[test]
+    fn a_spare_is_dropped_for_room_and_not_made_again_in_the_same_segment() {
+        let t = tempfile::tempdir().unwrap();
+        let seg = 256 << 10;
+        let mut j = fill_prewritten(t.path(), seg, 1, 3);
+        // fill_prewritten leaves the next spare started (appends are small).
+        assert!(j.spare.is_some());
+        while !j.poll_spare() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert!(spare::spare_path(t.path()).exists());
+        assert!(j.discard_spare(), "there was one to drop");
+        assert!(!spare::spare_path(t.path()).exists(), "its room is free");
+        assert!(!j.discard_spare());
+        // The volume was full a moment ago: no new spare before the next segment.
+        let rec = undo(4, &[4; 3000]);
+        j.prepare_append(rec.len() as u64).unwrap();
+        j.append(&recs(&rec), 4).unwrap();
+        j.sync().unwrap();
+        assert!(j.spare.is_none());
+    }
+
+    #[test]
     fn a_journal_of_a_few_appends_or_of_large_ones_writes_nothing_ahead() {
         let t = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();

@@ -23,22 +23,21 @@ const SHAPE: Shape = Shape {
 fn sigkill_under_load_loses_nothing_acknowledged_and_points_recover() {
     let size = (SHAPE.bs * SHAPE.blocks) as u64;
     let env = Env::new(&[(SHAPE.disks[0], "c", size), (SHAPE.disks[1], "c", size)]);
-    crash_rounds(&env, &[], crash::rounds(24), "crash test");
+    crash_rounds(&env, crash::rounds(24), "crash test");
 }
 
 /// The same kills with the journal's segments written ahead from the first append
-/// (`MTKIT_TEST_SPARE_AFTER`, debug builds) and small segments, so that kills land while a
+/// (`journal-write-ahead = "always"`) and small segments, so that kills land while a
 /// spare is written, right after one is put in place and in appends into its zeros.
 #[test]
 fn sigkill_with_segments_written_ahead_loses_nothing_and_points_recover() {
     let size = (SHAPE.bs * SHAPE.blocks) as u64;
     let env = Env::with_writer(
         &[(SHAPE.disks[0], "c", size), (SHAPE.disks[1], "c", size)],
-        "journal-segment-size = \"1M\"\n",
+        "journal-segment-size = \"1M\"\njournal-write-ahead = \"always\"\n",
     );
     crash_rounds(
         &env,
-        &[("MTKIT_TEST_SPARE_AFTER", "1")],
         crash::rounds(24),
         "crash test, segments written ahead",
     );
@@ -50,7 +49,7 @@ fn sigkill_with_segments_written_ahead_loses_nothing_and_points_recover() {
 /// What the service logs when it puts a segment written ahead in place.
 const WRITTEN_AHEAD: &str = "segment written ahead put in place";
 
-fn crash_rounds(env: &Env, vars: &[(&str, &str)], rounds: usize, label: &str) {
+fn crash_rounds(env: &Env, rounds: usize, label: &str) {
     let mut rng = crash::rng(label);
     let mut m = Model::new(&SHAPE);
     crash::baseline(env, &SHAPE, &mut m);
@@ -62,7 +61,7 @@ fn crash_rounds(env: &Env, vars: &[(&str, &str)], rounds: usize, label: &str) {
     };
     let mut checked_points = 0;
     for round in 0..rounds {
-        let svc = env.start_with(vars);
+        let svc = env.start();
         let pid = svc.child.id();
         let delay = Duration::from_millis(rng.random_range(1..80));
         let killer = std::thread::spawn(move || {
@@ -75,7 +74,7 @@ fn crash_rounds(env: &Env, vars: &[(&str, &str)], rounds: usize, label: &str) {
         m.check_and_settle(&SHAPE.files(env), round);
 
         // Restart: every known point is listed and recovers bit-exactly.
-        let _svc = env.start_with(vars);
+        let _svc = env.start();
         let ids = point_ids(&env.control(), "c");
         m.adopt_listed(&ids, false, round);
         let mut to: Vec<u64> = ids.clone();

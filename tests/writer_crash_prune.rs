@@ -51,13 +51,14 @@ struct Figures {
     max_listed: usize,
 }
 
+/// `[writer]` keys of both tests: small segments, each written ahead from the first append
+/// (`journal-write-ahead = "always"`), so that kills and a full volume meet spares being
+/// written, put in place and dropped for room.
+const WRITER: &str = "journal-segment-size = \"1M\"\njournal-write-ahead = \"always\"\n";
+
 /// SIGKILL rounds under load; in half of them the service pauses after each step named
 /// `step` (test hook) and is killed in the first such pause. After each, the target and
 /// every listed point are checked (and the retention window when `window`).
-/// Segments written ahead from the first append (debug builds' hook): kills and a full
-/// volume meet spares being written, put in place and dropped for room.
-const SPARES: (&str, &str) = ("MTKIT_TEST_SPARE_AFTER", "1");
-
 fn crash_rounds(
     env: &Env,
     m: &mut Model,
@@ -84,9 +85,9 @@ fn crash_rounds(
     for round in 0..rounds {
         let at_step = round % 2 == 1;
         let svc = if at_step {
-            env.start_with(&[("MTKIT_TEST_PAUSE", &pause), SPARES])
+            env.start_with(&[("MTKIT_TEST_PAUSE", &pause)])
         } else {
-            env.start_with(&[SPARES])
+            env.start()
         };
         let pid = svc.child.id();
         let delay = Duration::from_millis(rng.random_range(300..2500));
@@ -110,7 +111,7 @@ fn crash_rounds(
         m.check_and_settle(&SHAPE.files(env), round);
 
         // Restart: the listed points are known, within the window, and read back exactly.
-        let _svc = env.start_with(&[SPARES]);
+        let _svc = env.start();
         let ids = point_ids(&env.control(), "p");
         max_listed = max_listed.max(ids.len());
         assert!(!ids.is_empty(), "round {round}: no point left");
@@ -146,7 +147,7 @@ fn sigkill_while_pruning_keeps_flushed_writes_and_only_whole_points() {
     let size = (SHAPE.bs * SHAPE.blocks) as u64;
     let env = Env::with_writer(
         &[(SHAPE.disks[0], "p", size), (SHAPE.disks[1], "p", size)],
-        "journal-segment-size = \"1M\"\n\n[policy]\nretention = \"3s\"\n\
+        "journal-segment-size = \"1M\"\njournal-write-ahead = \"always\"\n\n[policy]\nretention = \"3s\"\n\
          app-consistent-interval = \"3s\"\nrpo-threshold = \"3s\"\n",
     );
     let mut m = Model::new(&SHAPE);
@@ -230,7 +231,7 @@ fn sigkill_while_a_full_retention_volume_prunes_keeps_flushed_writes_and_whole_p
     // The default 24 h window: only the full volume prunes here.
     let env = Env::with_writer(
         &[(SHAPE.disks[0], "p", size), (SHAPE.disks[1], "p", size)],
-        "journal-segment-size = \"1M\"\n",
+        WRITER,
     );
     let vol = env.path("journal");
     std::fs::create_dir_all(&vol).unwrap();

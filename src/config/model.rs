@@ -289,6 +289,10 @@ pub struct Writer {
     pub max_buffer: Size,
     /// A group's journal starts a new segment file past this size; pruning frees whole segments.
     pub journal_segment_size: Size,
+    /// When a group's journal writes its next segment ahead (zeros, synced) so that syncing
+    /// an append commits no file-size change: `auto` (after 256 small appends into a
+    /// segment), `always`, `never` (a thin-provisioned retention disk).
+    pub journal_write_ahead: crate::writer::journal::WriteAhead,
     pub tls: Option<WriterTls>,
     pub disk: Vec<WriterDisk>,
     /// Consistency groups and who may open their disks (a disk's group need not be listed).
@@ -313,6 +317,7 @@ impl Default for Writer {
             idle_timeout: "15m".parse().unwrap(),
             max_buffer: Size(256 * Size::MIB),
             journal_segment_size: Size(64 * Size::MIB),
+            journal_write_ahead: Default::default(),
             tls: None,
             disk: Vec::new(),
             group: Vec::new(),

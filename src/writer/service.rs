@@ -156,6 +156,9 @@ impl Writer {
                     continue;
                 }
             };
+            if access == Access::Write {
+                g.journal().set_write_ahead(cfg.writer.journal_write_ahead);
+            }
             for d in g.damage() {
                 tracing::error!(group = %name, "journal damage: the points before it are lost: {}", d.reason);
             }

@@ -88,13 +88,14 @@ VM1_DISKS = (("vm1-disk0", WWN["t1"], "vm1"), ("vm1-disk1", WWN["t2"], "vm1"),
              ("kern-disk0", WWN["kern"], "kern"))
 
 
-def config(g, os_wwn, targets, ret_fs="ext4"):
-    """The appliance config, on the OS disk; disks by SCSI ID only."""
+def config(g, os_wwn, targets, ret_fs="ext4", writer=""):
+    """The appliance config, on the OS disk; disks by SCSI ID only; `writer`: more
+    `[writer]` keys."""
     os_name = dev_of(g, os_wwn).removeprefix("/dev/")
     text = (f'[disks]\nos-disk = "{os_name}"\n\n'
             f'[retention]\nfilesystem = "{ret_fs}"\nmin-size = "100M"\n\n'
             '[writer]\nlisten = "0.0.0.0:10809"\nmetrics-listen = "127.0.0.1:9810"\n'
-            'journal-segment-size = "1M"\n')
+            'journal-segment-size = "1M"\n' + writer)
     for name, wwn, group in targets:
         text += f'\n[[writer.disk]]\nname = "{name}"\nscsi-id = "3{wwn:016x}"\ngroup = "{group}"\n'
     g.ok(f"cat > /etc/mtkit/appliance.toml <<'EOF'\n{text}EOF")

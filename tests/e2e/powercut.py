@@ -98,6 +98,7 @@ def load(model, port, certs, stop, rng, log):
 class PowerCut:
     def __init__(self, a, work, initrd, fs, results):
         self.work, self.fs, self.results = work, fs, results
+        self.written_ahead = 0
         seed = int(os.environ.get("MTKIT_POWERCUT_SEED") or random.randrange(1 << 32))
         self.rng = random.Random(seed)
         self.port = free_port()
@@ -118,12 +119,19 @@ class PowerCut:
         mount_os(g, WWN["os"])
         # os-disk is a kernel name, and names follow the scan order of this boot: written
         # again from the OS disk's ID (a stale name would make the writer refuse a target).
-        config(g, WWN["os"], DISKS, self.fs)
+        # Every segment is written ahead (zeros, synced) and put in place before records go
+        # into it: the cuts land in appends into written-ahead space too.
+        config(g, WWN["os"], DISKS, self.fs, 'journal-write-ahead = "always"\n')
         if first:
             g.ok(f"mtkit retention prepare {dev_of(g, WWN['ret'])} --fs {self.fs}")
         else:
             # What the fstab line `retention prepare` wrote does at boot.
             g.ok(f"mkdir -p /mnt/retention && mount -t {self.fs} {dev_of(g, WWN['ret'])} /mnt/retention")
+            # Segments the cut left at their written-ahead size (1 MiB): records went into
+            # space written ahead.
+            self.written_ahead += int(g.ok(
+                "for f in /mnt/retention/mtkit/pc/journal/seg-*.log; do stat -c %s \"$f\"; done"
+                " | grep -cx 1048576 || true").strip() or 0)
         g.step = "journal opens after the cut" if not first else "writer start"
         start_writer(g, ["pc"])
         self.certs = client_certs(g, self.work / "certs")
@@ -162,7 +170,11 @@ class PowerCut:
             model, n = self.round(r, model)
             verified += n
         self.results.append(f"{self.fs}: {rounds} power cuts during writes+flushes; every "
-                            f"acknowledged write found, {verified} points recovered bit-exactly")
+                            f"acknowledged write found, {verified} points recovered bit-exactly; "
+                            f"{self.written_ahead} segments written ahead found after the cuts")
+        if self.written_ahead == 0:
+            g.fail("no segment written ahead was found after the cuts: the cuts did not "
+                   "meet the write-ahead path")
         self.cut_recover_and_commit(model)
         g.shutdown()
 

@@ -313,7 +313,9 @@ impl Group {
                 group: name.to_string(),
                 source,
             })?;
-        journal.set_prewrite(access == Access::Write);
+        if access == Access::Write {
+            journal.set_write_ahead(journal::WriteAhead::Auto);
+        }
         let recovering = session.is_some();
         let state = State {
             commit: CommitQueue::default(),

@@ -15,6 +15,7 @@ mod spare;
 
 pub use format::PointRecord;
 use format::{DecodeError, HEADER_LEN, Header, Kind, Record};
+pub use spare::WriteAhead;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -155,8 +156,8 @@ pub struct Journal {
     /// The batch number of the next append.
     next_batch: u64,
     read_only: bool,
-    /// Segments are written ahead (see [`spare`]) while appends are small.
-    prewrite: bool,
+    /// When segments are written ahead (see [`spare`]).
+    write_ahead: WriteAhead,
     spare: Option<spare::Spare>,
     /// The current segment's file has written bytes past its records (a spare put in
     /// place): syncing an append into it commits no metadata.
@@ -522,7 +523,7 @@ impl Journal {
                 bounce: AlignedBuf::default(),
                 next_batch,
                 read_only: access == Access::ReadOnly,
-                prewrite: false,
+                write_ahead: WriteAhead::Never,
                 spare: None,
                 cur_prewritten,
                 seg_appends: 0,
@@ -541,19 +542,11 @@ impl Journal {
         Ok((f, direct, SegmentInfo::new(id)))
     }
 
-    /// Writes segments ahead while appends are small (a group's journal; a recover's
-    /// session log appends rarely and does not).
-    pub fn set_prewrite(&mut self, on: bool) {
-        self.prewrite = on;
-        // Test hook (debug builds): spares from the first append, for the crash tests.
-        #[cfg(debug_assertions)]
-        if let Some(n) = std::env::var("MTKIT_TEST_SPARE_AFTER")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            self.spare_after = n;
-        }
-        if !on {
+    /// When to write segments ahead: a group's journal (`Never` by default: a recover's
+    /// session log appends rarely).
+    pub fn set_write_ahead(&mut self, mode: WriteAhead) {
+        self.write_ahead = mode;
+        if mode == WriteAhead::Never {
             self.spare = None;
         }
     }
@@ -587,18 +580,17 @@ impl Journal {
         let cur = self.segments.last().map(|s| s.id);
         // Judged on evidence: enough appends into this segment, small on average (or
         // the segment before it was judged so).
-        let small = match self.small_appends {
-            Some(small) => small,
-            None => {
+        let small = match (self.write_ahead, self.small_appends) {
+            (WriteAhead::Never, _) => false,
+            (WriteAhead::Always, _) => true,
+            (WriteAhead::Auto, Some(small)) => small,
+            (WriteAhead::Auto, None) => {
                 let bytes = self.segments.last().map_or(0, |s| s.bytes);
                 self.seg_appends >= self.spare_after.max(1)
                     && bytes / self.seg_appends < spare::SMALL_APPEND
             }
         };
-        if !self.prewrite
-            || !small
-            || self.spare.is_some()
-            || self.spare_failed_in.is_some_and(|id| Some(id) == cur)
+        if !small || self.spare.is_some() || self.spare_failed_in.is_some_and(|id| Some(id) == cur)
         {
             return;
         }
@@ -1109,7 +1101,7 @@ mod tests {
     /// in place first. Returns the journal.
     fn fill_prewritten(dir: &Path, seg_size: u64, from: u64, to: u64) -> Journal {
         let (mut j, _) = Journal::open_with(dir, seg_size, Access::Write).unwrap();
-        j.set_prewrite(true);
+        j.set_write_ahead(WriteAhead::Auto);
         j.spare_after = 1;
         for seq in from..=to {
             let rec = if seq % 5 == 0 {
@@ -1260,10 +1252,26 @@ mod tests {
     }
 
     #[test]
+    fn always_writes_ahead_whatever_the_appends_and_never_writes_nothing_ahead() {
+        for (mode, made) in [(WriteAhead::Always, true), (WriteAhead::Never, false)] {
+            let t = tempfile::tempdir().unwrap();
+            let (mut j, _) = Journal::open_with(t.path(), 64 << 20, Access::Write).unwrap();
+            j.set_write_ahead(mode);
+            j.spare_after = 1;
+            let rec = undo(1, &vec![2; 2 << 20]);
+            j.prepare_append(rec.len() as u64).unwrap();
+            j.append(&recs(&rec), 1).unwrap();
+            j.sync().unwrap();
+            j.prepare_append(rec.len() as u64).unwrap();
+            assert_eq!(j.spare.is_some(), made, "{mode:?}");
+        }
+    }
+
+    #[test]
     fn a_journal_of_a_few_appends_or_of_large_ones_writes_nothing_ahead() {
         let t = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open_with(t.path(), 1 << 20, Access::Write).unwrap();
-        j.set_prewrite(true);
+        j.set_write_ahead(WriteAhead::Auto);
         for seq in 1..=20 {
             let rec = undo(seq, &[1; 100]);
             j.prepare_append(rec.len() as u64).unwrap();
@@ -1273,7 +1281,7 @@ mod tests {
         assert!(j.spare.is_none(), "20 appends are no evidence");
         let t = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open_with(t.path(), 64 << 20, Access::Write).unwrap();
-        j.set_prewrite(true);
+        j.set_write_ahead(WriteAhead::Auto);
         j.spare_after = 4;
         let big = undo(1, &vec![2; 2 << 20]);
         for seq in 1..=10 {

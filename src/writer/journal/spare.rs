@@ -20,6 +20,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
+/// When a group's journal writes its next segment ahead: `[writer] journal-write-ahead`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteAhead {
+    /// Once a segment has taken [`APPENDS_BEFORE_SPARE`] appends averaging under
+    /// [`SMALL_APPEND`]: where it pays.
+    #[default]
+    Auto,
+    /// From the first append, whatever their size.
+    Always,
+    /// Never: segments grow by appends (say, a thin-provisioned retention disk that must
+    /// not be filled with zeros ahead of need).
+    Never,
+}
+
 /// Appends smaller than this on average make writing ahead pay. Writing a segment ahead
 /// costs one background write of its size (64 MiB: about 60 ms at 1 GB/s); growing it
 /// costs a metadata commit (0.4-0.6 ms measured above) per append, in the writers' wait:

@@ -102,7 +102,7 @@ pub fn tick(groups: &[std::sync::Arc<Group>], policy: &Policy, last: &mut Vec<Ve
 mod tests {
     use super::*;
     use crate::writer::Export;
-    use crate::writer::group::one_disk_group;
+    use crate::writer::group::testing::one_disk_group;
 
     #[test]
     fn prune_drops_old_points_and_their_segments_but_keeps_the_newest() {

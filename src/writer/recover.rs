@@ -558,7 +558,8 @@ fn read_only() -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::writer::group::{DiskSpec, one_disk_group};
+    use crate::writer::group::DiskSpec;
+    use crate::writer::group::testing::one_disk_group;
     use crate::writer::journaled::JournaledDisk;
     use crate::writer::session::session_exists;
     use std::path::{Path, PathBuf};

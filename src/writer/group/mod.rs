@@ -990,22 +990,30 @@ fn is_nospc(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull
 }
 
-/// For unit tests: group `g` of one disk `d` (a file of `size` bytes) with its journal in
-/// `root/j`, and a handle that writes to the disk through the journal.
+/// What the unit tests of the writer share.
 #[cfg(test)]
-pub(crate) fn one_disk_group(
-    root: &Path,
-    size: u64,
-    segment_size: u64,
-) -> (Arc<Group>, super::journaled::JournaledDisk) {
-    let spec = DiskSpec {
-        name: "d".into(),
-        path: root.join("d.img"),
-        size: Some(size),
-    };
-    let g = Group::open("g", &root.join("j"), &[spec], segment_size).unwrap();
-    let d = super::journaled::JournaledDisk::new(g.clone(), 0);
-    (g, d)
+pub(crate) mod testing {
+    use super::{DiskSpec, Group};
+    use crate::writer::journaled::JournaledDisk;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// Group `g` of one disk `d` (a file of `size` bytes) with its journal in `root/j`, and
+    /// a handle that writes to the disk through the journal.
+    pub(crate) fn one_disk_group(
+        root: &Path,
+        size: u64,
+        segment_size: u64,
+    ) -> (Arc<Group>, JournaledDisk) {
+        let spec = DiskSpec {
+            name: "d".into(),
+            path: root.join("d.img"),
+            size: Some(size),
+        };
+        let g = Group::open("g", &root.join("j"), &[spec], segment_size).unwrap();
+        let d = JournaledDisk::new(g.clone(), 0);
+        (g, d)
+    }
 }
 
 #[cfg(test)]
@@ -1013,6 +1021,7 @@ mod tests {
     use super::*;
     use crate::writer::Export;
     use crate::writer::journal::PayloadReader;
+    use testing::one_disk_group;
 
     /// What the index says block `b` held at the point: its bytes, or `None` when the
     /// index does not know the block (it was not overwritten since).

@@ -668,11 +668,23 @@ impl Journal {
                 self.small_appends = Some(bytes / self.seg_appends < spare::SMALL_APPEND);
             }
             let spare = if spare_ready { self.spare.take() } else { None };
-            let (f, direct, info) = match spare {
-                Some(s) => self.install_spare(s, id + 1)?,
+            // A spare that cannot be put in place costs its speed, never a write: the
+            // segment is made the plain way (the old one is synced either way).
+            let installed = spare.and_then(|s| {
+                self.install_spare(s, id + 1)
+                    .inspect_err(|e| {
+                        tracing::warn!(journal = %self.dir.display(), error = %e,
+                            "journal: a segment written ahead could not be put in place; making one the plain way");
+                        self.spare_failed_in = Some(id + 1);
+                    })
+                    .ok()
+            });
+            let prewritten = installed.is_some();
+            let (f, direct, info) = match installed {
+                Some(made) => made,
                 None => Self::create_segment(&self.dir, id + 1)?,
             };
-            self.cur_prewritten = spare_ready;
+            self.cur_prewritten = prewritten;
             self.seg_appends = 0;
             self.cur = f;
             self.direct = direct;
@@ -1265,6 +1277,29 @@ mod tests {
             j.prepare_append(rec.len() as u64).unwrap();
             assert_eq!(j.spare.is_some(), made, "{mode:?}");
         }
+    }
+
+    #[test]
+    fn a_spare_that_cannot_be_put_in_place_costs_no_write() {
+        let t = tempfile::tempdir().unwrap();
+        let seg = 64 << 10;
+        let mut j = fill_prewritten(t.path(), seg, 1, 3);
+        while !j.poll_spare() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // Gone under it (an admin's clean-up, say): the rename at the rotation fails.
+        fs::remove_file(spare::spare_path(t.path())).unwrap();
+        let before = j.segments().len();
+        for seq in 4..=40 {
+            let rec = undo(seq, &[seq as u8; 3000]);
+            j.prepare_append(rec.len() as u64).unwrap();
+            j.append(&recs(&rec), seq).unwrap();
+            j.sync().unwrap();
+        }
+        assert!(j.segments().len() > before, "rotated");
+        drop(j);
+        let (_, scan) = Journal::open_with(t.path(), seg, Access::ReadOnly).unwrap();
+        assert_eq!((scan.max_seq, scan.damage.len()), (40, 0));
     }
 
     #[test]

@@ -147,8 +147,10 @@ fn sigkill_while_pruning_keeps_flushed_writes_and_only_whole_points() {
     let size = (SHAPE.bs * SHAPE.blocks) as u64;
     let env = Env::with_writer(
         &[(SHAPE.disks[0], "p", size), (SHAPE.disks[1], "p", size)],
-        "journal-segment-size = \"1M\"\njournal-write-ahead = \"always\"\n\n[policy]\nretention = \"3s\"\n\
-         app-consistent-interval = \"3s\"\nrpo-threshold = \"3s\"\n",
+        &format!(
+            "{WRITER}\n[policy]\nretention = \"3s\"\n\
+             app-consistent-interval = \"3s\"\nrpo-threshold = \"3s\"\n"
+        ),
     );
     let mut m = Model::new(&SHAPE);
     crash::baseline(&env, &SHAPE, &mut m);

@@ -10,9 +10,11 @@
 //! append is padded with a `Pad` record to a 4 KiB boundary, so the next one starts aligned.
 
 mod check;
+mod direct;
 pub mod format;
 mod spare;
 
+use direct::open_append;
 pub use format::PointRecord;
 use format::{DecodeError, HEADER_LEN, Header, Kind, Record};
 pub use spare::WriteAhead;
@@ -243,26 +245,6 @@ impl AlignedBuf {
             self.raw[at + HEADER_LEN..at + gap].fill(0);
             self.len += gap;
         }
-    }
-}
-
-/// Opens a segment for appending: with O_DIRECT when the filesystem takes it (tmpfs may
-/// not), else buffered. Returns whether it is direct.
-fn open_append(path: &Path, create: bool) -> io::Result<(File, bool)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let open = |flags| {
-        let mut o = OpenOptions::new();
-        o.read(true).write(true).custom_flags(flags);
-        if create {
-            // Old disk contents: the service's alone, whatever the umask.
-            o.create_new(true).mode(0o600);
-        }
-        o.open(path)
-    };
-    match open(libc::O_DIRECT) {
-        Ok(f) => Ok((f, true)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(0).map(|f| (f, false)),
-        Err(e) => Err(e),
     }
 }
 
@@ -1084,6 +1066,13 @@ mod tests {
         b
     }
 
+    /// Appends the records encoded in `rec` as one synced batch of highest seq `seq`.
+    fn put(j: &mut Journal, rec: &[u8], seq: u64) {
+        j.prepare_append(rec.len() as u64).unwrap();
+        j.append(&recs(rec), seq).unwrap();
+        j.sync().unwrap();
+    }
+
     /// The records encoded in `bytes`, for [`Journal::append`].
     fn recs(mut bytes: &[u8]) -> Vec<Record<'_>> {
         let mut out = Vec::new();
@@ -1102,9 +1091,7 @@ mod tests {
             } else {
                 undo(seq, &[seq as u8; 100])
             };
-            j.prepare_append(rec.len() as u64).unwrap();
-            j.append(&recs(&rec), seq).unwrap();
-            j.sync().unwrap();
+            put(&mut j, &rec, seq);
         }
         j
     }
@@ -1125,9 +1112,7 @@ mod tests {
             while j.spare.is_some() && !j.poll_spare() {
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
-            j.prepare_append(rec.len() as u64).unwrap();
-            j.append(&recs(&rec), seq).unwrap();
-            j.sync().unwrap();
+            put(&mut j, &rec, seq);
         }
         j
     }
@@ -1169,9 +1154,7 @@ mod tests {
         assert_eq!(seen, (1..=40).collect::<Vec<_>>());
         // Appending after the reopen lands right after the last record.
         let rec = undo(41, &[41; 3000]);
-        j.prepare_append(rec.len() as u64).unwrap();
-        j.append(&recs(&rec), 41).unwrap();
-        j.sync().unwrap();
+        put(&mut j, &rec, 41);
         drop(j);
         let (_, scan) = Journal::open_with(t.path(), seg, Access::ReadOnly).unwrap();
         assert_eq!((scan.max_seq, scan.damage.len()), (41, 0));
@@ -1257,9 +1240,7 @@ mod tests {
         assert!(!j.discard_spare());
         // The volume was full a moment ago: no new spare before the next segment.
         let rec = undo(4, &[4; 3000]);
-        j.prepare_append(rec.len() as u64).unwrap();
-        j.append(&recs(&rec), 4).unwrap();
-        j.sync().unwrap();
+        put(&mut j, &rec, 4);
         assert!(j.spare.is_none());
     }
 
@@ -1271,9 +1252,7 @@ mod tests {
             j.set_write_ahead(mode);
             j.spare_after = 1;
             let rec = undo(1, &vec![2; 2 << 20]);
-            j.prepare_append(rec.len() as u64).unwrap();
-            j.append(&recs(&rec), 1).unwrap();
-            j.sync().unwrap();
+            put(&mut j, &rec, 1);
             j.prepare_append(rec.len() as u64).unwrap();
             assert_eq!(j.spare.is_some(), made, "{mode:?}");
         }
@@ -1292,9 +1271,7 @@ mod tests {
         let before = j.segments().len();
         for seq in 4..=40 {
             let rec = undo(seq, &[seq as u8; 3000]);
-            j.prepare_append(rec.len() as u64).unwrap();
-            j.append(&recs(&rec), seq).unwrap();
-            j.sync().unwrap();
+            put(&mut j, &rec, seq);
         }
         assert!(j.segments().len() > before, "rotated");
         drop(j);
@@ -1309,9 +1286,7 @@ mod tests {
         j.set_write_ahead(WriteAhead::Auto);
         for seq in 1..=20 {
             let rec = undo(seq, &[1; 100]);
-            j.prepare_append(rec.len() as u64).unwrap();
-            j.append(&recs(&rec), seq).unwrap();
-            j.sync().unwrap();
+            put(&mut j, &rec, seq);
         }
         assert!(j.spare.is_none(), "20 appends are no evidence");
         let t = tempfile::tempdir().unwrap();
@@ -1320,9 +1295,7 @@ mod tests {
         j.spare_after = 4;
         let big = undo(1, &vec![2; 2 << 20]);
         for seq in 1..=10 {
-            j.prepare_append(big.len() as u64).unwrap();
-            j.append(&recs(&big), seq).unwrap();
-            j.sync().unwrap();
+            put(&mut j, &big, seq);
         }
         assert!(j.spare.is_none(), "appends of 2 MiB grow their segments");
     }
@@ -1355,9 +1328,7 @@ mod tests {
         let mid = j.end();
         for seq in 3..=5 {
             let rec = undo(seq, &[seq as u8; 5000]);
-            j.prepare_append(rec.len() as u64).unwrap();
-            j.append(&recs(&rec), seq).unwrap();
-            j.sync().unwrap();
+            put(&mut j, &rec, seq);
             assert_eq!(j.end().offset % ALIGN as u64, 0, "padded to a block");
         }
         // Direct appends did not rewrite the unaligned segment's last block: they began a
@@ -1559,9 +1530,7 @@ mod tests {
         // One last append of two records, the first torn, the second landed.
         let mut batch = undo(11, &[0xaa; 3000]);
         batch.extend(undo(12, &[0xbb; 3000]));
-        j.prepare_append(batch.len() as u64).unwrap();
-        j.append(&recs(&batch), 12).unwrap();
-        j.sync().unwrap();
+        put(&mut j, &batch, 12);
         drop(j);
         flip(&seg, good + 100);
         let torn = fs::read(&seg).unwrap();

@@ -14,7 +14,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,19 +148,7 @@ impl Drop for Spare {
 /// Writes `size` zero bytes to a new file at `path` (direct I/O when the filesystem takes
 /// it, so that the zeros do not fill the page cache) and syncs it.
 fn fill(path: &Path, size: u64, stop: &AtomicBool) -> io::Result<()> {
-    let open = |flags| {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(flags)
-            .open(path)
-    };
-    let f = match open(libc::O_DIRECT) {
-        Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(0)?,
-        Err(e) => return Err(e),
-    };
+    let (f, _) = super::direct::open_append(path, true)?;
     // Direct I/O wants the buffer 4 KiB-aligned in memory.
     let raw = vec![0u8; CHUNK + 4096];
     let start = raw.as_ptr().align_offset(4096);

@@ -5,7 +5,7 @@
 //! std TcpListener does in a few lines; a server framework would add a runtime and dozens
 //! of dependencies to a binary that must also link statically for CentOS 6.
 
-use super::group::Point;
+use super::group::{Point, Target};
 use super::nbd::Server;
 use super::service::{GroupState, GroupStatus, Writer};
 use super::stats::{BUCKETS, Command, CommandStats};
@@ -108,38 +108,30 @@ pub fn render(w: &Writer, server: Option<&Server>) -> String {
             }
         }
     }
-    head(
-        &mut o,
-        "mtkit_fua_requests_total",
-        "counter",
-        "Writes with the FUA flag by disk",
-    );
-    for g in w.groups.values() {
-        for t in &g.disks {
-            let _ = writeln!(
-                o,
-                "mtkit_fua_requests_total{{group=\"{}\",disk=\"{}\"}} {}",
-                esc(&g.name),
-                esc(&t.name),
-                t.stats.fua.load(Ordering::Relaxed)
-            );
-        }
-    }
-    head(
-        &mut o,
-        "mtkit_clients",
-        "gauge",
-        "Connected clients by disk",
-    );
-    for g in w.groups.values() {
-        for t in &g.disks {
-            let _ = writeln!(
-                o,
-                "mtkit_clients{{group=\"{}\",disk=\"{}\"}} {}",
-                esc(&g.name),
-                esc(&t.name),
-                t.clients.load(Ordering::Relaxed)
-            );
+    type OfDisk = fn(&Target) -> u64;
+    let per_disk: [(&str, &str, &str, OfDisk); 2] = [
+        (
+            "mtkit_fua_requests_total",
+            "counter",
+            "Writes with the FUA flag by disk",
+            |t| t.stats.fua.load(Ordering::Relaxed),
+        ),
+        ("mtkit_clients", "gauge", "Connected clients by disk", |t| {
+            t.clients.load(Ordering::Relaxed) as u64
+        }),
+    ];
+    for (name, kind, help, value) in per_disk {
+        head(&mut o, name, kind, help);
+        for g in w.groups.values() {
+            for t in &g.disks {
+                let _ = writeln!(
+                    o,
+                    "{name}{{group=\"{}\",disk=\"{}\"}} {}",
+                    esc(&g.name),
+                    esc(&t.name),
+                    value(t)
+                );
+            }
         }
     }
     let status = w.status();

@@ -81,7 +81,13 @@ def assets():
 
 
 def _libs(program):
+    """The shared libraries `program` loads; a library ldd cannot find is an error (the
+    guest would fail the program with exit 127 much later)."""
     out = subprocess.run(["ldd", program], capture_output=True, text=True, check=True).stdout
+    missing = [line.split()[0] for line in out.splitlines() if "not found" in line]
+    if missing:
+        raise RuntimeError(f"{program} needs {', '.join(missing)}, which this host does not have "
+                           "(scripts/e2e-assets installs them)")
     libs = []
     for line in out.splitlines():
         parts = line.split()
@@ -115,7 +121,9 @@ def initramfs(a, mtkit):
     mods = _module_files(a)
     programs = list(HOST_PROGRAMS) + [a["E2E_NBD_CLIENT"]]
     h = hashlib.sha256(INIT.encode())
-    for f in [mtkit, a["E2E_BUSYBOX"], *programs, *mods]:
+    # The libraries are inputs too: a tree built while one was missing must not be reused.
+    libs = sorted({lib for p in programs for lib in _libs(p)})
+    for f in [mtkit, a["E2E_BUSYBOX"], *programs, *libs, *mods]:
         st = os.stat(f)
         h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     out = Path(a["E2E_CACHE"]) / f"initramfs-{h.hexdigest()[:16]}.cpio.gz"

@@ -25,12 +25,30 @@ pub trait Export: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// `fua`: the data is durable when this returns (NBD_CMD_FLAG_FUA).
     fn write_at(&self, data: &[u8], offset: u64, fua: bool) -> io::Result<()>;
+    /// Several WRITEs at once (a connection's queued writes): each one's outcome, in
+    /// order. A journaled store saves their undo together and keeps them in one place in
+    /// its group commit; the default writes them one by one.
+    fn write_many(&self, writes: &[WriteReq<'_>]) -> Vec<io::Result<()>> {
+        writes
+            .iter()
+            .map(|w| self.write_at(w.data, w.offset, w.fua))
+            .collect()
+    }
     /// `may_trim` is false when the client sent NBD_CMD_FLAG_NO_HOLE.
     fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool, fua: bool) -> io::Result<()>;
     fn trim(&self, offset: u64, len: u64) -> io::Result<()>;
     /// Everything acknowledged before is durable when this returns; for a journaled
     /// disk a completed flush is also a crash-consistent recovery point.
     fn flush(&self) -> io::Result<()>;
+}
+
+/// One WRITE of [`Export::write_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct WriteReq<'a> {
+    pub data: &'a [u8],
+    pub offset: u64,
+    /// NBD_CMD_FLAG_FUA: durable when the call returns.
+    pub fua: bool,
 }
 
 /// An export as listed by NBD_OPT_LIST.

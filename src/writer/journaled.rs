@@ -1,11 +1,13 @@
 //! `JournaledDisk`: a target disk served through its group's undo journal.
 
 use super::Export;
+use super::export::WriteReq;
 use super::group::Group;
 use super::stats::{Command, DiskStats};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 /// One disk of a group as an NBD export. Writes save what they overwrite first (after the
 /// group's baseline); a completed FLUSH is a crash-consistent point of the whole group.
@@ -60,6 +62,19 @@ impl Export for JournaledDisk {
         self.stats().observe(Command::Write, n, || {
             self.group.write(self.disk, data, offset, fua)
         })
+    }
+
+    /// The writes share one place in the group commit (one wake-up for all of them).
+    fn write_many(&self, writes: &[WriteReq<'_>]) -> Vec<io::Result<()>> {
+        let t0 = Instant::now();
+        let out = self.group.write_many(self.disk, writes);
+        let secs = t0.elapsed().as_secs_f64();
+        for (w, r) in writes.iter().zip(&out) {
+            self.stats().count_fua(w.fua);
+            self.stats()
+                .record(Command::Write, w.data.len() as u64, secs, r.is_ok());
+        }
+        out
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool, fua: bool) -> io::Result<()> {

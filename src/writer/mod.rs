@@ -11,7 +11,7 @@ pub mod export;
 pub mod file_export;
 pub mod nbd;
 
-pub use export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError};
+pub use export::{ClientInfo, Export, ExportInfo, ExportResolver, OpenError, WriteReq};
 pub use file_export::FileExport;
 pub mod access;
 pub mod certs;

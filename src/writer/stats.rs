@@ -73,8 +73,13 @@ impl DiskStats {
     ) -> Result<T, E> {
         let t0 = Instant::now();
         let r = f();
+        self.record(cmd, bytes, t0.elapsed().as_secs_f64(), r.is_ok());
+        r
+    }
+
+    /// Counts one request of `cmd` that took `secs` (`bytes` count when it succeeded).
+    pub fn record(&self, cmd: Command, bytes: u64, secs: f64, ok: bool) {
         let c = self.command(cmd);
-        let secs = t0.elapsed().as_secs_f64();
         c.requests.fetch_add(1, Ordering::Relaxed);
         c.sum_us.fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
         let b = BUCKETS
@@ -82,18 +87,13 @@ impl DiskStats {
             .position(|&ub| secs <= ub)
             .unwrap_or(BUCKETS.len());
         c.buckets[b].fetch_add(1, Ordering::Relaxed);
-        match &r {
-            Ok(_) => {
-                c.bytes.fetch_add(bytes, Ordering::Relaxed);
-            }
-            Err(_) => {
-                c.errors.fetch_add(1, Ordering::Relaxed);
-            }
+        if ok {
+            c.bytes.fetch_add(bytes, Ordering::Relaxed);
+        } else {
+            c.errors.fetch_add(1, Ordering::Relaxed);
         }
-        r
     }
 
-    /// Counts a write that asked for FUA.
     pub fn count_fua(&self, fua: bool) {
         if fua {
             self.fua.fetch_add(1, Ordering::Relaxed);

@@ -6,17 +6,25 @@
 //! are decided under it too), so the calls here take that lock's guard: any state that
 //! holds a [`CommitQueue`] ([`HasQueue`]). The leader role is also what points, view
 //! catch-ups and recovers take to run between batches, never inside one.
+//!
+//! A queued writer sleeps parked, not on a condvar: the leader wakes each of its batch's
+//! writers by its thread, and a woken writer learns that its batch is done from an atomic,
+//! without taking the lock again. Measured on 4 KiB writes at depth 16 (perf stat), a
+//! condvar's wake-all had every woken writer queue for the lock in turn: four context
+//! switches per write, most of the service's CPU.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::{self, Thread};
 
-/// A queued write: which disk and range it overwrites.
+/// A queued write: which disk and range it overwrites, and who waits for it.
 pub struct Pending {
     ticket: u64,
     pub disk: usize,
     pub offset: u64,
     pub len: u64,
+    writer: Thread,
 }
 
 /// The state that holds the group's [`CommitQueue`].
@@ -30,14 +38,16 @@ pub struct CommitQueue {
     leader: bool,
     next_ticket: u64,
     done_ticket: u64,
-    /// The last ticket a leader took into a batch, and how many batches were taken: a
-    /// writer whose ticket is not taken yet sleeps on the next batch's condvar.
+    /// The last ticket a leader took into a batch: a write not taken yet may still be
+    /// refused when the group closes.
     taken_ticket: u64,
-    batches: u64,
     failed: HashMap<u64, String>,
     /// Threads waiting for [`GroupCommit::wait_quiet`]: the last writer out wakes them,
     /// and only then (std's notify is a syscall even with no waiter).
     quiet_waiters: usize,
+    /// Threads waiting in [`GroupCommit::wait_leader`]: a finished batch wakes them only
+    /// when there are some.
+    leader_waiters: usize,
 }
 
 impl Default for CommitQueue {
@@ -48,9 +58,9 @@ impl Default for CommitQueue {
             next_ticket: 1,
             done_ticket: 0,
             taken_ticket: 0,
-            batches: 0,
             failed: HashMap::new(),
             quiet_waiters: 0,
+            leader_waiters: 0,
         }
     }
 }
@@ -72,77 +82,107 @@ pub enum NotCommitted {
 }
 
 /// The wake-ups and the in-flight count beside the group's lock.
+#[derive(Default)]
 pub struct GroupCommit {
     /// Points, views and recovers waiting for the leader role or for quiet.
     cv: Condvar,
-    /// Writers waiting for their batch, by batch parity: a finished batch wakes its own
-    /// writers and one of the next, not every writer of the group (each woken one took
-    /// the state lock in turn: most of the futex calls of small journaled writes).
-    batch_cv: [Condvar; 2],
+    /// The queue's `done_ticket`, readable without the lock by a woken writer.
+    done: AtomicU64,
+    /// Entries in the queue's `failed` map: a woken writer takes the lock to look for its
+    /// own only when some batch failed.
+    failures: AtomicUsize,
     /// Writers whose undo is durable but whose target write has not finished. Raised
     /// under the state lock; lowered without it, so that a finished target write does not
     /// queue behind the batch's other writers for the lock (the last one out takes it).
     inflight: AtomicUsize,
 }
 
-impl Default for GroupCommit {
-    fn default() -> GroupCommit {
-        GroupCommit {
-            cv: Condvar::new(),
-            batch_cv: [Condvar::new(), Condvar::new()],
-            inflight: AtomicUsize::new(0),
-        }
-    }
-}
-
 impl GroupCommit {
-    /// Queues a write of `[offset, offset+len)` of `disk` and waits until its batch's undo
-    /// is durable, leading batches while nobody else does. `lead` runs a batch with the
-    /// leader role held: given the guard and the batch, it may unlock for the journal I/O
-    /// and returns the guard again with the batch's outcome. `closed` is checked while the
-    /// write waits: a write no leader took yet is then refused. On `Ok` the write counts
-    /// in flight until [`GroupCommit::write_done`].
+    /// Queues writes of `ranges` (offset, len) of `disk` and waits until their batch's undo
+    /// is durable, leading batches while nobody else does. `st` is `state`'s guard.
+    /// `lead` runs a batch with the leader role held: given the guard and the batch, it
+    /// may unlock for the journal I/O and returns the guard again with the batch's
+    /// outcome. `closed` is checked while the writes wait: writes no leader took yet are
+    /// then refused. On `Ok` (the lock released) each range counts in flight until its
+    /// [`GroupCommit::write_done`]. The ranges are queued together, so one batch takes
+    /// them all.
     pub fn commit<'a, S: HasQueue>(
         &self,
+        state: &'a Mutex<S>,
         mut st: MutexGuard<'a, S>,
-        (disk, offset, len): (usize, u64, u64),
+        disk: usize,
+        ranges: &[(u64, u64)],
         closed: impl Fn(&S) -> bool,
         mut lead: impl FnMut(MutexGuard<'a, S>, &[Pending]) -> (MutexGuard<'a, S>, Result<(), String>),
-    ) -> Result<MutexGuard<'a, S>, NotCommitted> {
+    ) -> Result<(), NotCommitted> {
         let q = st.queue();
-        let ticket = q.next_ticket;
-        q.next_ticket += 1;
-        q.queue.push(Pending {
-            ticket,
-            disk,
-            offset,
-            len,
-        });
-        while st.queue().done_ticket < ticket {
-            let taken = ticket <= st.queue().taken_ticket;
-            // Once taken, the batch's leader counts this write in flight: wait for it.
+        let first = q.next_ticket;
+        for &(offset, len) in ranges {
+            let ticket = q.next_ticket;
+            q.next_ticket += 1;
+            q.queue.push(Pending {
+                ticket,
+                disk,
+                offset,
+                len,
+                writer: thread::current(),
+            });
+        }
+        let last = q.next_ticket - 1;
+        loop {
+            let q = st.queue();
+            if q.done_ticket >= last {
+                break;
+            }
+            let taken = last <= q.taken_ticket;
+            // Once taken, the batch's leader counts these writes in flight: wait for them.
             if closed(&st) && !taken {
-                st.queue().queue.retain(|p| p.ticket != ticket);
-                self.wake_all();
+                let q = st.queue();
+                q.queue.retain(|p| !(first..=last).contains(&p.ticket));
+                self.wake_all(q);
                 return Err(NotCommitted::Closed);
             }
-            let q = st.queue();
-            if q.leader {
-                let batch = q.batches + u64::from(!taken);
-                st = self.batch_cv[(batch % 2) as usize].wait(st).unwrap();
-            } else {
+            if !st.queue().leader {
                 st = self.lead(st, &mut lead);
+                continue;
             }
+            // The leader wakes this thread when its batch is done, or hands it the role.
+            drop(st);
+            thread::park();
+            if self.done.load(Ordering::Acquire) >= last {
+                return self.outcome(state, first..=last);
+            }
+            st = lock(state);
         }
-        if let Some(msg) = st.queue().failed.remove(&ticket) {
-            self.inflight.fetch_sub(1, Ordering::AcqRel);
-            self.wake_all();
-            return Err(NotCommitted::Failed(msg));
-        }
-        Ok(st)
+        drop(st);
+        self.outcome(state, first..=last)
     }
 
-    /// Takes the queue as one batch, has `lead` make its undo durable, and wakes its writers.
+    /// Done writes' outcome: `Failed` when their batch's journal append failed.
+    fn outcome<S: HasQueue>(
+        &self,
+        state: &Mutex<S>,
+        tickets: std::ops::RangeInclusive<u64>,
+    ) -> Result<(), NotCommitted> {
+        if self.failures.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        let mut st = lock(state);
+        let q = st.queue();
+        let n = tickets.clone().count();
+        // One batch took them all: all failed, or none did.
+        let msgs: Vec<String> = tickets.filter_map(|t| q.failed.remove(&t)).collect();
+        let Some(msg) = msgs.into_iter().next() else {
+            return Ok(());
+        };
+        self.failures.fetch_sub(n, Ordering::AcqRel);
+        self.inflight.fetch_sub(n, Ordering::AcqRel);
+        self.wake_all(q);
+        Err(NotCommitted::Failed(msg))
+    }
+
+    /// Takes the queue as one batch, has `lead` make its undo durable, and wakes its writers
+    /// (and the first writer of the next batch, to lead it).
     fn lead<'a, S: HasQueue>(
         &self,
         mut st: MutexGuard<'a, S>,
@@ -151,7 +191,6 @@ impl GroupCommit {
         let q = st.queue();
         q.leader = true;
         let batch = std::mem::take(&mut q.queue);
-        q.batches += 1;
         q.taken_ticket = batch.last().map_or(q.taken_ticket, |p| p.ticket);
         let (mut st, result) = lead(st, &batch);
         let q = st.queue();
@@ -159,33 +198,36 @@ impl GroupCommit {
             for p in &batch {
                 q.failed.insert(p.ticket, msg.clone());
             }
+            self.failures.fetch_add(batch.len(), Ordering::AcqRel);
         }
         self.inflight.fetch_add(batch.len(), Ordering::AcqRel);
         q.done_ticket = batch.last().map_or(q.done_ticket, |p| p.ticket);
+        self.done.store(q.done_ticket, Ordering::Release);
         q.leader = false;
-        self.batch_cv[(q.batches % 2) as usize].notify_all();
-        if !q.queue.is_empty() {
-            // One of the next batch leads it.
-            self.batch_cv[((q.batches + 1) % 2) as usize].notify_one();
-        }
+        let me = thread::current().id();
+        batch
+            .iter()
+            .chain(q.queue.first())
+            .filter(|p| p.writer.id() != me)
+            .for_each(|p| p.writer.unpark());
         // Points, views and recovers waiting for the leader role.
-        self.cv.notify_all();
+        if q.leader_waiters > 0 {
+            self.cv.notify_all();
+        }
         st
     }
 
-    /// Counts a write that needs no undo (initial sync) in flight until
+    /// Counts `n` writes that need no undo (initial sync) in flight until their
     /// [`GroupCommit::write_done`].
-    pub fn write_direct(&self) {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
+    pub fn write_direct(&self, n: usize) {
+        self.inflight.fetch_add(n, Ordering::AcqRel);
     }
 
     /// A write counted in flight has put its data on the target.
     pub fn write_done<S: HasQueue>(&self, state: &Mutex<S>) {
         // A waiter checks `inflight` under the lock and waits without letting it go, so
         // taking the lock here after the decrement cannot miss it.
-        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1
-            && state.lock().unwrap().queue().quiet_waiters > 0
-        {
+        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 && lock(state).queue().quiet_waiters > 0 {
             self.cv.notify_all();
         }
     }
@@ -196,9 +238,11 @@ impl GroupCommit {
         mut st: MutexGuard<'a, S>,
         stop: impl Fn(&S) -> bool,
     ) -> MutexGuard<'a, S> {
+        st.queue().leader_waiters += 1;
         while st.queue().leader && !stop(&st) {
-            st = self.cv.wait(st).unwrap();
+            st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+        st.queue().leader_waiters -= 1;
         st
     }
 
@@ -206,7 +250,7 @@ impl GroupCommit {
     pub fn wait_quiet<'a, S: HasQueue>(&self, mut st: MutexGuard<'a, S>) -> MutexGuard<'a, S> {
         st.queue().quiet_waiters += 1;
         while self.inflight.load(Ordering::Acquire) > 0 {
-            st = self.cv.wait(st).unwrap();
+            st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         st.queue().quiet_waiters -= 1;
         st
@@ -215,14 +259,20 @@ impl GroupCommit {
     /// Gives the leader role back and wakes whoever waits for it.
     pub fn release_leader(&self, q: &mut CommitQueue) {
         q.leader = false;
-        self.wake_all();
+        self.wake_all(q);
     }
 
-    /// Wakes every waiter: writers of both batches, points, views, recovers.
-    pub fn wake_all(&self) {
+    /// Wakes every waiter: the queued writers, points, views, recovers.
+    pub fn wake_all(&self, q: &CommitQueue) {
         self.cv.notify_all();
-        self.batch_cv.iter().for_each(Condvar::notify_all);
+        q.queue.iter().for_each(|p| p.writer.unpark());
     }
+}
+
+/// The state's lock; a poisoned lock is taken anyway (a queued writer must not unwind while
+/// its batch's leader may still be counting it).
+fn lock<S>(state: &Mutex<S>) -> MutexGuard<'_, S> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -260,13 +310,12 @@ mod tests {
             st.batch_sizes.push(batch.len());
             (st, fail.map_or(Ok(()), Err))
         };
-        match gc.commit(st, (disk, offset, 1), |s| s.closed, lead) {
-            Ok(st) => {
+        match gc.commit(m, st, disk, &[(offset, 1)], |s| s.closed, lead) {
+            Ok(()) => {
                 assert!(
-                    st.durable.contains(&(disk, offset)),
+                    m.lock().unwrap().durable.contains(&(disk, offset)),
                     "returned before durable"
                 );
-                drop(st);
                 gc.write_done(m);
                 Ok(())
             }

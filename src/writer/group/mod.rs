@@ -12,6 +12,7 @@ mod commit;
 mod point;
 
 use super::block::BlockFile;
+use super::export::WriteReq;
 use super::journal::format::{self, CommitRecord, Header, Record, Undo};
 use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
 use super::session::{Session, SessionError, read_session, remove_session, session_exists};
@@ -159,6 +160,12 @@ impl HasQueue for State {
 }
 
 impl State {
+    /// Something was written since the last point (and since when, for the RPO).
+    fn mark_dirty(&mut self) {
+        self.dirty = true;
+        self.first_dirty_us.get_or_insert_with(now_us);
+    }
+
     /// Why point `seq` cannot be recovered, if it cannot.
     fn lost(&self, seq: u64) -> Option<String> {
         self.damage
@@ -243,6 +250,14 @@ pub struct DiskSpec {
     pub name: String,
     pub path: PathBuf,
     pub size: Option<u64>,
+}
+
+/// The same error again, for each write of a batch that failed as one.
+fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
 }
 
 fn refused(group: &str) -> io::Error {
@@ -527,6 +542,41 @@ impl Group {
         Ok(())
     }
 
+    /// Writes several ranges of disk `disk` (one connection's queued writes): their undo is
+    /// saved together, then each is written. Each write's outcome, in order; a FUA write
+    /// is durable when this returns (one sync for all of them).
+    pub fn write_many(&self, disk: usize, writes: &[WriteReq<'_>]) -> Vec<io::Result<()>> {
+        let ranges: Vec<(u64, u64)> = writes
+            .iter()
+            .map(|w| (w.offset, w.data.len() as u64))
+            .collect();
+        if let Err(e) = self.admit(disk, &ranges) {
+            return writes.iter().map(|_| Err(copy_error(&e))).collect();
+        }
+        let target = &self.disks[disk];
+        let mut out: Vec<io::Result<()>> = writes
+            .iter()
+            .map(|w| {
+                let r = target.write_at(w.data, w.offset);
+                target
+                    .bytes_written
+                    .fetch_add(w.data.len() as u64, Ordering::Relaxed);
+                self.commit.write_done(&self.state);
+                r
+            })
+            .collect();
+        if writes.iter().any(|w| w.fua)
+            && let Err(e) = target.sync()
+        {
+            for (r, w) in out.iter_mut().zip(writes) {
+                if w.fua && r.is_ok() {
+                    *r = Err(copy_error(&e));
+                }
+            }
+        }
+        out
+    }
+
     /// Runs `apply` (the target write of `[offset, offset+len)`) once the undo of the
     /// blocks it overwrites is durable.
     fn journaled(
@@ -536,34 +586,41 @@ impl Group {
         len: u64,
         apply: impl FnOnce(&Target) -> io::Result<()>,
     ) -> io::Result<()> {
+        self.admit(disk, &[(offset, len)])?;
         let target = &self.disks[disk];
-        let mut st = self.lock();
-        if st.recovering {
-            return Err(refused(&self.name));
-        }
-        if !st.initial_sync {
-            st = self
-                .commit
-                .commit(
-                    st,
-                    (disk, offset, len),
-                    |st| st.recovering,
-                    |st, batch| self.lead(st, batch),
-                )
-                .map_err(|e| match e {
-                    NotCommitted::Closed => refused(&self.name),
-                    NotCommitted::Failed(msg) => io::Error::other(msg),
-                })?;
-        } else {
-            self.commit.write_direct();
-        }
-        st.dirty = true;
-        st.first_dirty_us.get_or_insert_with(now_us);
-        drop(st);
         let r = apply(target);
         target.bytes_written.fetch_add(len, Ordering::Relaxed);
         self.commit.write_done(&self.state);
         r
+    }
+
+    /// Lets writes of `ranges` of disk `disk` go to the target: once the undo of the blocks
+    /// they overwrite is durable (after the baseline), or at once (before it). On `Ok` each
+    /// range counts in flight until its [`GroupCommit::write_done`].
+    fn admit(&self, disk: usize, ranges: &[(u64, u64)]) -> io::Result<()> {
+        let mut st = self.lock();
+        if st.recovering {
+            return Err(refused(&self.name));
+        }
+        if st.initial_sync {
+            self.commit.write_direct(ranges.len());
+            st.mark_dirty();
+            return Ok(());
+        }
+        // The batch's leader marks the group dirty.
+        self.commit
+            .commit(
+                &self.state,
+                st,
+                disk,
+                ranges,
+                |st| st.recovering,
+                |st, batch| self.lead(st, batch),
+            )
+            .map_err(|e| match e {
+                NotCommitted::Closed => refused(&self.name),
+                NotCommitted::Failed(msg) => io::Error::other(msg),
+            })
     }
 
     /// Saves the undo of a batch (the leader role held): decides under the lock what to
@@ -603,6 +660,7 @@ impl Group {
         let mut st = self.lock();
         let result = match result {
             Ok(added) => {
+                st.mark_dirty();
                 st.views.retain(|v| v.strong_count() > 0);
                 for v in st.views.iter().filter_map(Weak::upgrade) {
                     for &(disk, off, len, src) in &added {
@@ -897,7 +955,7 @@ impl Group {
     pub(crate) fn quiesce(&self) -> Quiesced<'_> {
         let mut st = self.lock();
         st.recovering = true;
-        self.commit.wake_all();
+        self.commit.wake_all(&st.commit);
         st = self.commit.wait_leader(st, |_| false);
         let mut st = self.commit.wait_quiet(st);
         st.commit.set_leader(true);
@@ -918,7 +976,7 @@ impl Drop for Quiesced<'_> {
         // Under recovery exactly while a session exists: a recover that failed before
         // writing one changed nothing, and writes may come in again.
         st.recovering = session_exists(&g.dir);
-        g.commit.wake_all();
+        g.commit.wake_all(&st.commit);
     }
 }
 

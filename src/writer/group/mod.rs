@@ -16,7 +16,7 @@ use super::export::WriteReq;
 use super::journal::format::{self, CommitRecord, Header, Record, Undo};
 use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
 use super::session::{Session, SessionError, read_session, remove_session, session_exists};
-use commit::{CommitQueue, GroupCommit, HasQueue, NotCommitted, Pending};
+use commit::{Appended, CommitQueue, GroupCommit, HasQueue, NotCommitted, Pending};
 pub use point::{Point, PointGone, PointKind};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -156,6 +156,11 @@ struct State {
 impl HasQueue for State {
     fn queue(&mut self) -> &mut CommitQueue {
         &mut self.commit
+    }
+
+    fn undo_lost(&mut self) {
+        // The saved marks are unreliable now; start the interval's set over.
+        self.saved.iter_mut().for_each(Extents::clear);
     }
 }
 
@@ -625,11 +630,13 @@ impl Group {
 
     /// Saves the undo of a batch (the leader role held): decides under the lock what to
     /// save and in which order (seq), appends it without the lock, and tells the views.
+    /// A direct-I/O journal's sync is left to the group commit, run once the role is
+    /// handed on ([`Appended::SyncLater`]).
     fn lead<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         batch: &[Pending],
-    ) -> (MutexGuard<'a, State>, Result<(), String>) {
+    ) -> (MutexGuard<'a, State>, Result<Appended, String>) {
         let mut jobs = Vec::new();
         for p in batch {
             let t = &self.disks[p.disk];
@@ -653,13 +660,13 @@ impl Group {
         let max_seq = st.next_seq - 1;
         drop(st);
         let result = if jobs.is_empty() {
-            Ok(Vec::new())
+            Ok((Vec::new(), Appended::Durable))
         } else {
             self.save(&jobs, max_seq)
         };
         let mut st = self.lock();
         let result = match result {
-            Ok(added) => {
+            Ok((added, appended)) => {
                 st.mark_dirty();
                 st.views.retain(|v| v.strong_count() > 0);
                 for v in st.views.iter().filter_map(Weak::upgrade) {
@@ -669,26 +676,26 @@ impl Group {
                         }
                     }
                 }
-                Ok(())
+                Ok(appended)
             }
             Err(e) => {
                 tracing::error!(group = %self.name, error = %e, "journal write failed: failing the batch");
-                // The saved marks are unreliable now; start the interval's set over.
-                st.saved.iter_mut().for_each(Extents::clear);
+                st.undo_lost();
                 Err(format!("journal write failed: {e}"))
             }
         };
         (st, result)
     }
 
-    /// Reads the old contents of `jobs` and appends them to the journal, synced.
+    /// Reads the old contents of `jobs` and appends them to the journal: synced, or
+    /// written by direct I/O with the file to sync ([`Appended::SyncLater`]).
     /// Returns what views need to learn: (disk, offset, len, where the data is).
     #[allow(clippy::type_complexity)]
     fn save(
         &self,
         jobs: &[(usize, u64, u64, u64)],
         max_seq: u64,
-    ) -> io::Result<Vec<(usize, u64, u64, BlockSrc)>> {
+    ) -> io::Result<(Vec<(usize, u64, u64, BlockSrc)>, Appended)> {
         let time_us = now_us();
         // Records go out in chunks of at most CHUNK bytes (a larger job is split into
         // several records of the same seq), so the leader's buffer stays bounded whatever
@@ -730,7 +737,7 @@ impl Group {
             buf.set_len(used);
             let Some((segment, base)) = self.append_or_prune(&mut j, &mut buf, max_seq)? else {
                 // All history was dropped: the group writes through, nothing to index.
-                return Ok(Vec::new());
+                return Ok((Vec::new(), Appended::Durable));
             };
             out.extend(rel.into_iter().map(|(d, o, l, at)| {
                 let src = at.map(|a| Loc {
@@ -741,10 +748,19 @@ impl Group {
                 (d, o, l, src)
             }));
         }
-        Ok(out)
+        // Direct appends (every one of this batch's: a buffered one was synced at once)
+        // are made durable by syncing the segment they went to; a rotation synced the
+        // one before.
+        let appended = if j.is_direct() {
+            Appended::SyncLater(j.sync_handle()?)
+        } else {
+            Appended::Durable
+        };
+        Ok((out, appended))
     }
 
-    /// Appends and syncs; when the volume is full, prunes the oldest history (loudly) and
+    /// Appends, and syncs a buffered append (a direct one is synced by the caller: its
+    /// sync cannot find the volume full); when the volume is full, prunes the oldest history (loudly) and
     /// retries, so that a write the target could take never fails for lack of journal.
     /// `None`: even an empty journal cannot take the records; all history is dropped and
     /// the group writes straight through until the next bookmark makes a new baseline.
@@ -759,7 +775,9 @@ impl Group {
             let at = j.prepare_append(len).map_err(io::Error::from);
             let r = at.and_then(|at| {
                 j.append_aligned(buf, max_seq)?;
-                j.sync()?;
+                if !j.is_direct() {
+                    j.sync()?;
+                }
                 Ok(at)
             });
             let e = match r {

@@ -736,6 +736,17 @@ impl Journal {
         Ok(())
     }
 
+    /// Whether appends go to the current segment by direct I/O: their data is on the
+    /// device when the write returns, and [`Journal::sync_handle`]'s sync makes it durable.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// The current segment's file, to sync without the journal (its lock) held.
+    pub fn sync_handle(&self) -> io::Result<File> {
+        self.cur.try_clone()
+    }
+
     pub fn sync(&mut self) -> io::Result<()> {
         self.cur.sync_data()?;
         if self.direct {

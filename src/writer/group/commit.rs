@@ -228,10 +228,13 @@ impl GroupCommit {
         let (mut st, appended) = lead(st, &batch);
         // Counted before the role is given up: a point taking it waits for these writes.
         self.inflight.fetch_add(batch.len(), Ordering::AcqRel);
+        // Whether this thread still holds the role (another may hold it once handed on).
+        let mut leading = true;
         let mut result = match appended {
             Ok(Appended::SyncLater(file)) => {
                 // The next batch is written while this one syncs.
                 self.hand_on(st.queue());
+                leading = false;
                 drop(st);
                 let synced = file
                     .sync_data()
@@ -271,7 +274,7 @@ impl GroupCommit {
             .iter()
             .filter(|p| p.writer.id() != me)
             .for_each(|p| p.writer.unpark());
-        if q.leader {
+        if leading {
             self.hand_on(q);
         } else if q.order_waiters > 0 {
             self.cv.notify_all();
@@ -365,6 +368,9 @@ mod tests {
         /// Batches end with the sync of this file, after the leader role is handed on.
         sync_with: Option<std::path::PathBuf>,
         lost: usize,
+        /// A leader is inside `lead`, and how often a second one came in.
+        leading: bool,
+        overlaps: usize,
     }
 
     impl HasQueue for Log {
@@ -380,7 +386,10 @@ mod tests {
     /// One write through the group commit: the batch's "I/O" runs unlocked, as the group's.
     fn write(gc: &GroupCommit, m: &Mutex<Log>, disk: usize, offset: u64) -> Result<(), String> {
         let st = m.lock().unwrap();
-        let lead = |st: MutexGuard<'_, Log>, batch: &[Pending]| {
+        let lead = |mut st: MutexGuard<'_, Log>, batch: &[Pending]| {
+            // Counted, not asserted: a panicking leader would leave the others parked.
+            st.overlaps += usize::from(st.leading);
+            st.leading = true;
             let fail = st.fail.clone();
             drop(st);
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -389,6 +398,7 @@ mod tests {
                 st.durable.extend(batch.iter().map(|p| (p.disk, p.offset)));
             }
             st.batch_sizes.push(batch.len());
+            st.leading = false;
             let appended = match &st.sync_with {
                 Some(path) => Appended::SyncLater(File::open(path).unwrap()),
                 None => Appended::Durable,
@@ -432,6 +442,7 @@ mod tests {
             "no batch held two writes: {:?}",
             st.batch_sizes
         );
+        assert_eq!(st.overlaps, 0, "a batch was led while another was");
         assert!(!st.queue.leader);
     }
 
@@ -461,6 +472,7 @@ mod tests {
             assert!(!st.queue.leader);
             assert_eq!(st.queue.done_ticket, 400);
             assert_eq!(st.lost, 0);
+            assert_eq!(st.overlaps, 0, "a batch was led while another was");
         }
         // fsync of a character device fails (EINVAL): the batch fails after its undo was
         // written, and the state is told that what it saved may be lost.

@@ -87,7 +87,14 @@ fn resources(cx: &Context) -> Vec<Finding> {
             });
         }
     }
-    let os = &cx.config.disks.os_disk;
+    let os = match os_disk(cx) {
+        Ok(os) => os.name,
+        Err((found, remedy)) => {
+            out.push(Finding::fail("os-disk-size", found, remedy));
+            return out;
+        }
+    };
+    let os = &os;
     let want = cx.config.disks.os_disk_size.bytes();
     out.push(match blockdev::disk_size(cx.root, os) {
         Some(s) if s >= want => Finding::pass("os-disk-size", format!("{os}: {}", gib(s))),
@@ -161,9 +168,26 @@ fn programs(cx: &Context) -> Vec<Finding> {
         .collect()
 }
 
+/// `[disks] os-disk` resolved to the OS disk of this boot, or the failing finding's text and
+/// remedy: a SCSI ID or link that names no disk, or several, is never guessed at.
+fn os_disk(cx: &Context) -> Result<OsDisk, (String, &'static str)> {
+    let configured = &cx.config.disks.os_disk;
+    OsDisk::read(cx.root, configured).map_err(|e| {
+        (
+            format!("[disks] os-disk = \"{configured}\": {e}"),
+            scsi::os_disk_remedy(&e),
+        )
+    })
+}
+
 fn disks(cx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
-    let os = cx.config.disks.os_disk.as_str();
+    let resolved = os_disk(cx);
+    let os_name = match &resolved {
+        Ok(o) => o.name.clone(),
+        Err(_) => cx.config.disks.os_disk.clone(),
+    };
+    let os = os_name.as_str();
     match scsi::list_disks(cx.root) {
         Err(e) => out.push(Finding::fail(
             "scsi-ids",
@@ -173,7 +197,10 @@ fn disks(cx: &Context) -> Vec<Finding> {
         Ok(all) => {
             // The same split the multipath planner blacklists by: a second path to the OS
             // disk's LU is the OS disk too.
-            let os_disk = OsDisk::identify(cx.root, os, &all);
+            let os_disk = match &resolved {
+                Ok(_) => OsDisk::identify(cx.root, os, &all),
+                Err(_) => OsDisk::unresolved(os),
+            };
             let statuses = scsi::id_statuses(&all);
             let data: Vec<_> = all
                 .iter()
@@ -237,6 +264,11 @@ fn disks(cx: &Context) -> Vec<Finding> {
         .as_deref()
         // Text from proc/mounts, not a path mtkit opens.
         .is_some_and(|d| d.starts_with("/dev/mapper/") || d.starts_with("/dev/dm-"));
+    if let Err((found, remedy)) = resolved {
+        let found = format!("its layout cannot be checked: {found}");
+        out.push(Finding::fail("os-disk-lvm", found, remedy));
+        return out;
+    }
     // A disk that is not there holds no LVM, but that proves nothing about the real one.
     if !cx.at("sys/block").join(os).exists() {
         let mut found = format!("no OS disk {os} (sys/block/{os}): its layout cannot be checked");
@@ -448,7 +480,8 @@ fn custom_changes(cx: &Context) -> Finding {
     if !links.is_empty() {
         listed.push(format!("{} service links", links.len()));
     }
-    let os = multipath::OsDiskId::read(cx.root, &cx.config.disks.os_disk);
+    let os = multipath::OsDiskId::read(cx.root, &cx.config.disks.os_disk)
+        .unwrap_or_else(|_| OsDisk::unresolved(&cx.config.disks.os_disk).into());
     let mut critical = Vec::new();
     for (c, cur) in &todo {
         let text = match cur {

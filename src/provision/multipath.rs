@@ -18,10 +18,21 @@ pub enum OsDiskId {
 }
 
 impl OsDiskId {
-    /// The OS disk as host::scsi identifies it (the ID multipath names maps by), else by
-    /// kernel name.
-    pub fn read(root: &Path, disk: &str) -> OsDiskId {
-        OsDiskId::from(crate::host::scsi::OsDisk::read(root, disk))
+    /// The OS disk `[disks] os-disk` names, as host::scsi resolves it (the ID multipath
+    /// names maps by), else by kernel name. An os-disk that resolves to no disk or several
+    /// is an error, except a SCSI ID, which multipath can blacklist as it is.
+    pub fn read(
+        root: &Path,
+        configured: &str,
+    ) -> Result<OsDiskId, crate::host::diskref::Unresolved> {
+        use crate::host::scsi::OsDisk;
+        match OsDisk::read(root, configured) {
+            Ok(os) => Ok(OsDiskId::from(os)),
+            Err(e) => match OsDisk::unresolved(configured) {
+                os @ OsDisk { id: Some(_), .. } => Ok(OsDiskId::from(os)),
+                _ => Err(e),
+            },
+        }
     }
 }
 

@@ -400,12 +400,20 @@ pub fn collect(cx: &Scope, path: &Path) -> Result<(VolumeFacts, Option<Device>)>
     }
 
     let scsi = scsi::list_disks(cx.host).unwrap_or_default();
-    let os = scsi::OsDisk::identify(cx.host, &cx.config.disks.os_disk, &scsi);
+    let configured = &cx.config.disks.os_disk;
+    let os = scsi::OsDisk::resolve(cx.host, configured, &scsi);
     let root_dev = cx.fs_devnum(cx.root, &all);
-    if let Some(d) = dev.disks().into_iter().find(|d| os.is_named(d, &scsi)) {
+    if let Err(e) = &os {
+        // Which disk is the OS disk is unknown: no device can be vouched for.
         f.os_disk = Some(format!(
-            "is on the OS disk {d} ([disks] os-disk {})",
-            os.name
+            "cannot be told apart from the OS disk: [disks] os-disk: {e}; set [disks] \
+             os-disk to the OS disk's SCSI ID as `mtkit scsi-ids` prints it"
+        ));
+    } else if let Ok(os) = &os
+        && let Some(d) = dev.disks().into_iter().find(|d| os.is_named(d, &scsi))
+    {
+        f.os_disk = Some(format!(
+            "is on the OS disk {d} ([disks] os-disk {configured})"
         ));
     } else if root_dev.is_some_and(|n| nums.contains(&n)) {
         f.os_disk = Some(format!(

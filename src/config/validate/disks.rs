@@ -5,26 +5,13 @@ use crate::config::AutoSize;
 use crate::config::Config;
 use crate::config::Size;
 use crate::config::partitions;
-use regex::Regex;
-use std::sync::LazyLock;
+use crate::host::diskref::{DiskRef, is_kernel_name};
 
-/// A kernel disk name, each partition at least its minimum, and all of them on the disk.
+/// An OS disk named by kernel name, SCSI ID or link, each partition at least its minimum, and all of them on the disk.
 pub(super) fn check(c: &Config, ck: &mut Checker<'_>) {
     let d = &c.disks;
-    if !is_disk_name(&d.os_disk) {
-        let hint = d
-            .os_disk
-            .strip_prefix("/dev/")
-            .filter(|s| is_disk_name(s))
-            .map(|s| format!("write \"{s}\" (no /dev/)"))
-            .unwrap_or_else(|| {
-                "write the kernel name of a whole disk, e.g. \"sda\", \"vda\", \"nvme0n1\"".into()
-            });
-        ck.report(
-            &path(&["disks", "os-disk"]),
-            q(&d.os_disk),
-            format!("not a plain kernel disk name: {hint}"),
-        );
+    if let Some(msg) = os_disk_problem(&d.os_disk) {
+        ck.report(&path(&["disks", "os-disk"]), q(&d.os_disk), msg);
     }
     if d.root_size < Size::from_gib(4) {
         ck.report(
@@ -94,10 +81,44 @@ pub(super) fn check(c: &Config, ck: &mut Checker<'_>) {
     }
 }
 
-/// A kernel disk name the kickstart can use: `sda`, `vdb`, `xvda`, `hda`, `nvme0n1`.
-fn is_disk_name(s: &str) -> bool {
-    static RE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^(?:(?:s|v|xv|h)d[a-z]{1,3}|nvme[0-9]+n[0-9]+)$").expect("regex")
-    });
-    RE.is_match(s)
+/// What is wrong with `[disks] os-disk`, if anything: it is a kernel disk name, a SCSI ID
+/// as `mtkit scsi-ids` prints it, or a /dev/disk/by-id or /dev/disk/by-path link to a
+/// whole disk.
+fn os_disk_problem(v: &str) -> Option<String> {
+    const FORMS: &str = "write the OS disk's SCSI ID as `mtkit scsi-ids` prints it, e.g. \
+        \"36000c29a1b2c3d4e5f60718293a4b5c6\" (recommended: kernel names can change between \
+        boots), a /dev/disk/by-id/ or /dev/disk/by-path/ link to it, or its kernel name, e.g. \
+        \"sda\"";
+    match DiskRef::parse(v) {
+        Some(DiskRef::Kernel(_)) => None,
+        // '#' would start a comment in the kickstart's ignoredisk line.
+        Some(DiskRef::ScsiId(id)) if id.contains('#') => Some(
+            "a SCSI ID with '#' cannot be named in the kickstart: use the OS disk's \
+             /dev/disk/by-path/ link"
+                .into(),
+        ),
+        Some(DiskRef::ScsiId(id)) => super::writer_disks::scsi_id_problem(&id),
+        Some(DiskRef::Link(l)) if l.contains('#') => {
+            Some("a link with '#' cannot be named in the kickstart: use its kernel name".into())
+        }
+        Some(DiskRef::Link(l)) => {
+            let part = l
+                .rsplit_once("-part")
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            part.then(|| {
+                format!(
+                    "a link to a partition: name the whole disk, e.g. {}",
+                    q(l.rsplit_once("-part").map_or("", |(disk, _)| disk))
+                )
+            })
+        }
+        None => Some(match v.strip_prefix("/dev/") {
+            Some(k) if is_kernel_name(k) => format!("not a disk name: write {} (no /dev/)", q(k)),
+            _ => match super::writer_disks::scsi_id_problem(v) {
+                // A SCSI ID in another form (the kernel's naa., vSphere's bare NAA).
+                Some(m) if !m.starts_with("not a SCSI ID") => m,
+                _ => format!("not a disk name: {FORMS}"),
+            },
+        }),
+    }
 }

@@ -197,9 +197,14 @@ fn disks(cx: &Context) -> Vec<Finding> {
         Ok(all) => {
             // The same split the multipath planner blacklists by: a second path to the OS
             // disk's LU is the OS disk too.
+            // An os-disk that names no disk, or several, leaves every disk a data disk
+            // here, so the ID check still shows duplicates (os-disk-size says why).
             let os_disk = match &resolved {
                 Ok(_) => OsDisk::identify(cx.root, os, &all),
-                Err(_) => OsDisk::unresolved(os),
+                Err(_) => OsDisk {
+                    name: os.to_string(),
+                    id: None,
+                },
             };
             let statuses = scsi::id_statuses(&all);
             let data: Vec<_> = all
@@ -243,11 +248,18 @@ fn disks(cx: &Context) -> Vec<Finding> {
                     Finding::fail("scsi-ids", format!("{bad} (mtkit scsi-ids)"), remedy)
                 }
             });
-            out.push(multipath(
-                cx,
-                &os_disk,
-                &data.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
-            ));
+            out.push(match &resolved {
+                Ok(_) => multipath(
+                    cx,
+                    &os_disk,
+                    &data.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+                ),
+                Err((found, remedy)) => Finding::fail(
+                    "multipath",
+                    format!("the OS disk cannot be told from the data disks: {found}"),
+                    *remedy,
+                ),
+            });
         }
     }
     // The OS disk must be plain partitions: LVM on it would let LVM grab target disks'

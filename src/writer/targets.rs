@@ -79,7 +79,7 @@ impl<'a> Host<'a> {
         });
         let os = OsDisk::resolve(root, &cfg.disks.os_disk, &scsi).unwrap_or_else(|e| {
             // doctor and apply say so; here only what the value itself names is guarded.
-            tracing::warn!("[disks] os-disk: {e}");
+            tracing::debug!("[disks] os-disk: {e}");
             OsDisk::unresolved(&cfg.disks.os_disk)
         });
         let mut host = Host {

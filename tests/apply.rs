@@ -367,6 +367,15 @@ fn edited_lvm_conf_passes_real_lvmconfig_validate() {
     assert!(o.status.success(), "edited: {}", support::stderr(&o));
     let said = format!("{}{}", stdout(&o), support::stderr(&o));
     assert!(said.contains("LVM configuration valid"), "{said}");
+    // The filter for an OS disk named by SCSI ID (udev's by-id links) is valid as well.
+    let edited = read(&copy.join("lvm.conf"));
+    let lvm = |os: &str| mtkit::provision::lvm::filter_line(os);
+    let id = "36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    assert!(edited.contains(&lvm("sda")));
+    fs::write(copy.join("lvm.conf"), edited.replace(&lvm("sda"), &lvm(id))).unwrap();
+    let o = validate(&copy);
+    assert!(o.status.success(), "by id: {}", support::stderr(&o));
+    fs::write(copy.join("lvm.conf"), &edited).unwrap();
     // The check can fail: a broken filter is rejected.
     let broken = read(&copy.join("lvm.conf")).replace("\"r|.*|\" ]", "\"r|.*|\"");
     fs::write(copy.join("lvm.conf"), broken).unwrap();

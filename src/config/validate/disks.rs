@@ -122,3 +122,67 @@ fn os_disk_problem(v: &str) -> Option<String> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::problems;
+
+    fn os_disk(v: &str) -> Vec<String> {
+        problems(&format!("[disks]\nos-disk = \"{v}\"\n"))
+    }
+
+    #[test]
+    fn os_disk_takes_a_kernel_name_a_scsi_id_or_a_disk_link() {
+        for ok in [
+            "sda",
+            "vdb",
+            "nvme0n1",
+            "36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            "SQEMU_QEMU_HARDDISK_drive-scsi0",
+            "/dev/disk/by-id/scsi-36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            "/dev/disk/by-id/wwn-0x6000c290f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            "/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:0:0",
+        ] {
+            assert_eq!(os_disk(ok), Vec::<String>::new(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn os_disk_in_another_form_is_refused_with_the_right_one() {
+        let at = "t.toml:2:11: [disks] os-disk = ";
+        for (bad, want) in [
+            ("/dev/sda", "\"/dev/sda\": not a disk name: write \"sda\" (no /dev/)"),
+            (
+                "36000C290F1E2D3C",
+                "\"36000C290F1E2D3C\": `mtkit scsi-ids` prints the hex digits in lowercase: \
+                 write \"36000c290f1e2d3c\"",
+            ),
+            (
+                "naa.6000c290f1e2d3c4",
+                "\"naa.6000c290f1e2d3c4\": this is the kernel's wwid form: write \
+                 \"36000c290f1e2d3c4\" as `mtkit scsi-ids` prints it",
+            ),
+            (
+                "6000c290f1e2d3c4",
+                "\"6000c290f1e2d3c4\": an NAA identifier without scsi_id's type digit: write \
+                 \"36000c290f1e2d3c4\" as `mtkit scsi-ids` prints it",
+            ),
+            (
+                "/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:0:0-part2",
+                "\"/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:0:0-part2\": a link to a \
+                 partition: name the whole disk, e.g. \
+                 \"/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:0:0\"",
+            ),
+            (
+                "3600a#1",
+                "\"3600a#1\": a SCSI ID with '#' cannot be named in the kickstart",
+            ),
+            ("sda1", "\"sda1\": not a disk name: write the OS disk's SCSI ID"),
+            ("/dev/disk/by-label/MT", "\"/dev/disk/by-label/MT\": not a disk name"),
+        ] {
+            let p = os_disk(bad);
+            assert_eq!(p.len(), 1, "{bad}: {p:#?}");
+            assert!(p[0].starts_with(&format!("{at}{want}")), "{bad}: {}", p[0]);
+        }
+    }
+}

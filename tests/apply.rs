@@ -724,7 +724,10 @@ fn os_disk_id_or_link_that_names_no_disk_or_two_is_refused() {
             let o = apply_code(&root, &cfg, extra);
             let e = support::stderr(&o);
             assert_eq!(o.status.code(), Some(2), "{os_disk} {extra:?}: {e}");
-            assert!(e.contains(&want), "{os_disk} {extra:?}: want {want:?} in\n{e}");
+            assert!(
+                e.contains(&want),
+                "{os_disk} {extra:?}: want {want:?} in\n{e}"
+            );
             assert_eq!(everything(d.path()), before, "{os_disk} {extra:?}");
         }
     }

@@ -692,9 +692,10 @@ fn os_disk_scsi_id_of_no_disk_fails_with_the_disks_there_are() {
     let mp = finding(&v, "multipath");
     assert_eq!(mp["status"], "fail");
     assert_eq!(mp["remedy"], remedy);
-    assert!(!v.iter().any(|f| f["found"]
-        .as_str()
-        .is_some_and(|t| t.starts_with("sda: "))));
+    assert!(
+        !v.iter()
+            .any(|f| f["found"].as_str().is_some_and(|t| t.starts_with("sda: ")))
+    );
 }
 
 /// An ID two disks carry (a cloned VM): refused naming both, never one picked.
@@ -706,7 +707,8 @@ fn os_disk_scsi_id_on_two_disks_fails_naming_both() {
     assert_eq!(size["status"], "fail");
     assert_eq!(
         size["found"],
-        format!("[disks] os-disk = \"{CLONED_ID}\": SCSI ID {CLONED_ID} is on sdb and sdc").as_str()
+        format!("[disks] os-disk = \"{CLONED_ID}\": SCSI ID {CLONED_ID} is on sdb and sdc")
+            .as_str()
     );
     assert!(
         size["remedy"]
@@ -717,7 +719,10 @@ fn os_disk_scsi_id_on_two_disks_fails_naming_both() {
     );
     // Both stay data disks for the ID check, which still reports the duplicate.
     let ids = finding(&v, "scsi-ids");
-    assert_eq!(ids["found"], "sdb duplicate, sdc duplicate (mtkit scsi-ids)");
+    assert_eq!(
+        ids["found"],
+        "sdb duplicate, sdc duplicate (mtkit scsi-ids)"
+    );
 }
 
 /// Remedies say what the fix really does: apply installs the writer (no "once the writer

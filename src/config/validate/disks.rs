@@ -151,7 +151,10 @@ mod tests {
     fn os_disk_in_another_form_is_refused_with_the_right_one() {
         let at = "t.toml:2:11: [disks] os-disk = ";
         for (bad, want) in [
-            ("/dev/sda", "\"/dev/sda\": not a disk name: write \"sda\" (no /dev/)"),
+            (
+                "/dev/sda",
+                "\"/dev/sda\": not a disk name: write \"sda\" (no /dev/)",
+            ),
             (
                 "36000C290F1E2D3C",
                 "\"36000C290F1E2D3C\": `mtkit scsi-ids` prints the hex digits in lowercase: \
@@ -177,8 +180,14 @@ mod tests {
                 "3600a#1",
                 "\"3600a#1\": a SCSI ID with '#' cannot be named in the kickstart",
             ),
-            ("sda1", "\"sda1\": not a disk name: write the OS disk's SCSI ID"),
-            ("/dev/disk/by-label/MT", "\"/dev/disk/by-label/MT\": not a disk name"),
+            (
+                "sda1",
+                "\"sda1\": not a disk name: write the OS disk's SCSI ID",
+            ),
+            (
+                "/dev/disk/by-label/MT",
+                "\"/dev/disk/by-label/MT\": not a disk name",
+            ),
         ] {
             let p = os_disk(bad);
             assert_eq!(p.len(), 1, "{bad}: {p:#?}");

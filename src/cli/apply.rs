@@ -127,12 +127,12 @@ fn check_os_disk(root: &Path, os_disk: &str) -> anyhow::Result<()> {
     let Ok(entries) = std::fs::read_dir(&block) else {
         return Ok(());
     };
-    let name = match crate::host::scsi::OsDisk::read(root, os_disk) {
+    let name = match crate::host::diskref::OsDisk::read(root, os_disk) {
         Ok(os) => os.name,
         Err(e) => {
             return Err(crate::error::bad_input(format!(
                 "[disks] os-disk = \"{os_disk}\": {e}; nothing was changed: {}",
-                crate::host::scsi::os_disk_remedy(&e)
+                crate::host::diskref::os_disk_remedy(&e)
             )));
         }
     };

@@ -3,7 +3,8 @@
 use super::Finding;
 pub use super::context::Context;
 use crate::config::{BootProto, Size};
-use crate::host::scsi::{self, IdStatus, OsDisk};
+use crate::host::diskref::{self, OsDisk};
+use crate::host::scsi::{self, IdStatus};
 use crate::host::{blockdev, mounts, release, resources};
 use crate::provision::network::get_key;
 use crate::provision::{self, executor, multipath, writer_service};
@@ -175,7 +176,7 @@ fn os_disk(cx: &Context) -> Result<OsDisk, (String, &'static str)> {
     OsDisk::read(cx.root, configured).map_err(|e| {
         (
             format!("[disks] os-disk = \"{configured}\": {e}"),
-            scsi::os_disk_remedy(&e),
+            diskref::os_disk_remedy(&e),
         )
     })
 }

@@ -1,9 +1,11 @@
 //! A disk named the way a config names one (a kernel name, a SCSI ID as `mtkit scsi-ids`
 //! prints it, or a `/dev/disk/by-id|by-path` link), and the one resolver that finds the
-//! disk it is on this boot. Kernel names follow scan order and can change between boots;
-//! an ID or a link names the same disk every time.
+//! disk it is on this boot; and the OS disk (`[disks] os-disk`) found through it, which
+//! doctor, apply, the retention rules and the writer all tell from the data disks by.
+//! Kernel names follow scan order and can change between boots; an ID or a link names the
+//! same disk every time.
 
-use super::scsi::ScsiDisk;
+use super::scsi::{ScsiDisk, id_from_sysfs_wwid};
 use regex::Regex;
 use std::fmt;
 use std::path::Path;
@@ -194,6 +196,111 @@ fn resolve_link(root: &Path, link: &str, disks: &[ScsiDisk]) -> Result<String, U
             .map_err(|e| Unresolved::new(link.to_string(), e.matches, disks)),
         None => Err(Unresolved::new(link.to_string(), Vec::new(), disks)),
     }
+}
+
+/// The OS disk: `[disks] os-disk` resolved to its kernel name, and the SCSI ID it has. Doctor, the
+/// multipath planner and the retention rules all tell the OS disk from data disks with it,
+/// so a second path to the OS disk's LU (same ID, other name) is the OS disk for all three.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OsDisk {
+    pub name: String,
+    /// What scsi_id prints for it (what multipath names maps by); `None`: no readable ID
+    pub id: Option<String>,
+}
+
+impl OsDisk {
+    /// The ID from `disks` (host::scsi's decode), else the kernel's
+    /// `<root>/sys/block/<name>/device/wwid` in scsi_id's form.
+    pub fn identify(root: &Path, name: &str, disks: &[ScsiDisk]) -> OsDisk {
+        let id = disks
+            .iter()
+            .find(|d| d.name == name)
+            .and_then(|d| d.id.clone())
+            .or_else(|| {
+                let p = root.join("sys/block").join(name).join("device/wwid");
+                crate::files::read_text(&p)
+                    .ok()
+                    .and_then(|t| id_from_sysfs_wwid(t.trim()))
+            });
+        OsDisk {
+            name: name.to_string(),
+            id,
+        }
+    }
+
+    /// The OS disk `[disks] os-disk` names (`configured`: a kernel name, a SCSI ID or a
+    /// /dev/disk link), found among `disks` through [`resolve`]. Never a guess: a
+    /// reference that matches no disk or several is an error.
+    pub fn resolve(
+        root: &Path,
+        configured: &str,
+        disks: &[ScsiDisk],
+    ) -> Result<OsDisk, Unresolved> {
+        let Some(r) = DiskRef::parse(configured) else {
+            return Err(Unresolved {
+                asked: format!("[disks] os-disk {configured:?} (not a disk name)"),
+                matches: Vec::new(),
+                disks: Vec::new(),
+            });
+        };
+        let name = resolve(root, &r, disks)?;
+        Ok(OsDisk::identify(root, &name, disks))
+    }
+
+    /// Lists the disks under `root` and resolves the OS disk among them.
+    pub fn read(root: &Path, configured: &str) -> Result<OsDisk, Unresolved> {
+        let disks = super::scsi::list_disks(root).unwrap_or_else(|e| {
+            tracing::debug!("reading SCSI disks under {}: {e:#}", root.display());
+            Vec::new()
+        });
+        OsDisk::resolve(root, configured, &disks)
+    }
+
+    /// What stands for the OS disk when `configured` cannot be resolved: nothing guessed,
+    /// only what the value itself says (its kernel name, its SCSI ID), so the OS disk's
+    /// own ID still counts as the OS disk wherever it shows up.
+    pub fn unresolved(configured: &str) -> OsDisk {
+        let id = match DiskRef::parse(configured) {
+            Some(DiskRef::ScsiId(id)) => Some(id),
+            _ => None,
+        };
+        OsDisk {
+            name: configured.to_string(),
+            id,
+        }
+    }
+
+    /// True when `d` is the OS disk: its name, or a path with the same ID.
+    pub fn is(&self, d: &ScsiDisk) -> bool {
+        d.name == self.name || (self.id.is_some() && d.id == self.id)
+    }
+
+    /// True when the disk with kernel name `name` is the OS disk.
+    pub fn is_named(&self, name: &str, disks: &[ScsiDisk]) -> bool {
+        name == self.name || disks.iter().any(|d| d.name == name && self.is(d))
+    }
+}
+
+/// What to do when `[disks] os-disk` cannot be resolved (`e` from [`OsDisk::resolve`]).
+pub fn os_disk_remedy(e: &Unresolved) -> &'static str {
+    match e.matches.len() {
+        0 => {
+            "set [disks] os-disk in appliance.toml to the OS disk's SCSI ID as `mtkit scsi-ids` \
+             prints it (it names the same disk at every boot), or to its /dev/disk/by-id or \
+             /dev/disk/by-path link"
+        }
+        1 => "set [disks] os-disk to the whole OS disk, not a partition of it",
+        _ => {
+            "more than one disk answers to it (a VM cloned with its disk UUIDs, or two paths \
+             to one disk): give the clone new disk UUIDs, or set [disks] os-disk to the OS \
+             disk's /dev/disk/by-path link"
+        }
+    }
+}
+
+/// The data disks (target and retention disks): every SCSI disk that is not the OS disk.
+pub fn data_disks<'a>(disks: &'a [ScsiDisk], os: &OsDisk) -> Vec<&'a ScsiDisk> {
+    disks.iter().filter(|d| !os.is(d)).collect()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub fn plan_with(r: &Reader, config: &Config) -> Result<Plan> {
     let os_disk = multipath::OsDiskId::read(root.path(), configured).map_err(|e| {
         crate::error::bad_input(format!(
             "[disks] os-disk = \"{configured}\": {e}; {}",
-            crate::host::scsi::os_disk_remedy(&e)
+            crate::host::diskref::os_disk_remedy(&e)
         ))
     })?;
     let cur = r.text(multipath::PATH)?;

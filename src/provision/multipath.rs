@@ -25,7 +25,7 @@ impl OsDiskId {
         root: &Path,
         configured: &str,
     ) -> Result<OsDiskId, crate::host::diskref::Unresolved> {
-        use crate::host::scsi::OsDisk;
+        use crate::host::diskref::OsDisk;
         match OsDisk::read(root, configured) {
             Ok(os) => Ok(OsDiskId::from(os)),
             Err(e) => match OsDisk::unresolved(configured) {
@@ -36,8 +36,8 @@ impl OsDiskId {
     }
 }
 
-impl From<crate::host::scsi::OsDisk> for OsDiskId {
-    fn from(os: crate::host::scsi::OsDisk) -> OsDiskId {
+impl From<crate::host::diskref::OsDisk> for OsDiskId {
+    fn from(os: crate::host::diskref::OsDisk) -> OsDiskId {
         match os.id {
             Some(wwid) => OsDiskId::Wwid {
                 disk: os.name,

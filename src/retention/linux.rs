@@ -401,7 +401,7 @@ pub fn collect(cx: &Scope, path: &Path) -> Result<(VolumeFacts, Option<Device>)>
 
     let scsi = scsi::list_disks(cx.host).unwrap_or_default();
     let configured = &cx.config.disks.os_disk;
-    let os = scsi::OsDisk::resolve(cx.host, configured, &scsi);
+    let os = crate::host::diskref::OsDisk::resolve(cx.host, configured, &scsi);
     let root_dev = cx.fs_devnum(cx.root, &all);
     if let Err(e) = &os {
         // Which disk is the OS disk is unknown: no device can be vouched for.

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, WriterDisk};
 use crate::host::blockdev::{self, DevNum, DmDevice, Piece};
-use crate::host::diskref;
-use crate::host::scsi::{self, OsDisk, ScsiDisk};
+use crate::host::diskref::{self, OsDisk};
+use crate::host::scsi::{self, ScsiDisk};
 use crate::host::{mounts, under};
 
 /// A `[[writer.disk]]` the writer does not serve, and why.

@@ -6,6 +6,7 @@
 //! same disk every time.
 
 use super::scsi::{ScsiDisk, id_from_sysfs_wwid};
+use crate::files::root::{Links, Node, Root};
 use regex::Regex;
 use std::fmt;
 use std::path::Path;
@@ -158,7 +159,10 @@ fn resolve_link(root: &Path, link: &str, disks: &[ScsiDisk]) -> Result<String, U
             Err(Unresolved::new(link.to_string(), vec![name], disks))
         }
     };
-    if let Ok(target) = std::fs::read_link(root.join(rel))
+    // The link itself, resolved inside the root (an absolute link under a fixture root
+    // must not reach the host's /dev); its target is only named, never opened.
+    let node = Root::open(root).and_then(|r| r.node(Path::new(rel), Links::InRoot));
+    if let Ok(Node::Symlink { target }) = node
         && let Some(name) = target.file_name()
     {
         return whole(name.to_string_lossy().into_owned());

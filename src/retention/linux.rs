@@ -512,6 +512,45 @@ mod tests {
     }
 
     #[test]
+    fn the_os_disk_by_scsi_id_is_found_and_an_unknown_one_vouches_for_nothing() {
+        let root = fixture_root("healthy");
+        let mut cfg = Config::default();
+        cfg.disks.os_disk = "36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0".into();
+        let cx = Scope {
+            host: &root,
+            root: &root,
+            config: &cfg,
+        };
+        let (f, _) = collect(&cx, Path::new("/dev/sda6")).unwrap();
+        assert_eq!(
+            f.os_disk.as_deref(),
+            Some(
+                "is on the OS disk sda ([disks] os-disk \
+                 36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0)"
+            )
+        );
+        let (f, _) = collect(&cx, Path::new("/dev/sdb")).unwrap();
+        assert_eq!(f.os_disk, None);
+        // An ID no disk has: no device can be told from the OS disk, the retention disk
+        // included.
+        cfg.disks.os_disk = "36000c29ffff".into();
+        let cx = Scope {
+            host: &root,
+            root: &root,
+            config: &cfg,
+        };
+        let (f, _) = collect(&cx, Path::new("/dev/sdd")).unwrap();
+        let why = f.os_disk.unwrap();
+        assert!(
+            why.starts_with(
+                "cannot be told apart from the OS disk: [disks] os-disk: no disk has SCSI ID \
+                 36000c29ffff (this system's disks: sda 36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0,"
+            ),
+            "{why}"
+        );
+    }
+
+    #[test]
     fn an_lvm_volume_on_the_os_disk_is_on_the_os_disk() {
         let root = fixture_root("os-on-lvm");
         let cfg = Config::default();

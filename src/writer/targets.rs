@@ -507,6 +507,16 @@ mod tests {
             why.contains("is the OS disk ([disks] os-disk sdc)"),
             "{why}"
         );
+        // The same disk named by its SCSI ID: found under its kernel name of this boot.
+        moved.disks.os_disk = SDC.into();
+        let host = Host::read(&root, &moved);
+        let (_, why) = refused(&host, disk("", SDC));
+        assert!(
+            why.contains(&format!("is the OS disk sdc ([disks] os-disk {SDC})")),
+            "{why}"
+        );
+        // ... and only that disk: sdb is a target like before.
+        assert!(host.check(&disk("", SDB)).is_ok());
     }
 
     #[test]

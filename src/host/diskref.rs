@@ -86,6 +86,8 @@ pub struct Unresolved {
     pub matches: Vec<String>,
     /// Every SCSI disk of the system with its ID ("sda 36000c29...", "sdb (no ID)").
     pub disks: Vec<String>,
+    /// The one match is a partition (a `-partN` link), not a whole disk.
+    pub partition: bool,
 }
 
 impl Unresolved {
@@ -97,6 +99,7 @@ impl Unresolved {
                 .iter()
                 .map(|d| format!("{} {}", d.name, d.id.as_deref().unwrap_or("(no ID)")))
                 .collect(),
+            partition: false,
         }
     }
 }
@@ -104,6 +107,9 @@ impl Unresolved {
 impl fmt::Display for Unresolved {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.matches.as_slice() {
+            [part] if self.partition => {
+                write!(f, "{} is {part}, a partition, not a whole disk", self.asked)
+            }
             [] => {
                 let known = if self.disks.is_empty() {
                     "none".to_string()
@@ -116,7 +122,6 @@ impl fmt::Display for Unresolved {
                     self.asked
                 )
             }
-            [one] => write!(f, "{} is {one}, a partition, not a whole disk", self.asked),
             many => write!(f, "{} is on {}", self.asked, many.join(" and ")),
         }
     }
@@ -156,7 +161,10 @@ fn resolve_link(root: &Path, link: &str, disks: &[ScsiDisk]) -> Result<String, U
         if root.join("sys/block").join(&name).exists() {
             Ok(name)
         } else {
-            Err(Unresolved::new(link.to_string(), vec![name], disks))
+            Err(Unresolved {
+                partition: true,
+                ..Unresolved::new(link.to_string(), vec![name], disks)
+            })
         }
     };
     // The link itself, resolved inside the root (an absolute link under a fixture root
@@ -245,6 +253,7 @@ impl OsDisk {
                 asked: format!("[disks] os-disk {configured:?} (not a disk name)"),
                 matches: Vec::new(),
                 disks: Vec::new(),
+                partition: false,
             });
         };
         let name = resolve(root, &r, disks)?;
@@ -287,13 +296,15 @@ impl OsDisk {
 
 /// What to do when `[disks] os-disk` cannot be resolved (`e` from [`OsDisk::resolve`]).
 pub fn os_disk_remedy(e: &Unresolved) -> &'static str {
+    if e.partition {
+        return "set [disks] os-disk to the whole OS disk, not a partition of it";
+    }
     match e.matches.len() {
         0 => {
             "set [disks] os-disk in appliance.toml to the OS disk's SCSI ID as `mtkit scsi-ids` \
              prints it (it names the same disk at every boot), or to its /dev/disk/by-id or \
              /dev/disk/by-path link"
         }
-        1 => "set [disks] os-disk to the whole OS disk, not a partition of it",
         _ => {
             "more than one disk answers to it (a VM cloned with its disk UUIDs, or two paths \
              to one disk): give the clone new disk UUIDs, or set [disks] os-disk to the OS \

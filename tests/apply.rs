@@ -367,6 +367,15 @@ fn edited_lvm_conf_passes_real_lvmconfig_validate() {
     assert!(o.status.success(), "edited: {}", support::stderr(&o));
     let said = format!("{}{}", stdout(&o), support::stderr(&o));
     assert!(said.contains("LVM configuration valid"), "{said}");
+    // The filter for an OS disk named by SCSI ID (udev's by-id links) is valid as well.
+    let edited = read(&copy.join("lvm.conf"));
+    let lvm = |os: &str| mtkit::provision::lvm::filter_line(os);
+    let id = "36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    assert!(edited.contains(&lvm("sda")));
+    fs::write(copy.join("lvm.conf"), edited.replace(&lvm("sda"), &lvm(id))).unwrap();
+    let o = validate(&copy);
+    assert!(o.status.success(), "by id: {}", support::stderr(&o));
+    fs::write(copy.join("lvm.conf"), &edited).unwrap();
     // The check can fail: a broken filter is rejected.
     let broken = read(&copy.join("lvm.conf")).replace("\"r|.*|\" ]", "\"r|.*|\"");
     fs::write(copy.join("lvm.conf"), broken).unwrap();
@@ -669,6 +678,93 @@ fn os_disk_that_is_not_a_disk_of_the_system_is_refused() {
 
     apply(&root, &cfg, &["--force"]);
     assert_ne!(snapshot(&root), before);
+}
+
+/// An os-disk SCSI ID or link that names no disk, or two: refused with exit 2, the disks
+/// listed, nothing written (the dry run too); never a fallback to a kernel name.
+#[test]
+fn os_disk_id_or_link_that_names_no_disk_or_two_is_refused() {
+    let none = "36000c29ffffffffffffffffffffffffffffffff";
+    let cloned = "36000c29a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    for (fixture_root, os_disk, want) in [
+        (
+            "healthy",
+            none.to_string(),
+            format!(
+                "[disks] os-disk = \"{none}\": no disk has SCSI ID {none} (this system's disks: \
+                 sda 36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0, sdb {cloned}, \
+                 sdc 36000c29b2c3d4e5f60718293a4b5c6d7e8f90a1, \
+                 sdd 36000c29c3d4e5f60718293a4b5c6d7e8f90a1b2; see `mtkit scsi-ids`); \
+                 nothing was changed: set [disks] os-disk in appliance.toml to the OS disk's \
+                 SCSI ID"
+            ),
+        ),
+        (
+            "healthy",
+            "/dev/disk/by-path/pci-0000:00:10.0-scsi-2:0:9:0".to_string(),
+            "[disks] os-disk = \"/dev/disk/by-path/pci-0000:00:10.0-scsi-2:0:9:0\": no disk has \
+             /dev/disk/by-path/pci-0000:00:10.0-scsi-2:0:9:0 (this system's disks: sda"
+                .to_string(),
+        ),
+        (
+            "cloned",
+            cloned.to_string(),
+            format!(
+                "[disks] os-disk = \"{cloned}\": SCSI ID {cloned} is on sdb and sdc; nothing was \
+                 changed: more than one disk answers to it"
+            ),
+        ),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("r");
+        copy_tree(&fixture("roots").join(fixture_root), &root);
+        let cfg = config(d.path(), &format!("[disks]\nos-disk = \"{os_disk}\"\n"));
+        let before = everything(d.path());
+        for extra in [&[][..], &["--dry-run"][..]] {
+            let o = apply_code(&root, &cfg, extra);
+            let e = support::stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{os_disk} {extra:?}: {e}");
+            assert!(
+                e.contains(&want),
+                "{os_disk} {extra:?}: want {want:?} in\n{e}"
+            );
+            assert_eq!(everything(d.path()), before, "{os_disk} {extra:?}");
+        }
+    }
+}
+
+/// The OS disk by SCSI ID: multipath blacklists that ID and the LVM filter accepts only
+/// udev's links to it, which keep naming it whatever kernel name it gets at the next boot.
+#[test]
+fn os_disk_by_scsi_id_is_blacklisted_and_filtered_by_id() {
+    let id = "36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("r");
+    copy_tree(&fixture("roots/healthy"), &root);
+    fs::create_dir_all(root.join("etc/lvm")).unwrap();
+    fs::write(
+        root.join("etc/lvm/lvm.conf"),
+        "devices {\n    dir = \"/dev\"\n}\n",
+    )
+    .unwrap();
+    let cfg = config(d.path(), &format!("[disks]\nos-disk = \"{id}\"\n"));
+    apply(&root, &cfg, &[]);
+    let mp = read(&root.join("etc/multipath.conf"));
+    assert!(
+        mp.contains(&format!("    # the OS disk (sda)\n    wwid \"{id}\"\n")),
+        "{mp}"
+    );
+    let lvm = read(&root.join("etc/lvm/lvm.conf"));
+    assert_eq!(
+        lvm,
+        format!(
+            "devices {{\n    dir = \"/dev\"\n    # mtkit: accept only the OS disk ({id})\n    \
+             filter = [ \"a|^/dev/disk/by-id/scsi-{id}(-part[0-9]+)?$|\", \"r|.*|\" ]\n}}\n"
+        )
+    );
+    // Again: nothing changes.
+    let o = apply(&root, &cfg, &[]);
+    assert!(stdout(&o).contains("nothing to change"), "{}", stdout(&o));
 }
 
 /// Every entry under the test's temp folder: the root and everything beside it ("outside").

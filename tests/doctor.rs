@@ -612,6 +612,119 @@ fn os_disk_lvm_does_not_pass_for_a_missing_disk() {
     );
 }
 
+const OS_ID: &str = "36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0";
+const CLONED_ID: &str = "36000c29a1b2c3d4e5f60718293a4b5c6d7e8f90";
+
+fn doctor_with_os_disk(os_disk: &str, fixture_root: &str) -> (Option<i32>, Vec<Value>) {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("a.toml");
+    std::fs::write(&cfg, format!("[disks]\nos-disk = \"{os_disk}\"\n")).unwrap();
+    let (code, v, _) = doctor(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--root",
+        &root(fixture_root),
+    ]);
+    (code, v)
+}
+
+/// The OS disk named by SCSI ID or by udev link is found under whatever kernel name it has
+/// this boot, and every os-disk check judges that disk.
+#[test]
+fn os_disk_by_scsi_id_or_link_is_resolved_to_its_kernel_name() {
+    for named in [
+        OS_ID.to_string(),
+        format!("/dev/disk/by-id/scsi-{OS_ID}"),
+        "/dev/disk/by-path/pci-0000:00:10.0-scsi-2:0:0:0".into(),
+    ] {
+        let (_, v) = doctor_with_os_disk(&named, "healthy");
+        let size = finding(&v, "os-disk-size");
+        assert_eq!(
+            (size["status"].as_str(), size["found"].as_str()),
+            (Some("pass"), Some("sda: 120.0 GiB")),
+            "{named}: {size}"
+        );
+        let lvm = finding(&v, "os-disk-lvm");
+        assert_eq!(lvm["status"], "pass", "{named}: {lvm}");
+        assert_eq!(finding(&v, "multipath")["status"], "pass", "{named}");
+        assert_eq!(
+            finding(&v, "scsi-ids")["found"],
+            "3 data disks, unique IDs",
+            "{named}"
+        );
+    }
+    // Another disk's ID: that disk is judged, by its own name.
+    let (_, v) = doctor_with_os_disk("36000c29b2c3d4e5f60718293a4b5c6d7e8f90a1", "healthy");
+    assert!(
+        finding(&v, "os-disk-size")["found"]
+            .as_str()
+            .unwrap()
+            .starts_with("sdc: "),
+        "{v:?}"
+    );
+}
+
+/// An ID no disk has: the checks of the OS disk fail, saying what was asked, which disks
+/// there are with their IDs, and what to set; nothing falls back to sda.
+#[test]
+fn os_disk_scsi_id_of_no_disk_fails_with_the_disks_there_are() {
+    let (code, v) = doctor_with_os_disk("36000c29ffffffffffffffffffffffffffffffff", "healthy");
+    assert_eq!(code, Some(1));
+    let want = format!(
+        "[disks] os-disk = \"36000c29ffffffffffffffffffffffffffffffff\": no disk has SCSI ID \
+         36000c29ffffffffffffffffffffffffffffffff (this system's disks: sda {OS_ID}, sdb \
+         {CLONED_ID}, sdc 36000c29b2c3d4e5f60718293a4b5c6d7e8f90a1, sdd \
+         36000c29c3d4e5f60718293a4b5c6d7e8f90a1b2; see `mtkit scsi-ids`)"
+    );
+    let remedy = "set [disks] os-disk in appliance.toml to the OS disk's SCSI ID as \
+                  `mtkit scsi-ids` prints it (it names the same disk at every boot), or to its \
+                  /dev/disk/by-id or /dev/disk/by-path link";
+    let size = finding(&v, "os-disk-size");
+    assert_eq!(size["status"], "fail");
+    assert_eq!(size["found"], want.as_str());
+    assert_eq!(size["remedy"], remedy);
+    let lvm = finding(&v, "os-disk-lvm");
+    assert_eq!(lvm["status"], "fail");
+    assert_eq!(
+        lvm["found"],
+        format!("its layout cannot be checked: {want}").as_str()
+    );
+    let mp = finding(&v, "multipath");
+    assert_eq!(mp["status"], "fail");
+    assert_eq!(mp["remedy"], remedy);
+    assert!(
+        !v.iter()
+            .any(|f| f["found"].as_str().is_some_and(|t| t.starts_with("sda: ")))
+    );
+}
+
+/// An ID two disks carry (a cloned VM): refused naming both, never one picked.
+#[test]
+fn os_disk_scsi_id_on_two_disks_fails_naming_both() {
+    let (code, v) = doctor_with_os_disk(CLONED_ID, "cloned");
+    assert_eq!(code, Some(1));
+    let size = finding(&v, "os-disk-size");
+    assert_eq!(size["status"], "fail");
+    assert_eq!(
+        size["found"],
+        format!("[disks] os-disk = \"{CLONED_ID}\": SCSI ID {CLONED_ID} is on sdb and sdc")
+            .as_str()
+    );
+    assert!(
+        size["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("give the clone new disk UUIDs, or set [disks] os-disk to the OS disk's /dev/disk/by-path link"),
+        "{size}"
+    );
+    // Both stay data disks for the ID check, which still reports the duplicate.
+    let ids = finding(&v, "scsi-ids");
+    assert_eq!(
+        ids["found"],
+        "sdb duplicate, sdc duplicate (mtkit scsi-ids)"
+    );
+}
+
 /// Remedies say what the fix really does: apply installs the writer (no "once the writer
 /// lands") and turns services on at boot; starting them now is a separate step.
 #[test]

@@ -66,6 +66,18 @@ fn good_fixtures() -> Vec<String> {
     v
 }
 
+/// How the kickstart names the OS disk `os-disk` names: a kernel name as it is, a SCSI
+/// ID as udev's by-id link, a /dev/disk link without /dev/ (anaconda resolves both).
+fn installer_name(os_disk: &str) -> String {
+    if let Some(link) = os_disk.strip_prefix("/dev/") {
+        link.to_string()
+    } else if os_disk.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("disk/by-id/scsi-{os_disk}")
+    } else {
+        os_disk.to_string()
+    }
+}
+
 /// Structure every kickstart must have, whatever the config.
 fn assert_shape(what: &str, ks: &str, os_disk: &str) {
     assert!(ks.is_ascii(), "{what}: non-ASCII byte in the kickstart");
@@ -152,10 +164,63 @@ fn ksvalidator_accepts_the_default_and_every_fixture() {
     for f in fixtures {
         let ks = kickstart_cli(Some(&f));
         let cfg = Config::parse(&read(&fixture("config/good").join(&f)), &f).unwrap();
-        assert_shape(&f, &ks, &cfg.disks.os_disk);
+        assert_shape(&f, &ks, &installer_name(&cfg.disks.os_disk));
         cases.push((f, ks));
     }
     validate_all(&ksv, &cases);
+}
+
+/// An OS disk named by SCSI ID reaches anaconda as udev's by-id link on every line that
+/// names a disk, and a %pre stops the install, listing the disks, when no disk has it.
+#[test]
+fn an_os_disk_scsi_id_is_named_by_its_by_id_link() {
+    let id = "36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let ks = kickstart_cli(Some("os-disk-scsi-id.toml"));
+    let link = format!("disk/by-id/scsi-{id}");
+    let disk_lines: Vec<&str> = ks
+        .lines()
+        .filter(|l| {
+            ["ignoredisk ", "clearpart ", "bootloader ", "part "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert_eq!(
+        disk_lines,
+        [
+            format!("ignoredisk --only-use={link}"),
+            format!("clearpart --all --initlabel --drives={link}"),
+            format!("bootloader --location=mbr --driveorder={link} --append=\"crashkernel=auto\""),
+            format!("part /boot --fstype=ext4 --size=500 --ondisk={link}"),
+            format!("part / --fstype=ext4 --size=40960 --ondisk={link}"),
+            format!("part /var/crash --fstype=ext4 --size=9216 --ondisk={link}"),
+            format!("part /home --fstype=ext4 --size=4096 --ondisk={link}"),
+            format!("part swap --size=8192 --ondisk={link}"),
+        ]
+    );
+    assert!(!ks.contains("sda"), "no kernel name is guessed:\n{ks}");
+    let pre = ks
+        .split("%pre --erroronfail --log=/tmp/mtkit-os-disk.log\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n%end\n").next())
+        .unwrap_or_else(|| panic!("no os-disk %pre:\n{ks}"));
+    assert!(
+        pre.contains(&format!("if [ -b /dev/{link} ]; then")),
+        "{pre}"
+    );
+    assert!(
+        pre.contains(&format!(
+            "echo \"mtkit: no disk is /dev/{link} ([disks] os-disk = {id}); the disks here:\""
+        )),
+        "{pre}"
+    );
+    assert!(
+        pre.contains("ls -l /dev/disk/by-id/ /dev/disk/by-path/"),
+        "{pre}"
+    );
+    assert!(pre.trim_end().ends_with("exit 1"), "{pre}");
+    // A kernel name gets no such check.
+    assert!(!kickstart_cli(None).contains("mtkit-os-disk.log"));
 }
 
 #[test]

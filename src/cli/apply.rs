@@ -120,12 +120,23 @@ fn print(args: &ApplyArgs, outcome: &executor::Outcome) -> anyhow::Result<()> {
 /// the LVM filter apply writes accepts only that disk, so a wrong name would hide this
 /// machine's own volume groups at the next boot (an admin on the wrong host, a VM whose
 /// disk is vda). Images and chroots without sysfs are not checked.
+/// A SCSI ID or /dev/disk link must name exactly one disk (host::scsi's resolver): the
+/// multipath blacklist and the LVM filter are written for that disk.
 fn check_os_disk(root: &Path, os_disk: &str) -> anyhow::Result<()> {
     let block = root.join("sys/block");
     let Ok(entries) = std::fs::read_dir(&block) else {
         return Ok(());
     };
-    if block.join(os_disk).exists() {
+    let name = match crate::host::diskref::OsDisk::read(root, os_disk) {
+        Ok(os) => os.name,
+        Err(e) => {
+            return Err(crate::error::bad_input(format!(
+                "[disks] os-disk = \"{os_disk}\": {e}; nothing was changed: {}",
+                crate::host::diskref::os_disk_remedy(&e)
+            )));
+        }
+    };
+    if block.join(&name).exists() {
         return Ok(());
     }
     let mut disks: Vec<String> = entries

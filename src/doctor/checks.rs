@@ -3,7 +3,8 @@
 use super::Finding;
 pub use super::context::Context;
 use crate::config::{BootProto, Size};
-use crate::host::scsi::{self, IdStatus, OsDisk};
+use crate::host::diskref::{self, OsDisk};
+use crate::host::scsi::{self, IdStatus};
 use crate::host::{blockdev, mounts, release, resources};
 use crate::provision::network::get_key;
 use crate::provision::{self, executor, multipath, writer_service};
@@ -87,7 +88,14 @@ fn resources(cx: &Context) -> Vec<Finding> {
             });
         }
     }
-    let os = &cx.config.disks.os_disk;
+    let os = match os_disk(cx) {
+        Ok(os) => os.name,
+        Err((found, remedy)) => {
+            out.push(Finding::fail("os-disk-size", found, remedy));
+            return out;
+        }
+    };
+    let os = &os;
     let want = cx.config.disks.os_disk_size.bytes();
     out.push(match blockdev::disk_size(cx.root, os) {
         Some(s) if s >= want => Finding::pass("os-disk-size", format!("{os}: {}", gib(s))),
@@ -161,9 +169,26 @@ fn programs(cx: &Context) -> Vec<Finding> {
         .collect()
 }
 
+/// `[disks] os-disk` resolved to the OS disk of this boot, or the failing finding's text and
+/// remedy: a SCSI ID or link that names no disk, or several, is never guessed at.
+fn os_disk(cx: &Context) -> Result<OsDisk, (String, &'static str)> {
+    let configured = &cx.config.disks.os_disk;
+    OsDisk::read(cx.root, configured).map_err(|e| {
+        (
+            format!("[disks] os-disk = \"{configured}\": {e}"),
+            diskref::os_disk_remedy(&e),
+        )
+    })
+}
+
 fn disks(cx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
-    let os = cx.config.disks.os_disk.as_str();
+    let resolved = os_disk(cx);
+    let os_name = match &resolved {
+        Ok(o) => o.name.clone(),
+        Err(_) => cx.config.disks.os_disk.clone(),
+    };
+    let os = os_name.as_str();
     match scsi::list_disks(cx.root) {
         Err(e) => out.push(Finding::fail(
             "scsi-ids",
@@ -173,7 +198,15 @@ fn disks(cx: &Context) -> Vec<Finding> {
         Ok(all) => {
             // The same split the multipath planner blacklists by: a second path to the OS
             // disk's LU is the OS disk too.
-            let os_disk = OsDisk::identify(cx.root, os, &all);
+            // An os-disk that names no disk, or several, leaves every disk a data disk
+            // here, so the ID check still shows duplicates (os-disk-size says why).
+            let os_disk = match &resolved {
+                Ok(_) => OsDisk::identify(cx.root, os, &all),
+                Err(_) => OsDisk {
+                    name: os.to_string(),
+                    id: None,
+                },
+            };
             let statuses = scsi::id_statuses(&all);
             let data: Vec<_> = all
                 .iter()
@@ -216,11 +249,18 @@ fn disks(cx: &Context) -> Vec<Finding> {
                     Finding::fail("scsi-ids", format!("{bad} (mtkit scsi-ids)"), remedy)
                 }
             });
-            out.push(multipath(
-                cx,
-                &os_disk,
-                &data.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
-            ));
+            out.push(match &resolved {
+                Ok(_) => multipath(
+                    cx,
+                    &os_disk,
+                    &data.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+                ),
+                Err((found, remedy)) => Finding::fail(
+                    "multipath",
+                    format!("the OS disk cannot be told from the data disks: {found}"),
+                    *remedy,
+                ),
+            });
         }
     }
     // The OS disk must be plain partitions: LVM on it would let LVM grab target disks'
@@ -237,6 +277,11 @@ fn disks(cx: &Context) -> Vec<Finding> {
         .as_deref()
         // Text from proc/mounts, not a path mtkit opens.
         .is_some_and(|d| d.starts_with("/dev/mapper/") || d.starts_with("/dev/dm-"));
+    if let Err((found, remedy)) = resolved {
+        let found = format!("its layout cannot be checked: {found}");
+        out.push(Finding::fail("os-disk-lvm", found, remedy));
+        return out;
+    }
     // A disk that is not there holds no LVM, but that proves nothing about the real one.
     if !cx.at("sys/block").join(os).exists() {
         let mut found = format!("no OS disk {os} (sys/block/{os}): its layout cannot be checked");
@@ -448,7 +493,8 @@ fn custom_changes(cx: &Context) -> Finding {
     if !links.is_empty() {
         listed.push(format!("{} service links", links.len()));
     }
-    let os = multipath::OsDiskId::read(cx.root, &cx.config.disks.os_disk);
+    let os = multipath::OsDiskId::read(cx.root, &cx.config.disks.os_disk)
+        .unwrap_or_else(|_| OsDisk::unresolved(&cx.config.disks.os_disk).into());
     let mut critical = Vec::new();
     for (c, cur) in &todo {
         let text = match cur {

@@ -2,6 +2,7 @@
 
 pub mod blockdev;
 pub mod crashsafe;
+pub mod diskref;
 pub mod mounts;
 pub mod release;
 pub mod resources;

@@ -93,59 +93,6 @@ pub fn id_statuses(disks: &[ScsiDisk]) -> Vec<IdStatus> {
         .collect()
 }
 
-/// The OS disk: `[disks] os-disk` by kernel name, and the SCSI ID it has. Doctor, the
-/// multipath planner and the retention rules all tell the OS disk from data disks with it,
-/// so a second path to the OS disk's LU (same ID, other name) is the OS disk for all three.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OsDisk {
-    pub name: String,
-    /// What scsi_id prints for it (what multipath names maps by); `None`: no readable ID
-    pub id: Option<String>,
-}
-
-impl OsDisk {
-    /// The ID from `disks` (host::scsi's decode), else the kernel's
-    /// `<root>/sys/block/<name>/device/wwid` in scsi_id's form.
-    pub fn identify(root: &Path, name: &str, disks: &[ScsiDisk]) -> OsDisk {
-        let id = disks
-            .iter()
-            .find(|d| d.name == name)
-            .and_then(|d| d.id.clone())
-            .or_else(|| {
-                let p = root.join("sys/block").join(name).join("device/wwid");
-                read_text(&p).and_then(|t| id_from_sysfs_wwid(t.trim()))
-            });
-        OsDisk {
-            name: name.to_string(),
-            id,
-        }
-    }
-
-    /// Lists the disks under `root` and identifies the OS disk among them.
-    pub fn read(root: &Path, name: &str) -> OsDisk {
-        let disks = list_disks(root).unwrap_or_else(|e| {
-            tracing::debug!("reading SCSI disks under {}: {e:#}", root.display());
-            Vec::new()
-        });
-        OsDisk::identify(root, name, &disks)
-    }
-
-    /// True when `d` is the OS disk: its name, or a path with the same ID.
-    pub fn is(&self, d: &ScsiDisk) -> bool {
-        d.name == self.name || (self.id.is_some() && d.id == self.id)
-    }
-
-    /// True when the disk with kernel name `name` is the OS disk.
-    pub fn is_named(&self, name: &str, disks: &[ScsiDisk]) -> bool {
-        name == self.name || disks.iter().any(|d| d.name == name && self.is(d))
-    }
-}
-
-/// The data disks (target and retention disks): every SCSI disk that is not the OS disk.
-pub fn data_disks<'a>(disks: &'a [ScsiDisk], os: &OsDisk) -> Vec<&'a ScsiDisk> {
-    disks.iter().filter(|d| !os.is(d)).collect()
-}
-
 /// The kernel's sysfs `wwid` (`naa.6000C29...`) as scsi_id and multipath print it
 /// (`36000c29...`): the designator type digit (3 NAA, 2 EUI-64), then the hex identifier.
 pub fn id_from_sysfs_wwid(sysfs: &str) -> Option<String> {
@@ -406,6 +353,7 @@ fn block_name(dir: &Path) -> Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::diskref::{OsDisk, data_disks};
 
     fn capture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -15,6 +15,10 @@ pub struct UdevProps {
     pub id_serial_short: Option<String>,
     pub id_wwn: Option<String>,
     pub id_wwn_with_extension: Option<String>,
+    /// The links udev made for it under /dev (`disk/by-id/scsi-3600...`), from `S:` lines;
+    /// not printed: `mtkit scsi-ids` shows IDs, and the links follow from them.
+    #[serde(skip)]
+    pub links: Vec<String>,
 }
 
 impl UdevProps {
@@ -25,6 +29,7 @@ impl UdevProps {
             id_serial_short: get("ID_SERIAL_SHORT"),
             id_wwn: get("ID_WWN"),
             id_wwn_with_extension: get("ID_WWN_WITH_EXTENSION"),
+            links: Vec::new(),
         }
     }
 }
@@ -37,6 +42,14 @@ pub fn parse(text: &str) -> BTreeMap<String, String> {
         .filter_map(|l| l.strip_prefix("E:"))
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The `S:` lines of a udev database file: links under /dev, without the `/dev/`.
+pub fn links(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("S:"))
+        .map(str::to_string)
         .collect()
 }
 
@@ -60,7 +73,11 @@ pub fn read(root: &Path, major: u32, minor: u32, name: &str) -> Result<Option<Ud
             return Ok(Some(UdevProps::default()));
         }
         match crate::files::read_text(&path) {
-            Ok(text) => return Ok(Some(UdevProps::from_map(&parse(&text)))),
+            Ok(text) => {
+                let mut p = UdevProps::from_map(&parse(&text));
+                p.links = links(&text);
+                return Ok(Some(p));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
@@ -123,6 +140,13 @@ V:1
         assert_eq!(p.id_serial.as_deref(), Some("35000c500a1b2c3d4"));
         assert_eq!(p.id_wwn.as_deref(), Some("0x5000c500a1b2c3d4"));
         assert!(!m.contains_key("disk/by-id/scsi-35000c500a1b2c3d4"));
+        assert_eq!(
+            links(REAL)[..2],
+            [
+                "disk/by-id/scsi-35000c500a1b2c3d4",
+                "disk/by-id/wwn-0x5000c500a1b2c3d4"
+            ]
+        );
     }
 
     #[test]

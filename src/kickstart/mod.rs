@@ -5,6 +5,7 @@
 //! differs between runs, by its random salt (pass it in `RenderOptions` to pin it).
 
 use crate::config::{BootProto, Config, REISERFS_FROM_OFFLINE, SelinuxMode, partitions};
+use crate::host::diskref::DiskRef;
 use anyhow::{Context, Result};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -246,6 +247,15 @@ pub fn render(config: &Config, opts: &RenderOptions) -> Result<String> {
     );
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_filter("word", word);
+    // RHEL 6 anaconda resolves a /dev/disk link in ignoredisk, clearpart, part --ondisk
+    // and bootloader --driveorder through udev (see templates/ks.cfg.j2): an OS disk named
+    // by SCSI ID or link is named the same way to the installer, never by a guessed name.
+    let os_disk = DiskRef::parse(&config.disks.os_disk).ok_or_else(|| {
+        crate::error::bad_input(format!(
+            "[disks] os-disk = \"{}\" is not a disk name",
+            config.disks.os_disk
+        ))
+    })?;
     env.add_template("ks.cfg", TEMPLATE)
         .context("loading the kickstart template")?;
     let text = env
@@ -273,7 +283,9 @@ pub fn render(config: &Config, opts: &RenderOptions) -> Result<String> {
                 nameservers => n.dns.join(","),
                 hostname => &a.hostname,
                 services => SERVICES.join(","),
-                os_disk => &config.disks.os_disk,
+                os_disk => os_disk.installer_name(),
+                os_disk_link => !matches!(os_disk, DiskRef::Kernel(_)),
+                os_disk_asked => &config.disks.os_disk,
                 parts => minijinja::value::Serde(partitions::partitions(config)),
                 packages => packages(config),
                 label => &config.media.volume_label,

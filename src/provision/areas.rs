@@ -11,7 +11,13 @@ pub fn plan_with(r: &Reader, config: &Config) -> Result<Plan> {
     let root = r.root;
     let init = InitSystem::detect_in(root);
 
-    let os_disk = multipath::OsDiskId::read(root.path(), &config.disks.os_disk);
+    let configured = &config.disks.os_disk;
+    let os_disk = multipath::OsDiskId::read(root.path(), configured).map_err(|e| {
+        crate::error::bad_input(format!(
+            "[disks] os-disk = \"{configured}\": {e}; {}",
+            crate::host::diskref::os_disk_remedy(&e)
+        ))
+    })?;
     let cur = r.text(multipath::PATH)?;
     let new = multipath::plan(cur.as_deref(), &os_disk);
     plan.edit("multipath", multipath::PATH, cur.as_deref(), new, 0o600);

@@ -4,12 +4,36 @@
 //! The file is edited in place: only the active `filter` setting of the `devices { }`
 //! section is replaced (or added), every other line and comment stays as shipped.
 
+use crate::host::diskref::DiskRef;
+
 pub const PATH: &str = "etc/lvm/lvm.conf";
 const MARK: &str = "# mtkit: accept only the OS disk";
 
-/// The filter line for `os_disk` (`sda` → `/dev/sda` and its partitions).
+/// The filter line for `os_disk` as configured: a kernel name (`sda` → `/dev/sda` and its
+/// partitions), or, for a SCSI ID or a /dev/disk link, udev's link and its `-partN` links.
+/// LVM accepts a device when any of its names matches, so a link keeps naming the OS disk
+/// when kernel names change; where udev made no links (an initramfs without its rules)
+/// nothing is accepted, which is safe: the OS disk carries no LVM (doctor's os-disk-lvm).
 pub fn filter_line(os_disk: &str) -> String {
-    format!("    filter = [ \"a|^/dev/{os_disk}[0-9]*$|\", \"r|.*|\" ]")
+    let accept = match DiskRef::parse(os_disk) {
+        Some(DiskRef::ScsiId(id)) => {
+            format!("^/dev/disk/by-id/scsi-{}(-part[0-9]+)?$", literal(&id))
+        }
+        Some(DiskRef::Link(l)) => format!("^{}(-part[0-9]+)?$", literal(&l)),
+        Some(DiskRef::Kernel(_)) | None => format!("^/dev/{os_disk}[0-9]*$"),
+    };
+    format!("    filter = [ \"a|{accept}|\", \"r|.*|\" ]")
+}
+
+/// `s` matched literally by LVM's regex engine: `.` and `+` (the only special characters
+/// udev leaves in a link) in brackets, since lvm.conf strings treat backslashes themselves.
+fn literal(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '.' | '+' => format!("[{c}]"),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// New text for lvm.conf, or `None` when the filter is already the wanted one.
@@ -159,6 +183,25 @@ mod tests {
         assert_eq!(second.matches("# mtkit:").count(), 1, "{second}");
         assert!(second.contains("a|^/dev/vda[0-9]*$|"));
         assert!(!second.contains("/dev/sda"));
+    }
+
+    #[test]
+    fn an_os_disk_named_by_id_or_link_is_accepted_by_its_udev_links() {
+        let id = "36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0";
+        assert_eq!(
+            filter_line(id),
+            format!("    filter = [ \"a|^/dev/disk/by-id/scsi-{id}(-part[0-9]+)?$|\", \"r|.*|\" ]")
+        );
+        let new = plan(STOCK, id).unwrap();
+        assert!(
+            new.contains(&format!("# mtkit: accept only the OS disk ({id})")),
+            "{new}"
+        );
+        assert_eq!(plan(&new, id), None);
+        assert_eq!(
+            filter_line("/dev/disk/by-path/pci-0000:00:10.0-scsi-2:0:0:0"),
+            "    filter = [ \"a|^/dev/disk/by-path/pci-0000:00:10[.]0-scsi-2:0:0:0(-part[0-9]+)?$|\", \"r|.*|\" ]"
+        );
     }
 
     #[test]

@@ -18,15 +18,26 @@ pub enum OsDiskId {
 }
 
 impl OsDiskId {
-    /// The OS disk as host::scsi identifies it (the ID multipath names maps by), else by
-    /// kernel name.
-    pub fn read(root: &Path, disk: &str) -> OsDiskId {
-        OsDiskId::from(crate::host::scsi::OsDisk::read(root, disk))
+    /// The OS disk `[disks] os-disk` names, as host::scsi resolves it (the ID multipath
+    /// names maps by), else by kernel name. An os-disk that resolves to no disk or several
+    /// is an error, except a SCSI ID, which multipath can blacklist as it is.
+    pub fn read(
+        root: &Path,
+        configured: &str,
+    ) -> Result<OsDiskId, crate::host::diskref::Unresolved> {
+        use crate::host::diskref::OsDisk;
+        match OsDisk::read(root, configured) {
+            Ok(os) => Ok(OsDiskId::from(os)),
+            Err(e) => match OsDisk::unresolved(configured) {
+                os @ OsDisk { id: Some(_), .. } => Ok(OsDiskId::from(os)),
+                _ => Err(e),
+            },
+        }
     }
 }
 
-impl From<crate::host::scsi::OsDisk> for OsDiskId {
-    fn from(os: crate::host::scsi::OsDisk) -> OsDiskId {
+impl From<crate::host::diskref::OsDisk> for OsDiskId {
+    fn from(os: crate::host::diskref::OsDisk) -> OsDiskId {
         match os.id {
             Some(wwid) => OsDiskId::Wwid {
                 disk: os.name,
@@ -149,16 +160,36 @@ mod tests {
         std::fs::create_dir_all(&dev).unwrap();
         assert_eq!(
             OsDiskId::read(d.path(), "sda"),
-            OsDiskId::Devnode { disk: "sda".into() }
+            Ok(OsDiskId::Devnode { disk: "sda".into() })
         );
         std::fs::write(dev.join("wwid"), "naa.6000c2900000000000000000000000aa\n").unwrap();
         assert_eq!(
             OsDiskId::read(d.path(), "sda"),
-            OsDiskId::Wwid {
+            Ok(OsDiskId::Wwid {
                 disk: "sda".into(),
                 wwid: "36000c2900000000000000000000000aa".into()
-            }
+            })
         );
+        // By SCSI ID: that disk's name, whatever the kernel calls it this boot; an ID of
+        // no disk is still blacklisted as it is, a link to no disk is an error.
+        let healthy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots/healthy");
+        let id = "36000c29b2c3d4e5f60718293a4b5c6d7e8f90a1";
+        assert_eq!(
+            OsDiskId::read(&healthy, id),
+            Ok(OsDiskId::Wwid {
+                disk: "sdc".into(),
+                wwid: id.into()
+            })
+        );
+        assert_eq!(
+            OsDiskId::read(d.path(), id),
+            Ok(OsDiskId::Wwid {
+                disk: id.into(),
+                wwid: id.into()
+            })
+        );
+        let e = OsDiskId::read(&healthy, "/dev/disk/by-path/pci-0000:00:10.0-scsi-2:0:7:0");
+        assert!(e.is_err_and(|e| e.matches.is_empty()));
     }
 
     #[test]

@@ -400,12 +400,20 @@ pub fn collect(cx: &Scope, path: &Path) -> Result<(VolumeFacts, Option<Device>)>
     }
 
     let scsi = scsi::list_disks(cx.host).unwrap_or_default();
-    let os = scsi::OsDisk::identify(cx.host, &cx.config.disks.os_disk, &scsi);
+    let configured = &cx.config.disks.os_disk;
+    let os = crate::host::diskref::OsDisk::resolve(cx.host, configured, &scsi);
     let root_dev = cx.fs_devnum(cx.root, &all);
-    if let Some(d) = dev.disks().into_iter().find(|d| os.is_named(d, &scsi)) {
+    if let Err(e) = &os {
+        // Which disk is the OS disk is unknown: no device can be vouched for.
         f.os_disk = Some(format!(
-            "is on the OS disk {d} ([disks] os-disk {})",
-            os.name
+            "cannot be told apart from the OS disk: [disks] os-disk: {e}; set [disks] \
+             os-disk to the OS disk's SCSI ID as `mtkit scsi-ids` prints it"
+        ));
+    } else if let Ok(os) = &os
+        && let Some(d) = dev.disks().into_iter().find(|d| os.is_named(d, &scsi))
+    {
+        f.os_disk = Some(format!(
+            "is on the OS disk {d} ([disks] os-disk {configured})"
         ));
     } else if root_dev.is_some_and(|n| nums.contains(&n)) {
         f.os_disk = Some(format!(
@@ -500,6 +508,45 @@ mod tests {
         assert_eq!(
             f.os_disk.as_deref(),
             Some("is on the OS disk sda ([disks] os-disk sda)")
+        );
+    }
+
+    #[test]
+    fn the_os_disk_by_scsi_id_is_found_and_an_unknown_one_vouches_for_nothing() {
+        let root = fixture_root("healthy");
+        let mut cfg = Config::default();
+        cfg.disks.os_disk = "36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0".into();
+        let cx = Scope {
+            host: &root,
+            root: &root,
+            config: &cfg,
+        };
+        let (f, _) = collect(&cx, Path::new("/dev/sda6")).unwrap();
+        assert_eq!(
+            f.os_disk.as_deref(),
+            Some(
+                "is on the OS disk sda ([disks] os-disk \
+                 36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0)"
+            )
+        );
+        let (f, _) = collect(&cx, Path::new("/dev/sdb")).unwrap();
+        assert_eq!(f.os_disk, None);
+        // An ID no disk has: no device can be told from the OS disk, the retention disk
+        // included.
+        cfg.disks.os_disk = "36000c29ffff".into();
+        let cx = Scope {
+            host: &root,
+            root: &root,
+            config: &cfg,
+        };
+        let (f, _) = collect(&cx, Path::new("/dev/sdd")).unwrap();
+        let why = f.os_disk.unwrap();
+        assert!(
+            why.starts_with(
+                "cannot be told apart from the OS disk: [disks] os-disk: no disk has SCSI ID \
+                 36000c29ffff (this system's disks: sda 36000c290f1e2d3c4b5a69788796a5b4c3d2e1f0,"
+            ),
+            "{why}"
         );
     }
 

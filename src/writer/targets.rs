@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, WriterDisk};
 use crate::host::blockdev::{self, DevNum, DmDevice, Piece};
-use crate::host::scsi::{self, OsDisk, ScsiDisk};
+use crate::host::diskref::{self, OsDisk};
+use crate::host::scsi::{self, ScsiDisk};
 use crate::host::{mounts, under};
 
 /// A `[[writer.disk]]` the writer does not serve, and why.
@@ -76,7 +77,11 @@ impl<'a> Host<'a> {
             tracing::debug!("reading SCSI disks under {}: {e:#}", root.display());
             Vec::new()
         });
-        let os = OsDisk::identify(root, &cfg.disks.os_disk, &scsi);
+        let os = OsDisk::resolve(root, &cfg.disks.os_disk, &scsi).unwrap_or_else(|e| {
+            // doctor and apply say so; here only what the value itself names is guarded.
+            tracing::debug!("[disks] os-disk: {e}");
+            OsDisk::unresolved(&cfg.disks.os_disk)
+        });
         let mut host = Host {
             root,
             live,
@@ -99,14 +104,22 @@ impl<'a> Host<'a> {
         if let Some(n) = host.fs_devnum(Path::new("/"), &mounts) {
             host.guard(n, "holds the root filesystem (the OS disk)".into());
         }
-        let os_sysfs = root.join("sys/block").join(&cfg.disks.os_disk);
-        if !cfg.disks.os_disk.is_empty()
+        let os_sysfs = root.join("sys/block").join(&host.os.name);
+        if !host.os.name.is_empty()
+            && !host.os.name.contains('/')
             && let Ok(p) = os_sysfs.canonicalize()
         {
             let fp = blockdev::footprint(root, &p);
             host.guarded.push((
                 fp,
-                format!("is the OS disk ([disks] os-disk {})", cfg.disks.os_disk),
+                if host.os.name == cfg.disks.os_disk {
+                    format!("is the OS disk ([disks] os-disk {})", cfg.disks.os_disk)
+                } else {
+                    format!(
+                        "is the OS disk {} ([disks] os-disk {})",
+                        host.os.name, cfg.disks.os_disk
+                    )
+                },
             ));
         }
         let mut install: Vec<PathBuf> = ["/usr/local/sbin/mtkit", "/etc/mtkit", "/var/lib/mtkit"]
@@ -221,35 +234,12 @@ impl<'a> Host<'a> {
             }
             return Ok(mapper);
         }
-        let found: Vec<&ScsiDisk> = self
-            .scsi
-            .iter()
-            .filter(|d| d.id.as_deref() == Some(id))
-            .collect();
-        match found.as_slice() {
-            [d] => Ok(PathBuf::from("/dev").join(&d.name)),
-            [] => {
-                let known: Vec<String> = self
-                    .scsi
-                    .iter()
-                    .map(|d| format!("{} {}", d.name, d.id.as_deref().unwrap_or("(no ID)")))
-                    .collect();
-                Err(format!(
-                    "no disk has SCSI ID {id} (this system's disks: {}; see `mtkit scsi-ids`)",
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                ))
-            }
-            many => Err(format!(
-                "SCSI ID {id} is on {}: two paths to one disk without multipath, or disks \
-                 cloned with one ID; set up multipath, or give the clone new disk UUIDs",
-                many.iter()
-                    .map(|d| d.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" and ")
+        match diskref::find_by_id(&self.scsi, id) {
+            Ok(d) => Ok(PathBuf::from("/dev").join(&d.name)),
+            Err(e) if e.matches.is_empty() => Err(e.to_string()),
+            Err(e) => Err(format!(
+                "{e}: two paths to one disk without multipath, or disks cloned with one ID; \
+                 set up multipath, or give the clone new disk UUIDs"
             )),
         }
     }
@@ -517,6 +507,16 @@ mod tests {
             why.contains("is the OS disk ([disks] os-disk sdc)"),
             "{why}"
         );
+        // The same disk named by its SCSI ID: found under its kernel name of this boot.
+        moved.disks.os_disk = SDC.into();
+        let host = Host::read(&root, &moved);
+        let (_, why) = refused(&host, disk("", SDC));
+        assert!(
+            why.contains(&format!("is the OS disk sdc ([disks] os-disk {SDC})")),
+            "{why}"
+        );
+        // ... and only that disk: sdb is a target like before.
+        assert!(host.check(&disk("", SDB)).is_ok());
     }
 
     #[test]

@@ -89,10 +89,9 @@ VM1_DISKS = (("vm1-disk0", WWN["t1"], "vm1"), ("vm1-disk1", WWN["t2"], "vm1"),
 
 
 def config(g, os_wwn, targets, ret_fs="ext4", writer=""):
-    """The appliance config, on the OS disk; disks by SCSI ID only; `writer`: more
-    `[writer]` keys."""
-    os_name = dev_of(g, os_wwn).removeprefix("/dev/")
-    text = (f'[disks]\nos-disk = "{os_name}"\n\n'
+    """The appliance config, on the OS disk; disks by SCSI ID only, the OS disk too (the
+    same at every boot, whatever kernel name it gets); `writer`: more `[writer]` keys."""
+    text = (f'[disks]\nos-disk = "3{os_wwn:016x}"\n\n'
             f'[retention]\nfilesystem = "{ret_fs}"\nmin-size = "100M"\n\n'
             '[writer]\nlisten = "0.0.0.0:10809"\nmetrics-listen = "127.0.0.1:9810"\n'
             'journal-segment-size = "1M"\n' + writer)

@@ -117,8 +117,8 @@ class PowerCut:
         g.start()
         g.step = "mount after boot"
         mount_os(g, WWN["os"])
-        # os-disk is a kernel name, and names follow the scan order of this boot: written
-        # again from the OS disk's ID (a stale name would make the writer refuse a target).
+        # os-disk is the OS disk's SCSI ID, which names it whatever the scan order of this
+        # boot (it used to be a kernel name, written again at every boot).
         # Every segment is written ahead (zeros, synced) and put in place before records go
         # into it: the cuts land in appends into written-ahead space too.
         config(g, WWN["os"], DISKS, self.fs, 'journal-write-ahead = "always"\n')

@@ -111,7 +111,7 @@ pub fn is_sd_path(p: &std::path::Path) -> bool {
 /// `mtkit scsi-ids` (udev's `scsi_id --whitelisted --replace-whitespace`) prints, so the
 /// forms people copy from elsewhere (the kernel's `naa.` wwid, vSphere's bare NAA in
 /// capitals) are refused with the form that would match.
-fn scsi_id_problem(id: &str) -> Option<String> {
+pub(super) fn scsi_id_problem(id: &str) -> Option<String> {
     // udev keeps these characters in IDs and replaces every other one with '_'.
     let allowed = |b: u8| b.is_ascii_alphanumeric() || b"#+-.:=@_".contains(&b);
     if id.len() > 256 || !id.bytes().all(allowed) {

@@ -137,7 +137,10 @@ impl GroupCommit {
         disk: usize,
         ranges: &[(u64, u64)],
         closed: impl Fn(&S) -> bool,
-        mut lead: impl FnMut(MutexGuard<'a, S>, &[Pending]) -> (MutexGuard<'a, S>, Result<Appended, String>),
+        mut lead: impl FnMut(
+            MutexGuard<'a, S>,
+            &[Pending],
+        ) -> (MutexGuard<'a, S>, Result<Appended, String>),
     ) -> Result<(), NotCommitted> {
         let q = st.queue();
         let first = q.next_ticket;
@@ -212,7 +215,10 @@ impl GroupCommit {
         &self,
         state: &'a Mutex<S>,
         mut st: MutexGuard<'a, S>,
-        lead: &mut impl FnMut(MutexGuard<'a, S>, &[Pending]) -> (MutexGuard<'a, S>, Result<Appended, String>),
+        lead: &mut impl FnMut(
+            MutexGuard<'a, S>,
+            &[Pending],
+        ) -> (MutexGuard<'a, S>, Result<Appended, String>),
     ) -> MutexGuard<'a, S> {
         let q = st.queue();
         q.leader = true;
@@ -304,7 +310,9 @@ impl GroupCommit {
     pub fn write_done<S: HasQueue>(&self, state: &Mutex<S>) {
         // A waiter checks `inflight` under the lock and waits without letting it go, so
         // taking the lock here after the decrement cannot miss it.
-        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 && lock(state).queue().quiet_waiters > 0 {
+        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1
+            && lock(state).queue().quiet_waiters > 0
+        {
             self.cv.notify_all();
         }
     }
@@ -447,8 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_synced_after_the_role_is_handed_on_all_finish_and_a_failed_sync_fails_its_writers()
-    {
+    fn batches_synced_after_the_role_is_handed_on_all_finish_and_a_failed_sync_fails_its_writers() {
         let file = tempfile::NamedTempFile::new().unwrap();
         let gc = Arc::new(GroupCommit::default());
         let m = Arc::new(Mutex::new(Log {

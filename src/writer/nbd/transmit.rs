@@ -6,9 +6,9 @@
 //! both before allocating it and blocks when either is spent, which also stops it reading
 //! from the socket (TCP back-pressure on the client).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 

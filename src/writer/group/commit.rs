@@ -427,10 +427,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn writers_return_once_their_batch_is_durable_and_share_batches() {
-        let gc = Arc::new(GroupCommit::default());
-        let m = Arc::new(Mutex::new(Log::default()));
+    /// 8 threads (one disk each) write 50 blocks each, one at a time, all at once.
+    fn eight_writers(gc: &Arc<GroupCommit>, m: &Arc<Mutex<Log>>) {
         let threads: Vec<_> = (0..8)
             .map(|disk| {
                 let (gc, m) = (gc.clone(), m.clone());
@@ -442,6 +440,13 @@ mod tests {
             })
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
+    }
+
+    #[test]
+    fn writers_return_once_their_batch_is_durable_and_share_batches() {
+        let gc = Arc::new(GroupCommit::default());
+        let m = Arc::new(Mutex::new(Log::default()));
+        eight_writers(&gc, &m);
         let st = gc.wait_quiet(m.lock().unwrap());
         assert_eq!(st.durable.len(), 400);
         assert_eq!(st.batch_sizes.iter().sum::<usize>(), 400);
@@ -462,17 +467,7 @@ mod tests {
             sync_with: Some(file.path().to_owned()),
             ..Log::default()
         }));
-        let threads: Vec<_> = (0..8)
-            .map(|disk| {
-                let (gc, m) = (gc.clone(), m.clone());
-                std::thread::spawn(move || {
-                    for i in 0..50 {
-                        write(&gc, &m, disk, i).unwrap();
-                    }
-                })
-            })
-            .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap());
+        eight_writers(&gc, &m);
         {
             let st = gc.wait_quiet(m.lock().unwrap());
             assert_eq!(st.durable.len(), 400);

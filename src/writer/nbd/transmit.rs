@@ -1188,4 +1188,75 @@ mod tests {
         assert_eq!(c.acquire(90), 90);
         c.release(90);
     }
+
+    fn job(handle: u64, cmd: Command, len: usize) -> Job {
+        Job {
+            handle,
+            cmd,
+            buf: vec![0; len],
+            reserved: 0,
+            pooled: 0,
+        }
+    }
+
+    fn write(handle: u64, len: u32) -> Job {
+        let cmd = Command::Write {
+            offset: handle * 4096,
+            len,
+            fua: false,
+        };
+        job(handle, cmd, len as usize)
+    }
+
+    /// What each pop hands a worker: the handles, and whether they came as a WRITE batch.
+    fn drain(q: &JobQueue) -> Vec<(bool, Vec<u64>)> {
+        q.close();
+        std::iter::from_fn(|| q.pop())
+            .map(|w| match w {
+                Work::One(j) => (false, vec![j.handle]),
+                Work::Writes(ws) => (true, ws.iter().map(|w| w.job.handle).collect()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_worker_takes_the_writes_queued_in_a_row_within_the_batch_bounds() {
+        let q = JobQueue::new(200);
+        for h in 0..5 {
+            q.push(write(h, 4096));
+        }
+        q.push(job(
+            5,
+            Command::Read {
+                offset: 0,
+                len: 4096,
+            },
+            4096,
+        ));
+        q.push(write(6, 4096));
+        q.push(job(7, Command::Flush, 0));
+        // 70 small writes: one batch of BATCH_WRITES, then the rest.
+        for h in 100..170 {
+            q.push(write(h, 4096));
+        }
+        // Large writes: BATCH_BYTES holds four of 256 KiB; one larger than it goes alone.
+        for h in 200..205 {
+            q.push(write(h, 256 << 10));
+        }
+        q.push(write(300, 2 << 20));
+        q.push(write(301, 4096));
+        let got = drain(&q);
+        let want: Vec<(bool, Vec<u64>)> = vec![
+            (true, (0..5).collect()),
+            (false, vec![5]),
+            (true, vec![6]),
+            (false, vec![7]),
+            (true, (100..164).collect()),
+            (true, (164..170).chain(200..203).collect()),
+            (true, vec![203, 204]),
+            (true, vec![300]),
+            (true, vec![301]),
+        ];
+        assert_eq!(got, want);
+    }
 }

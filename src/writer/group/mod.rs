@@ -562,12 +562,11 @@ impl Group {
         let mut out: Vec<io::Result<()>> = writes
             .iter()
             .map(|w| {
-                let r = target.write_at(w.data, w.offset);
-                target
-                    .bytes_written
-                    .fetch_add(w.data.len() as u64, Ordering::Relaxed);
-                self.commit.write_done(&self.state);
-                r
+                self.written(
+                    target,
+                    w.data.len() as u64,
+                    target.write_at(w.data, w.offset),
+                )
             })
             .collect();
         if writes.iter().any(|w| w.fua)
@@ -593,7 +592,12 @@ impl Group {
     ) -> io::Result<()> {
         self.admit(disk, &[(offset, len)])?;
         let target = &self.disks[disk];
-        let r = apply(target);
+        self.written(target, len, apply(target))
+    }
+
+    /// A write [`Group::admit`] let through has gone to the target (`r`, its outcome):
+    /// counted, and out of flight.
+    fn written(&self, target: &Target, len: u64, r: io::Result<()>) -> io::Result<()> {
         target.bytes_written.fetch_add(len, Ordering::Relaxed);
         self.commit.write_done(&self.state);
         r

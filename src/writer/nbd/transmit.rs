@@ -495,6 +495,13 @@ impl<W> Shared<'_, W> {
         (mine, pooled)
     }
 
+    /// An answered job: its buffer kept for reuse, its budget freed, out of flight.
+    fn finish(&self, job: Job) {
+        self.buffers.give(job.buf);
+        self.release((job.reserved, job.pooled));
+        self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+
     fn release(&self, (mine, pooled): (usize, usize)) {
         if let Some(p) = &self.pool {
             p.release(pooled);
@@ -537,9 +544,7 @@ fn run_job<W: Write>(sh: &Shared<'_, W>, mut job: Job) {
             sh.replies.error(job.handle, errno_of(&err));
         }
     }
-    sh.buffers.give(job.buf);
-    sh.release((job.reserved, job.pooled));
-    sh.in_flight.fetch_sub(1, Ordering::Release);
+    sh.finish(job);
 }
 
 /// Requests read and not yet taken by a worker. The reader waits when `cap` are queued
@@ -600,7 +605,7 @@ impl JobQueue {
 
     /// Wakes an idle worker for the queued jobs unless one is already on its way.
     fn wake_one(&self, st: &mut QueueState) {
-        if st.idle > st.woken && st.woken == 0 && !st.jobs.is_empty() {
+        if st.woken == 0 && st.idle > 0 && !st.jobs.is_empty() {
             st.woken += 1;
             self.work.notify_one();
         }
@@ -741,10 +746,7 @@ fn run_writes<W: Write>(sh: &Shared<'_, W>, writes: Vec<WriteJob>) {
     }
     sh.replies.send(&replies);
     for w in writes {
-        let job = w.job;
-        sh.buffers.give(job.buf);
-        sh.release((job.reserved, job.pooled));
-        sh.in_flight.fetch_sub(1, Ordering::Release);
+        sh.finish(w.job);
     }
 }
 

@@ -8,6 +8,7 @@
 //! role, waits for the writers of earlier batches, syncs the targets and appends the point
 //! record.
 
+mod behind;
 mod commit;
 mod point;
 
@@ -16,12 +17,13 @@ use super::export::WriteReq;
 use super::journal::format::{self, CommitRecord, Header, Record, Undo};
 use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
 use super::session::{Session, SessionError, read_session, remove_session, session_exists};
+use behind::Behind;
 use commit::{Appended, CommitQueue, GroupCommit, HasQueue, NotCommitted, Pending};
 pub use point::{Point, PointGone, PointKind};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -195,6 +197,9 @@ pub struct Group {
     journal: Mutex<Journal>,
     /// The leader's record buffer, kept between batches.
     scratch: Mutex<AlignedBuf>,
+    /// Writes answered before they reach the group ([`behind`]).
+    behind: Behind,
+    write_behind: AtomicBool,
     _lock: File,
 }
 
@@ -359,8 +364,13 @@ impl Group {
             commit: GroupCommit::default(),
             journal: Mutex::new(journal),
             scratch: Mutex::new(AlignedBuf::default()),
+            behind: Behind::default(),
+            write_behind: AtomicBool::new(true),
             _lock: lock,
         });
+        if recovering {
+            group.behind.close();
+        }
         if access == Access::ReadOnly {
             return Ok(group);
         }
@@ -502,6 +512,32 @@ impl Group {
                 });
             }
         }
+    }
+
+    /// A WRITE of `[offset, offset+len)` of `disk` to answer before it is run
+    /// (write-behind, see [`behind`]): its ticket for [`Group::answered`]. `None`: answer
+    /// it once it is written (the group is closed for a recover).
+    pub fn answer_early(&self, disk: usize, offset: u64, len: u64) -> Option<u64> {
+        if !self.write_behind.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.behind.answer(disk, offset, len)
+    }
+
+    /// Whether plain writes are answered early (`[writer] write-behind`, on by default).
+    pub fn set_write_behind(&self, on: bool) {
+        self.write_behind.store(on, Ordering::Relaxed);
+    }
+
+    /// A write answered early has been run, with outcome `r`.
+    pub fn answered(&self, ticket: u64, r: &io::Result<()>) {
+        self.behind.done(ticket, r)
+    }
+
+    /// Waits for the writes answered early that overlap `[offset, offset+len)` of `disk`
+    /// (what reads, zeroes, trims or writes it must see them).
+    pub fn wait_answered(&self, disk: usize, offset: u64, len: u64) {
+        self.behind.wait_range(disk, offset, len)
     }
 
     pub fn in_initial_sync(&self) -> bool {
@@ -837,6 +873,8 @@ impl Group {
     /// when anything was written since the last one (`app`: always, with `label`).
     /// Returns the new point, if one was made.
     pub fn point(&self, app: bool, label: &str) -> io::Result<Option<Point>> {
+        // Every write answered before (on any disk of the group) belongs to the point.
+        self.behind.drain().map_err(io::Error::other)?;
         let mut st = self.lock();
         if st.recovering {
             return Err(refused(&self.name));
@@ -975,6 +1013,8 @@ impl Group {
     /// Refuses writes, waits for the leader role and for writers to finish, and holds the
     /// role (writes refused and drained) for a recovery until the guard is dropped.
     pub(crate) fn quiesce(&self) -> Quiesced<'_> {
+        // Writes answered early are run before the group refuses writes.
+        self.behind.close();
         let mut st = self.lock();
         st.recovering = true;
         self.commit.wake_all(&st.commit);
@@ -998,6 +1038,9 @@ impl Drop for Quiesced<'_> {
         // Under recovery exactly while a session exists: a recover that failed before
         // writing one changed nothing, and writes may come in again.
         st.recovering = session_exists(&g.dir);
+        if !st.recovering {
+            g.behind.open();
+        }
         g.commit.wake_all(&st.commit);
     }
 }

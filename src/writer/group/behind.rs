@@ -16,6 +16,8 @@
 //!   (the FLUSH fails), loudly, until the service restarts and the source resyncs.
 //! - A recover or commit ([`Behind::close`]) stops answering early and waits for the
 //!   answered writes, so that none is refused after its answer.
+//! - At most [`MAX_BEHIND`] bytes of a group's writes are answered ahead of the group;
+//!   past that a write is answered once it has run, so memory stays bounded.
 //!
 //! Measured with `qemu-img bench -w -d 16 -s 4k` (one connection, 16 writes in flight):
 //! answered after the journal sync, each write waited for a direct journal write and a
@@ -24,6 +26,14 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// A group's answered writes not yet run, in bytes, at most: past it, a write is answered
+/// once it has run. Small writes (16 of 4 KiB in flight: 64 KiB) are all answered early;
+/// large copies, which keep enough requests in flight anyway, gain nothing from more, and
+/// the service's memory grows by this much at most over answering every write once run
+/// (measured peak RSS over an overwrite with nbdcopy: 54 MiB, 59 MiB with 4 MiB, 70 MiB
+/// with no bound).
+pub const MAX_BEHIND: u64 = 4 << 20;
 
 /// The group's writes answered and not yet on the target.
 #[derive(Default)]
@@ -37,6 +47,8 @@ struct State {
     next: u64,
     /// By ticket: (disk, start, end) of each answered write not yet done.
     pending: BTreeMap<u64, (usize, u64, u64)>,
+    /// Their bytes: past [`MAX_BEHIND`], writes are answered once run.
+    bytes: u64,
     /// Writes are answered only when they will reach the group: not while it recovers.
     closed: bool,
     /// The first answered write that failed: the group's points are refused.
@@ -71,7 +83,7 @@ impl Behind {
     pub fn answer(&self, disk: usize, offset: u64, len: u64) -> Option<u64> {
         let mut st = self.lock();
         loop {
-            if st.closed {
+            if st.closed || st.bytes + len > MAX_BEHIND {
                 return None;
             }
             if !st.overlaps(disk, offset, offset + len, u64::MAX) {
@@ -82,6 +94,7 @@ impl Behind {
         let ticket = st.next;
         st.next += 1;
         st.pending.insert(ticket, (disk, offset, offset + len));
+        st.bytes += len;
         Some(ticket)
     }
 
@@ -92,6 +105,7 @@ impl Behind {
         let Some((disk, start, end)) = st.pending.remove(&ticket) else {
             return;
         };
+        st.bytes -= end - start;
         if let Err(e) = r {
             tracing::error!(disk, offset = start, len = end - start, error = %e,
                 "A WRITE ALREADY ANSWERED HAS FAILED: its data is lost; this group makes no recovery point until the service restarts and the source resyncs the disk");
@@ -212,6 +226,18 @@ mod tests {
         assert_eq!(b.answer(0, 4096, 512), None);
         b.open();
         assert!(b.answer(0, 4096, 512).is_some());
+    }
+
+    #[test]
+    fn past_the_bound_in_bytes_a_write_is_not_answered_early() {
+        let b = Behind::default();
+        let big = b.answer(0, 0, MAX_BEHIND - 4096).unwrap();
+        let small = b.answer(0, MAX_BEHIND, 4096).unwrap();
+        assert_eq!(b.answer(1, 0, 1), None, "the group's bound is reached");
+        b.done(small, &Ok(()));
+        assert!(b.answer(1, 0, 4096).is_some());
+        b.done(big, &Ok(()));
+        assert!(b.answer(1, 1 << 30, MAX_BEHIND - 4096).is_some());
     }
 
     #[test]

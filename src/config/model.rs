@@ -293,6 +293,10 @@ pub struct Writer {
     /// an append commits no file-size change: `auto` (after 256 small appends into a
     /// segment), `always`, `never` (a thin-provisioned retention disk).
     pub journal_write_ahead: crate::writer::journal::WriteAhead,
+    /// Answer a WRITE without FUA once the connection has queued it, before it reaches
+    /// the journal and the target (FLUSH and points still wait for it, reads see it);
+    /// false: answer each write once it is on the target.
+    pub write_behind: bool,
     pub tls: Option<WriterTls>,
     pub disk: Vec<WriterDisk>,
     /// Consistency groups and who may open their disks (a disk's group need not be listed).
@@ -318,6 +322,7 @@ impl Default for Writer {
             max_buffer: Size(256 * Size::MIB),
             journal_segment_size: Size(64 * Size::MIB),
             journal_write_ahead: Default::default(),
+            write_behind: true,
             tls: None,
             disk: Vec::new(),
             group: Vec::new(),

@@ -40,6 +40,17 @@ pub trait Export: Send + Sync {
     /// Everything acknowledged before is durable when this returns; for a journaled
     /// disk a completed flush is also a crash-consistent recovery point.
     fn flush(&self) -> io::Result<()>;
+    /// Write-behind: may a WRITE (without FUA) of `[offset, offset+len)` be answered now,
+    /// before it is run? `Some(ticket)`: yes; the server answers it, runs it later (with
+    /// [`WriteReq::answered`] set) and reports its outcome to [`Export::answered`]. The
+    /// export keeps what the client can observe: later reads, and FLUSH, see it. The
+    /// default answers a write once it has run.
+    fn answer_early(&self, _offset: u64, _len: u64) -> Option<u64> {
+        None
+    }
+    /// A write answered early (`ticket` from [`Export::answer_early`]) has run, with
+    /// outcome `r`; nobody else learns of a failure.
+    fn answered(&self, _ticket: u64, _r: &io::Result<()>) {}
 }
 
 /// One WRITE of [`Export::write_many`].
@@ -49,6 +60,8 @@ pub struct WriteReq<'a> {
     pub offset: u64,
     /// NBD_CMD_FLAG_FUA: durable when the call returns.
     pub fua: bool,
+    /// Answered already ([`Export::answer_early`]).
+    pub answered: bool,
 }
 
 /// An export as listed by NBD_OPT_LIST.

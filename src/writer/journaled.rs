@@ -53,11 +53,13 @@ impl Export for JournaledDisk {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let t = &self.group.disks[self.disk];
         let n = buf.len() as u64;
+        self.group.wait_answered(self.disk, offset, n);
         t.stats.observe(Command::Read, n, || t.read_at(buf, offset))
     }
 
     fn write_at(&self, data: &[u8], offset: u64, fua: bool) -> io::Result<()> {
         let n = data.len() as u64;
+        self.group.wait_answered(self.disk, offset, n);
         self.stats().count_fua(fua);
         self.stats().observe(Command::Write, n, || {
             self.group.write(self.disk, data, offset, fua)
@@ -66,6 +68,11 @@ impl Export for JournaledDisk {
 
     /// The writes share one place in the group commit (one wake-up for all of them).
     fn write_many(&self, writes: &[WriteReq<'_>]) -> Vec<io::Result<()>> {
+        // One answered early waited in `answer_early` already.
+        for w in writes.iter().filter(|w| !w.answered) {
+            self.group
+                .wait_answered(self.disk, w.offset, w.data.len() as u64);
+        }
         let t0 = Instant::now();
         let out = self.group.write_many(self.disk, writes);
         let secs = t0.elapsed().as_secs_f64();
@@ -78,6 +85,7 @@ impl Export for JournaledDisk {
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool, fua: bool) -> io::Result<()> {
+        self.group.wait_answered(self.disk, offset, len);
         self.stats().count_fua(fua);
         self.stats().observe(Command::WriteZeroes, len, || {
             self.group
@@ -94,5 +102,145 @@ impl Export for JournaledDisk {
         self.stats().observe(Command::Flush, 0, || {
             self.group.point(false, "").map(|_| ())
         })
+    }
+
+    fn answer_early(&self, offset: u64, len: u64) -> Option<u64> {
+        self.group.answer_early(self.disk, offset, len)
+    }
+
+    fn answered(&self, ticket: u64, r: &io::Result<()>) {
+        self.group.answered(ticket, r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::group::testing::one_disk_group;
+    use crate::writer::nbd::proto::{self, Request, SimpleReply};
+    use crate::writer::nbd::transmit::{self, TransmitOptions};
+    use std::io::{Read, Write};
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    fn send(
+        c: &mut UnixStream,
+        command: u16,
+        flags: u16,
+        handle: u64,
+        offset: u64,
+        data: &[u8],
+        len: u32,
+    ) {
+        let mut out = Vec::new();
+        Request {
+            flags,
+            command,
+            handle,
+            offset,
+            len,
+        }
+        .encode(&mut out);
+        out.extend_from_slice(data);
+        c.write_all(&out).unwrap();
+    }
+
+    /// The next reply header, or `None` when none comes within `wait`.
+    fn reply(c: &mut UnixStream, wait: Duration) -> Option<SimpleReply> {
+        c.set_read_timeout(Some(wait)).unwrap();
+        let mut h = [0u8; proto::SIMPLE_REPLY_LEN];
+        match c.read(&mut h[..1]) {
+            Ok(1) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+            other => panic!("reading a reply: {other:?}"),
+        }
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.read_exact(&mut h[1..]).unwrap();
+        Some(SimpleReply::decode(&mut &h[..]).unwrap())
+    }
+
+    /// Held journal = a leader that cannot save undo: a write still pending in the group.
+    #[test]
+    fn a_plain_write_is_answered_before_its_undo_is_saved_and_reads_and_flush_after_it_see_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, d) = one_disk_group(dir.path(), 1 << 20, 4 << 20);
+        d.write_at(&vec![7u8; 1 << 20], 0, false).unwrap();
+        g.point(true, "base").unwrap();
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let d = Arc::new(d);
+        let serving = {
+            let (r, w, d) = (server.try_clone().unwrap(), server, d.clone());
+            std::thread::spawn(move || transmit::serve(r, w, &*d, &TransmitOptions::default()))
+        };
+        let held = g.journal();
+        let data = vec![0xabu8; 4096];
+        send(&mut client, proto::CMD_WRITE, 0, 1, 8192, &data, 4096);
+        let r = reply(&mut client, Duration::from_secs(10)).expect("answered at once");
+        assert_eq!((r.handle, r.error), (1, 0));
+        // A read of it, a FUA write elsewhere and a flush all wait for the held save.
+        send(&mut client, proto::CMD_READ, 0, 2, 8192 + 1024, &[], 1024);
+        send(
+            &mut client,
+            proto::CMD_WRITE,
+            proto::CMD_FLAG_FUA,
+            3,
+            65536,
+            &data,
+            4096,
+        );
+        send(&mut client, proto::CMD_FLUSH, 0, 4, 0, &[], 0);
+        assert_eq!(reply(&mut client, Duration::from_millis(300)), None);
+        let on_disk = |at: u64| {
+            let mut b = vec![0u8; 4096];
+            std::fs::File::open(dir.path().join("d.img"))
+                .unwrap()
+                .read_exact_at(&mut b, at)
+                .unwrap();
+            b
+        };
+        assert_eq!(on_disk(8192), vec![7u8; 4096], "not on the target yet");
+        drop(held);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let r = reply(&mut client, Duration::from_secs(10)).expect("a reply");
+            assert_eq!(r.error, 0, "{r:?}");
+            if r.handle == 2 {
+                let mut got = vec![0u8; 1024];
+                client.read_exact(&mut got).unwrap();
+                assert_eq!(got, vec![0xab; 1024], "the read sees the answered write");
+            }
+            seen.push(r.handle);
+        }
+        seen.sort();
+        assert_eq!(seen, [2, 3, 4]);
+        // The flush made a point that holds the answered write.
+        assert_eq!(g.points().len(), 2);
+        assert_eq!(on_disk(8192), data);
+        send(&mut client, proto::CMD_DISC, 0, 5, 0, &[], 0);
+        assert_eq!(serving.join().unwrap().unwrap(), transmit::End::Disconnect);
+    }
+
+    #[test]
+    fn an_answered_write_that_fails_refuses_every_later_point_and_a_recover_answers_nothing_early()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _d) = one_disk_group(dir.path(), 1 << 20, 4 << 20);
+        let t = g.answer_early(0, 0, 4096).unwrap();
+        g.answered(t, &Err(io::Error::other("EIO from the target")));
+        for _ in 0..2 {
+            let e = g.point(true, "after").unwrap_err().to_string();
+            assert!(
+                e.contains("EIO from the target") && e.contains("resync"),
+                "{e}"
+            );
+        }
+        let q = g.quiesce();
+        assert_eq!(g.answer_early(0, 0, 4096), None);
+        drop(q);
+        assert!(g.answer_early(0, 0, 4096).is_some());
+        // `[writer] write-behind = false`: every write is answered once it has run.
+        g.set_write_behind(false);
+        assert_eq!(g.answer_early(0, 65536, 4096), None);
     }
 }

@@ -8,6 +8,7 @@
 //! role, waits for the writers of earlier batches, syncs the targets and appends the point
 //! record.
 
+mod behind;
 mod commit;
 mod point;
 
@@ -16,12 +17,13 @@ use super::export::WriteReq;
 use super::journal::format::{self, CommitRecord, Header, Record, Undo};
 use super::journal::{self, Access, AlignedBuf, Damage, Journal, JournalError, Loc, PointRecord};
 use super::session::{Session, SessionError, read_session, remove_session, session_exists};
+use behind::Behind;
 use commit::{Appended, CommitQueue, GroupCommit, HasQueue, NotCommitted, Pending};
 pub use point::{Point, PointGone, PointKind};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -193,8 +195,12 @@ pub struct Group {
     state: Mutex<State>,
     commit: GroupCommit,
     journal: Mutex<Journal>,
-    /// The leader's record buffer, kept between batches.
-    scratch: Mutex<AlignedBuf>,
+    /// The leaders' record buffers, kept between batches: two at most are in use (one
+    /// batch appending, the next reading its undo).
+    scratch: Mutex<Vec<AlignedBuf>>,
+    /// Writes answered before they reach the group ([`behind`]).
+    behind: Behind,
+    write_behind: AtomicBool,
     _lock: File,
 }
 
@@ -358,9 +364,14 @@ impl Group {
             state: Mutex::new(state),
             commit: GroupCommit::default(),
             journal: Mutex::new(journal),
-            scratch: Mutex::new(AlignedBuf::default()),
+            scratch: Mutex::new(Vec::new()),
+            behind: Behind::default(),
+            write_behind: AtomicBool::new(true),
             _lock: lock,
         });
+        if recovering {
+            group.behind.close();
+        }
         if access == Access::ReadOnly {
             return Ok(group);
         }
@@ -504,6 +515,32 @@ impl Group {
         }
     }
 
+    /// A WRITE of `[offset, offset+len)` of `disk` to answer before it is run
+    /// (write-behind, see [`behind`]): its ticket for [`Group::answered`]. `None`: answer
+    /// it once it is written (the group is closed for a recover).
+    pub fn answer_early(&self, disk: usize, offset: u64, len: u64) -> Option<u64> {
+        if !self.write_behind.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.behind.answer(disk, offset, len)
+    }
+
+    /// Whether plain writes are answered early (`[writer] write-behind`, on by default).
+    pub fn set_write_behind(&self, on: bool) {
+        self.write_behind.store(on, Ordering::Relaxed);
+    }
+
+    /// A write answered early has been run, with outcome `r`.
+    pub fn answered(&self, ticket: u64, r: &io::Result<()>) {
+        self.behind.done(ticket, r)
+    }
+
+    /// Waits for the writes answered early that overlap `[offset, offset+len)` of `disk`
+    /// (what reads, zeroes, trims or writes it must see them).
+    pub fn wait_answered(&self, disk: usize, offset: u64, len: u64) {
+        self.behind.wait_range(disk, offset, len)
+    }
+
     pub fn in_initial_sync(&self) -> bool {
         self.lock().initial_sync
     }
@@ -624,7 +661,7 @@ impl Group {
                 disk,
                 ranges,
                 |st| st.recovering,
-                |st, batch| self.lead(st, batch),
+                |st, batch, hand_on| self.lead(st, batch, hand_on),
             )
             .map_err(|e| match e {
                 NotCommitted::Closed => refused(&self.name),
@@ -634,12 +671,14 @@ impl Group {
 
     /// Saves the undo of a batch (the leader role held): decides under the lock what to
     /// save and in which order (seq), appends it without the lock, and tells the views.
-    /// A direct-I/O journal's sync is left to the group commit, run once the role is
-    /// handed on ([`Appended::SyncLater`]).
+    /// The role is handed on (`hand_on`) once the journal is this batch's, before its
+    /// append; a direct-I/O journal's sync is left to the group commit
+    /// ([`Appended::SyncLater`]).
     fn lead<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         batch: &[Pending],
+        hand_on: &dyn Fn(),
     ) -> (MutexGuard<'a, State>, Result<Appended, String>) {
         let mut jobs = Vec::new();
         for p in batch {
@@ -666,7 +705,7 @@ impl Group {
         let result = if jobs.is_empty() {
             Ok((Vec::new(), Appended::Durable))
         } else {
-            self.save(&jobs, max_seq)
+            self.save(&jobs, max_seq, hand_on)
         };
         let mut st = self.lock();
         let result = match result {
@@ -694,17 +733,23 @@ impl Group {
     /// Reads the old contents of `jobs` and appends them to the journal: synced, or
     /// written by direct I/O with the file to sync ([`Appended::SyncLater`]).
     /// Returns what views need to learn: (disk, offset, len, where the data is).
+    ///
+    /// The first chunk is read before the journal is taken, and `hand_on` runs once it
+    /// is: the next batch (which appends after this one, since it needs the journal too)
+    /// reads its undo while this one's is written. Reading ahead is safe: no target write
+    /// of this batch or a later one happens before this batch is durable.
     #[allow(clippy::type_complexity)]
     fn save(
         &self,
         jobs: &[(usize, u64, u64, u64)],
         max_seq: u64,
+        hand_on: &dyn Fn(),
     ) -> io::Result<(Vec<(usize, u64, u64, BlockSrc)>, Appended)> {
         let time_us = now_us();
         // Records go out in chunks of at most CHUNK bytes (a larger job is split into
         // several records of the same seq), so the leader's buffer stays bounded whatever
         // the batch; it is kept between batches so that it is not zero-filled each time.
-        let mut buf = self.scratch.lock().unwrap();
+        let mut buf = Scratch::take(&self.scratch);
         let mut out = Vec::new();
         let mut pieces = jobs.iter().flat_map(|&(disk, seq, offset, len)| {
             (0..len.div_ceil(CHUNK_DATA)).map(move |i| {
@@ -713,7 +758,7 @@ impl Group {
             })
         });
         let mut next = pieces.next();
-        let mut j = self.journal.lock().unwrap();
+        let mut journal = None;
         while next.is_some() {
             let room = buf.prepare(CHUNK);
             let mut used = 0;
@@ -739,7 +784,12 @@ impl Group {
                 next = pieces.next();
             }
             buf.set_len(used);
-            let Some((segment, base)) = self.append_or_prune(&mut j, &mut buf, max_seq)? else {
+            let j = journal.get_or_insert_with(|| {
+                let j = self.journal.lock().unwrap();
+                hand_on();
+                j
+            });
+            let Some((segment, base)) = self.append_or_prune(j, &mut buf, max_seq)? else {
                 // All history was dropped: the group writes through, nothing to index.
                 return Ok((Vec::new(), Appended::Durable));
             };
@@ -755,6 +805,7 @@ impl Group {
         // Direct appends (every one of this batch's: a buffered one was synced at once)
         // are made durable by syncing the segment they went to; a rotation synced the
         // one before.
+        let j = journal.expect("a batch with jobs appends");
         let appended = if j.is_direct() {
             Appended::SyncLater(j.sync_handle()?)
         } else {
@@ -837,6 +888,8 @@ impl Group {
     /// when anything was written since the last one (`app`: always, with `label`).
     /// Returns the new point, if one was made.
     pub fn point(&self, app: bool, label: &str) -> io::Result<Option<Point>> {
+        // Every write answered before (on any disk of the group) belongs to the point.
+        self.behind.drain().map_err(io::Error::other)?;
         let mut st = self.lock();
         if st.recovering {
             return Err(refused(&self.name));
@@ -975,6 +1028,8 @@ impl Group {
     /// Refuses writes, waits for the leader role and for writers to finish, and holds the
     /// role (writes refused and drained) for a recovery until the guard is dropped.
     pub(crate) fn quiesce(&self) -> Quiesced<'_> {
+        // Writes answered early are run before the group refuses writes.
+        self.behind.close();
         let mut st = self.lock();
         st.recovering = true;
         self.commit.wake_all(&st.commit);
@@ -982,6 +1037,40 @@ impl Group {
         let mut st = self.commit.wait_quiet(st);
         st.commit.set_leader(true);
         Quiesced { group: self }
+    }
+}
+
+/// A record buffer taken from the group's (a new one when all are in use), given back
+/// when dropped.
+struct Scratch<'a> {
+    pool: &'a Mutex<Vec<AlignedBuf>>,
+    buf: AlignedBuf,
+}
+
+impl<'a> Scratch<'a> {
+    fn take(pool: &'a Mutex<Vec<AlignedBuf>>) -> Scratch<'a> {
+        let buf = pool.lock().unwrap().pop().unwrap_or_default();
+        Scratch { pool, buf }
+    }
+}
+
+impl std::ops::Deref for Scratch<'_> {
+    type Target = AlignedBuf;
+    fn deref(&self) -> &AlignedBuf {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for Scratch<'_> {
+    fn deref_mut(&mut self) -> &mut AlignedBuf {
+        &mut self.buf
+    }
+}
+
+impl Drop for Scratch<'_> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        self.pool.lock().unwrap().push(buf);
     }
 }
 
@@ -998,6 +1087,9 @@ impl Drop for Quiesced<'_> {
         // Under recovery exactly while a session exists: a recover that failed before
         // writing one changed nothing, and writes may come in again.
         st.recovering = session_exists(&g.dir);
+        if !st.recovering {
+            g.behind.open();
+        }
         g.commit.wake_all(&st.commit);
     }
 }

@@ -475,6 +475,8 @@ struct Job {
     reserved: usize,
     /// Bytes held in the server-wide pool.
     pooled: usize,
+    /// A WRITE answered when it was read ([`Export::answer_early`]): its ticket.
+    ticket: Option<u64>,
 }
 
 struct Shared<'a, W> {
@@ -511,6 +513,7 @@ impl<W> Shared<'_, W> {
 }
 
 fn run_job<W: Write>(sh: &Shared<'_, W>, mut job: Job) {
+    debug_assert!(job.ticket.is_none(), "answered writes run in run_writes");
     let e = sh.export;
     let result = match job.cmd {
         Command::Read { offset, .. } => e.read_at(&mut job.buf[proto::SIMPLE_REPLY_LEN..], offset),
@@ -709,7 +712,7 @@ fn worker<W: Write>(sh: &Shared<'_, W>, queue: &JobQueue) {
     while let Some(work) = queue.pop() {
         match work {
             Work::One(job) => run_job(sh, job),
-            Work::Writes(mut writes) if writes.len() == 1 => {
+            Work::Writes(mut writes) if writes.len() == 1 && writes[0].job.ticket.is_none() => {
                 run_job(sh, writes.pop().expect("one write").job)
             }
             Work::Writes(writes) => run_writes(sh, writes),
@@ -717,7 +720,8 @@ fn worker<W: Write>(sh: &Shared<'_, W>, queue: &JobQueue) {
     }
 }
 
-/// Runs several WRITEs with one [`Export::write_many`] and sends their replies at once.
+/// Runs several WRITEs with one [`Export::write_many`] and sends the replies of those not
+/// answered yet at once; the outcome of those answered goes to [`Export::answered`].
 fn run_writes<W: Write>(sh: &Shared<'_, W>, writes: Vec<WriteJob>) {
     let reqs: Vec<WriteReq<'_>> = writes
         .iter()
@@ -725,12 +729,17 @@ fn run_writes<W: Write>(sh: &Shared<'_, W>, writes: Vec<WriteJob>) {
             data: &w.job.buf,
             offset: w.offset,
             fua: w.fua,
+            answered: w.job.ticket.is_some(),
         })
         .collect();
     let results = sh.export.write_many(&reqs);
     drop(reqs);
     let mut replies = Vec::with_capacity(writes.len() * proto::SIMPLE_REPLY_LEN);
     for (w, r) in writes.iter().zip(&results) {
+        if let Some(ticket) = w.job.ticket {
+            sh.export.answered(ticket, r);
+            continue;
+        }
         let error = match r {
             Ok(()) => 0,
             Err(err) => {
@@ -744,7 +753,9 @@ fn run_writes<W: Write>(sh: &Shared<'_, W>, writes: Vec<WriteJob>) {
         }
         .encode(&mut replies);
     }
-    sh.replies.send(&replies);
+    if !replies.is_empty() {
+        sh.replies.send(&replies);
+    }
     for w in writes {
         sh.finish(w.job);
     }
@@ -940,8 +951,25 @@ fn read_loop<R: Read, W: Write>(
             buf,
             reserved: reserved.0,
             pooled: reserved.1,
+            ticket: None,
         };
-        queue.push(job);
+        // Write-behind: a WRITE without FUA may be answered as soon as it is queued.
+        let early = match cmd {
+            Command::Write {
+                offset,
+                fua: false,
+                len,
+            } => sh.export.answer_early(offset, len.into()),
+            _ => None,
+        };
+        let handle = job.handle;
+        queue.push(Job {
+            ticket: early,
+            ..job
+        });
+        if early.is_some() {
+            sh.replies.error(handle, 0);
+        }
     }
 }
 
@@ -1198,6 +1226,7 @@ mod tests {
             buf: vec![0; len],
             reserved: 0,
             pooled: 0,
+            ticket: None,
         }
     }
 

@@ -730,8 +730,9 @@ impl Group {
         (st, result)
     }
 
-    /// Reads the old contents of `jobs` and appends them to the journal: synced, or
-    /// written by direct I/O with the file to sync ([`Appended::SyncLater`]).
+    /// Reads the old contents of `jobs` and appends them to the journal: synced, or (on a
+    /// device that writes through: [`Journal::durable_on_completion`]) written by direct
+    /// I/O with the file to sync ([`Appended::SyncLater`]).
     /// Returns what views need to learn: (disk, offset, len, where the data is).
     ///
     /// The first chunk is read before the journal is taken, and `hand_on` runs once it
@@ -805,10 +806,15 @@ impl Group {
         // Direct appends (every one of this batch's: a buffered one was synced at once)
         // are made durable by syncing the segment they went to; a rotation synced the
         // one before.
-        let j = journal.expect("a batch with jobs appends");
-        let appended = if j.is_direct() {
+        let mut j = journal.expect("a batch with jobs appends");
+        let appended = if j.durable_on_completion() {
             Appended::SyncLater(j.sync_handle()?)
         } else {
+            // The next batch's append must not reach a volatile cache before this one is
+            // flushed: synced here, with the journal still held.
+            if j.is_direct() {
+                j.sync()?;
+            }
             Appended::Durable
         };
         Ok((out, appended))

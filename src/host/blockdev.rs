@@ -81,6 +81,24 @@ fn read_trim(p: &Path) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// Whether the device of sysfs folder `sysfs` keeps completed writes in a volatile cache
+/// until a flush (its `queue/write_cache` says `write back`; a partition answers for its
+/// disk). `Some(false)`: `write through`, a write is on stable storage when it completes
+/// (VMware's virtual disks: the guest kernel logs "Assuming drive cache: write through").
+/// `None` when sysfs does not say.
+pub fn volatile_cache_at(sysfs: &Path) -> Option<bool> {
+    let disk = if sysfs.join("partition").exists() {
+        sysfs.parent()?
+    } else {
+        sysfs
+    };
+    match read_trim(&disk.join("queue/write_cache"))?.as_str() {
+        "write back" => Some(true),
+        "write through" => Some(false),
+        _ => None,
+    }
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|it| {
@@ -220,6 +238,27 @@ mod tests {
 
     fn healthy() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots/healthy")
+    }
+
+    #[test]
+    fn a_partition_answers_for_its_disks_write_cache_and_an_unknown_mode_is_none() {
+        let t = tempfile::tempdir().unwrap();
+        let disk = t.path().join("sdb");
+        std::fs::create_dir_all(disk.join("queue")).unwrap();
+        std::fs::create_dir_all(disk.join("sdb1")).unwrap();
+        std::fs::write(disk.join("sdb1/partition"), "1\n").unwrap();
+        let cache = |mode: &str| {
+            std::fs::write(disk.join("queue/write_cache"), mode).unwrap();
+            (
+                volatile_cache_at(&disk),
+                volatile_cache_at(&disk.join("sdb1")),
+            )
+        };
+        assert_eq!(cache("write back\n"), (Some(true), Some(true)));
+        assert_eq!(cache("write through\n"), (Some(false), Some(false)));
+        assert_eq!(cache("something new\n"), (None, None));
+        std::fs::remove_file(disk.join("queue/write_cache")).unwrap();
+        assert_eq!(volatile_cache_at(&disk.join("sdb1")), None);
     }
 
     #[test]

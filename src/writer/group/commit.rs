@@ -9,13 +9,9 @@
 //!
 //! A batch whose undo only needs its journal file synced ([`Appended::SyncLater`]) gives the
 //! leader role up before that sync: the next batch reads and writes its undo while this
-//! one's sync runs, so two journal I/Os overlap instead of queueing. `lead` may give it up
-//! sooner, once its appends are sure to come first (the group's holds the journal): the
-//! next batch then reads its old data while this one's append is written (measured on a
-//! 512 MiB overwrite: the leader role was busy 97% of the time, a third of it reading).
-//! Batches still finish in order (a later batch may rely on undo an earlier one saved),
-//! and an append or sync that fails after the role was given up fails every batch taken
-//! before the failure was seen.
+//! one's sync runs, so two journal I/Os overlap instead of queueing. Batches still finish
+//! in order (a later batch may rely on undo an earlier one saved), and a sync that fails
+//! fails every batch taken before the failure was seen.
 //!
 //! A queued writer sleeps parked, not on a condvar: the leader wakes each of its batch's
 //! writers by its thread, and a woken writer learns that its batch is done from an atomic,
@@ -23,7 +19,6 @@
 //! condvar's wake-all had every woken writer queue for the lock in turn: four context
 //! switches per write, most of the service's CPU.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -145,7 +140,6 @@ impl GroupCommit {
         mut lead: impl FnMut(
             MutexGuard<'a, S>,
             &[Pending],
-            &dyn Fn(),
         ) -> (MutexGuard<'a, S>, Result<Appended, String>),
     ) -> Result<(), NotCommitted> {
         let q = st.queue();
@@ -224,7 +218,6 @@ impl GroupCommit {
         lead: &mut impl FnMut(
             MutexGuard<'a, S>,
             &[Pending],
-            &dyn Fn(),
         ) -> (MutexGuard<'a, S>, Result<Appended, String>),
     ) -> MutexGuard<'a, S> {
         let q = st.queue();
@@ -238,29 +231,16 @@ impl GroupCommit {
         // The last ticket of the batch before (tickets of refused writes leave gaps).
         let before = q.taken_ticket;
         q.taken_ticket = last;
-        // `lead` may give the role up once its appends are sure to go first (it holds the
-        // journal): the next batch then reads its undo while this one is written.
-        let handed = Cell::new(false);
-        let hand_on_early = || {
-            let mut st = lock(state);
-            // Counted before the role is given up: a point taking it waits for these.
-            self.inflight.fetch_add(batch.len(), Ordering::AcqRel);
-            self.hand_on(st.queue());
-            handed.set(true);
-        };
-        let (mut st, appended) = lead(st, &batch, &hand_on_early);
+        let (mut st, appended) = lead(st, &batch);
+        // Counted before the role is given up: a point taking it waits for these writes.
+        self.inflight.fetch_add(batch.len(), Ordering::AcqRel);
         // Whether this thread still holds the role (another may hold it once handed on).
-        let mut leading = !handed.get();
-        if leading {
-            self.inflight.fetch_add(batch.len(), Ordering::AcqRel);
-        }
+        let mut leading = true;
         let mut result = match appended {
             Ok(Appended::SyncLater(file)) => {
                 // The next batch is written while this one syncs.
-                if leading {
-                    self.hand_on(st.queue());
-                    leading = false;
-                }
+                self.hand_on(st.queue());
+                leading = false;
                 drop(st);
                 let synced = file
                     .sync_data()
@@ -275,14 +255,7 @@ impl GroupCommit {
                 synced
             }
             Ok(Appended::Durable) => Ok(()),
-            Err(msg) => {
-                if !leading {
-                    // Batches taken since may count on undo this one failed to save.
-                    let q = st.queue();
-                    q.lost_through = q.taken_ticket;
-                }
-                Err(msg)
-            }
+            Err(msg) => Err(msg),
         };
         // In order: a later batch may skip blocks an earlier one saved.
         st.queue().order_waiters += 1;
@@ -406,14 +379,6 @@ mod tests {
         /// A leader is inside `lead`, and how often a second one came in.
         leading: bool,
         overlaps: usize,
-        /// Leaders hand the role on once they hold `journal`, as the group's do.
-        early: bool,
-        /// The "journal": the first ticket of each batch appended, in append order.
-        journal: Arc<Mutex<Vec<u64>>>,
-        /// How long an append takes.
-        append_ms: u64,
-        /// Appends begun.
-        begun: Arc<AtomicUsize>,
     }
 
     impl HasQueue for Log {
@@ -429,32 +394,19 @@ mod tests {
     /// One write through the group commit: the batch's "I/O" runs unlocked, as the group's.
     fn write(gc: &GroupCommit, m: &Mutex<Log>, disk: usize, offset: u64) -> Result<(), String> {
         let st = m.lock().unwrap();
-        let lead = |mut st: MutexGuard<'_, Log>, batch: &[Pending], hand_on: &dyn Fn()| {
+        let lead = |mut st: MutexGuard<'_, Log>, batch: &[Pending]| {
             // Counted, not asserted: a panicking leader would leave the others parked.
-            let early = st.early;
-            if !early {
-                st.overlaps += usize::from(st.leading);
-                st.leading = true;
-            }
+            st.overlaps += usize::from(st.leading);
+            st.leading = true;
             let fail = st.fail.clone();
-            let (journal, ms, begun) = (st.journal.clone(), st.append_ms.max(1), st.begun.clone());
             drop(st);
-            let mut appends = journal.lock().unwrap();
-            if early {
-                hand_on();
-            }
-            appends.push(batch[0].ticket);
-            begun.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_millis(ms));
-            drop(appends);
+            std::thread::sleep(std::time::Duration::from_millis(1));
             let mut st = m.lock().unwrap();
             if fail.is_none() {
                 st.durable.extend(batch.iter().map(|p| (p.disk, p.offset)));
             }
             st.batch_sizes.push(batch.len());
-            if !early {
-                st.leading = false;
-            }
+            st.leading = false;
             let appended = match &st.sync_with {
                 Some(path) => Appended::SyncLater(File::open(path).unwrap()),
                 None => Appended::Durable,
@@ -534,61 +486,6 @@ mod tests {
         // Later batches are not failed by it.
         m.lock().unwrap().sync_with = Some(file.path().to_owned());
         write(&gc, &m, 0, 1001).unwrap();
-    }
-
-    #[test]
-    fn a_role_handed_on_before_the_append_keeps_appends_in_order_and_a_failed_one_fails_the_batch_after()
-     {
-        let file = tempfile::NamedTempFile::new().unwrap();
-        let gc = Arc::new(GroupCommit::default());
-        let m = Arc::new(Mutex::new(Log {
-            sync_with: Some(file.path().to_owned()),
-            early: true,
-            ..Log::default()
-        }));
-        eight_writers(&gc, &m);
-        let journal = m.lock().unwrap().journal.clone();
-        {
-            let st = gc.wait_quiet(m.lock().unwrap());
-            assert_eq!(st.durable.len(), 400);
-            assert_eq!(st.queue.done_ticket, 400);
-            assert!(!st.queue.leader);
-            let order = journal.lock().unwrap();
-            assert!(
-                order.windows(2).all(|w| w[0] < w[1]),
-                "appends out of batch order: {order:?}"
-            );
-        }
-        // A batch whose append fails after it handed the role on: the batch taken
-        // meanwhile may have skipped undo the failed one was to save, so it fails too.
-        {
-            let mut st = m.lock().unwrap();
-            st.fail = Some("journal write failed: disk gone".into());
-            st.append_ms = 100;
-        }
-        let begun = m.lock().unwrap().begun.clone();
-        let appended = begun.load(Ordering::SeqCst);
-        let first = {
-            let (gc, m) = (gc.clone(), m.clone());
-            std::thread::spawn(move || write(&gc, &m, 0, 2000))
-        };
-        // Its append has begun (and the role is handed on).
-        while begun.load(Ordering::SeqCst) == appended {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        {
-            let mut st = m.lock().unwrap();
-            st.fail = None;
-            st.append_ms = 1;
-        }
-        let e = write(&gc, &m, 1, 2001).unwrap_err();
-        assert!(e.contains("an earlier batch"), "{e}");
-        assert_eq!(
-            first.join().unwrap().unwrap_err(),
-            "journal write failed: disk gone"
-        );
-        drop(gc.wait_quiet(m.lock().unwrap()));
-        write(&gc, &m, 0, 2002).unwrap();
     }
 
     #[test]

@@ -195,9 +195,8 @@ pub struct Group {
     state: Mutex<State>,
     commit: GroupCommit,
     journal: Mutex<Journal>,
-    /// The leaders' record buffers, kept between batches: two at most are in use (one
-    /// batch appending, the next reading its undo).
-    scratch: Mutex<Vec<AlignedBuf>>,
+    /// The leader's record buffer, kept between batches.
+    scratch: Mutex<AlignedBuf>,
     /// Writes answered before they reach the group ([`behind`]).
     behind: Behind,
     write_behind: AtomicBool,
@@ -364,7 +363,7 @@ impl Group {
             state: Mutex::new(state),
             commit: GroupCommit::default(),
             journal: Mutex::new(journal),
-            scratch: Mutex::new(Vec::new()),
+            scratch: Mutex::new(AlignedBuf::default()),
             behind: Behind::default(),
             write_behind: AtomicBool::new(true),
             _lock: lock,
@@ -661,7 +660,7 @@ impl Group {
                 disk,
                 ranges,
                 |st| st.recovering,
-                |st, batch, hand_on| self.lead(st, batch, hand_on),
+                |st, batch| self.lead(st, batch),
             )
             .map_err(|e| match e {
                 NotCommitted::Closed => refused(&self.name),
@@ -671,14 +670,12 @@ impl Group {
 
     /// Saves the undo of a batch (the leader role held): decides under the lock what to
     /// save and in which order (seq), appends it without the lock, and tells the views.
-    /// The role is handed on (`hand_on`) once the journal is this batch's, before its
-    /// append; a direct-I/O journal's sync is left to the group commit
-    /// ([`Appended::SyncLater`]).
+    /// A direct-I/O journal's sync is left to the group commit, run once the role is
+    /// handed on ([`Appended::SyncLater`]).
     fn lead<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         batch: &[Pending],
-        hand_on: &dyn Fn(),
     ) -> (MutexGuard<'a, State>, Result<Appended, String>) {
         let mut jobs = Vec::new();
         for p in batch {
@@ -705,7 +702,7 @@ impl Group {
         let result = if jobs.is_empty() {
             Ok((Vec::new(), Appended::Durable))
         } else {
-            self.save(&jobs, max_seq, hand_on)
+            self.save(&jobs, max_seq)
         };
         let mut st = self.lock();
         let result = match result {
@@ -730,26 +727,21 @@ impl Group {
         (st, result)
     }
 
-    /// Reads the old contents of `jobs` and appends them to the journal: synced, or
-    /// written by direct I/O with the file to sync ([`Appended::SyncLater`]).
+    /// Reads the old contents of `jobs` and appends them to the journal: synced, or (on a
+    /// device that writes through: [`Journal::durable_on_completion`]) written by direct
+    /// I/O with the file to sync ([`Appended::SyncLater`]).
     /// Returns what views need to learn: (disk, offset, len, where the data is).
-    ///
-    /// The first chunk is read before the journal is taken, and `hand_on` runs once it
-    /// is: the next batch (which appends after this one, since it needs the journal too)
-    /// reads its undo while this one's is written. Reading ahead is safe: no target write
-    /// of this batch or a later one happens before this batch is durable.
     #[allow(clippy::type_complexity)]
     fn save(
         &self,
         jobs: &[(usize, u64, u64, u64)],
         max_seq: u64,
-        hand_on: &dyn Fn(),
     ) -> io::Result<(Vec<(usize, u64, u64, BlockSrc)>, Appended)> {
         let time_us = now_us();
         // Records go out in chunks of at most CHUNK bytes (a larger job is split into
         // several records of the same seq), so the leader's buffer stays bounded whatever
         // the batch; it is kept between batches so that it is not zero-filled each time.
-        let mut buf = Scratch::take(&self.scratch);
+        let mut buf = self.scratch.lock().unwrap();
         let mut out = Vec::new();
         let mut pieces = jobs.iter().flat_map(|&(disk, seq, offset, len)| {
             (0..len.div_ceil(CHUNK_DATA)).map(move |i| {
@@ -758,7 +750,7 @@ impl Group {
             })
         });
         let mut next = pieces.next();
-        let mut journal = None;
+        let mut j = self.journal.lock().unwrap();
         while next.is_some() {
             let room = buf.prepare(CHUNK);
             let mut used = 0;
@@ -784,12 +776,7 @@ impl Group {
                 next = pieces.next();
             }
             buf.set_len(used);
-            let j = journal.get_or_insert_with(|| {
-                let j = self.journal.lock().unwrap();
-                hand_on();
-                j
-            });
-            let Some((segment, base)) = self.append_or_prune(j, &mut buf, max_seq)? else {
+            let Some((segment, base)) = self.append_or_prune(&mut j, &mut buf, max_seq)? else {
                 // All history was dropped: the group writes through, nothing to index.
                 return Ok((Vec::new(), Appended::Durable));
             };
@@ -805,10 +792,14 @@ impl Group {
         // Direct appends (every one of this batch's: a buffered one was synced at once)
         // are made durable by syncing the segment they went to; a rotation synced the
         // one before.
-        let j = journal.expect("a batch with jobs appends");
-        let appended = if j.is_direct() {
+        let appended = if j.durable_on_completion() {
             Appended::SyncLater(j.sync_handle()?)
         } else {
+            // The next batch's append must not reach a volatile cache before this one is
+            // flushed: synced here, with the journal still held.
+            if j.is_direct() {
+                j.sync()?;
+            }
             Appended::Durable
         };
         Ok((out, appended))
@@ -1037,40 +1028,6 @@ impl Group {
         let mut st = self.commit.wait_quiet(st);
         st.commit.set_leader(true);
         Quiesced { group: self }
-    }
-}
-
-/// A record buffer taken from the group's (a new one when all are in use), given back
-/// when dropped.
-struct Scratch<'a> {
-    pool: &'a Mutex<Vec<AlignedBuf>>,
-    buf: AlignedBuf,
-}
-
-impl<'a> Scratch<'a> {
-    fn take(pool: &'a Mutex<Vec<AlignedBuf>>) -> Scratch<'a> {
-        let buf = pool.lock().unwrap().pop().unwrap_or_default();
-        Scratch { pool, buf }
-    }
-}
-
-impl std::ops::Deref for Scratch<'_> {
-    type Target = AlignedBuf;
-    fn deref(&self) -> &AlignedBuf {
-        &self.buf
-    }
-}
-
-impl std::ops::DerefMut for Scratch<'_> {
-    fn deref_mut(&mut self) -> &mut AlignedBuf {
-        &mut self.buf
-    }
-}
-
-impl Drop for Scratch<'_> {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        self.pool.lock().unwrap().push(buf);
     }
 }
 

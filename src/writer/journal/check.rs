@@ -57,7 +57,8 @@ pub struct BadRange {
 impl BadRange {
     /// Whether these bytes can be what a crash leaves: the last append, torn. A good
     /// record of a later batch after them means the append they belong to had finished
-    /// (appends are synced one after the other), so they are corruption. Version 1 has no
+    /// (an append is durable before the next is written: synced first, or written
+    /// through by a device without a volatile cache), so they are corruption. Version 1 has no
     /// batches: only bad bytes with nothing good after them may be torn.
     pub fn may_be_torn(&self) -> bool {
         if self.v1 {

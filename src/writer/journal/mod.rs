@@ -152,6 +152,9 @@ pub struct Journal {
     cur: File,
     /// `cur` was opened with O_DIRECT.
     direct: bool,
+    /// The journal's device has no volatile write cache: a direct write is durable when
+    /// it completes ([`Journal::durable_on_completion`]).
+    durable_on_completion: bool,
     segment_size: u64,
     /// Aligned copy of what [`Journal::append`] is given, for direct I/O.
     bounce: AlignedBuf,
@@ -250,6 +253,23 @@ impl AlignedBuf {
 
 pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("seg-{id:010}.log"))
+}
+
+/// Whether the device holding `dir` writes through (no volatile cache); unknown is no.
+fn durable_on_completion(dir: &Path) -> bool {
+    use crate::host::blockdev::{DevNum, volatile_cache_at};
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(dir) else {
+        return false;
+    };
+    let dev = DevNum::of(m.dev());
+    let volatile = (dev.major != 0)
+        .then(|| dev.sysfs(Path::new("/")))
+        .flatten()
+        .and_then(|s| volatile_cache_at(&s));
+    let durable = volatile == Some(false);
+    tracing::debug!(journal = %dir.display(), device = %dev, ?volatile, "journal device write cache");
+    durable
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
@@ -501,6 +521,7 @@ impl Journal {
                 segments,
                 cur,
                 direct,
+                durable_on_completion: durable_on_completion(dir),
                 segment_size,
                 bounce: AlignedBuf::default(),
                 next_batch,
@@ -740,6 +761,15 @@ impl Journal {
     /// device when the write returns, and [`Journal::sync_handle`]'s sync makes it durable.
     pub fn is_direct(&self) -> bool {
         self.direct
+    }
+
+    /// Whether a direct append is on stable storage once written, before any sync: the
+    /// device of the journal's folder says `write through` (no volatile cache). Only then
+    /// may the next append be written before this one's sync: on a device with a volatile
+    /// cache a power cut may keep the later append and lose part of this one, which a scan
+    /// could not tell from corruption (see `check::BadRange::may_be_torn`).
+    pub fn durable_on_completion(&self) -> bool {
+        self.direct && self.durable_on_completion
     }
 
     /// The current segment's file, to sync without the journal (its lock) held.

@@ -51,6 +51,20 @@ pub trait Export: Send + Sync {
     /// A write answered early (`ticket` from [`Export::answer_early`]) has run, with
     /// outcome `r`; nobody else learns of a failure.
     fn answered(&self, _ticket: u64, _r: &io::Result<()>) {}
+    /// Where answering early stands when a request is read: the server passes it to
+    /// [`Export::wait_answered`] and [`Export::flush_after`], which wait only for the
+    /// writes answered before (a later one may be queued behind the request).
+    fn answered_mark(&self) -> u64 {
+        0
+    }
+    /// Waits for the writes answered early before `mark` that overlap `[offset,
+    /// offset+len)`: the server calls it before a READ, WRITE_ZEROES, TRIM or a write not
+    /// answered early runs.
+    fn wait_answered(&self, _offset: u64, _len: u64, _mark: u64) {}
+    /// [`Export::flush`] of a FLUSH read at `mark`: it covers the writes answered before.
+    fn flush_after(&self, _mark: u64) -> io::Result<()> {
+        self.flush()
+    }
 }
 
 /// One WRITE of [`Export::write_many`].

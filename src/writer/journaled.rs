@@ -53,13 +53,11 @@ impl Export for JournaledDisk {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let t = &self.group.disks[self.disk];
         let n = buf.len() as u64;
-        self.group.wait_answered(self.disk, offset, n);
         t.stats.observe(Command::Read, n, || t.read_at(buf, offset))
     }
 
     fn write_at(&self, data: &[u8], offset: u64, fua: bool) -> io::Result<()> {
         let n = data.len() as u64;
-        self.group.wait_answered(self.disk, offset, n);
         self.stats().count_fua(fua);
         self.stats().observe(Command::Write, n, || {
             self.group.write(self.disk, data, offset, fua)
@@ -68,11 +66,6 @@ impl Export for JournaledDisk {
 
     /// The writes share one place in the group commit (one wake-up for all of them).
     fn write_many(&self, writes: &[WriteReq<'_>]) -> Vec<io::Result<()>> {
-        // One answered early waited in `answer_early` already.
-        for w in writes.iter().filter(|w| !w.answered) {
-            self.group
-                .wait_answered(self.disk, w.offset, w.data.len() as u64);
-        }
         let t0 = Instant::now();
         let out = self.group.write_many(self.disk, writes);
         let secs = t0.elapsed().as_secs_f64();
@@ -85,7 +78,6 @@ impl Export for JournaledDisk {
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool, fua: bool) -> io::Result<()> {
-        self.group.wait_answered(self.disk, offset, len);
         self.stats().count_fua(fua);
         self.stats().observe(Command::WriteZeroes, len, || {
             self.group
@@ -110,6 +102,20 @@ impl Export for JournaledDisk {
 
     fn answered(&self, ticket: u64, r: &io::Result<()>) {
         self.group.answered(ticket, r)
+    }
+
+    fn answered_mark(&self) -> u64 {
+        self.group.answered_mark()
+    }
+
+    fn wait_answered(&self, offset: u64, len: u64, mark: u64) {
+        self.group.wait_answered(self.disk, offset, len, mark)
+    }
+
+    fn flush_after(&self, mark: u64) -> io::Result<()> {
+        self.stats().observe(Command::Flush, 0, || {
+            self.group.point_after(Some(mark), false, "").map(|_| ())
+        })
     }
 }
 
@@ -219,6 +225,107 @@ mod tests {
         assert_eq!(on_disk(8192), data);
         send(&mut client, proto::CMD_DISC, 0, 5, 0, &[], 0);
         assert_eq!(serving.join().unwrap().unwrap(), transmit::End::Disconnect);
+    }
+
+    /// A FUA write right behind an answered write it overlaps: one worker, busy while
+    /// both are queued, so that it would take them in one run.
+    #[test]
+    fn a_fua_write_queued_behind_an_answered_write_it_overlaps_is_run_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, d) = one_disk_group(dir.path(), 1 << 20, 4 << 20);
+        d.write_at(&vec![7u8; 1 << 20], 0, false).unwrap();
+        g.point(true, "base").unwrap();
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let d = Arc::new(d);
+        let opts = TransmitOptions {
+            workers: 1,
+            ..TransmitOptions::default()
+        };
+        let serving = {
+            let (r, w, d) = (server.try_clone().unwrap(), server, d.clone());
+            std::thread::spawn(move || transmit::serve(r, w, &*d, &opts))
+        };
+        let held = g.journal();
+        let (a, b) = (vec![0xaau8; 4096], vec![0xbbu8; 4096]);
+        // The worker takes this one and waits for the held journal; the next two queue.
+        send(&mut client, proto::CMD_WRITE, 0, 1, 0, &a, 4096);
+        let r = reply(&mut client, Duration::from_secs(10)).expect("answered early");
+        assert_eq!((r.handle, r.error), (1, 0));
+        std::thread::sleep(Duration::from_millis(100));
+        send(&mut client, proto::CMD_WRITE, 0, 2, 65536, &a, 4096);
+        send(
+            &mut client,
+            proto::CMD_WRITE,
+            proto::CMD_FLAG_FUA,
+            3,
+            65536 + 2048,
+            &b,
+            4096,
+        );
+        let r = reply(&mut client, Duration::from_secs(10)).expect("answered early");
+        assert_eq!((r.handle, r.error), (2, 0));
+        std::thread::sleep(Duration::from_millis(100));
+        drop(held);
+        let r = reply(&mut client, Duration::from_secs(10)).expect("the FUA write's answer");
+        assert_eq!((r.handle, r.error), (3, 0));
+        let mut got = vec![0u8; 8192];
+        std::fs::File::open(dir.path().join("d.img"))
+            .unwrap()
+            .read_exact_at(&mut got, 65536)
+            .unwrap();
+        assert_eq!(&got[..2048], &a[..2048]);
+        assert_eq!(&got[2048..6144], &b[..]);
+        send(&mut client, proto::CMD_DISC, 0, 4, 0, &[], 0);
+        assert_eq!(serving.join().unwrap().unwrap(), transmit::End::Disconnect);
+    }
+
+    /// A READ and a FLUSH wait only for the writes answered before them: one answered
+    /// after them sits behind them in the queue (two workers here, one busy with the
+    /// first write and one with the read, so waiting for it would wait forever).
+    #[test]
+    fn a_read_and_a_flush_do_not_wait_for_a_write_answered_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, d) = one_disk_group(dir.path(), 1 << 20, 4 << 20);
+        d.write_at(&vec![7u8; 1 << 20], 0, false).unwrap();
+        g.point(true, "base").unwrap();
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let d = Arc::new(d);
+        let opts = TransmitOptions {
+            workers: 2,
+            ..TransmitOptions::default()
+        };
+        let serving = {
+            let (r, w, d) = (server.try_clone().unwrap(), server, d.clone());
+            std::thread::spawn(move || transmit::serve(r, w, &*d, &opts))
+        };
+        let held = g.journal();
+        let data = vec![0xccu8; 4096];
+        send(&mut client, proto::CMD_WRITE, 0, 1, 0, &data, 4096);
+        let r = reply(&mut client, Duration::from_secs(10)).expect("answered early");
+        assert_eq!((r.handle, r.error), (1, 0));
+        std::thread::sleep(Duration::from_millis(100));
+        send(&mut client, proto::CMD_READ, 0, 2, 65536, &[], 4096);
+        send(&mut client, proto::CMD_FLUSH, 0, 3, 0, &[], 0);
+        send(&mut client, proto::CMD_WRITE, 0, 4, 65536, &data, 4096);
+        let r = reply(&mut client, Duration::from_secs(10)).expect("answered early");
+        assert_eq!((r.handle, r.error), (4, 0));
+        drop(held);
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let r = reply(&mut client, Duration::from_secs(10)).expect("no request waits forever");
+            assert_eq!(r.error, 0, "{r:?}");
+            if r.handle == 2 {
+                let mut got = vec![0u8; 4096];
+                client.read_exact(&mut got).unwrap();
+                assert_eq!(got, vec![7u8; 4096], "read before the write was answered");
+            }
+            seen.push(r.handle);
+        }
+        seen.sort();
+        assert_eq!(seen, [2, 3]);
+        send(&mut client, proto::CMD_DISC, 0, 5, 0, &[], 0);
+        assert_eq!(serving.join().unwrap().unwrap(), transmit::End::Disconnect);
+        assert_eq!(g.points().len(), 2);
     }
 
     #[test]

@@ -121,20 +121,27 @@ impl Behind {
         }
     }
 
-    /// Waits until no answered write overlapping `[offset, offset+len)` of `disk` is
-    /// pending (a read, trim, zeroing or FUA write must see it).
-    pub fn wait_range(&self, disk: usize, offset: u64, len: u64) {
+    /// Where answering stands: the writes answered before now are those with a ticket
+    /// below it. A request takes it when it is read, and waits only for those (a write
+    /// answered after it may sit behind it in its connection's queue).
+    pub fn mark(&self) -> u64 {
+        self.lock().next
+    }
+
+    /// Waits until no write answered before `mark` that overlaps `[offset, offset+len)`
+    /// of `disk` is pending (a read, zeroing or FUA write must see it).
+    pub fn wait_range(&self, disk: usize, offset: u64, len: u64, mark: u64) {
         let mut st = self.lock();
-        while st.overlaps(disk, offset, offset + len, u64::MAX) {
+        while st.overlaps(disk, offset, offset + len, mark) {
             st = self.wait(st);
         }
     }
 
-    /// Waits until every write answered before this call is done. `Err` when an answered
-    /// write was lost: a point now would not hold it.
-    pub fn drain(&self) -> Result<(), String> {
+    /// Waits until every write answered before `mark` (before this call: `None`) is done.
+    /// `Err` when an answered write was lost: a point now would not hold it.
+    pub fn drain(&self, mark: Option<u64>) -> Result<(), String> {
         let mut st = self.lock();
-        let upto = st.next;
+        let upto = mark.unwrap_or(st.next);
         while st.pending.first_key_value().is_some_and(|(&t, _)| t < upto) {
             st = self.wait(st);
         }
@@ -147,7 +154,7 @@ impl Behind {
     /// Stops answering writes early and waits for the answered ones (a recover starts).
     pub fn close(&self) {
         self.lock().closed = true;
-        let _ = self.drain();
+        let _ = self.drain(None);
     }
 
     /// Answers writes early again (the recover is over).
@@ -185,7 +192,7 @@ mod tests {
         assert!(t4 > t3);
         b.done(t2, &Ok(()));
         b.done(t4, &Ok(()));
-        assert_eq!(b.drain(), Ok(()));
+        assert_eq!(b.drain(None), Ok(()));
     }
 
     #[test]
@@ -193,7 +200,7 @@ mod tests {
         let b = Arc::new(Behind::default());
         let t1 = b.answer(0, 0, 512).unwrap();
         let b2 = b.clone();
-        let drain = std::thread::spawn(move || b2.drain());
+        let drain = std::thread::spawn(move || b2.drain(None));
         std::thread::sleep(Duration::from_millis(50));
         // Answered after the drain began: not waited for.
         let t2 = b.answer(0, 8192, 512).unwrap();
@@ -201,7 +208,7 @@ mod tests {
         b.done(t1, &Ok(()));
         assert_eq!(drain.join().unwrap(), Ok(()));
         b.done(t2, &Err(io::Error::other("EIO on the target")));
-        let err = b.drain().unwrap_err();
+        let err = b.drain(None).unwrap_err();
         assert!(
             err.contains("EIO on the target") && err.contains("8192"),
             "{err}"
@@ -209,7 +216,7 @@ mod tests {
         // For good: a later write that succeeds does not bring the points back.
         let t3 = b.answer(0, 0, 512).unwrap();
         b.done(t3, &Ok(()));
-        assert!(b.drain().is_err());
+        assert!(b.drain(None).is_err());
     }
 
     #[test]
@@ -244,10 +251,12 @@ mod tests {
     fn a_read_waits_for_an_overlapping_answered_write_only() {
         let b = Arc::new(Behind::default());
         let t1 = b.answer(2, 1 << 20, 4096).unwrap();
-        b.wait_range(2, 0, 1 << 20); // ends where the write begins: no wait
-        b.wait_range(1, 1 << 20, 4096); // another disk
+        b.wait_range(2, 0, 1 << 20, u64::MAX); // ends where the write begins: no wait
+        b.wait_range(1, 1 << 20, 4096, u64::MAX); // another disk
         let b2 = b.clone();
-        let read = std::thread::spawn(move || b2.wait_range(2, (1 << 20) + 4095, 1));
+        let read = std::thread::spawn(move || b2.wait_range(2, (1 << 20) + 4095, 1, u64::MAX));
+        // A request read before the write answered does not wait for it.
+        b.wait_range(2, 1 << 20, 4096, t1);
         std::thread::sleep(Duration::from_millis(50));
         assert!(!read.is_finished());
         b.done(t1, &Ok(()));

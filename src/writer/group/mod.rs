@@ -534,10 +534,15 @@ impl Group {
         self.behind.done(ticket, r)
     }
 
-    /// Waits for the writes answered early that overlap `[offset, offset+len)` of `disk`
-    /// (what reads, zeroes, trims or writes it must see them).
-    pub fn wait_answered(&self, disk: usize, offset: u64, len: u64) {
-        self.behind.wait_range(disk, offset, len)
+    /// Where answering stands ([`Behind::mark`]): a request takes it when it is read.
+    pub fn answered_mark(&self) -> u64 {
+        self.behind.mark()
+    }
+
+    /// Waits for the writes answered early before `mark` that overlap `[offset,
+    /// offset+len)` of `disk` (what reads, zeroes or writes it must see them).
+    pub fn wait_answered(&self, disk: usize, offset: u64, len: u64, mark: u64) {
+        self.behind.wait_range(disk, offset, len, mark)
     }
 
     pub fn in_initial_sync(&self) -> bool {
@@ -879,8 +884,19 @@ impl Group {
     /// when anything was written since the last one (`app`: always, with `label`).
     /// Returns the new point, if one was made.
     pub fn point(&self, app: bool, label: &str) -> io::Result<Option<Point>> {
-        // Every write answered before (on any disk of the group) belongs to the point.
-        self.behind.drain().map_err(io::Error::other)?;
+        self.point_after(None, app, label)
+    }
+
+    /// [`Group::point`] for a FLUSH read at `mark` ([`Group::answered_mark`]): it holds
+    /// every write answered before it, on any disk of the group (not those answered
+    /// since, which may be queued behind it on its connection). `None`: before now.
+    pub fn point_after(
+        &self,
+        mark: Option<u64>,
+        app: bool,
+        label: &str,
+    ) -> io::Result<Option<Point>> {
+        self.behind.drain(mark).map_err(io::Error::other)?;
         let mut st = self.lock();
         if st.recovering {
             return Err(refused(&self.name));

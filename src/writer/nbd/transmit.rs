@@ -477,6 +477,9 @@ struct Job {
     pooled: usize,
     /// A WRITE answered when it was read ([`Export::answer_early`]): its ticket.
     ticket: Option<u64>,
+    /// Any other request: where answering early stood when it was read
+    /// ([`Export::answered_mark`]); it waits for the writes answered before.
+    mark: u64,
 }
 
 struct Shared<'a, W> {
@@ -515,13 +518,24 @@ impl<W> Shared<'_, W> {
 fn run_job<W: Write>(sh: &Shared<'_, W>, mut job: Job) {
     debug_assert!(job.ticket.is_none(), "answered writes run in run_writes");
     let e = sh.export;
+    // What it touches of the writes answered before it: run first.
+    let mark = job.mark;
+    match job.cmd {
+        Command::Read { offset, len } | Command::Write { offset, len, .. } => {
+            e.wait_answered(offset, len.into(), mark)
+        }
+        Command::Trim { offset, len, .. } | Command::WriteZeroes { offset, len, .. } => {
+            e.wait_answered(offset, len.into(), mark)
+        }
+        Command::Flush | Command::Disconnect => {}
+    }
     let result = match job.cmd {
         Command::Read { offset, .. } => e.read_at(&mut job.buf[proto::SIMPLE_REPLY_LEN..], offset),
         Command::Write { offset, fua, .. } => e.write_at(&job.buf, offset, fua),
-        Command::Flush => e.flush(),
+        Command::Flush => e.flush_after(mark),
         Command::Trim { offset, len, fua } => e
             .trim(offset, len.into())
-            .and_then(|()| if fua { e.flush() } else { Ok(()) }),
+            .and_then(|()| if fua { e.flush_after(mark) } else { Ok(()) }),
         Command::WriteZeroes {
             offset,
             len,
@@ -625,11 +639,16 @@ impl JobQueue {
                     Err(job) => Work::One(job),
                     Ok(first) => {
                         let mut bytes = first.job.buf.len();
+                        let answered = first.job.ticket.is_some();
                         let mut writes = vec![first];
+                        // Writes answered early run apart from the others: one not
+                        // answered waits for the answered writes it overlaps, which
+                        // must not be in its own run.
                         while let Some(next) = st.jobs.front()
                             && writes.len() < BATCH_WRITES
                             && bytes + next.buf.len() <= BATCH_BYTES
                             && matches!(next.cmd, Command::Write { .. })
+                            && next.ticket.is_some() == answered
                         {
                             bytes += next.buf.len();
                             let job = st.jobs.pop_front().expect("front exists");
@@ -723,6 +742,12 @@ fn worker<W: Write>(sh: &Shared<'_, W>, queue: &JobQueue) {
 /// Runs several WRITEs with one [`Export::write_many`] and sends the replies of those not
 /// answered yet at once; the outcome of those answered goes to [`Export::answered`].
 fn run_writes<W: Write>(sh: &Shared<'_, W>, writes: Vec<WriteJob>) {
+    // A run is all answered early or none ([`JobQueue::pop`]); the others run after the
+    // answered writes before them that they overlap.
+    for w in writes.iter().filter(|w| w.job.ticket.is_none()) {
+        sh.export
+            .wait_answered(w.offset, w.job.buf.len() as u64, w.job.mark);
+    }
     let reqs: Vec<WriteReq<'_>> = writes
         .iter()
         .map(|w| WriteReq {
@@ -952,6 +977,7 @@ fn read_loop<R: Read, W: Write>(
             reserved: reserved.0,
             pooled: reserved.1,
             ticket: None,
+            mark: 0,
         };
         // Write-behind: a WRITE without FUA may be answered as soon as it is queued.
         let early = match cmd {
@@ -962,9 +988,14 @@ fn read_loop<R: Read, W: Write>(
             } => sh.export.answer_early(offset, len.into()),
             _ => None,
         };
+        let mark = match early {
+            Some(_) => 0,
+            None => sh.export.answered_mark(),
+        };
         let handle = job.handle;
         queue.push(Job {
             ticket: early,
+            mark,
             ..job
         });
         if early.is_some() {
@@ -1227,6 +1258,7 @@ mod tests {
             reserved: 0,
             pooled: 0,
             ticket: None,
+            mark: 0,
         }
     }
 

@@ -34,10 +34,12 @@ pub use super::journal::BLOCK;
 /// 24 bytes each: 6 MiB) the set is dropped: saving a block twice is only redundant
 /// (recovery uses the earliest save after a point), never wrong.
 const MAX_SAVED_EXTENTS: usize = 1 << 18;
-/// Bytes of records per journal append: bounds the leader's buffer.
-const CHUNK: usize = 8 << 20;
+/// Bytes of records per journal append: bounds the leader's buffer. 4 MiB: with 15 groups
+/// written at once (the benchmark's scale case) 8 MiB buffers took the peak RSS to
+/// 295-336 MiB, 4 MiB ones to 235-254, with the journaled throughput unchanged.
+const CHUNK: usize = 4 << 20;
 /// Largest undo payload per record (a longer job is split), so one fits a chunk.
-const CHUNK_DATA: u64 = 4 << 20;
+const CHUNK_DATA: u64 = 2 << 20;
 
 pub fn now_us() -> i64 {
     SystemTime::now()

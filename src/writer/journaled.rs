@@ -166,19 +166,35 @@ mod tests {
         Some(SimpleReply::decode(&mut &h[..]).unwrap())
     }
 
-    /// Held journal = a leader that cannot save undo: a write still pending in the group.
-    #[test]
-    fn a_plain_write_is_answered_before_its_undo_is_saved_and_reads_and_flush_after_it_see_it() {
+    /// A group of one 1 MiB disk (all 7s, past its baseline) served on a socket pair by
+    /// `workers` workers: (temp dir, group, client end, the serving thread).
+    fn served(
+        workers: usize,
+    ) -> (
+        tempfile::TempDir,
+        Arc<Group>,
+        UnixStream,
+        std::thread::JoinHandle<Result<transmit::End, transmit::TransmitError>>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let (g, d) = one_disk_group(dir.path(), 1 << 20, 4 << 20);
         d.write_at(&vec![7u8; 1 << 20], 0, false).unwrap();
         g.point(true, "base").unwrap();
-        let (mut client, server) = UnixStream::pair().unwrap();
-        let d = Arc::new(d);
-        let serving = {
-            let (r, w, d) = (server.try_clone().unwrap(), server, d.clone());
-            std::thread::spawn(move || transmit::serve(r, w, &*d, &TransmitOptions::default()))
+        let (client, server) = UnixStream::pair().unwrap();
+        let opts = TransmitOptions {
+            workers,
+            ..TransmitOptions::default()
         };
+        let serving = std::thread::spawn(move || {
+            transmit::serve(server.try_clone().unwrap(), server, &d, &opts)
+        });
+        (dir, g, client, serving)
+    }
+
+    /// Held journal = a leader that cannot save undo: a write still pending in the group.
+    #[test]
+    fn a_plain_write_is_answered_before_its_undo_is_saved_and_reads_and_flush_after_it_see_it() {
+        let (dir, g, mut client, serving) = served(TransmitOptions::default().workers);
         let held = g.journal();
         let data = vec![0xabu8; 4096];
         send(&mut client, proto::CMD_WRITE, 0, 1, 8192, &data, 4096);
@@ -231,20 +247,7 @@ mod tests {
     /// both are queued, so that it would take them in one run.
     #[test]
     fn a_fua_write_queued_behind_an_answered_write_it_overlaps_is_run_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let (g, d) = one_disk_group(dir.path(), 1 << 20, 4 << 20);
-        d.write_at(&vec![7u8; 1 << 20], 0, false).unwrap();
-        g.point(true, "base").unwrap();
-        let (mut client, server) = UnixStream::pair().unwrap();
-        let d = Arc::new(d);
-        let opts = TransmitOptions {
-            workers: 1,
-            ..TransmitOptions::default()
-        };
-        let serving = {
-            let (r, w, d) = (server.try_clone().unwrap(), server, d.clone());
-            std::thread::spawn(move || transmit::serve(r, w, &*d, &opts))
-        };
+        let (dir, g, mut client, serving) = served(1);
         let held = g.journal();
         let (a, b) = (vec![0xaau8; 4096], vec![0xbbu8; 4096]);
         // The worker takes this one and waits for the held journal; the next two queue.
@@ -284,20 +287,7 @@ mod tests {
     /// first write and one with the read, so waiting for it would wait forever).
     #[test]
     fn a_read_and_a_flush_do_not_wait_for_a_write_answered_after_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let (g, d) = one_disk_group(dir.path(), 1 << 20, 4 << 20);
-        d.write_at(&vec![7u8; 1 << 20], 0, false).unwrap();
-        g.point(true, "base").unwrap();
-        let (mut client, server) = UnixStream::pair().unwrap();
-        let d = Arc::new(d);
-        let opts = TransmitOptions {
-            workers: 2,
-            ..TransmitOptions::default()
-        };
-        let serving = {
-            let (r, w, d) = (server.try_clone().unwrap(), server, d.clone());
-            std::thread::spawn(move || transmit::serve(r, w, &*d, &opts))
-        };
+        let (_dir, g, mut client, serving) = served(2);
         let held = g.journal();
         let data = vec![0xccu8; 4096];
         send(&mut client, proto::CMD_WRITE, 0, 1, 0, &data, 4096);

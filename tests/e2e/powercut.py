@@ -13,7 +13,8 @@ import random
 import threading
 import time
 
-from appliance import client_certs, config, dev_of, free_port, mount_os, run, sparse, start_writer
+from appliance import (check, client_certs, config, dev_of, free_port, mount_os, run, sparse,
+                       start_writer)
 from guest import Disk, Guest
 from nbd_client import Client
 
@@ -134,6 +135,14 @@ class PowerCut:
                 " | grep -cx 1048576 || true").strip() or 0)
         g.step = "journal opens after the cut" if not first else "writer start"
         start_writer(g, ["pc"])
+        # The retention disk shows no volatile cache (cache=directsync, as an ESXi disk):
+        # the writer overlaps each journal sync with the next append, so the cuts land on
+        # that path (on a write-back disk it syncs each append before the next).
+        ret = dev_of(g, WWN["ret"]).removeprefix("/dev/")
+        cache = g.ok(f"cat /sys/block/{ret}/queue/write_cache").strip()
+        check(g, cache == "write through", f"retention disk {ret}: write_cache {cache!r}")
+        check(g, "journal device writes through" in g.ok("cat /var/log/writer.log"),
+              "the writer did not find its journal device writing through")
         self.certs = client_certs(g, self.work / "certs")
 
     def points(self):

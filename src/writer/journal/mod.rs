@@ -268,7 +268,13 @@ fn durable_on_completion(dir: &Path) -> bool {
         .flatten()
         .and_then(|s| volatile_cache_at(&s));
     let durable = volatile == Some(false);
-    tracing::debug!(journal = %dir.display(), device = %dev, ?volatile, "journal device write cache");
+    if durable {
+        tracing::info!(journal = %dir.display(), device = %dev,
+            "journal device writes through: an append's sync may overlap the next append");
+    } else {
+        tracing::info!(journal = %dir.display(), device = %dev, ?volatile,
+            "journal device may cache writes: each append is synced before the next");
+    }
     durable
 }
 
@@ -521,7 +527,7 @@ impl Journal {
                 segments,
                 cur,
                 direct,
-                durable_on_completion: durable_on_completion(dir),
+                durable_on_completion: access == Access::Write && durable_on_completion(dir),
                 segment_size,
                 bounce: AlignedBuf::default(),
                 next_batch,

@@ -51,6 +51,8 @@ struct State {
     bytes: u64,
     /// Writes are answered only when they will reach the group: not while it recovers.
     closed: bool,
+    /// `[writer] write-behind = false`: nothing is answered early.
+    off: bool,
     /// The first answered write that failed: the group's points are refused.
     lost: Option<String>,
     /// Threads waiting in this tracker: done wakes them only when there are some.
@@ -83,7 +85,7 @@ impl Behind {
     pub fn answer(&self, disk: usize, offset: u64, len: u64) -> Option<u64> {
         let mut st = self.lock();
         loop {
-            if st.closed || st.bytes + len > MAX_BEHIND {
+            if st.closed || st.off || st.bytes + len > MAX_BEHIND {
                 return None;
             }
             if !st.overlaps(disk, offset, offset + len, u64::MAX) {
@@ -155,6 +157,11 @@ impl Behind {
     pub fn close(&self) {
         self.lock().closed = true;
         let _ = self.drain(None);
+    }
+
+    /// Whether writes may be answered early at all (`[writer] write-behind`).
+    pub fn set_enabled(&self, on: bool) {
+        self.lock().off = !on;
     }
 
     /// Answers writes early again (the recover is over).

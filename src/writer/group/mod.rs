@@ -23,7 +23,7 @@ pub use point::{Point, PointGone, PointKind};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -201,7 +201,6 @@ pub struct Group {
     scratch: Mutex<AlignedBuf>,
     /// Writes answered before they reach the group ([`behind`]).
     behind: Behind,
-    write_behind: AtomicBool,
     _lock: File,
 }
 
@@ -367,7 +366,6 @@ impl Group {
             journal: Mutex::new(journal),
             scratch: Mutex::new(AlignedBuf::default()),
             behind: Behind::default(),
-            write_behind: AtomicBool::new(true),
             _lock: lock,
         });
         if recovering {
@@ -520,15 +518,12 @@ impl Group {
     /// (write-behind, see [`behind`]): its ticket for [`Group::answered`]. `None`: answer
     /// it once it is written (the group is closed for a recover).
     pub fn answer_early(&self, disk: usize, offset: u64, len: u64) -> Option<u64> {
-        if !self.write_behind.load(Ordering::Relaxed) {
-            return None;
-        }
         self.behind.answer(disk, offset, len)
     }
 
     /// Whether plain writes are answered early (`[writer] write-behind`, on by default).
     pub fn set_write_behind(&self, on: bool) {
-        self.write_behind.store(on, Ordering::Relaxed);
+        self.behind.set_enabled(on);
     }
 
     /// A write answered early has been run, with outcome `r`.

@@ -521,12 +521,10 @@ fn run_job<W: Write>(sh: &Shared<'_, W>, mut job: Job) {
     // What it touches of the writes answered before it: run first.
     let mark = job.mark;
     match job.cmd {
-        Command::Read { offset, len } | Command::Write { offset, len, .. } => {
-            e.wait_answered(offset, len.into(), mark)
-        }
-        Command::Trim { offset, len, .. } | Command::WriteZeroes { offset, len, .. } => {
-            e.wait_answered(offset, len.into(), mark)
-        }
+        Command::Read { offset, len }
+        | Command::Write { offset, len, .. }
+        | Command::Trim { offset, len, .. }
+        | Command::WriteZeroes { offset, len, .. } => e.wait_answered(offset, len.into(), mark),
         Command::Flush | Command::Disconnect => {}
     }
     let result = match job.cmd {

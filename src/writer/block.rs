@@ -14,7 +14,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{FallocateFlags, fallocate};
+use nix::fcntl::{FallocateFlags, PosixFadviseAdvice, fallocate, posix_fadvise};
 
 /// Zeros are written in pieces of this size when the kernel cannot zero a range itself.
 const ZERO_CHUNK: usize = 1 << 20;
@@ -98,6 +98,24 @@ impl BlockFile {
 
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.file.read_exact_at(buf, offset)
+    }
+
+    /// Asks the kernel to start reading `[offset, offset+len)` into the page cache
+    /// (POSIX_FADV_WILLNEED) and returns at once. A hint: a kernel or file that cannot
+    /// take it only loses the head start, so its error is logged, not returned.
+    pub fn read_ahead(&self, offset: u64, len: u64) {
+        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+        else {
+            return;
+        };
+        if let Err(e) = posix_fadvise(
+            &self.file,
+            offset,
+            len,
+            PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+        ) {
+            tracing::debug!(path = %self.path.display(), error = %e, "read-ahead hint refused");
+        }
     }
 
     pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
@@ -235,6 +253,40 @@ mod tests {
         let reopened = BlockFile::open(&p, true).unwrap();
         assert_eq!(reopened.size(), 4 << 20);
         assert!(reopened.write_at(&[1], 0).is_err(), "opened read-only");
+    }
+
+    /// Bytes of `path` in the page cache, as util-linux's fincore counts them.
+    fn resident(path: &Path) -> u64 {
+        let out = std::process::Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
+            .arg(path)
+            .output()
+            .expect("fincore (util-linux) runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    #[test]
+    fn read_ahead_brings_that_range_into_the_page_cache_and_no_more() {
+        // On a disk filesystem: tmpfs pages cannot be dropped.
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let p = dir.path().join("t.img");
+        let b = BlockFile::create(&p, 8 << 20).unwrap();
+        b.write_at(&vec![0x5a; 8 << 20], 0).unwrap();
+        b.sync().unwrap();
+        posix_fadvise(&b.file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+        assert_eq!(resident(&p), 0, "the synced pages were dropped");
+
+        b.read_ahead(1 << 20, 2 << 20);
+        // The hint only starts the reads: wait for them.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while resident(&p) < 2 << 20 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(resident(&p), 2 << 20, "exactly the range asked for");
+        // Past the end, or beyond what an off_t holds: nothing to do, no panic.
+        b.read_ahead(8 << 20, 1 << 20);
+        b.read_ahead(u64::MAX - 1, 1);
     }
 
     #[test]

@@ -21,6 +21,8 @@ TEST_DEBS+=(openssh-client openssl)
 TEST_DEBS+=(rpm groff-base)
 # apply's --dry-run diff is checked with the tools that apply diffs.
 TEST_DEBS+=(patch git)
+# fincore counts a file's bytes in the page cache: the writer's read-ahead is checked with it.
+TEST_DEBS+=(util-linux-extra)
 
 _sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

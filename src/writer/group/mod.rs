@@ -180,7 +180,6 @@ impl State {
         self.first_dirty_us.get_or_insert_with(now_us);
     }
 
-    /// Why point `seq` cannot be recovered, if it cannot.
     /// The byte ranges of `ranges` (on disk `disk`, `size` bytes) whose blocks have no undo
     /// since the last point: what a batch's leader will read.
     fn unsaved_bytes(&self, disk: usize, ranges: &[(u64, u64)], size: u64) -> Vec<(u64, u64)> {
@@ -195,6 +194,7 @@ impl State {
             .collect()
     }
 
+    /// Why point `seq` cannot be recovered, if it cannot.
     fn lost(&self, seq: u64) -> Option<String> {
         self.damage
             .iter()

@@ -298,7 +298,8 @@ pub struct Writer {
     /// false: answer each write once it is on the target.
     pub write_behind: bool,
     /// Writes of a group in initial sync (no baseline yet) bypass the page cache (O_DIRECT)
-    /// when aligned to 4 KiB; false: through the page cache, as after the baseline.
+    /// when 1 MiB or more and aligned to 4 KiB; false: through the page cache, as after
+    /// the baseline.
     pub initial_sync_direct_io: bool,
     pub tls: Option<WriterTls>,
     pub disk: Vec<WriterDisk>,

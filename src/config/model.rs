@@ -297,6 +297,10 @@ pub struct Writer {
     /// the journal and the target (FLUSH and points still wait for it, reads see it);
     /// false: answer each write once it is on the target.
     pub write_behind: bool,
+    /// Writes of a group in initial sync (no baseline yet) bypass the page cache (O_DIRECT)
+    /// when 1 MiB or more and aligned to 4 KiB; false: through the page cache, as after
+    /// the baseline.
+    pub initial_sync_direct_io: bool,
     pub tls: Option<WriterTls>,
     pub disk: Vec<WriterDisk>,
     /// Consistency groups and who may open their disks (a disk's group need not be listed).
@@ -323,6 +327,7 @@ impl Default for Writer {
             journal_segment_size: Size(64 * Size::MIB),
             journal_write_ahead: Default::default(),
             write_behind: true,
+            initial_sync_direct_io: true,
             tls: None,
             disk: Vec::new(),
             group: Vec::new(),

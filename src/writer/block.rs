@@ -19,6 +19,18 @@ use nix::fcntl::{FallocateFlags, PosixFadviseAdvice, fallocate, posix_fadvise};
 /// Zeros are written in pieces of this size when the kernel cannot zero a range itself.
 const ZERO_CHUNK: usize = 1 << 20;
 
+/// What [`BlockFile::write_through`] asks of a write's memory, offset and length before it
+/// bypasses the page cache: 4 KiB covers every logical block size (512 or 4096 bytes).
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// Writes smaller than this stay in the page cache even where [`BlockFile::write_through`]
+/// could bypass it: each direct write into a sparse file's hole allocates its blocks
+/// there and then (`dd oflag=direct` into a fresh file on this VM: 914-929 MB/s in 256 KiB
+/// writes, 1.3-1.6 GB/s in 1-2 MiB ones), where the page cache allocates at write-back
+/// in large extents. nbdcopy's 256 KiB writes measured 0.87x buffered by direct I/O,
+/// qemu-img's 2 MiB ones 9x.
+pub const DIRECT_MIN: usize = 1 << 20;
+
 /// A block device or regular file and its size, fixed when it was opened.
 #[derive(Debug)]
 pub struct BlockFile {
@@ -27,6 +39,9 @@ pub struct BlockFile {
     size: u64,
     /// A regular file (else a block device): fallocate's errors mean different things.
     regular: bool,
+    /// The same file opened with O_DIRECT, for [`BlockFile::write_through`] (a target
+    /// only; `None` where the filesystem refuses it, e.g. tmpfs).
+    direct: Option<File>,
 }
 
 impl BlockFile {
@@ -69,7 +84,20 @@ impl BlockFile {
         if let Some(want) = size.filter(|&w| meta.is_file() && w > meta.len()) {
             file.set_len(want)?;
         }
-        BlockFile::sized(file, path)
+        let mut b = BlockFile::sized(file, path)?;
+        b.direct = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "no direct I/O on this target: every write goes through the page cache");
+                None
+            }
+        };
+        Ok(b)
     }
 
     fn sized(mut file: File, path: &Path) -> io::Result<BlockFile> {
@@ -81,6 +109,7 @@ impl BlockFile {
             path: path.to_owned(),
             size,
             regular,
+            direct: None,
         })
     }
 
@@ -119,6 +148,32 @@ impl BlockFile {
     }
 
     pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(data, offset)
+    }
+
+    /// Writes `data` at `offset` past the page cache (O_DIRECT) when the target has a direct
+    /// descriptor and the write is [`DIRECT_ALIGN`]-aligned in memory, offset and length, and
+    /// at least [`DIRECT_MIN`] long; otherwise as [`BlockFile::write_at`]. Durable only after [`BlockFile::sync`], like any
+    /// write (a device cache, and the file's block map for a sparse file). The kernel keeps
+    /// the two descriptors coherent: a direct write first writes back and drops the cached
+    /// pages of its range.
+    pub fn write_through(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        let aligned = |n: usize| n.is_multiple_of(DIRECT_ALIGN);
+        if let Some(d) = &self.direct
+            && data.len() >= DIRECT_MIN
+            && aligned(data.as_ptr() as usize)
+            && aligned(data.len())
+            && offset.is_multiple_of(DIRECT_ALIGN as u64)
+        {
+            match d.write_all_at(data, offset) {
+                // A filesystem may still refuse a direct write (alignment it wants larger):
+                // the page cache takes it.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::debug!(path = %self.path.display(), offset, len = data.len(), "direct write refused: written through the page cache");
+                }
+                r => return r,
+            }
+        }
         self.file.write_all_at(data, offset)
     }
 
@@ -202,7 +257,7 @@ fn cannot_here(e: Errno, regular: bool) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
@@ -287,6 +342,68 @@ mod tests {
         // Past the end, or beyond what an off_t holds: nothing to do, no panic.
         b.read_ahead(8 << 20, 1 << 20);
         b.read_ahead(u64::MAX - 1, 1);
+    }
+
+    /// `len` bytes of `byte` at a [`DIRECT_ALIGN`]-aligned address, in `raw`.
+    pub(crate) fn aligned(raw: &mut Vec<u8>, len: usize, byte: u8) -> &mut [u8] {
+        *raw = vec![byte; len + DIRECT_ALIGN];
+        let at = raw.as_ptr().align_offset(DIRECT_ALIGN);
+        &mut raw[at..at + len]
+    }
+
+    #[test]
+    fn an_aligned_write_through_bypasses_the_page_cache_and_others_go_through_it() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let p = dir.path().join("t.img");
+        let b = BlockFile::open_target(&p, Some(4 << 20)).unwrap();
+        assert!(b.direct.is_some(), "a disk filesystem takes O_DIRECT");
+        let mut raw = Vec::new();
+        let data = aligned(&mut raw, 1 << 20, 0x77);
+        b.write_through(data, 0).unwrap();
+        assert_eq!(resident(&p), 0, "past the page cache");
+
+        // Misaligned memory, offset or length, or short: through the page cache, still
+        // written.
+        let big = (1 << 20) + 4096;
+        b.write_through(&aligned(&mut Vec::new(), big + 1, 0x77)[1..], 1 << 20)
+            .unwrap();
+        b.write_through(&data[..4096], (2 << 20) + 8192 + 512)
+            .unwrap();
+        b.write_through(&data[..1000], 3 << 20).unwrap();
+        b.write_through(&data[..65536], (3 << 20) + 65536).unwrap();
+        let cached = resident(&p);
+        assert!(
+            // The short writes' pages: 2 (across a boundary), 1 and 16.
+            cached >= big as u64 + 3 * 4096 + 65536,
+            "{cached} bytes cached"
+        );
+        let mut back = vec![0u8; 1 << 20];
+        b.read_at(&mut back, 0).unwrap();
+        assert!(
+            back.iter().all(|&x| x == 0x77),
+            "the buffered descriptor reads it"
+        );
+        for (at, len) in [
+            (1 << 20, big),
+            ((2 << 20) + 8192 + 512, 4096),
+            (3 << 20, 1000),
+            ((3 << 20) + 65536, 65536),
+        ] {
+            let mut got = vec![0u8; len];
+            b.read_at(&mut got, at).unwrap();
+            assert!(got.iter().all(|&x| x == 0x77), "at {at}");
+        }
+
+        // A direct write over cached pages: what a later read sees is the new data.
+        let newer = aligned(&mut raw, 1 << 20, 0x99);
+        b.write_through(newer, 1 << 20).unwrap();
+        let mut got = vec![0u8; 1 << 20];
+        b.read_at(&mut got, 1 << 20).unwrap();
+        assert!(got.iter().all(|&x| x == 0x99));
+
+        // Only targets get a direct descriptor.
+        let plain = BlockFile::open(&p, false).unwrap();
+        assert!(plain.direct.is_none());
     }
 
     #[test]

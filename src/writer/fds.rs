@@ -15,8 +15,9 @@ pub const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis
 
 /// Descriptors kept free for everything but client sockets, beyond a few per disk.
 pub const RESERVE: usize = 64;
-/// Per served disk: its target, a journal segment, a view or recover reading an older one.
-pub const PER_DISK: usize = 4;
+/// Per served disk: its target (a buffered and a direct descriptor), a journal segment, a
+/// view or recover reading an older one.
+pub const PER_DISK: usize = 5;
 
 /// Raises the soft open-file limit to the hard one (the unit and the init script set a
 /// high hard limit; a shell's soft default of 1024 is too few for many clients). Returns

@@ -159,6 +159,7 @@ impl Writer {
             if access == Access::Write {
                 g.journal().set_write_ahead(cfg.writer.journal_write_ahead);
                 g.set_write_behind(cfg.writer.write_behind);
+                g.set_direct_initial_sync(cfg.writer.initial_sync_direct_io);
             }
             for d in g.damage() {
                 tracing::error!(group = %name, "journal damage: the points before it are lost: {}", d.reason);

@@ -23,7 +23,7 @@ pub use point::{Point, PointGone, PointKind};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -84,6 +84,11 @@ impl Target {
 
     pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
         self.store.write_at(data, offset)
+    }
+
+    /// Writes past the page cache where it can ([`BlockFile::write_through`]).
+    pub fn write_through(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.store.write_through(data, offset)
     }
 
     /// Asks the kernel to start reading `[offset, offset+len)` ([`BlockFile::read_ahead`]).
@@ -220,6 +225,8 @@ pub struct Group {
     scratch: Mutex<AlignedBuf>,
     /// Writes answered before they reach the group ([`behind`]).
     behind: Behind,
+    /// Initial-sync writes go past the page cache (`[writer] initial-sync-direct-io`).
+    direct_sync: AtomicBool,
     _lock: File,
 }
 
@@ -385,6 +392,7 @@ impl Group {
             journal: Mutex::new(journal),
             scratch: Mutex::new(AlignedBuf::default()),
             behind: Behind::default(),
+            direct_sync: AtomicBool::new(true),
             _lock: lock,
         });
         if recovering {
@@ -540,6 +548,12 @@ impl Group {
         self.behind.answer(disk, offset, len)
     }
 
+    /// Whether writes in initial sync go past the page cache (`[writer]
+    /// initial-sync-direct-io`, on by default).
+    pub fn set_direct_initial_sync(&self, on: bool) {
+        self.direct_sync.store(on, Ordering::Relaxed);
+    }
+
     /// Whether plain writes are answered early (`[writer] write-behind`, on by default).
     pub fn set_write_behind(&self, on: bool) {
         self.behind.set_enabled(on);
@@ -571,13 +585,14 @@ impl Group {
 
     /// Writes `data` at `offset` of disk `disk`, saving what it overwrites first.
     pub fn write(&self, disk: usize, data: &[u8], offset: u64, fua: bool) -> io::Result<()> {
-        self.journaled(disk, offset, data.len() as u64, |t| {
-            t.write_at(data, offset)
-        })?;
-        if fua {
-            self.disks[disk].sync()?;
-        }
-        Ok(())
+        let w = WriteReq {
+            data,
+            offset,
+            fua,
+            answered: false,
+        };
+        let mut out = self.write_many(disk, std::slice::from_ref(&w));
+        out.pop().expect("one outcome per write")
     }
 
     /// Zeroes a range, in chunks so that the undo buffer stays small.
@@ -612,18 +627,24 @@ impl Group {
             .iter()
             .map(|w| (w.offset, w.data.len() as u64))
             .collect();
-        if let Err(e) = self.admit(disk, &ranges) {
-            return writes.iter().map(|_| Err(copy_error(&e))).collect();
-        }
+        let initial = match self.admit(disk, &ranges) {
+            Ok(initial) => initial,
+            Err(e) => return writes.iter().map(|_| Err(copy_error(&e))).collect(),
+        };
+        // Initial sync fills the whole disk once: past the page cache, it neither copies
+        // every byte into memory nor leaves the appliance's memory full of a disk that is
+        // not read back (nothing is cached for the first overwrites' undo either way).
+        let through = initial && self.direct_sync.load(Ordering::Relaxed);
         let target = &self.disks[disk];
         let mut out: Vec<io::Result<()>> = writes
             .iter()
             .map(|w| {
-                self.written(
-                    target,
-                    w.data.len() as u64,
-                    target.write_at(w.data, w.offset),
-                )
+                let r = if through {
+                    target.write_through(w.data, w.offset)
+                } else {
+                    target.write_at(w.data, w.offset)
+                };
+                self.written(target, w.data.len() as u64, r)
             })
             .collect();
         if writes.iter().any(|w| w.fua)
@@ -662,13 +683,14 @@ impl Group {
 
     /// Lets writes of `ranges` of disk `disk` go to the target: once the undo of the blocks
     /// they overwrite is durable (after the baseline), or at once (before it). On `Ok` each
-    /// range counts in flight until its [`GroupCommit::write_done`].
+    /// range counts in flight until its [`GroupCommit::write_done`]. `Ok(true)`: the group is
+    /// in initial sync, no undo was saved.
     ///
     /// A write whose blocks' old contents the leader will read has them read ahead first,
     /// without the lock: the kernel fetches them while earlier batches are saved, so the
     /// leader finds them in memory instead of waiting for the disk once per write (a
     /// target's old contents are rarely cached: it is a replicated disk nothing reads).
-    fn admit(&self, disk: usize, ranges: &[(u64, u64)]) -> io::Result<()> {
+    fn admit(&self, disk: usize, ranges: &[(u64, u64)]) -> io::Result<bool> {
         let mut read_ahead = false;
         let st = loop {
             let mut st = self.lock();
@@ -678,7 +700,7 @@ impl Group {
             if st.initial_sync {
                 self.commit.write_direct(ranges.len());
                 st.mark_dirty();
-                return Ok(());
+                return Ok(true);
             }
             if read_ahead {
                 break st;
@@ -700,6 +722,7 @@ impl Group {
                 |st| st.recovering,
                 |st, batch| self.lead(st, batch),
             )
+            .map(|()| false)
             .map_err(|e| match e {
                 NotCommitted::Closed => refused(&self.name),
                 NotCommitted::Failed(msg) => io::Error::other(msg),
@@ -1200,6 +1223,41 @@ mod tests {
     use crate::writer::Export;
     use crate::writer::journal::PayloadReader;
     use testing::one_disk_group;
+
+    #[test]
+    fn initial_sync_writes_bypass_the_page_cache_and_journaled_ones_do_not() {
+        use crate::writer::block::tests::aligned;
+        // Bytes of the disk file in the page cache (util-linux's fincore).
+        let resident = |p: &std::path::Path| -> u64 {
+            let out = std::process::Command::new("fincore")
+                .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
+                .arg(p)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        let t = tempfile::tempdir_in("/var/tmp").unwrap();
+        let (g, _) = one_disk_group(t.path(), 4 << 20, 1 << 20);
+        let disk = t.path().join("d.img");
+        let mut raw = Vec::new();
+        let data = aligned(&mut raw, 1 << 20, 3);
+        g.write(0, data, 0, false).unwrap();
+        assert_eq!(resident(&disk), 0, "initial sync: past the page cache");
+
+        // Switched off: through it.
+        g.set_direct_initial_sync(false);
+        g.write(0, data, 1 << 20, false).unwrap();
+        assert_eq!(resident(&disk), 1 << 20);
+        g.set_direct_initial_sync(true);
+
+        // After the baseline the old contents are read and the write is buffered.
+        g.point(true, "base").unwrap().expect("the baseline");
+        g.write(0, data, 2 << 20, false).unwrap();
+        assert_eq!(resident(&disk), 2 << 20);
+        let mut back = vec![0u8; 3 << 20];
+        g.disks[0].read_at(&mut back, 0).unwrap();
+        assert!(back.iter().all(|&x| x == 3));
+    }
 
     #[test]
     fn a_write_reads_ahead_only_the_blocks_whose_undo_is_still_to_save() {

@@ -11,6 +11,9 @@
 //! no budget through this list; it holds at most [`KEEP_BYTES`] of memory, and all
 //! connections together at most [`KEEP_TOTAL`] (60 connections would otherwise keep 240
 //! MiB beside the budget).
+//!
+//! A buffer's bytes start on a 4 KiB boundary ([`Payload`]), so that a write's payload can
+//! go to a target opened for direct I/O as it is (see `BlockFile::write_through`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,42 +28,81 @@ pub const KEEP_TOTAL: usize = 32 << 20;
 
 static KEPT: AtomicUsize = AtomicUsize::new(0);
 
+/// Where a payload's bytes start in memory: what direct I/O asks of a buffer.
+pub const ALIGN: usize = 4096;
+
+/// A request's bytes, starting at an [`ALIGN`]-aligned address.
+#[derive(Default)]
+pub struct Payload {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Payload {
+    /// A zeroed payload of `len` bytes.
+    fn new(len: usize) -> Payload {
+        let raw = vec![0u8; len + ALIGN - 1];
+        let start = raw.as_ptr().align_offset(ALIGN);
+        Payload { raw, start, len }
+    }
+
+    /// Bytes of memory held.
+    pub fn capacity(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Room for `len` bytes from the aligned start.
+    fn room(&self) -> usize {
+        self.raw.len() - self.start
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+}
+
+impl std::ops::DerefMut for Payload {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.len]
+    }
+}
+
 #[derive(Default)]
 pub struct Buffers {
-    kept: Mutex<Vec<Vec<u8>>>,
+    kept: Mutex<Vec<Payload>>,
 }
 
 impl Buffers {
     /// A buffer of `len` bytes: a kept one when one is large enough (its stale bytes are
     /// overwritten by the caller: a payload read or a read reply), else a new zeroed one.
-    pub fn take(&self, len: usize) -> Vec<u8> {
+    pub fn take(&self, len: usize) -> Payload {
         let found = {
             let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
             kept.iter()
-                .rposition(|b| b.capacity() >= len)
+                .rposition(|b| b.room() >= len)
                 .map(|i| kept.swap_remove(i))
         };
         match found {
             Some(mut b) => {
                 KEPT.fetch_sub(b.capacity(), Ordering::Relaxed);
-                if b.len() < len {
-                    b.resize(len, 0);
-                } else {
-                    b.truncate(len);
-                }
+                b.len = len;
                 b
             }
-            None => vec![0u8; len],
+            None => Payload::new(len),
         }
     }
 
     /// Gives a finished buffer back: kept when it fits in the connection's share.
-    pub fn give(&self, buf: Vec<u8>) {
+    pub fn give(&self, buf: Payload) {
         if buf.capacity() == 0 || buf.capacity() > KEEP_BYTES {
             return;
         }
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let held: usize = kept.iter().map(Vec::capacity).sum();
+        let held: usize = kept.iter().map(Payload::capacity).sum();
         if kept.len() >= KEEP_COUNT || held + buf.capacity() > KEEP_BYTES {
             return;
         }
@@ -74,14 +116,19 @@ impl Buffers {
 
     #[cfg(test)]
     fn held(&self) -> usize {
-        self.kept.lock().unwrap().iter().map(Vec::capacity).sum()
+        self.kept
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Payload::capacity)
+            .sum()
     }
 }
 
 impl Drop for Buffers {
     fn drop(&mut self) {
         let kept = self.kept.get_mut().unwrap_or_else(|p| p.into_inner());
-        let n: usize = kept.iter().map(Vec::capacity).sum();
+        let n: usize = kept.iter().map(Payload::capacity).sum();
         KEPT.fetch_sub(n, Ordering::Relaxed);
     }
 }
@@ -101,11 +148,19 @@ mod tests {
         b.give(again);
         let grown = b.take(256 << 10);
         assert_eq!((grown.as_ptr(), grown.len()), (at, 256 << 10));
+        for len in [1, 4095, 4096, 200_000] {
+            let p = b.take(len);
+            assert_eq!(
+                (p.as_ptr() as usize % ALIGN, p.len()),
+                (0, len),
+                "aligned, {len} bytes"
+            );
+        }
         for _ in 0..64 {
-            b.give(vec![1u8; 1 << 20]);
+            b.give(Payload::new(1 << 20));
         }
         assert!(b.held() <= KEEP_BYTES, "{}", b.held());
-        b.give(vec![0u8; KEEP_BYTES + 1]);
+        b.give(Payload::new(KEEP_BYTES + 1));
         assert!(b.held() <= KEEP_BYTES);
     }
 
@@ -116,7 +171,7 @@ mod tests {
             .collect();
         for c in &conns {
             for _ in 0..KEEP_COUNT {
-                c.give(vec![0u8; 256 << 10]);
+                c.give(Payload::new(256 << 10));
             }
         }
         let held: usize = conns.iter().map(Buffers::held).sum();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::buffers::Buffers;
+use super::buffers::{Buffers, Payload};
 use super::proto::{self, Request, SimpleReply};
 use crate::writer::export::{Export, WriteReq};
 
@@ -471,7 +471,7 @@ struct Job {
     handle: u64,
     cmd: Command,
     /// WRITE data, or the READ buffer with room for the reply header in front.
-    buf: Vec<u8>,
+    buf: Payload,
     reserved: usize,
     /// Bytes held in the server-wide pool.
     pooled: usize,
@@ -933,7 +933,7 @@ fn read_loop<R: Read, W: Write>(
         }
         let checked = check(&req, size, read_only, opts.max_request);
         let mut reserved = (0, 0);
-        let mut buf = Vec::new();
+        let mut buf = Payload::default();
         if req.command == proto::CMD_WRITE {
             // The payload is on the wire even when the request is refused: consume it.
             reserved = sh.reserve(req.len as usize);
@@ -1252,7 +1252,7 @@ mod tests {
         Job {
             handle,
             cmd,
-            buf: vec![0; len],
+            buf: Buffers::default().take(len),
             reserved: 0,
             pooled: 0,
             ticket: None,

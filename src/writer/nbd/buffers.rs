@@ -18,11 +18,12 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Bytes of finished buffers one connection keeps (a depth-16 client of 256 KiB requests
-/// reuses its buffers; one of 32 MiB requests keeps none).
-pub const KEEP_BYTES: usize = 4 << 20;
 /// Buffers one connection keeps.
 const KEEP_COUNT: usize = 16;
+/// Bytes of finished buffers one connection keeps (a depth-16 client of 256 KiB requests
+/// reuses its buffers; one of 32 MiB requests keeps none), counting the up to 4 KiB each
+/// buffer holds beyond its payload to align it.
+pub const KEEP_BYTES: usize = (4 << 20) + KEEP_COUNT * ALIGN;
 /// Bytes of kept buffers over all connections of the process.
 pub const KEEP_TOTAL: usize = 32 << 20;
 
@@ -148,6 +149,10 @@ mod tests {
         b.give(again);
         let grown = b.take(256 << 10);
         assert_eq!((grown.as_ptr(), grown.len()), (at, 256 << 10));
+        // A depth-16 client of 256 KiB requests keeps all 16 (alignment included).
+        let all: Vec<Payload> = (0..KEEP_COUNT).map(|_| b.take(256 << 10)).collect();
+        all.into_iter().for_each(|p| b.give(p));
+        assert_eq!(b.kept.lock().unwrap().len(), KEEP_COUNT);
         for len in [1, 4095, 4096, 200_000] {
             let p = b.take(len);
             assert_eq!(

@@ -311,7 +311,7 @@ pub(crate) mod tests {
     }
 
     /// Bytes of `path` in the page cache, as util-linux's fincore counts them.
-    fn resident(path: &Path) -> u64 {
+    pub(crate) fn resident(path: &Path) -> u64 {
         let out = std::process::Command::new("fincore")
             .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
             .arg(path)

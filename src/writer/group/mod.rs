@@ -1226,16 +1226,7 @@ mod tests {
 
     #[test]
     fn initial_sync_writes_bypass_the_page_cache_and_journaled_ones_do_not() {
-        use crate::writer::block::tests::aligned;
-        // Bytes of the disk file in the page cache (util-linux's fincore).
-        let resident = |p: &std::path::Path| -> u64 {
-            let out = std::process::Command::new("fincore")
-                .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
-                .arg(p)
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-        };
+        use crate::writer::block::tests::{aligned, resident};
         let t = tempfile::tempdir_in("/var/tmp").unwrap();
         let (g, _) = one_disk_group(t.path(), 4 << 20, 1 << 20);
         let disk = t.path().join("d.img");

@@ -706,6 +706,10 @@ impl Group {
                 break st;
             }
             let unsaved = st.unsaved_bytes(disk, ranges, self.disks[disk].size());
+            if unsaved.is_empty() {
+                // Rewrites of blocks saved since the point: nothing to read, keep the lock.
+                break st;
+            }
             drop(st);
             for (offset, len) in unsaved {
                 self.disks[disk].read_ahead(offset, len);

@@ -30,7 +30,7 @@ pub const KEEP_TOTAL: usize = 32 << 20;
 static KEPT: AtomicUsize = AtomicUsize::new(0);
 
 /// Where a payload's bytes start in memory: what direct I/O asks of a buffer.
-pub const ALIGN: usize = 4096;
+pub const ALIGN: usize = crate::writer::block::DIRECT_ALIGN;
 
 /// A request's bytes, starting at an [`ALIGN`]-aligned address.
 #[derive(Default)]

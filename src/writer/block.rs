@@ -12,6 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{FallocateFlags, PosixFadviseAdvice, fallocate, posix_fadvise};
@@ -42,6 +43,9 @@ pub struct BlockFile {
     /// The same file opened with O_DIRECT, for [`BlockFile::write_through`] (a target
     /// only; `None` where the filesystem refuses it, e.g. tmpfs).
     direct: Option<File>,
+    /// A direct write succeeded: logged once, so that the log says which way an initial
+    /// sync goes.
+    direct_used: AtomicBool,
 }
 
 impl BlockFile {
@@ -110,6 +114,7 @@ impl BlockFile {
             size,
             regular,
             direct: None,
+            direct_used: AtomicBool::new(false),
         })
     }
 
@@ -170,6 +175,12 @@ impl BlockFile {
                 // the page cache takes it.
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     tracing::debug!(path = %self.path.display(), offset, len = data.len(), "direct write refused: written through the page cache");
+                }
+                Ok(()) => {
+                    if !self.direct_used.swap(true, Ordering::Relaxed) {
+                        tracing::info!(path = %self.path.display(), "target written by direct I/O: the initial sync's large writes go past the page cache");
+                    }
+                    return Ok(());
                 }
                 r => return r,
             }
@@ -359,8 +370,17 @@ pub(crate) mod tests {
         assert!(b.direct.is_some(), "a disk filesystem takes O_DIRECT");
         let mut raw = Vec::new();
         let data = aligned(&mut raw, 1 << 20, 0x77);
+        b.write_through(&data[..65536], 0).unwrap();
+        assert!(
+            !b.direct_used.load(Ordering::Relaxed),
+            "a short write is buffered"
+        );
         b.write_through(data, 0).unwrap();
         assert_eq!(resident(&p), 0, "past the page cache");
+        assert!(
+            b.direct_used.load(Ordering::Relaxed),
+            "the direct write is logged"
+        );
 
         // Misaligned memory, offset or length, or short: through the page cache, still
         // written.

@@ -469,7 +469,8 @@ fn phase_confusion_closes() {
     let (s, t) = socketpair(&f.server);
     let mut c = Raw::greet(s, FLAG_C_FIXED_NEWSTYLE);
     c.request(CMD_WRITE, 0, 1, 0, 4);
-    c.s.write_all(b"evil").unwrap();
+    // The server may have closed on the header already: the payload then meets EPIPE.
+    let _ = c.s.write_all(b"evil");
     assert!(c.closed());
     assert!(t.join().unwrap().contains("BadMagic"));
     assert!(unchanged(&f.disk));

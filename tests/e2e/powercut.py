@@ -73,8 +73,24 @@ class Model:
         return None
 
 
-def load(model, port, certs, stop, rng, log):
-    """Writes 1-4 random 64 KiB blocks to a disk, then FLUSHes it; repeats until the cut."""
+def blocks(rng):
+    """The rounds' burst: 1-4 random 64 KiB blocks."""
+    return [(rng.randrange(DISK_SIZE // BLOCK) * BLOCK, rng.randbytes(BLOCK))
+            for _ in range(rng.randint(1, 4))]
+
+
+def sync_blocks(rng):
+    """An initial sync's burst: 1-3 writes of 1 or 2 MiB at MiB offsets (large and aligned,
+    so the writer sends them past the page cache)."""
+    out = []
+    for _ in range(rng.randint(1, 3)):
+        n = rng.choice((1, 2)) * MIB
+        out.append((rng.randrange((DISK_SIZE - n) // MIB + 1) * MIB, rng.randbytes(n)))
+    return out
+
+
+def load(model, port, certs, stop, rng, log, burst=blocks):
+    """Writes a `burst` to a random disk, then FLUSHes it; repeats until the cut."""
     try:
         clients = [Client(port, name, certs) for name, _, _ in DISKS]
     except Exception as e:  # the cut may come before the connection
@@ -83,37 +99,8 @@ def load(model, port, certs, stop, rng, log):
     try:
         while not stop.is_set():
             disk = rng.randrange(2)
-            for _ in range(rng.randint(1, 4)):
-                off = rng.randrange(DISK_SIZE // BLOCK) * BLOCK
-                data = rng.randbytes(BLOCK)
+            for off, data in burst(rng):
                 model.wrote(disk, off, data)  # before sending: it may land though unacknowledged
-                clients[disk].write(off, data)
-            model.flush_sent()
-            clients[disk].flush()
-            model.flush_acked()
-    except Exception as e:
-        log.append(f"stopped by the cut: {type(e).__name__}: {e}")
-    finally:
-        for c in clients:
-            c.close()
-
-
-def sync_load(model, port, certs, stop, rng, log):
-    """An initial sync's pattern: 1 or 2 MiB writes at MiB offsets (large and aligned, so the
-    writer sends them past the page cache), a FLUSH after every few; until the cut."""
-    try:
-        clients = [Client(port, name, certs) for name, _, _ in DISKS]
-    except Exception as e:
-        log.append(f"connect: {e}")
-        return
-    try:
-        while not stop.is_set():
-            disk = rng.randrange(2)
-            for _ in range(rng.randint(1, 3)):
-                n = rng.choice((1, 2)) * MIB
-                off = rng.randrange((DISK_SIZE - n) // MIB + 1) * MIB
-                data = rng.randbytes(n)
-                model.wrote(disk, off, data)
                 clients[disk].write(off, data)
             model.flush_sent()
             clients[disk].flush()
@@ -224,7 +211,8 @@ class PowerCut:
         g.step = "cut during the initial sync: load"
         model = Model([bytes(DISK_SIZE) for _ in DISKS])
         stop, log = threading.Event(), []
-        t = threading.Thread(target=sync_load, args=(model, self.port, self.certs, stop, self.rng, log))
+        t = threading.Thread(target=load, args=(model, self.port, self.certs, stop, self.rng, log,
+                                                sync_blocks))
         t.start()
         time.sleep(self.rng.uniform(3.0, 8.0))
         # The writes took the direct path (the writer logs it once per disk), and the group

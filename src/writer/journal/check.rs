@@ -5,12 +5,16 @@
 use super::format::{
     self, DecodeError, HEADER_LEN, Header, Kind, LAST_IN_BATCH, Meta, PointRecord,
 };
+use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
 /// Bytes read at once.
 const WINDOW: usize = 1 << 20;
+/// Bytes asked ahead of the window (`POSIX_FADV_WILLNEED`): the disk reads them while the
+/// window is verified.
+const AHEAD: u64 = 8 << 20;
 
 /// What one segment holds.
 #[derive(Debug, Default)]
@@ -75,6 +79,8 @@ struct Window<'a> {
     len: u64,
     start: u64,
     buf: Vec<u8>,
+    /// Where the read-ahead asked for so far ends.
+    ahead_to: u64,
 }
 
 impl Window<'_> {
@@ -83,6 +89,7 @@ impl Window<'_> {
         let have = at >= self.start && at + n as u64 <= self.start + self.buf.len() as u64;
         if !have {
             let want = (n.max(WINDOW) as u64).min(self.len.saturating_sub(at)) as usize;
+            self.read_ahead(at + want as u64);
             self.buf.resize(want, 0);
             self.file.read_exact_at(&mut self.buf, at)?;
             self.start = at;
@@ -90,6 +97,20 @@ impl Window<'_> {
         let lo = (at - self.start) as usize;
         let hi = (lo + n).min(self.buf.len());
         Ok(&self.buf[lo..hi])
+    }
+
+    /// Asks the kernel to read the [`AHEAD`] bytes from `from` while this window is
+    /// checked, once per stretch: a hint, its error ignored.
+    fn read_ahead(&mut self, from: u64) {
+        if from >= self.len || from < self.ahead_to.saturating_sub(AHEAD / 2) {
+            return;
+        }
+        let from = from.max(self.ahead_to);
+        let to = (from + AHEAD).min(self.len);
+        if let (Ok(off), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) {
+            let _ = posix_fadvise(self.file, off, len, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
+        }
+        self.ahead_to = to;
     }
 
     /// The record at `at`, its header checked and its payload verified.
@@ -188,6 +209,7 @@ pub fn scan_segment(file: &File, prev_batch: u64) -> io::Result<SegmentScan> {
         len,
         start: 0,
         buf: Vec::new(),
+        ahead_to: 0,
     };
     let mut s = SegmentScan {
         len,
@@ -282,4 +304,64 @@ pub fn scan_segment(file: &File, prev_batch: u64) -> io::Result<SegmentScan> {
         }
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::block::tests::resident;
+    use std::time::{Duration, Instant};
+
+    /// Waits (the hint only starts the reads) until `want` bytes of `path` are cached.
+    fn cached_at_least(path: &std::path::Path, want: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = resident(path);
+            if got >= want || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn the_scan_asks_the_kernel_for_the_bytes_ahead_of_its_window() {
+        // On a disk filesystem: tmpfs pages cannot be dropped.
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let p = dir.path().join("seg-0000000001.log");
+        let len = 24u64 << 20;
+        std::fs::write(&p, vec![0x5a; len as usize]).unwrap();
+        let f = File::open(&p).unwrap();
+        f.sync_all().unwrap();
+        posix_fadvise(&f, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+        assert_eq!(resident(&p), 0, "the synced pages were dropped");
+        let mut w = Window {
+            file: &f,
+            len,
+            start: 0,
+            buf: Vec::new(),
+            ahead_to: 0,
+        };
+
+        // The first window, and the 8 MiB after it asked for.
+        w.get(0, HEADER_LEN).unwrap();
+        let first = WINDOW as u64 + AHEAD;
+        let got = cached_at_least(&p, first);
+        assert!(
+            got >= first && got < len,
+            "{got} bytes cached after the first window"
+        );
+        assert_eq!(w.ahead_to, first);
+        // The next window is inside what was asked: nothing more is asked for yet.
+        w.get(WINDOW as u64, HEADER_LEN).unwrap();
+        assert_eq!(w.ahead_to, first);
+        // Half of the stretch used: the next 8 MiB are asked for, up to the file's end.
+        w.get(5 << 20, HEADER_LEN).unwrap();
+        assert_eq!(w.ahead_to, first + AHEAD);
+        assert!(cached_at_least(&p, first + AHEAD) >= first + AHEAD);
+        w.get(13 << 20, HEADER_LEN).unwrap();
+        assert_eq!(w.ahead_to, len, "clipped at the end");
+        w.get(len - 16, 16).unwrap();
+        assert_eq!(w.ahead_to, len);
+    }
 }

@@ -24,6 +24,43 @@ const ZERO_CHUNK: usize = 1 << 20;
 /// bypasses the page cache: 4 KiB covers every logical block size (512 or 4096 bytes).
 pub const DIRECT_ALIGN: usize = 4096;
 
+/// Zeroed memory whose bytes start on a [`DIRECT_ALIGN`] boundary, as a direct write asks
+/// of its buffer: what the NBD payloads and the journal's append buffer are made of.
+#[derive(Default)]
+pub struct AlignedMem {
+    raw: Vec<u8>,
+    start: usize,
+}
+
+impl AlignedMem {
+    /// At least `room` zeroed bytes from an aligned address (fresh pages from the
+    /// allocator: room never touched costs no memory).
+    pub fn zeroed(room: usize) -> AlignedMem {
+        let raw = vec![0u8; room + DIRECT_ALIGN - 1];
+        let start = raw.as_ptr().align_offset(DIRECT_ALIGN);
+        AlignedMem { raw, start }
+    }
+
+    /// Bytes usable from the aligned start.
+    pub fn room(&self) -> usize {
+        self.raw.len() - self.start
+    }
+
+    /// Bytes of memory held.
+    pub fn capacity(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// The first `len` bytes from the aligned start.
+    pub fn bytes(&self, len: usize) -> &[u8] {
+        &self.raw[self.start..self.start + len]
+    }
+
+    pub fn bytes_mut(&mut self, len: usize) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + len]
+    }
+}
+
 /// Writes smaller than this stay in the page cache even where [`BlockFile::write_through`]
 /// could bypass it: each direct write into a sparse file's hole allocates its blocks
 /// there and then (`dd oflag=direct` into a fresh file on this VM: 914-929 MB/s in 256 KiB
@@ -177,7 +214,9 @@ impl BlockFile {
                     tracing::debug!(path = %self.path.display(), offset, len = data.len(), "direct write refused: written through the page cache");
                 }
                 Ok(()) => {
-                    if !self.direct_used.swap(true, Ordering::Relaxed) {
+                    if !self.direct_used.load(Ordering::Relaxed)
+                        && !self.direct_used.swap(true, Ordering::Relaxed)
+                    {
                         tracing::info!(path = %self.path.display(), "target written by direct I/O: the initial sync's large writes go past the page cache");
                     }
                     return Ok(());
@@ -355,11 +394,12 @@ pub(crate) mod tests {
         b.read_ahead(u64::MAX - 1, 1);
     }
 
-    /// `len` bytes of `byte` at a [`DIRECT_ALIGN`]-aligned address, in `raw`.
-    pub(crate) fn aligned(raw: &mut Vec<u8>, len: usize, byte: u8) -> &mut [u8] {
-        *raw = vec![byte; len + DIRECT_ALIGN];
-        let at = raw.as_ptr().align_offset(DIRECT_ALIGN);
-        &mut raw[at..at + len]
+    /// `len` bytes of `byte` at a [`DIRECT_ALIGN`]-aligned address, in `mem`.
+    pub(crate) fn aligned(mem: &mut AlignedMem, len: usize, byte: u8) -> &mut [u8] {
+        *mem = AlignedMem::zeroed(len);
+        let bytes = mem.bytes_mut(len);
+        bytes.fill(byte);
+        bytes
     }
 
     #[test]
@@ -368,7 +408,7 @@ pub(crate) mod tests {
         let p = dir.path().join("t.img");
         let b = BlockFile::open_target(&p, Some(4 << 20)).unwrap();
         assert!(b.direct.is_some(), "a disk filesystem takes O_DIRECT");
-        let mut raw = Vec::new();
+        let mut raw = AlignedMem::default();
         let data = aligned(&mut raw, 1 << 20, 0x77);
         // (The same short write as below, so that the page counts there hold.)
         b.write_through(&data[..65536], (3 << 20) + 65536).unwrap();
@@ -390,8 +430,11 @@ pub(crate) mod tests {
         // Misaligned memory, offset or length, or short: through the page cache, still
         // written.
         let big = (1 << 20) + 4096;
-        b.write_through(&aligned(&mut Vec::new(), big + 1, 0x77)[1..], 1 << 20)
-            .unwrap();
+        b.write_through(
+            &aligned(&mut AlignedMem::default(), big + 1, 0x77)[1..],
+            1 << 20,
+        )
+        .unwrap();
         b.write_through(&data[..4096], (2 << 20) + 8192 + 512)
             .unwrap();
         b.write_through(&data[..1000], 3 << 20).unwrap();

@@ -1230,11 +1230,12 @@ mod tests {
 
     #[test]
     fn initial_sync_writes_bypass_the_page_cache_and_journaled_ones_do_not() {
+        use crate::writer::block::AlignedMem;
         use crate::writer::block::tests::{aligned, resident};
         let t = tempfile::tempdir_in("/var/tmp").unwrap();
         let (g, _) = one_disk_group(t.path(), 4 << 20, 1 << 20);
         let disk = t.path().join("d.img");
-        let mut raw = Vec::new();
+        let mut raw = AlignedMem::default();
         let data = aligned(&mut raw, 1 << 20, 3);
         g.write(0, data, 0, false).unwrap();
         assert_eq!(resident(&disk), 0, "initial sync: past the page cache");

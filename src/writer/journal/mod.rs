@@ -14,6 +14,7 @@ mod direct;
 pub mod format;
 mod spare;
 
+use crate::writer::block::AlignedMem;
 use direct::open_append;
 pub use format::PointRecord;
 use format::{DecodeError, HEADER_LEN, Header, Kind, Record};
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 /// A new segment is started once the current one passes this size.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 /// Direct I/O alignment of appends (offset, length and memory): any disk's logical block.
-pub const ALIGN: usize = 4096;
+pub const ALIGN: usize = crate::writer::block::DIRECT_ALIGN;
 /// Undo granularity: blocks saved are 4 KiB aligned.
 pub const BLOCK: u64 = 4096;
 
@@ -180,8 +181,7 @@ pub struct Journal {
 /// A byte buffer whose start is [`ALIGN`]-aligned in memory, for direct I/O.
 #[derive(Default)]
 pub struct AlignedBuf {
-    raw: Vec<u8>,
-    start: usize,
+    mem: AlignedMem,
     len: usize,
 }
 
@@ -190,31 +190,25 @@ impl AlignedBuf {
     /// Returns the room; the contents of kept memory are stale, not zeroed.
     pub fn prepare(&mut self, n: usize) -> &mut [u8] {
         let need = n + 2 * ALIGN;
-        if self.raw.len() < need + ALIGN {
-            // Zeroed by the allocator (fresh pages): untouched room costs no memory.
-            self.raw = vec![0; need + ALIGN];
-            self.start = self.raw.as_ptr().align_offset(ALIGN);
+        if self.mem.room() < need {
+            self.mem = AlignedMem::zeroed(need);
         }
         self.len = 0;
-        let start = self.start;
-        &mut self.raw[start..start + need]
+        self.mem.bytes_mut(need)
     }
 
     /// Says how many bytes of the room hold records.
     pub fn set_len(&mut self, n: usize) {
-        assert!(
-            self.start + n + 2 * ALIGN <= self.raw.len(),
-            "beyond prepared room"
-        );
+        assert!(n + 2 * ALIGN <= self.mem.room(), "beyond prepared room");
         self.len = n;
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        &self.raw[self.start..self.start + self.len]
+        self.mem.bytes(self.len)
     }
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.raw[self.start..self.start + self.len]
+        self.mem.bytes_mut(self.len)
     }
 
     /// Empties the buffer and fills it with `records`; returns the offset of each in it.
@@ -235,7 +229,7 @@ impl AlignedBuf {
 
     /// Bytes of memory held.
     pub fn capacity(&self) -> usize {
-        self.raw.len()
+        self.mem.capacity()
     }
 
     /// Pads the records to a multiple of [`ALIGN`] with a `Pad` record.
@@ -243,10 +237,11 @@ impl AlignedBuf {
         let gap = format::pad_len(self.len, ALIGN);
         if gap > 0 {
             let h = format::pad_header(gap);
-            let at = self.start + self.len;
-            self.raw[at..at + HEADER_LEN].copy_from_slice(&h.to_bytes());
-            self.raw[at + HEADER_LEN..at + gap].fill(0);
-            self.len += gap;
+            let (at, end) = (self.len, self.len + gap);
+            let bytes = self.mem.bytes_mut(end);
+            bytes[at..at + HEADER_LEN].copy_from_slice(&h.to_bytes());
+            bytes[at + HEADER_LEN..end].fill(0);
+            self.len = end;
         }
     }
 }

@@ -18,6 +18,8 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::writer::block::AlignedMem;
+
 /// Buffers one connection keeps.
 const KEEP_COUNT: usize = 16;
 /// Bytes of finished buffers one connection keeps (a depth-16 client of 256 KiB requests
@@ -35,40 +37,35 @@ pub const ALIGN: usize = crate::writer::block::DIRECT_ALIGN;
 /// A request's bytes, starting at an [`ALIGN`]-aligned address.
 #[derive(Default)]
 pub struct Payload {
-    raw: Vec<u8>,
-    start: usize,
+    mem: AlignedMem,
     len: usize,
 }
 
 impl Payload {
     /// A zeroed payload of `len` bytes.
     fn new(len: usize) -> Payload {
-        let raw = vec![0u8; len + ALIGN - 1];
-        let start = raw.as_ptr().align_offset(ALIGN);
-        Payload { raw, start, len }
+        Payload {
+            mem: AlignedMem::zeroed(len),
+            len,
+        }
     }
 
     /// Bytes of memory held.
     pub fn capacity(&self) -> usize {
-        self.raw.len()
-    }
-
-    /// Room for `len` bytes from the aligned start.
-    fn room(&self) -> usize {
-        self.raw.len() - self.start
+        self.mem.capacity()
     }
 }
 
 impl std::ops::Deref for Payload {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.raw[self.start..self.start + self.len]
+        self.mem.bytes(self.len)
     }
 }
 
 impl std::ops::DerefMut for Payload {
     fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.raw[self.start..self.start + self.len]
+        self.mem.bytes_mut(self.len)
     }
 }
 
@@ -84,7 +81,7 @@ impl Buffers {
         let found = {
             let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
             kept.iter()
-                .rposition(|b| b.room() >= len)
+                .rposition(|b| b.mem.room() >= len)
                 .map(|i| kept.swap_remove(i))
         };
         match found {
